@@ -1,0 +1,6 @@
+export { KEY_PREFIX, keys, keyName } from "./keys";
+export * from "./model";
+export { logger, type Logger } from "./logger";
+export { HttpError, badRequest, formatZodIssues } from "./errors";
+export { freePort } from "./ports";
+export { startEtcd, type EtcdServer, type StartEtcdOptions } from "./etcd-server";

@@ -1,0 +1,172 @@
+/**
+ * The records the runtime keeps in etcd, as zod schemas. They are the contract between the
+ * scheduler, the node agents and the routing controller: each process parses what it reads with
+ * these schemas, so a record written by one is understood by all.
+ */
+import { z } from "zod";
+
+/** DNS-1123 label: what a Kubernetes namespace suffix, a node name or a sandbox id may look like. */
+export const dnsLabel = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, {
+    message:
+      "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
+  });
+
+/** The VM/sandbox drivers a node agent can run. */
+export const Driver = { Firecracker: "firecracker", Qemu: "qemu", Process: "process" } as const;
+/** One of the driver names in {@link Driver}. */
+export type Driver = (typeof Driver)[keyof typeof Driver];
+export const driverSchema = z.enum([Driver.Firecracker, Driver.Qemu, Driver.Process]);
+
+/** CPU in millicores and memory in MiB: what a sandbox asks for and what a node offers. */
+export const resourcesSchema = z.strictObject({
+  cpuMillis: z.number().int().positive().max(256_000),
+  memoryMiB: z.number().int().positive().max(1_048_576),
+});
+export type Resources = z.infer<typeof resourcesSchema>;
+
+/** A Kubernetes-style taint on a node; a sandbox must tolerate it to be placed there. */
+export const taintSchema = z.strictObject({
+  key: z.string().min(1),
+  value: z.string().default(""),
+  effect: z.enum(["NoSchedule", "PreferNoSchedule"]).default("NoSchedule"),
+});
+
+/** `nodes/<node>`: written by a node agent, bound to its lease (liveness). */
+export const nodeRecordSchema = z.strictObject({
+  name: dnsLabel,
+  /** host:port of the node agent's HTTP API (logs, migration). */
+  address: z.string().min(1),
+  driver: driverSchema,
+  /** True only for drivers that give hardware isolation (firecracker, qemu). */
+  hardwareIsolated: z.boolean(),
+  capacity: resourcesSchema,
+  labels: z.record(z.string(), z.string()).default({}),
+  taints: z.array(taintSchema).default([]),
+  registeredAt: z.iso.datetime(),
+});
+export type NodeRecord = z.infer<typeof nodeRecordSchema>;
+
+/** What a user submits: an OCI image plus a command. */
+export const sandboxSpecSchema = z.strictObject({
+  /** OCI image: a layout directory (`oci:/path[:tag]`) or a registry reference (`host/repo:tag` or `@sha256:…`). */
+  image: z.string().min(1).max(512),
+  command: z.array(z.string()).min(1).max(256),
+  env: z.record(z.string(), z.string()).default({}),
+  resources: resourcesSchema.default({ cpuMillis: 250, memoryMiB: 128 }),
+  /** Ask for a driver; absent = any. */
+  driver: driverSchema.optional(),
+  nodeSelector: z.record(z.string(), z.string()).default({}),
+  tolerations: z
+    .array(z.strictObject({ key: z.string(), value: z.string().optional() }))
+    .default([]),
+  /** Guest ports to expose at `<sandbox-id>.sandbox.<domain>`. */
+  ports: z.array(z.number().int().min(1).max(65535)).default([]),
+  /** Network access from inside the sandbox (off by default). */
+  network: z.boolean().default(false),
+  /** The shard this sandbox belongs to, if any (per-shard tokens only reach their own). */
+  shard: dnsLabel.optional(),
+});
+export type SandboxSpec = z.infer<typeof sandboxSpecSchema>;
+
+/** Lifecycle of a sandbox. */
+export const SandboxPhase = {
+  Pending: "pending",
+  Scheduled: "scheduled",
+  Starting: "starting",
+  Running: "running",
+  Exited: "exited",
+  Failed: "failed",
+  Migrating: "migrating",
+} as const;
+export type SandboxPhase = (typeof SandboxPhase)[keyof typeof SandboxPhase];
+export const sandboxPhaseSchema = z.enum([
+  SandboxPhase.Pending,
+  SandboxPhase.Scheduled,
+  SandboxPhase.Starting,
+  SandboxPhase.Running,
+  SandboxPhase.Exited,
+  SandboxPhase.Failed,
+  SandboxPhase.Migrating,
+]);
+
+/** Status, written by the scheduler (placement) and the node agent (everything after). */
+export const sandboxStatusSchema = z.strictObject({
+  phase: sandboxPhaseSchema,
+  node: dnsLabel.optional(),
+  exitCode: z.number().int().optional(),
+  reason: z.string().optional(),
+  /** Whether the start came from warm capacity (snapshot restore / pre-started sandbox). */
+  start: z.enum(["warm", "cold"]).optional(),
+  startMillis: z.number().nonnegative().optional(),
+  /** host:port where each exposed guest port is reachable, keyed by guest port. */
+  endpoints: z.record(z.string(), z.string()).default({}),
+  updatedAt: z.iso.datetime(),
+});
+export type SandboxStatus = z.infer<typeof sandboxStatusSchema>;
+
+/** `sandboxes/<id>`: spec + status, updated by compare-and-swap on the key's mod revision. */
+export const sandboxRecordSchema = z.strictObject({
+  id: dnsLabel,
+  spec: sandboxSpecSchema,
+  status: sandboxStatusSchema,
+  createdAt: z.iso.datetime(),
+});
+export type SandboxRecord = z.infer<typeof sandboxRecordSchema>;
+
+/** `assignments/<node>/<id>`: what a node agent must run. */
+export const assignmentRecordSchema = z.strictObject({
+  sandboxId: dnsLabel,
+  node: dnsLabel,
+  assignedAt: z.iso.datetime(),
+});
+export type AssignmentRecord = z.infer<typeof assignmentRecordSchema>;
+
+/**
+ * A routing key: sent by clients in a header or a baggage member, so it is kept to characters that
+ * are safe in both and cannot inject into a header or a regular expression.
+ */
+export const routingKeySchema = z
+  .string()
+  .min(4)
+  .max(64)
+  .regex(/^[a-z0-9][a-z0-9-]*$/, {
+    message: "must be lowercase letters, digits and '-' (it travels in headers and baggage)",
+  });
+
+/** host:port of a fork's backend. */
+export const destinationSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9.-]+:[0-9]{1,5}$/, {
+    message: 'must be "host:port", e.g. "api.shard-alice.svc:8080"',
+  })
+  .refine((d) => {
+    const port = Number(d.slice(d.lastIndexOf(":") + 1));
+    return port >= 1 && port <= 65535;
+  }, "port must be 1-65535");
+
+/** `shards/<name>`: a registered dev shard. */
+export const shardRecordSchema = z.strictObject({
+  name: dnsLabel,
+  routingKey: routingKeySchema,
+  owner: z.string().min(1).max(253),
+  /** Baseline service name → the fork's destination host:port. */
+  forks: z.record(dnsLabel, destinationSchema),
+  ttlSeconds: z.number().int().positive(),
+  expiresAt: z.iso.datetime(),
+  /** sha256 (hex) of the shard's bearer token; the token itself is never stored. */
+  tokenHash: z.string().regex(/^[a-f0-9]{64}$/),
+  createdAt: z.iso.datetime(),
+});
+export type ShardRecord = z.infer<typeof shardRecordSchema>;
+
+/** A baseline service that shards may fork: what the routing controller routes by default. */
+export const baselineServiceSchema = z.strictObject({
+  name: dnsLabel,
+  /** host:port of the shared baseline. */
+  destination: destinationSchema,
+});
+export type BaselineService = z.infer<typeof baselineServiceSchema>;

@@ -1,0 +1,16 @@
+/** Free TCP ports on loopback, for local mode, tests and benchmarks. */
+import { createServer } from "node:net";
+
+/** Ask the kernel for a free loopback port. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
