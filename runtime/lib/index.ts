@@ -4,3 +4,4 @@ export { logger, type Logger } from "./logger";
 export { HttpError, badRequest, formatZodIssues } from "./errors";
 export { freePort } from "./ports";
 export { startEtcd, type EtcdServer, type StartEtcdOptions } from "./etcd-server";
+export { type Principal, hashToken, newShardToken, shardOfToken, digestsEqual } from "./auth";

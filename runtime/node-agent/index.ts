@@ -1,0 +1,11 @@
+export type {
+  DriverCapabilities,
+  ProbeResult,
+  RunRequest,
+  SandboxExit,
+  RunningSandbox,
+  MigrationTarget,
+  SandboxDriver,
+  MigratingDriver,
+} from "./driver";
+export { isMigratingDriver } from "./driver";
