@@ -5,3 +5,4 @@ export { HttpError, badRequest, formatZodIssues } from "./errors";
 export { freePort } from "./ports";
 export { startEtcd, type EtcdServer, type StartEtcdOptions } from "./etcd-server";
 export { type Principal, hashToken, newShardToken, shardOfToken, digestsEqual } from "./auth";
+export type { ApiEnv } from "./http";
