@@ -305,6 +305,9 @@ export async function startCluster(
         `--token-auth-file=${join(dir, "tokens.csv")}`,
         "--authorization-mode=RBAC",
         "--anonymous-auth=false",
+        // The advertise address is loopback, which the Endpoints of the `kubernetes` Service may not
+        // hold; nothing in an API-only testbed needs that Service.
+        "--endpoint-reconciler-type=none",
         `--service-account-issuer=https://kubernetes.default.svc`,
         `--service-account-key-file=${join(pki, "sa.pub")}`,
         `--service-account-signing-key-file=${join(pki, "sa.key")}`,
