@@ -224,26 +224,82 @@ function moduleGoMod(module: string, version: string): { goMod?: string; error?:
   return { goMod: readFileSync(parsed.data.GoMod, "utf8") };
 }
 
-interface BuildTimes {
-  [tool: string]: { version: string; seconds: number; builtAt: string };
-}
+/** Per tool: the latest build and the first one seen by this cache (the cold build). */
+const BuildTimes = z.record(
+  z.string(),
+  z.object({
+    version: z.string(),
+    seconds: z.number(),
+    builtAt: z.string(),
+    firstBuild: z.object({ seconds: z.number(), builtAt: z.string() }).optional(),
+  }),
+);
 
 async function recordBuildTime(tool: GoTool, seconds: number): Promise<void> {
   const file = join(toolsDir(), "build-times.json");
-  const times: BuildTimes = existsSync(file)
-    ? (JSON.parse(await readFile(file, "utf8")) as BuildTimes)
-    : {};
-  times[tool.name] = { version: tool.version, seconds, builtAt: new Date().toISOString() };
+  const parsed = existsSync(file)
+    ? BuildTimes.safeParse(JSON.parse(await readFile(file, "utf8")))
+    : undefined;
+  const times = parsed?.success === true ? parsed.data : {};
+  const builtAt = new Date().toISOString();
+  const previous = times[tool.name];
+  const firstBuild =
+    previous?.firstBuild ??
+    (previous ? { seconds: previous.seconds, builtAt: previous.builtAt } : { seconds, builtAt });
+  times[tool.name] = { version: tool.version, seconds, builtAt, firstBuild };
   await writeFile(file, `${JSON.stringify(times, null, 2)}\n`);
 }
 
 function specHash(tool: GoTool): string {
   return createHash("sha256")
-    .update(
-      JSON.stringify([tool.module, tool.version, tool.packages, tool.ldflags, process.version]),
-    )
+    .update(JSON.stringify([tool.module, tool.version, tool.packages, tool.ldflags]))
     .digest("hex")
     .slice(0, 16);
+}
+
+/** The Go toolchain must be at least the `go` line of k8s.io/kubernetes at the pinned release. */
+function checkGo(): void {
+  const result = spawnSync("go", ["env", "GOVERSION"], { encoding: "utf8" });
+  const match = /^go(\d+)\.(\d+)/.exec(result.stdout ?? "");
+  if (result.error !== undefined || match === null) {
+    throw new Error(
+      "the Go toolchain is not on PATH: install Go 1.26 or newer (https://go.dev/dl)",
+    );
+  }
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  if (major < 1 || (major === 1 && minor < 26)) {
+    throw new Error(
+      `Go ${result.stdout.trim()} is too old: Kubernetes ${KUBERNETES_VERSION} needs Go 1.26 or newer`,
+    );
+  }
+}
+
+/**
+ * One tools build at a time (e.g. two e2e test files starting together): an exclusive lock file
+ * holding the builder's pid; a lock whose pid is gone is stale and taken over.
+ */
+async function withLock<T>(fn: () => Promise<T>): Promise<T> {
+  const lock = join(toolsDir(), ".lock");
+  for (let waited = 0; ; waited++) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: "wx" });
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const holder = Number(await readFile(lock, "utf8").catch(() => "0"));
+      if (!(holder > 0 && existsSync(`/proc/${holder}`))) {
+        await rm(lock, { force: true });
+        continue;
+      }
+      if (waited % 15 === 0) say(`waiting for another tools build (pid ${holder})…`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { force: true });
+  }
 }
 
 /** Build one Go tool unless its stamp is current. Returns false when the proxy refuses it. */
@@ -260,6 +316,7 @@ async function ensureGoTool(tool: GoTool): Promise<boolean> {
     return true;
   }
   const started = Date.now();
+  checkGo();
   const { goMod, error } = moduleGoMod(tool.module, tool.version);
   if (goMod === undefined) {
     say(`${tool.name} ${tool.version}: the Go module proxy refused ${tool.module}: ${error ?? ""}`);
@@ -372,6 +429,20 @@ export async function ensureTools(): Promise<Tools> {
     stdio: "inherit",
   });
   if (debian.status !== 0) throw new Error("scripts/install-debian-packages.sh failed (see above)");
+  const unavailable = await withLock(() => ensureGoTools());
+  say(`ready in ${elapsed(started)}; add ${toolsBinDir()} to PATH`);
+  const bin = toolsBinDir();
+  const own = userPulumi();
+  return {
+    binDir: bin,
+    pulumi: own ?? join(bin, "pulumi"),
+    kubeApiserver: join(bin, "kube-apiserver"),
+    kubeControllerManager: join(bin, "kube-controller-manager"),
+    unavailable,
+  };
+}
+
+async function ensureGoTools(): Promise<string[]> {
   const unavailable: string[] = [];
   const own = userPulumi();
   if (own !== undefined) say(`pulumi ${PULUMI_VERSION}: using ${own} from PATH`);
@@ -391,15 +462,7 @@ export async function ensureTools(): Promise<Tools> {
     say("!!! Pulumi program using @pulumi/kubernetes cannot be deployed on this machine.");
     say("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
   }
-  say(`ready in ${elapsed(started)}; add ${toolsBinDir()} to PATH`);
-  const bin = toolsBinDir();
-  return {
-    binDir: bin,
-    pulumi: own ?? join(bin, "pulumi"),
-    kubeApiserver: join(bin, "kube-apiserver"),
-    kubeControllerManager: join(bin, "kube-controller-manager"),
-    unavailable,
-  };
+  return unavailable;
 }
 
 if (require.main === module) {
