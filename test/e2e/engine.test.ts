@@ -12,11 +12,12 @@ import test from "ava";
 import * as k8s from "@kubernetes/client-node";
 import * as pulumi from "@pulumi/pulumi";
 import * as kubernetes from "@pulumi/kubernetes";
-import { LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/automation";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { LocalWorkspace } from "@pulumi/pulumi/automation";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { startCluster, stopCluster, type Cluster } from "../../scripts/cluster";
+import { testbedPulumi } from "../../scripts/pulumi-env";
 import { ensureTools } from "../../scripts/tools";
 
 const NAMESPACE = "engine-e2e";
@@ -153,22 +154,12 @@ test("pulumi up creates a namespace and config map in a real API server; preview
 
   const work = await mkdtemp(join(tmpdir(), "shardworks-engine-"));
   t.teardown(() => rm(work, { recursive: true, force: true }));
-  const caFile = join(work, "ca.crt");
-  await writeFile(caFile, cluster.caCert);
-  const backend = join(work, "backend");
-  await mkdir(backend);
-
-  const envVars = {
-    PULUMI_BACKEND_URL: `file://${backend}`,
-    PULUMI_CONFIG_PASSPHRASE: "engine-e2e-passphrase",
-    PULUMI_HOME: join(work, "pulumi-home"),
-    PULUMI_SKIP_UPDATE_CHECK: "true",
-    // The engine must never download a plugin: everything comes from the tools cache on PATH.
-    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    PATH: `${tools.binDir}:${process.env.PATH ?? ""}`,
-    NODE_EXTRA_CA_CERTS: caFile,
-  };
-  const pulumiCommand = await PulumiCommand.get({ root: dirname(dirname(tools.pulumi)) });
+  const { pulumiCommand, envVars, backendUrl } = await testbedPulumi(
+    tools,
+    cluster,
+    work,
+    "engine-e2e-passphrase",
+  );
   const stack = await LocalWorkspace.createOrSelectStack(
     {
       projectName: "engine-e2e",
@@ -184,7 +175,7 @@ test("pulumi up creates a namespace and config map in a real API server; preview
       projectSettings: {
         name: "engine-e2e",
         runtime: "nodejs",
-        backend: { url: `file://${backend}` },
+        backend: { url: backendUrl },
       },
     },
   );
