@@ -11,7 +11,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { join } from "node:path";
 import { Command } from "commander";
@@ -460,7 +460,6 @@ export async function clusterStatus(name: string): Promise<{
 async function listClusters(): Promise<string[]> {
   const root = join(cacheRoot(), "clusters");
   if (!existsSync(root)) return [];
-  const { readdir } = await import("node:fs/promises");
   return (await readdir(root)).filter((n) => ClusterName.safeParse(n).success);
 }
 
