@@ -121,6 +121,10 @@ export class Placer {
     const client = this.#store.client;
     for (const prefix of [keys.nodesPrefix, keys.sandboxesPrefix]) {
       const watcher = await client.watch().prefix(prefix).create();
+      if (this.#abort.signal.aborted || this.#leaderKey !== leaderKey) {
+        await watcher.cancel();
+        return;
+      }
       watcher.on("put", () => this.requestPass());
       watcher.on("delete", () => this.requestPass());
       watcher.on("error", (error) => this.events.emit("error", error));
