@@ -22,3 +22,5 @@ export {
 } from "./placement";
 export { imageReferenceSchema, createSandboxBodySchema } from "./validation";
 export { registry as metricsRegistry } from "./metrics";
+export { Autoscaler, desiredNodeCount, type NodeActuator, type AutoscalerConfig } from "./autoscaler";
+export { LocalNodeActuator, type LocalNodeActuatorConfig } from "./local-actuator";
