@@ -10,7 +10,7 @@ import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { dnsLabel, driverSchema } from "../lib/model";
 import { NodeAgent } from "./agent";
-import { bestDriver, createDriver } from "./select-driver";
+import { bestAvailableDriver, createDriver } from "./drivers";
 
 const optionsSchema = z.strictObject({
   name: dnsLabel,
@@ -59,7 +59,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const o = parsed.data;
-  const driver = o.driver === "auto" ? (await bestDriver()).driver : createDriver(o.driver);
+  const driver =
+    o.driver === "auto" ? (await bestAvailableDriver()).driver : createDriver(o.driver);
   const agent = new NodeAgent({
     name: o.name,
     etcdEndpoints: o.etcd,

@@ -22,5 +22,10 @@ export {
 } from "./placement";
 export { imageReferenceSchema, createSandboxBodySchema } from "./validation";
 export { registry as metricsRegistry } from "./metrics";
-export { Autoscaler, desiredNodeCount, type NodeActuator, type AutoscalerConfig } from "./autoscaler";
+export {
+  Autoscaler,
+  desiredNodeCount,
+  type NodeActuator,
+  type AutoscalerConfig,
+} from "./autoscaler";
 export { LocalNodeActuator, type LocalNodeActuatorConfig } from "./local-actuator";

@@ -6,27 +6,22 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { HttpError, badRequest } from "../lib/errors";
 import { dnsLabel, sandboxSpecSchema } from "../lib/model";
+import { parseImageReference } from "../node-agent/images/reference";
 
-// The Docker/OCI reference grammar (distribution/reference), written out because no maintained
-// npm package exports it as a validator; only its shape is checked here, the driver resolves it.
-const component = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
-const domain =
-  "(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?";
-const tag = "[\\w][\\w.-]{0,127}";
-const digest = "sha256:[a-f0-9]{64}";
-const registryReference = new RegExp(
-  `^(?:${domain}/)?${component}(?:/${component})*(?::${tag})?(?:@${digest})?$`,
-);
-const layoutReference = new RegExp(`^oci:/[^\\s:@]+(?::${tag}|@${digest})?$`);
-
-/** An image reference: `oci:/abs/layout-dir[:tag|@sha256:…]` or a registry `host/repo[:tag][@sha256:…]`. */
+/**
+ * An image reference: `oci:/abs/layout-dir[:tag]` or `host[:port]/repo[:tag|@sha256:…]`, checked
+ * with the image store's own parser so the API refuses exactly what a node could not resolve.
+ */
 export const imageReferenceSchema = z
   .string()
   .min(1)
   .max(512)
-  .refine((s) => layoutReference.test(s) || registryReference.test(s), {
-    message:
-      'is not an image reference: use "oci:/absolute/layout/dir[:tag]" for an OCI layout directory or "registry.example:5000/repo:tag" (or "@sha256:<64 hex>") for a registry',
+  .superRefine((image, ctx) => {
+    try {
+      parseImageReference(image);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+    }
   });
 
 /** Body of `POST /v1/sandboxes`: a sandbox spec, optionally with the id to use. */

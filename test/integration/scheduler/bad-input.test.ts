@@ -61,7 +61,7 @@ test("every kind of bad input is a clear 4xx and the service keeps serving", asy
       name: "bad image reference",
       init: { method: "POST", body: JSON.stringify({ ...good, image: "UPPER CASE::nope" }) },
       status: 400,
-      mentions: /image: is not an image reference: use "oci:/,
+      mentions: /image: image "UPPER CASE::nope": .*use "oci:/,
     },
     {
       name: "negative resources",

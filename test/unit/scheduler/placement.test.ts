@@ -136,22 +136,21 @@ test("image references: layouts and registry references pass, junk is refused wi
   const ok = [
     "oci:/tmp/img:latest",
     "oci:/tmp/img",
-    "busybox",
     "localhost:5000/team/app:v1.2",
     `reg.example/app@sha256:${"a".repeat(64)}`,
   ];
   const bad = [
-    "UPPERCASE",
+    "busybox",
     "oci:relative/path",
     "has space:1",
     "reg.example/app@sha256:short",
-    "a//b",
+    "reg.example/A//b",
   ];
   for (const image of ok)
     t.true(createSandboxBodySchema.safeParse({ image, command: ["x"] }).success, image);
   for (const image of bad) {
     const r = createSandboxBodySchema.safeParse({ image, command: ["x"] });
     t.false(r.success, image);
-    t.regex(r.error?.issues[0]?.message ?? "", /oci:\/absolute\/layout\/dir/, image);
+    t.regex(r.error?.issues[0]?.message ?? "", /oci:\/|must be absolute/, image);
   }
 });
