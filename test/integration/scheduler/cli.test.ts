@@ -72,7 +72,7 @@ test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as ta
     env: { ...env, SHARDWORKS_TOKEN: "" },
   }).catch((e: { stderr: string }) => e);
   t.regex(
-    (noToken as { stderr: string }).stderr,
+    (noToken).stderr,
     /^error: no token: pass --token or set SHARDWORKS_TOKEN/,
   );
 });
