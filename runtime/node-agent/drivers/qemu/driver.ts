@@ -71,6 +71,12 @@ export interface QemuDriverOptions {
   readonly nice?: number;
 }
 
+/** The message of an error, with its causes, for errors that must explain themselves to a user. */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return error.cause === undefined ? error.message : `${error.message}: ${describe(error.cause)}`;
+}
+
 /** The smallest guest RAM the cloud kernel plus an initramfs root boots reliably in. */
 const MIN_MEMORY_MIB = 128;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -156,6 +162,14 @@ class QemuSandbox implements RunningSandbox {
     // The guest is paused here now; let the serial bytes already sent reach the log.
     await sleep(100);
     await this.#finish({ kind: "failed", reason: `migrated to ${target.host}:${target.port}` });
+  }
+
+  /** Pauses the guest, writes its whole state to `file`, then ends this side. */
+  async suspend(file: string): Promise<void> {
+    if (this.#done) throw new Error(`sandbox ${this.id} is not running; nothing to suspend`);
+    await this.vm.snapshotTo(file);
+    await sleep(100);
+    await this.#finish({ kind: "failed", reason: `suspended to ${file}` });
   }
 
   async #finish(exit: SandboxExit): Promise<void> {
@@ -326,6 +340,38 @@ export class QemuDriver implements MigratingDriver {
     await sandbox.migrate(target);
   }
 
+  /**
+   * Saves a running sandbox's whole guest state (its command mid-run included) to `file` and stops
+   * it here; {@link resume} continues it. The sandbox's `exit` settles as failed, "suspended to …".
+   */
+  async suspend(id: string, file: string): Promise<void> {
+    const sandbox = this.#sandboxes.get(id);
+    if (!sandbox) throw new Error(`sandbox ${id} is not running on this node; nothing to suspend`);
+    await sandbox.suspend(file);
+  }
+
+  /** Continues a sandbox from a file written by {@link suspend}, for the same image and resources. */
+  async resume(request: RunRequest, file: string): Promise<RunningSandbox> {
+    const startedAt = performance.now();
+    if (this.#sandboxes.has(request.id))
+      throw new Error(`sandbox ${request.id} is already running here`);
+    const prepared = await this.#prepare(request.spec.image);
+    const memoryMiB = Math.max(request.spec.resources.memoryMiB, MIN_MEMORY_MIB);
+    const vm = await this.#restoreFile(file, prepared, memoryMiB);
+    const sandbox = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
+      this.#sandboxes.delete(request.id),
+    );
+    this.#sandboxes.set(request.id, sandbox);
+    try {
+      await vm.qmp.execute("cont");
+    } catch (error) {
+      await sandbox.stop();
+      throw new Error(`cannot resume the VM of sandbox ${request.id}`, { cause: error });
+    }
+    sandbox.startMillis = performance.now() - startedAt;
+    return sandbox;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     const pooled = [...this.#pools.values()].flat();
@@ -400,7 +446,9 @@ export class QemuDriver implements MigratingDriver {
     }
     // KVM can exist and still not work (here: the guest spins in early boot). Probe once per
     // host/kernel/QEMU with a short boot and remember the verdict.
-    const probeFile = join(this.#cacheDir, "kvm-probe.json");
+    // The verdict is per host, so it lives in the host-wide cache even when cacheDir is private.
+    const probeDir = join(shardworksCacheDir(), "qemu");
+    const probeFile = join(probeDir, "kvm-probe.json");
     const probeKey = `${release()}|${kernel.packageName}|${qemuVersion}|${await guestAgentFingerprint()}`;
     const cached = await readFile(probeFile, "utf8")
       .then((text) => JSON.parse(text) as { key: string; kvm: boolean; detail: string })
@@ -411,7 +459,7 @@ export class QemuDriver implements MigratingDriver {
       log.info({ timeoutMs }, "probing KVM with a short guest boot");
       const detail = await this.#probeKvm(kernel, timeoutMs);
       verdict = { key: probeKey, kvm: detail === "ok", detail };
-      await mkdir(this.#cacheDir, { recursive: true });
+      await mkdir(probeDir, { recursive: true });
       await writeFile(probeFile, JSON.stringify(verdict));
     }
     if (verdict.kvm) {
@@ -513,7 +561,9 @@ export class QemuDriver implements MigratingDriver {
       return vm;
     } catch (error) {
       await vm.kill();
-      throw new Error(`cold boot of ${prepared.image.digest} failed`, { cause: error });
+      throw new Error(`cold boot of ${prepared.image.digest} failed: ${describe(error)}`, {
+        cause: error,
+      });
     }
   }
 
@@ -554,6 +604,10 @@ export class QemuDriver implements MigratingDriver {
   async #restore(key: string, prepared: PreparedImage, memoryMiB: number): Promise<QemuVm> {
     const file = await this.#snapshotFile(key);
     if (!file) throw new Error(`no snapshot for ${prepared.image.digest}`);
+    return this.#restoreFile(file, prepared, memoryMiB);
+  }
+
+  async #restoreFile(file: string, prepared: PreparedImage, memoryMiB: number): Promise<QemuVm> {
     const vm = await QemuVm.launch({
       ...(await this.#vmConfig(prepared, memoryMiB)),
       incoming: `exec:cat ${shellQuote(file)}`,

@@ -3,8 +3,9 @@
  * protocol (see `guest-agent.sh`). The driver composes these into cold boots, snapshot restores,
  * warm pools and live migrations.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rename, rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { setPriority, tmpdir } from "node:os";
@@ -44,9 +45,41 @@ export interface VmGone {
   readonly stderr: string;
 }
 
+/** util-linux `setpriv` (Debian: always installed) can tie QEMU's life to ours. */
+const withParentDeathSignal = (() => {
+  try {
+    return execFileSync("setpriv", ["--help"], { encoding: "utf8" }).includes("--pdeathsig");
+  } catch {
+    return false;
+  }
+})();
+
 /** Quotes a word for `/bin/sh` (QEMU runs `exec:` migration URIs through it). */
 export function shellQuote(word: string): string {
   return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Kernel parameters that keep a TCG guest from hanging in early boot on a busy host: it calibrates
+ * its TSC against the emulated PIT, and when host load makes that fail it marks the TSC unstable
+ * and waits forever for timer ticks (seen here at load 9 on 2 cores). Under TCG the guest's TSC
+ * runs at the host's TSC rate, so the host's frequency is given instead of measured.
+ */
+export function tcgTimingParams(cpuinfo: string): string {
+  const mhz = Number(/^cpu MHz\s*:\s*([0-9.]+)/m.exec(cpuinfo)?.[1] ?? "2000");
+  const khz = Math.round((Number.isFinite(mhz) && mhz > 0 ? mhz : 2000) * 1000);
+  // lpj = loops per jiffy at HZ=250 (Debian), so the delay loop needs no calibration either.
+  return `tsc_early_khz=${khz} lpj=${khz * 4} tsc=reliable no_timer_check`;
+}
+
+let cachedCpuinfo: string | undefined;
+function hostCpuinfo(): string {
+  try {
+    cachedCpuinfo ??= readFileSync("/proc/cpuinfo", "utf8");
+  } catch {
+    cachedCpuinfo = "";
+  }
+  return cachedCpuinfo;
 }
 
 /** The QEMU arguments of a microvm guest; identical for boot, restore and migration targets. */
@@ -70,7 +103,8 @@ export function qemuArgs(config: VmConfig, qmpPath: string, serialPath: string):
     config.initrd,
     // panic=-1 + -no-reboot: a guest panic ends QEMU instead of hanging the sandbox.
     "-append",
-    "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init",
+    process.env.SHARDWORKS_QEMU_APPEND ??
+      `console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init${config.accel === "tcg" ? ` ${tcgTimingParams(hostCpuinfo())}` : ""}`,
     "-chardev",
     `socket,id=serial0,path=${serialPath},server=on,wait=off`,
     "-serial",
@@ -131,9 +165,13 @@ export class QemuVm extends EventEmitter {
     const socketDir = await mkdtemp(join(tmpdir(), "swq-"));
     const qmpPath = join(socketDir, "qmp.sock");
     const serialPath = join(socketDir, "serial.sock");
-    const child = spawn(config.binary, qemuArgs(config, qmpPath, serialPath), {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    // setpriv --pdeathsig: QEMU dies with the node agent even on kill -9, so no guest outlives it.
+    const args = qemuArgs(config, qmpPath, serialPath);
+    const child = withParentDeathSignal
+      ? spawn("setpriv", ["--pdeathsig", "KILL", "--", config.binary, ...args], {
+          stdio: ["ignore", "ignore", "pipe"],
+        })
+      : spawn(config.binary, args, { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr?.on(
       "data",
