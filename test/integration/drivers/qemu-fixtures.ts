@@ -36,13 +36,14 @@ export async function busyboxRootfs(t: ExecutionContext): Promise<QemuImage> {
 }
 
 /** A qemu driver over `image` with a private cache dir; everything it starts dies at teardown. */
-export async function qemuDriver(t: ExecutionContext, image: QemuImage): Promise<QemuDriver> {
-  const cacheDir = await mkdtemp(join(tmpdir(), "sw-qemu-cache-"));
+export async function qemuDriver(
+  t: ExecutionContext,
+  image: QemuImage,
+  cacheDir?: string,
+): Promise<QemuDriver> {
+  cacheDir ??= await privateCacheDir(t);
   const driver = new QemuDriver({ images: { resolve: () => Promise.resolve(image) }, cacheDir });
-  t.teardown(async () => {
-    await driver.close();
-    await rm(cacheDir, { recursive: true, force: true });
-  });
+  t.teardown(() => driver.close());
   const probe = await driver.probe();
   if (!probe.usable) throw new Error(`qemu driver unusable here: ${probe.reason}`);
   const tcg = probe.capabilities.notes.find((n) => /TCG/.test(n));
@@ -52,6 +53,13 @@ export async function qemuDriver(t: ExecutionContext, image: QemuImage): Promise
     t.log(`UNDER TCG: ${tcg}`);
   }
   return driver;
+}
+
+/** A fresh cache dir (initramfs, snapshots), removed at teardown, so cold starts really happen. */
+export async function privateCacheDir(t: ExecutionContext): Promise<string> {
+  const cacheDir = await mkdtemp(join(tmpdir(), "sw-qemu-cache-"));
+  t.teardown(() => rm(cacheDir, { recursive: true, force: true }));
+  return cacheDir;
 }
 
 /** A run request for `command` with its own log file. */
