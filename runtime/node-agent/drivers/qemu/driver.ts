@@ -198,7 +198,7 @@ export class QemuDriver implements MigratingDriver {
     string,
     { count: number; prepared: PreparedImage; memoryMiB: number }
   >();
-  readonly #refilling = new Set<string>();
+  readonly #refilling = new Map<string, Promise<void>>();
   readonly #sandboxes = new Map<string, QemuSandbox>();
   readonly #incoming = new Set<QemuVm>();
   #closed = false;
@@ -623,10 +623,20 @@ export class QemuDriver implements MigratingDriver {
     }
   }
 
-  /** Tops the pool of paused restored VMs up to its target, one VM at a time (cores are shared). */
-  async #refill(key: string): Promise<void> {
-    if (this.#refilling.has(key)) return;
-    this.#refilling.add(key);
+  /**
+   * Tops the pool of paused restored VMs up to its target, one VM at a time (cores are shared).
+   * Concurrent callers share the one refill in flight, so `warm()` resolves when the pool is full.
+   */
+  #refill(key: string): Promise<void> {
+    let refilling = this.#refilling.get(key);
+    if (!refilling) {
+      refilling = this.#fillPool(key).finally(() => this.#refilling.delete(key));
+      this.#refilling.set(key, refilling);
+    }
+    return refilling;
+  }
+
+  async #fillPool(key: string): Promise<void> {
     try {
       for (;;) {
         const target = this.#poolTargets.get(key);
@@ -646,8 +656,6 @@ export class QemuDriver implements MigratingDriver {
       }
     } catch (error) {
       log.warn({ err: error, key }, "could not refill the warm pool");
-    } finally {
-      this.#refilling.delete(key);
     }
   }
 }
