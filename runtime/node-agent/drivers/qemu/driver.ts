@@ -87,6 +87,14 @@ const envKeySchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
 
 /** The shell script the guest agent runs: the environment, the working directory, then the command. */
 export function commandScript(spec: SandboxSpec, image: QemuImage): string {
+  for (const key of Object.keys(spec.env)) {
+    const parsed = envKeySchema.safeParse(key);
+    if (!parsed.success) {
+      throw new Error(
+        `spec.env.${key}: ${parsed.error.issues[0]?.message ?? "invalid"}; rename the variable`,
+      );
+    }
+  }
   const env: Record<string, string> = {
     PATH: DEFAULT_PATH,
     HOME: "/root",
@@ -95,13 +103,8 @@ export function commandScript(spec: SandboxSpec, image: QemuImage): string {
   };
   const lines: string[] = [];
   for (const [key, value] of Object.entries(env)) {
-    const parsed = envKeySchema.safeParse(key);
-    if (!parsed.success) {
-      throw new Error(
-        `spec.env.${key}: ${parsed.error.issues[0]?.message ?? "invalid"}; rename the variable`,
-      );
-    }
-    lines.push(`export ${key}=${shellQuote(value)}`);
+    // An image may carry names a shell cannot export; they are skipped, as a shell would.
+    if (envKeySchema.safeParse(key).success) lines.push(`export ${key}=${shellQuote(value)}`);
   }
   if (image.workingDir) lines.push(`cd ${shellQuote(image.workingDir)} || exit 126`);
   lines.push(`exec ${spec.command.map(shellQuote).join(" ")}`);

@@ -7,7 +7,7 @@
 #   guest -> host  \036O<line>     one line of the command's combined stdout/stderr
 #   guest -> host  \036X<code>     the command's exit code
 B=/.shardworks/busybox
-$B mkdir -p /proc /sys /dev /tmp
+$B mkdir -p /proc /sys /dev /tmp /.shardworks
 $B mount -t proc proc /proc
 $B mount -t sysfs sysfs /sys
 $B mount -t devtmpfs devtmpfs /dev 2>/dev/null
@@ -23,11 +23,11 @@ while :; do
     "${R}C"*) ;;
     *) continue ;;
   esac
-  echo "${line#??}" | $B base64 -d > /tmp/.sw-command 2>/dev/null || { $B printf '%sX127\n' "$R"; continue; }
-  $B rm -f /tmp/.sw-out
-  $B mkfifo /tmp/.sw-out
-  ( while IFS= read -r l || [ -n "$l" ]; do $B printf '%sO%s\n' "$R" "$l"; done < /tmp/.sw-out ) &
-  $B sh /tmp/.sw-command > /tmp/.sw-out 2>&1 < /dev/null
+  echo "${line#??}" | $B base64 -d > /.shardworks/command 2>/dev/null || { $B printf '%sX127\n' "$R"; continue; }
+  $B rm -f /.shardworks/out
+  $B mkfifo /.shardworks/out
+  ( while IFS= read -r l || [ -n "$l" ]; do $B printf '%sO%s\n' "$R" "$l"; done < /.shardworks/out ) &
+  $B sh /.shardworks/command > /.shardworks/out 2>&1 < /dev/null
   rc=$?
   wait
   $B printf '%sX%d\n' "$R" "$rc"
