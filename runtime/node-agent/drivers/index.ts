@@ -6,6 +6,7 @@ import { Driver } from "../../lib/model";
 import type { DriverCapabilities, SandboxDriver } from "../driver";
 import { ImageStore, type ImageStoreOptions } from "../images";
 import { createProcessDriver, type ProcessDriverOptions } from "./process";
+import { imageStoreSource, parseQemuDriverConfig, QemuDriver } from "./qemu";
 
 /** Options for any driver; each driver reads its own section. */
 export interface DriverOptions {
@@ -28,6 +29,14 @@ const factories = new Map<Driver, DriverFactory>([
   [
     Driver.Process,
     (options) => createProcessDriver({ ...options.process, images: imagesOf(options) }),
+  ],
+  [
+    Driver.Qemu,
+    (options) =>
+      new QemuDriver({
+        ...parseQemuDriverConfig(options.qemu),
+        images: imageStoreSource(imagesOf(options)),
+      }),
   ],
 ]);
 
@@ -95,3 +104,5 @@ function imagesOf(options: DriverOptions): ImageStore {
 
 export { createProcessDriver, ProcessDriver } from "./process";
 export type { ProcessDriverOptions } from "./process";
+export { QemuDriver } from "./qemu";
+export type { QemuDriverConfig } from "./qemu";
