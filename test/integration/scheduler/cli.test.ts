@@ -71,8 +71,5 @@ test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as ta
   const noToken = await run(process.execPath, [bin, "sandbox", "ls"], {
     env: { ...env, SHARDWORKS_TOKEN: "" },
   }).catch((e: { stderr: string }) => e);
-  t.regex(
-    (noToken).stderr,
-    /^error: no token: pass --token or set SHARDWORKS_TOKEN/,
-  );
+  t.regex(noToken.stderr, /^error: no token: pass --token or set SHARDWORKS_TOKEN/);
 });
