@@ -64,6 +64,7 @@ async function main(): Promise<void> {
       console.log(
         `node agent  ${agent.name} at ${agent.address} (driver ${agent.driver}${agent.driver === "process" ? ": bubblewrap namespaces, NOT hardware-isolated" : ""})`,
       );
+      for (const note of agent.notes) console.log(`            note: ${note}`);
     }
 
     const image = await buildBusyboxImage(join(work, "image"));

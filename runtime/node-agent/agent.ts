@@ -115,6 +115,11 @@ export class NodeAgent {
     return this.#address;
   }
 
+  /** What the driver reported when probed (after start). */
+  get capabilities(): DriverCapabilities | undefined {
+    return this.#capabilities;
+  }
+
   get driver(): SandboxDriver {
     return this.#config.driver;
   }

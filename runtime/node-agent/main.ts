@@ -78,7 +78,13 @@ async function main(): Promise<void> {
   await agent.start();
   // One line on stdout that parents (tests, the local actuator) wait for.
   console.log(
-    JSON.stringify({ ready: true, name: agent.name, address: agent.address, driver: driver.name }),
+    JSON.stringify({
+      ready: true,
+      name: agent.name,
+      address: agent.address,
+      driver: driver.name,
+      notes: agent.capabilities?.notes ?? [],
+    }),
   );
   let closing = false;
   const stop = (): void => {

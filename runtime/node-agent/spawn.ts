@@ -28,6 +28,8 @@ export interface SpawnedNodeAgent {
   readonly name: string;
   readonly address: string;
   readonly driver: string;
+  /** The driver's notes about this host (e.g. "KVM unusable here: using TCG"). */
+  readonly notes: readonly string[];
   readonly process: ChildProcess;
   /** SIGTERM, then SIGKILL after `graceMs` (default 5 s); resolves when it has exited. */
   stop(graceMs?: number): Promise<void>;
@@ -71,31 +73,38 @@ export async function spawnNodeAgent(options: SpawnNodeAgentOptions): Promise<Sp
     await exited;
     clearTimeout(timer);
   };
-  const ready = await new Promise<{ address: string; driver: string }>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    const timer = setTimeout(() => {
-      reject(new Error(`node agent ${options.name} was not ready in time: ${stderr.trim()}`));
-    }, options.readyTimeoutMs ?? 60_000);
-    lines.on("line", (line) => {
-      try {
-        const msg = JSON.parse(line) as { ready?: boolean; address?: string; driver?: string };
-        if (msg.ready && msg.address && msg.driver) {
-          clearTimeout(timer);
-          resolve({ address: msg.address, driver: msg.driver });
+  const ready = await new Promise<{ address: string; driver: string; notes: string[] }>(
+    (resolve, reject) => {
+      const lines = createInterface({ input: child.stdout });
+      const timer = setTimeout(() => {
+        reject(new Error(`node agent ${options.name} was not ready in time: ${stderr.trim()}`));
+      }, options.readyTimeoutMs ?? 60_000);
+      lines.on("line", (line) => {
+        try {
+          const msg = JSON.parse(line) as {
+            ready?: boolean;
+            address?: string;
+            driver?: string;
+            notes?: string[];
+          };
+          if (msg.ready && msg.address && msg.driver) {
+            clearTimeout(timer);
+            resolve({ address: msg.address, driver: msg.driver, notes: msg.notes ?? [] });
+          }
+        } catch {
+          // a log line, not the ready line
         }
-      } catch {
-        // a log line, not the ready line
-      }
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(
-        new Error(
-          `node agent ${options.name} exited (${code ?? signal}) before it was ready: ${stderr.trim()}`,
-        ),
-      );
-    });
-  }).catch(async (error: unknown) => {
+      });
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        reject(
+          new Error(
+            `node agent ${options.name} exited (${code ?? signal}) before it was ready: ${stderr.trim()}`,
+          ),
+        );
+      });
+    },
+  ).catch(async (error: unknown) => {
     await stop(1000);
     throw error;
   });
