@@ -69,7 +69,7 @@ async function main(): Promise<void> {
 
     const image = await buildBusyboxImage(join(work, "image"));
     const client = new SchedulerClient(scheduler.url, token);
-    console.log(`\ndemo: running "echo hello from a sandbox; uname -a" in ${image} …`);
+    console.log(`\ndemo: running "echo hello from a sandbox" in ${image} …`);
     const demo = await client.createSandbox(
       {
         id: "demo",
