@@ -11,6 +11,7 @@ export {
   schedulerConfigSchema,
   type SchedulerConfig,
   type RunningScheduler,
+  type SchedulerExtras,
 } from "./server";
 export { Placer, type PlacerConfig, type PlacerEvents } from "./placer";
 export {

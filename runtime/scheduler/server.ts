@@ -11,6 +11,7 @@ import type { ApiEnv } from "../lib/http";
 import { logger } from "../lib/logger";
 import { Store } from "../lib/store";
 import { createApi } from "./api";
+import { Autoscaler, type AutoscalerConfig, type NodeActuator } from "./autoscaler";
 import { Placer } from "./placer";
 import { PlacementStrategy } from "./placement";
 
@@ -49,10 +50,22 @@ export interface RunningScheduler {
   close(): Promise<void>;
 }
 
-/** Start a scheduler; `mounts` adds sub-apps such as `/v1/shards` behind the same auth. */
+/** Extras that are objects rather than configuration. */
+export interface SchedulerExtras {
+  /**
+   * Run this autoscaler's actuator while this replica is the elected placer (so exactly one
+   * replica scales); it is stopped when leadership is lost and on close.
+   */
+  autoscaler?: { actuator: NodeActuator; config: AutoscalerConfig };
+}
+
+/**
+ * Start a scheduler; `mounts` adds sub-apps such as `/v1/shards` behind the same auth.
+ */
 export async function startScheduler(
   config: SchedulerConfig,
   mounts: readonly { path: string; app: Hono<ApiEnv> }[] = [],
+  extras: SchedulerExtras = {},
 ): Promise<RunningScheduler> {
   const parsed = schedulerConfigSchema.parse(config);
   const client = new Etcd3({ hosts: parsed.etcdEndpoints });
@@ -78,6 +91,18 @@ export async function startScheduler(
       })
     : undefined;
   placer?.events.on("error", (error) => logger.debug({ err: error }, "placer error"));
+  let autoscaler: Autoscaler | undefined;
+  const scaling = extras.autoscaler;
+  if (placer && scaling) {
+    placer.events.on("elected", () => {
+      autoscaler = new Autoscaler(store, scaling.actuator, { ...scaling.config });
+      autoscaler.start();
+    });
+    placer.events.on("deposed", () => {
+      void autoscaler?.close();
+      autoscaler = undefined;
+    });
+  }
   placer?.start();
   logger.info({ url }, "scheduler listening");
   return {
@@ -85,6 +110,7 @@ export async function startScheduler(
     placer,
     store,
     async close() {
+      await autoscaler?.close();
       await placer?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -13,6 +13,7 @@ import {
   startScheduler,
   type RunningScheduler,
   type SchedulerConfig,
+  type SchedulerExtras,
 } from "../../runtime/scheduler";
 
 export const PLATFORM_TOKEN = "test-platform-token-0123456789";
@@ -29,13 +30,18 @@ export async function schedulerFor(
   t: ExecutionContext,
   etcd: EtcdServer,
   config: Partial<SchedulerConfig> = {},
+  extras: SchedulerExtras = {},
 ): Promise<RunningScheduler> {
-  const scheduler = await startScheduler({
-    etcdEndpoints: [etcd.endpoint],
-    platformToken: PLATFORM_TOKEN,
-    electionTtlSeconds: 2,
-    ...config,
-  });
+  const scheduler = await startScheduler(
+    {
+      etcdEndpoints: [etcd.endpoint],
+      platformToken: PLATFORM_TOKEN,
+      electionTtlSeconds: 2,
+      ...config,
+    },
+    [],
+    extras,
+  );
   let closed = false;
   const close = scheduler.close.bind(scheduler);
   const once = async (): Promise<void> => {

@@ -84,3 +84,59 @@ test("the autoscaler starts node agents for pending sandboxes and stops idle one
   );
   t.pass();
 });
+
+test("with two scheduler replicas only the elected placer's autoscaler acts, and the other takes over", async (t) => {
+  const etcd = await etcdFor(t);
+  const dir = await mkdtemp(join(tmpdir(), "sw-autoscale-ha-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = new Store(etcd.client);
+  const config = {
+    nodeCapacity: { cpuMillis: 1000, memoryMiB: 1024 },
+    min: 1,
+    max: 2,
+    intervalMs: 300,
+  };
+  const actuators = ["a", "b"].map((prefix) => {
+    const actuator = new LocalNodeActuator({
+      store,
+      etcdEndpoints: [etcd.endpoint],
+      dataDir: join(dir, prefix),
+      prefix,
+      agent,
+    });
+    t.teardown(() => actuator.close());
+    return actuator;
+  });
+  const first = await schedulerFor(
+    t,
+    etcd,
+    { name: "first" },
+    { autoscaler: { actuator: actuators[0]!, config } },
+  );
+  await eventually("first leads", () => Promise.resolve(first.placer!.leading ? true : undefined));
+  const second = await schedulerFor(
+    t,
+    etcd,
+    { name: "second" },
+    { autoscaler: { actuator: actuators[1]!, config } },
+  );
+  // min 1: the leader's actuator starts one node; the follower's starts none.
+  await eventually(
+    "one node from the leader",
+    async () => ((await store.listNodes()).length === 1 ? true : undefined),
+    60_000,
+  );
+  await new Promise((r) => setTimeout(r, 1500));
+  t.deepEqual(await actuators[0]!.list(), ["a-0"]);
+  t.deepEqual(await actuators[1]!.list(), []);
+  await first.close();
+  await eventually("second leads", () =>
+    Promise.resolve(second.placer!.leading ? true : undefined),
+  );
+  await eventually(
+    "the new leader's actuator starts its node",
+    async () => ((await actuators[1]!.list()).length === 1 ? true : undefined),
+    60_000,
+  );
+  t.deepEqual(await actuators[1]!.list(), ["b-0"]);
+});
