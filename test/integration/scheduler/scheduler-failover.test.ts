@@ -35,7 +35,7 @@ async function schedulerProcess(
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   });
   const url = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
+    createInterface({ input: child.stdout }).on("line", (line) => {
       if (line.includes('"ready":true')) resolve((JSON.parse(line) as { url: string }).url);
     });
     child.once("exit", (code) => reject(new Error(`scheduler exited ${code}`)));
@@ -76,7 +76,7 @@ test("kill -9 the leading scheduler process: the other replica takes over placin
       await Promise.all(Array.from({ length: 20 }, (_, i) => submit(survivor.url, `before-${i}`)))
     ).every((r) => r.status === 201),
   );
-  leader!.child.kill("SIGKILL");
+  leader.child.kill("SIGKILL");
   const killedAt = Date.now();
   t.true(
     (
