@@ -205,15 +205,14 @@ export function buildProgram(): Command {
   return program;
 }
 
-if (require.main === module || process.argv[1]?.endsWith("bin.cjs")) {
-  buildProgram()
-    .parseAsync()
-    .catch((error: unknown) => {
-      if (error instanceof ApiError) {
-        console.error(`error: ${error.message}`);
-      } else {
-        console.error(`error: ${(error as Error).message}`);
-      }
-      process.exitCode = 1;
-    });
+/** Parse `argv` and run; errors become one line on stderr and exit code 1. */
+export async function runCli(argv: readonly string[] = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    process.exitCode = 1;
+  }
 }
+
+if (require.main === module) void runCli();

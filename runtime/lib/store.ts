@@ -8,6 +8,7 @@ import type { Etcd3, IKeyValue, Lease } from "etcd3";
 import type { z } from "zod";
 import { HttpError } from "./errors";
 import { keys, keyName } from "./keys";
+import { logger } from "./logger";
 import {
   type AssignmentRecord,
   type NodeRecord,
@@ -61,6 +62,26 @@ export function decode<S extends z.ZodType>(schema: S, kv: IKeyValue): z.infer<S
   return parsed.data;
 }
 
+/**
+ * Decode every value of a range, skipping (and logging) corrupt ones: one bad record must not take
+ * down every list, the placer and the node agents with it. Reading it by key still fails loudly.
+ */
+function decodeEach<S extends z.ZodType, R>(
+  schema: S,
+  kvs: readonly IKeyValue[],
+  wrap: (value: z.infer<S>, kv: IKeyValue) => R,
+): R[] {
+  const out: R[] = [];
+  for (const kv of kvs) {
+    try {
+      out.push(wrap(decode(schema, kv), kv));
+    } catch (error) {
+      logger.error({ err: error, key: kv.key.toString() }, "skipping a corrupt etcd record");
+    }
+  }
+  return out;
+}
+
 /** Typed access to the runtime's etcd records. */
 export class Store {
   readonly client: Etcd3;
@@ -97,8 +118,8 @@ export class Store {
   async listSandboxes(): Promise<{ items: Versioned<SandboxRecord>[]; revision: string }> {
     const response = await this.client.getAll().prefix(keys.sandboxesPrefix).exec();
     return {
-      items: response.kvs.map((kv) => ({
-        value: decode(sandboxRecordSchema, kv),
+      items: decodeEach(sandboxRecordSchema, response.kvs, (value, kv) => ({
+        value,
         modRevision: kv.mod_revision,
       })),
       revision: response.header.revision,
@@ -231,7 +252,7 @@ export class Store {
   /** Every live node. */
   async listNodes(): Promise<NodeRecord[]> {
     const response = await this.client.getAll().prefix(keys.nodesPrefix).exec();
-    return response.kvs.map((kv) => decode(nodeRecordSchema, kv));
+    return decodeEach(nodeRecordSchema, response.kvs, (value) => value);
   }
 
   /** One live node, or undefined. */
@@ -247,7 +268,7 @@ export class Store {
   async listAssignments(node: string): Promise<{ items: AssignmentRecord[]; revision: string }> {
     const response = await this.client.getAll().prefix(keys.assignmentsPrefix(node)).exec();
     return {
-      items: response.kvs.map((kv) => decode(assignmentRecordSchema, kv)),
+      items: decodeEach(assignmentRecordSchema, response.kvs, (value) => value),
       revision: response.header.revision,
     };
   }

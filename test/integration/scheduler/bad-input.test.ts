@@ -214,3 +214,23 @@ test("healthz and metrics answer without a token", async (t) => {
   const metrics = await (await fetch(`${scheduler.url}/metrics`)).text();
   t.regex(metrics, /shardworks_placer_leader/);
 });
+
+test("a corrupt record in etcd is a 500 with a request id (no stack trace), and other requests still work", async (t) => {
+  const { etcd, call } = await setup(t);
+  await etcd.client.put(keys.sandbox("broken")).value("{not json");
+  const response = await call("/v1/sandboxes/broken");
+  t.is(response.status, 500);
+  const body = (await response.json()) as { error: { code: string; message: string } };
+  t.is(body.error.code, "internal");
+  const requestId = response.headers.get("x-request-id");
+  t.truthy(requestId);
+  t.is(body.error.message, `internal error; quote request id ${requestId} when reporting it`);
+  // Lists skip the corrupt record instead of failing as a whole.
+  t.is((await call("/v1/nodes")).status, 200);
+  await call("/v1/sandboxes", { method: "POST", body: JSON.stringify({ ...good, id: "fine" }) });
+  const list = (await (await call("/v1/sandboxes")).json()) as { items: { id: string }[] };
+  t.deepEqual(
+    list.items.map((i) => i.id),
+    ["fine"],
+  );
+});
