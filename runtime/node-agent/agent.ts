@@ -20,7 +20,7 @@ import {
   type SandboxStatus,
   SandboxPhase,
 } from "../lib/model";
-import { ConflictError, Store, TERMINAL_PHASES } from "../lib/store";
+import { ConflictError, Store, TERMINAL_PHASES, type Versioned } from "../lib/store";
 import type { DriverCapabilities, RunningSandbox, SandboxDriver } from "./driver";
 import { isMigratingDriver } from "./driver";
 import { type AgentApiHooks, createAgentApi } from "./http";
@@ -83,6 +83,8 @@ export class NodeAgent {
   readonly #finished = new Set<string>();
   /** Ids arriving by migration, protected from reconcile until their assignment shows up. */
   readonly #incoming = new Map<string, Promise<RunningSandbox>>();
+  /** The last version of each of its sandboxes this agent read or wrote (a CAS guess, not truth). */
+  readonly #known = new Map<string, Versioned<SandboxRecord>>();
   #capabilities: DriverCapabilities | undefined;
   #lease: Lease | undefined;
   #watcher: Watcher | undefined;
@@ -250,6 +252,7 @@ export class NodeAgent {
         continue;
       }
       if (phase === SandboxPhase.Migrating) continue;
+      this.#known.set(id, found);
       this.#starting.add(id);
       void this.#startSandbox(found.value).finally(() => this.#starting.delete(id));
     }
@@ -263,6 +266,8 @@ export class NodeAgent {
       this.events.emit("stopped", { id });
     }
     for (const id of this.#finished) if (!assigned.has(id)) this.#finished.delete(id);
+    for (const id of this.#known.keys())
+      if (!assigned.has(id) && !this.#local.has(id)) this.#known.delete(id);
     // Clean up the files of every sandbox that is neither assigned nor running here.
     const dirs = await readdir(join(this.#config.dataDir, "sandboxes")).catch(() => [] as string[]);
     for (const id of dirs) {
@@ -373,25 +378,36 @@ export class NodeAgent {
     change: (status: SandboxStatus) => Partial<SandboxStatus> | undefined,
   ): Promise<boolean> {
     for (let attempt = 0; attempt < 20; attempt++) {
-      let current;
-      try {
-        current = await this.#store.getSandbox(id);
-      } catch (error) {
-        this.events.emit("error", error as Error);
-        await new Promise((r) => setTimeout(r, jitter(200)));
-        continue;
+      // First try the version this agent last read or wrote (saves a round trip on the start
+      // path); a stale guess only costs a conflict and a fresh read.
+      let current = attempt === 0 ? this.#known.get(id) : undefined;
+      if (!current) {
+        try {
+          current = await this.#store.getSandbox(id);
+        } catch (error) {
+          this.events.emit("error", error as Error);
+          await new Promise((r) => setTimeout(r, jitter(200)));
+          continue;
+        }
       }
       if (!current || current.value.status.node !== this.name) return false;
       const patch = change(current.value.status);
-      if (!patch) return false;
+      if (!patch) {
+        if (attempt === 0 && this.#known.has(id)) continue; // the guess may be stale: re-read
+        return false;
+      }
       const status = { ...current.value.status, ...patch, updatedAt: new Date().toISOString() };
       for (const k of Object.keys(status) as (keyof SandboxStatus)[]) {
         if (status[k] === undefined) delete status[k];
       }
       try {
-        await this.#store.updateSandbox({ ...current.value, status }, current.modRevision);
+        this.#known.set(
+          id,
+          await this.#store.updateSandbox({ ...current.value, status }, current.modRevision),
+        );
         return true;
       } catch (error) {
+        this.#known.delete(id);
         if (!(error instanceof ConflictError)) {
           this.events.emit("error", error as Error);
           await new Promise((r) => setTimeout(r, jitter(200)));
