@@ -22,6 +22,7 @@ test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as ta
     etcdEndpoints: [etcd.endpoint],
     driver: "process",
     dataDir: join(dir, "node"),
+    env: { TMPDIR: dir }, // whatever the driver keeps in temp goes with the test dir
   });
   t.teardown(() => agent.stop(2000));
   const env = { ...process.env, SHARDWORKS_API: scheduler.url, SHARDWORKS_TOKEN: PLATFORM_TOKEN };

@@ -9,7 +9,12 @@ import { buildBusyboxImage } from "../../helpers/images";
 import { allSandboxes, api, etcdFor, eventually, schedulerFor } from "../../helpers/runtime";
 import { actuatorConformance } from "./actuator-conformance";
 
-const agent = { driver: "process", cpuMillis: 1000, memoryMiB: 1024, leaseTtlSeconds: 5 };
+const agent = {
+  driver: "process",
+  cpuMillis: 1000,
+  memoryMiB: 1024,
+  leaseTtlSeconds: 5,
+};
 
 actuatorConformance("LocalNodeActuator", async (t, etcd) => {
   const dir = await mkdtemp(join(tmpdir(), "sw-actuator-"));

@@ -54,6 +54,7 @@ test("migrate a running qemu sandbox to another node through the API: its counte
       etcdEndpoints: [etcd.endpoint],
       driver: "qemu",
       dataDir: join(dir, name),
+      env: { TMPDIR: dir },
       labels: { role },
       readyTimeoutMs: 120_000,
     });

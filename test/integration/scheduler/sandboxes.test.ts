@@ -26,6 +26,7 @@ async function agentFor(
     etcdEndpoints: [etcdEndpoint],
     driver: "process",
     dataDir: join(dir, name),
+    env: { TMPDIR: dir }, // even a kill -9 leaves nothing behind outside the test dir
     leaseTtlSeconds,
     cpuMillis: 2000,
     memoryMiB: 2048,
