@@ -5,7 +5,7 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { HttpError, badRequest } from "../lib/errors";
-import { dnsLabel, sandboxSpecSchema } from "../lib/model";
+import { dnsLabel, sandboxPhaseSchema, sandboxSpecSchema } from "../lib/model";
 import { parseImageReference } from "../node-agent/images/reference";
 
 /**
@@ -54,7 +54,7 @@ export const logsQuerySchema = z.strictObject({
 export const listQuerySchema = z.strictObject({
   shard: dnsLabel.optional(),
   node: dnsLabel.optional(),
-  phase: z.string().optional(),
+  phase: sandboxPhaseSchema.optional(),
 });
 
 /** Parse a path parameter that must be a sandbox id / node name. */

@@ -117,6 +117,20 @@ test("every kind of bad input is a clear 4xx and the service keeps serving", asy
       mentions: /^id: /,
     },
     {
+      name: "bad phase filter",
+      init: { method: "GET" },
+      path: "/v1/sandboxes?phase=sleeping",
+      status: 400,
+      mentions: /query\.phase: Invalid option: expected one of "pending"/,
+    },
+    {
+      name: "unknown query parameter",
+      init: { method: "GET" },
+      path: "/v1/sandboxes?colour=red",
+      status: 400,
+      mentions: /colour/,
+    },
+    {
       name: "missing sandbox",
       init: { method: "GET" },
       path: "/v1/sandboxes/sb-missing",
