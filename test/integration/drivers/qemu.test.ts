@@ -17,61 +17,67 @@ import {
   waitForTicks,
 } from "./qemu-fixtures";
 
-test("first run boots cold and leaves a snapshot; later runs restore it warm, with output, env and exit code", async (t) => {
-  const image = await busyboxRootfs(t);
-  const driver = await qemuDriver(t, image);
-  const command = [
-    "sh",
-    "-c",
-    'echo "out $GREETING $IMAGE_VAR in $(pwd)"; echo "to stderr" >&2; exit 7',
-  ];
-  const env = { GREETING: 'it\'s "quoted" $HOME `x`' };
+test.serial(
+  "first run boots cold and leaves a snapshot; later runs restore it warm, with output, env and exit code",
+  async (t) => {
+    const image = await busyboxRootfs(t);
+    const driver = await qemuDriver(t, image);
+    const command = [
+      "sh",
+      "-c",
+      'echo "out $GREETING $IMAGE_VAR in $(pwd)"; echo "to stderr" >&2; exit 7',
+    ];
+    const env = { GREETING: 'it\'s "quoted" $HOME `x`' };
 
-  const first = await runRequest(t, "cold-1", command, { env });
-  const cold = await driver.run(first);
-  t.teardown(() => cold.stop());
-  t.is(cold.start, "cold");
-  t.deepEqual(await cold.exit, { kind: "exited", code: 7 });
-  const expected = `out it's "quoted" $HOME \`x\` from-image in /srv\nto stderr\n`;
-  t.is(await readLog(first.logFile), expected);
+    const first = await runRequest(t, "cold-1", command, { env });
+    const cold = await driver.run(first);
+    t.teardown(() => cold.stop());
+    t.is(cold.start, "cold");
+    t.deepEqual(await cold.exit, { kind: "exited", code: 7 });
+    const expected = `out it's "quoted" $HOME \`x\` from-image in /srv\nto stderr\n`;
+    t.is(await readLog(first.logFile), expected);
 
-  const warmMillis: number[] = [];
-  for (const id of ["warm-1", "warm-2"]) {
-    const request = await runRequest(t, id, command, { env });
-    const warm = await driver.run(request);
-    t.teardown(() => warm.stop());
-    t.is(warm.start, "warm");
-    t.deepEqual(await warm.exit, { kind: "exited", code: 7 });
-    t.is(await readLog(request.logFile), expected);
-    warmMillis.push(warm.startMillis);
-  }
-  t.log(
-    `cold start ${Math.round(cold.startMillis)} ms; warm starts ${warmMillis.map(Math.round).join(", ")} ms`,
-  );
-  t.true(
-    warmMillis.every((ms) => ms < cold.startMillis),
-    "a warm start was not faster than the cold one",
-  );
-});
+    const warmMillis: number[] = [];
+    for (const id of ["warm-1", "warm-2"]) {
+      const request = await runRequest(t, id, command, { env });
+      const warm = await driver.run(request);
+      t.teardown(() => warm.stop());
+      t.is(warm.start, "warm");
+      t.deepEqual(await warm.exit, { kind: "exited", code: 7 });
+      t.is(await readLog(request.logFile), expected);
+      warmMillis.push(warm.startMillis);
+    }
+    t.log(
+      `cold start ${Math.round(cold.startMillis)} ms; warm starts ${warmMillis.map(Math.round).join(", ")} ms`,
+    );
+    t.true(
+      warmMillis.every((ms) => ms < cold.startMillis),
+      "a warm start was not faster than the cold one",
+    );
+  },
+);
 
-test("warm() builds the snapshot and a pool of paused VMs; a run takes one and the pool refills", async (t) => {
-  const image = await busyboxRootfs(t);
-  const driver = await qemuDriver(t, image);
-  await driver.warm("oci:/test/busybox", 1);
-  const request = await runRequest(t, "pooled", ["sh", "-c", "echo pooled; exit 0"]);
-  const sandbox = await driver.run(request);
-  t.is(sandbox.start, "warm");
-  t.log(`start from the pool: ${Math.round(sandbox.startMillis)} ms`);
-  t.deepEqual(await sandbox.exit, { kind: "exited", code: 0 });
-  t.is(await readLog(request.logFile), "pooled\n");
-  // A second run is warm too, from the refilled pool or the snapshot.
-  const again = await runRequest(t, "pooled-2", ["true"]);
-  const second = await driver.run(again);
-  t.is(second.start, "warm");
-  t.deepEqual(await second.exit, { kind: "exited", code: 0 });
-});
+test.serial(
+  "warm() builds the snapshot and a pool of paused VMs; a run takes one and the pool refills",
+  async (t) => {
+    const image = await busyboxRootfs(t);
+    const driver = await qemuDriver(t, image);
+    await driver.warm("oci:/test/busybox", 1);
+    const request = await runRequest(t, "pooled", ["sh", "-c", "echo pooled; exit 0"]);
+    const sandbox = await driver.run(request);
+    t.is(sandbox.start, "warm");
+    t.log(`start from the pool: ${Math.round(sandbox.startMillis)} ms`);
+    t.deepEqual(await sandbox.exit, { kind: "exited", code: 0 });
+    t.is(await readLog(request.logFile), "pooled\n");
+    // A second run is warm too, from the refilled pool or the snapshot.
+    const again = await runRequest(t, "pooled-2", ["true"]);
+    const second = await driver.run(again);
+    t.is(second.start, "warm");
+    t.deepEqual(await second.exit, { kind: "exited", code: 0 });
+  },
+);
 
-test("stop() ends a command that would run forever and frees its VM", async (t) => {
+test.serial("stop() ends a command that would run forever and frees its VM", async (t) => {
   const image = await busyboxRootfs(t);
   const driver = await qemuDriver(t, image);
   const request = await runRequest(t, "forever", COUNTER);
@@ -86,25 +92,28 @@ test("stop() ends a command that would run forever and frees its VM", async (t) 
   });
 });
 
-test("a missing command exits 127 with the shell's message; bad env names and networking are refused clearly", async (t) => {
-  const image = await busyboxRootfs(t);
-  const driver = await qemuDriver(t, image);
-  const missing = await runRequest(t, "missing", ["no-such-binary", "x"]);
-  const sandbox = await driver.run(missing);
-  t.deepEqual(await sandbox.exit, { kind: "exited", code: 127 });
-  t.regex(await readLog(missing.logFile), /no-such-binary: not found/);
+test.serial(
+  "a missing command exits 127 with the shell's message; bad env names and networking are refused clearly",
+  async (t) => {
+    const image = await busyboxRootfs(t);
+    const driver = await qemuDriver(t, image);
+    const missing = await runRequest(t, "missing", ["no-such-binary", "x"]);
+    const sandbox = await driver.run(missing);
+    t.deepEqual(await sandbox.exit, { kind: "exited", code: 127 });
+    t.regex(await readLog(missing.logFile), /no-such-binary: not found/);
 
-  const badEnv = await runRequest(t, "bad-env", ["true"], { env: { "1BAD-NAME": "x" } });
-  await t.throwsAsync(driver.run(badEnv), {
-    message: /spec\.env\.1BAD-NAME: must be a shell variable name/,
-  });
-  const network = await runRequest(t, "net", ["true"], { network: true });
-  await t.throwsAsync(driver.run(network), {
-    message: /spec\.network\/spec\.ports: the qemu driver gives guests no network/,
-  });
-});
+    const badEnv = await runRequest(t, "bad-env", ["true"], { env: { "1BAD-NAME": "x" } });
+    await t.throwsAsync(driver.run(badEnv), {
+      message: /spec\.env\.1BAD-NAME: must be a shell variable name/,
+    });
+    const network = await runRequest(t, "net", ["true"], { network: true });
+    await t.throwsAsync(driver.run(network), {
+      message: /spec\.network\/spec\.ports: the qemu driver gives guests no network/,
+    });
+  },
+);
 
-test("probe reports a missing QEMU binary as unusable, with the fix", async (t) => {
+test.serial("probe reports a missing QEMU binary as unusable, with the fix", async (t) => {
   const image = await busyboxRootfs(t);
   const driver = new QemuDriver({
     images: { resolve: () => Promise.resolve(image) },
@@ -116,26 +125,29 @@ test("probe reports a missing QEMU binary as unusable, with the fix", async (t) 
   if (!probe.usable) t.regex(probe.reason, /not runnable: install Debian's qemu-system-x86/);
 });
 
-test("the initramfs of an image is built once per digest and survives a driver restart", async (t) => {
-  const image = await busyboxRootfs(t);
-  const cacheDir = await privateCacheDir(t);
-  const driver = await qemuDriver(t, image, cacheDir);
-  await driver.prepare("oci:/test/busybox");
-  await driver.prepare("oci:/test/busybox");
-  const archives = async () =>
-    (await readdir(join(cacheDir, "initramfs"))).filter((name) => name.endsWith(".cpio"));
-  const built = await archives();
-  t.is(built.length, 1);
-  t.true(built[0]!.startsWith(image.digest.replace(":", "_")));
-  const mtime = (await stat(join(cacheDir, "initramfs", built[0]!))).mtimeMs;
-  await driver.close();
+test.serial(
+  "the initramfs of an image is built once per digest and survives a driver restart",
+  async (t) => {
+    const image = await busyboxRootfs(t);
+    const cacheDir = await privateCacheDir(t);
+    const driver = await qemuDriver(t, image, cacheDir);
+    await driver.prepare("oci:/test/busybox");
+    await driver.prepare("oci:/test/busybox");
+    const archives = async () =>
+      (await readdir(join(cacheDir, "initramfs"))).filter((name) => name.endsWith(".cpio"));
+    const built = await archives();
+    t.is(built.length, 1);
+    t.true(built[0]!.startsWith(image.digest.replace(":", "_")));
+    const mtime = (await stat(join(cacheDir, "initramfs", built[0]!))).mtimeMs;
+    await driver.close();
 
-  const restarted = await qemuDriver(t, image, cacheDir);
-  await restarted.prepare("oci:/test/busybox");
-  t.deepEqual(await archives(), built);
-  t.is(
-    (await stat(join(cacheDir, "initramfs", built[0]!))).mtimeMs,
-    mtime,
-    "the archive was rebuilt",
-  );
-});
+    const restarted = await qemuDriver(t, image, cacheDir);
+    await restarted.prepare("oci:/test/busybox");
+    t.deepEqual(await archives(), built);
+    t.is(
+      (await stat(join(cacheDir, "initramfs", built[0]!))).mtimeMs,
+      mtime,
+      "the archive was rebuilt",
+    );
+  },
+);

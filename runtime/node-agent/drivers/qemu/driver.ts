@@ -286,8 +286,8 @@ export class QemuDriver implements MigratingDriver {
       await vm.kill();
       throw new Error(`cannot resume the VM of sandbox ${request.id}`, { cause: error });
     }
-    const sandbox = new QemuSandbox(request.id, vm, start, 0, request.logFile, () =>
-      this.#sandboxes.delete(request.id),
+    const sandbox: QemuSandbox = new QemuSandbox(request.id, vm, start, 0, request.logFile, () =>
+      this.#forget(request.id, sandbox),
     );
     this.#sandboxes.set(request.id, sandbox);
     vm.sendCommand(script);
@@ -312,23 +312,23 @@ export class QemuDriver implements MigratingDriver {
       incoming: `tcp:${listenHost}:${port}`,
     });
     this.#incoming.add(vm);
+    // Attached before the state arrives: the guest resumes on its own when migration completes,
+    // and its first output lines must reach the log.
+    const running = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
+      this.#forget(request.id, running),
+    );
     const sandbox = (async () => {
       try {
         await vm.waitIncoming(this.#options.migrationTimeoutMs ?? 120_000, "running");
       } catch (error) {
-        await vm.kill();
-        throw new Error(`incoming migration of sandbox ${request.id} failed`, { cause: error });
+        await running.stop();
+        throw new Error(`incoming migration of sandbox ${request.id} failed: ${describe(error)}`, {
+          cause: error,
+        });
       } finally {
         this.#incoming.delete(vm);
       }
-      const running = new QemuSandbox(
-        request.id,
-        vm,
-        "warm",
-        performance.now() - startedAt,
-        request.logFile,
-        () => this.#sandboxes.delete(request.id),
-      );
+      running.startMillis = performance.now() - startedAt;
       this.#sandboxes.set(request.id, running);
       return running as RunningSandbox;
     })();
@@ -361,8 +361,8 @@ export class QemuDriver implements MigratingDriver {
     const prepared = await this.#prepare(request.spec.image);
     const memoryMiB = Math.max(request.spec.resources.memoryMiB, MIN_MEMORY_MIB);
     const vm = await this.#restoreFile(file, prepared, memoryMiB);
-    const sandbox = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
-      this.#sandboxes.delete(request.id),
+    const sandbox: QemuSandbox = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
+      this.#forget(request.id, sandbox),
     );
     this.#sandboxes.set(request.id, sandbox);
     try {
@@ -385,6 +385,10 @@ export class QemuDriver implements MigratingDriver {
       ...[...this.#incoming].map((vm) => vm.kill()),
       ...[...this.#sandboxes.values()].map((s) => s.stop()),
     ]);
+  }
+
+  #forget(id: string, sandbox: QemuSandbox): void {
+    if (this.#sandboxes.get(id) === sandbox) this.#sandboxes.delete(id);
   }
 
   // ---- host, images, snapshots -------------------------------------------------------------
