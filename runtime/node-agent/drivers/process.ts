@@ -233,7 +233,7 @@ export class ProcessDriver implements SandboxDriver {
       else pool.ready.push(result.value);
     }
     const failed = launched.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    if (failed && !this.#closed) throw failed.reason;
   }
 
   async #state(): Promise<string> {
@@ -334,6 +334,9 @@ class Launcher {
     void this.exited.then(() => {
       this.#alive = false;
     });
+    // Flowing from the start: a paused stdout would never end, and 'close' would never come. The
+    // launcher prints nothing before its command runs, so nothing is lost before attach().
+    child.stdout?.resume();
     // bwrap's own complaints (before the launcher runs) are kept for the failure reason.
     child.stderr?.on("data", (chunk: Buffer) => {
       if (this.#stderr.length < 4096) this.#stderr += chunk.toString("utf8");
