@@ -5,21 +5,14 @@
  * Run alone: `npx tsx bench/qemu-warm-start.bench.ts` (env SAMPLES, COLD_SAMPLES to change counts).
  */
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import {
-  copyFile,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  rm,
-  symlink,
-  writeFile,
-} from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { SandboxSpec } from "../runtime/lib/model";
-import { ensureGuestKernel, QemuDriver, type QemuImage } from "../runtime/node-agent/drivers/qemu";
+import { Driver, type SandboxSpec } from "../runtime/lib/model";
+import { createDriver } from "../runtime/node-agent/drivers";
+import { ensureGuestKernel, type QemuDriver } from "../runtime/node-agent/drivers/qemu";
+import { ImageStore } from "../runtime/node-agent/images";
+import { buildBusyboxImage } from "../test/helpers/images";
 import { QmpClient } from "../runtime/node-agent/drivers/qemu/qmp";
 import { qemuArgs, shellQuote, type Accelerator } from "../runtime/node-agent/drivers/qemu/vm";
 
@@ -50,20 +43,8 @@ function stats(values: number[]): Stats {
   };
 }
 
-async function busyboxImage(dir: string): Promise<QemuImage> {
-  const root = join(dir, "rootfs");
-  await mkdir(join(root, "bin"), { recursive: true });
-  await copyFile("/bin/busybox", join(root, "bin", "busybox"));
-  for (const applet of ["sh", "true", "echo"]) await symlink("busybox", join(root, "bin", applet));
-  const digest = createHash("sha256")
-    .update(await readFile("/bin/busybox"))
-    .update("bench")
-    .digest("hex");
-  return { digest: `sha256:${digest}`, rootfs: root };
-}
-
 const spec: SandboxSpec = {
-  image: "oci:/bench/busybox",
+  image: "", // set in main(): an OCI layout built from busybox-static
   command: ["true"],
   env: {},
   resources: { cpuMillis: 250, memoryMiB: 128 },
@@ -140,8 +121,12 @@ async function bareRestore(args: {
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "sw-bench-qemu-"));
   const cacheDir = join(dir, "cache");
-  const image = await busyboxImage(dir);
-  const driver = new QemuDriver({ images: { resolve: () => Promise.resolve(image) }, cacheDir });
+  // Through the driver factory and the real image store, as a node agent runs it.
+  spec.image = buildBusyboxImage(join(dir, "layout"), { tag: "bench" });
+  const driver = createDriver(Driver.Qemu, {
+    images: new ImageStore({ cacheDir: join(dir, "images") }),
+    qemu: { cacheDir },
+  }) as QemuDriver;
   try {
     const probe = await driver.probe();
     if (!probe.usable) throw new Error(`qemu driver unusable: ${probe.reason}`);
