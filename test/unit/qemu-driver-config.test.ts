@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sandboxSpecSchema } from "../../runtime/lib/model";
 import { commandScript, parseQemuDriverConfig } from "../../runtime/node-agent/drivers/qemu";
+import { guestMemoryFor } from "../../runtime/node-agent/drivers/qemu/driver";
 import { tcgTimingParams } from "../../runtime/node-agent/drivers/qemu/vm";
 
 test("the command script keeps arguments and env values byte for byte through busybox sh", (t) => {
@@ -63,4 +64,9 @@ test("TCG timing parameters come from the host's CPU frequency", (t) => {
     "tsc_early_khz=2600000 lpj=10400000 tsc=reliable no_timer_check",
   );
   t.is(tcgTimingParams(""), "tsc_early_khz=2000000 lpj=8000000 tsc=reliable no_timer_check");
+});
+
+test("guest RAM grows with the image's initramfs, never below 128 MiB", (t) => {
+  t.is(guestMemoryFor(4 * 2 ** 20), 128);
+  t.is(guestMemoryFor(60 * 2 ** 20), 288); // 3 × 60 + 96 = 276 → 288
 });

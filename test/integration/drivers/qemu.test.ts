@@ -4,7 +4,7 @@
  * agent, stop, and clear errors for what it cannot do.
  */
 import test from "ava";
-import { readdir, stat } from "node:fs/promises";
+import { readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { QemuDriver } from "../../../runtime/node-agent/drivers/qemu";
 import {
@@ -151,3 +151,15 @@ test.serial(
     );
   },
 );
+
+test.serial("an image bigger than the default guest RAM gets enough RAM to boot", async (t) => {
+  const image = await busyboxRootfs(t);
+  // 60 MiB of data: the initramfs alone would not fit twice into 128 MiB with the kernel.
+  await writeFile(join(image.rootfs, "srv", "big"), Buffer.alloc(60 * 2 ** 20, 7));
+  const big = { ...image, digest: `${image.digest}-big` };
+  const driver = await qemuDriver(t, big);
+  const request = await runRequest(t, "big", ["sh", "-c", "wc -c < /srv/big"]);
+  const sandbox = await driver.run(request);
+  t.deepEqual(await sandbox.exit, { kind: "exited", code: 0 });
+  t.is((await readLog(request.logFile)).trim(), String(60 * 2 ** 20));
+});

@@ -27,7 +27,7 @@ import type {
 } from "../../driver";
 import { ensureInitramfs, guestAgentFingerprint, hostBusybox } from "./initramfs";
 import { ensureGuestKernel, shardworksCacheDir, type GuestKernel } from "./kernel";
-import { QemuVm, shellQuote, type Accelerator, type VmConfig } from "./vm";
+import { explainGone, QemuVm, shellQuote, type Accelerator, type VmConfig } from "./vm";
 
 const run = promisify(execFile);
 const log = logger.child({ component: "qemu-driver" });
@@ -114,6 +114,19 @@ export function commandScript(spec: SandboxSpec, image: QemuImage): string {
 interface PreparedImage {
   readonly image: QemuImage;
   readonly initrd: string;
+  /** Guest RAM this image needs at least: the initramfs is unpacked into RAM. */
+  readonly minMemoryMiB: number;
+}
+
+/**
+ * Guest RAM for an initramfs of `bytes`: while the kernel unpacks it, the archive and its files are
+ * both in RAM, and the root tmpfs may only fill half of RAM; then the kernel (~48 MiB here) and
+ * the command need room. 2× was measured too little (60 MiB image: "Initramfs unpacking failed:
+ * write error"); 3× + 96 MiB, rounded up to 32 MiB, boots it.
+ */
+export function guestMemoryFor(bytes: number): number {
+  const needed = Math.ceil((3 * bytes) / 2 ** 20) + 96;
+  return Math.max(MIN_MEMORY_MIB, Math.ceil(needed / 32) * 32);
 }
 
 interface Host {
@@ -149,7 +162,7 @@ class QemuSandbox implements RunningSandbox {
     void vm.gone.then((gone) =>
       this.#finish({
         kind: "failed",
-        reason: `QEMU exited (code ${gone.code}, signal ${gone.signal}) before the command finished: ${gone.stderr.trim() || "no error output"}`,
+        reason: `QEMU exited (code ${gone.code}, signal ${gone.signal}) before the command finished: ${explainGone(gone, vm.consoleTail)}`,
       }),
     );
   }
@@ -236,7 +249,8 @@ export class QemuDriver implements MigratingDriver {
 
   async warm(image: string, count: number): Promise<void> {
     const prepared = await this.#prepare(image);
-    const memoryMiB = MIN_MEMORY_MIB;
+    // The memory a default-sized sandbox of this image gets, so the snapshot serves its runs.
+    const memoryMiB = prepared.minMemoryMiB;
     const key = await this.#snapshotKey(prepared, memoryMiB);
     await this.#ensureSnapshot(key, prepared, memoryMiB);
     this.#poolTargets.set(key, { count, prepared, memoryMiB });
@@ -256,7 +270,7 @@ export class QemuDriver implements MigratingDriver {
       throw new Error(`sandbox ${request.id} is already running here`);
     const prepared = await this.#prepare(spec.image);
     const script = commandScript(spec, prepared.image);
-    const memoryMiB = Math.max(spec.resources.memoryMiB, MIN_MEMORY_MIB);
+    const memoryMiB = Math.max(spec.resources.memoryMiB, prepared.minMemoryMiB);
     const key = await this.#snapshotKey(prepared, memoryMiB);
 
     let vm: QemuVm;
@@ -304,7 +318,7 @@ export class QemuDriver implements MigratingDriver {
   ): Promise<{ port: number; sandbox: Promise<RunningSandbox> }> {
     const startedAt = performance.now();
     const prepared = await this.#prepare(request.spec.image);
-    const memoryMiB = Math.max(request.spec.resources.memoryMiB, MIN_MEMORY_MIB);
+    const memoryMiB = Math.max(request.spec.resources.memoryMiB, prepared.minMemoryMiB);
     const listenHost = this.#options.migrationListenHost ?? "127.0.0.1";
     const port = await freePort();
     const vm = await QemuVm.launch({
@@ -359,7 +373,7 @@ export class QemuDriver implements MigratingDriver {
     if (this.#sandboxes.has(request.id))
       throw new Error(`sandbox ${request.id} is already running here`);
     const prepared = await this.#prepare(request.spec.image);
-    const memoryMiB = Math.max(request.spec.resources.memoryMiB, MIN_MEMORY_MIB);
+    const memoryMiB = Math.max(request.spec.resources.memoryMiB, prepared.minMemoryMiB);
     const vm = await this.#restoreFile(file, prepared, memoryMiB);
     const sandbox: QemuSandbox = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
       this.#forget(request.id, sandbox),
@@ -520,7 +534,7 @@ export class QemuDriver implements MigratingDriver {
           key: resolved.digest,
           cacheDir: join(this.#cacheDir, "initramfs"),
         });
-        return { image: resolved, initrd };
+        return { image: resolved, initrd, minMemoryMiB: guestMemoryFor((await stat(initrd)).size) };
       })();
       this.#images.set(image, prepared);
       // A failure is not cached: the next call retries (the image may appear later).

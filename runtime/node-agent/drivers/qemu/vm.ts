@@ -45,6 +45,15 @@ export interface VmGone {
   readonly stderr: string;
 }
 
+/** Why QEMU ended, from its stderr and the guest's last console lines (e.g. a kernel panic). */
+export function explainGone(gone: VmGone, consoleTail: readonly string[]): string {
+  const parts = [
+    gone.stderr.trim(),
+    consoleTail.length ? `guest console: ${consoleTail.join(" | ")}` : "",
+  ];
+  return parts.filter(Boolean).join("; ") || "no error output";
+}
+
 /** util-linux `setpriv` (Debian: always installed) can tie QEMU's life to ours. */
 const withParentDeathSignal = (() => {
   try {
@@ -104,7 +113,7 @@ export function qemuArgs(config: VmConfig, qmpPath: string, serialPath: string):
     // panic=-1 + -no-reboot: a guest panic ends QEMU instead of hanging the sandbox.
     "-append",
     process.env.SHARDWORKS_QEMU_APPEND ??
-      `console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init${config.accel === "tcg" ? ` ${tcgTimingParams(hostCpuinfo())}` : ""}`,
+      `console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init${config.accel === "tcg" ? ` ${tcgTimingParams(hostCpuinfo())}` : ""}`,
     "-chardev",
     `socket,id=serial0,path=${serialPath},server=on,wait=off`,
     "-serial",
@@ -130,6 +139,8 @@ export class QemuVm extends EventEmitter {
   readonly #socketDir: string;
   #serialBuffer = "";
   #readyCount = 0;
+  /** The guest's last console lines (kernel messages): they explain a failed boot or a panic. */
+  readonly #console: string[] = [];
 
   private constructor(
     child: ChildProcess,
@@ -152,6 +163,11 @@ export class QemuVm extends EventEmitter {
   /** The QEMU process id. */
   get pid(): number | undefined {
     return this.#child.pid;
+  }
+
+  /** The guest's last console (kernel) lines, oldest first. */
+  get consoleTail(): readonly string[] {
+    return this.#console;
   }
 
   /** How many times the agent said it waits for a command (0 right after a restore). */
@@ -313,7 +329,7 @@ export class QemuVm extends EventEmitter {
         cleanup();
         reject(
           new Error(
-            `QEMU exited (code ${g.code}, signal ${g.signal}) while waiting for ${what}: ${g.stderr.trim()}`,
+            `QEMU exited (code ${g.code}, signal ${g.signal}) while waiting for ${what}: ${explainGone(g, this.#console)}`,
           ),
         );
       };
@@ -340,7 +356,11 @@ export class QemuVm extends EventEmitter {
     const at = line.indexOf(FRAME);
     if (at < 0) {
       // Kernel messages share the console; they are not the command's output.
-      if (line.trim()) log.debug({ pid: this.pid, console: line }, "guest console");
+      if (line.trim()) {
+        log.debug({ pid: this.pid, console: line }, "guest console");
+        this.#console.push(line.trim());
+        if (this.#console.length > 40) this.#console.shift();
+      }
       return;
     }
     const kind = line[at + 1];
