@@ -37,6 +37,13 @@ test("the command script keeps arguments and env values byte for byte through bu
   t.is(out, `[${tricky}]|[${tricky}]|[image value]|${dir}`);
 });
 
+test("the command script sets the guest clock first when given the time", (t) => {
+  const spec = sandboxSpecSchema.parse({ image: "oci:/x", command: ["true"] });
+  const script = commandScript(spec, { digest: "sha256:0", rootfs: "/" }, 1_700_000_000_400);
+  t.is(script.split("\n")[0], "/.shardworks/busybox date -u -s @1700000000 >/dev/null 2>&1");
+  t.false(commandScript(spec, { digest: "sha256:0", rootfs: "/" }).includes("date -u -s"));
+});
+
 test("a spec env name a shell cannot export is refused, naming the field", (t) => {
   const spec = sandboxSpecSchema.parse({ image: "oci:/x", command: ["true"], env: { "A-B": "1" } });
   t.throws(() => commandScript(spec, { digest: "sha256:0", rootfs: "/" }), {

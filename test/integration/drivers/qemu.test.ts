@@ -163,3 +163,44 @@ test.serial("an image bigger than the default guest RAM gets enough RAM to boot"
   t.deepEqual(await sandbox.exit, { kind: "exited", code: 0 });
   t.is((await readLog(request.logFile)).trim(), String(60 * 2 ** 20));
 });
+
+test.serial(
+  "the guest's clock is the host's, after a cold boot and after a warm restore",
+  async (t) => {
+    const image = await busyboxRootfs(t);
+    const driver = await qemuDriver(t, image);
+    for (const expected of ["cold", "warm"] as const) {
+      const request = await runRequest(t, `clock-${expected}`, ["date", "+%s"]);
+      const sandbox = await driver.run(request);
+      t.is(sandbox.start, expected);
+      t.deepEqual(await sandbox.exit, { kind: "exited", code: 0 });
+      const guest = Number((await readLog(request.logFile)).trim());
+      const skew = Math.abs(guest - Date.now() / 1000);
+      t.log(`${expected}: guest clock ${guest}, skew ${skew.toFixed(1)} s`);
+      t.true(skew < 5, `${expected} guest clock is off by ${skew} s`);
+    }
+  },
+);
+
+test.serial(
+  "a snapshot QEMU cannot load is dropped: that start is cold and retakes it",
+  async (t) => {
+    const image = await busyboxRootfs(t);
+    const cacheDir = await privateCacheDir(t);
+    const driver = await qemuDriver(t, image, cacheDir);
+    const first = await driver.run(await runRequest(t, "snap-1", ["true"]));
+    t.is(first.start, "cold");
+    await first.exit;
+    const [snapshot] = await readdir(join(cacheDir, "snapshots"));
+    await writeFile(join(cacheDir, "snapshots", snapshot!), "not a QEMU migration stream");
+
+    const request = await runRequest(t, "snap-2", ["echo", "still works"]);
+    const second = await driver.run(request);
+    t.is(second.start, "cold");
+    t.deepEqual(await second.exit, { kind: "exited", code: 0 });
+    t.is(await readLog(request.logFile), "still works\n");
+    const third = await driver.run(await runRequest(t, "snap-3", ["true"]));
+    t.is(third.start, "warm", "the retaken snapshot serves the next start");
+    t.deepEqual(await third.exit, { kind: "exited", code: 0 });
+  },
+);

@@ -86,7 +86,7 @@ const envKeySchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
 });
 
 /** The shell script the guest agent runs: the environment, the working directory, then the command. */
-export function commandScript(spec: SandboxSpec, image: QemuImage): string {
+export function commandScript(spec: SandboxSpec, image: QemuImage, nowMillis?: number): string {
   for (const key of Object.keys(spec.env)) {
     const parsed = envKeySchema.safeParse(key);
     if (!parsed.success) {
@@ -102,6 +102,10 @@ export function commandScript(spec: SandboxSpec, image: QemuImage): string {
     ...spec.env,
   };
   const lines: string[] = [];
+  if (nowMillis !== undefined) {
+    // The guest has no RTC and a restored snapshot's clock is the snapshot's: set it to now.
+    lines.push(`/.shardworks/busybox date -u -s @${Math.round(nowMillis / 1000)} >/dev/null 2>&1`);
+  }
   for (const [key, value] of Object.entries(env)) {
     // An image may carry names a shell cannot export; they are skipped, as a shell would.
     if (envKeySchema.safeParse(key).success) lines.push(`export ${key}=${shellQuote(value)}`);
@@ -269,7 +273,7 @@ export class QemuDriver implements MigratingDriver {
     if (this.#sandboxes.has(request.id))
       throw new Error(`sandbox ${request.id} is already running here`);
     const prepared = await this.#prepare(spec.image);
-    const script = commandScript(spec, prepared.image);
+    commandScript(spec, prepared.image); // validates the spec before any VM starts
     const memoryMiB = Math.max(spec.resources.memoryMiB, prepared.minMemoryMiB);
     const key = await this.#snapshotKey(prepared, memoryMiB);
 
@@ -280,19 +284,17 @@ export class QemuDriver implements MigratingDriver {
       vm = pooled;
       void this.#refill(key);
     } else if (await this.#snapshotFile(key)) {
-      vm = await this.#restore(key, prepared, memoryMiB);
+      vm = await this.#restore(key, prepared, memoryMiB).catch(async (error: unknown) => {
+        // A snapshot this QEMU cannot load is useless: drop it and start cold (which retakes it).
+        log.warn({ err: error, image: spec.image }, "snapshot restore failed; starting cold");
+        const file = await this.#snapshotFile(key);
+        if (file) await rm(file, { force: true });
+        start = "cold";
+        return this.#bootAndSnapshot(key, prepared, memoryMiB, spec.image);
+      });
     } else {
       start = "cold";
-      vm = await this.#bootCold(prepared, memoryMiB);
-      try {
-        // The first cold start of an image leaves a snapshot behind, so the next start is warm.
-        await this.#ensureSnapshot(key, prepared, memoryMiB, vm);
-      } catch (error) {
-        log.warn(
-          { err: error, image: spec.image },
-          "could not take the image's snapshot; starts stay cold",
-        );
-      }
+      vm = await this.#bootAndSnapshot(key, prepared, memoryMiB, spec.image);
     }
     try {
       await vm.qmp.execute("cont");
@@ -304,7 +306,7 @@ export class QemuDriver implements MigratingDriver {
       this.#forget(request.id, sandbox),
     );
     this.#sandboxes.set(request.id, sandbox);
-    vm.sendCommand(script);
+    vm.sendCommand(commandScript(spec, prepared.image, Date.now()));
     sandbox.startMillis = performance.now() - startedAt;
     log.info(
       { id: request.id, start, startMillis: Math.round(sandbox.startMillis), pid: vm.pid },
@@ -399,6 +401,22 @@ export class QemuDriver implements MigratingDriver {
       ...[...this.#incoming].map((vm) => vm.kill()),
       ...[...this.#sandboxes.values()].map((s) => s.stop()),
     ]);
+  }
+
+  /** Cold boot; the first cold start of an image leaves a snapshot behind, so the next is warm. */
+  async #bootAndSnapshot(
+    key: string,
+    prepared: PreparedImage,
+    memoryMiB: number,
+    image: string,
+  ): Promise<QemuVm> {
+    const vm = await this.#bootCold(prepared, memoryMiB);
+    try {
+      await this.#ensureSnapshot(key, prepared, memoryMiB, vm);
+    } catch (error) {
+      log.warn({ err: error, image }, "could not take the image's snapshot; starts stay cold");
+    }
+    return vm;
   }
 
   #forget(id: string, sandbox: QemuSandbox): void {
