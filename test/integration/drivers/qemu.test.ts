@@ -4,7 +4,10 @@
  * agent, stop, and clear errors for what it cannot do.
  */
 import test from "ava";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { readdir, stat, writeFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { QemuDriver } from "../../../runtime/node-agent/drivers/qemu";
 import {
@@ -204,3 +207,46 @@ test.serial(
     t.deepEqual(await third.exit, { kind: "exited", code: 0 });
   },
 );
+
+test.serial("QEMU dies with its node agent, even on kill -9", async (t) => {
+  const image = await busyboxRootfs(t);
+  const cacheDir = await privateCacheDir(t);
+  const { workDir } = await runRequest(t, "orphan", ["true"]);
+  const agent = spawn(
+    process.execPath,
+    [
+      "--import=tsx",
+      join(__dirname, "qemu-child.ts"),
+      image.rootfs,
+      image.digest,
+      cacheDir,
+      workDir,
+    ],
+    { env: { ...process.env, SHARDWORKS_LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "inherit"] },
+  );
+  t.teardown(() => agent.kill("SIGKILL"));
+  const qemuPid = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    agent.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /"pid":(\d+),"msg":"qemu sandbox started"/.exec(out);
+      if (match) resolve(Number(match[1]));
+    });
+    agent.once("exit", (code) =>
+      reject(new Error(`the agent exited (${code}) before starting QEMU: ${out}`)),
+    );
+  });
+  const alive = (pid: number) => {
+    try {
+      // A zombie still answers kill(0); /proc says whether it is really running.
+      return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+    } catch {
+      return false;
+    }
+  };
+  t.true(alive(qemuPid), "QEMU runs while its agent does");
+  process.kill(agent.pid!, "SIGKILL");
+  const deadline = Date.now() + 5000;
+  while (alive(qemuPid) && Date.now() < deadline) await sleep(50);
+  t.false(alive(qemuPid), `QEMU ${qemuPid} outlived its killed agent`);
+});

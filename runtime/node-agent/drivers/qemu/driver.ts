@@ -27,7 +27,14 @@ import type {
 } from "../../driver";
 import { ensureInitramfs, guestAgentFingerprint, hostBusybox } from "./initramfs";
 import { ensureGuestKernel, shardworksCacheDir, type GuestKernel } from "./kernel";
-import { explainGone, QemuVm, shellQuote, type Accelerator, type VmConfig } from "./vm";
+import {
+  explainGone,
+  QemuVm,
+  shellQuote,
+  sweepStaleSocketDirs,
+  type Accelerator,
+  type VmConfig,
+} from "./vm";
 
 const run = promisify(execFile);
 const log = logger.child({ component: "qemu-driver" });
@@ -449,6 +456,8 @@ export class QemuDriver implements MigratingDriver {
       );
     });
     const kernel = await ensureGuestKernel();
+    const swept = await sweepStaleSocketDirs();
+    if (swept > 0) log.info({ swept }, "removed socket dirs of QEMUs that died with their agent");
     const notes: string[] = [];
     const accel = await this.#chooseAccel(kernel, qemuVersion, notes);
     notes.push(`guest kernel ${kernel.packageName}; QEMU ${qemuVersion} microvm, 1 vCPU`);

@@ -6,8 +6,8 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rename, rm } from "node:fs/promises";
-import type { Socket } from "node:net";
+import { mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
 import { setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -43,6 +43,34 @@ export interface VmGone {
   readonly signal: NodeJS.Signals | null;
   /** The tail of QEMU's stderr (why it failed, if it did). */
   readonly stderr: string;
+}
+
+/**
+ * Removes socket dirs (`$TMPDIR/swq-*`) that no QEMU listens on any more: QEMU dies with its node
+ * agent (parent-death signal), but a killed agent cannot remove the dirs. Only dirs older than
+ * `minAgeMs` are touched, so a QEMU still starting up is never swept.
+ */
+export async function sweepStaleSocketDirs(minAgeMs = 10 * 60_000): Promise<number> {
+  let removed = 0;
+  const names = await readdir(tmpdir()).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith("swq-"))) {
+    const dir = join(tmpdir(), name);
+    const info = await stat(dir).catch(() => undefined);
+    if (!info?.isDirectory() || Date.now() - info.mtimeMs < minAgeMs) continue;
+    const alive = await new Promise<boolean>((resolve) => {
+      const socket = connect(join(dir, "qmp.sock"));
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (!alive) {
+      await rm(dir, { recursive: true, force: true });
+      removed++;
+    }
+  }
+  return removed;
 }
 
 /** Why QEMU ended, from its stderr and the guest's last console lines (e.g. a kernel panic). */
