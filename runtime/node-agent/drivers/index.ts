@@ -5,6 +5,7 @@
 import { Driver } from "../../lib/model";
 import type { DriverCapabilities, SandboxDriver } from "../driver";
 import { ImageStore, type ImageStoreOptions } from "../images";
+import { createFirecrackerDriver, type FirecrackerDriverOptions } from "./firecracker";
 import { createProcessDriver, type ProcessDriverOptions } from "./process";
 
 /** Options for any driver; each driver reads its own section. */
@@ -13,6 +14,7 @@ export interface DriverOptions {
   readonly images?: ImageStore;
   readonly imageStore?: ImageStoreOptions;
   readonly process?: Omit<ProcessDriverOptions, "images" | "imageStore">;
+  readonly firecracker?: Omit<FirecrackerDriverOptions, "images" | "imageStore">;
   /** Sections of drivers registered elsewhere (e.g. `qemu`), passed through untouched. */
   readonly [driver: string]: unknown;
 }
@@ -22,9 +24,13 @@ export type DriverFactory = (options: DriverOptions) => SandboxDriver;
 
 /**
  * The registered drivers. The qemu driver registers itself here (`registerDriver(Driver.Qemu, …)`
- * from its module, or an entry in this map); firecracker is added by `./firecracker`.
+ * from its module, or an entry in this map).
  */
 const factories = new Map<Driver, DriverFactory>([
+  [
+    Driver.Firecracker,
+    (options) => createFirecrackerDriver({ ...options.firecracker, images: imagesOf(options) }),
+  ],
   [
     Driver.Process,
     (options) => createProcessDriver({ ...options.process, images: imagesOf(options) }),
@@ -95,3 +101,6 @@ function imagesOf(options: DriverOptions): ImageStore {
 
 export { createProcessDriver, ProcessDriver } from "./process";
 export type { ProcessDriverOptions } from "./process";
+export { createFirecrackerDriver, FirecrackerDriver, firecrackerAbsence } from "./firecracker";
+export type { FirecrackerDriverOptions } from "./firecracker";
+export { FirecrackerApi, FirecrackerApiError } from "./firecracker-api";
