@@ -131,8 +131,11 @@ export class ProcessDriver implements SandboxDriver {
     const prepared = await this.#prepare(image);
     const pool = this.#pool(image);
     pool.target = count;
+    await Promise.allSettled(this.#filling);
     while (pool.ready.length > count) pool.ready.pop()?.kill();
     await this.#fill(image, prepared);
+    // Refills already under way count towards the target: wait for them too.
+    await Promise.allSettled(this.#filling);
   }
 
   async run(request: RunRequest): Promise<RunningSandbox> {
@@ -229,7 +232,9 @@ export class ProcessDriver implements SandboxDriver {
     pool.filling -= missing;
     for (const result of launched) {
       if (result.status === "rejected") continue;
-      if (this.#closed || this.#pools.get(image) !== pool) result.value.kill();
+      const wanted =
+        !this.#closed && this.#pools.get(image) === pool && pool.ready.length < pool.target;
+      if (!wanted) result.value.kill();
       else pool.ready.push(result.value);
     }
     const failed = launched.find((r) => r.status === "rejected");
