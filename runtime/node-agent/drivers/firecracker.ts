@@ -29,6 +29,7 @@ import type {
   SandboxExit,
 } from "../driver";
 import { ImageStore, type ImageStoreOptions, type PreparedImage } from "../images";
+import { launchScript } from "./launch-script";
 import { FirecrackerApi, bootMicroVm, restoreMicroVm, snapshotMicroVm } from "./firecracker-api";
 
 /** Options of the firecracker driver. */
@@ -55,7 +56,6 @@ export interface FirecrackerDriverOptions {
 }
 
 const log = logger.child({ component: "firecracker-driver" });
-const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Finds an executable on PATH (or checks an absolute path). */
 function findExecutable(name: string): string | undefined {
@@ -97,10 +97,6 @@ export function firecrackerAbsence(options: FirecrackerDriverOptions = {}): stri
 /** Creates the `firecracker` driver. */
 export function createFirecrackerDriver(options: FirecrackerDriverOptions = {}): FirecrackerDriver {
   return new FirecrackerDriver(options);
-}
-
-function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 /** The guest agent, `/init` of the agent drive. */
@@ -180,8 +176,8 @@ export class FirecrackerDriver implements SandboxDriver {
         "firecracker driver: guest networking is not implemented; use spec.network: false and no ports",
       );
     }
-    const script = launchScript(spec);
-    const { drive } = await this.#imageDrive(spec.image);
+    const { drive, prepared } = await this.#imageDrive(spec.image);
+    const script = launchScript(spec, prepared.config);
     const snapshot = this.#snapshots.has(spec.image) ? await this.#snapshot(spec.image) : undefined;
     const vm = await this.#startVmm(request.workDir, request.logFile);
     try {
@@ -455,16 +451,4 @@ function mkfsExt4(sourceDir: string, file: string, sizeMiB: number): void {
       `mkfs.ext4 could not build ${file} (${result.error?.message ?? result.stderr.trim()}); install e2fsprogs`,
     );
   }
-}
-
-/** The launch script: environment, memory limit, working dir, then the command. */
-function launchScript(spec: SandboxSpec): string {
-  const lines = ["export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"];
-  for (const [key, value] of Object.entries(spec.env)) {
-    if (!envName.test(key))
-      throw new Error(`spec.env: "${key}" is not a valid environment variable name`);
-    lines.push(`export ${key}=${shellQuote(value)}`);
-  }
-  lines.push("cd /work", "exec 2>&1", `exec ${spec.command.map(shellQuote).join(" ")}`);
-  return `${lines.join("\n")}\n`;
 }
