@@ -6,7 +6,7 @@
 import test from "ava";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { readdir, stat, writeFile } from "node:fs/promises";
+import { readdir, rm, stat, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { QemuDriver } from "../../../runtime/node-agent/drivers/qemu";
@@ -245,6 +245,11 @@ test.serial("QEMU dies with its node agent, even on kill -9", async (t) => {
     }
   };
   t.true(alive(qemuPid), "QEMU runs while its agent does");
+  // The killed agent cannot remove its QEMU's socket dir; this test does (path from QEMU's argv).
+  const socketDir = /unix:(\/[^,\0]+)\/qmp\.sock/.exec(
+    readFileSync(`/proc/${qemuPid}/cmdline`, "utf8"),
+  )?.[1];
+  if (socketDir) t.teardown(() => rm(socketDir, { recursive: true, force: true }));
   process.kill(agent.pid!, "SIGKILL");
   const deadline = Date.now() + 5000;
   while (alive(qemuPid) && Date.now() < deadline) await sleep(50);
