@@ -5,6 +5,7 @@
 import { Driver } from "../../lib/model";
 import type { DriverCapabilities, SandboxDriver } from "../driver";
 import { ImageStore, type ImageStoreOptions } from "../images";
+import { createFirecrackerDriver, type FirecrackerDriverOptions } from "./firecracker";
 import { createProcessDriver, type ProcessDriverOptions } from "./process";
 import { imageStoreSource, parseQemuDriverConfig, QemuDriver } from "./qemu";
 
@@ -14,6 +15,7 @@ export interface DriverOptions {
   readonly images?: ImageStore;
   readonly imageStore?: ImageStoreOptions;
   readonly process?: Omit<ProcessDriverOptions, "images" | "imageStore">;
+  readonly firecracker?: Omit<FirecrackerDriverOptions, "images" | "imageStore">;
   /** Sections of drivers registered elsewhere (e.g. `qemu`), passed through untouched. */
   readonly [driver: string]: unknown;
 }
@@ -23,9 +25,13 @@ export type DriverFactory = (options: DriverOptions) => SandboxDriver;
 
 /**
  * The registered drivers. The qemu driver registers itself here (`registerDriver(Driver.Qemu, …)`
- * from its module, or an entry in this map); firecracker is added by `./firecracker`.
+ * from its module, or an entry in this map).
  */
 const factories = new Map<Driver, DriverFactory>([
+  [
+    Driver.Firecracker,
+    (options) => createFirecrackerDriver({ ...options.firecracker, images: imagesOf(options) }),
+  ],
   [
     Driver.Process,
     (options) => createProcessDriver({ ...options.process, images: imagesOf(options) }),
@@ -106,3 +112,6 @@ export { createProcessDriver, ProcessDriver } from "./process";
 export type { ProcessDriverOptions } from "./process";
 export { QemuDriver } from "./qemu";
 export type { QemuDriverConfig } from "./qemu";
+export { createFirecrackerDriver, FirecrackerDriver, firecrackerAbsence } from "./firecracker";
+export type { FirecrackerDriverOptions } from "./firecracker";
+export { FirecrackerApi, FirecrackerApiError } from "./firecracker-api";

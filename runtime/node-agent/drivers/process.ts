@@ -16,7 +16,7 @@ import { constants as osConstants, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { logger } from "../../lib/logger";
-import { Driver, type SandboxSpec } from "../../lib/model";
+import { Driver } from "../../lib/model";
 import type {
   ProbeResult,
   RunRequest,
@@ -25,6 +25,7 @@ import type {
   SandboxExit,
 } from "../driver";
 import { ImageStore, type ImageStoreOptions, type PreparedImage } from "../images";
+import { launchScript } from "./launch-script";
 
 /** Options of the process driver; every field has a default. */
 export interface ProcessDriverOptions {
@@ -39,12 +40,6 @@ export interface ProcessDriverOptions {
 
 const log = logger.child({ component: "process-driver" });
 const launcherDir = "/.shardworks";
-const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-/** Single-quotes a string for `sh` (the only character needing care inside '…' is ' itself). */
-function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
 
 /** Creates the `process` driver. */
 export function createProcessDriver(options: ProcessDriverOptions = {}): ProcessDriver {
@@ -131,8 +126,11 @@ export class ProcessDriver implements SandboxDriver {
     const prepared = await this.#prepare(image);
     const pool = this.#pool(image);
     pool.target = count;
+    await Promise.allSettled(this.#filling);
     while (pool.ready.length > count) pool.ready.pop()?.kill();
     await this.#fill(image, prepared);
+    // Refills already under way count towards the target: wait for them too.
+    await Promise.allSettled(this.#filling);
   }
 
   async run(request: RunRequest): Promise<RunningSandbox> {
@@ -145,7 +143,7 @@ export class ProcessDriver implements SandboxDriver {
       );
     }
     const prepared = await this.#prepare(spec.image);
-    const script = launchScript(spec, prepared);
+    const script = `exec 3<&-\n${launchScript(spec, prepared.config, { beforeExec: ["printf s >&4", "exec 4>&-"] })}`;
     let launcher = spec.network ? undefined : this.#takeWarm(spec.image);
     const start = launcher ? "warm" : "cold";
     launcher ??= await this.#launch(prepared, spec.network);
@@ -229,11 +227,13 @@ export class ProcessDriver implements SandboxDriver {
     pool.filling -= missing;
     for (const result of launched) {
       if (result.status === "rejected") continue;
-      if (this.#closed || this.#pools.get(image) !== pool) result.value.kill();
+      const wanted =
+        !this.#closed && this.#pools.get(image) === pool && pool.ready.length < pool.target;
+      if (!wanted) result.value.kill();
       else pool.ready.push(result.value);
     }
     const failed = launched.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    if (failed && !this.#closed) throw failed.reason;
   }
 
   async #state(): Promise<string> {
@@ -288,32 +288,14 @@ export class ProcessDriver implements SandboxDriver {
   }
 }
 
-/** The script the launcher runs: environment, limits, working directory, then the command. */
-function launchScript(spec: SandboxSpec, image: PreparedImage): string {
-  const env = new Map<string, string>();
-  for (const entry of image.config.env) {
-    const eq = entry.indexOf("=");
-    if (eq > 0) env.set(entry.slice(0, eq), entry.slice(eq + 1));
-  }
-  if (!env.has("PATH"))
-    env.set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  for (const [key, value] of Object.entries(spec.env)) {
-    if (!envName.test(key)) {
-      throw new Error(
-        `spec.env: "${key}" is not a valid environment variable name (letters, digits and '_', not starting with a digit)`,
-      );
-    }
-    env.set(key, value);
-  }
-  const lines = ["exec 3<&-"];
-  for (const [key, value] of env)
-    if (envName.test(key)) lines.push(`export ${key}=${shellQuote(value)}`);
-  lines.push(`ulimit -v ${spec.resources.memoryMiB * 1024}`);
-  lines.push(`cd ${shellQuote(image.config.workingDir)} 2>/dev/null || cd /`);
-  lines.push("printf s >&4", "exec 4>&-", "exec 2>&1");
-  lines.push(`exec ${spec.command.map(shellQuote).join(" ")}`);
-  return `${lines.join("\n")}\n`;
-}
+/**
+ * Every bwrap this process started and that still runs. bwrap's --die-with-parent kills the
+ * sandbox when we die, but a bwrap caught mid-setup can outlive us; killing them on exit is cheap.
+ */
+const allLaunchers = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of allLaunchers) child.kill("SIGKILL");
+});
 
 /** One bwrap process running the launcher. */
 class Launcher {
@@ -326,6 +308,8 @@ class Launcher {
 
   constructor(child: ChildProcess) {
     this.#child = child;
+    allLaunchers.add(child);
+    child.once("exit", () => allLaunchers.delete(child));
     this.#signals = child.stdio[4] as Readable;
     this.exited = new Promise((resolve) => {
       child.once("close", (code, signal) => resolve({ code, signal }));
@@ -334,6 +318,9 @@ class Launcher {
     void this.exited.then(() => {
       this.#alive = false;
     });
+    // Flowing from the start: a paused stdout would never end, and 'close' would never come. The
+    // launcher prints nothing before its command runs, so nothing is lost before attach().
+    child.stdout?.resume();
     // bwrap's own complaints (before the launcher runs) are kept for the failure reason.
     child.stderr?.on("data", (chunk: Buffer) => {
       if (this.#stderr.length < 4096) this.#stderr += chunk.toString("utf8");

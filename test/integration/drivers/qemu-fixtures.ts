@@ -13,7 +13,20 @@ import type { SandboxSpec } from "../../../runtime/lib/model";
 import type { RunRequest } from "../../../runtime/node-agent/driver";
 import { QemuDriver, type QemuImage } from "../../../runtime/node-agent/drivers/qemu";
 
-const APPLETS = ["sh", "echo", "cat", "sleep", "seq", "env", "ls", "printf", "true", "false"];
+const APPLETS = [
+  "sh",
+  "echo",
+  "cat",
+  "sleep",
+  "seq",
+  "env",
+  "ls",
+  "printf",
+  "true",
+  "false",
+  "wc",
+  "date",
+];
 
 /** A directory holding a busybox root filesystem, removed at teardown. */
 export async function busyboxRootfs(t: ExecutionContext): Promise<QemuImage> {

@@ -27,7 +27,14 @@ import type {
 } from "../../driver";
 import { ensureInitramfs, guestAgentFingerprint, hostBusybox } from "./initramfs";
 import { ensureGuestKernel, shardworksCacheDir, type GuestKernel } from "./kernel";
-import { QemuVm, shellQuote, type Accelerator, type VmConfig } from "./vm";
+import {
+  explainGone,
+  QemuVm,
+  shellQuote,
+  sweepStaleSocketDirs,
+  type Accelerator,
+  type VmConfig,
+} from "./vm";
 
 const run = promisify(execFile);
 const log = logger.child({ component: "qemu-driver" });
@@ -86,7 +93,7 @@ const envKeySchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
 });
 
 /** The shell script the guest agent runs: the environment, the working directory, then the command. */
-export function commandScript(spec: SandboxSpec, image: QemuImage): string {
+export function commandScript(spec: SandboxSpec, image: QemuImage, nowMillis?: number): string {
   for (const key of Object.keys(spec.env)) {
     const parsed = envKeySchema.safeParse(key);
     if (!parsed.success) {
@@ -102,6 +109,10 @@ export function commandScript(spec: SandboxSpec, image: QemuImage): string {
     ...spec.env,
   };
   const lines: string[] = [];
+  if (nowMillis !== undefined) {
+    // The guest has no RTC and a restored snapshot's clock is the snapshot's: set it to now.
+    lines.push(`/.shardworks/busybox date -u -s @${Math.round(nowMillis / 1000)} >/dev/null 2>&1`);
+  }
   for (const [key, value] of Object.entries(env)) {
     // An image may carry names a shell cannot export; they are skipped, as a shell would.
     if (envKeySchema.safeParse(key).success) lines.push(`export ${key}=${shellQuote(value)}`);
@@ -114,6 +125,19 @@ export function commandScript(spec: SandboxSpec, image: QemuImage): string {
 interface PreparedImage {
   readonly image: QemuImage;
   readonly initrd: string;
+  /** Guest RAM this image needs at least: the initramfs is unpacked into RAM. */
+  readonly minMemoryMiB: number;
+}
+
+/**
+ * Guest RAM for an initramfs of `bytes`: while the kernel unpacks it, the archive and its files are
+ * both in RAM, and the root tmpfs may only fill half of RAM; then the kernel (~48 MiB here) and
+ * the command need room. 2× was measured too little (60 MiB image: "Initramfs unpacking failed:
+ * write error"); 3× + 96 MiB, rounded up to 32 MiB, boots it.
+ */
+export function guestMemoryFor(bytes: number): number {
+  const needed = Math.ceil((3 * bytes) / 2 ** 20) + 96;
+  return Math.max(MIN_MEMORY_MIB, Math.ceil(needed / 32) * 32);
 }
 
 interface Host {
@@ -149,7 +173,7 @@ class QemuSandbox implements RunningSandbox {
     void vm.gone.then((gone) =>
       this.#finish({
         kind: "failed",
-        reason: `QEMU exited (code ${gone.code}, signal ${gone.signal}) before the command finished: ${gone.stderr.trim() || "no error output"}`,
+        reason: `QEMU exited (code ${gone.code}, signal ${gone.signal}) before the command finished: ${explainGone(gone, vm.consoleTail)}`,
       }),
     );
   }
@@ -236,7 +260,8 @@ export class QemuDriver implements MigratingDriver {
 
   async warm(image: string, count: number): Promise<void> {
     const prepared = await this.#prepare(image);
-    const memoryMiB = MIN_MEMORY_MIB;
+    // The memory a default-sized sandbox of this image gets, so the snapshot serves its runs.
+    const memoryMiB = prepared.minMemoryMiB;
     const key = await this.#snapshotKey(prepared, memoryMiB);
     await this.#ensureSnapshot(key, prepared, memoryMiB);
     this.#poolTargets.set(key, { count, prepared, memoryMiB });
@@ -255,8 +280,8 @@ export class QemuDriver implements MigratingDriver {
     if (this.#sandboxes.has(request.id))
       throw new Error(`sandbox ${request.id} is already running here`);
     const prepared = await this.#prepare(spec.image);
-    const script = commandScript(spec, prepared.image);
-    const memoryMiB = Math.max(spec.resources.memoryMiB, MIN_MEMORY_MIB);
+    commandScript(spec, prepared.image); // validates the spec before any VM starts
+    const memoryMiB = Math.max(spec.resources.memoryMiB, prepared.minMemoryMiB);
     const key = await this.#snapshotKey(prepared, memoryMiB);
 
     let vm: QemuVm;
@@ -266,19 +291,17 @@ export class QemuDriver implements MigratingDriver {
       vm = pooled;
       void this.#refill(key);
     } else if (await this.#snapshotFile(key)) {
-      vm = await this.#restore(key, prepared, memoryMiB);
+      vm = await this.#restore(key, prepared, memoryMiB).catch(async (error: unknown) => {
+        // A snapshot this QEMU cannot load is useless: drop it and start cold (which retakes it).
+        log.warn({ err: error, image: spec.image }, "snapshot restore failed; starting cold");
+        const file = await this.#snapshotFile(key);
+        if (file) await rm(file, { force: true });
+        start = "cold";
+        return this.#bootAndSnapshot(key, prepared, memoryMiB, spec.image);
+      });
     } else {
       start = "cold";
-      vm = await this.#bootCold(prepared, memoryMiB);
-      try {
-        // The first cold start of an image leaves a snapshot behind, so the next start is warm.
-        await this.#ensureSnapshot(key, prepared, memoryMiB, vm);
-      } catch (error) {
-        log.warn(
-          { err: error, image: spec.image },
-          "could not take the image's snapshot; starts stay cold",
-        );
-      }
+      vm = await this.#bootAndSnapshot(key, prepared, memoryMiB, spec.image);
     }
     try {
       await vm.qmp.execute("cont");
@@ -286,11 +309,11 @@ export class QemuDriver implements MigratingDriver {
       await vm.kill();
       throw new Error(`cannot resume the VM of sandbox ${request.id}`, { cause: error });
     }
-    const sandbox = new QemuSandbox(request.id, vm, start, 0, request.logFile, () =>
-      this.#sandboxes.delete(request.id),
+    const sandbox: QemuSandbox = new QemuSandbox(request.id, vm, start, 0, request.logFile, () =>
+      this.#forget(request.id, sandbox),
     );
     this.#sandboxes.set(request.id, sandbox);
-    vm.sendCommand(script);
+    vm.sendCommand(commandScript(spec, prepared.image, Date.now()));
     sandbox.startMillis = performance.now() - startedAt;
     log.info(
       { id: request.id, start, startMillis: Math.round(sandbox.startMillis), pid: vm.pid },
@@ -304,7 +327,7 @@ export class QemuDriver implements MigratingDriver {
   ): Promise<{ port: number; sandbox: Promise<RunningSandbox> }> {
     const startedAt = performance.now();
     const prepared = await this.#prepare(request.spec.image);
-    const memoryMiB = Math.max(request.spec.resources.memoryMiB, MIN_MEMORY_MIB);
+    const memoryMiB = Math.max(request.spec.resources.memoryMiB, prepared.minMemoryMiB);
     const listenHost = this.#options.migrationListenHost ?? "127.0.0.1";
     const port = await freePort();
     const vm = await QemuVm.launch({
@@ -312,23 +335,23 @@ export class QemuDriver implements MigratingDriver {
       incoming: `tcp:${listenHost}:${port}`,
     });
     this.#incoming.add(vm);
+    // Attached before the state arrives: the guest resumes on its own when migration completes,
+    // and its first output lines must reach the log.
+    const running = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
+      this.#forget(request.id, running),
+    );
     const sandbox = (async () => {
       try {
         await vm.waitIncoming(this.#options.migrationTimeoutMs ?? 120_000, "running");
       } catch (error) {
-        await vm.kill();
-        throw new Error(`incoming migration of sandbox ${request.id} failed`, { cause: error });
+        await running.stop();
+        throw new Error(`incoming migration of sandbox ${request.id} failed: ${describe(error)}`, {
+          cause: error,
+        });
       } finally {
         this.#incoming.delete(vm);
       }
-      const running = new QemuSandbox(
-        request.id,
-        vm,
-        "warm",
-        performance.now() - startedAt,
-        request.logFile,
-        () => this.#sandboxes.delete(request.id),
-      );
+      running.startMillis = performance.now() - startedAt;
       this.#sandboxes.set(request.id, running);
       return running as RunningSandbox;
     })();
@@ -359,10 +382,10 @@ export class QemuDriver implements MigratingDriver {
     if (this.#sandboxes.has(request.id))
       throw new Error(`sandbox ${request.id} is already running here`);
     const prepared = await this.#prepare(request.spec.image);
-    const memoryMiB = Math.max(request.spec.resources.memoryMiB, MIN_MEMORY_MIB);
+    const memoryMiB = Math.max(request.spec.resources.memoryMiB, prepared.minMemoryMiB);
     const vm = await this.#restoreFile(file, prepared, memoryMiB);
-    const sandbox = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
-      this.#sandboxes.delete(request.id),
+    const sandbox: QemuSandbox = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
+      this.#forget(request.id, sandbox),
     );
     this.#sandboxes.set(request.id, sandbox);
     try {
@@ -385,6 +408,26 @@ export class QemuDriver implements MigratingDriver {
       ...[...this.#incoming].map((vm) => vm.kill()),
       ...[...this.#sandboxes.values()].map((s) => s.stop()),
     ]);
+  }
+
+  /** Cold boot; the first cold start of an image leaves a snapshot behind, so the next is warm. */
+  async #bootAndSnapshot(
+    key: string,
+    prepared: PreparedImage,
+    memoryMiB: number,
+    image: string,
+  ): Promise<QemuVm> {
+    const vm = await this.#bootCold(prepared, memoryMiB);
+    try {
+      await this.#ensureSnapshot(key, prepared, memoryMiB, vm);
+    } catch (error) {
+      log.warn({ err: error, image }, "could not take the image's snapshot; starts stay cold");
+    }
+    return vm;
+  }
+
+  #forget(id: string, sandbox: QemuSandbox): void {
+    if (this.#sandboxes.get(id) === sandbox) this.#sandboxes.delete(id);
   }
 
   // ---- host, images, snapshots -------------------------------------------------------------
@@ -413,6 +456,8 @@ export class QemuDriver implements MigratingDriver {
       );
     });
     const kernel = await ensureGuestKernel();
+    const swept = await sweepStaleSocketDirs();
+    if (swept > 0) log.info({ swept }, "removed socket dirs of QEMUs that died with their agent");
     const notes: string[] = [];
     const accel = await this.#chooseAccel(kernel, qemuVersion, notes);
     notes.push(`guest kernel ${kernel.packageName}; QEMU ${qemuVersion} microvm, 1 vCPU`);
@@ -516,7 +561,7 @@ export class QemuDriver implements MigratingDriver {
           key: resolved.digest,
           cacheDir: join(this.#cacheDir, "initramfs"),
         });
-        return { image: resolved, initrd };
+        return { image: resolved, initrd, minMemoryMiB: guestMemoryFor((await stat(initrd)).size) };
       })();
       this.#images.set(image, prepared);
       // A failure is not cached: the next call retries (the image may appear later).

@@ -6,8 +6,8 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rename, rm } from "node:fs/promises";
-import type { Socket } from "node:net";
+import { mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
 import { setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -43,6 +43,43 @@ export interface VmGone {
   readonly signal: NodeJS.Signals | null;
   /** The tail of QEMU's stderr (why it failed, if it did). */
   readonly stderr: string;
+}
+
+/**
+ * Removes socket dirs (`$TMPDIR/swq-*`) that no QEMU listens on any more: QEMU dies with its node
+ * agent (parent-death signal), but a killed agent cannot remove the dirs. Only dirs older than
+ * `minAgeMs` are touched, so a QEMU still starting up is never swept.
+ */
+export async function sweepStaleSocketDirs(minAgeMs = 10 * 60_000): Promise<number> {
+  let removed = 0;
+  const names = await readdir(tmpdir()).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith("swq-"))) {
+    const dir = join(tmpdir(), name);
+    const info = await stat(dir).catch(() => undefined);
+    if (!info?.isDirectory() || Date.now() - info.mtimeMs < minAgeMs) continue;
+    const alive = await new Promise<boolean>((resolve) => {
+      const socket = connect(join(dir, "qmp.sock"));
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (!alive) {
+      await rm(dir, { recursive: true, force: true });
+      removed++;
+    }
+  }
+  return removed;
+}
+
+/** Why QEMU ended, from its stderr and the guest's last console lines (e.g. a kernel panic). */
+export function explainGone(gone: VmGone, consoleTail: readonly string[]): string {
+  const parts = [
+    gone.stderr.trim(),
+    consoleTail.length ? `guest console: ${consoleTail.join(" | ")}` : "",
+  ];
+  return parts.filter(Boolean).join("; ") || "no error output";
 }
 
 /** util-linux `setpriv` (Debian: always installed) can tie QEMU's life to ours. */
@@ -104,7 +141,7 @@ export function qemuArgs(config: VmConfig, qmpPath: string, serialPath: string):
     // panic=-1 + -no-reboot: a guest panic ends QEMU instead of hanging the sandbox.
     "-append",
     process.env.SHARDWORKS_QEMU_APPEND ??
-      `console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init${config.accel === "tcg" ? ` ${tcgTimingParams(hostCpuinfo())}` : ""}`,
+      `console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init${config.accel === "tcg" ? ` ${tcgTimingParams(hostCpuinfo())}` : ""}`,
     "-chardev",
     `socket,id=serial0,path=${serialPath},server=on,wait=off`,
     "-serial",
@@ -130,6 +167,8 @@ export class QemuVm extends EventEmitter {
   readonly #socketDir: string;
   #serialBuffer = "";
   #readyCount = 0;
+  /** The guest's last console lines (kernel messages): they explain a failed boot or a panic. */
+  readonly #console: string[] = [];
 
   private constructor(
     child: ChildProcess,
@@ -152,6 +191,11 @@ export class QemuVm extends EventEmitter {
   /** The QEMU process id. */
   get pid(): number | undefined {
     return this.#child.pid;
+  }
+
+  /** The guest's last console (kernel) lines, oldest first. */
+  get consoleTail(): readonly string[] {
+    return this.#console;
   }
 
   /** How many times the agent said it waits for a command (0 right after a restore). */
@@ -313,7 +357,7 @@ export class QemuVm extends EventEmitter {
         cleanup();
         reject(
           new Error(
-            `QEMU exited (code ${g.code}, signal ${g.signal}) while waiting for ${what}: ${g.stderr.trim()}`,
+            `QEMU exited (code ${g.code}, signal ${g.signal}) while waiting for ${what}: ${explainGone(g, this.#console)}`,
           ),
         );
       };
@@ -340,7 +384,11 @@ export class QemuVm extends EventEmitter {
     const at = line.indexOf(FRAME);
     if (at < 0) {
       // Kernel messages share the console; they are not the command's output.
-      if (line.trim()) log.debug({ pid: this.pid, console: line }, "guest console");
+      if (line.trim()) {
+        log.debug({ pid: this.pid, console: line }, "guest console");
+        this.#console.push(line.trim());
+        if (this.#console.length > 40) this.#console.shift();
+      }
       return;
     }
     const kind = line[at + 1];
