@@ -6,3 +6,4 @@ export { freePort } from "./ports";
 export { startEtcd, type EtcdServer, type StartEtcdOptions } from "./etcd-server";
 export { type Principal, hashToken, newShardToken, shardOfToken, digestsEqual } from "./auth";
 export type { ApiEnv } from "./http";
+export { Store, ConflictError, ACTIVE_PHASES, TERMINAL_PHASES, type Versioned } from "./store";

@@ -9,3 +9,5 @@ export type {
   MigratingDriver,
 } from "./driver";
 export { isMigratingDriver } from "./driver";
+export { NodeAgent, type NodeAgentConfig, type NodeAgentEvents } from "./agent";
+export { spawnNodeAgent, type SpawnNodeAgentOptions, type SpawnedNodeAgent } from "./spawn";

@@ -1,0 +1,201 @@
+/**
+ * A minimal client of the OCI distribution API: manifests and blobs over HTTP(S), with bearer-token
+ * auth (the `WWW-Authenticate: Bearer realm=…` challenge). Hand-written because the npm registry
+ * clients for OCI pull in Docker-daemon assumptions; this is three GET requests and a token dance.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { ImageError } from "./errors";
+import { MediaType, sha256Digest, type Descriptor } from "./oci";
+import type { RegistryReference } from "./reference";
+
+/** username/password for a registry (sent as Basic to its token service). */
+export interface RegistryCredentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+export interface RegistryClientOptions {
+  /** Registries (host[:port]) reached over plain HTTP besides loopback ones. */
+  readonly insecureRegistries?: readonly string[];
+  /** Credentials per registry host[:port]. */
+  readonly credentials?: Readonly<Record<string, RegistryCredentials>>;
+}
+
+const manifestAccept = [
+  MediaType.OciManifest,
+  MediaType.OciIndex,
+  MediaType.DockerManifest,
+  MediaType.DockerManifestList,
+].join(", ");
+
+/** Fetches manifests and blobs of one repository. */
+export class RegistryClient {
+  readonly #ref: RegistryReference;
+  readonly #base: string;
+  readonly #credentials: RegistryCredentials | undefined;
+  #token: string | undefined;
+
+  constructor(ref: RegistryReference, options: RegistryClientOptions = {}) {
+    this.#ref = ref;
+    const host = ref.registry.replace(/:[0-9]+$/, "");
+    const loopback = host === "localhost" || host.startsWith("127.") || host === "[::1]";
+    const plain = loopback || (options.insecureRegistries ?? []).includes(ref.registry);
+    this.#base = `${plain ? "http" : "https"}://${ref.registry}/v2/${ref.repository}`;
+    this.#credentials = options.credentials?.[ref.registry];
+  }
+
+  /** The manifest (or index) named by `reference` (tag or digest), verified when a digest is known. */
+  async manifest(reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
+    const response = await this.#get(
+      `${this.#base}/manifests/${reference}`,
+      manifestAccept,
+      `manifest "${reference}"`,
+    );
+    const bytes = Buffer.from(await response.arrayBuffer());
+    const digest = sha256Digest(bytes);
+    const expected = reference.startsWith("sha256:")
+      ? reference
+      : response.headers.get("docker-content-digest");
+    if (expected && expected !== digest) {
+      throw new ImageError(
+        "digest_mismatch",
+        `${this.#describe()}: manifest "${reference}" has digest ${digest}, expected ${expected}; the registry served corrupt or substituted content`,
+      );
+    }
+    const mediaType = (response.headers.get("content-type") ?? "").split(";")[0]?.trim() ?? "";
+    return { bytes, digest, mediaType };
+  }
+
+  /** Downloads a blob to `path` (atomically), verifying size and digest on the way. */
+  async downloadBlob(descriptor: Descriptor, path: string): Promise<void> {
+    const response = await this.#get(
+      `${this.#base}/blobs/${descriptor.digest}`,
+      "*/*",
+      `blob ${descriptor.digest}`,
+    );
+    if (!response.body)
+      throw new ImageError(
+        "registry",
+        `${this.#describe()}: blob ${descriptor.digest} came with no body`,
+      );
+    await mkdir(dirname(path), { recursive: true });
+    const temporary = `${path}.part-${randomBytes(4).toString("hex")}`;
+    const hash = createHash("sha256");
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hash.update(chunk);
+        size += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    try {
+      await pipeline(
+        Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
+        meter,
+        createWriteStream(temporary),
+      );
+      const digest = `sha256:${hash.digest("hex")}`;
+      if (digest !== descriptor.digest || size !== descriptor.size) {
+        throw new ImageError(
+          "digest_mismatch",
+          `${this.#describe()}: blob ${descriptor.digest} arrived as ${digest} (${size} bytes, expected ${descriptor.size}); refusing it`,
+        );
+      }
+      await rename(temporary, path);
+    } finally {
+      await rm(temporary, { force: true });
+    }
+    await stat(path);
+  }
+
+  #describe(): string {
+    return `registry ${this.#ref.registry}, repository "${this.#ref.repository}"`;
+  }
+
+  async #get(url: string, accept: string, what: string): Promise<Response> {
+    const headers: Record<string, string> = { accept };
+    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    let response = await this.#fetch(url, headers);
+    if (response.status === 401 && !this.#token) {
+      this.#token = await this.#authenticate(response.headers.get("www-authenticate") ?? "");
+      headers.authorization = `Bearer ${this.#token}`;
+      response = await this.#fetch(url, headers);
+    }
+    if (response.status === 404) {
+      throw new ImageError(
+        "not_found",
+        `${this.#describe()}: ${what} not found; check the repository and tag exist (push the image first)`,
+      );
+    }
+    if (response.status === 401 || response.status === 403) {
+      throw new ImageError(
+        "registry",
+        `${this.#describe()}: access to ${what} denied (HTTP ${response.status}); give credentials for ${this.#ref.registry}`,
+      );
+    }
+    if (!response.ok) {
+      throw new ImageError(
+        "registry",
+        `${this.#describe()}: ${what} answered HTTP ${response.status}`,
+      );
+    }
+    return response;
+  }
+
+  async #fetch(url: string, headers: Record<string, string>): Promise<Response> {
+    try {
+      return await fetch(url, { headers, redirect: "follow" });
+    } catch (error) {
+      throw new ImageError(
+        "registry",
+        `${this.#describe()}: cannot reach ${url} (${(error as Error).message}); is the registry running?`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** Answers a `Bearer realm="…",service="…",scope="…"` challenge with a token. */
+  async #authenticate(challenge: string): Promise<string> {
+    const match = /^Bearer\s+(.*)$/i.exec(challenge.trim());
+    if (!match?.[1]) {
+      throw new ImageError(
+        "registry",
+        `${this.#describe()}: asks for authentication ("${challenge}") but only Bearer tokens are supported`,
+      );
+    }
+    const params: Record<string, string> = {};
+    for (const [, key, value] of match[1].matchAll(/([A-Za-z]+)="([^"]*)"/g))
+      if (key && value !== undefined) params[key] = value;
+    if (!params.realm)
+      throw new ImageError("registry", `${this.#describe()}: Bearer challenge has no realm`);
+    const url = new URL(params.realm);
+    if (params.service) url.searchParams.set("service", params.service);
+    url.searchParams.set("scope", params.scope ?? `repository:${this.#ref.repository}:pull`);
+    const headers: Record<string, string> = {};
+    if (this.#credentials) {
+      const basic = Buffer.from(
+        `${this.#credentials.username}:${this.#credentials.password}`,
+      ).toString("base64");
+      headers.authorization = `Basic ${basic}`;
+    }
+    const response = await this.#fetch(url.toString(), headers);
+    if (!response.ok) {
+      throw new ImageError(
+        "registry",
+        `${this.#describe()}: token service ${url.origin} answered HTTP ${response.status}; check the credentials`,
+      );
+    }
+    const body = (await response.json()) as { token?: unknown; access_token?: unknown };
+    const token = typeof body.token === "string" ? body.token : body.access_token;
+    if (typeof token !== "string")
+      throw new ImageError("registry", `${this.#describe()}: token service returned no token`);
+    return token;
+  }
+}

@@ -1,0 +1,404 @@
+/**
+ * The image store: resolves an image reference to a manifest digest, fetches and verifies its
+ * blobs, and unpacks its layers into a root filesystem directory once per manifest digest.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { lstat, mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join, normalize, posix } from "node:path";
+import { pipeline } from "node:stream/promises";
+import * as tar from "tar";
+import { z } from "zod";
+import { logger } from "../../lib/logger";
+import { ImageError } from "./errors";
+import {
+  configSchema,
+  descriptorSchema,
+  hostArchitecture,
+  indexSchema,
+  manifestSchema,
+  sha256Digest,
+  unpackableLayerTypes,
+  type Descriptor,
+  type ImageManifest,
+  type ImageRuntimeConfig,
+} from "./oci";
+import { parseImageReference, type LayoutReference, type RegistryReference } from "./reference";
+import { RegistryClient, type RegistryClientOptions } from "./registry";
+
+/** An image unpacked on this host. */
+export interface PreparedImage {
+  /** The reference as given. */
+  readonly image: string;
+  /** `sha256:…` of the image manifest: the cache key. */
+  readonly manifestDigest: string;
+  /** Directory holding the unpacked root filesystem (treat it as read-only: it is shared). */
+  readonly rootfs: string;
+  readonly config: ImageRuntimeConfig;
+}
+
+export interface ImageStoreOptions extends RegistryClientOptions {
+  /** Cache directory. Default: `$XDG_CACHE_HOME/shardworks/images` or `~/.cache/shardworks/images`. */
+  readonly cacheDir?: string;
+}
+
+/** Directories every driver mounts over; created empty in each rootfs so a read-only root works. */
+const mountPoints = ["proc", "dev", "sys", "tmp", "work", ".shardworks"];
+
+const log = logger.child({ component: "image-store" });
+
+/** The default cache directory. */
+export function defaultImageCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache");
+  return join(base, "shardworks", "images");
+}
+
+/** Resolves, verifies and unpacks OCI images; safe to call concurrently for the same image. */
+export class ImageStore {
+  readonly cacheDir: string;
+  readonly #options: ImageStoreOptions;
+  /** Unpacks in flight, by manifest digest: concurrent prepares of one image unpack it once. */
+  readonly #unpacking = new Map<string, Promise<PreparedImage>>();
+
+  constructor(options: ImageStoreOptions = {}) {
+    this.#options = options;
+    this.cacheDir = options.cacheDir ?? defaultImageCacheDir();
+  }
+
+  /** Resolves `image` and returns its unpacked root filesystem, unpacking it on first use. */
+  async prepare(image: string): Promise<PreparedImage> {
+    const ref = parseImageReference(image);
+    const source =
+      ref.kind === "layout"
+        ? new LayoutSource(ref)
+        : new RegistrySource(ref, this.#options, this.cacheDir);
+    const { manifest, digest } = await source.resolve();
+    const key = digest.slice("sha256:".length);
+    const finalDir = join(this.cacheDir, "rootfs", key);
+    const cached = await readPrepared(finalDir);
+    if (cached) return { ...cached, image };
+    let pending = this.#unpacking.get(digest);
+    if (!pending) {
+      pending = this.#unpack(source, manifest, digest, finalDir).finally(() =>
+        this.#unpacking.delete(digest),
+      );
+      this.#unpacking.set(digest, pending);
+    }
+    return { ...(await pending), image };
+  }
+
+  async #unpack(
+    source: BlobSource,
+    manifest: ImageManifest,
+    digest: string,
+    finalDir: string,
+  ): Promise<PreparedImage> {
+    const started = Date.now();
+    const configBytes = await source.readBlob(manifest.config);
+    const config = runtimeConfig(
+      parseJson(configBytes, configSchema, `config ${manifest.config.digest}`),
+    );
+    const temporary = `${finalDir}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+    const rootfs = join(temporary, "rootfs");
+    try {
+      await mkdir(rootfs, { recursive: true, mode: 0o755 });
+      for (const layer of manifest.layers) {
+        if (!unpackableLayerTypes.has(layer.mediaType)) {
+          throw new ImageError(
+            "unsupported",
+            `layer ${layer.digest} has media type ${layer.mediaType}; only tar and tar+gzip layers are supported`,
+          );
+        }
+        const file = await source.layerFile(layer);
+        await unpackLayer(file, rootfs, layer.digest);
+      }
+      for (const dir of mountPoints)
+        await mkdir(join(rootfs, dir), { mode: 0o755 }).catch(ignoreExists);
+      const prepared: Omit<PreparedImage, "image"> = {
+        manifestDigest: digest,
+        rootfs: join(finalDir, "rootfs"),
+        config,
+      };
+      // Written last: a cache directory with image.json is complete.
+      await writeFile(join(temporary, "image.json"), JSON.stringify(prepared));
+      try {
+        await rename(temporary, finalDir);
+      } catch (error) {
+        // Another process unpacked the same digest first; its copy is as good as ours.
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error;
+      }
+      log.info(
+        { digest, layers: manifest.layers.length, millis: Date.now() - started },
+        "image unpacked",
+      );
+    } finally {
+      await rm(temporary, { recursive: true, force: true });
+    }
+    const result = await readPrepared(finalDir);
+    if (!result)
+      throw new ImageError("unpack", `image ${digest}: unpacked but ${finalDir} is incomplete`);
+    return { ...result, image: "" };
+  }
+}
+
+/** Where blobs come from: a layout directory or a registry. */
+interface BlobSource {
+  /** The image manifest the reference names (following indexes to this host's platform). */
+  resolve(): Promise<{ manifest: ImageManifest; digest: string }>;
+  /** A small verified blob (config). */
+  readBlob(descriptor: Descriptor): Promise<Buffer>;
+  /** A verified local file holding the layer blob. */
+  layerFile(descriptor: Descriptor): Promise<string>;
+}
+
+class LayoutSource implements BlobSource {
+  readonly #ref: LayoutReference;
+  constructor(ref: LayoutReference) {
+    this.#ref = ref;
+  }
+
+  async resolve(): Promise<{ manifest: ImageManifest; digest: string }> {
+    const where = `OCI layout ${this.#ref.path}`;
+    const indexBytes = await readFile(join(this.#ref.path, "index.json")).catch(
+      (error: NodeJS.ErrnoException) => {
+        throw new ImageError(
+          "not_found",
+          `${where}: cannot read index.json (${error.code ?? error.message}); the path must be an OCI image layout directory`,
+          { cause: error },
+        );
+      },
+    );
+    const index = parseJson(indexBytes, indexSchema, `${where}/index.json`);
+    const tagged = index.manifests.filter(
+      (m) => m.annotations?.["org.opencontainers.image.ref.name"] === this.#ref.tag,
+    );
+    const tags = index.manifests.map(
+      (m) => m.annotations?.["org.opencontainers.image.ref.name"] ?? "(untagged)",
+    );
+    let chosen: Descriptor | undefined;
+    if (this.#ref.tag !== undefined) chosen = tagged[0];
+    else if (index.manifests.length === 1) chosen = index.manifests[0];
+    if (!chosen) {
+      const why =
+        this.#ref.tag === undefined
+          ? "holds several images; name one with a tag"
+          : `has no image tagged "${this.#ref.tag}"`;
+      throw new ImageError("not_found", `${where} ${why} (tags: ${tags.join(", ") || "none"})`);
+    }
+    return followToManifest(chosen, (d) => this.readBlob(d), where);
+  }
+
+  async readBlob(descriptor: Descriptor): Promise<Buffer> {
+    const bytes = await readFile(this.#blobPath(descriptor)).catch(
+      (error: NodeJS.ErrnoException) => {
+        throw new ImageError(
+          "not_found",
+          `OCI layout ${this.#ref.path}: blob ${descriptor.digest} missing (${error.code ?? ""}); the layout is incomplete`,
+          { cause: error },
+        );
+      },
+    );
+    const digest = sha256Digest(bytes);
+    if (digest !== descriptor.digest) {
+      throw new ImageError(
+        "digest_mismatch",
+        `OCI layout ${this.#ref.path}: blob ${descriptor.digest} has digest ${digest}; the layout is corrupt`,
+      );
+    }
+    return bytes;
+  }
+
+  async layerFile(descriptor: Descriptor): Promise<string> {
+    const path = this.#blobPath(descriptor);
+    const hash = createHash("sha256");
+    await pipeline(createReadStream(path), hash).catch((error: NodeJS.ErrnoException) => {
+      throw new ImageError(
+        "not_found",
+        `OCI layout ${this.#ref.path}: layer ${descriptor.digest} missing (${error.code ?? ""}); the layout is incomplete`,
+        { cause: error },
+      );
+    });
+    const digest = `sha256:${hash.digest("hex")}`;
+    if (digest !== descriptor.digest) {
+      throw new ImageError(
+        "digest_mismatch",
+        `OCI layout ${this.#ref.path}: layer ${descriptor.digest} has digest ${digest}; the layout is corrupt`,
+      );
+    }
+    return path;
+  }
+
+  #blobPath(descriptor: Descriptor): string {
+    return join(this.#ref.path, "blobs", "sha256", descriptor.digest.slice("sha256:".length));
+  }
+}
+
+class RegistrySource implements BlobSource {
+  readonly #ref: RegistryReference;
+  readonly #client: RegistryClient;
+  readonly #blobDir: string;
+
+  constructor(ref: RegistryReference, options: RegistryClientOptions, cacheDir: string) {
+    this.#ref = ref;
+    this.#client = new RegistryClient(ref, options);
+    this.#blobDir = join(cacheDir, "blobs", "sha256");
+  }
+
+  async resolve(): Promise<{ manifest: ImageManifest; digest: string }> {
+    const where = `${this.#ref.registry}/${this.#ref.repository}`;
+    const { bytes, digest, mediaType } = await this.#client.manifest(this.#ref.reference);
+    const root = { mediaType, digest, size: bytes.length };
+    return followToManifest(
+      root,
+      async (d) => (d.digest === digest ? bytes : (await this.#client.manifest(d.digest)).bytes),
+      where,
+    );
+  }
+
+  async readBlob(descriptor: Descriptor): Promise<Buffer> {
+    return readFile(await this.layerFile(descriptor));
+  }
+
+  async layerFile(descriptor: Descriptor): Promise<string> {
+    const path = join(this.#blobDir, descriptor.digest.slice("sha256:".length));
+    const present = await lstat(path).then(
+      (s) => s.size === descriptor.size,
+      () => false,
+    );
+    if (!present) await this.#client.downloadBlob(descriptor, path);
+    return path;
+  }
+}
+
+/** Follows an index (possibly nested) to the manifest for this host's platform. */
+async function followToManifest(
+  start: Descriptor,
+  read: (descriptor: Descriptor) => Promise<Buffer>,
+  where: string,
+): Promise<{ manifest: ImageManifest; digest: string }> {
+  let descriptor = start;
+  for (let depth = 0; depth < 4; depth += 1) {
+    const bytes = await read(descriptor);
+    const what = `${where} ${descriptor.digest}`;
+    const probe = parseJson(bytes, z.looseObject({ manifests: z.unknown() }).partial(), what);
+    if (probe.manifests === undefined) {
+      return { manifest: parseJson(bytes, manifestSchema, what), digest: descriptor.digest };
+    }
+    const document = parseJson(bytes, indexSchema, what);
+    const arch = hostArchitecture();
+    const match = document.manifests.find(
+      (m) => m.platform?.os === "linux" && m.platform.architecture === arch,
+    );
+    if (!match) {
+      const platforms = document.manifests
+        .map((m) => (m.platform ? `${m.platform.os}/${m.platform.architecture}` : "?"))
+        .join(", ");
+      throw new ImageError(
+        "unsupported",
+        `${where}: image index has no linux/${arch} image (has: ${platforms})`,
+      );
+    }
+    descriptor = descriptorSchema.parse(match);
+  }
+  throw new ImageError("unsupported", `${where}: image indexes nested too deep`);
+}
+
+function parseJson<T extends z.ZodType>(bytes: Buffer, schema: T, what: string): z.infer<T> {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString("utf8"));
+  } catch (error) {
+    throw new ImageError("unsupported", `${what} is not JSON`, { cause: error });
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .map((i) => `${i.path.join(".") || "(document)"}: ${i.message}`)
+      .join("; ");
+    throw new ImageError("unsupported", `${what} is not a valid OCI document: ${issues}`);
+  }
+  return parsed.data;
+}
+
+function runtimeConfig(document: z.infer<typeof configSchema>): ImageRuntimeConfig {
+  const config = document.config ?? {};
+  return {
+    env: config.Env ?? [],
+    entrypoint: config.Entrypoint ?? [],
+    cmd: config.Cmd ?? [],
+    workingDir: config.WorkingDir || "/work",
+  };
+}
+
+async function readPrepared(dir: string): Promise<Omit<PreparedImage, "image"> | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, "image.json"), "utf8")) as Omit<
+      PreparedImage,
+      "image"
+    >;
+  } catch {
+    return undefined;
+  }
+}
+
+function ignoreExists(error: NodeJS.ErrnoException): void {
+  if (error.code !== "EEXIST") throw error;
+}
+
+/**
+ * Applies one layer: first its whiteouts (which only hide files of lower layers, per the OCI
+ * image spec), then its files. node-tar refuses `..` paths and writing through symlinks.
+ */
+async function unpackLayer(file: string, rootfs: string, digest: string): Promise<void> {
+  const whiteouts: string[] = [];
+  try {
+    await tar.t({
+      file,
+      onReadEntry: (entry) => {
+        if (posix.basename(entry.path).startsWith(".wh.")) whiteouts.push(entry.path);
+      },
+    });
+    for (const path of whiteouts) await applyWhiteout(rootfs, path);
+    await tar.x({
+      file,
+      cwd: rootfs,
+      unlink: true,
+      chmod: true,
+      processUmask: 0,
+      filter: (path) => !posix.basename(path).startsWith(".wh."),
+    });
+  } catch (error) {
+    if (error instanceof ImageError) throw error;
+    throw new ImageError("unpack", `layer ${digest}: cannot unpack (${(error as Error).message})`, {
+      cause: error,
+    });
+  }
+}
+
+async function applyWhiteout(rootfs: string, entryPath: string): Promise<void> {
+  const clean = normalize(`/${entryPath}`).slice(1);
+  const parent = posix.dirname(clean);
+  const name = posix.basename(clean);
+  const parentDir = await directoryInside(rootfs, parent === "." ? "" : parent);
+  if (!parentDir) return;
+  if (name === ".wh..wh..opq") {
+    for (const child of await readdir(parentDir))
+      await rm(join(parentDir, child), { recursive: true, force: true });
+  } else {
+    await rm(join(parentDir, name.slice(".wh.".length)), { recursive: true, force: true });
+  }
+}
+
+/** `rootfs/relative` if every component is a real directory (never through a symlink). */
+async function directoryInside(rootfs: string, relative: string): Promise<string | undefined> {
+  let current = rootfs;
+  for (const part of relative.split("/").filter((p) => p !== "" && p !== ".")) {
+    if (part === "..") return undefined;
+    current = join(current, part);
+    const stats = await lstat(current).catch(() => undefined);
+    if (!stats?.isDirectory()) return undefined;
+  }
+  return current;
+}

@@ -1,0 +1,101 @@
+/**
+ * Edge validation of the scheduler API: request bodies and query strings, as zod schemas, plus
+ * the JSON body reader that turns malformed JSON and wrong content types into clear 4xx errors.
+ */
+import type { Context } from "hono";
+import { z } from "zod";
+import { HttpError, badRequest } from "../lib/errors";
+import { dnsLabel, sandboxPhaseSchema, sandboxSpecSchema } from "../lib/model";
+import { parseImageReference } from "../node-agent/images/reference";
+
+/**
+ * An image reference: `oci:/abs/layout-dir[:tag]` or `host[:port]/repo[:tag|@sha256:…]`, checked
+ * with the image store's own parser so the API refuses exactly what a node could not resolve.
+ */
+export const imageReferenceSchema = z
+  .string()
+  .min(1)
+  .max(512)
+  .superRefine((image, ctx) => {
+    try {
+      parseImageReference(image);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+    }
+  });
+
+/** Body of `POST /v1/sandboxes`: a sandbox spec, optionally with the id to use. */
+export const createSandboxBodySchema = sandboxSpecSchema.extend({
+  image: imageReferenceSchema,
+  /** Default: `sb-<random>`. */
+  id: dnsLabel.optional(),
+});
+export type CreateSandboxBody = z.infer<typeof createSandboxBodySchema>;
+
+/** Query of `POST /v1/sandboxes`. */
+export const createSandboxQuerySchema = z.strictObject({
+  wait: z.enum(["running", "exited"]).optional(),
+  /** Seconds to wait; default 60, at most 600. */
+  timeout: z.coerce.number().positive().max(600).default(60),
+});
+
+/** Body of `POST /v1/sandboxes/:id/migrate`. */
+export const migrateBodySchema = z.strictObject({ node: dnsLabel });
+
+/** Query of `GET /v1/sandboxes/:id/logs`. */
+export const logsQuerySchema = z.strictObject({
+  follow: z
+    .enum(["true", "false", "1", "0"])
+    .default("false")
+    .transform((v) => v === "true" || v === "1"),
+});
+
+/** Query of `GET /v1/sandboxes`. */
+export const listQuerySchema = z.strictObject({
+  shard: dnsLabel.optional(),
+  node: dnsLabel.optional(),
+  phase: sandboxPhaseSchema.optional(),
+});
+
+/** Parse a path parameter that must be a sandbox id / node name. */
+export function parseName(value: string, field: string): string {
+  const parsed = dnsLabel.safeParse(value);
+  if (!parsed.success) throw badRequest(parsed.error, field);
+  return parsed.data;
+}
+
+/** Parse the query string with a schema (unknown parameters are rejected). */
+export function parseQuery<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {
+  const parsed = schema.safeParse(c.req.query());
+  if (!parsed.success) throw badRequest(parsed.error, "query");
+  return parsed.data;
+}
+
+/** Read a JSON body and parse it with a schema: 415, 400 malformed_json or 400 naming the fields. */
+export async function parseJsonBody<S extends z.ZodType>(
+  c: Context,
+  schema: S,
+): Promise<z.infer<S>> {
+  const type = c.req.header("content-type");
+  if (type !== undefined && !/^application\/json\b/i.test(type)) {
+    throw new HttpError(
+      415,
+      "unsupported_media_type",
+      `send JSON with "content-type: application/json" (got "${type}")`,
+    );
+  }
+  const text = await c.req.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new HttpError(
+      400,
+      "malformed_json",
+      `the request body is not valid JSON: ${(error as Error).message}`,
+    );
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw badRequest(parsed.error);
+  return parsed.data;
+}

@@ -1,0 +1,228 @@
+/**
+ * The image store against real OCI layouts (built from the host's busybox) and a real registry
+ * (Debian's docker-registry on loopback, the image pushed with skopeo).
+ */
+import { spawn, spawnSync } from "node:child_process";
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test from "ava";
+import { freePort } from "../../../runtime/lib/ports";
+import { ImageError, ImageStore, parseImageReference } from "../../../runtime/node-agent/images";
+import { buildBusyboxImage } from "../../helpers/images";
+
+const root = mkdtempSync(join(tmpdir(), "sw-image-store-"));
+test.after.always(() => rmSync(root, { recursive: true, force: true }));
+
+test("a layout image unpacks into a root filesystem with the image's files", async (t) => {
+  const image = buildBusyboxImage(join(root, "plain"));
+  const store = new ImageStore({ cacheDir: join(root, "cache-plain") });
+  const prepared = await store.prepare(image);
+  t.regex(prepared.manifestDigest, /^sha256:[a-f0-9]{64}$/);
+  t.true(statSync(join(prepared.rootfs, "bin", "busybox")).isFile());
+  t.true(lstatSync(join(prepared.rootfs, "bin", "sh")).isSymbolicLink());
+  t.is(readFileSync(join(prepared.rootfs, "etc", "image-marker"), "utf8"), "busybox test image\n");
+  t.deepEqual(prepared.config.env, ["PATH=/bin"]);
+  t.true(
+    prepared.rootfs.startsWith(join(root, "cache-plain")),
+    "unpacked under the configured cache dir",
+  );
+});
+
+test("concurrent prepares of one image unpack it once, and later prepares reuse it", async (t) => {
+  const image = buildBusyboxImage(join(root, "concurrent"));
+  const cacheDir = join(root, "cache-concurrent");
+  const store = new ImageStore({ cacheDir });
+  const results = await Promise.all([
+    store.prepare(image),
+    store.prepare(image),
+    store.prepare(image),
+  ]);
+  t.is(new Set(results.map((r) => r.rootfs)).size, 1);
+  t.deepEqual(
+    readdirSync(join(cacheDir, "rootfs")),
+    [results[0].manifestDigest.slice(7)],
+    "one directory, no leftovers",
+  );
+  const inode = statSync(results[0].rootfs).ino;
+  const again = await new ImageStore({ cacheDir }).prepare(image);
+  t.is(
+    statSync(again.rootfs).ino,
+    inode,
+    "a new store (e.g. after restart) reuses the unpacked rootfs",
+  );
+});
+
+test("whiteouts in an upper layer delete files of lower layers; opaque dirs hide lower contents", async (t) => {
+  const image = buildBusyboxImage(join(root, "layers"), {
+    layers: [
+      { files: { "etc/removed": "x", "data/a": "a", "data/b": "b", "keep/k": "k" } },
+      { whiteouts: ["etc/removed"], opaque: ["data"], files: { "data/c": "c" } },
+    ],
+  });
+  const prepared = await new ImageStore({ cacheDir: join(root, "cache-layers") }).prepare(image);
+  t.false(existsSync(join(prepared.rootfs, "etc", "removed")));
+  t.deepEqual(readdirSync(join(prepared.rootfs, "data")).sort(), ["c"]);
+  t.is(readFileSync(join(prepared.rootfs, "keep", "k"), "utf8"), "k");
+  t.false(
+    existsSync(join(prepared.rootfs, "etc", ".wh.removed")),
+    "whiteout markers are not unpacked",
+  );
+});
+
+test("a corrupted layer is refused with a digest error", async (t) => {
+  const layout = join(root, "corrupt");
+  const image = buildBusyboxImage(layout);
+  const index = JSON.parse(readFileSync(join(layout, "index.json"), "utf8")) as {
+    manifests: { digest: string }[];
+  };
+  const manifest = JSON.parse(
+    readFileSync(join(layout, "blobs", "sha256", index.manifests[0]!.digest.slice(7)), "utf8"),
+  ) as {
+    layers: { digest: string }[];
+  };
+  writeFileSync(
+    join(layout, "blobs", "sha256", manifest.layers[0]!.digest.slice(7)),
+    "not the layer",
+  );
+  const error = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(root, "cache-corrupt") }).prepare(image),
+    { instanceOf: ImageError },
+  );
+  t.is(error.code, "digest_mismatch");
+  t.regex(error.message, /corrupt/);
+});
+
+test("a layout without the asked tag names the tags it has", async (t) => {
+  const layout = join(root, "tags");
+  buildBusyboxImage(layout, { tag: "one" });
+  buildBusyboxImage(layout, { tag: "two" });
+  const store = new ImageStore({ cacheDir: join(root, "cache-tags") });
+  const error = await t.throwsAsync(store.prepare(`oci:${layout}:three`), {
+    instanceOf: ImageError,
+  });
+  t.regex(error.message, /no image tagged "three" \(tags: one, two\)/);
+  const untagged = await t.throwsAsync(store.prepare(`oci:${layout}`), { instanceOf: ImageError });
+  t.regex(untagged.message, /several images; name one with a tag/);
+});
+
+test("bad references are refused with the problem and the fix", (t) => {
+  const cases: [string, RegExp][] = [
+    ["busybox", /must start with the registry host/],
+    ["docker.io", /must start with the registry host/],
+    ["busybox/sub:1", /"busybox" is not a registry host/],
+    ["oci:relative/dir", /must be absolute/],
+    ["127.0.0.1:5000/Upper/case:tag", /lowercase path components/],
+    ["127.0.0.1:5000/repo@sha256:abc", /sha256:<64 lowercase hex>/],
+    ["127.0.0.1:5000/repo:bad tag!", /tag "bad tag!"/],
+  ];
+  for (const [reference, message] of cases) {
+    const error = t.throws(
+      () => parseImageReference(reference),
+      { instanceOf: ImageError },
+      reference,
+    );
+    t.regex(error.message, message, reference);
+    t.regex(error.message, /use "oci:|e\.g\./, `${reference}: the message shows the right form`);
+  }
+  t.deepEqual(parseImageReference("oci:/a:b/layout:v2"), {
+    kind: "layout",
+    path: "/a:b/layout",
+    tag: "v2",
+  });
+  t.deepEqual(parseImageReference("localhost:5000/team/app"), {
+    kind: "registry",
+    registry: "localhost:5000",
+    repository: "team/app",
+    reference: "latest",
+  });
+});
+
+/** A real docker-registry on a loopback port, with filesystem storage in a temp dir. */
+async function startRegistry(dir: string): Promise<{ address: string; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const config = join(dir, "config.yml");
+  writeFileSync(
+    config,
+    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, "data")}\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+  );
+  const child = spawn("/usr/bin/docker-registry", ["serve", config], { stdio: "ignore" });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const stop = async () => {
+    child.kill("SIGKILL");
+    await exited;
+  };
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    const up = await fetch(`http://127.0.0.1:${port}/v2/`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) return { address: `127.0.0.1:${port}`, stop };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await stop();
+  throw new Error("docker-registry did not start within 10 s");
+}
+
+test("a registry image is pulled over the distribution API (by tag and by digest) and verified", async (t) => {
+  const dir = mkdtempSync(join(root, "registry-"));
+  const registry = await startRegistry(dir);
+  t.teardown(registry.stop);
+  const layout = join(dir, "layout");
+  buildBusyboxImage(layout, {
+    tag: "v1",
+    layers: [{ files: { "etc/pulled": "from the registry\n" } }],
+  });
+  const push = spawnSync(
+    "skopeo",
+    [
+      "copy",
+      "--quiet",
+      "--dest-tls-verify=false",
+      `oci:${layout}:v1`,
+      `docker://${registry.address}/test/busybox:v1`,
+    ],
+    { encoding: "utf8" },
+  );
+  t.is(push.status, 0, push.stderr);
+
+  const cacheDir = join(dir, "cache");
+  const store = new ImageStore({ cacheDir });
+  const byTag = await store.prepare(`${registry.address}/test/busybox:v1`);
+  t.is(readFileSync(join(byTag.rootfs, "etc", "pulled"), "utf8"), "from the registry\n");
+  t.true(statSync(join(byTag.rootfs, "bin", "busybox")).isFile());
+  t.is(
+    readdirSync(join(cacheDir, "blobs", "sha256")).length,
+    3,
+    "config and two layers cached as verified blobs",
+  );
+
+  const byDigest = await store.prepare(`${registry.address}/test/busybox@${byTag.manifestDigest}`);
+  t.is(byDigest.rootfs, byTag.rootfs, "the same manifest digest is the same cached rootfs");
+
+  const missing = await t.throwsAsync(store.prepare(`${registry.address}/test/busybox:nope`), {
+    instanceOf: ImageError,
+  });
+  t.is(missing.code, "not_found");
+  t.regex(missing.message, /manifest "nope" not found/);
+
+  await registry.stop();
+  const down = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(dir, "cache2") }).prepare(
+      `${registry.address}/test/busybox:v1`,
+    ),
+    {
+      instanceOf: ImageError,
+    },
+  );
+  t.regex(down.message, /cannot reach .* is the registry running\?/);
+});

@@ -1,0 +1,76 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import test from "ava";
+import { spawnNodeAgent } from "../../../runtime/node-agent/spawn";
+import { buildBusyboxImage } from "../../helpers/images";
+import { PLATFORM_TOKEN, etcdFor, schedulerFor } from "../../helpers/runtime";
+
+const run = promisify(execFile);
+const bin = join(__dirname, "../../../runtime/cli/bin.cjs");
+
+test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as tables or JSON", async (t) => {
+  const etcd = await etcdFor(t);
+  const dir = await mkdtemp(join(tmpdir(), "sw-cli-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const image = buildBusyboxImage(join(dir, "image"));
+  const scheduler = await schedulerFor(t, etcd);
+  const agent = await spawnNodeAgent({
+    name: "cli-node",
+    etcdEndpoints: [etcd.endpoint],
+    driver: "process",
+    dataDir: join(dir, "node"),
+    env: { TMPDIR: dir }, // whatever the driver keeps in temp goes with the test dir
+  });
+  t.teardown(() => agent.stop(2000));
+  const env = { ...process.env, SHARDWORKS_API: scheduler.url, SHARDWORKS_TOKEN: PLATFORM_TOKEN };
+  const cli = async (...args: string[]) => run(process.execPath, [bin, ...args], { env });
+
+  const ran = await cli(
+    "sandbox",
+    "run",
+    "--id",
+    "hello",
+    image,
+    "--",
+    "sh",
+    "-c",
+    "echo hello from cli; exit 4",
+  );
+  t.regex(ran.stdout, /phase:\s+exited/);
+  t.regex(ran.stdout, /exit code: 4/);
+  t.is((await cli("sandbox", "logs", "hello")).stdout, "hello from cli\n");
+  const ls = (await cli("sandbox", "ls")).stdout.split("\n");
+  t.regex(ls[0] ?? "", /^ID\s+PHASE\s+NODE\s+IMAGE/);
+  t.regex(ls[1] ?? "", /^hello\s+exited\s+cli-node\s/);
+  const json = JSON.parse((await cli("--json", "sandbox", "get", "hello")).stdout) as {
+    status: { exitCode: number };
+  };
+  t.is(json.status.exitCode, 4);
+  const nodes = JSON.parse((await cli("--json", "node", "ls")).stdout) as {
+    name: string;
+    driver: string;
+  }[];
+  t.deepEqual(
+    nodes.map((n) => [n.name, n.driver]),
+    [["cli-node", "process"]],
+  );
+  t.regex((await cli("node", "ls")).stdout, /cli-node\s+process\s+namespaces only/);
+  t.regex((await cli("sandbox", "rm", "hello")).stdout, /deleted hello/);
+
+  // Errors are one readable line and a non-zero exit, never a stack trace.
+  const missing = await cli("sandbox", "get", "hello").catch(
+    (e: { code: number; stderr: string }) => e,
+  );
+  t.is((missing as { code: number }).code, 1);
+  t.is(
+    (missing as { stderr: string }).stderr,
+    "error: sandbox hello does not exist (list them with GET /v1/sandboxes)\n",
+  );
+  const noToken = await run(process.execPath, [bin, "sandbox", "ls"], {
+    env: { ...env, SHARDWORKS_TOKEN: "" },
+  }).catch((e: { stderr: string }) => e);
+  t.regex(noToken.stderr, /^error: no token: pass --token or set SHARDWORKS_TOKEN/);
+});

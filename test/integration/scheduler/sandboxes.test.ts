@@ -1,0 +1,158 @@
+import { existsSync } from "node:fs";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import type { SandboxRecord } from "../../../runtime/lib";
+import { spawnNodeAgent, type SpawnedNodeAgent } from "../../../runtime/node-agent/spawn";
+import { buildBusyboxImage } from "../../helpers/images";
+import { allSandboxes, api, etcdFor, eventually, schedulerFor } from "../../helpers/runtime";
+
+async function tempDir(t: ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "sw-sched-test-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function agentFor(
+  t: ExecutionContext,
+  etcdEndpoint: string,
+  name: string,
+  dir: string,
+  leaseTtlSeconds = 10,
+): Promise<SpawnedNodeAgent> {
+  const agent = await spawnNodeAgent({
+    name,
+    etcdEndpoints: [etcdEndpoint],
+    driver: "process",
+    dataDir: join(dir, name),
+    env: { TMPDIR: dir }, // even a kill -9 leaves nothing behind outside the test dir
+    leaseTtlSeconds,
+    cpuMillis: 2000,
+    memoryMiB: 2048,
+  });
+  t.teardown(() => agent.stop(2000));
+  return agent;
+}
+
+test("submit → running → exit code and output are right; logs stream; delete stops it and cleans up", async (t) => {
+  const etcd = await etcdFor(t);
+  const dir = await tempDir(t);
+  const image = buildBusyboxImage(join(dir, "image"));
+  const scheduler = await schedulerFor(t, etcd);
+  await agentFor(t, etcd.endpoint, "node-a", dir);
+
+  // Runs to completion: exit code 3 and the exact output.
+  const done = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes?wait=exited&timeout=60", {
+    method: "POST",
+    body: JSON.stringify({
+      id: "exits",
+      image,
+      command: ["sh", "-c", "echo out-$GREETING; echo err >&2; exit 3"],
+      env: { GREETING: "hi" },
+    }),
+  });
+  t.is(done.status, 201);
+  t.is(done.body.status.phase, "exited");
+  t.is(done.body.status.exitCode, 3);
+  t.is(done.body.status.node, "node-a");
+  t.true(["warm", "cold"].includes(done.body.status.start ?? ""));
+  t.true((done.body.status.startMillis ?? -1) >= 0);
+  const logs = await fetch(`${scheduler.url}/v1/sandboxes/exits/logs`, {
+    headers: { authorization: "Bearer test-platform-token-0123456789" },
+  });
+  t.is(logs.status, 200);
+  t.is((await logs.text()).split("\n").sort().join("\n"), ["", "err", "out-hi"].join("\n"));
+
+  // A long runner: wait=running returns while it runs; follow streams lines as they come.
+  const running = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes?wait=running&timeout=60", {
+    method: "POST",
+    body: JSON.stringify({
+      id: "runner",
+      image,
+      command: ["sh", "-c", "echo started; sleep 1; echo one; exec sleep 600"],
+    }),
+  });
+  t.is(running.body.status.phase, "running");
+  const follow = await fetch(`${scheduler.url}/v1/sandboxes/runner/logs?follow=true`, {
+    headers: { authorization: "Bearer test-platform-token-0123456789" },
+  });
+  const reader = follow.body!.getReader();
+  let seen = "";
+  while (!seen.includes("one\n")) {
+    const { value, done: end } = await reader.read();
+    if (end) break;
+    seen += Buffer.from(value).toString();
+  }
+  t.is(seen, "started\none\n");
+
+  // Delete: the sandbox is stopped, the stream ends, and its files are gone from the node.
+  t.is((await api(scheduler.url, "/v1/sandboxes/runner", { method: "DELETE" })).status, 200);
+  const rest = await Promise.race([
+    reader.read(),
+    new Promise((r) => setTimeout(() => r("still open"), 15_000)),
+  ]);
+  t.deepEqual(
+    rest,
+    { done: true, value: undefined },
+    "follow stream ends when the sandbox is deleted",
+  );
+  t.is((await api(scheduler.url, "/v1/sandboxes/runner")).status, 404);
+  await eventually("runner's files removed", async () =>
+    (await readdir(join(dir, "node-a", "sandboxes"))).includes("runner") ? undefined : true,
+  );
+  t.false(existsSync(join(dir, "node-a", "sandboxes", "runner")));
+
+  // A bad image (a layout that does not exist) fails with the reason, the service keeps working.
+  const bad = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes?wait=exited&timeout=60", {
+    method: "POST",
+    body: JSON.stringify({
+      id: "no-image",
+      image: `oci:${join(dir, "missing")}:latest`,
+      command: ["true"],
+    }),
+  });
+  t.is(bad.body.status.phase, "failed");
+  t.regex(bad.body.status.reason ?? "", /could not start: .*missing/);
+});
+
+test("kill -9 a node agent: its sandboxes are rescheduled on the other node within the lease TTL", async (t) => {
+  const ttl = 3;
+  const etcd = await etcdFor(t);
+  const dir = await tempDir(t);
+  const image = buildBusyboxImage(join(dir, "image"));
+  const scheduler = await schedulerFor(t, etcd);
+  const victim = await agentFor(t, etcd.endpoint, "victim", dir, ttl);
+  // Only the victim exists at first, so everything lands there.
+  for (let i = 0; i < 3; i++) {
+    const r = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes?wait=running&timeout=60", {
+      method: "POST",
+      body: JSON.stringify({ id: `long-${i}`, image, command: ["sleep", "600"] }),
+    });
+    t.is(r.body.status.phase, "running");
+    t.is(r.body.status.node, "victim");
+  }
+  await agentFor(t, etcd.endpoint, "survivor", dir, ttl);
+  const killedAt = Date.now();
+  victim.process.kill("SIGKILL");
+  const moved = await eventually(
+    "all three running on survivor",
+    async () => {
+      const all = await allSandboxes(etcd.client);
+      return all.every((s) => s.status.node === "survivor" && s.status.phase === "running")
+        ? all
+        : undefined;
+    },
+    30_000,
+  );
+  const seconds = (Date.now() - killedAt) / 1000;
+  t.log(`rescheduled and running again ${seconds.toFixed(1)} s after kill -9 (lease TTL ${ttl} s)`);
+  t.is(moved.length, 3);
+  // Lease expiry ≤ TTL (+ etcd's lease check granularity), then placement and a start.
+  t.true(seconds < ttl + 4, `took ${seconds} s`);
+  t.true(
+    moved.every(
+      (s) => /node victim was lost/.test(s.status.reason ?? "") || s.status.reason === undefined,
+    ),
+  );
+});
