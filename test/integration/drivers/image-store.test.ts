@@ -220,6 +220,42 @@ test("a registry image is pulled over the distribution API (by tag and by digest
   t.is(missing.code, "not_found");
   t.regex(missing.message, /manifest "nope" not found/);
 
+  // The registry serves whatever its storage holds: corrupt a layer there, the store must refuse it.
+  const layerHex = readdirSync(join(cacheDir, "blobs", "sha256")).find(
+    (hex) => statSync(join(cacheDir, "blobs", "sha256", hex)).size > 100_000,
+  );
+  t.truthy(layerHex, "the busybox layer is among the cached blobs");
+  const stored = join(
+    dir,
+    "data",
+    "docker",
+    "registry",
+    "v2",
+    "blobs",
+    "sha256",
+    layerHex!.slice(0, 2),
+    layerHex!,
+    "data",
+  );
+  const original = readFileSync(stored);
+  original[original.length - 100] = original[original.length - 100]! ^ 0xff;
+  writeFileSync(stored, original);
+  const corrupt = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(dir, "cache-corrupt") }).prepare(
+      `${registry.address}/test/busybox:v1`,
+    ),
+    {
+      instanceOf: ImageError,
+    },
+  );
+  t.is(corrupt.code, "digest_mismatch");
+  t.regex(corrupt.message, /refusing it/);
+  t.deepEqual(
+    readdirSync(join(dir, "cache-corrupt", "blobs", "sha256")).filter((f) => f.includes(layerHex!)),
+    [],
+    "nothing of the bad blob is kept",
+  );
+
   await registry.stop();
   const down = await t.throwsAsync(
     new ImageStore({ cacheDir: join(dir, "cache2") }).prepare(
