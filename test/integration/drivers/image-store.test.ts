@@ -3,6 +3,8 @@
  * (Debian's docker-registry on loopback, the image pushed with skopeo).
  */
 import { spawn, spawnSync } from "node:child_process";
+import { X509Certificate, createPrivateKey, randomBytes, sign } from "node:crypto";
+import { createServer } from "node:http";
 import {
   existsSync,
   lstatSync,
@@ -148,12 +150,15 @@ test("bad references are refused with the problem and the fix", (t) => {
 });
 
 /** A real docker-registry on a loopback port, with filesystem storage in a temp dir. */
-async function startRegistry(dir: string): Promise<{ address: string; stop: () => Promise<void> }> {
+async function startRegistry(
+  dir: string,
+  extraConfig = "",
+): Promise<{ address: string; stop: () => Promise<void> }> {
   const port = await freePort();
   const config = join(dir, "config.yml");
   writeFileSync(
     config,
-    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, "data")}\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, "data")}\nhttp:\n  addr: 127.0.0.1:${port}\n${extraConfig}`,
   );
   const child = spawn("/usr/bin/docker-registry", ["serve", config], { stdio: "ignore" });
   const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -163,7 +168,7 @@ async function startRegistry(dir: string): Promise<{ address: string; stop: () =
   };
   for (let attempt = 0; attempt < 100; attempt += 1) {
     const up = await fetch(`http://127.0.0.1:${port}/v2/`).then(
-      (r) => r.ok,
+      (r) => r.ok || r.status === 401,
       () => false,
     );
     if (up) return { address: `127.0.0.1:${port}`, stop };
@@ -215,6 +220,42 @@ test("a registry image is pulled over the distribution API (by tag and by digest
   t.is(missing.code, "not_found");
   t.regex(missing.message, /manifest "nope" not found/);
 
+  // The registry serves whatever its storage holds: corrupt a layer there, the store must refuse it.
+  const layerHex = readdirSync(join(cacheDir, "blobs", "sha256")).find(
+    (hex) => statSync(join(cacheDir, "blobs", "sha256", hex)).size > 100_000,
+  );
+  t.truthy(layerHex, "the busybox layer is among the cached blobs");
+  const stored = join(
+    dir,
+    "data",
+    "docker",
+    "registry",
+    "v2",
+    "blobs",
+    "sha256",
+    layerHex!.slice(0, 2),
+    layerHex!,
+    "data",
+  );
+  const original = readFileSync(stored);
+  original[original.length - 100] = original[original.length - 100]! ^ 0xff;
+  writeFileSync(stored, original);
+  const corrupt = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(dir, "cache-corrupt") }).prepare(
+      `${registry.address}/test/busybox:v1`,
+    ),
+    {
+      instanceOf: ImageError,
+    },
+  );
+  t.is(corrupt.code, "digest_mismatch");
+  t.regex(corrupt.message, /refusing it/);
+  t.deepEqual(
+    readdirSync(join(dir, "cache-corrupt", "blobs", "sha256")).filter((f) => f.includes(layerHex!)),
+    [],
+    "nothing of the bad blob is kept",
+  );
+
   await registry.stop();
   const down = await t.throwsAsync(
     new ImageStore({ cacheDir: join(dir, "cache2") }).prepare(
@@ -226,3 +267,124 @@ test("a registry image is pulled over the distribution API (by tag and by digest
   );
   t.regex(down.message, /cannot reach .* is the registry running\?/);
 });
+
+/**
+ * A token service for docker-registry's `auth: token` mode: checks Basic credentials and issues
+ * RS256 JWTs carrying the signing certificate (x5c), which the registry checks against its
+ * root bundle. Real JWTs, verified by the real registry.
+ */
+async function startTokenService(dir: string, user: string, password: string) {
+  const key = join(dir, "token.key");
+  const cert = join(dir, "token.pem");
+  const made = spawnSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=shardworks-test-token",
+    ],
+    { encoding: "utf8" },
+  );
+  if (made.status !== 0) throw new Error(`openssl: ${made.stderr}`);
+  const privateKey = createPrivateKey(readFileSync(key));
+  const der = new X509Certificate(readFileSync(cert)).raw.toString("base64");
+  const issued: string[] = [];
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://token");
+    const expected = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+    if (req.headers.authorization !== expected) {
+      res.writeHead(401).end();
+      return;
+    }
+    const scope = url.searchParams.get("scope") ?? "";
+    const [, name = "", actions = ""] = scope.split(":");
+    const now = Math.floor(Date.now() / 1000);
+    const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    const header = b64({ alg: "RS256", typ: "JWT", x5c: [der] });
+    const claims = b64({
+      iss: "shardworks-test",
+      sub: user,
+      aud: url.searchParams.get("service"),
+      exp: now + 300,
+      nbf: now - 10,
+      iat: now,
+      jti: randomBytes(8).toString("hex"),
+      access: scope ? [{ type: "repository", name, actions: actions.split(",") }] : [],
+    });
+    const signature = sign("sha256", Buffer.from(`${header}.${claims}`), privateKey).toString(
+      "base64url",
+    );
+    issued.push(scope);
+    res
+      .writeHead(200, { "content-type": "application/json" })
+      .end(JSON.stringify({ token: `${header}.${claims}.${signature}` }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return { realm: `http://127.0.0.1:${port}/token`, cert, issued, close: () => server.close() };
+}
+
+test("a registry that demands bearer tokens is pulled from with the configured credentials", async (t) => {
+  const dir = mkdtempSync(join(root, "registry-auth-"));
+  const tokens = await startTokenService(dir, "alice", "s3cret");
+  t.teardown(tokens.close);
+  const registry = await startRegistry(
+    dir,
+    `auth:\n  token:\n    realm: ${tokens.realm}\n    service: shardworks-registry\n    issuer: shardworks-test\n    rootcertbundle: ${tokens.cert}\n`,
+  );
+  t.teardown(registry.stop);
+  const layout = join(dir, "layout");
+  buildBusyboxImage(layout, { tag: "v1" });
+  // Async: the token service answering skopeo runs in this process.
+  const push = await run("skopeo", [
+    "copy",
+    "--quiet",
+    "--dest-tls-verify=false",
+    "--dest-creds",
+    "alice:s3cret",
+    `oci:${layout}:v1`,
+    `docker://${registry.address}/private/busybox:v1`,
+  ]);
+  t.is(push.status, 0, push.stderr);
+  const reference = `${registry.address}/private/busybox:v1`;
+
+  const anonymous = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(dir, "anon") }).prepare(reference),
+    { instanceOf: ImageError },
+  );
+  t.regex(anonymous.message, /token service .* answered HTTP 401; check the credentials/);
+
+  const store = new ImageStore({
+    cacheDir: join(dir, "cache"),
+    credentials: { [registry.address]: { username: "alice", password: "s3cret" } },
+  });
+  const prepared = await store.prepare(reference);
+  t.true(statSync(join(prepared.rootfs, "bin", "busybox")).isFile());
+  t.true(
+    tokens.issued.includes("repository:private/busybox:pull"),
+    "the store asked for a pull token",
+  );
+});
+
+/** Runs a command without blocking this process's event loop. */
+async function run(
+  command: string,
+  args: string[],
+): Promise<{ status: number | null; stderr: string }> {
+  const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+  const status = await new Promise<number | null>((resolve) => child.once("close", resolve));
+  return { status, stderr };
+}
