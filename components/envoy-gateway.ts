@@ -128,21 +128,19 @@ export function createEnvoyGateway(
     annotations,
   });
 
-  const bootstrap = pulumi
-    .all([args.adsHost, args.adsPort])
-    .apply(([adsHost, adsPort]) =>
-      JSON.stringify(
-        envoyBootstrap({
-          nodeId: GATEWAY_NODE_ID,
-          cluster: GATEWAY_NODE_ID,
-          adsHost,
-          adsPort,
-          adminPort,
-        }),
-        null,
-        2,
-      ),
-    );
+  const bootstrap = pulumi.all([args.adsHost, args.adsPort]).apply(([adsHost, adsPort]) =>
+    JSON.stringify(
+      envoyBootstrap({
+        nodeId: GATEWAY_NODE_ID,
+        cluster: GATEWAY_NODE_ID,
+        adsHost,
+        adsPort,
+        adminPort,
+      }),
+      null,
+      2,
+    ),
+  );
   const config = new k8s.core.v1.ConfigMap(
     `${name}-bootstrap`,
     { metadata: meta("envoy-bootstrap", {}), data: { "envoy.json": bootstrap } },

@@ -167,7 +167,7 @@ export function createRuntimeDeployment(
       .join(",");
     const etcdSa = serviceAccount("etcd", false);
     const etcdService = new k8s.core.v1.Service(
-      `${name}-etcd`,
+      `${name}-etcd-svc`,
       {
         metadata: meta("etcd", { name: RuntimeNames.etcd }),
         spec: {
@@ -305,7 +305,7 @@ export function createRuntimeDeployment(
     { parent, dependsOn: [namespace, schedulerSa, tokenSecret, ...etcdDeps] },
   );
   new k8s.core.v1.Service(
-    `${name}-scheduler`,
+    `${name}-scheduler-svc`,
     {
       metadata: meta("scheduler", { name: RuntimeNames.scheduler }),
       spec: {
@@ -453,7 +453,7 @@ export function createRuntimeDeployment(
     { parent, dependsOn: [namespace, routingSa, tokenSecret, ...etcdDeps] },
   );
   new k8s.core.v1.Service(
-    `${name}-routing`,
+    `${name}-routing-svc`,
     {
       metadata: meta("routing", { name: RuntimeNames.routing }),
       spec: {

@@ -1,3 +1,5 @@
+/* eslint-disable @typescript-eslint/no-explicit-any --
+   Recorded resource inputs are untyped JSON; tests read into them freely. */
 import test from "ava";
 import { kubernetesSchemaProblems } from "./helpers/k8s-schema";
 

@@ -1,3 +1,5 @@
+/* eslint-disable @typescript-eslint/no-explicit-any --
+   Recorded resource inputs are untyped JSON; tests read into them freely. */
 /**
  * Validation of Kubernetes objects against the official OpenAPI schema, in two passes, both
  * generated from the Kubernetes OpenAPI spec:
@@ -94,4 +96,14 @@ export function kubernetesSchemaProblems(object: Record<string, unknown>): strin
     problems,
   );
   return problems;
+}
+
+/** The pod spec of a workload's inputs (Deployment, StatefulSet, DaemonSet), if it has one. */
+export function podSpecOf(inputs: Record<string, any>): Record<string, any> | undefined {
+  return inputs["spec"]?.["template"]?.["spec"] as Record<string, any> | undefined;
+}
+
+/** Kubernetes resources among recorded ones (type token `kubernetes:<group/version>:<Kind>`). */
+export function isKubernetesObject(type: string): boolean {
+  return type.startsWith("kubernetes:") && !type.startsWith("kubernetes:helm");
 }

@@ -1,3 +1,5 @@
+/* eslint-disable @typescript-eslint/no-explicit-any --
+   Recorded resource inputs are untyped JSON; tests read into them freely. */
 /**
  * The one recording Pulumi mock of the unit tests. `pulumi.runtime.setMocks` is per process and
  * ava runs each test file in its own worker, so each file calls `installMocks()` at its top.
@@ -51,6 +53,19 @@ function nameOfUrn(urn: string): string {
   return urn.slice(urn.lastIndexOf("::") + 2);
 }
 
+/** Pulumi's marker of a secret value in serialized properties. */
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+/** The inputs with secrets replaced by their plain values (tests look at what is sent). */
+function revealSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(revealSecrets);
+  if (value === null || typeof value !== "object") return value;
+  const object = value as Record<string, unknown>;
+  if (Object.values(object).includes(SECRET_SIG) && "value" in object)
+    return revealSecrets(object["value"]);
+  return Object.fromEntries(Object.entries(object).map(([k, v]) => [k, revealSecrets(v)]));
+}
+
 /** Install the recording mocks for this test file. */
 export async function installMocks(options: MockOptions = {}): Promise<void> {
   if (options.config) pulumi.runtime.setAllConfig(options.config);
@@ -58,7 +73,7 @@ export async function installMocks(options: MockOptions = {}): Promise<void> {
   await pulumi.runtime.setMocks(
     {
       newResource(args) {
-        const inputs = args.inputs as Record<string, any>;
+        const inputs = revealSecrets(args.inputs) as Record<string, any>;
         const parent = parents.get(`${args.type}::${args.name}`);
         recorded.push({ type: args.type, name: args.name, inputs, parent });
         const extra = options.state?.[args.type]?.(inputs, args.name) ?? {};
