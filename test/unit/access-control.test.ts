@@ -1,3 +1,5 @@
+/* eslint-disable @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-argument --
+   Recorded resource inputs are untyped JSON; tests read into them freely. */
 import test from "ava";
 import * as pulumi from "@pulumi/pulumi";
 import {
