@@ -294,7 +294,7 @@ test("configValues: objects and lists from JSON, booleans, strings stay strings"
 /** What Pulumi hands the program for a stack file: objects as JSON, scalars as strings. */
 function stackFileValues(file: string, extra: Record<string, string> = {}): Record<string, string> {
   const yaml = parse(readFileSync(join(__dirname, "../../stacks", file), "utf8")) as {
-    config: Record<string, unknown>;
+    config: Record<string, string | number | boolean | object>;
   };
   const all: Record<string, string> = { ...extra };
   for (const [key, value] of Object.entries(yaml.config)) {
