@@ -26,9 +26,9 @@ const baseline = {
   checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
 };
 const dir = mkdtempSync(join(tmpdir(), "shardworks-program-"));
-let localOut: Record<string, any>;
-let awsOut: Record<string, any>;
-let shardOut: Record<string, any>;
+let localOut: Record<string, unknown>;
+let awsOut: Record<string, unknown>;
+let shardOut: Record<string, unknown>;
 
 test.before(async () => {
   writeFileSync(join(dir, "kubeconfig"), KUBECONFIG);
