@@ -8,7 +8,7 @@ import test from "ava";
 import * as pulumi from "@pulumi/pulumi";
 import { SKIP_AWAIT_ANNOTATION, SYSTEM_NAMESPACE } from "../../components";
 import { parseStackConfig } from "../../stacks/config";
-import { buildStack } from "../../stacks/program";
+import { buildStack, loadConfigOrExplain } from "../../stacks/program";
 import { isKubernetesObject, kubernetesSchemaProblems, podSpecOf } from "./helpers/k8s-schema";
 import {
   descendantsOf,
@@ -206,3 +206,28 @@ test("a missing kubeconfig file is a clear error, not a stack trace", (t) => {
     ),
   );
 });
+
+test.serial(
+  "bad stack config stops the program before any resource, with one line per problem",
+  (t) => {
+    const before = recorded.length;
+    pulumi.runtime.setAllConfig({
+      "shardworks:kind": "shard",
+      "shardworks:owner": "alice",
+      "shardworks:platformStack": "organization/shardworks/platform-local",
+      "shardworks:ttl": "30d",
+      "shardworks:forks": '{"checkout":{"port":"80"}}',
+    });
+    const error = t.throws(() => loadConfigOrExplain());
+    t.true(error instanceof pulumi.RunError, "a RunError: Pulumi prints it without a stack trace");
+    t.is(
+      error?.message,
+      [
+        "invalid stack config:",
+        'shardworks:ttl: "30d" is longer than the maximum of 7d',
+        'shardworks:forks.checkout.port: expected number, got "80"',
+      ].join("\n"),
+    );
+    t.is(recorded.length, before);
+  },
+);
