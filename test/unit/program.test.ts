@@ -133,6 +133,7 @@ test("local platform exports what a shard needs", async (t) => {
   );
   t.deepEqual(await unwrap(localOut["baselineServices"]), baseline);
   t.is(localOut["kind"], "platform");
+  t.is(localOut["maxJitDurationMs"], 8 * 3_600_000);
 });
 
 test("aws platform: MetalCluster first, Kubernetes provider from its kubeconfig", async (t) => {
