@@ -6,19 +6,16 @@
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import {
+  CLUSTER_ROLE_RULES,
+  ClusterRoleName,
+  DEFAULT_MAX_JIT_MS,
+  JIT_LABEL,
+  checkJitExpiry,
+} from "./access-rules";
 import { EXPIRES_AT_ANNOTATION, appLabels } from "./common";
 
-/** The names of the Shardworks ClusterRoles. */
-export const ClusterRoleName = {
-  PlatformAdmin: "shardworks:platform-admin",
-  ShardOwner: "shardworks:shard-owner",
-  ShardViewer: "shardworks:shard-viewer",
-} as const;
-/** One of {@link ClusterRoleName}. */
-export type ClusterRoleName = (typeof ClusterRoleName)[keyof typeof ClusterRoleName];
-
-/** Default and ceiling of a JIT grant's length: 8 hours. */
-export const DEFAULT_MAX_JIT_MS = 8 * 3_600_000;
+export { ClusterRoleName, DEFAULT_MAX_JIT_MS } from "./access-rules";
 
 /** A Kubernetes RBAC subject. */
 export interface Subject {
@@ -27,33 +24,16 @@ export interface Subject {
   name: string;
 }
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-
 /**
  * Check a JIT grant's expiry: RFC 3339, in the future, at most `maxMs` ahead of `now`.
  * Returns the expiry as a Date.
  */
 export function validateJitExpiry(expiresAt: string, now: Date, maxMs: number): Date {
-  const at = new Date(expiresAt);
-  if (!RFC3339.test(expiresAt) || Number.isNaN(at.getTime())) {
-    throw new pulumi.InputPropertyError({
-      propertyPath: "expiresAt",
-      reason: `${JSON.stringify(expiresAt)} is not an RFC 3339 time, e.g. "2026-11-22T17:00:00Z"`,
-    });
+  const checked = checkJitExpiry(expiresAt, now, maxMs);
+  if ("reason" in checked) {
+    throw new pulumi.InputPropertyError({ propertyPath: "expiresAt", reason: checked.reason });
   }
-  if (at.getTime() <= now.getTime()) {
-    throw new pulumi.InputPropertyError({
-      propertyPath: "expiresAt",
-      reason: `${expiresAt} is in the past (now is ${now.toISOString()})`,
-    });
-  }
-  if (at.getTime() - now.getTime() > maxMs) {
-    throw new pulumi.InputPropertyError({
-      propertyPath: "expiresAt",
-      reason: `${expiresAt} is more than ${maxMs / 3_600_000}h ahead; the maximum JIT grant is ${maxMs / 3_600_000}h`,
-    });
-  }
-  return at;
+  return checked.at;
 }
 
 /** Check that a subject has a kind and a name. */
@@ -88,49 +68,6 @@ export interface AccessControlResult {
   adminBinding?: k8s.rbac.v1.ClusterRoleBinding;
 }
 
-/** Rules of the shard owner: workloads and their config in the shard, never RBAC itself. */
-const SHARD_OWNER_RULES: k8s.types.input.rbac.v1.PolicyRule[] = [
-  {
-    apiGroups: [""],
-    resources: [
-      "pods",
-      "pods/log",
-      "pods/exec",
-      "pods/portforward",
-      "services",
-      "configmaps",
-      "secrets",
-      "persistentvolumeclaims",
-    ],
-    verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
-  },
-  { apiGroups: [""], resources: ["events", "serviceaccounts"], verbs: ["get", "list", "watch"] },
-  {
-    apiGroups: ["apps"],
-    resources: ["deployments", "replicasets", "statefulsets"],
-    verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
-  },
-  {
-    apiGroups: ["batch"],
-    resources: ["jobs", "cronjobs"],
-    verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
-  },
-];
-
-/** Rules of a viewer: read workloads, logs and events; no secrets. */
-const SHARD_VIEWER_RULES: k8s.types.input.rbac.v1.PolicyRule[] = [
-  {
-    apiGroups: [""],
-    resources: ["pods", "pods/log", "services", "configmaps", "events"],
-    verbs: ["get", "list", "watch"],
-  },
-  {
-    apiGroups: ["apps"],
-    resources: ["deployments", "replicasets", "statefulsets"],
-    verbs: ["get", "list", "watch"],
-  },
-];
-
 /** Build the ClusterRoles (and the admins' binding) as children of `parent`. */
 export function createAccessControl(
   name: string,
@@ -149,19 +86,20 @@ export function createAccessControl(
       { parent },
     );
   const clusterRoles = {
-    [ClusterRoleName.PlatformAdmin]: role("platform-admin", ClusterRoleName.PlatformAdmin, [
-      { apiGroups: ["*"], resources: ["*"], verbs: ["*"] },
-      { nonResourceURLs: ["*"], verbs: ["*"] },
-    ]),
+    [ClusterRoleName.PlatformAdmin]: role(
+      "platform-admin",
+      ClusterRoleName.PlatformAdmin,
+      CLUSTER_ROLE_RULES[ClusterRoleName.PlatformAdmin],
+    ),
     [ClusterRoleName.ShardOwner]: role(
       "shard-owner",
       ClusterRoleName.ShardOwner,
-      SHARD_OWNER_RULES,
+      CLUSTER_ROLE_RULES[ClusterRoleName.ShardOwner],
     ),
     [ClusterRoleName.ShardViewer]: role(
       "shard-viewer",
       ClusterRoleName.ShardViewer,
-      SHARD_VIEWER_RULES,
+      CLUSTER_ROLE_RULES[ClusterRoleName.ShardViewer],
     ),
   };
   const admins = args.platformAdmins ?? [];
@@ -236,7 +174,7 @@ export function createJitGrant(
   parent: pulumi.Resource,
 ): JitGrantResult {
   const metadata = {
-    labels: { ...appLabels(name, "jit-grant"), "shardworks.dev/jit": "true" },
+    labels: { ...appLabels(name, "jit-grant"), [JIT_LABEL]: "true" },
     annotations: { [EXPIRES_AT_ANNOTATION]: expiresAt.toISOString() },
   };
   const roleRef = {
