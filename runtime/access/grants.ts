@@ -105,8 +105,20 @@ function statusOf(error: unknown): number | undefined {
   return error instanceof k8s.ApiException ? error.code : undefined;
 }
 
-/** Create (or renew) a JIT grant; returns it. Refuses a bad role/user/shard/length with one line. */
-export async function grantAccess(config: k8s.KubeConfig, request: GrantRequest): Promise<Grant> {
+/** A {@link GrantRequest} after its checks. */
+export interface CheckedGrant {
+  role: ClusterRoleName;
+  user: string;
+  shard?: string;
+  forMs: number;
+  expiresAt: string;
+}
+
+/**
+ * Check a grant request without touching the cluster: role, user, shard and length. Throws one
+ * line naming the flag and the fix.
+ */
+export function checkGrantRequest(request: GrantRequest): CheckedGrant {
   const role = parseFlag(GrantRole, request.role, "--role");
   const user = parseFlag(GrantUser, request.to, "--to");
   const shard =
@@ -119,7 +131,12 @@ export async function grantAccess(config: k8s.KubeConfig, request: GrantRequest)
   // The same check the JitGrant component and the policy pack apply to every JIT binding.
   const checked = checkJitExpiry(expiresAt, now, maxMs);
   if ("reason" in checked) throw new AccessError(`--for: ${checked.reason}`);
+  return { role, user, ...(shard === undefined ? {} : { shard }), forMs: request.forMs, expiresAt };
+}
 
+/** Create (or renew) a JIT grant; returns it. Refuses a bad role/user/shard/length with one line. */
+export async function grantAccess(config: k8s.KubeConfig, request: GrantRequest): Promise<Grant> {
+  const { role, user, shard, expiresAt } = checkGrantRequest(request);
   const name = grantName(role, user);
   const namespace = shard === undefined ? undefined : `shard-${shard}`;
   const metadata: k8s.V1ObjectMeta = {

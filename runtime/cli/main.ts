@@ -1,8 +1,23 @@
 /**
- * The `shardworks` CLI: `sandbox run|ls|get|logs|rm|migrate` and `node ls`, as tables or `--json`.
- * `--api`/`SHARDWORKS_API` and `--token`/`SHARDWORKS_TOKEN` say which scheduler and who we are.
+ * The `shardworks` CLI: `sandbox run|ls|get|logs|rm|migrate`, `node ls` and
+ * `access grant|ls|revoke`, as tables or `--json`. `--api`/`SHARDWORKS_API` and
+ * `--token`/`SHARDWORKS_TOKEN` say which scheduler and who we are; the `access` commands talk to
+ * the Kubernetes API server of `--kubeconfig`/`KUBECONFIG` instead.
  */
 import { Command, Option } from "commander";
+import { DEFAULT_MAX_JIT_MS } from "../../components/access-rules";
+import {
+  Duration,
+  checkGrantRequest,
+  formatDuration,
+  grantAccess,
+  listGrants,
+  loadKubeConfig,
+  parseGrantDuration,
+  revokeGrant,
+  timeLeft,
+  type Grant,
+} from "../access";
 import type { SandboxRecord } from "../lib/model";
 import { ApiError, SchedulerClient } from "./client";
 import { age, table } from "./table";
@@ -202,7 +217,93 @@ export function buildProgram(): Command {
         ),
       );
     });
+  addAccessCommands(program);
   return program;
+}
+
+function grantRows(grants: readonly Grant[]): string {
+  return table(
+    ["NAME", "WHERE", "ROLE", "SUBJECTS", "EXPIRES AT", "TIME LEFT"],
+    grants.map((g) => [
+      g.name,
+      g.namespace ?? "cluster-wide",
+      g.role,
+      g.subjects.join(","),
+      g.expiresAt || "-",
+      timeLeft(g),
+    ]),
+  );
+}
+
+/** `access grant|ls|revoke`: JIT RBAC grants on the cluster of `--kubeconfig`. */
+function addAccessCommands(program: Command): void {
+  const access = program
+    .command("access")
+    .description("just-in-time RBAC grants that the access reaper deletes at expiry")
+    .addOption(new Option("--kubeconfig <file>", "kubeconfig of the cluster").env("KUBECONFIG"));
+  const configOf = (cmd: Command) => {
+    const o = cmd.optsWithGlobals<GlobalOptions & { kubeconfig?: string }>();
+    // KUBECONFIG may list several files; the client's default loader merges them like kubectl.
+    const path = o.kubeconfig?.includes(":") ? undefined : o.kubeconfig;
+    return { config: loadKubeConfig(path), json: o.json === true };
+  };
+  access
+    .command("grant")
+    .description("give a user a Shardworks role for a while, in one shard or cluster-wide")
+    .requiredOption("--role <role>", "platform-admin | shard-owner | shard-viewer")
+    .requiredOption("--to <user>", "user name, as the cluster authenticates it")
+    .requiredOption("--for <duration>", "how long: 90m, 2h, 1h30m")
+    .option("--shard <shard>", "limit the grant to namespace shard-<shard>")
+    .addOption(
+      new Option("--max <duration>", "the platform's longest grant")
+        .env("SHARDWORKS_JIT_MAX")
+        .default(formatDuration(DEFAULT_MAX_JIT_MS)),
+    )
+    .action(async (o: Record<string, string | undefined>, cmd: Command) => {
+      const max = Duration.safeParse(o.max);
+      if (!max.success || max.data <= 0) {
+        throw new Error(`--max: ${JSON.stringify(o.max)} is not a duration; write e.g. 8h`);
+      }
+      const request = {
+        role: o.role ?? "",
+        to: o.to ?? "",
+        forMs: parseGrantDuration(o.for ?? "", max.data),
+        ...(o.shard === undefined ? {} : { shard: o.shard }),
+        maxMs: max.data,
+      };
+      checkGrantRequest(request); // flags first: a typo is reported even with no cluster at hand
+      const { config, json } = configOf(cmd);
+      const grant = await grantAccess(config, request);
+      print(json, grant, () =>
+        [
+          `granted ${grant.role} to ${o.to} ${grant.namespace ? `in ${grant.namespace}` : "cluster-wide"} until ${grant.expiresAt} (${timeLeft(grant)})`,
+          `revoke early: shardworks access revoke ${grant.name}${o.shard ? ` --shard ${o.shard}` : ""}`,
+        ].join("\n"),
+      );
+    });
+  access
+    .command("ls")
+    .description("list JIT grants with the time they have left")
+    .action(async (_o: unknown, cmd: Command) => {
+      const { config, json } = configOf(cmd);
+      const grants = await listGrants(config);
+      print(json, grants, () => (grants.length === 0 ? "no JIT grants" : grantRows(grants)));
+    });
+  access
+    .command("revoke")
+    .argument("<name>", "grant name, as access ls shows it")
+    .option("--shard <shard>", "the shard of the grant, when the name is in several")
+    .description("end a JIT grant now")
+    .action(async (name: string, o: { shard?: string }, cmd: Command) => {
+      const { config, json } = configOf(cmd);
+      const grant = await revokeGrant(config, name, o.shard);
+      print(
+        json,
+        { revoked: grant },
+        () =>
+          `revoked ${grant.name} (${grant.role} ${grant.namespace ? `in ${grant.namespace}` : "cluster-wide"})`,
+      );
+    });
 }
 
 /** Parse `argv` and run; errors become one line on stderr and exit code 1. */
