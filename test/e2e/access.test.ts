@@ -1,0 +1,319 @@
+/**
+ * JIT access against a real kube-apiserver (RBAC authorizer, token users with no rights): the
+ * `shardworks access` CLI grants, lists and revokes; the access reaper, running in this process,
+ * deletes expired grants; the ClusterRoles are built from the same rules the AccessControl
+ * component deploys (`components/access-rules.ts`).
+ */
+import test from "ava";
+import * as k8s from "@kubernetes/client-node";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { CLUSTER_ROLE_RULES } from "../../components/access-rules";
+import { EXPIRES_AT_ANNOTATION } from "../../components/common";
+import {
+  type AccessReaper,
+  type Grant,
+  createAccessReaper,
+  listGrants,
+} from "../../runtime/access";
+import { type Cluster, startCluster, stopCluster } from "../../scripts/cluster";
+import { ensureTools } from "../../scripts/tools";
+
+const run = promisify(execFile);
+const CLI = join(__dirname, "..", "..", "runtime", "cli", "bin.cjs");
+const name = `e2e-access-${process.pid}`;
+let cluster: Cluster;
+let admin: k8s.KubeConfig;
+let reaper: AccessReaper;
+const deletions: { name: string; lateMs: number }[] = [];
+
+function configOf(path: string): k8s.KubeConfig {
+  const config = new k8s.KubeConfig();
+  config.loadFromFile(path);
+  return config;
+}
+
+/** `shardworks access …` as a user runs it; never throws, returns what the user sees. */
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(
+      process.execPath,
+      [CLI, "access", ...args, "--kubeconfig", cluster.kubeconfigPath],
+      { env: { ...process.env, KUBECONFIG: "" }, timeout: 60_000 },
+    );
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
+  }
+}
+
+/** The HTTP status of a call (200 when it succeeded). */
+async function statusOf(call: () => Promise<unknown>): Promise<number> {
+  try {
+    await call();
+    return 200;
+  } catch (error) {
+    if (error instanceof k8s.ApiException) return error.code;
+    throw error;
+  }
+}
+
+/** Can `user` list pods in `namespace`? Polls briefly: the RBAC authorizer's cache lags writes. */
+async function podListStatus(user: string, namespace: string, want: number): Promise<number> {
+  const core = configOf(cluster.kubeconfigPathFor(user)).makeApiClient(k8s.CoreV1Api);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const status = await statusOf(() => core.listNamespacedPod({ namespace }));
+    if (status === want || Date.now() > deadline) return status;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function bindingStatus(namespace: string, binding: string): Promise<number> {
+  const rbac = admin.makeApiClient(k8s.RbacAuthorizationV1Api);
+  return statusOf(() => rbac.readNamespacedRoleBinding({ name: binding, namespace }));
+}
+
+test.before(async (t) => {
+  await ensureTools();
+  cluster = await startCluster(name, { log: (line) => t.log(line) });
+  admin = configOf(cluster.kubeconfigPath);
+  const rbac = admin.makeApiClient(k8s.RbacAuthorizationV1Api);
+  const core = admin.makeApiClient(k8s.CoreV1Api);
+  // The Pulumi Kubernetes provider cannot run here (docs/readme/testbed.md), so the ClusterRoles
+  // are created directly, from the rules the AccessControl component deploys.
+  for (const [role, rules] of Object.entries(CLUSTER_ROLE_RULES)) {
+    await rbac.createClusterRole({ body: { metadata: { name: role }, rules } });
+  }
+  for (const ns of ["shard-alice", "shard-bob"]) {
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+  }
+  reaper = createAccessReaper(admin, { retryMs: 200 });
+  reaper.events.on("deleted", (d) => deletions.push({ name: d.name, lateMs: d.lateMs }));
+  reaper.start();
+});
+
+test.after.always(async () => {
+  await reaper?.close();
+  await stopCluster(name, { purge: true, log: () => undefined });
+});
+
+test.serial(
+  "a grant lets the user act in that shard only, and access ls shows its time left",
+  async (t) => {
+    t.is(await podListStatus("alice", "shard-alice", 403), 403, "alice has no rights before");
+    const granted = await cli(
+      "grant",
+      "--role",
+      "shard-owner",
+      "--to",
+      "alice",
+      "--for",
+      "2h",
+      "--shard",
+      "alice",
+    );
+    t.is(granted.code, 0, granted.stderr);
+    t.regex(
+      granted.stdout,
+      /granted shardworks:shard-owner to alice in shard-alice until \S+ \(2h left\)/,
+    );
+
+    t.is(await podListStatus("alice", "shard-alice", 200), 200, "alice may list pods in her shard");
+    t.is(await podListStatus("alice", "shard-bob", 403), 403, "but not in bob's");
+    t.is(await podListStatus("bob", "shard-alice", 403), 403, "and bob got nothing");
+
+    const ls = await cli("ls");
+    t.is(ls.code, 0, ls.stderr);
+    t.log(ls.stdout);
+    t.regex(ls.stdout, /^NAME\s+WHERE\s+ROLE\s+SUBJECTS\s+EXPIRES AT\s+TIME LEFT$/m);
+    t.regex(
+      ls.stdout,
+      /^jit-shard-owner-alice\s+shard-alice\s+shardworks:shard-owner\s+User:alice\s+\S+\s+1h59m\d+s left$/m,
+    );
+    const json = JSON.parse((await cli("ls", "--json")).stdout) as Grant[];
+    const grant = json.find((g) => g.name === "jit-shard-owner-alice");
+    t.truthy(grant);
+    t.true(grant!.remainingMs! > 1.9 * 3_600_000 && grant!.remainingMs! <= 2 * 3_600_000);
+  },
+);
+
+test.serial(
+  "a grant past the maximum is refused with the flag and the fix, and nothing is created",
+  async (t) => {
+    const before = await listGrants(admin);
+    const refused = await cli(
+      "grant",
+      "--role",
+      "shard-owner",
+      "--to",
+      "bob",
+      "--for",
+      "9h",
+      "--shard",
+      "bob",
+    );
+    t.is(refused.code, 1);
+    t.is(
+      refused.stderr.trim(),
+      "error: --for: 9h is longer than the maximum 8h; ask for at most 8h",
+    );
+    const zero = await cli("grant", "--role", "shard-owner", "--to", "bob", "--for", "0m");
+    t.is(zero.code, 1);
+    t.is(zero.stderr.trim(), "error: --for: a grant must last more than 0s; ask for e.g. 1h");
+    t.deepEqual(
+      (await listGrants(admin)).map((g) => g.name),
+      before.map((g) => g.name),
+    );
+    t.is(await bindingStatus("shard-bob", "jit-shard-owner-bob"), 404);
+    t.is(await podListStatus("bob", "shard-bob", 403), 403);
+  },
+);
+
+test.serial(
+  "a short grant is deleted by the running reaper soon after expiry, and the user is refused again",
+  async (t) => {
+    const granted = await cli(
+      "grant",
+      "--role",
+      "shard-viewer",
+      "--to",
+      "bob",
+      "--for",
+      "5s",
+      "--shard",
+      "bob",
+      "--json",
+    );
+    t.is(granted.code, 0, granted.stderr);
+    const grant = JSON.parse(granted.stdout) as Grant;
+    const expiresAt = Date.parse(grant.expiresAt);
+    // The CLI process takes a few seconds to start; the grant may already be close to its end.
+    if (Date.now() < expiresAt - 500) {
+      t.is(
+        await podListStatus("bob", "shard-bob", 200),
+        200,
+        "bob may list pods while the grant lasts",
+      );
+    } else {
+      t.log("grant expired before its use could be checked (slow CLI start); checking expiry only");
+    }
+    let goneAt: number | undefined;
+    while (Date.now() < expiresAt + 60_000) {
+      if ((await bindingStatus("shard-bob", grant.name)) === 404) {
+        goneAt = Date.now();
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    t.truthy(goneAt, "the expired grant was still there 60 s after its expiry");
+    const delayMs = goneAt! - expiresAt;
+    const event = deletions.find((d) => d.name === grant.name);
+    t.log(
+      `expired grant gone ${delayMs} ms after its expiry (reaper reports ${event?.lateMs} ms late)`,
+    );
+    t.true(delayMs <= 60_000);
+    t.truthy(event, "the reaper reported the deletion");
+    t.is(await podListStatus("bob", "shard-bob", 403), 403, "bob is refused again");
+  },
+);
+
+test.serial(
+  "a binding with a malformed expiry is left alone (and shown as such) while a valid one is reaped",
+  async (t) => {
+    const rbac = admin.makeApiClient(k8s.RbacAuthorizationV1Api);
+    const malformed = new Promise<string>((resolve) =>
+      reaper.events.on("malformed", (m) => m.name === "carol-by-hand" && resolve(m.value)),
+    );
+    const binding = (name: string, expiresAt: string): k8s.V1RoleBinding => ({
+      metadata: {
+        name,
+        labels: { "shardworks.dev/jit": "true" },
+        annotations: { [EXPIRES_AT_ANNOTATION]: expiresAt },
+      },
+      roleRef: {
+        apiGroup: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        name: "shardworks:shard-viewer",
+      },
+      subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: "carol" }],
+    });
+    const validExpiry = new Date(Date.now() + 2_000);
+    await rbac.createNamespacedRoleBinding({
+      namespace: "shard-alice",
+      body: binding("carol-by-hand", "next tuesday"),
+    });
+    await rbac.createNamespacedRoleBinding({
+      namespace: "shard-alice",
+      body: binding("carol-valid", validExpiry.toISOString()),
+    });
+    t.is(await malformed, "next tuesday");
+
+    const deadline = Date.now() + 60_000;
+    while ((await bindingStatus("shard-alice", "carol-valid")) !== 404 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    t.is(await bindingStatus("shard-alice", "carol-valid"), 404, "the valid one was reaped");
+    t.is(
+      await bindingStatus("shard-alice", "carol-by-hand"),
+      200,
+      "the malformed one is still there",
+    );
+    t.is(await podListStatus("carol", "shard-alice", 200), 200, "and still grants what it says");
+    const ls = await cli("ls");
+    t.regex(ls.stdout, /^carol-by-hand\s+shard-alice\s+.*next tuesday\s+malformed expiry$/m);
+  },
+);
+
+test.serial(
+  "revoke ends a cluster-wide grant at once; revoking an unknown name says how to find one",
+  async (t) => {
+    const rbac = configOf(cluster.kubeconfigPathFor("carol")).makeApiClient(k8s.CoreV1Api);
+    t.is(await statusOf(() => rbac.listNamespace()), 403);
+    const granted = await cli(
+      "grant",
+      "--role",
+      "platform-admin",
+      "--to",
+      "carol",
+      "--for",
+      "1h30m",
+    );
+    t.is(granted.code, 0, granted.stderr);
+    t.regex(
+      granted.stdout,
+      /cluster-wide until .* \(1h30m left\)\nrevoke early: shardworks access revoke jit-platform-admin-carol/,
+    );
+    let status = 0;
+    for (const end = Date.now() + 10_000; status !== 200 && Date.now() < end;) {
+      status = await statusOf(() => rbac.listNamespace());
+    }
+    t.is(status, 200, "carol is a platform admin for now");
+    const ls = await cli("ls");
+    t.regex(
+      ls.stdout,
+      /^jit-platform-admin-carol\s+cluster-wide\s+shardworks:platform-admin\s+User:carol\s+\S+\s+1h29m\d+s left$/m,
+    );
+
+    const revoked = await cli("revoke", "jit-platform-admin-carol");
+    t.is(revoked.code, 0, revoked.stderr);
+    t.is(
+      revoked.stdout.trim(),
+      "revoked jit-platform-admin-carol (shardworks:platform-admin cluster-wide)",
+    );
+    for (const end = Date.now() + 10_000; status !== 403 && Date.now() < end;) {
+      status = await statusOf(() => rbac.listNamespace());
+    }
+    t.is(status, 403, "carol is refused again");
+    t.notRegex((await cli("ls")).stdout, /jit-platform-admin-carol/);
+
+    const unknown = await cli("revoke", "jit-platform-admin-carol");
+    t.is(unknown.code, 1);
+    t.is(
+      unknown.stderr.trim(),
+      "error: no JIT grant named jit-platform-admin-carol; see shardworks access ls",
+    );
+  },
+);
