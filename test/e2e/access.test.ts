@@ -15,6 +15,7 @@ import {
   type AccessReaper,
   type Grant,
   createAccessReaper,
+  grantAccess,
   listGrants,
 } from "../../runtime/access";
 import { type Cluster, startCluster, stopCluster } from "../../scripts/cluster";
@@ -182,7 +183,7 @@ test.serial(
       "--to",
       "bob",
       "--for",
-      "5s",
+      "8s",
       "--shard",
       "bob",
       "--json",
@@ -315,5 +316,63 @@ test.serial(
       unknown.stderr.trim(),
       "error: no JIT grant named jit-platform-admin-carol; see shardworks access ls",
     );
+  },
+);
+
+test.serial(
+  "renewing a grant before it expires keeps it: the reaper follows the new expiry",
+  async (t) => {
+    const request = { role: "shard-viewer", to: "bob", shard: "bob" };
+    const seen = deletions.length; // the earlier test reaped a grant of the same name
+    const first = await grantAccess(admin, { ...request, forMs: 2_000 });
+    const renewed = await grantAccess(admin, { ...request, forMs: 3_600_000 });
+    t.is(renewed.name, first.name, "the same role, user and shard give the same binding");
+    await new Promise((r) => setTimeout(r, Date.parse(first.expiresAt) - Date.now() + 3_000));
+    const rbac = admin.makeApiClient(k8s.RbacAuthorizationV1Api);
+    const binding = await rbac.readNamespacedRoleBinding({
+      name: first.name,
+      namespace: "shard-bob",
+    });
+    t.is(binding.metadata?.annotations?.[EXPIRES_AT_ANNOTATION], renewed.expiresAt);
+    t.false(
+      deletions.slice(seen).some((d) => d.name === first.name),
+      "the reaper did not delete it at the first expiry",
+    );
+    t.is(await podListStatus("bob", "shard-bob", 200), 200, "bob still has the renewed grant");
+    t.deepEqual(
+      reaper
+        .pending()
+        .filter((p) => p.name === first.name)
+        .map((p) => p.expiresAt.toISOString()),
+      [renewed.expiresAt],
+    );
+  },
+);
+
+test.serial(
+  "a reaper that was down deletes, on its first list, what expired meanwhile",
+  async (t) => {
+    await reaper.close();
+    const grant = await grantAccess(admin, {
+      role: "shard-owner",
+      to: "carol",
+      shard: "bob",
+      forMs: 1_000,
+    });
+    await new Promise((r) => setTimeout(r, 2_500));
+    t.is(
+      await bindingStatus("shard-bob", grant.name),
+      200,
+      "nothing deletes it while no reaper runs",
+    );
+    reaper = createAccessReaper(admin, { retryMs: 200 });
+    const restarted = Date.now();
+    const lateMs = new Promise<number>((resolve) =>
+      reaper.events.on("deleted", (d) => d.name === grant.name && resolve(d.lateMs)),
+    );
+    reaper.start();
+    t.true((await lateMs) >= 1_500);
+    t.log(`deleted ${Date.now() - restarted} ms after the reaper started`);
+    t.is(await bindingStatus("shard-bob", grant.name), 404);
   },
 );
