@@ -7,6 +7,7 @@
 import test from "ava";
 import * as k8s from "@kubernetes/client-node";
 import { execFile } from "node:child_process";
+import { type Socket, connect, createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { CLUSTER_ROLE_RULES } from "../../components/access-rules";
@@ -373,6 +374,90 @@ test.serial(
     reaper.start();
     t.true((await lateMs) >= 1_500);
     t.log(`deleted ${Date.now() - restarted} ms after the reaper started`);
+    t.is(await bindingStatus("shard-bob", grant.name), 404);
+  },
+);
+
+/**
+ * A TCP relay to the API server that can be cut, to give the reaper real network failures
+ * (connections reset mid-watch, new ones refused) without stopping the cluster.
+ */
+async function startRelay(
+  target: URL,
+): Promise<{ url: string; cut(): void; heal(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let down = false;
+  const server = createServer((client) => {
+    if (down) return void client.destroy();
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      sockets.add(a);
+      a.on("close", () => sockets.delete(a));
+      a.on("error", () => b.destroy());
+      a.pipe(b);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `https://127.0.0.1:${port}`,
+    cut() {
+      down = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    heal() {
+      down = false;
+    },
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+test.serial(
+  "after losing the API server the reaper retries, re-lists, and deletes what expired meanwhile",
+  async (t) => {
+    await reaper.close(); // only the reaper behind the relay may act in this test
+    const relay = await startRelay(new URL(cluster.server));
+    t.teardown(() => relay.close());
+    const viaRelay = configOf(cluster.kubeconfigPath);
+    viaRelay.clusters = viaRelay.clusters.map((c) => ({ ...c, server: relay.url }));
+    const cutOff = createAccessReaper(viaRelay, { retryMs: 200, maxRetryMs: 1_000 });
+    t.teardown(() => cutOff.close());
+    const errors: string[] = [];
+    cutOff.events.on("error", (e) => errors.push(e.during));
+    let synced = 0;
+    cutOff.events.on("synced", () => (synced += 1));
+    cutOff.start();
+    while (synced < 2) await new Promise((r) => setTimeout(r, 50));
+
+    relay.cut();
+    const grant = await grantAccess(admin, {
+      role: "shard-viewer",
+      to: "alice",
+      shard: "bob",
+      forMs: 1_000,
+    });
+    await new Promise((r) => setTimeout(r, Date.parse(grant.expiresAt) - Date.now() + 2_000));
+    t.is(
+      await bindingStatus("shard-bob", grant.name),
+      200,
+      "not deleted while the reaper is cut off",
+    );
+    t.true(errors.length > 0, "the reaper reported the failures");
+    t.log(`errors while cut off: ${errors.join(", ")}`);
+
+    const deleted = new Promise<number>((resolve) =>
+      cutOff.events.on("deleted", (d) => d.name === grant.name && resolve(d.lateMs)),
+    );
+    const healed = Date.now();
+    relay.heal();
+    await deleted;
+    t.log(`deleted ${Date.now() - healed} ms after the network came back`);
     t.is(await bindingStatus("shard-bob", grant.name), 404);
   },
 );
