@@ -13,6 +13,13 @@ export {
   type Subject,
 } from "./access-control";
 export {
+  CLUSTER_ROLE_RULES,
+  JIT_LABEL,
+  checkJitExpiry,
+  parseRfc3339,
+  type PolicyRule,
+} from "./access-rules";
+export {
   EXPIRES_AT_ANNOTATION,
   Env,
   MICROVM_KEY,

@@ -41,7 +41,8 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   try {
     const { stdout, stderr } = await run(
       process.execPath,
-      [CLI, "access", ...args, "--kubeconfig", cluster.kubeconfigPath],
+      // The last `--kubeconfig` wins, so a test can act as a user by passing theirs.
+      [CLI, "access", "--kubeconfig", cluster.kubeconfigPath, ...args],
       { env: { ...process.env, KUBECONFIG: "" }, timeout: 60_000 },
     );
     return { code: 0, stdout, stderr };
@@ -165,6 +166,39 @@ test.serial(
     const zero = await cli("grant", "--role", "shard-owner", "--to", "bob", "--for", "0m");
     t.is(zero.code, 1);
     t.is(zero.stderr.trim(), "error: --for: a grant must last more than 0s; ask for e.g. 1h");
+    const noShard = await cli(
+      "grant",
+      "--role",
+      "shard-owner",
+      "--to",
+      "bob",
+      "--for",
+      "1h",
+      "--shard",
+      "nobody",
+    );
+    t.is(noShard.code, 1);
+    t.is(
+      noShard.stderr.trim(),
+      "error: --shard: namespace shard-nobody does not exist; create the shard first (pulumi up on its stack)",
+    );
+    // Alice (no RBAC rights of her own) cannot grant herself anything.
+    const selfService = await cli(
+      "grant",
+      "--role",
+      "platform-admin",
+      "--to",
+      "alice",
+      "--for",
+      "1h",
+      "--kubeconfig",
+      cluster.kubeconfigPathFor("alice"),
+    );
+    t.is(selfService.code, 1);
+    t.regex(
+      selfService.stderr,
+      /^error: the API server refused: your kubeconfig's user may not manage RBAC bindings/,
+    );
     t.deepEqual(
       (await listGrants(admin)).map((g) => g.name),
       before.map((g) => g.name),
