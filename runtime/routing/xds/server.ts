@@ -136,16 +136,32 @@ export class XdsServer {
     const log = this.#logger.child({ streamId });
     this.events.emit("stream-open", { streamId });
 
+    // Responses produced in one turn (a push, or a burst of requests) are written clusters and
+    // endpoints first, then listeners and routes, whatever order the requests came in.
+    let queue: { state: TypeState; response: WatchResponse }[] = [];
+    const flush = (): void => {
+      const batch = queue.sort(
+        (a, b) => PUSH_ORDER.indexOf(a.response.typeUrl) - PUSH_ORDER.indexOf(b.response.typeUrl),
+      );
+      queue = [];
+      if (!this.#streams.has(streamId)) return;
+      for (const { state, response } of batch) {
+        state.nonce = String(++nonce);
+        state.sentVersion = response.version;
+        call.write({
+          version_info: response.version,
+          resources: response.resources.map((r) => r.any),
+          type_url: response.typeUrl,
+          nonce: state.nonce,
+        });
+      }
+    };
     const send = (state: TypeState, response: WatchResponse): void => {
       state.cancel = undefined;
-      state.nonce = String(++nonce);
-      state.sentVersion = response.version;
-      call.write({
-        version_info: response.version,
-        resources: response.resources.map((r) => r.any),
-        type_url: response.typeUrl,
-        nonce: state.nonce,
-      });
+      // A newer answer for the same type replaces a queued one.
+      queue = queue.filter((q) => q.state !== state);
+      queue.push({ state, response });
+      if (queue.length === 1) setImmediate(flush);
     };
 
     call.on("data", (request: DiscoveryRequest) => {
