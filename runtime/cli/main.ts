@@ -1,0 +1,219 @@
+/**
+ * The `shardworks` CLI: `sandbox run|ls|get|logs|rm|migrate` and `node ls`, as tables or `--json`.
+ * `--api`/`SHARDWORKS_API` and `--token`/`SHARDWORKS_TOKEN` say which scheduler and who we are.
+ */
+import { Command, Option } from "commander";
+import type { SandboxRecord } from "../lib/model";
+import { ApiError, SchedulerClient } from "./client";
+import { age, table } from "./table";
+
+interface GlobalOptions {
+  api: string;
+  token?: string;
+  json?: boolean;
+}
+
+function clientOf(cmd: Command): { client: SchedulerClient; json: boolean } {
+  const o = cmd.optsWithGlobals<GlobalOptions>();
+  if (!o.token)
+    throw new ApiError(
+      0,
+      "no_token",
+      "no token: pass --token or set SHARDWORKS_TOKEN (npm start prints one)",
+    );
+  return { client: new SchedulerClient(o.api, o.token), json: o.json === true };
+}
+
+function print(json: boolean, value: unknown, text: () => string): void {
+  console.log(json ? JSON.stringify(value, null, 2) : text());
+}
+
+function sandboxRows(items: readonly SandboxRecord[]): string {
+  return table(
+    ["ID", "PHASE", "NODE", "IMAGE", "START", "EXIT", "AGE"],
+    items.map((s) => [
+      s.id,
+      s.status.phase,
+      s.status.node ?? "-",
+      s.spec.image,
+      s.status.start ? `${s.status.start} ${Math.round(s.status.startMillis ?? 0)}ms` : "-",
+      s.status.exitCode !== undefined ? String(s.status.exitCode) : "-",
+      age(s.createdAt),
+    ]),
+  );
+}
+
+function sandboxDetail(s: SandboxRecord): string {
+  const lines = [
+    `id:        ${s.id}`,
+    `phase:     ${s.status.phase}`,
+    `node:      ${s.status.node ?? "-"}`,
+    `image:     ${s.spec.image}`,
+    `command:   ${JSON.stringify(s.spec.command)}`,
+    `resources: ${s.spec.resources.cpuMillis}m CPU, ${s.spec.resources.memoryMiB} MiB`,
+  ];
+  if (s.spec.shard) lines.push(`shard:     ${s.spec.shard}`);
+  if (s.status.start)
+    lines.push(`start:     ${s.status.start} in ${Math.round(s.status.startMillis ?? 0)} ms`);
+  if (s.status.exitCode !== undefined) lines.push(`exit code: ${s.status.exitCode}`);
+  if (s.status.reason) lines.push(`reason:    ${s.status.reason}`);
+  for (const [port, at] of Object.entries(s.status.endpoints)) lines.push(`port ${port}:  ${at}`);
+  return lines.join("\n");
+}
+
+function parseKeyValues(values: readonly string[], flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const eq = v.indexOf("=");
+    if (eq <= 0) throw new ApiError(0, "bad_flag", `${flag} ${v}: must be KEY=VALUE`);
+    out[v.slice(0, eq)] = v.slice(eq + 1);
+  }
+  return out;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Build the program (exported for tests). */
+export function buildProgram(): Command {
+  const program = new Command("shardworks")
+    .description("Run sandboxes on the Shardworks runtime")
+    .addOption(
+      new Option("--api <url>", "scheduler URL")
+        .env("SHARDWORKS_API")
+        .default("http://127.0.0.1:8080"),
+    )
+    .addOption(new Option("--token <token>", "platform or shard token").env("SHARDWORKS_TOKEN"))
+    .option("--json", "print JSON instead of tables")
+    .showHelpAfterError();
+
+  const sandbox = program.command("sandbox").description("run and manage sandboxes");
+  sandbox
+    .command("run")
+    .description("run a command in a new sandbox")
+    .argument("<image>", 'OCI image: "oci:/path/to/layout[:tag]" or "registry/repo:tag"')
+    .argument("<command...>", "command and arguments (put them after --)")
+    .option("--id <id>", "sandbox id (default: generated)")
+    .option("--cpu <millis>", "CPU in millicores", (v) => Number(v))
+    .option("--memory <mib>", "memory in MiB", (v) => Number(v))
+    .option("--driver <driver>", "firecracker|qemu|process")
+    .option("--env <KEY=VALUE>", "environment variable (repeatable)", collect, [])
+    .option("--port <port>", "guest port to expose (repeatable)", collect, [])
+    .option("--network", "allow network access from the sandbox")
+    .option("--shard <shard>", "the shard the sandbox belongs to")
+    .option("--wait <phase>", "wait until running|exited", "exited")
+    .option("--no-wait", "return as soon as it is accepted")
+    .option("--timeout <seconds>", "how long to wait", (v) => Number(v), 120)
+    .action(async (image: string, command: string[], o: Record<string, unknown>, cmd: Command) => {
+      const { client, json } = clientOf(cmd);
+      const spec: Record<string, unknown> = { image, command };
+      if (o.id) spec.id = o.id;
+      if (o.cpu !== undefined || o.memory !== undefined)
+        spec.resources = { cpuMillis: o.cpu ?? 250, memoryMiB: o.memory ?? 128 };
+      if (o.driver) spec.driver = o.driver;
+      if ((o.env as string[]).length > 0) spec.env = parseKeyValues(o.env as string[], "--env");
+      if ((o.port as string[]).length > 0) spec.ports = (o.port as string[]).map(Number);
+      if (o.network) spec.network = true;
+      if (o.shard) spec.shard = o.shard;
+      const wait = o.wait === false ? undefined : (o.wait as "running" | "exited");
+      const record = await client.createSandbox(spec, wait, o.timeout as number);
+      print(json, record, () => sandboxDetail(record));
+      if (wait === "exited" && record.status.phase === "exited" && !json) {
+        console.log(`\n(output: shardworks sandbox logs ${record.id})`);
+      }
+      if (record.status.phase === "failed") process.exitCode = 1;
+    });
+  sandbox
+    .command("ls")
+    .description("list sandboxes")
+    .action(async (_o: unknown, cmd: Command) => {
+      const { client, json } = clientOf(cmd);
+      const items = await client.listSandboxes();
+      print(json, items, () => sandboxRows(items));
+    });
+  sandbox
+    .command("get")
+    .argument("<id>")
+    .description("show one sandbox")
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const { client, json } = clientOf(cmd);
+      const record = await client.getSandbox(id);
+      print(json, record, () => sandboxDetail(record));
+    });
+  sandbox
+    .command("logs")
+    .argument("<id>")
+    .option("-f, --follow", "keep streaming until the sandbox ends")
+    .description("print a sandbox's output")
+    .action(async (id: string, o: { follow?: boolean }, cmd: Command) => {
+      const { client } = clientOf(cmd);
+      const stream = await client.logs(id, o.follow === true);
+      for await (const chunk of stream) process.stdout.write(chunk);
+    });
+  sandbox
+    .command("rm")
+    .argument("<ids...>")
+    .description("delete sandboxes (stops them)")
+    .action(async (ids: string[], _o: unknown, cmd: Command) => {
+      const { client, json } = clientOf(cmd);
+      for (const id of ids) await client.deleteSandbox(id);
+      print(json, { deleted: ids }, () => ids.map((id) => `deleted ${id}`).join("\n"));
+    });
+  sandbox
+    .command("migrate")
+    .argument("<id>")
+    .requiredOption("--to <node>", "target node")
+    .description("live-migrate a running sandbox to another node")
+    .action(async (id: string, o: { to: string }, cmd: Command) => {
+      const { client, json } = clientOf(cmd);
+      const record = await client.migrateSandbox(id, o.to);
+      print(json, record, () => sandboxDetail(record));
+    });
+
+  program
+    .command("node")
+    .description("cluster nodes")
+    .command("ls")
+    .description("list nodes")
+    .action(async (_o: unknown, cmd: Command) => {
+      const { client, json } = clientOf(cmd);
+      const nodes = await client.listNodes();
+      print(json, nodes, () =>
+        table(
+          [
+            "NAME",
+            "DRIVER",
+            "ISOLATION",
+            "CPU (used/cap)",
+            "MEMORY MiB (used/cap)",
+            "SANDBOXES",
+            "ADDRESS",
+          ],
+          nodes.map((n) => [
+            n.name,
+            n.driver,
+            n.hardwareIsolated ? "hardware" : "namespaces only",
+            `${n.allocated.cpuMillis}m/${n.capacity.cpuMillis}m`,
+            `${n.allocated.memoryMiB}/${n.capacity.memoryMiB}`,
+            String(n.allocated.sandboxes),
+            n.address,
+          ]),
+        ),
+      );
+    });
+  return program;
+}
+
+if (require.main === module || process.argv[1]?.endsWith("bin.cjs")) {
+  buildProgram()
+    .parseAsync()
+    .catch((error: unknown) => {
+      if (error instanceof ApiError) {
+        console.error(`error: ${error.message}`);
+      } else {
+        console.error(`error: ${(error as Error).message}`);
+      }
+      process.exitCode = 1;
+    });
+}

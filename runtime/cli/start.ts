@@ -1,0 +1,114 @@
+/**
+ * `npm start`: the whole runtime on this machine. A real etcd, a scheduler, two node agent
+ * processes with the best driver available, a demo sandbox; then it prints what to try next and
+ * runs until Ctrl-C, which stops everything it started (no orphans, temp dirs removed).
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { startEtcd, type EtcdServer } from "../lib/etcd-server";
+import { startScheduler, type RunningScheduler } from "../scheduler/server";
+import { spawnNodeAgent, type SpawnedNodeAgent } from "../node-agent/spawn";
+import { SchedulerClient } from "./client";
+import { buildBusyboxImage } from "./demo-image";
+
+async function main(): Promise<void> {
+  const cleanups: (() => Promise<void>)[] = [];
+  let stopping: Promise<void> | undefined;
+  const stopAll = (): Promise<void> =>
+    (stopping ??= (async () => {
+      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+    })());
+  const onSignal = (): void => {
+    console.log("\nstopping: node agents, scheduler, etcd …");
+    void stopAll().then(() => {
+      console.log("stopped; nothing left running.");
+      process.exit(0);
+    });
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    const work = await mkdtemp(join(tmpdir(), "shardworks-local-"));
+    cleanups.push(() => rm(work, { recursive: true, force: true }));
+    const etcd: EtcdServer = await startEtcd();
+    cleanups.push(() => etcd.stop());
+    console.log(`etcd        ${etcd.endpoint}`);
+
+    const token =
+      process.env.SHARDWORKS_PLATFORM_TOKEN ?? `local-${randomBytes(18).toString("base64url")}`;
+    const scheduler: RunningScheduler = await startScheduler({
+      etcdEndpoints: [etcd.endpoint],
+      platformToken: token,
+      port: Number(process.env.SHARDWORKS_PORT ?? 0),
+    });
+    cleanups.push(() => scheduler.close());
+    console.log(`scheduler   ${scheduler.url}`);
+
+    const agents: SpawnedNodeAgent[] = await Promise.all(
+      ["node-a", "node-b"].map((name) =>
+        spawnNodeAgent({
+          name,
+          etcdEndpoints: [etcd.endpoint],
+          driver: process.env.SHARDWORKS_DRIVER ?? "auto",
+          dataDir: join(work, name),
+          cpuMillis: 2000,
+          memoryMiB: 2048,
+        }),
+      ),
+    );
+    for (const agent of agents) {
+      cleanups.push(() => agent.stop());
+      console.log(
+        `node agent  ${agent.name} at ${agent.address} (driver ${agent.driver}${agent.driver === "process" ? ": bubblewrap namespaces, NOT hardware-isolated" : ""})`,
+      );
+    }
+
+    const image = await buildBusyboxImage(join(work, "image"));
+    const client = new SchedulerClient(scheduler.url, token);
+    console.log(`\ndemo: running "echo hello from a sandbox; uname -a" in ${image} …`);
+    const demo = await client.createSandbox(
+      {
+        id: "demo",
+        image,
+        command: [
+          "sh",
+          "-c",
+          "echo hello from a sandbox; echo 'my hostname:' $(cat /etc/hostname 2>/dev/null || echo none)",
+        ],
+      },
+      "exited",
+      120,
+    );
+    let output = "";
+    for await (const chunk of await client.logs(demo.id, false))
+      output += Buffer.from(chunk).toString();
+    console.log(
+      `demo sandbox ${demo.id}: ${demo.status.phase} on ${demo.status.node ?? "?"}, exit code ${demo.status.exitCode ?? "-"}, ${demo.status.start ?? "?"} start in ${Math.round(demo.status.startMillis ?? 0)} ms`,
+    );
+    console.log(output.replace(/^/gm, "  | "));
+
+    const bin = resolve(__dirname, "bin.cjs");
+    console.log(`
+Try next (in another terminal):
+  export SHARDWORKS_API=${scheduler.url}
+  export SHARDWORKS_TOKEN=${token}
+  node ${bin} node ls
+  node ${bin} sandbox run ${image} -- sh -c 'for i in 1 2 3; do echo tick $i; sleep 1; done'
+  node ${bin} sandbox run --wait running ${image} -- sleep 600
+  node ${bin} sandbox ls
+  node ${bin} sandbox logs --follow <id>
+  node ${bin} sandbox rm <id>
+  curl -s ${scheduler.url}/metrics | grep shardworks_
+
+Ctrl-C stops everything.`);
+  } catch (error) {
+    console.error(`npm start failed: ${(error as Error).message}`);
+    await stopAll();
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,259 @@
+/**
+ * The runtime's state in etcd, through the key layout of `keys.ts` and the schemas of `model.ts`.
+ * Every write that must not race is a transaction: sandboxes change by compare-and-swap on their
+ * mod revision, and an assignment is written in the same transaction that marks its sandbox
+ * scheduled. Scheduler, placer and node agents all go through this module.
+ */
+import type { Etcd3, IKeyValue, Lease } from "etcd3";
+import type { z } from "zod";
+import { HttpError } from "./errors";
+import { keys, keyName } from "./keys";
+import {
+  type AssignmentRecord,
+  type NodeRecord,
+  type SandboxRecord,
+  SandboxPhase,
+  assignmentRecordSchema,
+  nodeRecordSchema,
+  sandboxRecordSchema,
+} from "./model";
+
+/** A record together with the etcd mod revision it was read at (the CAS token). */
+export interface Versioned<T> {
+  readonly value: T;
+  readonly modRevision: string;
+}
+
+/** Phases in which a sandbox holds capacity on its node. */
+export const ACTIVE_PHASES: ReadonlySet<string> = new Set([
+  SandboxPhase.Scheduled,
+  SandboxPhase.Starting,
+  SandboxPhase.Running,
+  SandboxPhase.Migrating,
+]);
+
+/** Phases a sandbox never leaves (until it is deleted). */
+export const TERMINAL_PHASES: ReadonlySet<string> = new Set([
+  SandboxPhase.Exited,
+  SandboxPhase.Failed,
+]);
+
+/** A compare-and-swap lost: somebody else changed the record first. */
+export class ConflictError extends HttpError {
+  constructor(what: string) {
+    super(409, "conflict", `${what} was changed concurrently; read it again and retry your update`);
+  }
+}
+
+/** Parse one etcd value with a record schema; a corrupt record names its key. */
+export function decode<S extends z.ZodType>(schema: S, kv: IKeyValue): z.infer<S> {
+  const key = kv.key.toString();
+  let json: unknown;
+  try {
+    json = JSON.parse(kv.value.toString());
+  } catch (error) {
+    throw new Error(`etcd key ${key} does not hold JSON`, { cause: error });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    throw new Error(`etcd key ${key} does not hold a valid record: ${parsed.error.message}`);
+  }
+  return parsed.data;
+}
+
+/** Typed access to the runtime's etcd records. */
+export class Store {
+  readonly client: Etcd3;
+
+  constructor(client: Etcd3) {
+    this.client = client;
+  }
+
+  // ---- sandboxes -------------------------------------------------------------------------------
+
+  /** Create a sandbox record; 409 if the id is taken. */
+  async createSandbox(record: SandboxRecord): Promise<Versioned<SandboxRecord>> {
+    const key = keys.sandbox(record.id);
+    const result = await this.client
+      .if(key, "Create", "==", 0)
+      .then(this.client.put(key).value(JSON.stringify(record)))
+      .commit();
+    if (!result.succeeded) {
+      throw new HttpError(409, "already_exists", `sandbox ${record.id} already exists`);
+    }
+    return { value: record, modRevision: String(result.header.revision) };
+  }
+
+  /** A sandbox and its mod revision, or undefined. */
+  async getSandbox(id: string): Promise<Versioned<SandboxRecord> | undefined> {
+    const response = await this.client.get(keys.sandbox(id)).exec();
+    const kv = response.kvs[0];
+    return kv
+      ? { value: decode(sandboxRecordSchema, kv), modRevision: kv.mod_revision }
+      : undefined;
+  }
+
+  /** Every sandbox, with mod revisions, and the store revision of the read. */
+  async listSandboxes(): Promise<{ items: Versioned<SandboxRecord>[]; revision: string }> {
+    const response = await this.client.getAll().prefix(keys.sandboxesPrefix).exec();
+    return {
+      items: response.kvs.map((kv) => ({
+        value: decode(sandboxRecordSchema, kv),
+        modRevision: kv.mod_revision,
+      })),
+      revision: response.header.revision,
+    };
+  }
+
+  /** Replace a sandbox if it is still at `modRevision`; {@link ConflictError} otherwise. */
+  async updateSandbox(
+    record: SandboxRecord,
+    modRevision: string,
+  ): Promise<Versioned<SandboxRecord>> {
+    const key = keys.sandbox(record.id);
+    const result = await this.client
+      .if(key, "Mod", "==", modRevision)
+      .then(this.client.put(key).value(JSON.stringify(record)))
+      .commit();
+    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
+    return { value: record, modRevision: String(result.header.revision) };
+  }
+
+  /**
+   * Mark a pending sandbox scheduled on `node` and write its assignment, in one transaction that
+   * holds only if the sandbox is unchanged since `modRevision` (so it is placed at most once) and,
+   * when `leaderKey` is given, only while that election key exists (a deposed placer binds nothing).
+   */
+  async bindSandbox(
+    current: Versioned<SandboxRecord>,
+    node: string,
+    leaderKey?: string,
+  ): Promise<Versioned<SandboxRecord>> {
+    const now = new Date().toISOString();
+    const record: SandboxRecord = {
+      ...current.value,
+      status: { phase: SandboxPhase.Scheduled, node, endpoints: {}, updatedAt: now },
+    };
+    const assignment: AssignmentRecord = { sandboxId: record.id, node, assignedAt: now };
+    let txn = this.client.if(keys.sandbox(record.id), "Mod", "==", current.modRevision);
+    if (leaderKey !== undefined) txn = txn.and(leaderKey, "Create", ">", 0);
+    const result = await txn
+      .then(
+        this.client.put(keys.sandbox(record.id)).value(JSON.stringify(record)),
+        this.client.put(keys.assignment(node, record.id)).value(JSON.stringify(assignment)),
+      )
+      .commit();
+    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
+    return { value: record, modRevision: String(result.header.revision) };
+  }
+
+  /**
+   * Put a sandbox back to pending (its node died) and drop its assignment, in one transaction
+   * guarded by the sandbox's mod revision.
+   */
+  async unbindSandbox(current: Versioned<SandboxRecord>, reason: string): Promise<void> {
+    const node = current.value.status.node;
+    const record: SandboxRecord = {
+      ...current.value,
+      status: {
+        phase: SandboxPhase.Pending,
+        reason,
+        endpoints: {},
+        updatedAt: new Date().toISOString(),
+      },
+    };
+    const ops = [this.client.put(keys.sandbox(record.id)).value(JSON.stringify(record))];
+    const result = await this.client
+      .if(keys.sandbox(record.id), "Mod", "==", current.modRevision)
+      .then(...ops, ...(node ? [this.client.delete().key(keys.assignment(node, record.id))] : []))
+      .commit();
+    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
+  }
+
+  /**
+   * Move a sandbox's assignment from its node to `target` and record it running there (the end of
+   * a live migration), guarded by the sandbox's mod revision.
+   */
+  async moveSandbox(
+    current: Versioned<SandboxRecord>,
+    target: string,
+    endpoints: Record<string, string>,
+  ): Promise<Versioned<SandboxRecord>> {
+    const source = current.value.status.node;
+    const now = new Date().toISOString();
+    const record: SandboxRecord = {
+      ...current.value,
+      status: {
+        ...current.value.status,
+        phase: SandboxPhase.Running,
+        node: target,
+        endpoints,
+        updatedAt: now,
+        reason: `migrated from ${source ?? "?"}`,
+      },
+    };
+    const assignment: AssignmentRecord = { sandboxId: record.id, node: target, assignedAt: now };
+    const result = await this.client
+      .if(keys.sandbox(record.id), "Mod", "==", current.modRevision)
+      .then(
+        this.client.put(keys.sandbox(record.id)).value(JSON.stringify(record)),
+        ...(source ? [this.client.delete().key(keys.assignment(source, record.id))] : []),
+        this.client.put(keys.assignment(target, record.id)).value(JSON.stringify(assignment)),
+      )
+      .commit();
+    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
+    return { value: record, modRevision: String(result.header.revision) };
+  }
+
+  /** Delete a sandbox and its assignment together; false if it did not exist. */
+  async deleteSandbox(id: string): Promise<boolean> {
+    const current = await this.getSandbox(id);
+    if (!current) return false;
+    const node = current.value.status.node;
+    const result = await this.client
+      .if(keys.sandbox(id), "Mod", "==", current.modRevision)
+      .then(
+        this.client.delete().key(keys.sandbox(id)),
+        ...(node ? [this.client.delete().key(keys.assignment(node, id))] : []),
+      )
+      .commit();
+    if (!result.succeeded) return this.deleteSandbox(id);
+    return true;
+  }
+
+  // ---- nodes -----------------------------------------------------------------------------------
+
+  /** Write a node record bound to `lease` (the record vanishes when the lease expires). */
+  async putNode(record: NodeRecord, lease: Lease): Promise<void> {
+    await lease.put(keys.node(record.name)).value(JSON.stringify(record));
+  }
+
+  /** Every live node. */
+  async listNodes(): Promise<NodeRecord[]> {
+    const response = await this.client.getAll().prefix(keys.nodesPrefix).exec();
+    return response.kvs.map((kv) => decode(nodeRecordSchema, kv));
+  }
+
+  /** One live node, or undefined. */
+  async getNode(name: string): Promise<NodeRecord | undefined> {
+    const response = await this.client.get(keys.node(name)).exec();
+    const kv = response.kvs[0];
+    return kv ? decode(nodeRecordSchema, kv) : undefined;
+  }
+
+  // ---- assignments -----------------------------------------------------------------------------
+
+  /** The assignments of one node, and the revision of the read (to watch from). */
+  async listAssignments(node: string): Promise<{ items: AssignmentRecord[]; revision: string }> {
+    const response = await this.client.getAll().prefix(keys.assignmentsPrefix(node)).exec();
+    return {
+      items: response.kvs.map((kv) => decode(assignmentRecordSchema, kv)),
+      revision: response.header.revision,
+    };
+  }
+}
+
+/** The sandbox id of an `assignments/<node>/<id>` or `sandboxes/<id>` key. */
+export function idOfKey(key: Buffer | string): string {
+  return keyName(key.toString());
+}

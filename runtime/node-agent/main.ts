@@ -1,0 +1,101 @@
+/**
+ * `tsx runtime/node-agent/main.ts --name node-a --etcd http://127.0.0.1:2379 …`: one node agent
+ * process. Flags fall back to `SHARDWORKS_*` environment variables. SIGTERM/SIGINT stop it cleanly.
+ */
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Command, Option } from "commander";
+import { z } from "zod";
+import { formatZodIssues } from "../lib/errors";
+import { logger } from "../lib/logger";
+import { dnsLabel, driverSchema } from "../lib/model";
+import { NodeAgent } from "./agent";
+import { bestDriver, createDriver } from "./select-driver";
+
+const optionsSchema = z.strictObject({
+  name: dnsLabel,
+  etcd: z
+    .string()
+    .min(1)
+    .transform((s) => s.split(",")),
+  driver: z.union([driverSchema, z.literal("auto")]).default("auto"),
+  cpu: z.coerce.number().int().positive().default(4000),
+  memory: z.coerce.number().int().positive().default(4096),
+  leaseTtl: z.coerce.number().int().min(1).default(10),
+  dataDir: z.string().optional(),
+  host: z.string().default("127.0.0.1"),
+  port: z.coerce.number().int().min(0).max(65535).default(0),
+  label: z.array(z.string().regex(/^[^=]+=.*$/, { message: 'must be "key=value"' })).default([]),
+});
+
+async function main(): Promise<void> {
+  const program = new Command("shardworks-node-agent")
+    .addOption(new Option("--name <name>", "node name").env("SHARDWORKS_NODE_NAME"))
+    .addOption(
+      new Option("--etcd <urls>", "etcd client URLs, comma-separated").env(
+        "SHARDWORKS_ETCD_ENDPOINTS",
+      ),
+    )
+    .addOption(
+      new Option("--driver <driver>", "firecracker|qemu|process|auto").env("SHARDWORKS_DRIVER"),
+    )
+    .addOption(
+      new Option("--cpu <millis>", "CPU capacity in millicores").env("SHARDWORKS_NODE_CPU"),
+    )
+    .addOption(new Option("--memory <mib>", "memory capacity in MiB").env("SHARDWORKS_NODE_MEMORY"))
+    .addOption(new Option("--lease-ttl <seconds>", "node lease TTL").env("SHARDWORKS_LEASE_TTL"))
+    .addOption(new Option("--data-dir <dir>", "work dirs and logs").env("SHARDWORKS_DATA_DIR"))
+    .addOption(new Option("--host <host>", "address of the agent API").env("SHARDWORKS_AGENT_HOST"))
+    .addOption(
+      new Option("--port <port>", "port of the agent API (0 = free)").env("SHARDWORKS_AGENT_PORT"),
+    )
+    .option("--label <key=value...>", "node labels")
+    .parse();
+  const parsed = optionsSchema.safeParse(
+    Object.fromEntries(Object.entries(program.opts()).filter(([, v]) => v !== undefined)),
+  );
+  if (!parsed.success) {
+    for (const line of formatZodIssues(parsed.error, "--")) console.error(`error: ${line}`);
+    process.exit(2);
+  }
+  const o = parsed.data;
+  const driver = o.driver === "auto" ? (await bestDriver()).driver : createDriver(o.driver);
+  const agent = new NodeAgent({
+    name: o.name,
+    etcdEndpoints: o.etcd,
+    driver,
+    capacity: { cpuMillis: o.cpu, memoryMiB: o.memory },
+    dataDir: o.dataDir ?? join(tmpdir(), `shardworks-node-${o.name}`),
+    leaseTtlSeconds: o.leaseTtl,
+    host: o.host,
+    port: o.port,
+    labels: Object.fromEntries(
+      o.label.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    ),
+  });
+  agent.events.on("error", (error) => logger.debug({ err: error }, "node agent error"));
+  await agent.start();
+  // One line on stdout that parents (tests, the local actuator) wait for.
+  console.log(
+    JSON.stringify({ ready: true, name: agent.name, address: agent.address, driver: driver.name }),
+  );
+  let closing = false;
+  const stop = (): void => {
+    if (closing) return;
+    closing = true;
+    agent.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, "node agent did not stop cleanly");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+main().catch((error: unknown) => {
+  console.error(`node agent failed: ${(error as Error).message}`);
+  process.exit(1);
+});

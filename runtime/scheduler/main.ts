@@ -1,0 +1,70 @@
+/**
+ * `tsx runtime/scheduler/main.ts --etcd http://127.0.0.1:2379 --port 8080`: one scheduler replica
+ * (API + placer candidate). The platform token comes from `SHARDWORKS_PLATFORM_TOKEN`.
+ */
+import { Command, Option } from "commander";
+import { ZodError } from "zod";
+import { formatZodIssues } from "../lib/errors";
+import { logger } from "../lib/logger";
+import { startScheduler } from "./server";
+
+async function main(): Promise<void> {
+  const program = new Command("shardworks-scheduler")
+    .addOption(
+      new Option("--etcd <urls>", "etcd client URLs, comma-separated")
+        .env("SHARDWORKS_ETCD_ENDPOINTS")
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option("--host <host>", "listen address").env("SHARDWORKS_HOST").default("127.0.0.1"),
+    )
+    .addOption(
+      new Option("--port <port>", "listen port (0 = free)").env("SHARDWORKS_PORT").default("8080"),
+    )
+    .addOption(
+      new Option("--strategy <s>", "binpack|spread").env("SHARDWORKS_STRATEGY").default("binpack"),
+    )
+    .addOption(
+      new Option("--election-ttl <seconds>", "placer election TTL")
+        .env("SHARDWORKS_ELECTION_TTL")
+        .default("5"),
+    )
+    .parse();
+  const o = program.opts<{
+    etcd: string;
+    host: string;
+    port: string;
+    strategy: string;
+    electionTtl: string;
+  }>();
+  const scheduler = await startScheduler({
+    etcdEndpoints: o.etcd.split(","),
+    platformToken: process.env.SHARDWORKS_PLATFORM_TOKEN ?? "",
+    host: o.host,
+    port: Number(o.port),
+    strategy: o.strategy as "binpack",
+    electionTtlSeconds: Number(o.electionTtl),
+  });
+  console.log(JSON.stringify({ ready: true, url: scheduler.url }));
+  let closing = false;
+  const stop = (): void => {
+    if (closing) return;
+    closing = true;
+    scheduler.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ZodError) {
+    for (const line of formatZodIssues(error)) console.error(`error: ${line}`);
+    console.error("(platformToken comes from SHARDWORKS_PLATFORM_TOKEN)");
+  } else {
+    logger.error({ err: error }, "scheduler failed");
+  }
+  process.exit(1);
+});

@@ -1,0 +1,216 @@
+import test from "ava";
+import { hashToken, keys, newShardToken, startEtcd, type ShardRecord } from "../../../runtime/lib";
+import { startScheduler } from "../../../runtime/scheduler";
+
+const platformToken = "test-platform-token-0123456789";
+
+async function setup(t: import("ava").ExecutionContext) {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const scheduler = await startScheduler({
+    etcdEndpoints: [etcd.endpoint],
+    platformToken,
+    bodyLimitBytes: 64 * 1024,
+  });
+  t.teardown(() => scheduler.close());
+  const call = (path: string, init: RequestInit & { token?: string } = {}) =>
+    fetch(`${scheduler.url}${path}`, {
+      ...init,
+      headers: {
+        authorization: `Bearer ${init.token ?? platformToken}`,
+        "content-type": "application/json",
+        ...(init.headers ?? {}),
+      },
+    });
+  return { etcd, scheduler, call };
+}
+
+const good = { image: "oci:/tmp/busybox:latest", command: ["echo", "hi"] };
+
+test("every kind of bad input is a clear 4xx and the service keeps serving", async (t) => {
+  const { etcd, call } = await setup(t);
+  const cases: {
+    name: string;
+    init: RequestInit & { token?: string };
+    path?: string;
+    status: number;
+    mentions: RegExp;
+  }[] = [
+    {
+      name: "malformed JSON",
+      init: { method: "POST", body: '{"image": "x", ' },
+      status: 400,
+      mentions: /not valid JSON/,
+    },
+    {
+      name: "unknown field",
+      init: { method: "POST", body: JSON.stringify({ ...good, colour: "red" }) },
+      status: 400,
+      mentions: /colour/,
+    },
+    {
+      name: "oversize body",
+      init: {
+        method: "POST",
+        body: JSON.stringify({ ...good, env: { BIG: "x".repeat(100 * 1024) } }),
+      },
+      status: 413,
+      mentions: /larger than 65536 bytes/,
+    },
+    {
+      name: "bad image reference",
+      init: { method: "POST", body: JSON.stringify({ ...good, image: "UPPER CASE::nope" }) },
+      status: 400,
+      mentions: /image: is not an image reference: use "oci:/,
+    },
+    {
+      name: "negative resources",
+      init: {
+        method: "POST",
+        body: JSON.stringify({ ...good, resources: { cpuMillis: -5, memoryMiB: 64 } }),
+      },
+      status: 400,
+      mentions: /resources\.cpuMillis/,
+    },
+    {
+      name: "missing command",
+      init: { method: "POST", body: JSON.stringify({ image: good.image }) },
+      status: 400,
+      mentions: /command/,
+    },
+    {
+      name: "wrong content type",
+      init: {
+        method: "POST",
+        body: "a=b",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+      },
+      status: 415,
+      mentions: /application\/json/,
+    },
+    {
+      name: "no token",
+      init: { method: "GET", token: "" },
+      path: "/v1/sandboxes",
+      status: 401,
+      mentions: /Bearer/,
+    },
+    {
+      name: "wrong token",
+      init: { method: "GET", token: "nope-not-it" },
+      path: "/v1/sandboxes",
+      status: 401,
+      mentions: /not valid/,
+    },
+    {
+      name: "bad wait",
+      init: { method: "POST", body: JSON.stringify(good) },
+      path: "/v1/sandboxes?wait=forever",
+      status: 400,
+      mentions: /query\.wait/,
+    },
+    {
+      name: "bad id",
+      init: { method: "GET" },
+      path: "/v1/sandboxes/Not_A_Label",
+      status: 400,
+      mentions: /^id: /,
+    },
+    {
+      name: "missing sandbox",
+      init: { method: "GET" },
+      path: "/v1/sandboxes/sb-missing",
+      status: 404,
+      mentions: /does not exist/,
+    },
+  ];
+  for (const c of cases) {
+    const response = await call(c.path ?? "/v1/sandboxes", c.init);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    t.is(response.status, c.status, `${c.name}: ${JSON.stringify(body)}`);
+    t.regex(body.error.message, c.mentions, c.name);
+    t.false(/\n\s+at /.test(body.error.message), `${c.name}: no stack trace`);
+  }
+  // Still serving: a good request works and nothing bad was stored.
+  const created = await call("/v1/sandboxes", {
+    method: "POST",
+    body: JSON.stringify({ ...good, id: "ok-one" }),
+  });
+  t.is(created.status, 201);
+  const list = (await (await call("/v1/sandboxes")).json()) as { items: { id: string }[] };
+  t.deepEqual(
+    list.items.map((i) => i.id),
+    ["ok-one"],
+  );
+  t.is(
+    (
+      await call("/v1/sandboxes", {
+        method: "POST",
+        body: JSON.stringify({ ...good, id: "ok-one" }),
+      })
+    ).status,
+    409,
+  );
+  t.truthy(etcd);
+});
+
+test("a shard token reaches only its own shard's sandboxes", async (t) => {
+  const { etcd, call } = await setup(t);
+  const tokens: Record<string, string> = {};
+  for (const name of ["alice", "bob"]) {
+    tokens[name] = newShardToken(name);
+    const now = new Date().toISOString();
+    const record: ShardRecord = {
+      name,
+      routingKey: `key-${name}`,
+      owner: name,
+      forks: {},
+      ttlSeconds: 3600,
+      expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+      tokenHash: hashToken(tokens[name]),
+      createdAt: now,
+    };
+    await etcd.client.put(keys.shard(name)).value(JSON.stringify(record));
+  }
+  // alice creates one (shard filled in from her token), bob cannot read or delete it.
+  const created = await call("/v1/sandboxes", {
+    method: "POST",
+    token: tokens.alice,
+    body: JSON.stringify({ ...good, id: "alice-sb" }),
+  });
+  t.is(created.status, 201);
+  t.is(((await created.json()) as { spec: { shard: string } }).spec.shard, "alice");
+  for (const [method, path] of [
+    ["GET", "/v1/sandboxes/alice-sb"],
+    ["DELETE", "/v1/sandboxes/alice-sb"],
+    ["GET", "/v1/sandboxes/alice-sb/logs"],
+  ] as const) {
+    const r = await call(path, { method, token: tokens.bob });
+    t.is(r.status, 403, `${method} ${path}`);
+    t.regex(
+      ((await r.json()) as { error: { message: string } }).error.message,
+      /shard bob may only reach/,
+    );
+  }
+  const intoAlice = await call("/v1/sandboxes", {
+    method: "POST",
+    token: tokens.bob,
+    body: JSON.stringify({ ...good, shard: "alice" }),
+  });
+  t.is(intoAlice.status, 403);
+  // bob's list does not show alice's sandbox; a forged secret for alice is refused.
+  const bobList = (await (await call("/v1/sandboxes", { token: tokens.bob })).json()) as {
+    items: unknown[];
+  };
+  t.is(bobList.items.length, 0);
+  t.is((await call("/v1/sandboxes", { token: "alice.forged-secret" })).status, 401);
+  t.is((await call("/v1/sandboxes/alice-sb", { token: tokens.alice })).status, 200);
+  t.is((await call("/v1/sandboxes/alice-sb")).status, 200);
+});
+
+test("healthz and metrics answer without a token", async (t) => {
+  const { scheduler } = await setup(t);
+  t.deepEqual(await (await fetch(`${scheduler.url}/healthz`)).json(), { ok: true });
+  const metrics = await (await fetch(`${scheduler.url}/metrics`)).text();
+  t.regex(metrics, /shardworks_placer_leader/);
+});
