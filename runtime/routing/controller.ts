@@ -44,7 +44,7 @@ export interface RoutingControllerOptions {
   readonly baseline: readonly BaselineService[];
   /** Sandbox host domain; default `shardworks.local`. */
   domain?: string;
-  /** Envoy ingress listener port; default 10000. */
+  /** Envoy ingress listener port; default 8080 (the EnvoyGateway default). */
   ingressPort?: number;
   /** ADS port; default 18000 (0 = any free port). */
   xdsPort?: number;

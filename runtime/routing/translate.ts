@@ -39,7 +39,7 @@ export interface RoutingState {
 export interface TranslateOptions {
   /** Sandbox hosts are `<id>.sandbox.<domain>`; default `shardworks.local`. */
   domain?: string;
-  /** Port of Envoy's ingress listener; default 10000. */
+  /** Port of Envoy's ingress listener; default 8080 (the EnvoyGateway default). */
   ingressPort?: number;
 }
 
@@ -113,7 +113,7 @@ export class Translator {
 
   constructor(options: TranslateOptions = {}) {
     this.#domain = options.domain ?? "shardworks.local";
-    this.#ingressPort = options.ingressPort ?? 10_000;
+    this.#ingressPort = options.ingressPort ?? 8080;
   }
 
   /**
