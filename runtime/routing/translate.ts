@@ -19,7 +19,12 @@ import { parseKeyPairsIntoRecord } from "@opentelemetry/core";
 import { isIPv4 } from "node:net";
 import type { BaselineService, SandboxRecord, ShardRecord } from "../lib/model";
 import { ExtensionTypeUrl, pack, TypeUrl } from "./xds/protos";
-import { makeResource, type SnapshotResources, type XdsResource } from "./xds/snapshot";
+import {
+  makeResource,
+  makeResourceFromParts,
+  type SnapshotResources,
+  type XdsResource,
+} from "./xds/snapshot";
 
 /** The header carrying a routing key. */
 export const ROUTING_KEY_HEADER = "x-shardworks-routing-key";
@@ -92,6 +97,8 @@ interface ServicePart {
   readonly baseline: BaselineService;
   readonly shardParts: readonly ShardPart[];
   readonly virtualHost: Record<string, unknown>;
+  /** `RouteConfiguration { virtual_hosts: [virtualHost] }`, encoded: a part of the ingress. */
+  readonly ingressPart: Uint8Array;
   readonly resources: XdsResource[];
 }
 interface SandboxPart {
@@ -99,6 +106,7 @@ interface SandboxPart {
   readonly clusters: XdsResource[];
   readonly endpoints: XdsResource[];
   readonly virtualHosts: Record<string, unknown>[];
+  readonly ingressPart: Uint8Array;
   readonly resources: XdsResource[];
 }
 
@@ -240,16 +248,22 @@ export class Translator {
         },
       ],
     };
+    // The virtual host is encoded once; the service's own route configuration (for gRPC clients,
+    // which pick the virtual host by the target name, i.e. the service name) and the ingress
+    // both reuse that encoding.
+    const ingressPart = pack(TypeUrl.Route, { virtual_hosts: [virtualHost] }).value;
     const resources = [
       built.cluster,
       ...(built.endpoints ? [built.endpoints] : []),
-      makeResource(TypeUrl.Route, baseline.name, {
-        name: baseline.name,
-        virtual_hosts: [{ ...virtualHost, domains: ["*"] }],
-      }),
+      makeResourceFromParts(
+        TypeUrl.Route,
+        baseline.name,
+        { name: baseline.name, virtual_hosts: [virtualHost] },
+        [pack(TypeUrl.Route, { name: baseline.name }).value, ingressPart],
+      ),
       apiListener(baseline.name, baseline.name),
     ];
-    return { baseline, shardParts: forks, virtualHost, resources };
+    return { baseline, shardParts: forks, virtualHost, ingressPart, resources };
   }
 
   #sandboxPart(record: SandboxRecord): SandboxPart {
@@ -273,19 +287,27 @@ export class Translator {
       });
     }
     const routeName = `sandbox/${record.id}`;
+    const ingressPart = pack(TypeUrl.Route, { virtual_hosts: virtualHosts }).value;
     const resources = [
       ...clusters,
       ...endpoints,
-      makeResource(TypeUrl.Route, routeName, { name: routeName, virtual_hosts: virtualHosts }),
+      makeResourceFromParts(
+        TypeUrl.Route,
+        routeName,
+        { name: routeName, virtual_hosts: virtualHosts },
+        [pack(TypeUrl.Route, { name: routeName }).value, ingressPart],
+      ),
       apiListener(host, routeName),
     ];
-    return { record, clusters, endpoints, virtualHosts, resources };
+    return { record, clusters, endpoints, virtualHosts, ingressPart, resources };
   }
 
   #ingressResources(): XdsResource[] {
+    const services = [...this.#services.values()];
+    const sandboxes = [...this.#sandboxes.values()];
     const virtualHosts = [
-      ...[...this.#services.values()].map((p) => p.virtualHost),
-      ...[...this.#sandboxes.values()].flatMap((p) => p.virtualHosts),
+      ...services.map((p) => p.virtualHost),
+      ...sandboxes.flatMap((p) => p.virtualHosts),
     ];
     const hcm = pack(ExtensionTypeUrl.HttpConnectionManager, {
       stat_prefix: INGRESS_NAME,
@@ -295,10 +317,16 @@ export class Translator {
       http_filters: [ROUTER_FILTER()],
     });
     return [
-      makeResource(TypeUrl.Route, INGRESS_NAME, {
-        name: INGRESS_NAME,
-        virtual_hosts: virtualHosts,
-      }),
+      makeResourceFromParts(
+        TypeUrl.Route,
+        INGRESS_NAME,
+        { name: INGRESS_NAME, virtual_hosts: virtualHosts },
+        [
+          pack(TypeUrl.Route, { name: INGRESS_NAME }).value,
+          ...services.map((p) => p.ingressPart),
+          ...sandboxes.map((p) => p.ingressPart),
+        ],
+      ),
       makeResource(TypeUrl.Listener, INGRESS_NAME, {
         name: INGRESS_NAME,
         address: { socket_address: { address: "0.0.0.0", port_value: this.#ingressPort } },

@@ -12,7 +12,13 @@ export {
   unpack,
   type AnyMessage,
 } from "./protos";
-export { Snapshot, makeResource, type SnapshotResources, type XdsResource } from "./snapshot";
+export {
+  Snapshot,
+  makeResource,
+  makeResourceFromParts,
+  type SnapshotResources,
+  type XdsResource,
+} from "./snapshot";
 export {
   SnapshotCache,
   type ConfigWatcher,

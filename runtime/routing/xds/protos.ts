@@ -86,14 +86,12 @@ export interface AnyMessage {
   value: Uint8Array;
 }
 
-/** Encode a plain (snake_case) object as `typeUrl`'s message, verified, and wrap it in an `Any`. */
+/** Encode a plain (snake_case) object as `typeUrl`'s message and wrap it in an `Any`. */
 export function pack(typeUrl: string, object: Record<string, unknown>): AnyMessage {
   const type = messageType(typeUrl);
   assertKnownFields(type, object, type.name);
-  const message = type.fromObject(object);
-  const error = type.verify(message);
-  if (error) throw new Error(`invalid ${type.fullName}: ${error}`);
-  return { type_url: typeUrl, value: type.encode(message).finish() };
+  // fromObject coerces (a verify() of its result cannot fail), so the field check above is the guard.
+  return { type_url: typeUrl, value: type.encode(type.fromObject(object)).finish() };
 }
 
 /**

@@ -8,7 +8,7 @@ import {
   Translator,
   type RoutingState,
 } from "../../../runtime/routing/translate";
-import { Snapshot, TypeUrl, unpack } from "../../../runtime/routing/xds";
+import { pack, Snapshot, TypeUrl, unpack } from "../../../runtime/routing/xds";
 
 const now = "2026-01-01T00:00:00.000Z";
 function shard(name: string, routingKey: string, forks: Record<string, string>): ShardRecord {
@@ -133,6 +133,13 @@ test("one virtual host per service: fork routes by header and baggage, then the 
   };
   const hcm = unpack(listener.api_listener.api_listener) as { rds: { route_config_name: string } };
   t.is(hcm.rds.route_config_name, "api");
+});
+
+test("the ingress assembled from per-service encodings is byte-identical to a full encode", (t) => {
+  const resources = translate(state);
+  const ingress = resources[TypeUrl.Route].find((r) => r.name === "ingress")!;
+  const full = pack(TypeUrl.Route, ingress.message as Record<string, unknown>);
+  t.true(Buffer.from(full.value).equals(Buffer.from(ingress.any.value)));
 });
 
 test("changing one shard rebuilds only that shard's resources and its services' routes", (t) => {
