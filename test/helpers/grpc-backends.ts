@@ -1,82 +1,19 @@
 /**
- * Real gRPC servers on loopback that answer `demo.Who/Who` with their own name, and a client for
- * them: what the routing tests send traffic to. JSON serialization keeps the tests free of a demo
- * .proto; the transport is real gRPC.
+ * Real gRPC Who backends on loopback, an xDS client in its own process, and a retry helper: what
+ * the routing tests send traffic with.
  */
-import * as grpc from "@grpc/grpc-js";
+import { startWhoBackend, type WhoBackend } from "../../runtime/routing/who";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-/** The one-method service every backend serves. */
-export const whoService: grpc.ServiceDefinition = {
-  Who: {
-    path: "/demo.Who/Who",
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
-    requestDeserialize: (bytes: Buffer) => JSON.parse(bytes.toString()) as unknown,
-    responseSerialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
-    responseDeserialize: (bytes: Buffer) => JSON.parse(bytes.toString()) as unknown,
-    originalName: "who",
-  },
-};
+export { whoClient, whoService } from "../../runtime/routing/who";
 
 /** A running backend. */
-export interface Backend {
-  readonly name: string;
-  readonly address: string;
-  close(): Promise<void>;
-}
+export type Backend = WhoBackend;
 
 /** Start a backend answering `{ backend: name }`. */
-export async function startBackend(name: string): Promise<Backend> {
-  const server = new grpc.Server();
-  server.addService(whoService, {
-    Who: (_call: unknown, callback: grpc.sendUnaryData<{ backend: string }>) =>
-      callback(null, { backend: name }),
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  return {
-    name,
-    address: `127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
-  };
-}
-
-/** A client of the Who service at `target` (e.g. `xds:///api`). */
-export function whoClient(target: string): {
-  who(headers?: Record<string, string>): Promise<string>;
-  close(): void;
-} {
-  const Client = grpc.makeGenericClientConstructor(whoService, "Who");
-  const client = new Client(target, grpc.credentials.createInsecure());
-  return {
-    who: (headers = {}) =>
-      new Promise((resolve, reject) => {
-        const metadata = new grpc.Metadata();
-        for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
-        const deadline = new Date(Date.now() + 5000);
-        (
-          client as unknown as {
-            Who: (
-              req: unknown,
-              md: grpc.Metadata,
-              opts: grpc.CallOptions,
-              cb: (e: grpc.ServiceError | null, r?: { backend: string }) => void,
-            ) => void;
-          }
-        ).Who({}, metadata, { deadline }, (error, reply) =>
-          error ? reject(error) : resolve(reply?.backend ?? ""),
-        );
-      }),
-    close: () => client.close(),
-  };
-}
+export const startBackend = (name: string): Promise<Backend> => startWhoBackend(name);
 
 /** Retry `probe` until it returns `expected` (or time runs out); returns the last value seen. */
 export async function eventually<T>(

@@ -5,7 +5,7 @@
  * stdin (`{ id, target, headers }`), one JSON line per answer on stdout (`{ id, backend | error }`).
  */
 import { createInterface } from "node:readline";
-import { whoClient } from "./grpc-backends";
+import { whoClient } from "../../runtime/routing/who";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 (require("@grpc/grpc-js-xds") as { register(): void }).register();
