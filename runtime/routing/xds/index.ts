@@ -7,6 +7,7 @@ export {
   adsClientConstructor,
   adsService,
   envoyRoot,
+  fromProtoJson,
   messageType,
   pack,
   unpack,

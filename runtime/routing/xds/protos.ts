@@ -53,6 +53,7 @@ const RESOURCE_FILES = [
   "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
   "envoy/extensions/filters/http/router/v3/router.proto",
   "envoy/config/bootstrap/v3/bootstrap.proto",
+  "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/service/discovery/v3/discovery.proto",
 ];
 
@@ -152,4 +153,80 @@ export function adsService(): grpc.ServiceDefinition {
 /** Client constructor of the ADS service (tests and the bench act as an ADS client with it). */
 export function adsClientConstructor(): grpc.ServiceClientConstructor {
   return grpc.makeGenericClientConstructor(adsService(), "AggregatedDiscoveryService");
+}
+
+/**
+ * Parse proto3 JSON (what Envoy reads from a bootstrap file) into `typeName`'s message, strictly:
+ * unknown fields, bad enum names and malformed well-known types (Duration, Any with `@type`,
+ * wrappers) are errors naming the path. protobufjs' own `fromObject` does not speak the JSON
+ * mapping of those well-known types and drops unknown fields, so this walks the real descriptors.
+ */
+export function fromProtoJson(typeName: string, json: unknown): protobuf.Message {
+  const type = envoyRoot().lookupType(typeName);
+  return type.fromObject(jsonToObject(type, json, type.name) as Record<string, unknown>);
+}
+
+const WRAPPERS = new Set([
+  ".google.protobuf.BoolValue",
+  ".google.protobuf.UInt32Value",
+  ".google.protobuf.UInt64Value",
+  ".google.protobuf.Int32Value",
+  ".google.protobuf.Int64Value",
+  ".google.protobuf.DoubleValue",
+  ".google.protobuf.FloatValue",
+  ".google.protobuf.StringValue",
+]);
+
+function jsonToObject(type: protobuf.Type, json: unknown, path: string): unknown {
+  switch (type.fullName) {
+    case ".google.protobuf.Duration": {
+      const match = typeof json === "string" ? /^(-?\d+)(?:\.(\d{1,9}))?s$/.exec(json) : null;
+      if (!match) throw new Error(`${path}: a Duration must be a string like "5s" or "0.25s"`);
+      return { seconds: match[1], nanos: Number((match[2] ?? "").padEnd(9, "0")) };
+    }
+    case ".google.protobuf.Any": {
+      const { "@type": typeUrl, ...rest } = (json ?? {}) as Record<string, unknown>;
+      if (typeof typeUrl !== "string") throw new Error(`${path}: an Any needs "@type"`);
+      const inner = messageType(typeUrl);
+      const value = inner
+        .encode(inner.fromObject(jsonToObject(inner, rest, `${path}<${inner.name}>`) as object))
+        .finish();
+      return { type_url: typeUrl, value };
+    }
+    case ".google.protobuf.Struct":
+    case ".google.protobuf.Value":
+      return json;
+  }
+  if (WRAPPERS.has(type.fullName)) return { value: json };
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new Error(`${path}: expected an object for ${type.fullName}`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(json)) {
+    const field =
+      type.fields[name] ?? Object.values(type.fields).find((f) => f.name === snakeCase(name));
+    if (!field) throw new Error(`${path}.${name}: no such field in ${type.fullName}`);
+    const resolved = field.resolve().resolvedType;
+    const convert = (v: unknown, p: string): unknown => {
+      if (resolved instanceof protobuf.Type) return jsonToObject(resolved, v, p);
+      if (resolved instanceof protobuf.Enum && typeof v === "string" && !(v in resolved.values)) {
+        throw new Error(`${p}: "${v}" is not a value of ${resolved.fullName}`);
+      }
+      return v;
+    };
+    const p = `${path}.${name}`;
+    out[field.name] =
+      field instanceof protobuf.MapField
+        ? Object.fromEntries(
+            Object.entries(value as object).map(([k, v]) => [k, convert(v, `${p}[${k}]`)]),
+          )
+        : Array.isArray(value)
+          ? value.map((v, i) => convert(v, `${p}[${i}]`))
+          : convert(value, p);
+  }
+  return out;
+}
+
+function snakeCase(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
