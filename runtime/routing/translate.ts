@@ -18,7 +18,8 @@
 import { parseKeyPairsIntoRecord } from "@opentelemetry/core";
 import { isIPv4 } from "node:net";
 import type { BaselineService, SandboxRecord, ShardRecord } from "../lib/model";
-import { ExtensionTypeUrl, pack, TypeUrl } from "./xds/protos";
+import * as protobuf from "protobufjs";
+import { assertKnownFields, envoyRoot, ExtensionTypeUrl, pack, TypeUrl } from "./xds/protos";
 import {
   makeResource,
   makeResourceFromParts,
@@ -92,6 +93,8 @@ interface ShardPart {
   readonly endpoints: XdsResource[];
   /** Service → the two routes to this shard's fork of it. */
   readonly routes: ReadonlyMap<string, readonly Route[]>;
+  /** Service → `VirtualHost { routes }` of those routes, encoded (a part of the virtual host). */
+  readonly routeParts: ReadonlyMap<string, Uint8Array>;
 }
 interface ServicePart {
   readonly baseline: BaselineService;
@@ -201,6 +204,7 @@ export class Translator {
     const clusters: XdsResource[] = [];
     const endpoints: XdsResource[] = [];
     const routes = new Map<string, Route[]>();
+    const routeParts = new Map<string, Uint8Array>();
     for (const [service, destination] of Object.entries(record.forks)) {
       const name = forkClusterName(record.name, service);
       const built = clusterResources(name, destination);
@@ -229,8 +233,9 @@ export class Translator {
           route: { cluster: name },
         },
       ]);
+      routeParts.set(service, encodeVirtualHost({ routes: routes.get(service) }));
     }
-    return { record, clusters, endpoints, routes };
+    return { record, clusters, endpoints, routes, routeParts };
   }
 
   #servicePart(baseline: BaselineService, forks: readonly ShardPart[]): ServicePart {
@@ -248,10 +253,16 @@ export class Translator {
         },
       ],
     };
-    // The virtual host is encoded once; the service's own route configuration (for gRPC clients,
-    // which pick the virtual host by the target name, i.e. the service name) and the ingress
-    // both reuse that encoding.
-    const ingressPart = pack(TypeUrl.Route, { virtual_hosts: [virtualHost] }).value;
+    // The virtual host is assembled from each fork's memoized route encoding (concatenated
+    // encodings of one message type merge, repeated fields append), wrapped once as a
+    // RouteConfiguration part; the service's own route configuration (gRPC clients pick the
+    // virtual host by the target name, i.e. the service name) and the ingress both reuse it.
+    const virtualHostBytes = Buffer.concat([
+      encodeVirtualHost({ name: virtualHost.name, domains: virtualHost.domains }),
+      ...forks.map((p) => p.routeParts.get(baseline.name) ?? new Uint8Array()),
+      encodeVirtualHost({ routes: virtualHost.routes.slice(-1) }),
+    ]);
+    const ingressPart = virtualHostsPart(virtualHostBytes);
     const resources = [
       built.cluster,
       ...(built.endpoints ? [built.endpoints] : []),
@@ -341,6 +352,23 @@ export class Translator {
 }
 
 const ADS_SOURCE = { ads: {}, resource_api_version: "V3" };
+
+/** Encode (part of) a VirtualHost with Envoy's type, field names checked. */
+function encodeVirtualHost(fields: Record<string, unknown>): Uint8Array {
+  const type = envoyRoot().lookupType("envoy.config.route.v3.VirtualHost");
+  assertKnownFields(type, fields, "VirtualHost");
+  return type.encode(type.fromObject(fields)).finish();
+}
+
+/** `RouteConfiguration { virtual_hosts: [<encoded virtual host>] }`, via protobufjs' writer. */
+function virtualHostsPart(virtualHost: Uint8Array): Uint8Array {
+  const field = envoyRoot().lookupType("envoy.config.route.v3.RouteConfiguration").fields
+    .virtual_hosts!;
+  return protobuf.Writer.create()
+    .uint32((field.id << 3) | 2)
+    .bytes(virtualHost)
+    .finish();
+}
 
 let routerFilter: Record<string, unknown> | undefined;
 function ROUTER_FILTER(): Record<string, unknown> {

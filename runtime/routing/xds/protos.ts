@@ -99,7 +99,7 @@ export function pack(typeUrl: string, object: Record<string, unknown>): AnyMessa
  * protobufjs' `fromObject` silently drops fields it does not know; a misspelt field would vanish
  * from what we send, so every field name is checked against the real message type first.
  */
-function assertKnownFields(type: protobuf.Type, object: unknown, path: string): void {
+export function assertKnownFields(type: protobuf.Type, object: unknown, path: string): void {
   if (object === null || typeof object !== "object" || object instanceof Uint8Array) return;
   if (type.fullName === ".google.protobuf.Any") return;
   for (const [name, value] of Object.entries(object)) {
