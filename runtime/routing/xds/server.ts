@@ -5,10 +5,14 @@
  * NACKed; it sees the cache only through {@link ConfigWatcher}.
  */
 import * as grpc from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
 import { EventEmitter } from "node:events";
 import { logger as rootLogger, type Logger } from "../../lib/logger";
 import type { ConfigWatcher, WatchResponse, XdsNode } from "./cache";
 import { adsService, PUSH_ORDER, type AnyMessage, type TypeUrl } from "./protos";
+
+/** The ADS service's name, as health checks name it. */
+export const ADS_SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 
 /** A DiscoveryRequest as proto-loader decodes it (keepCase, defaults). */
 interface DiscoveryRequest {
@@ -73,6 +77,7 @@ export class XdsServer {
   readonly #streams = new Map<number, Map<TypeUrl, TypeState>>();
   readonly #calls = new Set<grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>>();
   #server: grpc.Server | undefined;
+  #health: HealthImplementation | undefined;
   #nextStream = 0;
 
   constructor(cache: ConfigWatcher, options: XdsServerOptions = {}) {
@@ -94,6 +99,9 @@ export class XdsServer {
         });
       },
     });
+    // grpc.health.v1 on the same port: the Kubernetes gRPC readiness probe asks it.
+    this.#health = new HealthImplementation({ "": "SERVING", [ADS_SERVICE_NAME]: "SERVING" });
+    this.#health.addToServer(server);
     const bound = await new Promise<number>((resolve, reject) => {
       server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, p) =>
         error ? reject(error) : resolve(p),
@@ -110,6 +118,8 @@ export class XdsServer {
 
   /** Stop: end every stream and the gRPC server. */
   async close(): Promise<void> {
+    this.#health?.setStatus("", "NOT_SERVING");
+    this.#health?.setStatus(ADS_SERVICE_NAME, "NOT_SERVING");
     for (const call of this.#calls) call.end();
     const server = this.#server;
     this.#server = undefined;

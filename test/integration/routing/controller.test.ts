@@ -1,4 +1,6 @@
+import * as grpc from "@grpc/grpc-js";
 import test from "ava";
+import { service as healthService } from "grpc-health-check";
 import { startEtcd } from "../../../runtime/lib/etcd-server";
 import { keys } from "../../../runtime/lib/keys";
 import { RoutingController } from "../../../runtime/routing/controller";
@@ -89,4 +91,22 @@ test("the reaper deletes expired shards only; a bad record is skipped, not fatal
     ),
     ["shard/fresh/api"],
   );
+});
+
+test("the ADS port answers gRPC health checks (the Kubernetes readiness probe)", async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const controller = new RoutingController({ etcd: etcd.client, baseline, xdsPort: 0 });
+  t.teardown(() => controller.close());
+  const port = await controller.start();
+  const Health = grpc.makeGenericClientConstructor(healthService, "Health");
+  const client = new Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as {
+    Check(req: { service: string }, cb: (e: Error | null, r?: { status: string }) => void): void;
+    close(): void;
+  };
+  t.teardown(() => client.close());
+  const status = await new Promise<string>((resolve, reject) =>
+    client.Check({ service: "" }, (e, r) => (e ? reject(e) : resolve(String(r?.status)))),
+  );
+  t.is(status, "SERVING");
 });
