@@ -3,6 +3,8 @@
  * routing key. The client runs in a child process (it reads its bootstrap once per process).
  */
 import test from "ava";
+import { keys } from "../../../runtime/lib/keys";
+import { sandboxRecordSchema } from "../../../runtime/lib/model";
 import { freePort } from "../../../runtime/lib/ports";
 import { startEtcd } from "../../../runtime/lib/etcd-server";
 import { RoutingController } from "../../../runtime/routing/controller";
@@ -11,13 +13,16 @@ import { TypeUrl } from "../../../runtime/routing/xds";
 import { eventually, startBackend, startXdsClientProcess } from "../../helpers/grpc-backends";
 
 test.serial(
-  "gRPC calls follow the routing key: header, baggage, delete, TTL, controller restart",
+  "gRPC calls follow the routing key (header, baggage, delete, TTL), reach sandboxes, survive a controller restart",
   async (t) => {
     const etcd = await startEtcd();
     t.teardown(() => etcd.stop());
     const baseline = await startBackend("baseline");
     const fork = await startBackend("fork");
-    t.teardown(() => Promise.all([baseline.close(), fork.close()]).then(() => undefined));
+    const sandboxBackend = await startBackend("sandbox");
+    t.teardown(() =>
+      Promise.all([baseline.close(), fork.close(), sandboxBackend.close()]).then(() => undefined),
+    );
     const xdsPort = await freePort();
     const options = {
       etcd: etcd.client,
@@ -56,6 +61,22 @@ test.serial(
     t.is(await client.who(baggage("shardworks-routing-key=alice-key2")), "baseline");
     t.is(await client.who(baggage("other=shardworks-routing-key=alice-key")), "baseline");
     t.is(await client.who({ "x-shardworks-routing-key": "bob-key" }), "baseline");
+
+    // A running sandbox's exposed port is reachable at <id>.sandbox.<domain>.
+    const at = new Date().toISOString();
+    const sandbox = sandboxRecordSchema.parse({
+      id: "sb1",
+      spec: { image: "oci:/x", command: ["serve"], ports: [50051] },
+      status: { phase: "running", endpoints: { "50051": sandboxBackend.address }, updatedAt: at },
+      createdAt: at,
+    });
+    await etcd.client.put(keys.sandbox("sb1")).value(JSON.stringify(sandbox));
+    const sandboxTarget = "xds:///sb1.sandbox.shardworks.local";
+    t.is(
+      await eventually(() => xds.who(sandboxTarget), "sandbox"),
+      "sandbox",
+      "sandbox host → its port",
+    );
 
     await store.delete("alice");
     t.is(
