@@ -156,3 +156,19 @@ test("a NACKed version is logged, never counted as accepted, and never re-sent",
   await next(200);
   t.is(states().ackedVersion, v3.version(TypeUrl.Cluster));
 });
+
+test("incremental (delta) xDS is refused with UNIMPLEMENTED, naming the alternative", async (t) => {
+  const cache = new SnapshotCache();
+  const server = new XdsServer(cache);
+  const port = await server.listen(0);
+  t.teardown(() => server.close());
+  const Client = adsClientConstructor();
+  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const call = (
+    client as unknown as { DeltaAggregatedResources(): grpc.ClientDuplexStream<unknown, unknown> }
+  ).DeltaAggregatedResources();
+  const error = await new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
+  t.is(error.code, grpc.status.UNIMPLEMENTED);
+  t.regex(error.details, /state-of-the-world/);
+});
