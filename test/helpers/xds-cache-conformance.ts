@@ -155,4 +155,25 @@ export function xdsCacheConformance(name: string, make: () => ProducerCache): vo
     cache.setSnapshot("n1", snapshot(["a"]));
     t.is(got.length, 0);
   });
+
+  test(`${name}: a delta watch gets only changed resources and removed names`, (t) => {
+    const cache = make();
+    const s1 = snapshot(["a"]);
+    cache.setSnapshot("n1", s1);
+    const known = new Map([...s1.resources(TypeUrl.Cluster).values()].map((r) => [r.name, r.hash]));
+    const got: { names: string[]; removed: readonly string[] }[] = [];
+    const request = {
+      node,
+      typeUrl: TypeUrl.Cluster,
+      wildcard: true,
+      subscribed: new Set<string>(),
+      known,
+    };
+    cache.createDeltaWatch(request, (r) =>
+      got.push({ names: r.resources.map((x) => x.name), removed: r.removed }),
+    );
+    t.is(got.length, 0, "the client holds every current version");
+    cache.setSnapshot("n1", snapshot(["b"]));
+    t.deepEqual(got, [{ names: ["shard/b/api"], removed: ["shard/a/api"] }]);
+  });
 }

@@ -9,7 +9,13 @@ import { HealthImplementation } from "grpc-health-check";
 import { EventEmitter } from "node:events";
 import { logger as rootLogger, type Logger } from "../../lib/logger";
 import type { ConfigWatcher, WatchResponse, XdsNode } from "./cache";
-import { adsService, PUSH_ORDER, type AnyMessage, type TypeUrl } from "./protos";
+import {
+  adsService,
+  PUSH_ORDER,
+  TypeUrl as TypeUrlValues,
+  type AnyMessage,
+  type TypeUrl,
+} from "./protos";
 
 /** The ADS service's name, as health checks name it. */
 export const ADS_SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService";
@@ -30,6 +36,38 @@ interface DiscoveryResponse {
   resources: AnyMessage[];
   type_url: string;
   nonce: string;
+}
+
+/** A DeltaDiscoveryRequest as proto-loader decodes it. */
+interface DeltaDiscoveryRequest {
+  node: (XdsNode & Record<string, unknown>) | null;
+  type_url: string;
+  resource_names_subscribe: string[];
+  resource_names_unsubscribe: string[];
+  initial_resource_versions: Record<string, string>;
+  response_nonce: string;
+  error_detail: { code: number; message: string } | null;
+}
+
+/** A DeltaDiscoveryResponse as proto-loader encodes it. */
+interface DeltaDiscoveryResponse {
+  system_version_info: string;
+  resources: { name: string; version: string; resource: AnyMessage }[];
+  type_url: string;
+  removed_resources: string[];
+  nonce: string;
+}
+
+/** Per delta stream and type: the subscription and what the client holds. */
+interface DeltaTypeState {
+  wildcard: boolean;
+  subscribed: Set<string>;
+  /** name → version the client holds (as sent; a NACK is logged, not re-sent). */
+  known: Map<string, string>;
+  nonce: string;
+  sentVersion: string;
+  ackedVersion: string;
+  cancel?: () => void;
 }
 
 /** What a client did with a response. */
@@ -92,12 +130,9 @@ export class XdsServer {
       StreamAggregatedResources: (
         call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
       ) => this.#serve(call),
-      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-        call.emit("error", {
-          code: grpc.status.UNIMPLEMENTED,
-          details: "incremental xDS is not served; use state-of-the-world ADS",
-        });
-      },
+      DeltaAggregatedResources: (
+        call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+      ) => this.#serveDelta(call),
     });
     // grpc.health.v1 on the same port: the Kubernetes gRPC readiness probe asks it.
     this.#health = new HealthImplementation({ "": "SERVING", [ADS_SERVICE_NAME]: "SERVING" });
@@ -261,7 +296,141 @@ export class XdsServer {
     call.on("cancelled", finish);
     call.on("close", finish);
   }
+
+  /**
+   * Incremental ADS: per type, the client subscribes and unsubscribes by name (or wildcard), and
+   * receives only resources whose version (content hash) differs from what it holds, plus the
+   * names of removed ones.
+   */
+  #serveDelta(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>): void {
+    const streamId = ++this.#nextStream;
+    const types = new Map<TypeUrl, DeltaTypeState>();
+    let node: XdsNode = {};
+    let nonce = 0;
+    let open = true;
+    const log = this.#logger.child({ streamId, delta: true });
+    this.events.emit("stream-open", { streamId });
+
+    const watch = (typeUrl: TypeUrl, state: DeltaTypeState): void => {
+      state.cancel?.();
+      let answered = false;
+      const cancel = this.#cache.createDeltaWatch(
+        {
+          node,
+          typeUrl,
+          wildcard: state.wildcard,
+          subscribed: state.subscribed,
+          known: state.known,
+        },
+        (response) => {
+          answered = true;
+          state.cancel = undefined;
+          if (!open) return;
+          state.nonce = String(++nonce);
+          state.sentVersion = response.systemVersion;
+          for (const r of response.resources) state.known.set(r.name, r.hash);
+          for (const name of response.removed) state.known.delete(name);
+          call.write({
+            system_version_info: response.systemVersion,
+            resources: response.resources.map((r) => ({
+              name: r.name,
+              version: r.hash,
+              resource: r.any,
+            })),
+            type_url: typeUrl,
+            removed_resources: [...response.removed],
+            nonce: state.nonce,
+          });
+        },
+      );
+      if (!answered) state.cancel = cancel;
+    };
+
+    call.on("data", (request: DeltaDiscoveryRequest) => {
+      if (request.node) node = request.node;
+      const typeUrl = request.type_url as TypeUrl;
+      if (!PUSH_ORDER.includes(typeUrl)) {
+        log.warn(
+          { typeUrl: request.type_url },
+          "delta xDS request for a type this server does not serve",
+        );
+        return;
+      }
+      let state = types.get(typeUrl);
+      if (!state) {
+        const subscribe = request.resource_names_subscribe;
+        state = {
+          wildcard:
+            subscribe.includes("*") ||
+            (subscribe.length === 0 && WILDCARD_BY_DEFAULT.includes(typeUrl)),
+          subscribed: new Set(),
+          known: new Map(Object.entries(request.initial_resource_versions ?? {})),
+          nonce: "",
+          sentVersion: "",
+          ackedVersion: "",
+        };
+        types.set(typeUrl, state);
+      }
+      if (request.response_nonce !== "" && request.response_nonce === state.nonce) {
+        const event = {
+          streamId,
+          nodeId: node.id ?? "",
+          typeUrl,
+          version: state.sentVersion,
+          nonce: request.response_nonce,
+        };
+        if (request.error_detail) {
+          log.warn(
+            {
+              nodeId: event.nodeId,
+              typeUrl,
+              version: state.sentVersion,
+              error: request.error_detail,
+            },
+            "client rejected (NACK) a delta xDS response",
+          );
+          this.events.emit("nack", { ...event, error: request.error_detail.message });
+        } else {
+          state.ackedVersion = state.sentVersion;
+          this.events.emit("ack", event);
+        }
+      }
+      for (const name of request.resource_names_subscribe) {
+        if (name === "*") state.wildcard = true;
+        else state.subscribed.add(name);
+      }
+      for (const name of request.resource_names_unsubscribe) {
+        if (name === "*") state.wildcard = false;
+        state.subscribed.delete(name);
+        state.known.delete(name);
+      }
+      watch(typeUrl, state);
+    });
+
+    const finish = (): void => {
+      if (!open) return;
+      open = false;
+      for (const state of types.values()) state.cancel?.();
+      this.#calls.delete(
+        call as unknown as grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
+      );
+      this.events.emit("stream-close", { streamId });
+    };
+    this.#calls.add(
+      call as unknown as grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
+    );
+    call.on("end", () => {
+      finish();
+      call.end();
+    });
+    call.on("error", finish);
+    call.on("cancelled", finish);
+    call.on("close", finish);
+  }
 }
+
+/** LDS and CDS default to wildcard subscriptions in the delta protocol; RDS and EDS do not. */
+const WILDCARD_BY_DEFAULT: readonly string[] = [TypeUrlValues.Listener, TypeUrlValues.Cluster];
 
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((n, i) => n === b[i]);

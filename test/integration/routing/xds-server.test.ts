@@ -157,18 +157,80 @@ test("a NACKed version is logged, never counted as accepted, and never re-sent",
   t.is(states().ackedVersion, v3.version(TypeUrl.Cluster));
 });
 
-test("incremental (delta) xDS is refused with UNIMPLEMENTED, naming the alternative", async (t) => {
+interface DeltaResponse {
+  system_version_info: string;
+  resources: { name: string; version: string; resource: AnyMessage }[];
+  type_url: string;
+  removed_resources: string[];
+  nonce: string;
+}
+
+test("incremental (delta) ADS sends only what changed, and what was removed", async (t) => {
   const cache = new SnapshotCache();
   const server = new XdsServer(cache);
+  const nacks: NackEvent[] = [];
+  server.events.on("nack", (e) => nacks.push(e));
   const port = await server.listen(0);
   t.teardown(() => server.close());
   const Client = adsClientConstructor();
   const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   t.teardown(() => client.close());
   const call = (
-    client as unknown as { DeltaAggregatedResources(): grpc.ClientDuplexStream<unknown, unknown> }
+    client as unknown as {
+      DeltaAggregatedResources(): grpc.ClientDuplexStream<unknown, DeltaResponse>;
+    }
   ).DeltaAggregatedResources();
-  const error = await new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
-  t.is(error.code, grpc.status.UNIMPLEMENTED);
-  t.regex(error.details, /state-of-the-world/);
+  call.on("error", () => undefined);
+  t.teardown(() => call.cancel());
+  const received: DeltaResponse[] = [];
+  call.on("data", (r: DeltaResponse) => received.push(r));
+  const next = async (timeoutMs = 5000): Promise<DeltaResponse | undefined> => {
+    const deadline = Date.now() + timeoutMs;
+    while (received.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return received.shift();
+  };
+  const node = { id: "envoy-1" };
+  const send = (typeUrl: string, fields: Record<string, unknown>) =>
+    call.write({ node, type_url: typeUrl, ...fields });
+
+  const s1 = new Snapshot(translate(state({ alice: "127.0.0.1:6000" })));
+  cache.setSnapshot("envoy-1", s1);
+  send(TypeUrl.Cluster, {}); // CDS: wildcard by default
+  const first = (await next())!;
+  t.deepEqual(first.resources.map((r) => r.name).sort(), [...s1.resources(TypeUrl.Cluster).keys()]);
+  for (const r of first.resources) {
+    t.is(r.resource.type_url, TypeUrl.Cluster);
+    t.is(unpack(r.resource).name, r.name);
+    t.is(r.version, s1.resources(TypeUrl.Cluster).get(r.name)!.hash);
+  }
+  send(TypeUrl.Cluster, { response_nonce: first.nonce });
+
+  const s2 = new Snapshot(translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001" })));
+  cache.setSnapshot("envoy-1", s2);
+  const second = (await next())!;
+  t.deepEqual(
+    second.resources.map((r) => r.name),
+    ["shard/bob/api"],
+    "only the new cluster is sent",
+  );
+  t.deepEqual(second.removed_resources, []);
+  send(TypeUrl.Cluster, { response_nonce: second.nonce });
+
+  cache.setSnapshot("envoy-1", new Snapshot(translate(state({ bob: "127.0.0.1:6001" }))));
+  const third = (await next())!;
+  t.deepEqual(third.resources, []);
+  t.deepEqual(third.removed_resources, ["shard/alice/api"]);
+  send(TypeUrl.Cluster, { response_nonce: third.nonce, error_detail: { code: 3, message: "no" } });
+  t.is(await next(300), undefined, "a NACK is not answered by a re-send");
+  t.is(nacks.length, 1);
+
+  // EDS is not wildcard: only the named assignment comes.
+  send(TypeUrl.Endpoint, { resource_names_subscribe: ["baseline/api"] });
+  const eds = (await next())!;
+  t.deepEqual(
+    eds.resources.map((r) => r.name),
+    ["baseline/api"],
+  );
 });
