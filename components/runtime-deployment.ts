@@ -436,7 +436,7 @@ export function createRuntimeDeployment(
                   { name: Env.gatewayNamespace, value: args.gatewayNamespace },
                 ],
                 ports: [{ name: "grpc-xds", containerPort: Ports.xds }],
-                readinessProbe: { grpc: { port: Ports.xds }, periodSeconds: 5 },
+                readinessProbe: { tcpSocket: { port: Ports.xds }, periodSeconds: 5 },
                 livenessProbe: {
                   tcpSocket: { port: Ports.xds },
                   initialDelaySeconds: 10,

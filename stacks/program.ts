@@ -124,6 +124,8 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
     runtimeApiUrl: runtime.schedulerUrl,
     runtimeNamespace: runtime.namespace,
     baselineServices,
+    // Ceiling of JitGrant expiries (`maxDurationMs` of JitGrant) for whoever grants access.
+    maxJitDurationMs: parseDuration(config.access.maxJitDuration),
   };
 }
 
