@@ -6,7 +6,10 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterRoleName } from "./access-control";
+import { MAX_SHARD_TTL_SECONDS } from "../runtime/lib/model";
 import { EXPIRES_AT_ANNOTATION, SHARD_LABEL, appLabels, awaitAnnotations } from "./common";
+
+export { MAX_SHARD_TTL_SECONDS };
 
 /** A baseline service as the platform stack exports it. */
 export interface BaselineService {
@@ -87,8 +90,6 @@ export interface DevShardArgs {
   register?: (input: ShardRegistrationInput, opts: pulumi.CustomResourceOptions) => pulumi.Resource;
 }
 
-/** Longest shard TTL: 7 days, in seconds. */
-export const MAX_SHARD_TTL_SECONDS = 7 * 86_400;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** Check the shard name: a DNS label short enough for `shard-<name>`. */

@@ -8,11 +8,14 @@ import { z } from "zod";
 import type { Principal } from "../lib/auth";
 import { HttpError, badRequest } from "../lib/errors";
 import type { ApiEnv } from "../lib/http";
-import { destinationSchema, dnsLabel, routingKeySchema, type ShardRecord } from "../lib/model";
+import {
+  MAX_SHARD_TTL_SECONDS,
+  destinationSchema,
+  dnsLabel,
+  routingKeySchema,
+  type ShardRecord,
+} from "../lib/model";
 import { ShardStore } from "./shard-store";
-
-/** Longest TTL a shard may ask for: 30 days. */
-export const MAX_SHARD_TTL_SECONDS = 30 * 24 * 3600;
 
 /**
  * Forks are a list, not an object: a JSON object silently keeps the last of two equal keys, so a

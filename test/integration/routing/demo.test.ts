@@ -2,7 +2,6 @@ import test from "ava";
 import { startEtcd } from "../../../runtime/lib/etcd-server";
 import { RoutingController } from "../../../runtime/routing/controller";
 import { DEMO_SERVICE, runRoutingDemo, startDemoBackends } from "../../../runtime/routing/demo";
-import { createShardsApi } from "../../../runtime/routing/shards-api";
 import { ShardStore } from "../../../runtime/routing/shard-store";
 import { startScheduler } from "../../../runtime/scheduler/server";
 
@@ -10,10 +9,12 @@ test("the npm-start demo: no key → baseline, header or baggage → the fork", 
   const etcd = await startEtcd();
   t.teardown(() => etcd.stop());
   const platformToken = "demo-platform-token-0123456789";
-  const scheduler = await startScheduler(
-    { etcdEndpoints: [etcd.endpoint], platformToken, port: 0, placer: false },
-    [{ path: "/v1/shards", app: createShardsApi(new ShardStore(etcd.client)) }],
-  );
+  const scheduler = await startScheduler({
+    etcdEndpoints: [etcd.endpoint],
+    platformToken,
+    port: 0,
+    placer: false,
+  });
   t.teardown(() => scheduler.close());
   const backends = await startDemoBackends();
   t.teardown(() => backends.close());

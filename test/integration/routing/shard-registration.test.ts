@@ -5,7 +5,6 @@
  */
 import test from "ava";
 import { startEtcd } from "../../../runtime/lib/etcd-server";
-import { createShardsApi } from "../../../runtime/routing/shards-api";
 import { ShardStore } from "../../../runtime/routing/shard-store";
 import { startScheduler } from "../../../runtime/scheduler/server";
 import {
@@ -18,10 +17,12 @@ const PLATFORM = "platform-token-for-tests-0123456789";
 async function setup(t: import("ava").ExecutionContext) {
   const etcd = await startEtcd();
   t.teardown(() => etcd.stop());
-  const scheduler = await startScheduler(
-    { etcdEndpoints: [etcd.endpoint], platformToken: PLATFORM, port: 0, placer: false },
-    [{ path: "/v1/shards", app: createShardsApi(new ShardStore(etcd.client)) }],
-  );
+  const scheduler = await startScheduler({
+    etcdEndpoints: [etcd.endpoint],
+    platformToken: PLATFORM,
+    port: 0,
+    placer: false,
+  });
   t.teardown(() => scheduler.close());
   const props: ShardRegistrationProps = {
     apiUrl: scheduler.url,
