@@ -184,6 +184,7 @@ export function createDevShard(
           ...labels,
           // Forks are the developer's images: hold them to the "baseline" Pod Security level.
           "pod-security.kubernetes.io/enforce": "baseline",
+          "pod-security.kubernetes.io/warn": "baseline",
         },
         annotations: {
           ...skip,

@@ -114,7 +114,11 @@ export function createEnvoyGateway(
     {
       metadata: {
         name: ns,
-        labels: { ...labels, "pod-security.kubernetes.io/enforce": "restricted" },
+        labels: {
+          ...labels,
+          "pod-security.kubernetes.io/enforce": "restricted",
+          "pod-security.kubernetes.io/warn": "restricted",
+        },
         annotations: skip,
       },
     },
