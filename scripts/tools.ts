@@ -410,6 +410,36 @@ async function ensureNodejsProviderShim(): Promise<void> {
   await writeFile(target, script, { mode: 0o755 });
 }
 
+/** First line after the shebang of the stand-in shim: how the installer recognizes its own file. */
+const TESTBED_PROVIDER_MARKER =
+  "# TESTBED STAND-IN for pulumi-resource-kubernetes (scripts/tools.ts)";
+
+/**
+ * Where the Go module proxy refuses the real `pulumi-resource-kubernetes`, put the testbed stand-in
+ * (`scripts/testbed-provider/main.ts`, a TypeScript provider plugin) on PATH under that name: with no
+ * plugin of that version in PULUMI_HOME and downloads disabled, the engine takes the one on PATH.
+ * Never overwrites a real binary.
+ */
+async function ensureTestbedProviderShim(): Promise<void> {
+  const target = join(toolsBinDir(), "pulumi-resource-kubernetes");
+  if (existsSync(target) && !readFileSync(target, "utf8").includes(TESTBED_PROVIDER_MARKER)) return;
+  const script = [
+    "#!/bin/sh",
+    TESTBED_PROVIDER_MARKER,
+    `exec node --import "${require.resolve("tsx")}" "${join(repoRoot, "scripts", "testbed-provider", "main.ts")}" "$@"`,
+    "",
+  ].join("\n");
+  if (existsSync(target) && readFileSync(target, "utf8") === script) return;
+  await mkdir(toolsBinDir(), { recursive: true });
+  await writeFile(target, script, { mode: 0o755 });
+}
+
+/** True when `pulumi-resource-kubernetes` on the tools PATH is the testbed stand-in. */
+export function usesTestbedProvider(tools: Tools): boolean {
+  const target = join(tools.binDir, "pulumi-resource-kubernetes");
+  return existsSync(target) && readFileSync(target, "utf8").includes(TESTBED_PROVIDER_MARKER);
+}
+
 export interface Tools {
   /** Directory to put first on PATH: pulumi, kube-apiserver, kube-controller-manager, plugins. */
   readonly binDir: string;
@@ -455,11 +485,16 @@ async function ensureGoTools(): Promise<string[]> {
     if (!(await ensureGoTool(tool))) unavailable.push(tool.name);
   }
   await ensureNodejsProviderShim();
+  if (unavailable.includes("pulumi-resource-kubernetes")) {
+    await ensureTestbedProviderShim();
+    say("pulumi-resource-kubernetes: installed the TESTBED STAND-IN (scripts/testbed-provider)");
+  }
   if (unavailable.length > 0) {
     say("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
     say(`!!! NOT AVAILABLE from the Go module proxy here: ${unavailable.join(", ")}`);
-    say("!!! Automation API inline programs still run (they need no language host), but a");
-    say("!!! Pulumi program using @pulumi/kubernetes cannot be deployed on this machine.");
+    say("!!! Automation API inline programs still run (they need no language host), and");
+    say("!!! the Kubernetes provider is the testbed stand-in (scripts/testbed-provider), not the");
+    say("!!! real pulumi-resource-kubernetes: its await logic, diffs and SSA are unverified here.");
     say("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
   }
   return unavailable;
