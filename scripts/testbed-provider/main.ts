@@ -6,8 +6,8 @@
  * answers CheckConfig/DiffConfig with UNIMPLEMENTED and ignores Configure's arguments, and this
  * provider's configuration (the kubeconfig) arrives there.
  *
- * CRUD is server-side apply / get / delete through `@kubernetes/client-node`'s
- * `KubernetesObjectApi` (it discovers each kind's REST path). What it does NOT do, unlike the real
+ * CRUD is server-side apply / get / delete of raw JSON, at the REST path that
+ * `@kubernetes/client-node`'s `KubernetesObjectApi` discovers (see raw-api.ts). What it does NOT do, unlike the real
  * provider: await readiness (every object is returned as soon as the API server accepted it, as
  * with `pulumi.com/skipAwait`), detect replacement for immutable fields other than the object's
  * identity, compute field-level previews, or support Helm, YAML or CRD-typed resources.
@@ -32,6 +32,7 @@ import {
   unwrapSecrets,
   type JsonObject,
 } from "./logic";
+import { KubeApiError, RawObjectApi } from "./raw-api";
 
 /** The `@pulumi/kubernetes` version this stands in for (the engine asks for it). */
 const VERSION = z
@@ -67,7 +68,7 @@ function toStruct(value: JsonObject): Struct {
 }
 
 function isNotFound(error: unknown): boolean {
-  return error instanceof k8s.ApiException && error.code === 404;
+  return error instanceof KubeApiError && error.code === 404;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -91,7 +92,7 @@ function idOf(live: k8s.KubernetesObject): string {
 }
 
 class TestbedKubernetesProvider {
-  private client: k8s.KubernetesObjectApi | undefined;
+  private client: RawObjectApi | undefined;
   private engine: enginerpc.EngineClient | undefined;
   private bannerSent = false;
 
@@ -112,7 +113,7 @@ class TestbedKubernetesProvider {
     this.engine.log(request, () => undefined);
   }
 
-  private api(): k8s.KubernetesObjectApi {
+  private api(): RawObjectApi {
     if (this.client === undefined) {
       throw new Error("the testbed Kubernetes provider was not configured with a kubeconfig");
     }
@@ -137,7 +138,7 @@ class TestbedKubernetesProvider {
     if (kubeconfig === undefined || kubeconfig === "") config.loadFromDefault();
     else if (!kubeconfig.includes("\n") && existsSync(kubeconfig)) config.loadFromFile(kubeconfig);
     else config.loadFromString(kubeconfig);
-    this.client = k8s.KubernetesObjectApi.makeApiClient(config);
+    this.client = RawObjectApi.forConfig(config);
   }
 
   async apply(inputs: JsonObject, mustNotExist: boolean): Promise<JsonObject> {
@@ -145,7 +146,7 @@ class TestbedKubernetesProvider {
     const object = objectOf(inputs);
     if (mustNotExist) {
       // Like the real provider: creating over an existing object is an error, not an adoption.
-      const existing = await api.read(object as never).then(
+      const existing = await api.getRaw(object).then(
         () => true,
         (error: unknown) => {
           if (isNotFound(error)) return false;
@@ -158,21 +159,12 @@ class TestbedKubernetesProvider {
         );
       }
     }
-    const live = await api.patch(
-      object,
-      undefined,
-      undefined,
-      FIELD_MANAGER,
-      true,
-      k8s.PatchStrategy.ServerSideApply,
-    );
-    return liveOutputs(JSON.parse(JSON.stringify(live)) as JsonObject);
+    return liveOutputs(await api.applyRaw(inputs, FIELD_MANAGER));
   }
 
   async read(inputs: JsonObject): Promise<JsonObject | undefined> {
     try {
-      const live = await this.api().read(objectOf(inputs) as never);
-      return liveOutputs(JSON.parse(JSON.stringify(live)) as JsonObject);
+      return liveOutputs(await this.api().getRaw(objectOf(inputs)));
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -189,7 +181,7 @@ class TestbedKubernetesProvider {
       metadata: { name: object.metadata?.name, namespace: object.metadata?.namespace },
     };
     try {
-      await api.delete(spec);
+      await api.deleteRaw(spec);
     } catch (error) {
       if (isNotFound(error)) return;
       throw error;
@@ -215,26 +207,11 @@ function unary<Req, Res>(handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, 
       .then(
         (response) => callback(null, response),
         (error: unknown) => {
-          const message = error instanceof k8s.ApiException ? apiMessage(error) : String(error);
+          const message = error instanceof Error ? error.message : String(error);
           callback({ code: grpc.status.UNKNOWN, details: message }, null);
         },
       );
   };
-}
-
-function apiMessage(error: k8s.ApiException<unknown>): string {
-  const body = z.object({ message: z.string() }).safeParse(
-    typeof error.body === "string"
-      ? (() => {
-          try {
-            return JSON.parse(error.body) as unknown;
-          } catch {
-            return error.body;
-          }
-        })()
-      : error.body,
-  );
-  return `the API server refused (${error.code}): ${body.success ? body.data.message : String(error.body)}`;
 }
 
 function timeoutMs(seconds: number, fallbackMs: number): number {
