@@ -28,7 +28,12 @@ import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
 import { startCluster, stopCluster, type Cluster } from "../../scripts/cluster";
 import { testbedPulumi } from "../../scripts/pulumi-env";
-import { ensureTools, usesTestbedProvider, type Tools } from "../../scripts/tools";
+import {
+  ensureTools,
+  usesTestbedLanguageHost,
+  usesTestbedProvider,
+  type Tools,
+} from "../../scripts/tools";
 
 const execFileAsync = promisify(execFile);
 const repoRoot = resolve(__dirname, "..", "..");
@@ -53,10 +58,10 @@ function loud(t: ExecutionContext, lines: string[]): void {
 
 function announce(t: ExecutionContext, tools: Tools): void {
   const lines = [
-    "language host: this Node.js process (Automation API inline program requiring index.ts);",
-    tools.unavailable.includes("pulumi-language-nodejs")
-      ? "  pulumi-language-nodejs is NOT available here, so `pulumi up` on the project dir is UNVERIFIED."
-      : "  pulumi-language-nodejs is installed but not used by this test.",
+    "language host of up/destroy: this Node.js process (Automation API inline program);",
+    usesTestbedLanguageHost(tools)
+      ? "  of the CLI previews: the TESTBED STAND-IN for pulumi-language-nodejs (scripts/testbed-language-host)."
+      : "  of the CLI previews: the real pulumi-language-nodejs.",
   ];
   if (usesTestbedProvider(tools)) {
     lines.push(
@@ -148,13 +153,27 @@ test("our program through the real engine: platform-local and shard stacks on a 
   };
   await mkdir(join(project.dir, "stacks"), { recursive: true });
   await copyFile(join(repoRoot, "Pulumi.yaml"), join(project.dir, "Pulumi.yaml"));
-  // The CLI checks that Pulumi.yaml's `main` exists (the inline program does not run it).
-  await symlink(indexPath, join(project.dir, "index.ts"));
+  // For the CLI runs (language host) and its check that `main` exists: the program and the
+  // packages it needs, by symlink (modules resolve to the repo's real paths).
+  for (const entry of ["index.ts", "package.json", "node_modules"]) {
+    await symlink(join(repoRoot, entry), join(project.dir, entry));
+  }
   for (const file of ["Pulumi.platform-local.yaml", "Pulumi.shard-alice.yaml"]) {
     await copyFile(join(repoRoot, "stacks", file), join(project.dir, "stacks", file));
   }
   await writeShardStack(project, "bob");
   const log = (out: string) => t.log(out.trimEnd());
+  // The CLI on the project directory: `pulumi-language-nodejs` runs the program (not inline).
+  const cli = (args: string[]) =>
+    execFileAsync(tools.pulumi, [...args, "--non-interactive", "--cwd", project.dir], {
+      env: { ...process.env, ...project.envVars },
+    }).then(
+      ({ stdout, stderr }) => ({ ok: true, output: `${stdout}${stderr}` }),
+      (error: { stdout?: string; stderr?: string }) => ({
+        ok: false,
+        output: `${error.stdout ?? ""}${error.stderr ?? ""}`,
+      }),
+    );
 
   // The platform: AccessControl, RuntimeDeployment, EnvoyGateway into the local cluster.
   const platform = await stackOf(project, "platform-local");
@@ -278,28 +297,31 @@ test("our program through the real engine: platform-local and shard stacks on a 
     t.deepEqual(changesOf(preview), [], `preview of ${stack.name} after up must show no changes`);
   }
 
+  // The same through the CLI on the project directory (language host + provider plugin).
+  const cliPreview = await cli([
+    "preview",
+    "--expect-no-changes",
+    "--diff",
+    "--stack",
+    "shard-alice",
+  ]);
+  t.true(cliPreview.ok, `pulumi preview --expect-no-changes of shard-alice:\n${cliPreview.output}`);
+
   // Bad config: preview (and up) fail with the schema's message, and nothing is created.
   await writeShardStack(project, "mallory", {
     "shardworks:owner": "mal lory",
     "shardworks:name": "mallory",
   });
   const inventoryBeforeBad = await clusterInventory(admin);
-  const { stdout } = await execFileAsync(
-    process.execPath,
-    [
-      "--import",
-      require.resolve("tsx"),
-      join(__dirname, "helpers", "preview-inline.ts"),
-      project.dir,
-      "shard-mallory",
-    ],
-    { env: { ...process.env, ...project.envVars, SHARDWORKS_PULUMI: tools.pulumi } },
-  );
-  const outcome = z.object({ preview: z.string(), up: z.string() }).parse(JSON.parse(stdout));
-  t.log(`bad config, preview: ${outcome.preview}`);
-  t.regex(outcome.preview, /shardworks:owner: must not contain spaces/);
-  t.notRegex(outcome.preview, /at \S+\.ts:\d+/, "no stack trace for a config error");
-  t.regex(outcome.up, /shardworks:owner: must not contain spaces/);
+  await cli(["stack", "init", "shard-mallory"]);
+  const badPreview = await cli(["preview", "--stack", "shard-mallory"]);
+  t.log(`bad config, pulumi preview:\n${badPreview.output}`);
+  t.false(badPreview.ok, "preview of a bad config must fail");
+  t.regex(badPreview.output, /shardworks:owner: must not contain spaces/);
+  t.notRegex(badPreview.output, /at \S+\.ts:\d+/, "no stack trace for a config error");
+  const badUp = await cli(["up", "--yes", "--stack", "shard-mallory"]);
+  t.false(badUp.ok, "up of a bad config must fail");
+  t.regex(badUp.output, /shardworks:owner: must not contain spaces/);
   t.deepEqual(await clusterInventory(admin), inventoryBeforeBad);
   t.is(await statusOf(() => core.readNamespace({ name: "shard-mallory" })), 404);
   const bad = await stackOf(project, "shard-mallory");
