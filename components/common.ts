@@ -34,6 +34,11 @@ export const Env = {
   gatewayNamespace: "SHARDWORKS_GATEWAY_NAMESPACE",
 } as const;
 
+/** The role of a node group: system pods, or microVM sandboxes (needs KVM, so bare metal). */
+export const NodeGroupRole = { System: "system", Microvm: "microvm" } as const;
+/** One of {@link NodeGroupRole}. */
+export type NodeGroupRole = (typeof NodeGroupRole)[keyof typeof NodeGroupRole];
+
 /** `.metal` and `.metal-24xl`-style EC2 sizes: the ones that expose /dev/kvm. */
 export const METAL_INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.metal(-\d+xl)?$/;
 

@@ -175,7 +175,14 @@ export function createEnvoyGateway(
               {
                 name: "envoy",
                 image: args.image ?? "envoyproxy/envoy:v1.36.2",
-                args: ["-c", "/etc/envoy/envoy.json", "--log-level", "info"],
+                // One process per pod: no hot restart, so no shared memory to set up.
+                args: [
+                  "-c",
+                  "/etc/envoy/envoy.json",
+                  "--log-level",
+                  "info",
+                  "--disable-hot-restart",
+                ],
                 ports: [{ name: "http", containerPort: listenerPort }],
                 // The listener exists only once LDS delivered it: ready means configured.
                 readinessProbe: { tcpSocket: { port: listenerPort }, periodSeconds: 5 },

@@ -7,12 +7,9 @@
 import * as aws from "@pulumi/aws";
 import * as eks from "@pulumi/eks";
 import * as pulumi from "@pulumi/pulumi";
-import { METAL_INSTANCE_TYPE, MICROVM_KEY } from "./common";
+import { METAL_INSTANCE_TYPE, MICROVM_KEY, NodeGroupRole } from "./common";
 
-/** The role of a node group. */
-export const NodeGroupRole = { System: "system", Microvm: "microvm" } as const;
-/** One of {@link NodeGroupRole}. */
-export type NodeGroupRole = (typeof NodeGroupRole)[keyof typeof NodeGroupRole];
+export { NodeGroupRole } from "./common";
 
 /** One managed node group. */
 export interface NodeGroupSpec {

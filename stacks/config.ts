@@ -10,7 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { dnsLabel, routingKeySchema } from "../runtime/lib/model";
 import { parseDuration } from "./duration";
-import { METAL_INSTANCE_TYPE } from "../components/common";
+import { METAL_INSTANCE_TYPE, NodeGroupRole } from "../components/common";
 
 /** The Pulumi config namespace of every key. */
 export const CONFIG_NAMESPACE = "shardworks";
@@ -24,11 +24,6 @@ export type StackKind = (typeof StackKind)[keyof typeof StackKind];
 export const PlatformTarget = { Aws: "aws", Local: "local" } as const;
 /** One of {@link PlatformTarget}. */
 export type PlatformTarget = (typeof PlatformTarget)[keyof typeof PlatformTarget];
-
-/** The role of a node group: system pods, or microVM sandboxes (needs KVM, so bare metal). */
-export const NodeGroupRole = { System: "system", Microvm: "microvm" } as const;
-/** One of {@link NodeGroupRole}. */
-export type NodeGroupRole = (typeof NodeGroupRole)[keyof typeof NodeGroupRole];
 
 /** Longest TTL a shard may ask for: 7 days. */
 export const MAX_SHARD_TTL_MS = 7 * 86_400_000;
