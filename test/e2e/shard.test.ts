@@ -195,8 +195,13 @@ test("our program through the real engine: platform-local and shard stacks on a 
   t.log(`pulumi up shard-alice: ${shardSeconds.toFixed(1)} s`);
   t.is(aliceUp.summary.result, "succeeded");
   t.is(aliceUp.outputs.shardNamespace?.value, "shard-alice");
-  const bob = await stackOf(project, "shard-bob");
-  t.is((await bob.up({ onOutput: log })).summary.result, "succeeded");
+  // Bob's the way a user does it: `pulumi up` of the project directory with the CLI.
+  await cli(["stack", "init", "shard-bob"]);
+  const bobStarted = Date.now();
+  const bobUp = await cli(["up", "--yes", "--stack", "shard-bob"]);
+  const bobSeconds = (Date.now() - bobStarted) / 1000;
+  t.log(`pulumi up (CLI) shard-bob: ${bobSeconds.toFixed(1)} s\n${bobUp.output}`);
+  t.true(bobUp.ok, "pulumi up of shard-bob must succeed");
 
   // What issue 5 lists, read back from the API server.
   const ns = await core.readNamespace({ name: "shard-alice" });
@@ -335,7 +340,10 @@ test("our program through the real engine: platform-local and shard stacks on a 
   );
 
   // destroy: the shards, then the platform; nothing of ours is left.
-  for (const stack of [bob, alice, platform]) {
+  const bobDestroyed = await cli(["destroy", "--yes", "--stack", "shard-bob"]);
+  t.true(bobDestroyed.ok, `pulumi destroy of shard-bob:\n${bobDestroyed.output}`);
+  t.is(await statusOf(() => core.readNamespace({ name: "shard-bob" })), 404);
+  for (const stack of [alice, platform]) {
     const destroyed = await stack.destroy({ onOutput: log });
     t.is(destroyed.summary.result, "succeeded");
   }
@@ -344,5 +352,6 @@ test("our program through the real engine: platform-local and shard stacks on a 
   for (const stack of ["shard-mallory", "shard-bob", "shard-alice", "platform-local"]) {
     await platform.workspace.removeStack(stack);
   }
-  t.log(`RESULT pulumi up shard-alice: ${shardSeconds.toFixed(1)} s`);
+  t.log(`RESULT pulumi up shard-alice (inline): ${shardSeconds.toFixed(1)} s`);
+  t.log(`RESULT pulumi up shard-bob (CLI + language host): ${bobSeconds.toFixed(1)} s`);
 });
