@@ -47,7 +47,10 @@ const BANNER = [
   "!".repeat(88),
 ].join("\n");
 
-/** Provider config (`new k8s.Provider(name, { kubeconfig })`); unknown keys are ignored. */
+/**
+ * Provider config (`new k8s.Provider(name, { kubeconfig, namespace })`); the real provider's other
+ * options are accepted and ignored.
+ */
 const ProviderConfig = z
   .object({
     kubeconfig: z
@@ -138,7 +141,7 @@ class TestbedKubernetesProvider {
     if (kubeconfig === undefined || kubeconfig === "") config.loadFromDefault();
     else if (!kubeconfig.includes("\n") && existsSync(kubeconfig)) config.loadFromFile(kubeconfig);
     else config.loadFromString(kubeconfig);
-    this.client = RawObjectApi.forConfig(config);
+    this.client = RawObjectApi.forConfig(config, parsed.data.namespace);
   }
 
   async apply(inputs: JsonObject, mustNotExist: boolean): Promise<JsonObject> {

@@ -27,9 +27,11 @@ const Status = z.object({ message: z.string() });
 export class RawObjectApi extends k8s.KubernetesObjectApi {
   private kubeConfig: k8s.KubeConfig | undefined;
 
-  static forConfig(config: k8s.KubeConfig): RawObjectApi {
+  /** `namespace`: where namespaced objects without one go (default: the kubeconfig context's). */
+  static forConfig(config: k8s.KubeConfig, namespace?: string): RawObjectApi {
     const api = config.makeApiClient(RawObjectApi);
     api.setDefaultNamespace(config);
+    if (namespace) api.defaultNamespace = namespace;
     api.kubeConfig = config;
     return api;
   }

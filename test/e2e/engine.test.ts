@@ -88,7 +88,24 @@ function programWithKubernetesProvider(cluster: Cluster): () => Promise<Record<s
       { metadata: { namespace: ns.metadata.name, name: "greeting" }, data: { hello: "world" } },
       { provider },
     );
-    return Promise.resolve({ namespace: ns.metadata.name, configMap: cm.metadata.name });
+    // A provider with a default namespace, and an auto-named object without a namespace.
+    const scoped = new kubernetes.Provider("scoped", {
+      kubeconfig: cluster.kubeconfig,
+      namespace: ns.metadata.name,
+    });
+    const auto = new kubernetes.core.v1.ConfigMap(
+      "auto",
+      { data: { auto: "named" } },
+      {
+        provider: scoped,
+      },
+    );
+    return Promise.resolve({
+      namespace: ns.metadata.name,
+      configMap: cm.metadata.name,
+      autoNamed: auto.metadata.name,
+      autoNamespace: auto.metadata.namespace,
+    });
   };
 }
 
@@ -201,7 +218,9 @@ test("pulumi up creates a namespace and config map in a real API server; preview
   t.log(`pulumi up: ${((Date.now() - upStarted) / 1000).toFixed(1)} s`);
   t.is(up.summary.result, "succeeded");
   // The stack, the namespace and the config map (and the explicit provider, when real).
-  t.is(up.summary.resourceChanges?.create, kubernetesProvider ? 4 : 3);
+  // The stack, the namespace and the config map (with @pulumi/kubernetes: also the two explicit
+  // providers and the auto-named config map).
+  t.is(up.summary.resourceChanges?.create, kubernetesProvider ? 6 : 3);
 
   const config = new k8s.KubeConfig();
   config.loadFromFile(cluster.kubeconfigPath);
@@ -210,6 +229,13 @@ test("pulumi up creates a namespace and config map in a real API server; preview
   t.is(ns.status?.phase, "Active");
   const cm = await core.readNamespacedConfigMap({ namespace: NAMESPACE, name: "greeting" });
   t.deepEqual(cm.data, { hello: "world" });
+  if (kubernetesProvider) {
+    const autoNamed = String(up.outputs.autoNamed?.value);
+    t.regex(autoNamed, /^auto-[a-z0-9]{8}$/, "an object without a name is auto-named");
+    t.is(up.outputs.autoNamespace?.value, NAMESPACE, "the provider's namespace is the default");
+    const auto = await core.readNamespacedConfigMap({ namespace: NAMESPACE, name: autoNamed });
+    t.deepEqual(auto.data, { auto: "named" });
+  }
 
   const preview = await stack.preview();
   const changes = Object.entries(preview.changeSummary).filter(([op, n]) => op !== "same" && n > 0);
