@@ -1,0 +1,310 @@
+/**
+ * Who may do what: the three Shardworks ClusterRoles, and `JitGrant`, a time-boxed binding that
+ * the access reaper (in the routing controller) deletes once `shardworks.dev/expires-at` passes,
+ * since Kubernetes RBAC has no expiry of its own.
+ */
+import * as aws from "@pulumi/aws";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { EXPIRES_AT_ANNOTATION, appLabels } from "./common";
+
+/** The names of the Shardworks ClusterRoles. */
+export const ClusterRoleName = {
+  PlatformAdmin: "shardworks:platform-admin",
+  ShardOwner: "shardworks:shard-owner",
+  ShardViewer: "shardworks:shard-viewer",
+} as const;
+/** One of {@link ClusterRoleName}. */
+export type ClusterRoleName = (typeof ClusterRoleName)[keyof typeof ClusterRoleName];
+
+/** Default and ceiling of a JIT grant's length: 8 hours. */
+export const DEFAULT_MAX_JIT_MS = 8 * 3_600_000;
+
+/** A Kubernetes RBAC subject. */
+export interface Subject {
+  /** `User` or `Group` (as the authenticator names them). */
+  kind: "User" | "Group";
+  name: string;
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * Check a JIT grant's expiry: RFC 3339, in the future, at most `maxMs` ahead of `now`.
+ * Returns the expiry as a Date.
+ */
+export function validateJitExpiry(expiresAt: string, now: Date, maxMs: number): Date {
+  const at = new Date(expiresAt);
+  if (!RFC3339.test(expiresAt) || Number.isNaN(at.getTime())) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "expiresAt",
+      reason: `${JSON.stringify(expiresAt)} is not an RFC 3339 time, e.g. "2026-11-22T17:00:00Z"`,
+    });
+  }
+  if (at.getTime() <= now.getTime()) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "expiresAt",
+      reason: `${expiresAt} is in the past (now is ${now.toISOString()})`,
+    });
+  }
+  if (at.getTime() - now.getTime() > maxMs) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "expiresAt",
+      reason: `${expiresAt} is more than ${maxMs / 3_600_000}h ahead; the maximum JIT grant is ${maxMs / 3_600_000}h`,
+    });
+  }
+  return at;
+}
+
+/** Check that a subject has a kind and a name. */
+export function validateSubject(subject: Subject, propertyPath: string): void {
+  if (subject.kind !== "User" && subject.kind !== "Group") {
+    throw new pulumi.InputPropertyError({
+      propertyPath: `${propertyPath}.kind`,
+      reason: `${JSON.stringify(subject.kind)} is not allowed; use "User" or "Group"`,
+    });
+  }
+  if (subject.name.trim() === "") {
+    throw new pulumi.InputPropertyError({
+      propertyPath: `${propertyPath}.name`,
+      reason: "must not be empty",
+    });
+  }
+}
+
+function rbacSubject(subject: Subject): k8s.types.input.rbac.v1.Subject {
+  return { kind: subject.kind, name: subject.name, apiGroup: "rbac.authorization.k8s.io" };
+}
+
+/** Arguments of {@link AccessControl}. */
+export interface AccessControlArgs {
+  /** Subjects bound cluster-wide to `shardworks:platform-admin`. Default: none. */
+  platformAdmins?: Subject[];
+}
+
+/** What {@link createAccessControl} made. */
+export interface AccessControlResult {
+  clusterRoles: Record<ClusterRoleName, k8s.rbac.v1.ClusterRole>;
+  adminBinding?: k8s.rbac.v1.ClusterRoleBinding;
+}
+
+/** Rules of the shard owner: workloads and their config in the shard, never RBAC itself. */
+const SHARD_OWNER_RULES: k8s.types.input.rbac.v1.PolicyRule[] = [
+  {
+    apiGroups: [""],
+    resources: [
+      "pods",
+      "pods/log",
+      "pods/exec",
+      "pods/portforward",
+      "services",
+      "configmaps",
+      "secrets",
+      "persistentvolumeclaims",
+    ],
+    verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
+  },
+  { apiGroups: [""], resources: ["events", "serviceaccounts"], verbs: ["get", "list", "watch"] },
+  {
+    apiGroups: ["apps"],
+    resources: ["deployments", "replicasets", "statefulsets"],
+    verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
+  },
+  {
+    apiGroups: ["batch"],
+    resources: ["jobs", "cronjobs"],
+    verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
+  },
+];
+
+/** Rules of a viewer: read workloads, logs and events; no secrets. */
+const SHARD_VIEWER_RULES: k8s.types.input.rbac.v1.PolicyRule[] = [
+  {
+    apiGroups: [""],
+    resources: ["pods", "pods/log", "services", "configmaps", "events"],
+    verbs: ["get", "list", "watch"],
+  },
+  {
+    apiGroups: ["apps"],
+    resources: ["deployments", "replicasets", "statefulsets"],
+    verbs: ["get", "list", "watch"],
+  },
+];
+
+/** Build the ClusterRoles (and the admins' binding) as children of `parent`. */
+export function createAccessControl(
+  name: string,
+  args: AccessControlArgs,
+  parent: pulumi.Resource,
+): AccessControlResult {
+  const labels = appLabels(name, "access-control");
+  const role = (
+    role: string,
+    roleName: ClusterRoleName,
+    rules: k8s.types.input.rbac.v1.PolicyRule[],
+  ) =>
+    new k8s.rbac.v1.ClusterRole(
+      `${name}-${role}`,
+      { metadata: { name: roleName, labels }, rules },
+      { parent },
+    );
+  const clusterRoles = {
+    [ClusterRoleName.PlatformAdmin]: role("platform-admin", ClusterRoleName.PlatformAdmin, [
+      { apiGroups: ["*"], resources: ["*"], verbs: ["*"] },
+      { nonResourceURLs: ["*"], verbs: ["*"] },
+    ]),
+    [ClusterRoleName.ShardOwner]: role(
+      "shard-owner",
+      ClusterRoleName.ShardOwner,
+      SHARD_OWNER_RULES,
+    ),
+    [ClusterRoleName.ShardViewer]: role(
+      "shard-viewer",
+      ClusterRoleName.ShardViewer,
+      SHARD_VIEWER_RULES,
+    ),
+  };
+  const admins = args.platformAdmins ?? [];
+  const adminBinding =
+    admins.length === 0
+      ? undefined
+      : new k8s.rbac.v1.ClusterRoleBinding(
+          `${name}-platform-admins`,
+          {
+            metadata: { name: "shardworks:platform-admins", labels },
+            roleRef: {
+              apiGroup: "rbac.authorization.k8s.io",
+              kind: "ClusterRole",
+              name: ClusterRoleName.PlatformAdmin,
+            },
+            subjects: admins.map(rbacSubject),
+          },
+          { parent, dependsOn: [clusterRoles[ClusterRoleName.PlatformAdmin]] },
+        );
+  return { clusterRoles, adminBinding };
+}
+
+/** The Shardworks ClusterRoles, and a binding of the platform admins. */
+export class AccessControl extends pulumi.ComponentResource {
+  /** Names of the ClusterRoles created. */
+  readonly clusterRoleNames: pulumi.Output<string[]>;
+
+  constructor(name: string, args: AccessControlArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("shardworks:components:AccessControl", name, {}, opts);
+    (args.platformAdmins ?? []).forEach((s, i) => validateSubject(s, `platformAdmins[${i}]`));
+    const result = createAccessControl(name, args, this);
+    this.clusterRoleNames = pulumi.output(Object.keys(result.clusterRoles));
+    this.registerOutputs({ clusterRoleNames: this.clusterRoleNames });
+  }
+}
+
+/** Arguments of {@link JitGrant}. */
+export interface JitGrantArgs {
+  /** Who gets the access. */
+  subject: Subject;
+  /** ClusterRole to grant, e.g. `shardworks:shard-owner`. */
+  clusterRole: string;
+  /** Namespace to grant it in (a RoleBinding); absent = cluster-wide (a ClusterRoleBinding). */
+  namespace?: string;
+  /** When the grant ends, RFC 3339. Must be in the future and at most `maxDurationMs` ahead. */
+  expiresAt: string;
+  /** Longest allowed grant, in milliseconds. Default 8 hours (the platform's `maxJitDuration`). */
+  maxDurationMs?: number;
+  /** Clock for the checks. Default: now. */
+  now?: Date;
+  /**
+   * AWS only: also create an IAM role this principal (ARN) may assume, with a 1-hour
+   * `maxSessionDuration`. Absent = no IAM role (target local).
+   */
+  awsPrincipalArn?: pulumi.Input<string>;
+}
+
+/** What {@link createJitGrant} made. */
+export interface JitGrantResult {
+  binding: k8s.rbac.v1.RoleBinding | k8s.rbac.v1.ClusterRoleBinding;
+  iamRole?: aws.iam.Role;
+}
+
+/** IAM's smallest allowed `maxSessionDuration`, seconds. */
+export const JIT_IAM_MAX_SESSION_SECONDS = 3600;
+
+/** Build a time-boxed binding (and IAM role) as children of `parent`. */
+export function createJitGrant(
+  name: string,
+  args: JitGrantArgs,
+  expiresAt: Date,
+  parent: pulumi.Resource,
+): JitGrantResult {
+  const metadata = {
+    labels: { ...appLabels(name, "jit-grant"), "shardworks.dev/jit": "true" },
+    annotations: { [EXPIRES_AT_ANNOTATION]: expiresAt.toISOString() },
+  };
+  const roleRef = {
+    apiGroup: "rbac.authorization.k8s.io",
+    kind: "ClusterRole",
+    name: args.clusterRole,
+  };
+  const subjects = [rbacSubject(args.subject)];
+  const binding =
+    args.namespace === undefined
+      ? new k8s.rbac.v1.ClusterRoleBinding(
+          `${name}-binding`,
+          { metadata, roleRef, subjects },
+          { parent },
+        )
+      : new k8s.rbac.v1.RoleBinding(
+          `${name}-binding`,
+          { metadata: { ...metadata, namespace: args.namespace }, roleRef, subjects },
+          { parent },
+        );
+  const iamRole =
+    args.awsPrincipalArn === undefined
+      ? undefined
+      : new aws.iam.Role(
+          `${name}-iam-role`,
+          {
+            maxSessionDuration: JIT_IAM_MAX_SESSION_SECONDS,
+            assumeRolePolicy: pulumi.jsonStringify({
+              Version: "2012-10-17",
+              Statement: [
+                {
+                  Effect: "Allow",
+                  Action: "sts:AssumeRole",
+                  Principal: { AWS: args.awsPrincipalArn },
+                  // IAM checks the expiry too, so the role is useless after it even before
+                  // the reaper deletes it.
+                  Condition: { DateLessThan: { "aws:CurrentTime": expiresAt.toISOString() } },
+                },
+              ],
+            }),
+            tags: { "shardworks.dev/expires-at": expiresAt.toISOString() },
+          },
+          { parent },
+        );
+  return { binding, iamRole };
+}
+
+/**
+ * A just-in-time grant of a ClusterRole to a subject, in one namespace or cluster-wide, that
+ * expires: annotated `shardworks.dev/expires-at` for the access reaper.
+ */
+export class JitGrant extends pulumi.ComponentResource {
+  /** RFC 3339 expiry. */
+  readonly expiresAt: pulumi.Output<string>;
+  /** ARN of the IAM role (AWS only). */
+  readonly iamRoleArn: pulumi.Output<string | undefined>;
+
+  constructor(name: string, args: JitGrantArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("shardworks:components:JitGrant", name, {}, opts);
+    validateSubject(args.subject, "subject");
+    const expiresAt = validateJitExpiry(
+      args.expiresAt,
+      args.now ?? new Date(),
+      args.maxDurationMs ?? DEFAULT_MAX_JIT_MS,
+    );
+    const result = createJitGrant(name, args, expiresAt, this);
+    this.expiresAt = pulumi.output(expiresAt.toISOString());
+    this.iamRoleArn = result.iamRole ? result.iamRole.arn : pulumi.output(undefined);
+    this.registerOutputs({ expiresAt: this.expiresAt, iamRoleArn: this.iamRoleArn });
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Names, labels and small builders shared by the components: the contract between the Pulumi
+ * side and the runtime (taint key, annotation names, ports, env var names).
+ */
+import type * as k8s from "@pulumi/kubernetes";
+
+/** Label and taint key of the bare-metal nodes that run microVMs. */
+export const MICROVM_KEY = "shardworks.dev/microvm";
+/** RFC 3339 expiry of a shard namespace or a JIT grant; the reapers delete what is past it. */
+export const EXPIRES_AT_ANNOTATION = "shardworks.dev/expires-at";
+/** Label carrying the shard name on everything a DevShard creates. */
+export const SHARD_LABEL = "shardworks.dev/shard";
+/** Pulumi's annotation to not wait for readiness (see the `skipAwait` args). */
+export const SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait";
+/** The namespace of the runtime services: the only one where a privileged container runs. */
+export const SYSTEM_NAMESPACE = "shardworks-system";
+
+/** Ports the runtime services listen on (container and Service ports). */
+export const Ports = {
+  schedulerApi: 8080,
+  xds: 18000,
+  nodeAgent: 7070,
+  etcdClient: 2379,
+  etcdPeer: 2380,
+} as const;
+
+/** Environment variables the runtime processes read. */
+export const Env = {
+  etcdEndpoints: "SHARDWORKS_ETCD_ENDPOINTS",
+  platformToken: "SHARDWORKS_PLATFORM_TOKEN",
+  nodeName: "SHARDWORKS_NODE_NAME",
+  listenPort: "SHARDWORKS_LISTEN_PORT",
+  driver: "SHARDWORKS_DRIVER",
+  gatewayNamespace: "SHARDWORKS_GATEWAY_NAMESPACE",
+} as const;
+
+/** The role of a node group: system pods, or microVM sandboxes (needs KVM, so bare metal). */
+export const NodeGroupRole = { System: "system", Microvm: "microvm" } as const;
+/** One of {@link NodeGroupRole}. */
+export type NodeGroupRole = (typeof NodeGroupRole)[keyof typeof NodeGroupRole];
+
+/** `.metal` and `.metal-24xl`-style EC2 sizes: the ones that expose /dev/kvm. */
+export const METAL_INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.metal(-\d+xl)?$/;
+
+/** Recommended labels for an object of a component. */
+export function appLabels(instance: string, component: string): Record<string, string> {
+  return {
+    "app.kubernetes.io/name": component,
+    "app.kubernetes.io/instance": instance,
+    "app.kubernetes.io/part-of": "shardworks",
+    "app.kubernetes.io/managed-by": "pulumi",
+  };
+}
+
+/** The skipAwait annotation when asked for, else nothing. */
+export function awaitAnnotations(skipAwait: boolean | undefined): Record<string, string> {
+  return skipAwait ? { [SKIP_AWAIT_ANNOTATION]: "true" } : {};
+}
+
+/** A container that can do nothing beyond its own process: no privilege, no capabilities. */
+export const restrictedContainer: k8s.types.input.core.v1.SecurityContext = {
+  privileged: false,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ["ALL"] },
+  seccompProfile: { type: "RuntimeDefault" },
+};

@@ -1,0 +1,413 @@
+/**
+ * A developer's shard: its own namespace holding forks of the baseline services it changes,
+ * fenced by a quota, a LimitRange and a default-deny NetworkPolicy (only the gateway gets in),
+ * owned through a RoleBinding, and stamped with a TTL.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterRoleName } from "./access-control";
+import { EXPIRES_AT_ANNOTATION, SHARD_LABEL, appLabels, awaitAnnotations } from "./common";
+
+/** A baseline service as the platform stack exports it. */
+export interface BaselineService {
+  image: string;
+  port: number;
+  namespace: string;
+}
+
+/** One fork: overrides of a baseline service. */
+export interface ForkSpec {
+  /** Image of the fork. Default: the baseline's image (a fork that only changes env). */
+  image?: string;
+  /** Environment of the fork's container. Default: none. */
+  env?: Record<string, string>;
+  /** Container and Service port. Default: the baseline's port. */
+  port?: number;
+  /** Replicas. Default 1. */
+  replicas?: number;
+}
+
+/** Resource quota of a shard namespace. */
+export interface ShardQuota {
+  /** CPU quantity for requests and limits, e.g. `"4"`. */
+  cpu: string;
+  /** Memory quantity for requests and limits, e.g. `"8Gi"`. */
+  memory: string;
+  /** Most pods at once. */
+  pods: number;
+}
+
+/**
+ * What a registration of the shard with the runtime API needs. The registration itself (a
+ * Pulumi dynamic resource that calls the scheduler, so that `pulumi destroy` deregisters) is
+ * built by the routing work; it is plugged in through {@link DevShardArgs.register}.
+ */
+export interface ShardRegistrationInput {
+  name: string;
+  owner: string;
+  namespace: pulumi.Output<string>;
+  routingKey: string;
+  /** Baseline service → `"<svc>.<ns>.svc.cluster.local:<port>"` of its fork. */
+  forkDestinations: pulumi.Output<Record<string, string>>;
+  ttlSeconds: number;
+  expiresAt: string;
+}
+
+/** Arguments of {@link DevShard}. */
+export interface DevShardArgs {
+  /** Shard name: a DNS label of at most 57 characters; the namespace is `shard-<name>`. */
+  shardName: string;
+  /** Kubernetes user name of the owner: bound to `shardworks:shard-owner` in the namespace. */
+  owner: string;
+  /** Routing key requests carry to reach the forks. Default: `shard-<name>`. */
+  routingKey?: string;
+  /** Baseline service → fork overrides. Every key must be a service of `baseline`. Default: none. */
+  forks?: Record<string, ForkSpec>;
+  /** The platform's baseline services (from the platform stack's outputs). */
+  baseline: pulumi.Input<Record<string, BaselineService>>;
+  /** Namespace of the Envoy gateway: the only namespace allowed into the shard. */
+  gatewayNamespace: pulumi.Input<string>;
+  /** Time to live in seconds; at most 7 days. Each `pulumi up` restarts it from `now`. */
+  ttlSeconds: number;
+  /** Quota of the namespace. Default: 4 CPU, 8Gi, 20 pods. */
+  quota?: ShardQuota;
+  /** Clock for the expiry. Default: now. */
+  now?: Date;
+  /**
+   * Do not wait for the forks to become ready (annotates workloads, Services and the namespace
+   * `pulumi.com/skipAwait: "true"`). For clusters without kubelets, such as the local testbed,
+   * where nothing would ever become ready. Default false.
+   */
+  skipAwait?: boolean;
+  /**
+   * Registers the shard with the runtime API (routing key + fork destinations), created as a
+   * child of the shard after its Services. Default: no registration (routing does not know the
+   * shard until something registers it).
+   */
+  register?: (input: ShardRegistrationInput, opts: pulumi.CustomResourceOptions) => pulumi.Resource;
+}
+
+/** Longest shard TTL: 7 days, in seconds. */
+export const MAX_SHARD_TTL_SECONDS = 7 * 86_400;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Check the shard name: a DNS label short enough for `shard-<name>`. */
+export function validateShardName(shardName: string): void {
+  if (!DNS_LABEL.test(shardName) || shardName.length > 57) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "shardName",
+      reason: `${JSON.stringify(shardName)} must be a DNS label (lowercase letters, digits, '-') of at most 57 characters`,
+    });
+  }
+}
+
+/** Check the TTL: positive, whole seconds, at most 7 days. */
+export function validateTtl(ttlSeconds: number): void {
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0 || ttlSeconds > MAX_SHARD_TTL_SECONDS) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "ttlSeconds",
+      reason: `${ttlSeconds} must be whole seconds between 1 and ${MAX_SHARD_TTL_SECONDS} (7 days)`,
+    });
+  }
+}
+
+/** Check fork names and ports (what can be checked before the baseline is known). */
+export function validateForks(forks: Record<string, ForkSpec>): void {
+  for (const [service, fork] of Object.entries(forks)) {
+    if (!DNS_LABEL.test(service)) {
+      throw new pulumi.InputPropertyError({
+        propertyPath: `forks.${service}`,
+        reason: "the service name must be a DNS label (lowercase letters, digits, '-')",
+      });
+    }
+    if (
+      fork.port !== undefined &&
+      (!Number.isInteger(fork.port) || fork.port < 1 || fork.port > 65535)
+    ) {
+      throw new pulumi.InputPropertyError({
+        propertyPath: `forks.${service}.port`,
+        reason: `${fork.port} is not a port (1-65535)`,
+      });
+    }
+  }
+}
+
+/** The baseline service a fork overrides; throws when the platform has no such service. */
+export function baselineOf(
+  service: string,
+  baseline: Record<string, BaselineService>,
+): BaselineService {
+  const found = baseline[service];
+  if (found === undefined) {
+    const known = Object.keys(baseline);
+    throw new pulumi.InputPropertyError({
+      propertyPath: `forks.${service}`,
+      reason: `the platform has no baseline service ${JSON.stringify(service)}; known: ${known.length ? known.join(", ") : "(none)"}`,
+    });
+  }
+  return found;
+}
+
+/** What {@link createDevShard} made. */
+export interface DevShardResult {
+  namespace: k8s.core.v1.Namespace;
+  namespaceName: string;
+  routingKey: string;
+  expiresAt: string;
+  forkDestinations: pulumi.Output<Record<string, string>>;
+  services: k8s.core.v1.Service[];
+  deployments: k8s.apps.v1.Deployment[];
+  registration?: pulumi.Resource;
+}
+
+/** Build the shard's objects as children of `parent`. */
+export function createDevShard(
+  name: string,
+  args: DevShardArgs,
+  parent: pulumi.Resource,
+): DevShardResult {
+  const ns = `shard-${args.shardName}`;
+  const routingKey = args.routingKey ?? ns;
+  const expiresAt = new Date(
+    (args.now ?? new Date()).getTime() + args.ttlSeconds * 1000,
+  ).toISOString();
+  const quota = args.quota ?? { cpu: "4", memory: "8Gi", pods: 20 };
+  const labels = { ...appLabels(name, "dev-shard"), [SHARD_LABEL]: args.shardName };
+  const skip = awaitAnnotations(args.skipAwait);
+
+  const namespace = new k8s.core.v1.Namespace(
+    `${name}-namespace`,
+    {
+      metadata: {
+        name: ns,
+        labels: {
+          ...labels,
+          // Forks are the developer's images: hold them to the "baseline" Pod Security level.
+          "pod-security.kubernetes.io/enforce": "baseline",
+          "pod-security.kubernetes.io/warn": "baseline",
+        },
+        annotations: {
+          ...skip,
+          [EXPIRES_AT_ANNOTATION]: expiresAt,
+          "shardworks.dev/owner": args.owner,
+        },
+      },
+    },
+    { parent },
+  );
+  const inNs = { parent, dependsOn: [namespace] };
+  const meta = (extra: Record<string, string> = {}) => ({
+    namespace: ns,
+    labels,
+    annotations: extra,
+  });
+
+  new k8s.core.v1.ResourceQuota(
+    `${name}-quota`,
+    {
+      metadata: { ...meta(), name: "shard-quota" },
+      spec: {
+        hard: {
+          "requests.cpu": quota.cpu,
+          "requests.memory": quota.memory,
+          "limits.cpu": quota.cpu,
+          "limits.memory": quota.memory,
+          pods: String(quota.pods),
+        },
+      },
+    },
+    inNs,
+  );
+  // With a quota on limits, every container needs limits: the LimitRange gives defaults.
+  new k8s.core.v1.LimitRange(
+    `${name}-limits`,
+    {
+      metadata: { ...meta(), name: "shard-limits" },
+      spec: {
+        limits: [
+          {
+            type: "Container",
+            default: { cpu: "500m", memory: "512Mi" },
+            defaultRequest: { cpu: "100m", memory: "128Mi" },
+            max: { cpu: quota.cpu, memory: quota.memory },
+          },
+        ],
+      },
+    },
+    inNs,
+  );
+  new k8s.networking.v1.NetworkPolicy(
+    `${name}-default-deny`,
+    {
+      metadata: { ...meta(), name: "default-deny-ingress" },
+      spec: { podSelector: {}, policyTypes: ["Ingress"] },
+    },
+    inNs,
+  );
+  new k8s.networking.v1.NetworkPolicy(
+    `${name}-allow-gateway`,
+    {
+      metadata: { ...meta(), name: "allow-from-gateway" },
+      spec: {
+        podSelector: {},
+        policyTypes: ["Ingress"],
+        ingress: [
+          {
+            from: [
+              {
+                namespaceSelector: {
+                  matchLabels: { "kubernetes.io/metadata.name": args.gatewayNamespace },
+                },
+              },
+            ],
+          },
+        ],
+      },
+    },
+    inNs,
+  );
+  const ownerRef = {
+    apiGroup: "rbac.authorization.k8s.io",
+    kind: "ClusterRole",
+    name: ClusterRoleName.ShardOwner,
+  };
+  new k8s.rbac.v1.RoleBinding(
+    `${name}-owner`,
+    {
+      metadata: { ...meta(), name: "shard-owner" },
+      roleRef: ownerRef,
+      subjects: [{ kind: "User", name: args.owner, apiGroup: "rbac.authorization.k8s.io" }],
+    },
+    inNs,
+  );
+  const agents = new k8s.core.v1.ServiceAccount(
+    `${name}-agents`,
+    { metadata: { ...meta(), name: "shard-agents" }, automountServiceAccountToken: false },
+    inNs,
+  );
+  new k8s.rbac.v1.RoleBinding(
+    `${name}-agents-owner`,
+    {
+      metadata: { ...meta(), name: "shard-agents-owner" },
+      roleRef: ownerRef,
+      subjects: [{ kind: "ServiceAccount", name: "shard-agents", namespace: ns }],
+    },
+    { parent, dependsOn: [namespace, agents] },
+  );
+
+  const baseline = pulumi.output(args.baseline);
+  const services: k8s.core.v1.Service[] = [];
+  const deployments: k8s.apps.v1.Deployment[] = [];
+  const destinations: Record<string, pulumi.Output<string>> = {};
+  for (const [service, fork] of Object.entries(args.forks ?? {})) {
+    const base = baseline.apply((b) => baselineOf(service, b));
+    const port = base.apply((b) => fork.port ?? b.port);
+    const forkLabels = { ...labels, "shardworks.dev/fork-of": service };
+    const selector = { [SHARD_LABEL]: args.shardName, "shardworks.dev/fork-of": service };
+    deployments.push(
+      new k8s.apps.v1.Deployment(
+        `${name}-fork-${service}`,
+        {
+          metadata: { name: service, namespace: ns, labels: forkLabels, annotations: skip },
+          spec: {
+            replicas: fork.replicas ?? 1,
+            selector: { matchLabels: selector },
+            template: {
+              metadata: { labels: forkLabels },
+              spec: {
+                serviceAccountName: "shard-agents",
+                automountServiceAccountToken: false,
+                containers: [
+                  {
+                    name: service,
+                    image: fork.image ?? base.image,
+                    env: Object.entries(fork.env ?? {}).map(([n, value]) => ({ name: n, value })),
+                    ports: [{ name: "http", containerPort: port }],
+                    resources: {
+                      requests: { cpu: "100m", memory: "128Mi" },
+                      limits: { cpu: "500m", memory: "512Mi" },
+                    },
+                    securityContext: {
+                      privileged: false,
+                      allowPrivilegeEscalation: false,
+                      seccompProfile: { type: "RuntimeDefault" },
+                    },
+                  },
+                ],
+              },
+            },
+          },
+        },
+        { parent, dependsOn: [namespace, agents] },
+      ),
+    );
+    services.push(
+      new k8s.core.v1.Service(
+        `${name}-svc-${service}`,
+        {
+          metadata: { name: service, namespace: ns, labels: forkLabels, annotations: skip },
+          spec: {
+            selector,
+            ports: [{ name: "http", port, targetPort: port, protocol: "TCP" }],
+          },
+        },
+        inNs,
+      ),
+    );
+    destinations[service] = pulumi.interpolate`${service}.${ns}.svc.cluster.local:${port}`;
+  }
+  const forkDestinations = pulumi.output(destinations) as pulumi.Output<Record<string, string>>;
+
+  const registration = args.register?.(
+    {
+      name: args.shardName,
+      owner: args.owner,
+      namespace: namespace.metadata.name,
+      routingKey,
+      forkDestinations,
+      ttlSeconds: args.ttlSeconds,
+      expiresAt,
+    },
+    { parent, dependsOn: [...services, ...deployments] },
+  );
+  return {
+    namespace,
+    namespaceName: ns,
+    routingKey,
+    expiresAt,
+    forkDestinations,
+    services,
+    deployments,
+    registration,
+  };
+}
+
+/** One developer's shard: namespace, fences, owner binding, forks and TTL. */
+export class DevShard extends pulumi.ComponentResource {
+  /** `shard-<name>`. */
+  readonly namespace: pulumi.Output<string>;
+  /** The routing key requests carry to reach this shard's forks. */
+  readonly routingKey: pulumi.Output<string>;
+  /** Baseline service → `"<svc>.<ns>.svc.cluster.local:<port>"` of its fork. */
+  readonly forkDestinations: pulumi.Output<Record<string, string>>;
+  /** RFC 3339 expiry (`shardworks.dev/expires-at`). */
+  readonly expiresAt: pulumi.Output<string>;
+
+  constructor(name: string, args: DevShardArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("shardworks:components:DevShard", name, {}, opts);
+    validateShardName(args.shardName);
+    validateTtl(args.ttlSeconds);
+    validateForks(args.forks ?? {});
+    const result = createDevShard(name, args, this);
+    this.namespace = result.namespace.metadata.name;
+    this.routingKey = pulumi.output(result.routingKey);
+    this.forkDestinations = result.forkDestinations;
+    this.expiresAt = pulumi.output(result.expiresAt);
+    this.registerOutputs({
+      namespace: this.namespace,
+      routingKey: this.routingKey,
+      forkDestinations: this.forkDestinations,
+      expiresAt: this.expiresAt,
+    });
+  }
+}

@@ -1,0 +1,556 @@
+/**
+ * The runtime services in `shardworks-system`: etcd (3 members, or an existing one), the
+ * scheduler, a node agent per microVM node, the routing controller; each with its own
+ * least-privilege ServiceAccount, probes, requests and limits, behind NetworkPolicies.
+ * The node agent is the one privileged container of the platform (it opens /dev/kvm).
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  EXPIRES_AT_ANNOTATION,
+  Env,
+  MICROVM_KEY,
+  Ports,
+  SYSTEM_NAMESPACE,
+  appLabels,
+  awaitAnnotations,
+  restrictedContainer,
+} from "./common";
+
+/** Arguments of {@link RuntimeDeployment}. */
+export interface RuntimeDeploymentArgs {
+  /** Tag of the runtime image, e.g. `"0.1.0"`. */
+  version: pulumi.Input<string>;
+  /** Repository of the runtime image (scheduler, node agent, routing controller run from it). */
+  imageRepository: string;
+  /** etcd image for the StatefulSet. Default `quay.io/coreos/etcd:v3.5.21`. */
+  etcdImage?: string;
+  /** Endpoints of an existing etcd; when given, no etcd StatefulSet is created. */
+  etcdEndpoints?: string[];
+  /** Scheduler API replicas, at least 2. Default 2. */
+  schedulerReplicas?: number;
+  /** Bearer token of the scheduler API (stored in a Secret). */
+  platformToken: pulumi.Input<string>;
+  /** Namespace of the Envoy gateway (allowed to reach the xDS server). */
+  gatewayNamespace: string;
+  /**
+   * Do not wait for readiness (annotates workloads, Services and the namespace
+   * `pulumi.com/skipAwait: "true"`): for clusters without kubelets, e.g. the local testbed.
+   * Default false.
+   */
+  skipAwait?: boolean;
+}
+
+/** Names of the Kubernetes objects other parts address. */
+export const RuntimeNames = {
+  etcd: "shardworks-etcd",
+  scheduler: "shardworks-scheduler",
+  nodeAgent: "shardworks-node-agent",
+  routing: "shardworks-routing",
+  tokenSecret: "shardworks-platform-token",
+} as const;
+
+/** Check the scheduler replica count: at least 2 (the API must survive a pod loss). */
+export function validateSchedulerReplicas(replicas: number): void {
+  if (!Number.isInteger(replicas) || replicas < 2) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "schedulerReplicas",
+      reason: `${replicas} is too few; the scheduler runs at least 2 replicas`,
+    });
+  }
+}
+
+/** Check external etcd endpoints: a non-empty list of http(s) URLs. */
+export function validateEtcdEndpoints(endpoints: string[] | undefined): void {
+  if (endpoints === undefined) return;
+  if (endpoints.length === 0) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "etcdEndpoints",
+      reason: "is empty; leave it out to run etcd in the cluster",
+    });
+  }
+  endpoints.forEach((e, i) => {
+    if (!/^https?:\/\/[^/\s]+$/.test(e)) {
+      throw new pulumi.InputPropertyError({
+        propertyPath: `etcdEndpoints[${i}]`,
+        reason: `${JSON.stringify(e)} is not an etcd URL like "https://etcd-0:2379"`,
+      });
+    }
+  });
+}
+
+/** What {@link createRuntimeDeployment} made. */
+export interface RuntimeDeploymentResult {
+  namespace: k8s.core.v1.Namespace;
+  etcdEndpoints: string;
+  schedulerUrl: string;
+  xdsHost: string;
+  xdsPort: number;
+}
+
+const ETCD_MEMBERS = 3;
+const ns = SYSTEM_NAMESPACE;
+const fqdn = (service: string) => `${service}.${ns}.svc.cluster.local`;
+
+/** Build the runtime's objects as children of `parent`. */
+export function createRuntimeDeployment(
+  name: string,
+  args: RuntimeDeploymentArgs,
+  parent: pulumi.Resource,
+): RuntimeDeploymentResult {
+  const skip = awaitAnnotations(args.skipAwait);
+  const image = pulumi.interpolate`${args.imageRepository}:${args.version}`;
+  const namespace = new k8s.core.v1.Namespace(
+    `${name}-namespace`,
+    {
+      metadata: {
+        name: ns,
+        labels: {
+          ...appLabels(name, "runtime"),
+          // The node agent needs /dev/kvm; nothing else here is privileged.
+          "pod-security.kubernetes.io/enforce": "privileged",
+        },
+        annotations: skip,
+      },
+    },
+    { parent },
+  );
+  const inNs = { parent, dependsOn: [namespace] };
+  const meta = (component: string, extra: { name: string }) => ({
+    ...extra,
+    namespace: ns,
+    labels: appLabels(name, component),
+    annotations: skip,
+  });
+  const selectorOf = (component: string) => ({
+    "app.kubernetes.io/name": component,
+    "app.kubernetes.io/instance": name,
+  });
+  const serviceAccount = (component: string, automount: boolean) =>
+    new k8s.core.v1.ServiceAccount(
+      `${name}-${component}-sa`,
+      {
+        metadata: {
+          name: `shardworks-${component}`,
+          namespace: ns,
+          labels: appLabels(name, component),
+        },
+        automountServiceAccountToken: automount,
+      },
+      inNs,
+    );
+
+  const tokenSecret = new k8s.core.v1.Secret(
+    `${name}-platform-token`,
+    {
+      metadata: {
+        name: RuntimeNames.tokenSecret,
+        namespace: ns,
+        labels: appLabels(name, "runtime"),
+      },
+      type: "Opaque",
+      stringData: { token: pulumi.secret(args.platformToken) },
+    },
+    inNs,
+  );
+
+  // etcd: a 3-member StatefulSet, unless the stack gives the endpoints of an existing one.
+  let etcdEndpoints: string;
+  const etcdDeps: pulumi.Resource[] = [];
+  if (args.etcdEndpoints !== undefined) {
+    etcdEndpoints = args.etcdEndpoints.join(",");
+  } else {
+    const members = Array.from({ length: ETCD_MEMBERS }, (_, i) => `${RuntimeNames.etcd}-${i}`);
+    const peer = (m: string) => `http://${m}.${fqdn(RuntimeNames.etcd)}:${Ports.etcdPeer}`;
+    etcdEndpoints = members
+      .map((m) => `http://${m}.${fqdn(RuntimeNames.etcd)}:${Ports.etcdClient}`)
+      .join(",");
+    const etcdSa = serviceAccount("etcd", false);
+    const etcdService = new k8s.core.v1.Service(
+      `${name}-etcd-svc`,
+      {
+        metadata: meta("etcd", { name: RuntimeNames.etcd }),
+        spec: {
+          clusterIP: "None",
+          // Members must find each other by DNS before they are ready.
+          publishNotReadyAddresses: true,
+          selector: selectorOf("etcd"),
+          ports: [
+            { name: "client", port: Ports.etcdClient },
+            { name: "peer", port: Ports.etcdPeer },
+          ],
+        },
+      },
+      inNs,
+    );
+    const etcd = new k8s.apps.v1.StatefulSet(
+      `${name}-etcd`,
+      {
+        metadata: meta("etcd", { name: RuntimeNames.etcd }),
+        spec: {
+          serviceName: RuntimeNames.etcd,
+          replicas: ETCD_MEMBERS,
+          podManagementPolicy: "Parallel",
+          selector: { matchLabels: selectorOf("etcd") },
+          template: {
+            metadata: { labels: appLabels(name, "etcd") },
+            spec: {
+              serviceAccountName: "shardworks-etcd",
+              securityContext: { runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532 },
+              containers: [
+                {
+                  name: "etcd",
+                  image: args.etcdImage ?? "quay.io/coreos/etcd:v3.5.21",
+                  command: ["etcd"],
+                  args: [
+                    "--name=$(POD_NAME)",
+                    "--data-dir=/var/lib/etcd",
+                    `--listen-client-urls=http://0.0.0.0:${Ports.etcdClient}`,
+                    `--listen-peer-urls=http://0.0.0.0:${Ports.etcdPeer}`,
+                    `--advertise-client-urls=http://$(POD_NAME).${fqdn(RuntimeNames.etcd)}:${Ports.etcdClient}`,
+                    `--initial-advertise-peer-urls=http://$(POD_NAME).${fqdn(RuntimeNames.etcd)}:${Ports.etcdPeer}`,
+                    `--initial-cluster=${members.map((m) => `${m}=${peer(m)}`).join(",")}`,
+                    "--initial-cluster-state=new",
+                    "--initial-cluster-token=shardworks",
+                  ],
+                  env: [
+                    { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+                  ],
+                  ports: [
+                    { name: "client", containerPort: Ports.etcdClient },
+                    { name: "peer", containerPort: Ports.etcdPeer },
+                  ],
+                  readinessProbe: {
+                    httpGet: { path: "/health", port: Ports.etcdClient },
+                    periodSeconds: 5,
+                  },
+                  livenessProbe: {
+                    httpGet: { path: "/health?serializable=true", port: Ports.etcdClient },
+                    initialDelaySeconds: 15,
+                    periodSeconds: 10,
+                  },
+                  resources: {
+                    requests: { cpu: "200m", memory: "256Mi" },
+                    limits: { cpu: "1", memory: "1Gi" },
+                  },
+                  securityContext: restrictedContainer,
+                  volumeMounts: [{ name: "data", mountPath: "/var/lib/etcd" }],
+                },
+              ],
+            },
+          },
+          volumeClaimTemplates: [
+            {
+              metadata: { name: "data" },
+              spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "4Gi" } } },
+            },
+          ],
+        },
+      },
+      { parent, dependsOn: [namespace, etcdSa, etcdService] },
+    );
+    etcdDeps.push(etcd);
+  }
+
+  const runtimeEnv = [
+    { name: Env.etcdEndpoints, value: etcdEndpoints },
+    {
+      name: Env.platformToken,
+      valueFrom: { secretKeyRef: { name: RuntimeNames.tokenSecret, key: "token" } },
+    },
+  ];
+  const small = {
+    requests: { cpu: "100m", memory: "128Mi" },
+    limits: { cpu: "1", memory: "512Mi" },
+  };
+
+  // Scheduler: the HTTP API and the elected placer; needs no Kubernetes API access.
+  const schedulerSa = serviceAccount("scheduler", false);
+  new k8s.apps.v1.Deployment(
+    `${name}-scheduler`,
+    {
+      metadata: meta("scheduler", { name: RuntimeNames.scheduler }),
+      spec: {
+        replicas: args.schedulerReplicas ?? 2,
+        selector: { matchLabels: selectorOf("scheduler") },
+        template: {
+          metadata: { labels: appLabels(name, "scheduler") },
+          spec: {
+            serviceAccountName: "shardworks-scheduler",
+            automountServiceAccountToken: false,
+            containers: [
+              {
+                name: "scheduler",
+                image,
+                args: ["scheduler"],
+                env: [...runtimeEnv, { name: Env.listenPort, value: String(Ports.schedulerApi) }],
+                ports: [{ name: "http", containerPort: Ports.schedulerApi }],
+                readinessProbe: {
+                  httpGet: { path: "/healthz", port: Ports.schedulerApi },
+                  periodSeconds: 5,
+                },
+                livenessProbe: {
+                  httpGet: { path: "/healthz", port: Ports.schedulerApi },
+                  initialDelaySeconds: 10,
+                  periodSeconds: 10,
+                },
+                resources: small,
+                securityContext: restrictedContainer,
+              },
+            ],
+          },
+        },
+      },
+    },
+    { parent, dependsOn: [namespace, schedulerSa, tokenSecret, ...etcdDeps] },
+  );
+  new k8s.core.v1.Service(
+    `${name}-scheduler-svc`,
+    {
+      metadata: meta("scheduler", { name: RuntimeNames.scheduler }),
+      spec: {
+        selector: selectorOf("scheduler"),
+        ports: [{ name: "http", port: Ports.schedulerApi, targetPort: Ports.schedulerApi }],
+      },
+    },
+    inNs,
+  );
+
+  // Node agent: one per microVM node, the platform's only privileged container (/dev/kvm).
+  const nodeAgentSa = serviceAccount("node-agent", false);
+  new k8s.apps.v1.DaemonSet(
+    `${name}-node-agent`,
+    {
+      metadata: meta("node-agent", { name: RuntimeNames.nodeAgent }),
+      spec: {
+        selector: { matchLabels: selectorOf("node-agent") },
+        template: {
+          metadata: { labels: appLabels(name, "node-agent") },
+          spec: {
+            serviceAccountName: "shardworks-node-agent",
+            automountServiceAccountToken: false,
+            nodeSelector: { [MICROVM_KEY]: "true" },
+            tolerations: [{ key: MICROVM_KEY, operator: "Exists", effect: "NoSchedule" }],
+            containers: [
+              {
+                name: "node-agent",
+                image,
+                args: ["node-agent"],
+                env: [
+                  ...runtimeEnv,
+                  { name: Env.nodeName, valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+                  { name: Env.listenPort, value: String(Ports.nodeAgent) },
+                  { name: Env.driver, value: "firecracker" },
+                ],
+                ports: [{ name: "http", containerPort: Ports.nodeAgent }],
+                readinessProbe: {
+                  httpGet: { path: "/healthz", port: Ports.nodeAgent },
+                  periodSeconds: 5,
+                },
+                livenessProbe: {
+                  httpGet: { path: "/healthz", port: Ports.nodeAgent },
+                  initialDelaySeconds: 10,
+                  periodSeconds: 10,
+                },
+                resources: {
+                  requests: { cpu: "250m", memory: "256Mi" },
+                  limits: { cpu: "2", memory: "1Gi" },
+                },
+                // Opening /dev/kvm and setting up jails/taps needs the device cgroup and
+                // capabilities a device plugin would otherwise grant.
+                securityContext: { privileged: true },
+                volumeMounts: [
+                  { name: "kvm", mountPath: "/dev/kvm" },
+                  { name: "state", mountPath: "/var/lib/shardworks" },
+                ],
+              },
+            ],
+            volumes: [
+              { name: "kvm", hostPath: { path: "/dev/kvm", type: "CharDevice" } },
+              {
+                name: "state",
+                hostPath: { path: "/var/lib/shardworks", type: "DirectoryOrCreate" },
+              },
+            ],
+          },
+        },
+      },
+    },
+    { parent, dependsOn: [namespace, nodeAgentSa, tokenSecret, ...etcdDeps] },
+  );
+
+  // Routing controller: xDS for the gateway, plus the reapers (TTL and JIT grants).
+  const routingSa = serviceAccount("routing", true);
+  // RBAC cannot select by annotation: the reaper checks shardworks.dev/expires-at itself and
+  // deletes only bindings that carry it.
+  const reaperRole = new k8s.rbac.v1.ClusterRole(
+    `${name}-reaper-role`,
+    {
+      metadata: {
+        name: "shardworks:access-reaper",
+        labels: appLabels(name, "routing"),
+        annotations: { "shardworks.dev/deletes-only-annotated": EXPIRES_AT_ANNOTATION },
+      },
+      rules: [
+        {
+          apiGroups: ["rbac.authorization.k8s.io"],
+          resources: ["rolebindings", "clusterrolebindings"],
+          verbs: ["get", "list", "watch", "delete"],
+        },
+      ],
+    },
+    { parent },
+  );
+  new k8s.rbac.v1.ClusterRoleBinding(
+    `${name}-reaper-binding`,
+    {
+      metadata: { name: "shardworks:access-reaper", labels: appLabels(name, "routing") },
+      roleRef: {
+        apiGroup: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        name: "shardworks:access-reaper",
+      },
+      subjects: [{ kind: "ServiceAccount", name: "shardworks-routing", namespace: ns }],
+    },
+    { parent, dependsOn: [reaperRole, routingSa] },
+  );
+  new k8s.apps.v1.Deployment(
+    `${name}-routing`,
+    {
+      metadata: meta("routing", { name: RuntimeNames.routing }),
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: selectorOf("routing") },
+        template: {
+          metadata: { labels: appLabels(name, "routing") },
+          spec: {
+            serviceAccountName: "shardworks-routing",
+            containers: [
+              {
+                name: "routing",
+                image,
+                args: ["routing-controller"],
+                env: [
+                  ...runtimeEnv,
+                  { name: Env.listenPort, value: String(Ports.xds) },
+                  { name: Env.gatewayNamespace, value: args.gatewayNamespace },
+                ],
+                ports: [{ name: "grpc-xds", containerPort: Ports.xds }],
+                readinessProbe: { tcpSocket: { port: Ports.xds }, periodSeconds: 5 },
+                livenessProbe: {
+                  tcpSocket: { port: Ports.xds },
+                  initialDelaySeconds: 10,
+                  periodSeconds: 10,
+                },
+                resources: small,
+                securityContext: restrictedContainer,
+              },
+            ],
+          },
+        },
+      },
+    },
+    { parent, dependsOn: [namespace, routingSa, tokenSecret, ...etcdDeps] },
+  );
+  new k8s.core.v1.Service(
+    `${name}-routing-svc`,
+    {
+      metadata: meta("routing", { name: RuntimeNames.routing }),
+      spec: {
+        selector: selectorOf("routing"),
+        ports: [{ name: "grpc-xds", port: Ports.xds, targetPort: Ports.xds, appProtocol: "grpc" }],
+      },
+    },
+    inNs,
+  );
+
+  // NetworkPolicies: deny all ingress, then open exactly the paths the design uses.
+  const policy = (role: string, spec: k8s.types.input.networking.v1.NetworkPolicySpec) =>
+    new k8s.networking.v1.NetworkPolicy(
+      `${name}-netpol-${role}`,
+      { metadata: { name: role, namespace: ns, labels: appLabels(name, "runtime") }, spec },
+      inNs,
+    );
+  const fromRuntime = {
+    podSelector: { matchLabels: { "app.kubernetes.io/part-of": "shardworks" } },
+  };
+  policy("default-deny-ingress", { podSelector: {}, policyTypes: ["Ingress"] });
+  policy("allow-etcd", {
+    podSelector: { matchLabels: selectorOf("etcd") },
+    policyTypes: ["Ingress"],
+    ingress: [
+      {
+        from: [fromRuntime],
+        ports: [{ port: Ports.etcdClient }, { port: Ports.etcdPeer }],
+      },
+    ],
+  });
+  // The scheduler API is token-authenticated and called by shard stacks and the CLI.
+  policy("allow-scheduler-api", {
+    podSelector: { matchLabels: selectorOf("scheduler") },
+    policyTypes: ["Ingress"],
+    ingress: [{ ports: [{ port: Ports.schedulerApi }] }],
+  });
+  policy("allow-xds-from-gateway", {
+    podSelector: { matchLabels: selectorOf("routing") },
+    policyTypes: ["Ingress"],
+    ingress: [
+      {
+        from: [
+          {
+            namespaceSelector: {
+              matchLabels: { "kubernetes.io/metadata.name": args.gatewayNamespace },
+            },
+          },
+        ],
+        ports: [{ port: Ports.xds }],
+      },
+    ],
+  });
+  policy("allow-node-agent", {
+    podSelector: { matchLabels: selectorOf("node-agent") },
+    policyTypes: ["Ingress"],
+    ingress: [{ from: [fromRuntime], ports: [{ port: Ports.nodeAgent }] }],
+  });
+
+  return {
+    namespace,
+    etcdEndpoints,
+    schedulerUrl: `http://${fqdn(RuntimeNames.scheduler)}:${Ports.schedulerApi}`,
+    xdsHost: fqdn(RuntimeNames.routing),
+    xdsPort: Ports.xds,
+  };
+}
+
+/** The runtime services of a platform, in `shardworks-system`. */
+export class RuntimeDeployment extends pulumi.ComponentResource {
+  /** `shardworks-system`. */
+  readonly namespace: pulumi.Output<string>;
+  /** Comma-separated etcd client URLs. */
+  readonly etcdEndpoints: pulumi.Output<string>;
+  /** In-cluster URL of the scheduler API. */
+  readonly schedulerUrl: pulumi.Output<string>;
+  /** In-cluster host of the routing controller's xDS server. */
+  readonly xdsHost: pulumi.Output<string>;
+  /** Port of the xDS server. */
+  readonly xdsPort: pulumi.Output<number>;
+
+  constructor(name: string, args: RuntimeDeploymentArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("shardworks:components:RuntimeDeployment", name, {}, opts);
+    validateSchedulerReplicas(args.schedulerReplicas ?? 2);
+    validateEtcdEndpoints(args.etcdEndpoints);
+    const result = createRuntimeDeployment(name, args, this);
+    this.namespace = result.namespace.metadata.name;
+    this.etcdEndpoints = pulumi.output(result.etcdEndpoints);
+    this.schedulerUrl = pulumi.output(result.schedulerUrl);
+    this.xdsHost = pulumi.output(result.xdsHost);
+    this.xdsPort = pulumi.output(result.xdsPort);
+    this.registerOutputs({
+      namespace: this.namespace,
+      etcdEndpoints: this.etcdEndpoints,
+      schedulerUrl: this.schedulerUrl,
+      xdsHost: this.xdsHost,
+      xdsPort: this.xdsPort,
+    });
+  }
+}

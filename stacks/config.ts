@@ -1,0 +1,420 @@
+/**
+ * The stack configuration (`shardworks:*` keys of `Pulumi.<stack>.yaml`) as a zod schema.
+ *
+ * `parseStackConfig` is pure (plain object in, typed config out) so that every rule can be
+ * table-tested; `loadStackConfig` reads the Pulumi config and calls it before the program
+ * registers any resource, so a bad stack fails with one line per problem, each naming the key
+ * path and what is allowed.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { dnsLabel, routingKeySchema } from "../runtime/lib/model";
+import { parseDuration } from "./duration";
+import { METAL_INSTANCE_TYPE, NodeGroupRole } from "../components/common";
+
+/** The Pulumi config namespace of every key. */
+export const CONFIG_NAMESPACE = "shardworks";
+
+/** What a stack builds. */
+export const StackKind = { Platform: "platform", Shard: "shard" } as const;
+/** One of {@link StackKind}. */
+export type StackKind = (typeof StackKind)[keyof typeof StackKind];
+
+/** Where a platform stack runs. */
+export const PlatformTarget = { Aws: "aws", Local: "local" } as const;
+/** One of {@link PlatformTarget}. */
+export type PlatformTarget = (typeof PlatformTarget)[keyof typeof PlatformTarget];
+
+/** Longest TTL a shard may ask for: 7 days. */
+export const MAX_SHARD_TTL_MS = 7 * 86_400_000;
+/** Longest JIT grant maximum a platform may configure: 24 hours. */
+export const MAX_JIT_CEILING_MS = 86_400_000;
+
+const EC2_INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
+
+const AWS_REGION = /^[a-z]{2}(-gov)?-[a-z]+-\d$/;
+const IAM_ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/;
+const QUANTITY = /^\d+(\.\d+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/;
+const VERSION = /^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
+const IMAGE = /^[a-z0-9]([a-z0-9._\-/:@]*[a-z0-9])?$/i;
+const STACK_NAME = /^([A-Za-z0-9_.-]+\/){0,2}[A-Za-z0-9_.-]+$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const port = z.number().int().min(1).max(65535);
+const image = z.string().regex(IMAGE, { message: 'must be an image reference, e.g. "nginx:1.27"' });
+const quantity = z
+  .string()
+  .regex(QUANTITY, { message: 'must be a Kubernetes quantity, e.g. "500m", "4" or "8Gi"' });
+
+function duration(maxMs: number, maxText: string) {
+  return z.string().superRefine((text, ctx) => {
+    const ms = parseDuration(text);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(text)} is not a duration; use e.g. "30m", "8h", "1h30m" or "7d"`,
+      });
+    } else if (ms > maxMs) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(text)} is longer than the maximum of ${maxText}`,
+      });
+    }
+  });
+}
+
+/** One EKS managed node group. */
+export const nodeGroupSchema = z
+  .strictObject({
+    name: dnsLabel,
+    role: z.enum([NodeGroupRole.System, NodeGroupRole.Microvm]),
+    instanceType: z
+      .string()
+      .regex(EC2_INSTANCE_TYPE, { message: 'must be an EC2 instance type, e.g. "m6i.large"' }),
+    minSize: z.number().int().min(0).default(1),
+    maxSize: z.number().int().min(1).max(1000).default(3),
+    desiredSize: z.number().int().min(0).optional(),
+  })
+  .superRefine((group, ctx) => {
+    if (
+      group.role === NodeGroupRole.Microvm &&
+      EC2_INSTANCE_TYPE.test(group.instanceType) &&
+      !METAL_INSTANCE_TYPE.test(group.instanceType)
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["instanceType"],
+        message: `${JSON.stringify(group.instanceType)} is not a metal instance type; microvm nodes need KVM, e.g. "c6i.metal"`,
+      });
+    }
+    if (group.minSize > group.maxSize) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["minSize"],
+        message: `${group.minSize} is greater than maxSize (${group.maxSize})`,
+      });
+    }
+    const desired = group.desiredSize;
+    if (desired !== undefined && (desired < group.minSize || desired > group.maxSize)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["desiredSize"],
+        message: `${desired} is outside minSize..maxSize (${group.minSize}..${group.maxSize})`,
+      });
+    }
+  });
+export type NodeGroupConfig = z.output<typeof nodeGroupSchema>;
+
+/** The Envoy edge gateway. */
+export const gatewaySchema = z
+  .strictObject({
+    namespace: dnsLabel.default("shardworks-gateway"),
+    replicas: z.number().int().min(1).max(50).default(2),
+    maxReplicas: z.number().int().min(1).max(100).default(10),
+    serviceType: z.enum(["LoadBalancer", "NodePort", "ClusterIP"]).default("LoadBalancer"),
+    /** Internal NLB (VPC only) instead of internet-facing. */
+    internal: z.boolean().default(false),
+    /** Port of the HTTP listener the routing controller configures over LDS. */
+    listenerPort: port.default(8080),
+    adminPort: port.default(9901),
+  })
+  .superRefine((g, ctx) => {
+    if (g.maxReplicas < g.replicas) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["maxReplicas"],
+        message: `${g.maxReplicas} is less than replicas (${g.replicas})`,
+      });
+    }
+    if (g.adminPort === g.listenerPort) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["adminPort"],
+        message: `${g.adminPort} is also the listenerPort; use another port`,
+      });
+    }
+  });
+export type GatewayConfig = z.output<typeof gatewaySchema>;
+
+/** Versions and images of the runtime services. */
+export const runtimeSchema = z.strictObject({
+  /** Version tag of the Shardworks runtime image (scheduler, node agent, routing controller). */
+  version: z
+    .string()
+    .regex(VERSION, { message: 'must be a version like "0.1.0"' })
+    .default("0.1.0"),
+  imageRepository: image.default("ghcr.io/shardworks/runtime"),
+  envoyImage: image.default("envoyproxy/envoy:v1.36.2"),
+  etcdImage: image.default("quay.io/coreos/etcd:v3.5.21"),
+  schedulerReplicas: z.number().int().min(2).max(20).default(2),
+  /** Endpoints of an existing etcd (`http(s)://host:port`); absent = a 3-member StatefulSet. */
+  etcdEndpoints: z
+    .array(z.url({ protocol: /^https?$/, message: 'must be a URL like "https://etcd-0:2379"' }))
+    .min(1)
+    .optional(),
+});
+export type RuntimeConfig = z.output<typeof runtimeSchema>;
+
+/** A Kubernetes RBAC subject. */
+export const subjectSchema = z.strictObject({
+  kind: z.enum(["User", "Group"]),
+  name: z.string().min(1).max(253),
+});
+export type SubjectConfig = z.output<typeof subjectSchema>;
+
+/** Who administers the platform, and how long a just-in-time grant may last. */
+export const accessSchema = z.strictObject({
+  maxJitDuration: duration(MAX_JIT_CEILING_MS, "24h").default("8h"),
+  platformAdmins: z.array(subjectSchema).default([]),
+  /** IAM roles given cluster-admin access entries (AWS only). */
+  adminRoleArns: z
+    .array(
+      z.string().regex(IAM_ROLE_ARN, {
+        message: 'must be an IAM role ARN, e.g. "arn:aws:iam::123456789012:role/admins"',
+      }),
+    )
+    .default([]),
+});
+export type AccessConfig = z.output<typeof accessSchema>;
+
+/** A baseline service that shards may fork. */
+export const baselineSchema = z.strictObject({
+  image,
+  port,
+  /** Namespace the baseline runs in. */
+  namespace: dnsLabel.default("default"),
+});
+export type BaselineConfig = z.output<typeof baselineSchema>;
+
+/** `kind: platform`: one per cluster. */
+export const platformConfigSchema = z
+  .strictObject({
+    kind: z.literal(StackKind.Platform),
+    target: z.enum([PlatformTarget.Aws, PlatformTarget.Local]),
+    clusterName: dnsLabel,
+    region: z
+      .string()
+      .regex(AWS_REGION, { message: 'must be an AWS region, e.g. "us-east-1"' })
+      .optional(),
+    availabilityZones: z.array(z.string().min(1)).min(2).optional(),
+    /** Path of the kubeconfig of the cluster to deploy into (target local). */
+    kubeconfig: z.string().min(1).optional(),
+    kubernetesVersion: z
+      .string()
+      .regex(/^1\.\d+$/, { message: 'must be a minor version, e.g. "1.33"' })
+      .default("1.33"),
+    nodeGroups: z.array(nodeGroupSchema).default([]),
+    gateway: gatewaySchema.default(gatewaySchema.parse({})),
+    runtime: runtimeSchema.default(runtimeSchema.parse({})),
+    access: accessSchema.default(accessSchema.parse({})),
+    baseline: z.record(dnsLabel, baselineSchema).default({}),
+    /** Bearer token of the scheduler API (a secret). */
+    platformToken: z.string().min(32, {
+      message: 'must be at least 32 characters, e.g. "$(openssl rand -base64 32)"',
+    }),
+    /** Do not wait for workloads to become ready (a cluster without kubelets, e.g. the testbed). */
+    skipAwait: z.boolean().default(false),
+  })
+  .superRefine((p, ctx) => {
+    if (p.target === PlatformTarget.Aws) {
+      if (p.region === undefined) {
+        ctx.addIssue({ code: "custom", path: ["region"], message: "is required for target aws" });
+      }
+      if (p.kubeconfig !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["kubeconfig"],
+          message: "is only for target local; target aws builds its own cluster",
+        });
+      }
+      for (const role of [NodeGroupRole.System, NodeGroupRole.Microvm]) {
+        if (!p.nodeGroups.some((g) => g.role === role)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["nodeGroups"],
+            message: `needs at least one group with role "${role}" for target aws`,
+          });
+        }
+      }
+    } else {
+      if (p.kubeconfig === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["kubeconfig"],
+          message: "is required for target local (path of the cluster's kubeconfig)",
+        });
+      }
+      if (p.nodeGroups.length > 0) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["nodeGroups"],
+          message: "is only for target aws; target local deploys into an existing cluster",
+        });
+      }
+    }
+    const seen = new Set<string>();
+    p.nodeGroups.forEach((g, i) => {
+      if (seen.has(g.name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["nodeGroups", i, "name"],
+          message: `${JSON.stringify(g.name)} is used by another node group`,
+        });
+      }
+      seen.add(g.name);
+    });
+  });
+export type PlatformConfig = z.output<typeof platformConfigSchema>;
+
+/** One forked service of a shard: overrides of a baseline service. */
+export const forkSchema = z.strictObject({
+  /** Image of the fork; absent = the baseline's image (a fork that only changes env). */
+  image: image.optional(),
+  env: z
+    .record(
+      z.string().regex(ENV_NAME, { message: "must be an environment variable name" }),
+      z.string(),
+    )
+    .default({}),
+  /** Container port; absent = the baseline's port. */
+  port: port.optional(),
+  replicas: z.number().int().min(1).max(5).default(1),
+});
+export type ForkConfig = z.output<typeof forkSchema>;
+
+/** `kind: shard`: one per developer. */
+export const shardConfigSchema = z
+  .strictObject({
+    kind: z.literal(StackKind.Shard),
+    /** Kubernetes user name of the owner (gets `shardworks:shard-owner` in the shard). */
+    owner: z.string().min(1).max(253).regex(/^\S+$/, { message: "must not contain spaces" }),
+    /** Shard name (namespace `shard-<name>`); absent = the owner, if it is a DNS label. */
+    name: dnsLabel.max(57, { message: "must be at most 57 characters" }).optional(),
+    /** The platform stack, e.g. `organization/shardworks/platform-local`. */
+    platformStack: z.string().regex(STACK_NAME, {
+      message: 'must be a stack name, e.g. "organization/shardworks/platform-local"',
+    }),
+    /** Routing key carried by requests; absent = `shard-<name>`. */
+    routingKey: routingKeySchema.optional(),
+    ttl: duration(MAX_SHARD_TTL_MS, "7d").default("24h"),
+    quota: z
+      .strictObject({
+        cpu: quantity.default("4"),
+        memory: quantity.default("8Gi"),
+        pods: z.number().int().min(1).max(500).default(20),
+      })
+      .default({ cpu: "4", memory: "8Gi", pods: 20 }),
+    forks: z.record(dnsLabel, forkSchema).default({}),
+    skipAwait: z.boolean().default(false),
+  })
+  .superRefine((s, ctx) => {
+    if (s.name === undefined && !dnsLabel.max(57).safeParse(s.owner).success) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["name"],
+        message: `is required because owner ${JSON.stringify(s.owner)} is not a DNS label; e.g. "alice"`,
+      });
+    }
+  })
+  .transform((s) => ({ ...s, name: s.name ?? s.owner }));
+export type ShardConfig = z.output<typeof shardConfigSchema>;
+
+/** Any stack's config. */
+export const stackConfigSchema = z.discriminatedUnion("kind", [
+  platformConfigSchema,
+  shardConfigSchema,
+]);
+export type StackConfig = z.output<typeof stackConfigSchema>;
+
+/** Invalid stack config: one line per problem, `shardworks:<path>: <what is wrong and allowed>`. */
+export class StackConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join("\n"));
+    this.name = "StackConfigError";
+  }
+}
+
+/** `nodeGroups[1].instanceType` from a zod path. */
+function keyPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += out === "" ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+/**
+ * Messages for zod's generic issues, used where a schema gives none. Written for a person
+ * editing YAML: what was found, what is allowed.
+ */
+const configErrorMap: z.core.$ZodErrorMap = (issue) => {
+  switch (issue.code) {
+    case "invalid_type":
+      return issue.input === undefined
+        ? `is required (${issue.expected})`
+        : `expected ${issue.expected}, got ${JSON.stringify(issue.input)}`;
+    case "invalid_value":
+      return `${JSON.stringify(issue.input)} is not allowed; allowed: ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "invalid_key":
+      return `is not a valid name: ${issue.issues[0]?.message ?? "invalid"}`;
+    case "too_small":
+      if (issue.origin === "string") return `must be at least ${issue.minimum} characters`;
+      if (issue.origin === "array") return `needs at least ${issue.minimum} entries`;
+      return `${JSON.stringify(issue.input)} is less than the minimum ${issue.minimum}`;
+    case "too_big":
+      if (issue.origin === "string") return `must be at most ${issue.maximum} characters`;
+      if (issue.origin === "array") return `allows at most ${issue.maximum} entries`;
+      return `${JSON.stringify(issue.input)} is more than the maximum ${issue.maximum}`;
+    case "invalid_union":
+      return `must be "platform" or "shard"`;
+    default:
+      return undefined;
+  }
+};
+
+/**
+ * Validate a plain object of `shardworks:*` values (keys without the namespace). Pure: throws
+ * {@link StackConfigError} listing every problem, returns the config with defaults applied.
+ */
+export function parseStackConfig(raw: unknown): StackConfig {
+  const result = stackConfigSchema.safeParse(raw, { error: configErrorMap, reportInput: true });
+  if (result.success) return result.data;
+  const problems = result.error.issues.flatMap((issue) =>
+    // One line per unknown key, at the key's own path, so the line says exactly what to fix.
+    issue.code === "unrecognized_keys"
+      ? issue.keys.map(
+          (key) =>
+            `${CONFIG_NAMESPACE}:${keyPath([...issue.path, key])}: unknown key; check the spelling against docs/readme/components.md`,
+        )
+      : [`${CONFIG_NAMESPACE}:${keyPath(issue.path)}: ${issue.message}`],
+  );
+  throw new StackConfigError(problems);
+}
+
+/**
+ * Turn Pulumi's config values (all strings; objects and lists as JSON) into plain values.
+ * Scalars stay strings except `true`/`false`, so a version like "1.33" is not read as a number.
+ */
+export function configValues(all: Record<string, string>): Record<string, unknown> {
+  const prefix = `${CONFIG_NAMESPACE}:`;
+  const out: Record<string, unknown> = {};
+  for (const [key, text] of Object.entries(all)) {
+    if (!key.startsWith(prefix)) continue;
+    const name = key.slice(prefix.length);
+    if (text === "true" || text === "false") out[name] = text === "true";
+    else if (/^\s*[[{]/.test(text)) {
+      try {
+        out[name] = JSON.parse(text);
+      } catch {
+        out[name] = text;
+      }
+    } else out[name] = text;
+  }
+  return out;
+}
+
+/** Read and validate this stack's `shardworks:*` config; call before registering any resource. */
+export function loadStackConfig(): StackConfig {
+  return parseStackConfig(configValues(pulumi.runtime.allConfig()));
+}

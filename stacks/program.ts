@@ -1,0 +1,173 @@
+/**
+ * The Shardworks Pulumi program (`index.ts` runs it). It validates the stack's `shardworks:*` config first (nothing is
+ * registered if it is wrong), then builds either a platform stack (one per cluster) or a shard
+ * stack (one per developer, reading the platform's outputs through a StackReference).
+ */
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import * as aws from "@pulumi/aws";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  AccessControl,
+  DevShard,
+  EnvoyGateway,
+  MetalCluster,
+  RuntimeDeployment,
+  type BaselineService,
+} from "../components";
+import {
+  PlatformTarget,
+  StackConfigError,
+  StackKind,
+  loadStackConfig,
+  type PlatformConfig,
+  type ShardConfig,
+  type StackConfig,
+} from "./config";
+import { parseDuration } from "./duration";
+
+/** Config problems are the user's to fix: say what, without a stack trace. */
+export function loadConfigOrExplain(): StackConfig {
+  try {
+    return loadStackConfig();
+  } catch (error) {
+    if (error instanceof StackConfigError) {
+      throw new pulumi.RunError(`invalid stack config:\n${error.message}`);
+    }
+    throw error;
+  }
+}
+
+function readKubeconfig(path: string): string {
+  try {
+    const expanded = path.startsWith("~/") ? join(homedir(), path.slice(2)) : path;
+    return readFileSync(resolve(expanded), "utf8");
+  } catch (error) {
+    throw new pulumi.RunError(
+      `shardworks:kubeconfig: cannot read ${JSON.stringify(path)} (${(error as Error).message}); give the path of the cluster's kubeconfig`,
+    );
+  }
+}
+
+/** A platform stack: the cluster (AWS) or a given one (local), then the platform into it. */
+function buildPlatform(config: PlatformConfig): Record<string, unknown> {
+  let kubeconfig: pulumi.Output<string>;
+  let nodeGroupNames: pulumi.Output<string[]> = pulumi.output([]);
+  if (config.target === PlatformTarget.Aws) {
+    const region = config.region ?? "";
+    const awsProvider = new aws.Provider(`${config.clusterName}-aws`, { region });
+    const cluster = new MetalCluster(
+      config.clusterName,
+      {
+        clusterName: config.clusterName,
+        kubernetesVersion: config.kubernetesVersion,
+        availabilityZones: config.availabilityZones ?? [`${region}a`, `${region}b`],
+        nodeGroups: config.nodeGroups,
+        adminRoleArns: config.access.adminRoleArns,
+      },
+      { providers: { aws: awsProvider } },
+    );
+    kubeconfig = cluster.kubeconfig;
+    nodeGroupNames = cluster.nodeGroupNames;
+  } else {
+    kubeconfig = pulumi.secret(readKubeconfig(config.kubeconfig ?? ""));
+  }
+  const provider = new k8s.Provider(`${config.clusterName}-k8s`, { kubeconfig });
+  const opts = { provider };
+
+  const access = new AccessControl(
+    `${config.clusterName}-access`,
+    { platformAdmins: config.access.platformAdmins },
+    opts,
+  );
+  const runtime = new RuntimeDeployment(
+    `${config.clusterName}-runtime`,
+    {
+      version: config.runtime.version,
+      imageRepository: config.runtime.imageRepository,
+      etcdImage: config.runtime.etcdImage,
+      etcdEndpoints: config.runtime.etcdEndpoints,
+      schedulerReplicas: config.runtime.schedulerReplicas,
+      platformToken: pulumi.secret(config.platformToken),
+      gatewayNamespace: config.gateway.namespace,
+      skipAwait: config.skipAwait,
+    },
+    { provider, dependsOn: [access] },
+  );
+  const gateway = new EnvoyGateway(
+    `${config.clusterName}-gateway`,
+    {
+      namespace: config.gateway.namespace,
+      image: config.runtime.envoyImage,
+      replicas: config.gateway.replicas,
+      maxReplicas: config.gateway.maxReplicas,
+      adsHost: runtime.xdsHost,
+      adsPort: runtime.xdsPort,
+      listenerPort: config.gateway.listenerPort,
+      adminPort: config.gateway.adminPort,
+      serviceType: config.gateway.serviceType,
+      internal: config.gateway.internal,
+      skipAwait: config.skipAwait,
+    },
+    opts,
+  );
+  const baselineServices: Record<string, BaselineService> = config.baseline;
+  return {
+    kind: StackKind.Platform,
+    clusterName: config.clusterName,
+    kubeconfig,
+    nodeGroupNames,
+    gatewayNamespace: gateway.namespace,
+    gatewayAddress: gateway.address,
+    runtimeApiUrl: runtime.schedulerUrl,
+    runtimeNamespace: runtime.namespace,
+    baselineServices,
+    // Ceiling of JitGrant expiries (`maxDurationMs` of JitGrant) for whoever grants access.
+    maxJitDurationMs: parseDuration(config.access.maxJitDuration),
+  };
+}
+
+/** A shard stack: one DevShard in the platform's cluster. */
+function buildShard(config: ShardConfig): Record<string, unknown> {
+  const platform = new pulumi.StackReference(config.platformStack);
+  const kubeconfig = pulumi.secret(platform.requireOutput("kubeconfig")) as pulumi.Output<string>;
+  const provider = new k8s.Provider(`shard-${config.name}-k8s`, { kubeconfig });
+  const shard = new DevShard(
+    `shard-${config.name}`,
+    {
+      shardName: config.name,
+      owner: config.owner,
+      routingKey: config.routingKey,
+      forks: config.forks,
+      baseline: platform.requireOutput("baselineServices") as pulumi.Output<
+        Record<string, BaselineService>
+      >,
+      gatewayNamespace: platform.requireOutput("gatewayNamespace") as pulumi.Output<string>,
+      // The schema accepted the duration, so it parses.
+      ttlSeconds: Math.round((parseDuration(config.ttl) ?? 0) / 1000),
+      quota: config.quota,
+      skipAwait: config.skipAwait,
+      // Registration with the runtime API (routing key + forks) plugs in here: a dynamic
+      // resource from runtime/routing that calls the scheduler, so `pulumi destroy`
+      // deregisters. Until it exists, the shard's objects are created but not routed to.
+    },
+    { provider },
+  );
+  return {
+    kind: StackKind.Shard,
+    kubeconfig,
+    shardNamespace: shard.namespace,
+    routingKey: shard.routingKey,
+    forkDestinations: shard.forkDestinations,
+    expiresAt: shard.expiresAt,
+    gatewayAddress: platform.requireOutput("gatewayAddress"),
+    runtimeApiUrl: platform.requireOutput("runtimeApiUrl"),
+  };
+}
+
+/** Build the stack the config asks for; its result is the stack's outputs. */
+export function buildStack(config: StackConfig): Record<string, unknown> {
+  return config.kind === StackKind.Platform ? buildPlatform(config) : buildShard(config);
+}

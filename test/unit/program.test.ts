@@ -1,0 +1,234 @@
+// The whole program, as `pulumi up` would run it, on the recording mock: a local platform, an
+// AWS platform (AWS/EKS resources mocked, as AWS cannot be reached from here) and a shard that
+// reads the platform through a StackReference.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test from "ava";
+import * as pulumi from "@pulumi/pulumi";
+import { SKIP_AWAIT_ANNOTATION, SYSTEM_NAMESPACE } from "../../components";
+import { parseStackConfig } from "../../stacks/config";
+import { buildStack, loadConfigOrExplain } from "../../stacks/program";
+import { isKubernetesObject, kubernetesSchemaProblems, podSpecOf } from "./helpers/k8s-schema";
+import {
+  descendantsOf,
+  installMocks,
+  named,
+  ofType,
+  recorded,
+  settled,
+  unwrap,
+} from "./helpers/pulumi";
+
+const TOKEN = "p".repeat(40);
+const KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n";
+const baseline = {
+  checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
+};
+const dir = mkdtempSync(join(tmpdir(), "shardworks-program-"));
+let localOut: Record<string, unknown>;
+let awsOut: Record<string, unknown>;
+let shardOut: Record<string, unknown>;
+
+test.before(async () => {
+  writeFileSync(join(dir, "kubeconfig"), KUBECONFIG);
+  await installMocks({
+    state: {
+      "pulumi:pulumi:StackReference": () => ({
+        outputs: {
+          kubeconfig: KUBECONFIG,
+          baselineServices: baseline,
+          gatewayNamespace: "shardworks-gateway",
+          gatewayAddress: "gw.example:80",
+          runtimeApiUrl: "http://shardworks-scheduler.shardworks-system.svc.cluster.local:8080",
+        },
+      }),
+      "eks:index:Cluster": () => ({ kubeconfigJson: '{"kind":"Config"}' }),
+      "aws:ec2/launchTemplate:LaunchTemplate": () => ({ latestVersion: 1 }),
+    },
+  });
+  localOut = buildStack(
+    parseStackConfig({
+      kind: "platform",
+      target: "local",
+      clusterName: "local",
+      kubeconfig: join(dir, "kubeconfig"),
+      platformToken: TOKEN,
+      skipAwait: true,
+      baseline,
+    }),
+  );
+  awsOut = buildStack(
+    parseStackConfig({
+      kind: "platform",
+      target: "aws",
+      clusterName: "dev",
+      region: "eu-west-1",
+      platformToken: TOKEN,
+      nodeGroups: [
+        { name: "system", role: "system", instanceType: "m6i.large" },
+        { name: "metal", role: "microvm", instanceType: "c6i.metal" },
+      ],
+      gateway: { namespace: "edge" },
+    }),
+  );
+  shardOut = buildStack(
+    parseStackConfig({
+      kind: "shard",
+      owner: "alice",
+      platformStack: "organization/shardworks/platform-local",
+      forks: { checkout: { env: { FEATURE: "1" } } },
+      skipAwait: true,
+    }),
+  );
+  await settled(
+    ...[localOut, awsOut, shardOut].flatMap((o) => Object.values(o).map((v) => pulumi.output(v))),
+  );
+});
+
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+test("local platform: no AWS at all; Kubernetes from the given kubeconfig", (t) => {
+  // Every AWS/EKS resource belongs to the AWS platform ("dev"); the local one made none.
+  const awsResources = recorded.filter((r) => /^(aws|eks):|^pulumi:providers:aws$/.test(r.type));
+  const ofDev = new Set([...descendantsOf("dev"), named("dev-aws")]);
+  t.true(awsResources.length > 10);
+  t.deepEqual(
+    awsResources.filter((r) => !ofDev.has(r)).map((r) => r.name),
+    [],
+  );
+  const provider = named("local-k8s");
+  t.is(provider.type, "pulumi:providers:kubernetes");
+  t.is(provider.inputs["kubeconfig"], KUBECONFIG);
+  t.deepEqual(
+    recorded
+      .filter((r) => r.type.startsWith("shardworks:components:") && r.name.startsWith("local"))
+      .map((r) => r.type)
+      .sort(),
+    [
+      "shardworks:components:AccessControl",
+      "shardworks:components:EnvoyGateway",
+      "shardworks:components:RuntimeDeployment",
+    ],
+  );
+});
+
+test("local platform: skipAwait from config reaches every workload and Service", (t) => {
+  const workloads = [...descendantsOf("local-runtime"), ...descendantsOf("local-gateway")].filter(
+    (r) => /:(Deployment|DaemonSet|StatefulSet|Service)$/.test(r.type),
+  );
+  t.true(workloads.length >= 8);
+  for (const w of workloads)
+    t.is(w.inputs["metadata"].annotations[SKIP_AWAIT_ANNOTATION], "true", w.name);
+});
+
+test("local platform exports what a shard needs", async (t) => {
+  t.true(await pulumi.isSecret(pulumi.output(localOut["kubeconfig"])));
+  t.is(await unwrap(localOut["kubeconfig"]), KUBECONFIG);
+  t.is(await unwrap(localOut["gatewayNamespace"]), "shardworks-gateway");
+  t.is(await unwrap(localOut["gatewayAddress"]), "envoy.shardworks-gateway.svc.cluster.local:80");
+  t.is(
+    await unwrap(localOut["runtimeApiUrl"]),
+    "http://shardworks-scheduler.shardworks-system.svc.cluster.local:8080",
+  );
+  t.deepEqual(await unwrap(localOut["baselineServices"]), baseline);
+  t.is(localOut["kind"], "platform");
+  t.is(localOut["maxJitDurationMs"], 8 * 3_600_000);
+});
+
+test("aws platform: MetalCluster first, Kubernetes provider from its kubeconfig", async (t) => {
+  t.is(named("dev").type, "shardworks:components:MetalCluster");
+  t.is(named("dev-aws").inputs["region"], "eu-west-1");
+  t.is(named("dev-k8s").inputs["kubeconfig"], '{"kind":"Config"}');
+  t.deepEqual(await unwrap(awsOut["nodeGroupNames"]), ["dev-system", "dev-metal"]);
+  t.is(await unwrap(awsOut["gatewayNamespace"]), "edge");
+  t.deepEqual(named("dev-eks").inputs["publicSubnetIds"].length, 2);
+  t.is(named("dev-public-0").inputs["availabilityZone"], "eu-west-1a");
+});
+
+test("shard: reads the platform by StackReference and builds one DevShard", async (t) => {
+  const ref = ofType("pulumi:pulumi:StackReference")[0]!;
+  t.is(ref.name, "organization/shardworks/platform-local");
+  t.is(named("shard-alice").type, "shardworks:components:DevShard");
+  t.is(named("shard-alice-k8s").inputs["kubeconfig"], KUBECONFIG);
+  t.is(await unwrap(shardOut["shardNamespace"]), "shard-alice");
+  t.is(await unwrap(shardOut["routingKey"]), "shard-alice");
+  t.deepEqual(await unwrap(shardOut["forkDestinations"]), {
+    checkout: "checkout.shard-alice.svc.cluster.local:8080",
+  });
+  t.is(
+    podSpecOf(named("shard-alice-fork-checkout").inputs)!.containers[0].image,
+    "ghcr.io/acme/checkout:main",
+  );
+  t.is(await unwrap(shardOut["gatewayAddress"]), "gw.example:80");
+  t.true(await pulumi.isSecret(pulumi.output(shardOut["kubeconfig"])));
+});
+
+test("no container outside shardworks-system is privileged", (t) => {
+  const workloads = recorded.filter(
+    (r) => isKubernetesObject(r.type) && podSpecOf(r.inputs) !== undefined,
+  );
+  t.true(workloads.length >= 10);
+  let privileged = 0;
+  for (const w of workloads) {
+    for (const c of podSpecOf(w.inputs)!.containers) {
+      if (c.securityContext?.privileged === true) {
+        privileged += 1;
+        t.is(w.inputs["metadata"].namespace, SYSTEM_NAMESPACE, w.name);
+        t.regex(w.name, /-node-agent$/);
+      }
+    }
+  }
+  t.is(privileged, 2, "one node agent per platform");
+});
+
+test("every Kubernetes object of every stack is valid against the OpenAPI schema", (t) => {
+  const objects = recorded.filter((r) => isKubernetesObject(r.type));
+  t.true(objects.length >= 60);
+  for (const r of objects) t.deepEqual(kubernetesSchemaProblems(r.inputs), [], r.name);
+});
+
+test("a missing kubeconfig file is a clear error, not a stack trace", (t) => {
+  const error = t.throws(() =>
+    buildStack(
+      parseStackConfig({
+        kind: "platform",
+        target: "local",
+        clusterName: "nofile",
+        kubeconfig: join(dir, "missing"),
+        platformToken: TOKEN,
+      }),
+    ),
+  );
+  t.true(error instanceof pulumi.RunError);
+  t.true(
+    error.message.startsWith(
+      `shardworks:kubeconfig: cannot read ${JSON.stringify(join(dir, "missing"))}`,
+    ),
+  );
+});
+
+test.serial(
+  "bad stack config stops the program before any resource, with one line per problem",
+  (t) => {
+    const before = recorded.length;
+    pulumi.runtime.setAllConfig({
+      "shardworks:kind": "shard",
+      "shardworks:owner": "alice",
+      "shardworks:platformStack": "organization/shardworks/platform-local",
+      "shardworks:ttl": "30d",
+      "shardworks:forks": '{"checkout":{"port":"80"}}',
+    });
+    const error = t.throws(() => loadConfigOrExplain());
+    t.true(error instanceof pulumi.RunError, "a RunError: Pulumi prints it without a stack trace");
+    t.is(
+      error?.message,
+      [
+        "invalid stack config:",
+        'shardworks:ttl: "30d" is longer than the maximum of 7d',
+        'shardworks:forks.checkout.port: expected number, got "80"',
+      ].join("\n"),
+    );
+    t.is(recorded.length, before);
+  },
+);

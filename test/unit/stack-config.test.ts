@@ -1,0 +1,340 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import test from "ava";
+import { parse } from "yaml";
+import {
+  StackConfigError,
+  configValues,
+  parseStackConfig,
+  type PlatformConfig,
+  type ShardConfig,
+} from "../../stacks/config";
+import { parseDuration } from "../../stacks/duration";
+
+const TOKEN = "x".repeat(32);
+const local = {
+  kind: "platform",
+  target: "local",
+  clusterName: "local",
+  kubeconfig: "/k",
+  platformToken: TOKEN,
+};
+const aws = {
+  kind: "platform",
+  target: "aws",
+  clusterName: "dev",
+  region: "us-east-1",
+  platformToken: TOKEN,
+  nodeGroups: [
+    { name: "system", role: "system", instanceType: "m6i.large" },
+    { name: "metal", role: "microvm", instanceType: "c6i.metal" },
+  ],
+};
+const shard = {
+  kind: "shard",
+  owner: "alice",
+  platformStack: "organization/shardworks/platform-local",
+};
+
+/** The problems of a config, or "valid". */
+function problemsOf(raw: unknown): string {
+  try {
+    parseStackConfig(raw);
+    return "valid";
+  } catch (error) {
+    if (!(error instanceof StackConfigError)) throw error;
+    return error.message;
+  }
+}
+
+const badConfigs: [string, unknown, string][] = [
+  ["no kind", {}, 'shardworks:kind: must be "platform" or "shard"'],
+  ["unknown kind", { kind: "cluster" }, 'shardworks:kind: must be "platform" or "shard"'],
+  [
+    "unknown target",
+    { ...local, target: "gcp" },
+    'shardworks:target: "gcp" is not allowed; allowed: "aws", "local"',
+  ],
+  [
+    "microvm group on m5.large",
+    {
+      ...aws,
+      nodeGroups: [aws.nodeGroups[0], { name: "vm", role: "microvm", instanceType: "m5.large" }],
+    },
+    'shardworks:nodeGroups[1].instanceType: "m5.large" is not a metal instance type; microvm nodes need KVM, e.g. "c6i.metal"',
+  ],
+  [
+    "not an instance type",
+    {
+      ...aws,
+      nodeGroups: [{ name: "system", role: "system", instanceType: "large" }, aws.nodeGroups[1]],
+    },
+    'shardworks:nodeGroups[0].instanceType: must be an EC2 instance type, e.g. "m6i.large"',
+  ],
+  [
+    "aws without microvm group",
+    { ...aws, nodeGroups: [aws.nodeGroups[0]] },
+    'shardworks:nodeGroups: needs at least one group with role "microvm" for target aws',
+  ],
+  [
+    "aws without region",
+    { ...aws, region: undefined },
+    "shardworks:region: is required for target aws",
+  ],
+  [
+    "bad region",
+    { ...aws, region: "mars-1" },
+    'shardworks:region: must be an AWS region, e.g. "us-east-1"',
+  ],
+  [
+    "duplicate node group",
+    {
+      ...aws,
+      nodeGroups: [...aws.nodeGroups, { name: "metal", role: "microvm", instanceType: "c5.metal" }],
+    },
+    'shardworks:nodeGroups[2].name: "metal" is used by another node group',
+  ],
+  [
+    "min above max",
+    { ...aws, nodeGroups: [aws.nodeGroups[0], { ...aws.nodeGroups[1], minSize: 5, maxSize: 2 }] },
+    "shardworks:nodeGroups[1].minSize: 5 is greater than maxSize (2)",
+  ],
+  [
+    "local without kubeconfig",
+    { ...local, kubeconfig: undefined },
+    "shardworks:kubeconfig: is required for target local (path of the cluster's kubeconfig)",
+  ],
+  [
+    "local with node groups",
+    { ...local, nodeGroups: aws.nodeGroups },
+    "shardworks:nodeGroups: is only for target aws; target local deploys into an existing cluster",
+  ],
+  [
+    "misspelt top-level key",
+    { ...local, gatway: {} },
+    "shardworks:gatway: unknown key; check the spelling against docs/readme/components.md",
+  ],
+  [
+    "misspelt nested key",
+    { ...local, gateway: { replica: 2 } },
+    "shardworks:gateway.replica: unknown key; check the spelling against docs/readme/components.md",
+  ],
+  [
+    "zero gateway replicas",
+    { ...local, gateway: { replicas: 0 } },
+    "shardworks:gateway.replicas: 0 is less than the minimum 1",
+  ],
+  [
+    "max replicas below replicas",
+    { ...local, gateway: { replicas: 4, maxReplicas: 2 } },
+    "shardworks:gateway.maxReplicas: 2 is less than replicas (4)",
+  ],
+  [
+    "bad service type",
+    { ...local, gateway: { serviceType: "Ingress" } },
+    'shardworks:gateway.serviceType: "Ingress" is not allowed; allowed: "LoadBalancer", "NodePort", "ClusterIP"',
+  ],
+  [
+    "JIT maximum over 24h",
+    { ...local, access: { maxJitDuration: "2d" } },
+    'shardworks:access.maxJitDuration: "2d" is longer than the maximum of 24h',
+  ],
+  [
+    "JIT maximum not a duration",
+    { ...local, access: { maxJitDuration: "eight hours" } },
+    'shardworks:access.maxJitDuration: "eight hours" is not a duration; use e.g. "30m", "8h", "1h30m" or "7d"',
+  ],
+  [
+    "bad admin role ARN",
+    { ...aws, access: { adminRoleArns: ["admins"] } },
+    'shardworks:access.adminRoleArns[0]: must be an IAM role ARN, e.g. "arn:aws:iam::123456789012:role/admins"',
+  ],
+  [
+    "one scheduler replica",
+    { ...local, runtime: { schedulerReplicas: 1 } },
+    "shardworks:runtime.schedulerReplicas: 1 is less than the minimum 2",
+  ],
+  [
+    "bad runtime version",
+    { ...local, runtime: { version: "latest" } },
+    'shardworks:runtime.version: must be a version like "0.1.0"',
+  ],
+  [
+    "bad etcd endpoint",
+    { ...local, runtime: { etcdEndpoints: ["etcd:2379"] } },
+    'shardworks:runtime.etcdEndpoints[0]: must be a URL like "https://etcd-0:2379"',
+  ],
+  [
+    "short platform token",
+    { ...local, platformToken: "secret" },
+    'shardworks:platformToken: must be at least 32 characters, e.g. "$(openssl rand -base64 32)"',
+  ],
+  [
+    "no platform token",
+    { ...local, platformToken: undefined },
+    "shardworks:platformToken: is required (string)",
+  ],
+  [
+    "skipAwait not a boolean",
+    { ...local, skipAwait: "yes" },
+    'shardworks:skipAwait: expected boolean, got "yes"',
+  ],
+  [
+    "baseline service name",
+    { ...local, baseline: { Checkout: { image: "c:1", port: 80 } } },
+    "shardworks:baseline.Checkout: is not a valid name: must be lowercase letters, digits and '-', starting and ending with a letter or digit",
+  ],
+  [
+    "shard TTL over 7 days",
+    { ...shard, ttl: "8d" },
+    'shardworks:ttl: "8d" is longer than the maximum of 7d',
+  ],
+  [
+    "shard TTL of zero",
+    { ...shard, ttl: "0h" },
+    'shardworks:ttl: "0h" is not a duration; use e.g. "30m", "8h", "1h30m" or "7d"',
+  ],
+  ["shard without owner", { ...shard, owner: undefined }, "shardworks:owner: is required (string)"],
+  [
+    "owner not a DNS label and no name",
+    { ...shard, owner: "alice@example.com" },
+    'shardworks:name: is required because owner "alice@example.com" is not a DNS label; e.g. "alice"',
+  ],
+  [
+    "bad platform stack",
+    { ...shard, platformStack: "a b" },
+    'shardworks:platformStack: must be a stack name, e.g. "organization/shardworks/platform-local"',
+  ],
+  [
+    "short routing key",
+    { ...shard, routingKey: "ab" },
+    "shardworks:routingKey: must be at least 4 characters",
+  ],
+  [
+    "fork port as a string",
+    { ...shard, forks: { checkout: { port: "80" } } },
+    'shardworks:forks.checkout.port: expected number, got "80"',
+  ],
+  [
+    "fork env name",
+    { ...shard, forks: { checkout: { env: { "BAD-NAME": "1" } } } },
+    "shardworks:forks.checkout.env.BAD-NAME: is not a valid name: must be an environment variable name",
+  ],
+  [
+    "quota memory",
+    { ...shard, quota: { memory: "8 GB" } },
+    'shardworks:quota.memory: must be a Kubernetes quantity, e.g. "500m", "4" or "8Gi"',
+  ],
+  [
+    "platform key in a shard",
+    { ...shard, target: "aws" },
+    "shardworks:target: unknown key; check the spelling against docs/readme/components.md",
+  ],
+];
+
+for (const [title, raw, expected] of badConfigs) {
+  test(`rejects: ${title}`, (t) => {
+    t.is(problemsOf(raw), expected);
+  });
+}
+
+test("there are at least 20 bad configs in the table", (t) => {
+  t.true(badConfigs.length >= 20);
+});
+
+test("every problem is reported, one line each", (t) => {
+  t.is(
+    problemsOf({ ...aws, region: "mars", gateway: { replicas: 0 }, extra: 1 }),
+    [
+      'shardworks:region: must be an AWS region, e.g. "us-east-1"',
+      "shardworks:gateway.replicas: 0 is less than the minimum 1",
+      "shardworks:extra: unknown key; check the spelling against docs/readme/components.md",
+    ].join("\n"),
+  );
+});
+
+test("defaults: a minimal local platform", (t) => {
+  const config = parseStackConfig(local) as PlatformConfig;
+  t.is(config.access.maxJitDuration, "8h");
+  t.is(config.gateway.namespace, "shardworks-gateway");
+  t.is(config.gateway.replicas, 2);
+  t.is(config.runtime.schedulerReplicas, 2);
+  t.is(config.runtime.etcdEndpoints, undefined);
+  t.false(config.skipAwait);
+});
+
+test("defaults: a minimal shard is named after its owner, lives 24h", (t) => {
+  const config = parseStackConfig(shard) as ShardConfig;
+  t.is(config.name, "alice");
+  t.is(config.ttl, "24h");
+  t.deepEqual(config.quota, { cpu: "4", memory: "8Gi", pods: 20 });
+  t.deepEqual(config.forks, {});
+});
+
+test("configValues: objects and lists from JSON, booleans, strings stay strings", (t) => {
+  t.deepEqual(
+    configValues({
+      "shardworks:kind": "platform",
+      "shardworks:kubernetesVersion": "1.33",
+      "shardworks:skipAwait": "true",
+      "shardworks:gateway": '{"replicas":2}',
+      "shardworks:availabilityZones": '["a","b"]',
+      "aws:region": "us-east-1",
+    }),
+    {
+      kind: "platform",
+      kubernetesVersion: "1.33",
+      skipAwait: true,
+      gateway: { replicas: 2 },
+      availabilityZones: ["a", "b"],
+    },
+  );
+});
+
+/** What Pulumi hands the program for a stack file: objects as JSON, scalars as strings. */
+function stackFileValues(file: string, extra: Record<string, string> = {}): Record<string, string> {
+  const yaml = parse(readFileSync(join(__dirname, "../../stacks", file), "utf8")) as {
+    config: Record<string, string | number | boolean | object>;
+  };
+  const all: Record<string, string> = { ...extra };
+  for (const [key, value] of Object.entries(yaml.config)) {
+    all[key] = typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+  return all;
+}
+
+test("the example stack files are valid (with the token set as a secret)", (t) => {
+  const token = { "shardworks:platformToken": TOKEN };
+  const dev = parseStackConfig(
+    configValues(stackFileValues("Pulumi.platform-dev-us-east-1.yaml", token)),
+  );
+  t.like(dev, {
+    kind: "platform",
+    target: "aws",
+    clusterName: "shardworks-dev",
+    kubernetesVersion: "1.33",
+  });
+  const platformLocal = parseStackConfig(
+    configValues(stackFileValues("Pulumi.platform-local.yaml", token)),
+  );
+  t.like(platformLocal, { kind: "platform", target: "local", skipAwait: true });
+  const alice = parseStackConfig(configValues(stackFileValues("Pulumi.shard-alice.yaml")));
+  t.like(alice, {
+    kind: "shard",
+    name: "alice",
+    platformStack: "organization/shardworks/platform-local",
+  });
+  t.is(
+    problemsOf(configValues(stackFileValues("Pulumi.platform-local.yaml"))),
+    "shardworks:platformToken: is required (string)",
+  );
+});
+
+test("parseDuration", (t) => {
+  t.is(parseDuration("8h"), 8 * 3_600_000);
+  t.is(parseDuration("1h30m"), 90 * 60_000);
+  t.is(parseDuration("7d"), 7 * 86_400_000);
+  t.is(parseDuration("45s"), 45_000);
+  for (const bad of ["", "0m", "8", "8 h", "1.5h", "h", "30m1h"])
+    t.is(parseDuration(bad), undefined, bad);
+});
