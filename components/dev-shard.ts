@@ -6,7 +6,13 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterRoleName } from "./access-control";
-import { EXPIRES_AT_ANNOTATION, SHARD_LABEL, appLabels, awaitAnnotations } from "./common";
+import {
+  EXPIRES_AT_ANNOTATION,
+  SHARD_LABEL,
+  SHARD_NAMESPACE_PREFIX,
+  appLabels,
+  awaitAnnotations,
+} from "./common";
 
 /** A baseline service as the platform stack exports it. */
 export interface BaselineService {
@@ -166,7 +172,7 @@ export function createDevShard(
   args: DevShardArgs,
   parent: pulumi.Resource,
 ): DevShardResult {
-  const ns = `shard-${args.shardName}`;
+  const ns = `${SHARD_NAMESPACE_PREFIX}${args.shardName}`;
   const routingKey = args.routingKey ?? ns;
   const expiresAt = new Date(
     (args.now ?? new Date()).getTime() + args.ttlSeconds * 1000,
