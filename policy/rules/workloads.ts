@@ -77,6 +77,6 @@ export function containersOf(template: PodTemplate): { path: string; container: 
 }
 
 /** Namespace of an object: unset means `default`, as the API server does. */
-export function namespaceOf(metadata: ObjectMeta | undefined): string {
+export function namespaceOf(metadata: { namespace?: string } | undefined): string {
   return metadata?.namespace ?? "default";
 }
