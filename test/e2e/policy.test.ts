@@ -45,6 +45,36 @@ function shardProgram(cluster: Cluster, fenced: boolean): () => Promise<Record<s
       },
       { provider },
     );
+    if (!fenced) {
+      // Two more mandatory rules broken: a privileged pod, and a JIT grant for a whole day.
+      new kubernetes.core.v1.Pod(
+        "miner",
+        {
+          metadata: { namespace: name, name: "miner" },
+          spec: {
+            containers: [
+              { name: "miner", image: "busybox", securityContext: { privileged: true } },
+            ],
+          },
+        },
+        { provider, dependsOn: [ns] },
+      );
+      new kubernetes.rbac.v1.RoleBinding(
+        "grant",
+        {
+          metadata: {
+            namespace: name,
+            labels: { "shardworks.dev/jit": "true" },
+            annotations: {
+              "shardworks.dev/expires-at": new Date(Date.now() + 86_400_000).toISOString(),
+            },
+          },
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "edit" },
+          subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: "mallory" }],
+        },
+        { provider, dependsOn: [ns] },
+      );
+    }
     if (fenced) {
       new kubernetes.core.v1.ResourceQuota(
         "quota",
@@ -134,7 +164,14 @@ test("pulumi preview --policy-pack policy refuses a shard stack that breaks mand
   t.regex(all, /shard namespace "shard-bad" has no default-deny NetworkPolicy/);
   t.regex(all, /shard-ttl-at-most-7-days/);
   t.regex(all, /is more than 7 days ahead; the longest shard TTL is 7 days/);
-  t.regex(all, /mandatory/);
+  t.regex(all, /no-privileged-workloads/);
+  t.regex(
+    all,
+    /spec\.containers\[0\] \("miner"\): securityContext\.privileged is true in namespace "shard-bad"/,
+  );
+  t.regex(all, /jit-binding-expiry/);
+  t.regex(all, /is more than 8h ahead; the maximum JIT grant is 8h/);
+  t.regex(all, /\[mandatory\]/);
 
   const good = await stackOf("good", true);
   let goodOutput = "";
@@ -144,5 +181,5 @@ test("pulumi preview --policy-pack policy refuses a shard stack that breaks mand
   });
   t.log(goodOutput);
   t.is(preview.changeSummary["create"], 5, "stack, provider, namespace, quota, network policy");
-  t.notRegex(goodOutput, /mandatory/);
+  t.notRegex(goodOutput, /\[mandatory\]/);
 });
