@@ -4,8 +4,9 @@
  * A shard stack that breaks mandatory rules must be refused by `preview`; a well-fenced one passes.
  *
  * The engine starts the pack through `pulumi-analyzer-policy-nodejs` (installed by
- * `npm run tools`) only when it finds no `pulumi-language-nodejs`; when one is in the tools cache
- * (the testbed stand-in), this test runs the engine with a PATH without it, and says so.
+ * `npm run tools`) only when it finds no `pulumi-language-nodejs`; the testbed's stand-in language
+ * host does not implement RunPlugin ("The server does not implement the method runPlugin"), so when
+ * it is in the tools cache this test runs the engine from a bin directory without it, and says so.
  */
 import test from "ava";
 import * as kubernetes from "@pulumi/kubernetes";
