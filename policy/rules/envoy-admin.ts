@@ -95,8 +95,8 @@ export function checkEnvoyAdmin(resources: PolicyResource[], report: ReportViola
       if (
         port.name === "admin" ||
         target === "admin" ||
-        portsIn(namespace).has(Number(target)) ||
-        portsIn(namespace).has(port.port)
+        // What reaches the pod is the target port; the Service's own number may be anything.
+        portsIn(namespace).has(Number(target))
       )
         report(
           `spec.ports[${i}]: Service port ${port.port} -> ${target} leads to Envoy's admin port; remove it, admin must stay inside the pod`,

@@ -333,7 +333,11 @@ test("envoy: admin on loopback and only the listener published passes", (t) => {
       envoyAdminNotExposed,
       bootstrap("127.0.0.1", 9000),
       envoy([{ name: "http", containerPort: 8080 }]),
-      service([{ name: "http", port: 80, targetPort: 8080 }]),
+      service([
+        { name: "http", port: 80, targetPort: 8080 },
+        // The Service's own port number may equal admin's; it leads to the listener.
+        { name: "alt", port: 9000, targetPort: 8080 },
+      ]),
       // Port 9000 in a namespace without Envoy is someone else's.
       service([{ port: 9000 }], "other"),
     ),
