@@ -6,7 +6,7 @@
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { EXPIRES_AT_ANNOTATION, appLabels } from "./common";
+import { EXPIRES_AT_ANNOTATION, JIT_LABEL, appLabels } from "./common";
 
 /** The names of the Shardworks ClusterRoles. */
 export const ClusterRoleName = {
@@ -236,7 +236,7 @@ export function createJitGrant(
   parent: pulumi.Resource,
 ): JitGrantResult {
   const metadata = {
-    labels: { ...appLabels(name, "jit-grant"), "shardworks.dev/jit": "true" },
+    labels: { ...appLabels(name, "jit-grant"), [JIT_LABEL]: "true" },
     annotations: { [EXPIRES_AT_ANNOTATION]: expiresAt.toISOString() },
   };
   const roleRef = {

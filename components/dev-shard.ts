@@ -7,7 +7,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterRoleName } from "./access-control";
 import { MAX_SHARD_TTL_SECONDS } from "../runtime/lib/model";
-import { EXPIRES_AT_ANNOTATION, SHARD_LABEL, appLabels, awaitAnnotations } from "./common";
+import {
+  EXPIRES_AT_ANNOTATION,
+  SHARD_LABEL,
+  SHARD_NAMESPACE_PREFIX,
+  appLabels,
+  awaitAnnotations,
+} from "./common";
 
 export { MAX_SHARD_TTL_SECONDS };
 
@@ -167,7 +173,7 @@ export function createDevShard(
   args: DevShardArgs,
   parent: pulumi.Resource,
 ): DevShardResult {
-  const ns = `shard-${args.shardName}`;
+  const ns = `${SHARD_NAMESPACE_PREFIX}${args.shardName}`;
   const routingKey = args.routingKey ?? ns;
   const expiresAt = new Date(
     (args.now ?? new Date()).getTime() + args.ttlSeconds * 1000,
