@@ -10,10 +10,9 @@ import {
   CLUSTER_ROLE_RULES,
   ClusterRoleName,
   DEFAULT_MAX_JIT_MS,
-  JIT_LABEL,
   checkJitExpiry,
 } from "./access-rules";
-import { EXPIRES_AT_ANNOTATION, appLabels } from "./common";
+import { EXPIRES_AT_ANNOTATION, JIT_LABEL, appLabels } from "./common";
 
 export { ClusterRoleName, DEFAULT_MAX_JIT_MS } from "./access-rules";
 

@@ -1,6 +1,6 @@
 /**
  * The access model as plain data, with no Pulumi runtime import: the ClusterRoles' names and
- * rules, the JIT ceiling and the expiry check. The `AccessControl`/`JitGrant` components, the
+ * rules, the JIT ceiling and the expiry check (the JIT label is `JIT_LABEL` in `./common`). The `AccessControl`/`JitGrant` components, the
  * access reaper and the `shardworks access` CLI all read it from here, so a test that creates
  * these roles on a real API server uses exactly what production gets.
  */
@@ -16,9 +16,6 @@ export type ClusterRoleName = (typeof ClusterRoleName)[keyof typeof ClusterRoleN
 
 /** Default and ceiling of a JIT grant's length: 8 hours. */
 export const DEFAULT_MAX_JIT_MS = 8 * 3_600_000;
-
-/** Label on every JIT binding (whoever made it: the `JitGrant` component or the CLI). */
-export const JIT_LABEL = "shardworks.dev/jit";
 
 /** An RBAC rule, shaped like both `@pulumi/kubernetes` inputs and `@kubernetes/client-node`. */
 export interface PolicyRule {

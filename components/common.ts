@@ -10,6 +10,12 @@ export const MICROVM_KEY = "shardworks.dev/microvm";
 export const EXPIRES_AT_ANNOTATION = "shardworks.dev/expires-at";
 /** Label carrying the shard name on everything a DevShard creates. */
 export const SHARD_LABEL = "shardworks.dev/shard";
+/** Prefix of a shard's namespace: shard `alice` lives in `shard-alice`. */
+export const SHARD_NAMESPACE_PREFIX = "shard-";
+/** Label (value `"true"`) marking a JIT grant's binding, so the access reaper and policy find it. */
+export const JIT_LABEL = "shardworks.dev/jit";
+/** Host paths the node agent mounts: the KVM device and its state directory. Nothing else may. */
+export const NODE_AGENT_HOST_PATHS = { kvm: "/dev/kvm", state: "/var/lib/shardworks" } as const;
 /** Pulumi's annotation to not wait for readiness (see the `skipAwait` args). */
 export const SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait";
 /** The namespace of the runtime services: the only one where a privileged container runs. */

@@ -6,7 +6,16 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterRoleName } from "./access-control";
-import { EXPIRES_AT_ANNOTATION, SHARD_LABEL, appLabels, awaitAnnotations } from "./common";
+import { MAX_SHARD_TTL_SECONDS } from "../runtime/lib/model";
+import {
+  EXPIRES_AT_ANNOTATION,
+  SHARD_LABEL,
+  SHARD_NAMESPACE_PREFIX,
+  appLabels,
+  awaitAnnotations,
+} from "./common";
+
+export { MAX_SHARD_TTL_SECONDS };
 
 /** A baseline service as the platform stack exports it. */
 export interface BaselineService {
@@ -87,8 +96,6 @@ export interface DevShardArgs {
   register?: (input: ShardRegistrationInput, opts: pulumi.CustomResourceOptions) => pulumi.Resource;
 }
 
-/** Longest shard TTL: 7 days, in seconds. */
-export const MAX_SHARD_TTL_SECONDS = 7 * 86_400;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** Check the shard name: a DNS label short enough for `shard-<name>`. */
@@ -166,7 +173,7 @@ export function createDevShard(
   args: DevShardArgs,
   parent: pulumi.Resource,
 ): DevShardResult {
-  const ns = `shard-${args.shardName}`;
+  const ns = `${SHARD_NAMESPACE_PREFIX}${args.shardName}`;
   const routingKey = args.routingKey ?? ns;
   const expiresAt = new Date(
     (args.now ?? new Date()).getTime() + args.ttlSeconds * 1000,
@@ -193,7 +200,9 @@ export function createDevShard(
         },
       },
     },
-    { parent },
+    // The expiry is fixed when the shard is created: recomputing it from "now" on every run made
+    // each `pulumi preview`/`up` after the first report an update of the namespace.
+    { parent, ignoreChanges: [`metadata.annotations["${EXPIRES_AT_ANNOTATION}"]`] },
   );
   const inNs = { parent, dependsOn: [namespace] };
   const meta = (extra: Record<string, string> = {}) => ({
@@ -402,7 +411,10 @@ export class DevShard extends pulumi.ComponentResource {
     this.namespace = result.namespace.metadata.name;
     this.routingKey = pulumi.output(result.routingKey);
     this.forkDestinations = result.forkDestinations;
-    this.expiresAt = pulumi.output(result.expiresAt);
+    // The live annotation: the expiry set at creation (later runs leave it unchanged).
+    this.expiresAt = result.namespace.metadata.annotations.apply(
+      (annotations) => annotations?.[EXPIRES_AT_ANNOTATION] ?? result.expiresAt,
+    );
     this.registerOutputs({
       namespace: this.namespace,
       routingKey: this.routingKey,

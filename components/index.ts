@@ -12,13 +12,7 @@ export {
   type JitGrantArgs,
   type Subject,
 } from "./access-control";
-export {
-  CLUSTER_ROLE_RULES,
-  JIT_LABEL,
-  checkJitExpiry,
-  parseRfc3339,
-  type PolicyRule,
-} from "./access-rules";
+export { CLUSTER_ROLE_RULES, checkJitExpiry, parseRfc3339, type PolicyRule } from "./access-rules";
 export {
   EXPIRES_AT_ANNOTATION,
   Env,

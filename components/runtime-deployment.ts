@@ -10,6 +10,7 @@ import {
   EXPIRES_AT_ANNOTATION,
   Env,
   MICROVM_KEY,
+  NODE_AGENT_HOST_PATHS,
   Ports,
   SYSTEM_NAMESPACE,
   appLabels,
@@ -360,16 +361,16 @@ export function createRuntimeDeployment(
                 // capabilities a device plugin would otherwise grant.
                 securityContext: { privileged: true },
                 volumeMounts: [
-                  { name: "kvm", mountPath: "/dev/kvm" },
-                  { name: "state", mountPath: "/var/lib/shardworks" },
+                  { name: "kvm", mountPath: NODE_AGENT_HOST_PATHS.kvm },
+                  { name: "state", mountPath: NODE_AGENT_HOST_PATHS.state },
                 ],
               },
             ],
             volumes: [
-              { name: "kvm", hostPath: { path: "/dev/kvm", type: "CharDevice" } },
+              { name: "kvm", hostPath: { path: NODE_AGENT_HOST_PATHS.kvm, type: "CharDevice" } },
               {
                 name: "state",
-                hostPath: { path: "/var/lib/shardworks", type: "DirectoryOrCreate" },
+                hostPath: { path: NODE_AGENT_HOST_PATHS.state, type: "DirectoryOrCreate" },
               },
             ],
           },

@@ -8,7 +8,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { dnsLabel, routingKeySchema } from "../runtime/lib/model";
+import { MAX_SHARD_TTL_SECONDS, dnsLabel, routingKeySchema } from "../runtime/lib/model";
 import { parseDuration } from "./duration";
 import { METAL_INSTANCE_TYPE, NodeGroupRole } from "../components/common";
 
@@ -26,7 +26,7 @@ export const PlatformTarget = { Aws: "aws", Local: "local" } as const;
 export type PlatformTarget = (typeof PlatformTarget)[keyof typeof PlatformTarget];
 
 /** Longest TTL a shard may ask for: 7 days. */
-export const MAX_SHARD_TTL_MS = 7 * 86_400_000;
+export const MAX_SHARD_TTL_MS = MAX_SHARD_TTL_SECONDS * 1000;
 /** Longest JIT grant maximum a platform may configure: 24 hours. */
 export const MAX_JIT_CEILING_MS = 86_400_000;
 

@@ -9,11 +9,10 @@ import { z } from "zod";
 import {
   ClusterRoleName,
   DEFAULT_MAX_JIT_MS,
-  JIT_LABEL,
   checkJitExpiry,
   parseRfc3339,
 } from "../../components/access-rules";
-import { EXPIRES_AT_ANNOTATION } from "../../components/common";
+import { EXPIRES_AT_ANNOTATION, JIT_LABEL } from "../../components/common";
 import { AccessError, formatDuration, jitDurationProblem } from "./duration";
 
 /** Who made a CLI grant (the component's grants say `pulumi`). */

@@ -19,6 +19,8 @@ export const keys = {
   /** `shards/<name>`: a ShardRecord (routing key, owner, forks, TTL, token hash). */
   shard: (name: string): string => `${KEY_PREFIX}shards/${name}`,
   shardsPrefix: `${KEY_PREFIX}shards/`,
+  /** `routing-keys/<key>`: the name of the shard that owns a routing key (keeps keys unique). */
+  routingKey: (key: string): string => `${KEY_PREFIX}routing-keys/${key}`,
   /** Election key of the single placer among scheduler replicas. */
   placerElection: `${KEY_PREFIX}elections/placer`,
 } as const;

@@ -148,6 +148,9 @@ export const destinationSchema = z
     return port >= 1 && port <= 65535;
   }, "port must be 1-65535");
 
+/** Longest TTL a shard may have: 7 days (the platform policy; every layer enforces this one value). */
+export const MAX_SHARD_TTL_SECONDS = 7 * 86_400;
+
 /** `shards/<name>`: a registered dev shard. */
 export const shardRecordSchema = z.strictObject({
   name: dnsLabel,

@@ -10,6 +10,8 @@ import { z } from "zod";
 import type { ApiEnv } from "../lib/http";
 import { logger } from "../lib/logger";
 import { Store } from "../lib/store";
+import { createShardsApi } from "../routing/shards-api";
+import { ShardStore } from "../routing/shard-store";
 import { createApi } from "./api";
 import { Autoscaler, type AutoscalerConfig, type NodeActuator } from "./autoscaler";
 import { Placer } from "./placer";
@@ -60,7 +62,8 @@ export interface SchedulerExtras {
 }
 
 /**
- * Start a scheduler; `mounts` adds sub-apps such as `/v1/shards` behind the same auth.
+ * Start a scheduler: the sandbox and node API, the shard registry at `/v1/shards`, and `mounts`
+ * (more sub-apps behind the same auth).
  */
 export async function startScheduler(
   config: SchedulerConfig,
@@ -74,7 +77,7 @@ export async function startScheduler(
     store,
     platformToken: parsed.platformToken,
     bodyLimitBytes: parsed.bodyLimitBytes,
-    mounts,
+    mounts: [{ path: "/v1/shards", app: createShardsApi(new ShardStore(client)) }, ...mounts],
   });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: parsed.host, port: parsed.port }, () =>

@@ -3,7 +3,7 @@
  * real etcd, on loopback ports, with one admin bearer token. No kubelet, no controllers: enough
  * to create objects and have the API server validate and admit them.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
@@ -30,13 +30,26 @@ export interface ApiResponse {
 /** A running API server. */
 export interface KubeApiserver {
   readonly url: string;
+  /** A kubeconfig (JSON) for the admin, skipping TLS verification of the self-signed server. */
+  readonly kubeconfig: string;
   /** Send a request as the admin. */
   call(method: string, path: string, body?: unknown): Promise<ApiResponse>;
   stop(): Promise<void>;
 }
 
+/** Options of {@link startKubeApiserver}. */
+export interface StartKubeApiserverOptions {
+  /**
+   * Also run kube-controller-manager's namespace and garbage-collector controllers, so deleted
+   * namespaces are emptied and go away (Pulumi waits for that on destroy). Default false.
+   */
+  controllers?: boolean;
+}
+
 /** Start etcd and kube-apiserver; resolves once `/readyz` answers 200. */
-export async function startKubeApiserver(): Promise<KubeApiserver> {
+export async function startKubeApiserver(
+  options: StartKubeApiserverOptions = {},
+): Promise<KubeApiserver> {
   const dir = mkdtempSync(join(tmpdir(), "shardworks-apiserver-"));
   const etcd = await startEtcd();
   const token = randomBytes(24).toString("hex");
@@ -104,7 +117,9 @@ export async function startKubeApiserver(): Promise<KubeApiserver> {
       if (body !== undefined) req.write(JSON.stringify(body));
       req.end();
     });
+  const processes: ChildProcess[] = [child];
   const stop = async () => {
+    for (const extra of processes.slice(1)) if (extra.exitCode === null) extra.kill("SIGKILL");
     if (child.exitCode === null) {
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
@@ -131,7 +146,32 @@ export async function startKubeApiserver(): Promise<KubeApiserver> {
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { url, call, stop };
+  const kubeconfig = JSON.stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: "test", cluster: { server: url, "insecure-skip-tls-verify": true } }],
+    users: [{ name: "admin", user: { token } }],
+    contexts: [{ name: "test", context: { cluster: "test", user: "admin" } }],
+    "current-context": "test",
+  });
+  if (options.controllers) {
+    const kubeconfigPath = join(dir, "kubeconfig");
+    writeFileSync(kubeconfigPath, kubeconfig);
+    const controllers = spawn(
+      join(kubeApiserverBinary(), "..", "kube-controller-manager"),
+      [
+        `--kubeconfig=${kubeconfigPath}`,
+        "--controllers=namespace,garbagecollector",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        `--secure-port=${await freePort()}`,
+        `--cert-dir=${dir}`,
+      ],
+      { stdio: "ignore" },
+    );
+    processes.push(controllers);
+  }
+  return { url, kubeconfig, call, stop };
 }
 
 /** Whether the binary is there. */

@@ -1,0 +1,256 @@
+/**
+ * The routing controller: watches shards and sandboxes in etcd, translates them (with the baseline
+ * services from config) into xDS resources, and pushes each new snapshot to the cache its ADS
+ * server answers from. The same process runs the reapers (expired shards are deleted from etcd, so
+ * their routes vanish with the next snapshot).
+ */
+import type { Etcd3, IKeyValue, Watcher } from "etcd3";
+import { EventEmitter } from "node:events";
+import type { z } from "zod";
+import { keyName, keys } from "../lib/keys";
+import { logger as rootLogger, type Logger } from "../lib/logger";
+import {
+  sandboxRecordSchema,
+  shardRecordSchema,
+  type BaselineService,
+  type SandboxRecord,
+  type ShardRecord,
+} from "../lib/model";
+import { ShardStore } from "./shard-store";
+import { Translator } from "./translate";
+import { Snapshot, SnapshotCache, XdsServer } from "./xds";
+
+/**
+ * Every Envoy and gRPC client gets the same configuration, so the cache keeps one snapshot under
+ * this key for all nodes.
+ */
+export const ALL_NODES = "shardworks";
+
+/**
+ * Something that deletes what has expired. The controller runs each on every tick; errors are
+ * logged and retried next tick. The JIT-grant reaper (expired RoleBindings, deleted through the
+ * Kubernetes API) belongs to the access-control issue and plugs in here through `reapers`.
+ */
+export interface Reaper {
+  readonly name: string;
+  /** Delete what expired at `now`; returns how many were deleted. */
+  reap(now: Date): Promise<number>;
+}
+
+/** Options of {@link RoutingController}. */
+export interface RoutingControllerOptions {
+  readonly etcd: Etcd3;
+  /** The baseline services (from config). */
+  readonly baseline: readonly BaselineService[];
+  /** Sandbox host domain; default `shardworks.local`. */
+  domain?: string;
+  /** Envoy ingress listener port; default 8080 (the EnvoyGateway default). */
+  ingressPort?: number;
+  /** ADS port; default 18000 (0 = any free port). */
+  xdsPort?: number;
+  /** ADS bind address; default 127.0.0.1. */
+  xdsHost?: string;
+  /** How often the reapers run; default 1000 ms. */
+  reapIntervalMs?: number;
+  /** Reapers run besides the shard reaper (e.g. JIT grants). */
+  extraReapers?: readonly Reaper[];
+  logger?: Logger;
+}
+
+/** Events of {@link RoutingController}. */
+export interface RoutingControllerEvents {
+  /** A new snapshot was pushed to the cache. */
+  snapshot: [{ snapshot: Snapshot; shards: number; sandboxes: number; translateMillis: number }];
+  /** A reaper deleted something. */
+  reaped: [{ reaper: string; count: number }];
+  /** A loop failed (and will retry). */
+  error: [Error];
+}
+
+interface Stored<T> {
+  readonly record: T;
+  readonly modRevision: string;
+}
+
+/** The controller process' core: etcd watches → translation → snapshot cache → ADS. */
+export class RoutingController {
+  readonly events = new EventEmitter<RoutingControllerEvents>();
+  readonly cache = new SnapshotCache({ nodeKey: () => ALL_NODES });
+  readonly server: XdsServer;
+  readonly #options: RoutingControllerOptions;
+  readonly #logger: Logger;
+  readonly #translator: Translator;
+  readonly #shards = new Map<string, Stored<ShardRecord>>();
+  readonly #sandboxes = new Map<string, Stored<SandboxRecord>>();
+  readonly #watchers: Watcher[] = [];
+  readonly #abort = new AbortController();
+  #rebuildQueued = false;
+  #reapTimer: NodeJS.Timeout | undefined;
+  #port = 0;
+
+  constructor(options: RoutingControllerOptions) {
+    this.#options = options;
+    this.#logger = (options.logger ?? rootLogger).child({ component: "routing-controller" });
+    this.#translator = new Translator({
+      ...(options.domain === undefined ? {} : { domain: options.domain }),
+      ...(options.ingressPort === undefined ? {} : { ingressPort: options.ingressPort }),
+    });
+    this.server = new XdsServer(this.cache, { logger: this.#logger });
+  }
+
+  /** The ADS port (after {@link start}). */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** The snapshot being served, if one was built. */
+  snapshot(): Snapshot | undefined {
+    return this.cache.getSnapshot(ALL_NODES);
+  }
+
+  /** Load shards and sandboxes, serve the first snapshot, then follow etcd and start reaping. */
+  async start(): Promise<number> {
+    await Promise.all([
+      this.#follow(keys.shardsPrefix, shardRecordSchema, this.#shards),
+      this.#follow(keys.sandboxesPrefix, sandboxRecordSchema, this.#sandboxes),
+    ]);
+    this.#rebuild();
+    this.#port = await this.server.listen(this.#options.xdsPort ?? 18_000, this.#options.xdsHost);
+    this.#scheduleReap();
+    this.#logger.info({ port: this.#port }, "routing controller serving ADS");
+    return this.#port;
+  }
+
+  /** Stop watching, reaping and serving. */
+  async close(): Promise<void> {
+    this.#abort.abort();
+    clearTimeout(this.#reapTimer);
+    await Promise.all(this.#watchers.map((w) => w.cancel()));
+    await this.server.close();
+  }
+
+  /** Run every reaper once (the timer calls this; tests may too). */
+  async reapOnce(now = new Date()): Promise<void> {
+    for (const reaper of [this.#shardReaper, ...(this.#options.extraReapers ?? [])]) {
+      try {
+        const count = await reaper.reap(now);
+        if (count > 0) {
+          this.#logger.info({ reaper: reaper.name, count }, "reaped expired records");
+          this.events.emit("reaped", { reaper: reaper.name, count });
+        }
+      } catch (error) {
+        this.#fail(new Error(`reaper ${reaper.name} failed`, { cause: error }));
+      }
+    }
+  }
+
+  /** Deletes shards past `expiresAt`, only if unchanged since read (a renewed shard survives). */
+  readonly #shardReaper: Reaper = {
+    name: "shards",
+    reap: async (now) => {
+      const store = new ShardStore(this.#options.etcd);
+      let count = 0;
+      for (const { record, modRevision } of [...this.#shards.values()]) {
+        if (Date.parse(record.expiresAt) > now.getTime()) continue;
+        if (await store.delete(record.name, modRevision)) count++;
+      }
+      return count;
+    },
+  };
+
+  #scheduleReap(): void {
+    if (this.#abort.signal.aborted) return;
+    this.#reapTimer = setTimeout(() => {
+      void this.reapOnce().finally(() => this.#scheduleReap());
+    }, this.#options.reapIntervalMs ?? 1000);
+    this.#reapTimer.unref();
+  }
+
+  /** Read a prefix, then watch it from the revision read, keeping `into` current. */
+  async #follow<T>(
+    prefix: string,
+    schema: z.ZodType<T>,
+    into: Map<string, Stored<T>>,
+  ): Promise<void> {
+    const { etcd } = this.#options;
+    const response = await etcd.getAll().prefix(prefix).exec();
+    for (const kv of response.kvs) this.#apply(kv, schema, into);
+    const watcher = await etcd
+      .watch()
+      .prefix(prefix)
+      .startRevision(String(BigInt(response.header.revision) + 1n))
+      .create();
+    watcher.on("put", (kv) => {
+      this.#apply(kv, schema, into);
+      this.#queueRebuild();
+    });
+    watcher.on("delete", (kv) => {
+      into.delete(keyName(kv.key.toString()));
+      this.#queueRebuild();
+    });
+    watcher.on("error", (error) =>
+      this.#fail(new Error(`watch of ${prefix} failed`, { cause: error })),
+    );
+    this.#watchers.push(watcher);
+  }
+
+  #apply<T>(kv: IKeyValue, schema: z.ZodType<T>, into: Map<string, Stored<T>>): void {
+    const key = kv.key.toString();
+    const parsed = schema.safeParse(safeJson(kv.value.toString()));
+    if (!parsed.success) {
+      // A record another writer broke must not take every route down: skip it, loudly.
+      this.#logger.error({ key, issues: parsed.error.issues }, "ignoring an invalid record");
+      into.delete(keyName(key));
+      return;
+    }
+    into.set(keyName(key), { record: parsed.data, modRevision: kv.mod_revision });
+  }
+
+  /** Coalesce a burst of etcd events into one rebuild. */
+  #queueRebuild(): void {
+    if (this.#rebuildQueued) return;
+    this.#rebuildQueued = true;
+    setImmediate(() => {
+      this.#rebuildQueued = false;
+      if (!this.#abort.signal.aborted) this.#rebuild();
+    });
+  }
+
+  #rebuild(): void {
+    try {
+      const started = performance.now();
+      const resources = this.#translator.translate({
+        baseline: this.#options.baseline,
+        shards: [...this.#shards.values()].map((s) => s.record),
+        sandboxes: [...this.#sandboxes.values()].map((s) => s.record),
+      });
+      const snapshot = new Snapshot(resources);
+      const problems = snapshot.inconsistencies();
+      if (problems.length > 0) {
+        throw new Error(`inconsistent snapshot not served: ${problems.join("; ")}`);
+      }
+      this.cache.setSnapshot(ALL_NODES, snapshot);
+      this.events.emit("snapshot", {
+        snapshot,
+        shards: this.#shards.size,
+        sandboxes: this.#sandboxes.size,
+        translateMillis: performance.now() - started,
+      });
+    } catch (error) {
+      this.#fail(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  #fail(error: Error): void {
+    this.#logger.error({ err: error }, error.message);
+    if (this.events.listenerCount("error") > 0) this.events.emit("error", error);
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}

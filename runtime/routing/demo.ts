@@ -1,0 +1,146 @@
+/**
+ * The routing part of the `npm start` demo. Given a running scheduler API (with `/v1/shards`) and a
+ * routing controller whose baseline includes `service`: create a shard forking `service` to
+ * `forkDestination`, then send one request without the routing key, one with the header and one
+ * with a baggage member, through a REAL `@grpc/grpc-js-xds` client, and report which backend
+ * answered each.
+ *
+ * Use: `const backends = await startDemoBackends()`, start the controller with baseline
+ * `{ name: "demo", destination: backends.baseline.address }`, then
+ * `runRoutingDemo({ ..., forkDestination: backends.fork.address })`.
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import type { ProbeInput } from "./xds-probe";
+import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "./translate";
+import { startWhoBackend, type WhoBackend } from "./who";
+
+/** The service name the demo forks (configure the controller's baseline with it). */
+export const DEMO_SERVICE = "demo";
+
+/** Two real gRPC backends on loopback: the baseline and the fork of the demo service. */
+export async function startDemoBackends(): Promise<{
+  baseline: WhoBackend;
+  fork: WhoBackend;
+  close(): Promise<void>;
+}> {
+  const baseline = await startWhoBackend("baseline");
+  const fork = await startWhoBackend("fork");
+  return {
+    baseline,
+    fork,
+    close: async () => {
+      await Promise.all([baseline.close(), fork.close()]);
+    },
+  };
+}
+
+/** Options of {@link runRoutingDemo}. */
+export interface RoutingDemoOptions {
+  /** Scheduler API base URL. */
+  apiUrl: string;
+  platformToken: string;
+  /** `host:port` of the routing controller's ADS server. */
+  xdsAddress: string;
+  /** Baseline service to fork; default {@link DEMO_SERVICE}. */
+  service?: string;
+  /** `host:port` of the fork's backend. */
+  forkDestination: string;
+  /** Default `demo`. */
+  shardName?: string;
+  /** Default `demo-key`. */
+  routingKey?: string;
+  /** Delete the shard at the end; default true. */
+  cleanup?: boolean;
+}
+
+/** Which backend answered each request. */
+export interface RoutingDemoResult {
+  shard: string;
+  routingKey: string;
+  withoutKey: string;
+  withHeader: string;
+  withBaggage: string;
+}
+
+/** Run the demo; throws with a clear message when a step fails. */
+export async function runRoutingDemo(options: RoutingDemoOptions): Promise<RoutingDemoResult> {
+  const service = options.service ?? DEMO_SERVICE;
+  const shard = options.shardName ?? "demo";
+  const routingKey = options.routingKey ?? "demo-key";
+  const url = `${options.apiUrl.replace(/\/+$/, "")}/v1/shards/${shard}`;
+  const headers = {
+    authorization: `Bearer ${options.platformToken}`,
+    "content-type": "application/json",
+  };
+  const put = await fetch(url, {
+    method: "PUT",
+    headers,
+    body: JSON.stringify({
+      routingKey,
+      owner: "demo",
+      forks: [{ service, destination: options.forkDestination }],
+      ttlSeconds: 600,
+    }),
+  });
+  if (put.status !== 200 && put.status !== 201) {
+    throw new Error(`creating shard ${shard} failed (HTTP ${put.status}): ${await put.text()}`);
+  }
+  try {
+    const answers = await probe(options.xdsAddress, {
+      target: `xds:///${service}`,
+      requests: [
+        // The first request waits until the controller's push has reached the client.
+        { headers: { [ROUTING_KEY_HEADER]: routingKey }, expect: "fork" },
+        { headers: {} },
+        { headers: { baggage: `user=demo, ${ROUTING_KEY_BAGGAGE_MEMBER}=${routingKey};src=cli` } },
+      ],
+    });
+    const [withHeader, withoutKey, withBaggage] = answers.map((a) =>
+      typeof a === "string" ? a : `error: ${a.error}`,
+    );
+    return {
+      shard,
+      routingKey,
+      withoutKey: withoutKey ?? "",
+      withHeader: withHeader ?? "",
+      withBaggage: withBaggage ?? "",
+    };
+  } finally {
+    if (options.cleanup ?? true) await fetch(url, { method: "DELETE", headers });
+  }
+}
+
+/** Run `xds-probe.ts` in its own process (a gRPC xDS client reads its bootstrap once per process). */
+async function probe(
+  xdsAddress: string,
+  input: ProbeInput,
+): Promise<(string | { error: string })[]> {
+  const bootstrap = {
+    xds_servers: [
+      {
+        server_uri: xdsAddress,
+        channel_creds: [{ type: "insecure" }],
+        server_features: ["xds_v3"],
+      },
+    ],
+    node: { id: "shardworks-demo", locality: {} },
+  };
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", join(__dirname, "xds-probe.ts"), JSON.stringify(input)],
+    {
+      env: { ...process.env, GRPC_XDS_BOOTSTRAP_CONFIG: JSON.stringify(bootstrap) },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`the xDS client failed (exit ${code}): ${stderr.trim()}`);
+  return (JSON.parse(stdout) as { answers: (string | { error: string })[] }).answers;
+}

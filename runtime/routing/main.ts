@@ -1,0 +1,162 @@
+/**
+ * `tsx runtime/routing/main.ts --etcd http://127.0.0.1:2379 --baseline api=10.0.0.5:8080`: the
+ * routing controller process (ADS server + reapers). Every option has an environment variable, as
+ * the RuntimeDeployment sets them (`SHARDWORKS_ETCD_ENDPOINTS`, `SHARDWORKS_LISTEN_PORT`).
+ */
+import { Command, Option } from "commander";
+import { Etcd3 } from "etcd3";
+import { z } from "zod";
+import { formatZodIssues } from "../lib/errors";
+import { logger } from "../lib/logger";
+import { baselineServiceSchema } from "../lib/model";
+import { RoutingController } from "./controller";
+
+/** Routing controller configuration (validated with zod). */
+export const routingConfigSchema = z.strictObject({
+  etcdEndpoints: z.array(z.url()).min(1),
+  /** Baseline services: `name=host:port` pairs, or a JSON list of `{ name, destination }`. */
+  baseline: z.array(baselineServiceSchema).superRefine((list, ctx) => {
+    const seen = new Set<string>();
+    list.forEach((s, i) => {
+      if (seen.has(s.name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [i, "name"],
+          message: `service "${s.name}" is listed twice`,
+        });
+      }
+      seen.add(s.name);
+    });
+  }),
+  xdsHost: z.string().min(1).default("0.0.0.0"),
+  xdsPort: z.number().int().min(0).max(65535).default(18_000),
+  ingressPort: z.number().int().min(1).max(65535).default(8080),
+  domain: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+      message: 'must be a DNS domain, e.g. "shardworks.local"',
+    })
+    .default("shardworks.local"),
+  reapIntervalMs: z.number().int().min(100).default(1000),
+});
+export type RoutingConfig = z.input<typeof routingConfigSchema>;
+
+/** Parse `--baseline`: a JSON list, or comma-separated `name=host:port`. */
+export function parseBaseline(text: string): unknown {
+  const trimmed = text.trim();
+  if (trimmed === "") return [];
+  if (trimmed.startsWith("[")) return JSON.parse(trimmed) as unknown;
+  return trimmed.split(",").map((pair) => {
+    const eq = pair.indexOf("=");
+    return { name: pair.slice(0, eq).trim(), destination: pair.slice(eq + 1).trim() };
+  });
+}
+
+/** Start a controller from a validated config; the caller closes it. */
+export async function startRoutingController(
+  config: RoutingConfig,
+): Promise<{ controller: RoutingController; etcd: Etcd3; port: number }> {
+  const parsed = routingConfigSchema.parse(config);
+  const etcd = new Etcd3({ hosts: parsed.etcdEndpoints });
+  const controller = new RoutingController({
+    etcd,
+    baseline: parsed.baseline,
+    xdsHost: parsed.xdsHost,
+    xdsPort: parsed.xdsPort,
+    ingressPort: parsed.ingressPort,
+    domain: parsed.domain,
+    reapIntervalMs: parsed.reapIntervalMs,
+  });
+  try {
+    const port = await controller.start();
+    return { controller, etcd, port };
+  } catch (error) {
+    await controller.close().catch(() => undefined);
+    etcd.close();
+    throw error;
+  }
+}
+
+async function main(): Promise<void> {
+  const program = new Command("shardworks-routing")
+    .addOption(
+      new Option("--etcd <urls>", "etcd client URLs, comma-separated")
+        .env("SHARDWORKS_ETCD_ENDPOINTS")
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option(
+        "--baseline <services>",
+        'baseline services: "api=10.0.0.5:8080,web=web.svc:80" or JSON',
+      )
+        .env("SHARDWORKS_BASELINE_SERVICES")
+        .default(""),
+    )
+    .addOption(
+      new Option("--host <host>", "ADS listen address").env("SHARDWORKS_HOST").default("0.0.0.0"),
+    )
+    .addOption(
+      new Option("--port <port>", "ADS port").env("SHARDWORKS_LISTEN_PORT").default("18000"),
+    )
+    .addOption(
+      new Option("--ingress-port <port>", "Envoy ingress listener port")
+        .env("SHARDWORKS_INGRESS_PORT")
+        .default("8080"),
+    )
+    .addOption(
+      new Option("--domain <domain>", "sandbox hosts are <id>.sandbox.<domain>")
+        .env("SHARDWORKS_DOMAIN")
+        .default("shardworks.local"),
+    )
+    .parse();
+  const o = program.opts<{
+    etcd: string;
+    baseline: string;
+    host: string;
+    port: string;
+    ingressPort: string;
+    domain: string;
+  }>();
+  let baseline: unknown;
+  try {
+    baseline = parseBaseline(o.baseline);
+  } catch {
+    throw new z.ZodError([
+      { code: "custom", path: ["baseline"], message: "is not valid JSON", input: o.baseline },
+    ]);
+  }
+  const { controller, etcd, port } = await startRoutingController({
+    etcdEndpoints: o.etcd.split(","),
+    baseline: baseline as RoutingConfig["baseline"],
+    xdsHost: o.host,
+    xdsPort: Number(o.port),
+    ingressPort: Number(o.ingressPort),
+    domain: o.domain,
+  });
+  let closing = false;
+  const stop = (): void => {
+    if (closing) return;
+    closing = true;
+    controller.close().then(
+      () => {
+        etcd.close();
+        process.exit(0);
+      },
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  console.log(JSON.stringify({ ready: true, xdsPort: port }));
+}
+
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    if (error instanceof z.ZodError) {
+      for (const line of formatZodIssues(error)) console.error(`invalid option: ${line}`);
+    } else {
+      logger.error({ err: error }, "routing controller failed to start");
+    }
+    process.exit(1);
+  });
+}

@@ -1,0 +1,160 @@
+/**
+ * `PUT/GET/DELETE /v1/shards/<name>` and `GET /v1/shards`: the shard registry of the scheduler API,
+ * as a Hono sub-app the scheduler mounts at `/v1/shards`. The scheduler's auth middleware sets
+ * `principal`; a shard token reaches only its own shard, the platform token reaches all.
+ */
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import type { Principal } from "../lib/auth";
+import { HttpError, badRequest } from "../lib/errors";
+import type { ApiEnv } from "../lib/http";
+import {
+  MAX_SHARD_TTL_SECONDS,
+  destinationSchema,
+  dnsLabel,
+  routingKeySchema,
+  type ShardRecord,
+} from "../lib/model";
+import { ShardStore } from "./shard-store";
+
+/**
+ * Forks are a list, not an object: a JSON object silently keeps the last of two equal keys, so a
+ * list is the only shape in which a duplicate fork of one service can be seen and refused.
+ */
+export const forksSchema = z
+  .array(z.strictObject({ service: dnsLabel, destination: destinationSchema }))
+  .max(256)
+  .superRefine((forks, ctx) => {
+    const seen = new Map<string, number>();
+    forks.forEach((fork, index) => {
+      const first = seen.get(fork.service);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: [index, "service"],
+          message: `service "${fork.service}" is already forked at forks[${first}]; a shard may fork a service once`,
+        });
+      } else seen.set(fork.service, index);
+    });
+  });
+
+/** Body of `PUT /v1/shards/<name>`. */
+export const shardBodySchema = z.strictObject({
+  routingKey: routingKeySchema,
+  owner: z.string().min(1).max(253),
+  forks: forksSchema,
+  /** Time to live from now (each PUT renews it); default one day. */
+  ttlSeconds: z.number().int().min(1).max(MAX_SHARD_TTL_SECONDS).default(86_400),
+});
+export type ShardBody = z.infer<typeof shardBodySchema>;
+
+/** A shard as the API shows it: no token hash, forks as a list. */
+export interface ShardView {
+  name: string;
+  routingKey: string;
+  owner: string;
+  forks: { service: string; destination: string }[];
+  ttlSeconds: number;
+  expiresAt: string;
+  createdAt: string;
+}
+
+/** The API view of a stored shard. */
+export function shardView(record: ShardRecord): ShardView {
+  return {
+    name: record.name,
+    routingKey: record.routingKey,
+    owner: record.owner,
+    forks: Object.entries(record.forks)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([service, destination]) => ({ service, destination })),
+    ttlSeconds: record.ttlSeconds,
+    expiresAt: record.expiresAt,
+    createdAt: record.createdAt,
+  };
+}
+
+/** The shard sub-app; mount it at `/v1/shards` behind the auth middleware. */
+export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+
+  app.get("/", async (c) => {
+    const principal = c.get("principal");
+    const shards = await store.list();
+    const visible =
+      principal.kind === "platform" ? shards : shards.filter((s) => s.name === principal.shard);
+    return c.json({ shards: visible.map(shardView) });
+  });
+
+  app.get("/:name", async (c) => {
+    const name = shardName(c);
+    authorize(c.get("principal"), name);
+    const stored = await store.get(name);
+    if (!stored) throw notFound(name);
+    return c.json({ shard: shardView(stored.record) });
+  });
+
+  app.put("/:name", async (c) => {
+    const name = shardName(c);
+    const principal = c.get("principal");
+    authorize(principal, name);
+    const body = shardBodySchema.safeParse(await jsonBody(c));
+    if (!body.success) throw badRequest(body.error);
+    const input = {
+      routingKey: body.data.routingKey,
+      owner: body.data.owner,
+      forks: Object.fromEntries(body.data.forks.map((f) => [f.service, f.destination])),
+      ttlSeconds: body.data.ttlSeconds,
+    };
+    const existing = await store.get(name);
+    if (existing) {
+      const record = await store.update(existing, input);
+      return c.json({ shard: shardView(record) }, 200);
+    }
+    if (principal.kind !== "platform") {
+      throw new HttpError(403, "forbidden", "only the platform token may create shards");
+    }
+    const { record, token } = await store.create(name, input);
+    return c.json({ shard: shardView(record), token }, 201);
+  });
+
+  app.delete("/:name", async (c) => {
+    const name = shardName(c);
+    authorize(c.get("principal"), name);
+    if (!(await store.delete(name))) throw notFound(name);
+    return c.body(null, 204);
+  });
+
+  return app;
+}
+
+function shardName(c: Context<ApiEnv>): string {
+  const parsed = dnsLabel.safeParse(c.req.param("name"));
+  if (!parsed.success) throw badRequest(parsed.error, "name");
+  return parsed.data;
+}
+
+/** A shard token may act on its own shard only. */
+function authorize(principal: Principal, name: string): void {
+  if (principal.kind === "shard" && principal.shard !== name) {
+    throw new HttpError(
+      403,
+      "forbidden",
+      `this token belongs to shard "${principal.shard}" and cannot manage shard "${name}"`,
+    );
+  }
+}
+
+async function jsonBody(c: Context<ApiEnv>): Promise<unknown> {
+  try {
+    return await c.req.json();
+  } catch (error) {
+    throw new HttpError(400, "invalid_json", "the request body must be a JSON object", undefined, {
+      cause: error,
+    });
+  }
+}
+
+function notFound(name: string): HttpError {
+  return new HttpError(404, "not_found", `shard "${name}" does not exist`);
+}

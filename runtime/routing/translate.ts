@@ -1,0 +1,435 @@
+/**
+ * Translation, pure: baseline services + shards + sandboxes → Envoy Listener, RouteConfiguration,
+ * Cluster and ClusterLoadAssignment resources.
+ *
+ * - One virtual host per baseline service. For each shard that forks the service, two routes to
+ *   the fork's cluster: header `x-shardworks-routing-key: <key>` (exact), or a `baggage` header
+ *   holding the member `shardworks-routing-key=<key>` anywhere in its list. Last, the default route
+ *   to the baseline.
+ * - `<sandbox-id>.sandbox.<domain>` (and `<port>.<sandbox-id>.sandbox.<domain>`) → the node
+ *   endpoint of a running sandbox's exposed port.
+ * - For gRPC xDS clients (`xds:///<service>`): a Listener named after each service with an
+ *   `api_listener` HttpConnectionManager that loads the service's RouteConfiguration over ADS.
+ *   For Envoy: one `ingress` listener whose route configuration holds every virtual host.
+ *
+ * {@link Translator} memoizes per shard, per service and per sandbox, so changing one shard among
+ * 10,000 rebuilds only that shard's resources and the virtual hosts of the services it forks.
+ */
+import { parseKeyPairsIntoRecord } from "@opentelemetry/core";
+import { isIPv4 } from "node:net";
+import type { BaselineService, SandboxRecord, ShardRecord } from "../lib/model";
+import * as protobuf from "protobufjs";
+import { assertKnownFields, envoyRoot, ExtensionTypeUrl, pack, TypeUrl } from "./xds/protos";
+import {
+  makeResource,
+  makeResourceFromParts,
+  type SnapshotResources,
+  type XdsResource,
+} from "./xds/snapshot";
+
+/** The header carrying a routing key. */
+export const ROUTING_KEY_HEADER = "x-shardworks-routing-key";
+/** The W3C baggage member carrying a routing key. */
+export const ROUTING_KEY_BAGGAGE_MEMBER = "shardworks-routing-key";
+/** The listener and route configuration Envoy (the gateway) loads. */
+export const INGRESS_NAME = "ingress";
+
+/** What translation reads. */
+export interface RoutingState {
+  readonly baseline: readonly BaselineService[];
+  readonly shards: readonly ShardRecord[];
+  readonly sandboxes: readonly SandboxRecord[];
+}
+
+/** Options of translation. */
+export interface TranslateOptions {
+  /** Sandbox hosts are `<id>.sandbox.<domain>`; default `shardworks.local`. */
+  domain?: string;
+  /** Port of Envoy's ingress listener; default 8080 (the EnvoyGateway default). */
+  ingressPort?: number;
+}
+
+/**
+ * The routing key in a W3C `baggage` header value, parsed by `@opentelemetry/core`; undefined
+ * when the member is absent.
+ */
+export function routingKeyFromBaggage(header: string): string | undefined {
+  return parseKeyPairsIntoRecord(header)[ROUTING_KEY_BAGGAGE_MEMBER];
+}
+
+/**
+ * An RE2 pattern (Envoy and gRPC match it against the whole header value) that holds when the
+ * baggage list has the member `shardworks-routing-key=<key>`: at the start or after a comma, with
+ * optional whitespace around the key, `=` and value, optionally followed by `;properties`.
+ * Routing keys are `[a-z0-9-]` (validated), and are still escaped here so no key can widen it.
+ */
+export function baggageRegex(routingKey: string): string {
+  const key = escapeRegex(ROUTING_KEY_BAGGAGE_MEMBER);
+  const value = escapeRegex(routingKey);
+  return `(?:.*,)?[ \\t]*${key}[ \\t]*=[ \\t]*${value}[ \\t]*(?:;[^,]*)?(?:,.*)?`;
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[\\^$.*+?()[\]{}|]/g, "\\$&");
+}
+
+/** Cluster name of a service's baseline. */
+export const baselineClusterName = (service: string): string => `baseline/${service}`;
+/** Cluster name of a shard's fork of a service. */
+export const forkClusterName = (shard: string, service: string): string =>
+  `shard/${shard}/${service}`;
+/** Cluster name of a sandbox's exposed guest port. */
+export const sandboxClusterName = (id: string, port: string): string => `sandbox/${id}/${port}`;
+
+/** Translate from scratch (the reference the memoizing {@link Translator} must agree with). */
+export function translate(state: RoutingState, options: TranslateOptions = {}): SnapshotResources {
+  return new Translator(options).translate(state);
+}
+
+type Route = Record<string, unknown>;
+interface ShardPart {
+  readonly record: ShardRecord;
+  readonly clusters: XdsResource[];
+  readonly endpoints: XdsResource[];
+  /** Service → the two routes to this shard's fork of it. */
+  readonly routes: ReadonlyMap<string, readonly Route[]>;
+  /** Service → `VirtualHost { routes }` of those routes, encoded (a part of the virtual host). */
+  readonly routeParts: ReadonlyMap<string, Uint8Array>;
+}
+interface ServicePart {
+  readonly baseline: BaselineService;
+  readonly shardParts: readonly ShardPart[];
+  readonly virtualHost: Record<string, unknown>;
+  /** `RouteConfiguration { virtual_hosts: [virtualHost] }`, encoded: a part of the ingress. */
+  readonly ingressPart: Uint8Array;
+  readonly resources: XdsResource[];
+}
+interface SandboxPart {
+  readonly record: SandboxRecord;
+  readonly clusters: XdsResource[];
+  readonly endpoints: XdsResource[];
+  readonly virtualHosts: Record<string, unknown>[];
+  readonly ingressPart: Uint8Array;
+  readonly resources: XdsResource[];
+}
+
+/** Incremental translation: same output as {@link translate}, reusing unchanged parts. */
+export class Translator {
+  readonly #domain: string;
+  readonly #ingressPort: number;
+  #shards = new Map<string, ShardPart>();
+  #services = new Map<string, ServicePart>();
+  #sandboxes = new Map<string, SandboxPart>();
+  #ingress: { key: unknown[]; resources: XdsResource[] } | undefined;
+
+  constructor(options: TranslateOptions = {}) {
+    this.#domain = options.domain ?? "shardworks.local";
+    this.#ingressPort = options.ingressPort ?? 8080;
+  }
+
+  /**
+   * Resources for a state. Records are compared by identity: pass the same object for a shard or
+   * sandbox that did not change (the controller does), and its resources are reused.
+   */
+  translate(state: RoutingState): SnapshotResources {
+    const shards = new Map<string, ShardPart>();
+    const forksByService = new Map<string, ShardPart[]>();
+    for (const record of [...state.shards].sort(byName)) {
+      const previous = this.#shards.get(record.name);
+      const part = previous?.record === record ? previous : this.#shardPart(record);
+      shards.set(record.name, part);
+      for (const service of part.routes.keys()) {
+        let list = forksByService.get(service);
+        if (!list) forksByService.set(service, (list = []));
+        list.push(part);
+      }
+    }
+    this.#shards = shards;
+
+    const services = new Map<string, ServicePart>();
+    for (const baseline of [...state.baseline].sort(byName)) {
+      const forks = forksByService.get(baseline.name) ?? [];
+      const previous = this.#services.get(baseline.name);
+      const unchanged =
+        previous !== undefined &&
+        previous.baseline.destination === baseline.destination &&
+        previous.shardParts.length === forks.length &&
+        previous.shardParts.every((p, i) => p === forks[i]);
+      services.set(baseline.name, unchanged ? previous : this.#servicePart(baseline, forks));
+    }
+    this.#services = services;
+
+    const sandboxes = new Map<string, SandboxPart>();
+    for (const record of [...state.sandboxes].sort((a, b) => compare(a.id, b.id))) {
+      if (record.status.phase !== "running" || Object.keys(record.status.endpoints).length === 0) {
+        continue;
+      }
+      const previous = this.#sandboxes.get(record.id);
+      sandboxes.set(record.id, previous?.record === record ? previous : this.#sandboxPart(record));
+    }
+    this.#sandboxes = sandboxes;
+
+    const ingressKey = [...services.values(), ...sandboxes.values()];
+    if (
+      !this.#ingress ||
+      this.#ingress.key.length !== ingressKey.length ||
+      this.#ingress.key.some((p, i) => p !== ingressKey[i])
+    ) {
+      this.#ingress = { key: ingressKey, resources: this.#ingressResources() };
+    }
+
+    const out: Record<TypeUrl, XdsResource[]> = {
+      [TypeUrl.Cluster]: [],
+      [TypeUrl.Endpoint]: [],
+      [TypeUrl.Listener]: [],
+      [TypeUrl.Route]: [],
+    };
+    const add = (resources: readonly XdsResource[]): void => {
+      for (const r of resources) out[r.typeUrl].push(r);
+    };
+    for (const part of services.values()) add(part.resources);
+    // A fork of a service that is not (or no longer) in the baseline routes nowhere: not sent.
+    const served = (r: XdsResource): boolean =>
+      services.has(r.name.slice(r.name.lastIndexOf("/") + 1));
+    for (const part of shards.values()) {
+      add(part.clusters.filter(served));
+      add(part.endpoints.filter(served));
+    }
+    for (const part of sandboxes.values()) add(part.resources);
+    add(this.#ingress.resources);
+    return out;
+  }
+
+  #shardPart(record: ShardRecord): ShardPart {
+    const clusters: XdsResource[] = [];
+    const endpoints: XdsResource[] = [];
+    const routes = new Map<string, Route[]>();
+    const routeParts = new Map<string, Uint8Array>();
+    for (const [service, destination] of Object.entries(record.forks)) {
+      const name = forkClusterName(record.name, service);
+      const built = clusterResources(name, destination);
+      clusters.push(built.cluster);
+      if (built.endpoints) endpoints.push(built.endpoints);
+      routes.set(service, [
+        {
+          name: `${record.name}/${service}/header`,
+          match: {
+            prefix: "",
+            headers: [{ name: ROUTING_KEY_HEADER, string_match: { exact: record.routingKey } }],
+          },
+          route: { cluster: name },
+        },
+        {
+          name: `${record.name}/${service}/baggage`,
+          match: {
+            prefix: "",
+            headers: [
+              {
+                name: "baggage",
+                string_match: { safe_regex: { regex: baggageRegex(record.routingKey) } },
+              },
+            ],
+          },
+          route: { cluster: name },
+        },
+      ]);
+      routeParts.set(service, encodeVirtualHost({ routes: routes.get(service) }));
+    }
+    return { record, clusters, endpoints, routes, routeParts };
+  }
+
+  #servicePart(baseline: BaselineService, forks: readonly ShardPart[]): ServicePart {
+    const clusterName = baselineClusterName(baseline.name);
+    const built = clusterResources(clusterName, baseline.destination);
+    const virtualHost = {
+      name: baseline.name,
+      domains: [baseline.name, `${baseline.name}.${this.#domain}`],
+      routes: [
+        ...forks.flatMap((p) => p.routes.get(baseline.name) ?? []),
+        {
+          name: `${baseline.name}/baseline`,
+          match: { prefix: "" },
+          route: { cluster: clusterName },
+        },
+      ],
+    };
+    // The virtual host is assembled from each fork's memoized route encoding (concatenated
+    // encodings of one message type merge, repeated fields append), wrapped once as a
+    // RouteConfiguration part; the service's own route configuration (gRPC clients pick the
+    // virtual host by the target name, i.e. the service name) and the ingress both reuse it.
+    const virtualHostBytes = Buffer.concat([
+      encodeVirtualHost({ name: virtualHost.name, domains: virtualHost.domains }),
+      ...forks.map((p) => p.routeParts.get(baseline.name) ?? new Uint8Array()),
+      encodeVirtualHost({ routes: virtualHost.routes.slice(-1) }),
+    ]);
+    const ingressPart = virtualHostsPart(virtualHostBytes);
+    const resources = [
+      built.cluster,
+      ...(built.endpoints ? [built.endpoints] : []),
+      makeResourceFromParts(
+        TypeUrl.Route,
+        baseline.name,
+        { name: baseline.name, virtual_hosts: [virtualHost] },
+        [pack(TypeUrl.Route, { name: baseline.name }).value, ingressPart],
+      ),
+      apiListener(baseline.name, baseline.name),
+    ];
+    return { baseline, shardParts: forks, virtualHost, ingressPart, resources };
+  }
+
+  #sandboxPart(record: SandboxRecord): SandboxPart {
+    const host = `${record.id}.sandbox.${this.#domain}`;
+    const ports = Object.keys(record.status.endpoints).sort((a, b) => Number(a) - Number(b));
+    const clusters: XdsResource[] = [];
+    const endpoints: XdsResource[] = [];
+    const virtualHosts: Record<string, unknown>[] = [];
+    for (const [index, port] of ports.entries()) {
+      const name = sandboxClusterName(record.id, port);
+      const built = clusterResources(name, record.status.endpoints[port] ?? "");
+      clusters.push(built.cluster);
+      if (built.endpoints) endpoints.push(built.endpoints);
+      const domains = [`${port}.${host}`, ...(index === 0 ? [host] : [])];
+      virtualHosts.push({
+        name: `sandbox/${record.id}/${port}`,
+        domains,
+        routes: [
+          { name: `sandbox/${record.id}/${port}`, match: { prefix: "" }, route: { cluster: name } },
+        ],
+      });
+    }
+    const routeName = `sandbox/${record.id}`;
+    const ingressPart = pack(TypeUrl.Route, { virtual_hosts: virtualHosts }).value;
+    const resources = [
+      ...clusters,
+      ...endpoints,
+      makeResourceFromParts(
+        TypeUrl.Route,
+        routeName,
+        { name: routeName, virtual_hosts: virtualHosts },
+        [pack(TypeUrl.Route, { name: routeName }).value, ingressPart],
+      ),
+      apiListener(host, routeName),
+    ];
+    return { record, clusters, endpoints, virtualHosts, ingressPart, resources };
+  }
+
+  #ingressResources(): XdsResource[] {
+    const services = [...this.#services.values()];
+    const sandboxes = [...this.#sandboxes.values()];
+    const virtualHosts = [
+      ...services.map((p) => p.virtualHost),
+      ...sandboxes.flatMap((p) => p.virtualHosts),
+    ];
+    const hcm = pack(ExtensionTypeUrl.HttpConnectionManager, {
+      stat_prefix: INGRESS_NAME,
+      codec_type: "AUTO",
+      strip_any_host_port: true,
+      rds: { config_source: ADS_SOURCE, route_config_name: INGRESS_NAME },
+      http_filters: [ROUTER_FILTER()],
+    });
+    return [
+      makeResourceFromParts(
+        TypeUrl.Route,
+        INGRESS_NAME,
+        { name: INGRESS_NAME, virtual_hosts: virtualHosts },
+        [
+          pack(TypeUrl.Route, { name: INGRESS_NAME }).value,
+          ...services.map((p) => p.ingressPart),
+          ...sandboxes.map((p) => p.ingressPart),
+        ],
+      ),
+      makeResource(TypeUrl.Listener, INGRESS_NAME, {
+        name: INGRESS_NAME,
+        address: { socket_address: { address: "0.0.0.0", port_value: this.#ingressPort } },
+        filter_chains: [
+          {
+            filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: hcm }],
+          },
+        ],
+      }),
+    ];
+  }
+}
+
+const ADS_SOURCE = { ads: {}, resource_api_version: "V3" };
+
+/** Encode (part of) a VirtualHost with Envoy's type, field names checked. */
+function encodeVirtualHost(fields: Record<string, unknown>): Uint8Array {
+  const type = envoyRoot().lookupType("envoy.config.route.v3.VirtualHost");
+  assertKnownFields(type, fields, "VirtualHost");
+  return type.encode(type.fromObject(fields)).finish();
+}
+
+/** `RouteConfiguration { virtual_hosts: [<encoded virtual host>] }`, via protobufjs' writer. */
+function virtualHostsPart(virtualHost: Uint8Array): Uint8Array {
+  const field = envoyRoot().lookupType("envoy.config.route.v3.RouteConfiguration").fields
+    .virtual_hosts!;
+  return protobuf.Writer.create()
+    .uint32((field.id << 3) | 2)
+    .bytes(virtualHost)
+    .finish();
+}
+
+let routerFilter: Record<string, unknown> | undefined;
+function ROUTER_FILTER(): Record<string, unknown> {
+  routerFilter ??= {
+    name: "envoy.filters.http.router",
+    typed_config: pack(ExtensionTypeUrl.Router, {}),
+  };
+  return routerFilter;
+}
+
+/** A Listener for gRPC xDS clients: `xds:///<name>` loads route configuration `routeName`. */
+function apiListener(name: string, routeName: string): XdsResource {
+  const hcm = pack(ExtensionTypeUrl.HttpConnectionManager, {
+    stat_prefix: name,
+    rds: { config_source: ADS_SOURCE, route_config_name: routeName },
+    http_filters: [ROUTER_FILTER()],
+  });
+  return makeResource(TypeUrl.Listener, name, { name, api_listener: { api_listener: hcm } });
+}
+
+/**
+ * A cluster for `host:port`. An IPv4 address gets an EDS cluster and its ClusterLoadAssignment
+ * (pushed over ADS); a DNS name gets a LOGICAL_DNS cluster, resolved by the client.
+ */
+function clusterResources(
+  name: string,
+  destination: string,
+): { cluster: XdsResource; endpoints?: XdsResource } {
+  const colon = destination.lastIndexOf(":");
+  const host = destination.slice(0, colon);
+  const port = Number(destination.slice(colon + 1));
+  const lbEndpoints = [
+    { endpoint: { address: { socket_address: { address: host, port_value: port } } } },
+  ];
+  const assignment = {
+    cluster_name: name,
+    endpoints: [{ locality: {}, load_balancing_weight: { value: 1 }, lb_endpoints: lbEndpoints }],
+  };
+  const common = { name, connect_timeout: { seconds: 5 }, lb_policy: "ROUND_ROBIN" };
+  if (isIPv4(host)) {
+    return {
+      cluster: makeResource(TypeUrl.Cluster, name, {
+        ...common,
+        type: "EDS",
+        eds_cluster_config: { eds_config: ADS_SOURCE, service_name: name },
+      }),
+      endpoints: makeResource(TypeUrl.Endpoint, name, assignment),
+    };
+  }
+  return {
+    cluster: makeResource(TypeUrl.Cluster, name, {
+      ...common,
+      type: "LOGICAL_DNS",
+      load_assignment: assignment,
+    }),
+  };
+}
+
+function byName(a: { name: string }, b: { name: string }): number {
+  return compare(a.name, b.name);
+}
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,38 @@
+/** The xDS control plane: Snapshot, SnapshotCache, Server, and Envoy's protos. */
+export {
+  ExtensionTypeUrl,
+  PROTO_INCLUDE_DIRS,
+  PUSH_ORDER,
+  TypeUrl,
+  adsClientConstructor,
+  adsService,
+  envoyRoot,
+  fromProtoJson,
+  messageType,
+  pack,
+  unpack,
+  type AnyMessage,
+} from "./protos";
+export {
+  Snapshot,
+  makeResource,
+  makeResourceFromParts,
+  type SnapshotResources,
+  type XdsResource,
+} from "./snapshot";
+export {
+  SnapshotCache,
+  type ConfigWatcher,
+  type SnapshotCacheOptions,
+  type WatchRequest,
+  type WatchResponse,
+  type XdsNode,
+} from "./cache";
+export {
+  XdsServer,
+  type AckEvent,
+  type NackEvent,
+  type TypeState,
+  type XdsServerEvents,
+  type XdsServerOptions,
+} from "./server";

@@ -1,0 +1,437 @@
+/**
+ * The ADS server, state of the world (go-control-plane `pkg/server/sotw/v3`): one bidirectional
+ * `StreamAggregatedResources` stream per client carrying every resource type. Per stream and type it
+ * keeps the last nonce sent, the version sent, the version the client last ACKed and the version it
+ * NACKed; it sees the cache only through {@link ConfigWatcher}.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import { EventEmitter } from "node:events";
+import { logger as rootLogger, type Logger } from "../../lib/logger";
+import type { ConfigWatcher, WatchResponse, XdsNode } from "./cache";
+import {
+  adsService,
+  PUSH_ORDER,
+  TypeUrl as TypeUrlValues,
+  type AnyMessage,
+  type TypeUrl,
+} from "./protos";
+
+/** The ADS service's name, as health checks name it. */
+export const ADS_SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+
+/** A DiscoveryRequest as proto-loader decodes it (keepCase, defaults). */
+interface DiscoveryRequest {
+  version_info: string;
+  node: (XdsNode & Record<string, unknown>) | null;
+  resource_names: string[];
+  type_url: string;
+  response_nonce: string;
+  error_detail: { code: number; message: string } | null;
+}
+
+/** A DiscoveryResponse as proto-loader encodes it. */
+interface DiscoveryResponse {
+  version_info: string;
+  resources: AnyMessage[];
+  type_url: string;
+  nonce: string;
+}
+
+/** A DeltaDiscoveryRequest as proto-loader decodes it. */
+interface DeltaDiscoveryRequest {
+  node: (XdsNode & Record<string, unknown>) | null;
+  type_url: string;
+  resource_names_subscribe: string[];
+  resource_names_unsubscribe: string[];
+  initial_resource_versions: Record<string, string>;
+  response_nonce: string;
+  error_detail: { code: number; message: string } | null;
+}
+
+/** A DeltaDiscoveryResponse as proto-loader encodes it. */
+interface DeltaDiscoveryResponse {
+  system_version_info: string;
+  resources: { name: string; version: string; resource: AnyMessage }[];
+  type_url: string;
+  removed_resources: string[];
+  nonce: string;
+}
+
+/** Per delta stream and type: the subscription and what the client holds. */
+interface DeltaTypeState {
+  wildcard: boolean;
+  subscribed: Set<string>;
+  /** name → version the client holds (as sent; a NACK is logged, not re-sent). */
+  known: Map<string, string>;
+  nonce: string;
+  sentVersion: string;
+  ackedVersion: string;
+  cancel?: () => void;
+}
+
+/** What a client did with a response. */
+export interface AckEvent {
+  readonly streamId: number;
+  readonly nodeId: string;
+  readonly typeUrl: TypeUrl;
+  readonly version: string;
+  readonly nonce: string;
+}
+/** A rejected response and the client's reason. */
+export interface NackEvent extends AckEvent {
+  readonly error: string;
+}
+
+/** Per stream and type: what was sent, ACKed and NACKed. */
+export interface TypeState {
+  nonce: string;
+  sentVersion: string;
+  ackedVersion: string;
+  rejectedVersion?: string;
+  names: readonly string[];
+  cancel?: () => void;
+}
+
+/** Options of {@link XdsServer}. */
+export interface XdsServerOptions {
+  logger?: Logger;
+}
+
+/** Events of {@link XdsServer}: `ack`, `nack`, `stream-open`, `stream-close`. */
+export interface XdsServerEvents {
+  ack: [AckEvent];
+  nack: [NackEvent];
+  "stream-open": [{ streamId: number }];
+  "stream-close": [{ streamId: number }];
+}
+
+/** ADS over gRPC, answering from a {@link ConfigWatcher}. */
+export class XdsServer {
+  /** ACK/NACK and stream lifecycle, for metrics, tests and the bench. */
+  readonly events = new EventEmitter<XdsServerEvents>();
+  readonly #cache: ConfigWatcher;
+  readonly #logger: Logger;
+  readonly #streams = new Map<number, Map<TypeUrl, TypeState>>();
+  readonly #calls = new Set<grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>>();
+  #server: grpc.Server | undefined;
+  #health: HealthImplementation | undefined;
+  #nextStream = 0;
+
+  constructor(cache: ConfigWatcher, options: XdsServerOptions = {}) {
+    this.#cache = cache;
+    this.#logger = (options.logger ?? rootLogger).child({ component: "xds-server" });
+  }
+
+  /** Listen on `host:port` (port 0 = any free port); resolves to the bound port. */
+  async listen(port: number, host = "127.0.0.1"): Promise<number> {
+    const server = new grpc.Server();
+    server.addService(adsService(), {
+      StreamAggregatedResources: (
+        call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
+      ) => this.#serve(call),
+      DeltaAggregatedResources: (
+        call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+      ) => this.#serveDelta(call),
+    });
+    // grpc.health.v1 on the same port: the Kubernetes gRPC readiness probe asks it.
+    this.#health = new HealthImplementation({ "": "SERVING", [ADS_SERVICE_NAME]: "SERVING" });
+    this.#health.addToServer(server);
+    const bound = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, p) =>
+        error ? reject(error) : resolve(p),
+      );
+    });
+    this.#server = server;
+    return bound;
+  }
+
+  /** The ACK state of every open stream (stream id → type → state), for tests. */
+  streamStates(): ReadonlyMap<number, ReadonlyMap<TypeUrl, Readonly<TypeState>>> {
+    return this.#streams;
+  }
+
+  /** Stop: end every stream and the gRPC server. */
+  async close(): Promise<void> {
+    this.#health?.setStatus("", "NOT_SERVING");
+    this.#health?.setStatus(ADS_SERVICE_NAME, "NOT_SERVING");
+    for (const call of this.#calls) call.end();
+    const server = this.#server;
+    this.#server = undefined;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 2000);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  #serve(call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void {
+    const streamId = ++this.#nextStream;
+    const types = new Map<TypeUrl, TypeState>();
+    this.#streams.set(streamId, types);
+    this.#calls.add(call);
+    let node: XdsNode = {};
+    let nonce = 0;
+    const log = this.#logger.child({ streamId });
+    this.events.emit("stream-open", { streamId });
+
+    // Responses produced in one turn (a push, or a burst of requests) are written clusters and
+    // endpoints first, then listeners and routes, whatever order the requests came in.
+    let queue: { state: TypeState; response: WatchResponse }[] = [];
+    const flush = (): void => {
+      const batch = queue.sort(
+        (a, b) => PUSH_ORDER.indexOf(a.response.typeUrl) - PUSH_ORDER.indexOf(b.response.typeUrl),
+      );
+      queue = [];
+      if (!this.#streams.has(streamId)) return;
+      for (const { state, response } of batch) {
+        state.nonce = String(++nonce);
+        state.sentVersion = response.version;
+        call.write({
+          version_info: response.version,
+          resources: response.resources.map((r) => r.any),
+          type_url: response.typeUrl,
+          nonce: state.nonce,
+        });
+      }
+    };
+    const send = (state: TypeState, response: WatchResponse): void => {
+      state.cancel = undefined;
+      // A newer answer for the same type replaces a queued one.
+      queue = queue.filter((q) => q.state !== state);
+      queue.push({ state, response });
+      if (queue.length === 1) setImmediate(flush);
+    };
+
+    call.on("data", (request: DiscoveryRequest) => {
+      if (request.node) node = request.node;
+      const typeUrl = request.type_url as TypeUrl;
+      if (!PUSH_ORDER.includes(typeUrl)) {
+        log.warn(
+          { typeUrl: request.type_url },
+          "xDS request for a type this server does not serve",
+        );
+        return;
+      }
+      let state = types.get(typeUrl);
+      // A new stream knows nothing of what the client holds: its first request is always answered.
+      const isNew = state === undefined;
+      if (!state) {
+        state = { nonce: "", sentVersion: "", ackedVersion: "", names: [] };
+        types.set(typeUrl, state);
+      }
+      if (request.response_nonce !== "") {
+        // A request answering an older response is stale: a newer one is already on its way.
+        if (request.response_nonce !== state.nonce) return;
+        const event = {
+          streamId,
+          nodeId: node.id ?? "",
+          typeUrl,
+          version: state.sentVersion,
+          nonce: request.response_nonce,
+        };
+        if (request.error_detail) {
+          state.rejectedVersion = state.sentVersion;
+          log.warn(
+            {
+              nodeId: event.nodeId,
+              typeUrl,
+              version: state.sentVersion,
+              error: request.error_detail,
+            },
+            "client rejected (NACK) an xDS response",
+          );
+          this.events.emit("nack", { ...event, error: request.error_detail.message });
+        } else {
+          state.ackedVersion = request.version_info;
+          this.events.emit("ack", event);
+        }
+      }
+      const names = [...request.resource_names].sort();
+      const force = isNew || !sameNames(names, state.names);
+      state.names = names;
+      state.cancel?.();
+      const current = state;
+      let answered = false;
+      const cancel = this.#cache.createWatch(
+        {
+          node,
+          typeUrl,
+          versionInfo: request.version_info,
+          resourceNames: names,
+          force,
+          ...(state.rejectedVersion === undefined
+            ? {}
+            : { rejectedVersion: state.rejectedVersion }),
+        },
+        (response) => {
+          answered = true;
+          send(current, response);
+        },
+      );
+      if (!answered) state.cancel = cancel;
+    });
+
+    const finish = (): void => {
+      if (!this.#streams.has(streamId)) return;
+      for (const state of types.values()) state.cancel?.();
+      this.#streams.delete(streamId);
+      this.#calls.delete(call);
+      this.events.emit("stream-close", { streamId });
+    };
+    call.on("end", () => {
+      finish();
+      call.end();
+    });
+    call.on("error", (error) => {
+      log.debug({ err: error }, "xDS stream failed");
+      finish();
+    });
+    call.on("cancelled", finish);
+    call.on("close", finish);
+  }
+
+  /**
+   * Incremental ADS: per type, the client subscribes and unsubscribes by name (or wildcard), and
+   * receives only resources whose version (content hash) differs from what it holds, plus the
+   * names of removed ones.
+   */
+  #serveDelta(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>): void {
+    const streamId = ++this.#nextStream;
+    const types = new Map<TypeUrl, DeltaTypeState>();
+    let node: XdsNode = {};
+    let nonce = 0;
+    let open = true;
+    const log = this.#logger.child({ streamId, delta: true });
+    this.events.emit("stream-open", { streamId });
+
+    const watch = (typeUrl: TypeUrl, state: DeltaTypeState): void => {
+      state.cancel?.();
+      let answered = false;
+      const cancel = this.#cache.createDeltaWatch(
+        {
+          node,
+          typeUrl,
+          wildcard: state.wildcard,
+          subscribed: state.subscribed,
+          known: state.known,
+        },
+        (response) => {
+          answered = true;
+          state.cancel = undefined;
+          if (!open) return;
+          state.nonce = String(++nonce);
+          state.sentVersion = response.systemVersion;
+          for (const r of response.resources) state.known.set(r.name, r.hash);
+          for (const name of response.removed) state.known.delete(name);
+          call.write({
+            system_version_info: response.systemVersion,
+            resources: response.resources.map((r) => ({
+              name: r.name,
+              version: r.hash,
+              resource: r.any,
+            })),
+            type_url: typeUrl,
+            removed_resources: [...response.removed],
+            nonce: state.nonce,
+          });
+        },
+      );
+      if (!answered) state.cancel = cancel;
+    };
+
+    call.on("data", (request: DeltaDiscoveryRequest) => {
+      if (request.node) node = request.node;
+      const typeUrl = request.type_url as TypeUrl;
+      if (!PUSH_ORDER.includes(typeUrl)) {
+        log.warn(
+          { typeUrl: request.type_url },
+          "delta xDS request for a type this server does not serve",
+        );
+        return;
+      }
+      let state = types.get(typeUrl);
+      if (!state) {
+        const subscribe = request.resource_names_subscribe;
+        state = {
+          wildcard:
+            subscribe.includes("*") ||
+            (subscribe.length === 0 && WILDCARD_BY_DEFAULT.includes(typeUrl)),
+          subscribed: new Set(),
+          known: new Map(Object.entries(request.initial_resource_versions ?? {})),
+          nonce: "",
+          sentVersion: "",
+          ackedVersion: "",
+        };
+        types.set(typeUrl, state);
+      }
+      if (request.response_nonce !== "" && request.response_nonce === state.nonce) {
+        const event = {
+          streamId,
+          nodeId: node.id ?? "",
+          typeUrl,
+          version: state.sentVersion,
+          nonce: request.response_nonce,
+        };
+        if (request.error_detail) {
+          log.warn(
+            {
+              nodeId: event.nodeId,
+              typeUrl,
+              version: state.sentVersion,
+              error: request.error_detail,
+            },
+            "client rejected (NACK) a delta xDS response",
+          );
+          this.events.emit("nack", { ...event, error: request.error_detail.message });
+        } else {
+          state.ackedVersion = state.sentVersion;
+          this.events.emit("ack", event);
+        }
+      }
+      for (const name of request.resource_names_subscribe) {
+        if (name === "*") state.wildcard = true;
+        else state.subscribed.add(name);
+      }
+      for (const name of request.resource_names_unsubscribe) {
+        if (name === "*") state.wildcard = false;
+        state.subscribed.delete(name);
+        state.known.delete(name);
+      }
+      watch(typeUrl, state);
+    });
+
+    const finish = (): void => {
+      if (!open) return;
+      open = false;
+      for (const state of types.values()) state.cancel?.();
+      this.#calls.delete(
+        call as unknown as grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
+      );
+      this.events.emit("stream-close", { streamId });
+    };
+    this.#calls.add(
+      call as unknown as grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
+    );
+    call.on("end", () => {
+      finish();
+      call.end();
+    });
+    call.on("error", finish);
+    call.on("cancelled", finish);
+    call.on("close", finish);
+  }
+}
+
+/** LDS and CDS default to wildcard subscriptions in the delta protocol; RDS and EDS do not. */
+const WILDCARD_BY_DEFAULT: readonly string[] = [TypeUrlValues.Listener, TypeUrlValues.Cluster];
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((n, i) => n === b[i]);
+}

@@ -1,0 +1,161 @@
+/**
+ * An immutable, versioned set of xDS resources (go-control-plane `pkg/cache/v3/snapshot.go`). Each
+ * resource type has its own version, derived from the content: the same resources always give the
+ * same version, so two controllers that see the same state serve the same versions, and a change
+ * that leaves clusters alone does not re-send clusters.
+ */
+import { createHash } from "node:crypto";
+import { ExtensionTypeUrl, pack, PUSH_ORDER, TypeUrl, unpack, type AnyMessage } from "./protos";
+
+/** One xDS resource: its name, the message (plain snake_case object) and its encoded `Any`. */
+export interface XdsResource {
+  readonly name: string;
+  readonly typeUrl: TypeUrl;
+  /** The message as given to the encoder (read by `consistent()`). */
+  readonly message: Readonly<Record<string, unknown>>;
+  readonly any: AnyMessage;
+  /** sha256 (hex) of the encoded message. */
+  readonly hash: string;
+}
+
+/** Encode a resource once; keep the result (translation memoizes resources, so this runs once each). */
+export function makeResource(
+  typeUrl: TypeUrl,
+  name: string,
+  message: Record<string, unknown>,
+): XdsResource {
+  const any = pack(typeUrl, message);
+  const hash = createHash("sha256").update(any.value).digest("hex");
+  return Object.freeze({ name, typeUrl, message: Object.freeze(message), any, hash });
+}
+
+/**
+ * A resource whose encoding is the concatenation of already-encoded parts of the same message
+ * type. Protobuf defines concatenated encodings as the merge of the messages (repeated fields
+ * append), so a RouteConfiguration of 10,000 virtual-host routes is re-assembled from the memoized
+ * encoding of each virtual host instead of re-encoding all of them. `message` must be the merged
+ * message (it is what `consistent()` reads); a unit test checks the bytes equal a full encode.
+ */
+export function makeResourceFromParts(
+  typeUrl: TypeUrl,
+  name: string,
+  message: Record<string, unknown>,
+  parts: readonly Uint8Array[],
+): XdsResource {
+  const value = Buffer.concat(parts);
+  const any = { type_url: typeUrl, value };
+  const hash = createHash("sha256").update(value).digest("hex");
+  return Object.freeze({ name, typeUrl, message: Object.freeze(message), any, hash });
+}
+
+/** Resources of a snapshot, by type. */
+export type SnapshotResources = Readonly<Record<TypeUrl, readonly XdsResource[]>>;
+
+/** An immutable, versioned set of resources for one node (or group of nodes). */
+export class Snapshot {
+  readonly #byType: ReadonlyMap<TypeUrl, ReadonlyMap<string, XdsResource>>;
+  readonly #versions: ReadonlyMap<TypeUrl, string>;
+
+  constructor(resources: Partial<SnapshotResources>) {
+    const byType = new Map<TypeUrl, ReadonlyMap<string, XdsResource>>();
+    const versions = new Map<TypeUrl, string>();
+    for (const typeUrl of PUSH_ORDER) {
+      const list = [...(resources[typeUrl] ?? [])].sort((a, b) =>
+        a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+      );
+      const map = new Map<string, XdsResource>();
+      const digest = createHash("sha256");
+      for (const resource of list) {
+        if (resource.typeUrl !== typeUrl) {
+          throw new Error(`resource ${resource.name} is a ${resource.typeUrl}, not a ${typeUrl}`);
+        }
+        if (map.has(resource.name)) throw new Error(`duplicate ${typeUrl} named ${resource.name}`);
+        map.set(resource.name, resource);
+        digest.update(resource.name).update("\0").update(resource.hash).update("\0");
+      }
+      byType.set(typeUrl, map);
+      versions.set(typeUrl, digest.digest("hex").slice(0, 16));
+    }
+    this.#byType = byType;
+    this.#versions = versions;
+  }
+
+  /** The version of one resource type (content-derived). */
+  version(typeUrl: TypeUrl): string {
+    return this.#versions.get(typeUrl) ?? "";
+  }
+
+  /** The resources of one type, by name. */
+  resources(typeUrl: TypeUrl): ReadonlyMap<string, XdsResource> {
+    return this.#byType.get(typeUrl) ?? new Map<string, XdsResource>();
+  }
+
+  /**
+   * What makes this snapshot unsafe to serve: a route to a missing cluster, a listener naming a
+   * missing route configuration, an EDS cluster without its load assignment. Empty = consistent.
+   */
+  inconsistencies(): string[] {
+    const problems: string[] = [];
+    const clusters = this.resources(TypeUrl.Cluster);
+    const endpoints = this.resources(TypeUrl.Endpoint);
+    const routes = this.resources(TypeUrl.Route);
+    for (const cluster of clusters.values()) {
+      const message = cluster.message as ClusterShape;
+      if (message.type !== "EDS") continue;
+      const serviceName = message.eds_cluster_config?.service_name || cluster.name;
+      if (!endpoints.has(serviceName)) {
+        problems.push(`EDS cluster ${cluster.name} has no ClusterLoadAssignment "${serviceName}"`);
+      }
+    }
+    for (const route of routes.values()) {
+      const config = route.message as RouteConfigurationShape;
+      for (const vhost of config.virtual_hosts ?? []) {
+        for (const r of vhost.routes ?? []) {
+          const target = r.route?.cluster;
+          if (target !== undefined && !clusters.has(target)) {
+            problems.push(
+              `route configuration ${route.name}, virtual host ${vhost.name}: cluster ${target} does not exist`,
+            );
+          }
+        }
+      }
+    }
+    for (const listener of this.resources(TypeUrl.Listener).values()) {
+      for (const name of rdsNames(listener.message)) {
+        if (!routes.has(name)) {
+          problems.push(`listener ${listener.name}: route configuration ${name} does not exist`);
+        }
+      }
+    }
+    return problems;
+  }
+
+  /** True when {@link inconsistencies} is empty. */
+  consistent(): boolean {
+    return this.inconsistencies().length === 0;
+  }
+}
+
+interface ClusterShape {
+  type?: string;
+  eds_cluster_config?: { service_name?: string };
+}
+interface RouteConfigurationShape {
+  virtual_hosts?: { name: string; routes?: { route?: { cluster?: string } }[] }[];
+}
+interface ListenerShape {
+  api_listener?: { api_listener?: AnyMessage };
+  filter_chains?: { filters?: { typed_config?: AnyMessage }[] }[];
+}
+
+/** The route configurations a listener's HttpConnectionManagers load over RDS. */
+function rdsNames(listener: ListenerShape): string[] {
+  const packed = [
+    listener.api_listener?.api_listener,
+    ...(listener.filter_chains ?? []).flatMap((c) => (c.filters ?? []).map((f) => f.typed_config)),
+  ];
+  return packed
+    .filter((a): a is AnyMessage => a?.type_url === ExtensionTypeUrl.HttpConnectionManager)
+    .map((a) => (unpack(a) as { rds?: { route_config_name?: string } }).rds?.route_config_name)
+    .filter((n): n is string => n !== undefined);
+}

@@ -1,0 +1,59 @@
+/**
+ * A tiny scheduler-like API for tests: the real shard sub-app behind a real bearer-token auth
+ * middleware (platform token, or a shard token checked against the stored hash), served on a
+ * loopback port by `@hono/node-server`.
+ */
+import { serve, type ServerType } from "@hono/node-server";
+import type { Etcd3 } from "etcd3";
+import { Hono } from "hono";
+import type { AddressInfo } from "node:net";
+import { digestsEqual, hashToken, shardOfToken } from "../../runtime/lib/auth";
+import { HttpError } from "../../runtime/lib/errors";
+import type { ApiEnv } from "../../runtime/lib/http";
+import { createShardsApi } from "../../runtime/routing/shards-api";
+import { ShardStore } from "../../runtime/routing/shard-store";
+
+export interface TestApi {
+  readonly url: string;
+  readonly platformToken: string;
+  readonly app: Hono<ApiEnv>;
+  close(): Promise<void>;
+}
+
+export async function startShardApi(
+  etcd: Etcd3,
+  platformToken = "platform-secret",
+): Promise<TestApi> {
+  const store = new ShardStore(etcd);
+  const app = new Hono<ApiEnv>();
+  app.use("*", async (c, next) => {
+    const header = c.req.header("authorization") ?? "";
+    const token = header.startsWith("Bearer ") ? header.slice(7) : "";
+    if (token && digestsEqual(hashToken(token), hashToken(platformToken))) {
+      c.set("principal", { kind: "platform" });
+      return next();
+    }
+    const shard = shardOfToken(token);
+    const stored = shard ? await store.get(shard) : undefined;
+    if (shard && stored && digestsEqual(hashToken(token), stored.record.tokenHash)) {
+      c.set("principal", { kind: "shard", shard });
+      return next();
+    }
+    throw new HttpError(401, "unauthorized", "send 'Authorization: Bearer <token>'");
+  });
+  app.route("/v1/shards", createShardsApi(store));
+  app.onError((error, c) => {
+    if (error instanceof HttpError) return c.json(error.toJSON(), error.status);
+    return c.json({ error: { code: "internal", message: String(error) } }, 500);
+  });
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    platformToken,
+    app,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,179 @@
+/**
+ * The conformance suite every xDS cache behind the server's `ConfigWatcher` boundary must pass
+ * (like Hono's `router/common.case.test.ts`): run it with a factory for each implementation.
+ */
+import test from "ava";
+import type { ShardRecord } from "../../runtime/lib/model";
+import { translate } from "../../runtime/routing/translate";
+import {
+  PUSH_ORDER,
+  Snapshot,
+  TypeUrl,
+  type ConfigWatcher,
+  type WatchResponse,
+} from "../../runtime/routing/xds";
+
+/** A cache the suite can drive: the watcher boundary plus the one producer call. */
+export interface ProducerCache extends ConfigWatcher {
+  setSnapshot(key: string, snapshot: Snapshot): void;
+}
+
+const now = "2026-01-01T00:00:00.000Z";
+function snapshot(shards: string[]): Snapshot {
+  return new Snapshot(
+    translate({
+      baseline: [{ name: "api", destination: "127.0.0.1:5000" }],
+      shards: shards.map((name, i): ShardRecord => ({
+        name,
+        routingKey: `${name}-key`,
+        owner: "o",
+        forks: { api: `127.0.0.1:${6000 + i}` },
+        ttlSeconds: 60,
+        expiresAt: now,
+        tokenHash: "a".repeat(64),
+        createdAt: now,
+      })),
+      sandboxes: [],
+    }),
+  );
+}
+
+/** Register the suite for one cache implementation. */
+export function xdsCacheConformance(name: string, make: () => ProducerCache): void {
+  const node = { id: "n1" };
+  const collect = () => {
+    const got: WatchResponse[] = [];
+    return { got, respond: (r: WatchResponse) => got.push(r) };
+  };
+
+  test(`${name}: answers at once when it holds a version the client lacks`, (t) => {
+    const cache = make();
+    const s = snapshot(["a"]);
+    cache.setSnapshot("n1", s);
+    const { got, respond } = collect();
+    cache.createWatch(
+      { node, typeUrl: TypeUrl.Cluster, versionInfo: "", resourceNames: [] },
+      respond,
+    );
+    t.is(got.length, 1);
+    t.is(got[0]!.version, s.version(TypeUrl.Cluster));
+    t.is(got[0]!.resources.length, s.resources(TypeUrl.Cluster).size);
+  });
+
+  test(`${name}: waits while the client is current, answers the next different version`, (t) => {
+    const cache = make();
+    const s1 = snapshot(["a"]);
+    cache.setSnapshot("n1", s1);
+    const { got, respond } = collect();
+    const request = {
+      node,
+      typeUrl: TypeUrl.Cluster,
+      versionInfo: s1.version(TypeUrl.Cluster),
+      resourceNames: [],
+    };
+    cache.createWatch(request, respond);
+    t.is(got.length, 0);
+    cache.setSnapshot("n1", snapshot(["a"]));
+    t.is(got.length, 0, "same content, same version: nothing to send");
+    const s2 = snapshot(["a", "b"]);
+    cache.setSnapshot("n1", s2);
+    t.deepEqual(
+      got.map((r) => r.version),
+      [s2.version(TypeUrl.Cluster)],
+    );
+  });
+
+  test(`${name}: never answers with a version the client rejected`, (t) => {
+    const cache = make();
+    const s1 = snapshot(["a"]);
+    const s2 = snapshot(["a", "b"]);
+    cache.setSnapshot("n1", s2);
+    const { got, respond } = collect();
+    cache.createWatch(
+      {
+        node,
+        typeUrl: TypeUrl.Cluster,
+        versionInfo: s1.version(TypeUrl.Cluster),
+        resourceNames: [],
+        rejectedVersion: s2.version(TypeUrl.Cluster),
+        force: true,
+      },
+      respond,
+    );
+    t.is(got.length, 0);
+    const s3 = snapshot(["c"]);
+    cache.setSnapshot("n1", s3);
+    t.deepEqual(
+      got.map((r) => r.version),
+      [s3.version(TypeUrl.Cluster)],
+    );
+  });
+
+  test(`${name}: a named subscription gets only the named resources; force answers a current client`, (t) => {
+    const cache = make();
+    const s = snapshot(["a", "b"]);
+    cache.setSnapshot("n1", s);
+    const { got, respond } = collect();
+    cache.createWatch(
+      {
+        node,
+        typeUrl: TypeUrl.Cluster,
+        versionInfo: s.version(TypeUrl.Cluster),
+        resourceNames: ["shard/b/api", "missing"],
+        force: true,
+      },
+      respond,
+    );
+    t.deepEqual(
+      got[0]!.resources.map((r) => r.name),
+      ["shard/b/api"],
+    );
+  });
+
+  test(`${name}: one push answers clusters and endpoints before listeners and routes`, (t) => {
+    const cache = make();
+    const order: string[] = [];
+    for (const typeUrl of [...PUSH_ORDER].reverse()) {
+      cache.createWatch({ node, typeUrl, versionInfo: "", resourceNames: [] }, (r) =>
+        order.push(r.typeUrl),
+      );
+    }
+    cache.setSnapshot("n1", snapshot(["a"]));
+    t.deepEqual(order, [...PUSH_ORDER]);
+  });
+
+  test(`${name}: a cancelled watch is not answered; other nodes' snapshots do not answer it`, (t) => {
+    const cache = make();
+    const { got, respond } = collect();
+    const cancel = cache.createWatch(
+      { node, typeUrl: TypeUrl.Route, versionInfo: "", resourceNames: [] },
+      respond,
+    );
+    cache.setSnapshot("other-node", snapshot(["a"]));
+    t.is(got.length, 0);
+    cancel();
+    cache.setSnapshot("n1", snapshot(["a"]));
+    t.is(got.length, 0);
+  });
+
+  test(`${name}: a delta watch gets only changed resources and removed names`, (t) => {
+    const cache = make();
+    const s1 = snapshot(["a"]);
+    cache.setSnapshot("n1", s1);
+    const known = new Map([...s1.resources(TypeUrl.Cluster).values()].map((r) => [r.name, r.hash]));
+    const got: { names: string[]; removed: readonly string[] }[] = [];
+    const request = {
+      node,
+      typeUrl: TypeUrl.Cluster,
+      wildcard: true,
+      subscribed: new Set<string>(),
+      known,
+    };
+    cache.createDeltaWatch(request, (r) =>
+      got.push({ names: r.resources.map((x) => x.name), removed: r.removed }),
+    );
+    t.is(got.length, 0, "the client holds every current version");
+    cache.setSnapshot("n1", snapshot(["b"]));
+    t.deepEqual(got, [{ names: ["shard/b/api"], removed: ["shard/a/api"] }]);
+  });
+}

@@ -1,0 +1,156 @@
+import test from "ava";
+import { startEtcd } from "../../../runtime/lib/etcd-server";
+import { keys } from "../../../runtime/lib/keys";
+import type { ShardView } from "../../../runtime/routing/shards-api";
+import { startShardApi } from "../../helpers/shard-api";
+
+/** Every field a shard API reply may carry (tests read the one the status implies). */
+interface Reply {
+  shard: ShardView;
+  shards: ShardView[];
+  token: string;
+  error: { code: string; message: string };
+}
+
+async function setup(t: import("ava").ExecutionContext) {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const api = await startShardApi(etcd.client);
+  t.teardown(() => api.close());
+  const call = async (method: string, path: string, token: string, body?: unknown) => {
+    const response = await fetch(`${api.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      ...(body === undefined
+        ? {}
+        : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    return { status: response.status, body: (text ? JSON.parse(text) : {}) as Reply };
+  };
+  return { etcd, api, call, platform: api.platformToken };
+}
+
+const alice = {
+  routingKey: "alice-key",
+  owner: "alice@example.com",
+  forks: [{ service: "api", destination: "10.0.0.7:8080" }],
+  ttlSeconds: 3600,
+};
+
+test("PUT creates a shard once, returns its token once, stores only the token's hash", async (t) => {
+  const { etcd, call, platform } = await setup(t);
+  const created = await call("PUT", "/v1/shards/alice", platform, alice);
+  t.is(created.status, 201);
+  t.regex(created.body.token, /^alice\.[A-Za-z0-9_-]{43}$/);
+  t.deepEqual(created.body.shard.forks, alice.forks);
+  const stored = await etcd.client.get(keys.shard("alice")).string();
+  t.false(stored?.includes(created.body.token) ?? true);
+  t.false(stored?.includes(created.body.token.split(".")[1] ?? "-") ?? true);
+  const again = await call("PUT", "/v1/shards/alice", platform, {
+    ...alice,
+    owner: "bob@example.com",
+  });
+  t.is(again.status, 200);
+  t.false("token" in again.body);
+  t.is(again.body.shard.owner, "bob@example.com");
+  const got = await call("GET", "/v1/shards/alice", created.body.token);
+  t.is(got.status, 200);
+  t.false("tokenHash" in got.body.shard);
+  t.is(got.body.shard.routingKey, "alice-key");
+});
+
+test("a shard token manages only its own shard; the platform token manages all", async (t) => {
+  const { call, platform } = await setup(t);
+  const a = (await call("PUT", "/v1/shards/alice", platform, alice)).body.token;
+  const b = (await call("PUT", "/v1/shards/bob", platform, { ...alice, routingKey: "bob-key" }))
+    .body.token;
+  t.is((await call("GET", "/v1/shards/bob", a)).status, 403);
+  t.is((await call("DELETE", "/v1/shards/bob", a)).status, 403);
+  t.is((await call("PUT", "/v1/shards/bob", a, alice)).status, 403);
+  t.is(
+    (await call("PUT", "/v1/shards/carol", a, { ...alice, routingKey: "carol-key" })).status,
+    403,
+  );
+  t.is((await call("GET", "/v1/shards/x", "alice.forged-secret")).status, 401);
+  const listA = await call("GET", "/v1/shards", a);
+  t.deepEqual(
+    listA.body.shards.map((s) => s.name),
+    ["alice"],
+  );
+  const listP = await call("GET", "/v1/shards", platform);
+  t.deepEqual(
+    listP.body.shards.map((s) => s.name),
+    ["alice", "bob"],
+  );
+  t.is((await call("DELETE", "/v1/shards/bob", b)).status, 204);
+  t.is((await call("GET", "/v1/shards/bob", platform)).status, 404);
+  t.is((await call("DELETE", "/v1/shards/alice", platform)).status, 204);
+  t.is((await call("DELETE", "/v1/shards/alice", platform)).status, 404);
+});
+
+test("routing keys are unique across shards (409) and are released on delete or change", async (t) => {
+  const { call, platform } = await setup(t);
+  t.is((await call("PUT", "/v1/shards/alice", platform, alice)).status, 201);
+  const clash = await call("PUT", "/v1/shards/bob", platform, alice);
+  t.is(clash.status, 409);
+  t.is(clash.body.error.code, "routing_key_taken");
+  t.regex(clash.body.error.message, /alice/);
+  t.is(
+    (await call("PUT", "/v1/shards/alice", platform, { ...alice, routingKey: "alice-two" })).status,
+    200,
+  );
+  t.is((await call("PUT", "/v1/shards/bob", platform, alice)).status, 201);
+  const clash2 = await call("PUT", "/v1/shards/alice", platform, alice);
+  t.is(clash2.status, 409);
+  t.is((await call("DELETE", "/v1/shards/bob", platform)).status, 204);
+  t.is((await call("PUT", "/v1/shards/alice", platform, alice)).status, 200);
+});
+
+test("bad input is refused with a 400 that names the field", async (t) => {
+  const { call, platform } = await setup(t);
+  const cases: [string, string, unknown, RegExp][] = [
+    ["bad name", "/v1/shards/Alice_1", alice, /^name: /],
+    [
+      "duplicate fork",
+      "/v1/shards/alice",
+      { ...alice, forks: [alice.forks[0], { service: "api", destination: "10.0.0.8:80" }] },
+      /forks\[1\]\.service: service "api" is already forked at forks\[0\]/,
+    ],
+    ["regex injection", "/v1/shards/alice", { ...alice, routingKey: "a.*|x" }, /routingKey: /],
+    [
+      "header injection",
+      "/v1/shards/alice",
+      { ...alice, routingKey: "abcd\r\nx-evil: 1" },
+      /routingKey: /,
+    ],
+    [
+      "baggage injection",
+      "/v1/shards/alice",
+      { ...alice, routingKey: "abcd,other=1" },
+      /routingKey: /,
+    ],
+    [
+      "destination",
+      "/v1/shards/alice",
+      { ...alice, forks: [{ service: "api", destination: "http://x:80/" }] },
+      /forks\[0\]\.destination: must be "host:port"/,
+    ],
+    [
+      "port",
+      "/v1/shards/alice",
+      { ...alice, forks: [{ service: "api", destination: "x:99999" }] },
+      /port must be 1-65535/,
+    ],
+    ["ttl", "/v1/shards/alice", { ...alice, ttlSeconds: 0 }, /ttlSeconds: /],
+    ["unknown field", "/v1/shards/alice", { ...alice, extra: 1 }, /extra/],
+    ["not json", "/v1/shards/alice", "{", /JSON/],
+  ];
+  for (const [label, path, body, message] of cases) {
+    const response = await call("PUT", path, platform, body);
+    t.is(response.status, 400, label);
+    t.regex(response.body.error.message, message, label);
+    t.false(JSON.stringify(response.body).includes("    at "), `${label}: no stack trace`);
+  }
+  t.deepEqual((await call("GET", "/v1/shards", platform)).body.shards, []);
+});

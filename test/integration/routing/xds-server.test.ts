@@ -1,0 +1,236 @@
+/**
+ * The ADS stream protocol against a raw client built from Envoy's own ADS proto: push order,
+ * ACK/NACK bookkeeping, stale nonces, and that every pushed resource decodes into its type.
+ */
+import * as grpc from "@grpc/grpc-js";
+import test, { type ExecutionContext } from "ava";
+import type { ShardRecord } from "../../../runtime/lib/model";
+import { translate, type RoutingState } from "../../../runtime/routing/translate";
+import {
+  adsClientConstructor,
+  PUSH_ORDER,
+  Snapshot,
+  SnapshotCache,
+  TypeUrl,
+  unpack,
+  XdsServer,
+  type AnyMessage,
+  type NackEvent,
+} from "../../../runtime/routing/xds";
+
+interface Response {
+  version_info: string;
+  resources: AnyMessage[];
+  type_url: string;
+  nonce: string;
+}
+
+const now = "2026-01-01T00:00:00.000Z";
+function state(shards: Record<string, string>): RoutingState {
+  return {
+    baseline: [{ name: "api", destination: "127.0.0.1:5000" }],
+    shards: Object.entries(shards).map(([name, fork]): ShardRecord => ({
+      name,
+      routingKey: `${name}-key`,
+      owner: "o",
+      forks: { api: fork },
+      ttlSeconds: 60,
+      expiresAt: now,
+      tokenHash: "a".repeat(64),
+      createdAt: now,
+    })),
+    sandboxes: [],
+  };
+}
+
+async function setup(t: ExecutionContext) {
+  const cache = new SnapshotCache();
+  const server = new XdsServer(cache);
+  const port = await server.listen(0);
+  t.teardown(() => server.close());
+  const Client = adsClientConstructor();
+  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const call = (
+    client as unknown as { StreamAggregatedResources(): grpc.ClientDuplexStream<unknown, Response> }
+  ).StreamAggregatedResources();
+  call.on("error", () => undefined);
+  t.teardown(() => call.cancel());
+  const received: Response[] = [];
+  let wake: (() => void) | undefined;
+  call.on("data", (r: Response) => {
+    received.push(r);
+    wake?.();
+  });
+  const next = async (timeoutMs = 5000): Promise<Response | undefined> => {
+    const deadline = Date.now() + timeoutMs;
+    while (received.length === 0 && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, 50);
+      });
+    }
+    return received.shift();
+  };
+  const node = { id: "envoy-1", cluster: "gateway" };
+  const send = (typeUrl: string, version = "", nonce = "", error?: string) =>
+    call.write({
+      node,
+      type_url: typeUrl,
+      version_info: version,
+      response_nonce: nonce,
+      resource_names: [],
+      ...(error === undefined ? {} : { error_detail: { code: 3, message: error } }),
+    });
+  return { cache, server, send, next, node };
+}
+
+test("pushes clusters and endpoints before listeners and routes; every resource decodes", async (t) => {
+  const { cache, send, next } = await setup(t);
+  for (const typeUrl of [TypeUrl.Listener, TypeUrl.Route, TypeUrl.Cluster, TypeUrl.Endpoint]) {
+    send(typeUrl);
+  }
+  // The four requests wait in the cache (no snapshot yet); then one push answers them all.
+  while (cache.openWatchCount() < 4) await new Promise((r) => setTimeout(r, 20));
+  const snapshot = new Snapshot(translate(state({ alice: "127.0.0.1:6000" })));
+  t.true(snapshot.consistent());
+  cache.setSnapshot("envoy-1", snapshot);
+  const responses = [await next(), await next(), await next(), await next()];
+  t.deepEqual(
+    responses.map((r) => r?.type_url),
+    [...PUSH_ORDER],
+  );
+  for (const response of responses) {
+    const typeUrl = response!.type_url as TypeUrl;
+    t.is(response!.version_info, snapshot.version(typeUrl));
+    t.is(response!.resources.length, snapshot.resources(typeUrl).size);
+    for (const any of response!.resources) {
+      t.is(any.type_url, typeUrl);
+      const decoded = unpack(any);
+      const name = decoded[typeUrl === TypeUrl.Endpoint ? "cluster_name" : "name"] as string;
+      t.true(snapshot.resources(typeUrl).has(name), `${typeUrl} ${name}`);
+    }
+  }
+});
+
+test("a NACKed version is logged, never counted as accepted, and never re-sent", async (t) => {
+  const { cache, server, send, next } = await setup(t);
+  const nacks: NackEvent[] = [];
+  server.events.on("nack", (e) => nacks.push(e));
+  const v1 = new Snapshot(translate(state({ alice: "127.0.0.1:6000" })));
+  cache.setSnapshot("envoy-1", v1);
+  send(TypeUrl.Cluster);
+  const first = (await next())!;
+  t.is(first.version_info, v1.version(TypeUrl.Cluster));
+  send(TypeUrl.Cluster, first.version_info, first.nonce); // ACK
+  t.is(await next(300), undefined, "nothing new after an ACK");
+  const states = () => [...server.streamStates().values()][0]!.get(TypeUrl.Cluster)!;
+  t.is(states().ackedVersion, v1.version(TypeUrl.Cluster));
+
+  const v2 = new Snapshot(translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001" })));
+  cache.setSnapshot("envoy-1", v2);
+  const second = (await next())!;
+  t.is(second.version_info, v2.version(TypeUrl.Cluster));
+  send(TypeUrl.Cluster, first.version_info, second.nonce, "cluster shard/bob/api: bad config");
+  t.is(await next(500), undefined, "the rejected version is not sent again");
+  t.is(states().ackedVersion, v1.version(TypeUrl.Cluster), "acked version stays the last accepted");
+  t.is(states().rejectedVersion, v2.version(TypeUrl.Cluster));
+  t.is(nacks.length, 1);
+  t.is(nacks[0]!.error, "cluster shard/bob/api: bad config");
+  t.is(nacks[0]!.version, v2.version(TypeUrl.Cluster));
+  cache.setSnapshot(
+    "envoy-1",
+    new Snapshot(translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001" }))),
+  );
+  t.is(await next(300), undefined, "the same rejected content is not re-sent either");
+
+  const v3 = new Snapshot(translate(state({ bob: "127.0.0.1:6001" })));
+  cache.setSnapshot("envoy-1", v3);
+  const third = (await next())!;
+  t.is(third.version_info, v3.version(TypeUrl.Cluster));
+  // A stale request (old nonce) is ignored: it neither ACKs nor triggers a response.
+  send(TypeUrl.Cluster, second.version_info, second.nonce);
+  t.is(await next(300), undefined);
+  t.is(states().ackedVersion, v1.version(TypeUrl.Cluster));
+  send(TypeUrl.Cluster, third.version_info, third.nonce);
+  await next(200);
+  t.is(states().ackedVersion, v3.version(TypeUrl.Cluster));
+});
+
+interface DeltaResponse {
+  system_version_info: string;
+  resources: { name: string; version: string; resource: AnyMessage }[];
+  type_url: string;
+  removed_resources: string[];
+  nonce: string;
+}
+
+test("incremental (delta) ADS sends only what changed, and what was removed", async (t) => {
+  const cache = new SnapshotCache();
+  const server = new XdsServer(cache);
+  const nacks: NackEvent[] = [];
+  server.events.on("nack", (e) => nacks.push(e));
+  const port = await server.listen(0);
+  t.teardown(() => server.close());
+  const Client = adsClientConstructor();
+  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const call = (
+    client as unknown as {
+      DeltaAggregatedResources(): grpc.ClientDuplexStream<unknown, DeltaResponse>;
+    }
+  ).DeltaAggregatedResources();
+  call.on("error", () => undefined);
+  t.teardown(() => call.cancel());
+  const received: DeltaResponse[] = [];
+  call.on("data", (r: DeltaResponse) => received.push(r));
+  const next = async (timeoutMs = 5000): Promise<DeltaResponse | undefined> => {
+    const deadline = Date.now() + timeoutMs;
+    while (received.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return received.shift();
+  };
+  const node = { id: "envoy-1" };
+  const send = (typeUrl: string, fields: Record<string, unknown>) =>
+    call.write({ node, type_url: typeUrl, ...fields });
+
+  const s1 = new Snapshot(translate(state({ alice: "127.0.0.1:6000" })));
+  cache.setSnapshot("envoy-1", s1);
+  send(TypeUrl.Cluster, {}); // CDS: wildcard by default
+  const first = (await next())!;
+  t.deepEqual(first.resources.map((r) => r.name).sort(), [...s1.resources(TypeUrl.Cluster).keys()]);
+  for (const r of first.resources) {
+    t.is(r.resource.type_url, TypeUrl.Cluster);
+    t.is(unpack(r.resource).name, r.name);
+    t.is(r.version, s1.resources(TypeUrl.Cluster).get(r.name)!.hash);
+  }
+  send(TypeUrl.Cluster, { response_nonce: first.nonce });
+
+  const s2 = new Snapshot(translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001" })));
+  cache.setSnapshot("envoy-1", s2);
+  const second = (await next())!;
+  t.deepEqual(
+    second.resources.map((r) => r.name),
+    ["shard/bob/api"],
+    "only the new cluster is sent",
+  );
+  t.deepEqual(second.removed_resources, []);
+  send(TypeUrl.Cluster, { response_nonce: second.nonce });
+
+  cache.setSnapshot("envoy-1", new Snapshot(translate(state({ bob: "127.0.0.1:6001" }))));
+  const third = (await next())!;
+  t.deepEqual(third.resources, []);
+  t.deepEqual(third.removed_resources, ["shard/alice/api"]);
+  send(TypeUrl.Cluster, { response_nonce: third.nonce, error_detail: { code: 3, message: "no" } });
+  t.is(await next(300), undefined, "a NACK is not answered by a re-send");
+  t.is(nacks.length, 1);
+
+  // EDS is not wildcard: only the named assignment comes.
+  send(TypeUrl.Endpoint, { resource_names_subscribe: ["baseline/api"] });
+  const eds = (await next())!;
+  t.deepEqual(
+    eds.resources.map((r) => r.name),
+    ["baseline/api"],
+  );
+});

@@ -1,0 +1,242 @@
+import test from "ava";
+import { RE2 } from "re2-wasm";
+import type { SandboxRecord, ShardRecord } from "../../../runtime/lib/model";
+import {
+  baggageRegex,
+  routingKeyFromBaggage,
+  translate,
+  Translator,
+  type RoutingState,
+} from "../../../runtime/routing/translate";
+import { pack, Snapshot, TypeUrl, unpack } from "../../../runtime/routing/xds";
+
+const now = "2026-01-01T00:00:00.000Z";
+function shard(name: string, routingKey: string, forks: Record<string, string>): ShardRecord {
+  return {
+    name,
+    routingKey,
+    owner: `${name}@example.com`,
+    forks,
+    ttlSeconds: 60,
+    expiresAt: now,
+    tokenHash: "a".repeat(64),
+    createdAt: now,
+  };
+}
+const sandbox: SandboxRecord = {
+  id: "sb1",
+  spec: {
+    image: "x",
+    command: ["x"],
+    env: {},
+    resources: { cpuMillis: 100, memoryMiB: 64 },
+    nodeSelector: {},
+    tolerations: [],
+    ports: [8080, 9090],
+    network: false,
+  },
+  status: {
+    phase: "running",
+    endpoints: { "8080": "127.0.0.1:31000", "9090": "127.0.0.1:31001" },
+    updatedAt: now,
+  },
+  createdAt: now,
+};
+const state: RoutingState = {
+  baseline: [
+    { name: "api", destination: "127.0.0.1:5000" },
+    { name: "web", destination: "web.default.svc:80" },
+  ],
+  shards: [
+    shard("alice", "alice-key", { api: "127.0.0.1:6000", web: "web.shard-alice.svc:80" }),
+    shard("bob", "bob-key", { api: "127.0.0.1:6001", gone: "127.0.0.1:1" }),
+  ],
+  sandboxes: [sandbox],
+};
+
+interface VirtualHost {
+  name: string;
+  domains: string[];
+  routes: {
+    name: string;
+    match: { headers?: { name: string; string_match: Record<string, unknown> }[] };
+    route: { cluster: string };
+  }[];
+}
+
+test("every resource decodes with Envoy's protos into its type and the snapshot is consistent", (t) => {
+  const snapshot = new Snapshot(translate(state));
+  t.deepEqual(snapshot.inconsistencies(), []);
+  for (const typeUrl of Object.values(TypeUrl)) {
+    t.true(snapshot.resources(typeUrl).size > 0, typeUrl);
+    for (const [name, resource] of snapshot.resources(typeUrl)) {
+      t.is(resource.any.type_url, typeUrl);
+      const decoded = unpack(resource.any);
+      t.is(decoded[typeUrl === TypeUrl.Endpoint ? "cluster_name" : "name"], name);
+    }
+  }
+  t.deepEqual(
+    [...snapshot.resources(TypeUrl.Cluster).keys()],
+    [
+      "baseline/api",
+      "baseline/web",
+      "sandbox/sb1/8080",
+      "sandbox/sb1/9090",
+      "shard/alice/api",
+      "shard/alice/web",
+      "shard/bob/api",
+    ],
+  );
+  // DNS destinations are LOGICAL_DNS (resolved by the client), IPs are EDS with an assignment.
+  t.is(unpack(snapshot.resources(TypeUrl.Cluster).get("shard/alice/web")!.any).type, "LOGICAL_DNS");
+  t.is(unpack(snapshot.resources(TypeUrl.Cluster).get("shard/alice/api")!.any).type, "EDS");
+});
+
+test("one virtual host per service: fork routes by header and baggage, then the baseline", (t) => {
+  const snapshot = new Snapshot(translate(state));
+  const api = unpack(snapshot.resources(TypeUrl.Route).get("api")!.any) as {
+    virtual_hosts: VirtualHost[];
+  };
+  t.is(api.virtual_hosts.length, 1);
+  const routes = api.virtual_hosts[0]!.routes;
+  t.deepEqual(
+    routes.map((r) => [r.name, r.route.cluster]),
+    [
+      ["alice/api/header", "shard/alice/api"],
+      ["alice/api/baggage", "shard/alice/api"],
+      ["bob/api/header", "shard/bob/api"],
+      ["bob/api/baggage", "shard/bob/api"],
+      ["api/baseline", "baseline/api"],
+    ],
+  );
+  t.deepEqual(routes[0]!.match.headers, [
+    {
+      name: "x-shardworks-routing-key",
+      header_match_specifier: "string_match",
+      string_match: { exact: "alice-key", match_pattern: "exact" },
+    },
+  ]);
+  const ingress = unpack(snapshot.resources(TypeUrl.Route).get("ingress")!.any) as {
+    virtual_hosts: VirtualHost[];
+  };
+  t.deepEqual(
+    ingress.virtual_hosts.map((v) => [v.name, v.domains]),
+    [
+      ["api", ["api", "api.shardworks.local"]],
+      ["web", ["web", "web.shardworks.local"]],
+      ["sandbox/sb1/8080", ["8080.sb1.sandbox.shardworks.local", "sb1.sandbox.shardworks.local"]],
+      ["sandbox/sb1/9090", ["9090.sb1.sandbox.shardworks.local"]],
+    ],
+  );
+  const listener = unpack(snapshot.resources(TypeUrl.Listener).get("api")!.any) as {
+    api_listener: { api_listener: { type_url: string; value: Uint8Array } };
+  };
+  const hcm = unpack(listener.api_listener.api_listener) as { rds: { route_config_name: string } };
+  t.is(hcm.rds.route_config_name, "api");
+});
+
+test("route configurations assembled from memoized encodings are byte-identical to a full encode", (t) => {
+  const resources = translate(state);
+  t.is(resources[TypeUrl.Route].length, 4);
+  for (const route of resources[TypeUrl.Route]) {
+    const full = pack(TypeUrl.Route, route.message);
+    t.true(Buffer.from(full.value).equals(Buffer.from(route.any.value)), route.name);
+  }
+});
+
+test("changing one shard rebuilds only that shard's resources and its services' routes", (t) => {
+  const translator = new Translator();
+  const first = translator.translate(state);
+  const carol = shard("carol", "carol-key", { web: "127.0.0.1:7000" });
+  const second = translator.translate({ ...state, shards: [...state.shards, carol] });
+  const byName = (r: typeof first, type: TypeUrl) => new Map(r[type].map((x) => [x.name, x]));
+  const [c1, c2] = [byName(first, TypeUrl.Cluster), byName(second, TypeUrl.Cluster)];
+  t.is(c2.get("shard/alice/api"), c1.get("shard/alice/api"), "unchanged shard reused");
+  t.truthy(c2.get("shard/carol/web"));
+  const [r1, r2] = [byName(first, TypeUrl.Route), byName(second, TypeUrl.Route)];
+  t.is(r2.get("api"), r1.get("api"), "service carol does not fork is reused");
+  t.not(r2.get("web"), r1.get("web"));
+  // The memoized result equals translation from scratch.
+  const fresh = translate({ ...state, shards: [...state.shards, carol] });
+  for (const type of Object.values(TypeUrl)) {
+    t.deepEqual(
+      second[type].map((r) => [r.name, r.hash]),
+      fresh[type].map((r) => [r.name, r.hash]),
+    );
+  }
+  t.is(new Snapshot(second).version(TypeUrl.Cluster), new Snapshot(fresh).version(TypeUrl.Cluster));
+});
+
+test("the same state gives the same versions; a change to routes leaves cluster versions alone", (t) => {
+  const a = new Snapshot(translate(state));
+  const b = new Snapshot(translate({ ...state, shards: [...state.shards].reverse() }));
+  for (const type of Object.values(TypeUrl)) t.is(a.version(type), b.version(type));
+  const rekeyed = state.shards.map((s) =>
+    s.name === "alice" ? { ...s, routingKey: "alice-two" } : s,
+  );
+  const c = new Snapshot(translate({ ...state, shards: rekeyed }));
+  t.is(c.version(TypeUrl.Cluster), a.version(TypeUrl.Cluster));
+  t.not(c.version(TypeUrl.Route), a.version(TypeUrl.Route));
+});
+
+test("consistent() reports a route to a missing cluster and an EDS cluster without endpoints", (t) => {
+  const resources = translate(state);
+  const broken = new Snapshot({
+    ...resources,
+    [TypeUrl.Cluster]: resources[TypeUrl.Cluster].filter((c) => c.name !== "shard/bob/api"),
+    [TypeUrl.Endpoint]: resources[TypeUrl.Endpoint].filter((c) => c.name !== "baseline/api"),
+  });
+  const problems = broken.inconsistencies();
+  t.false(broken.consistent());
+  t.true(problems.some((p) => p.includes("cluster shard/bob/api does not exist")));
+  t.true(problems.some((p) => p.includes("EDS cluster baseline/api has no ClusterLoadAssignment")));
+});
+
+/** A small deterministic PRNG so failures reproduce. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+test("the baggage regex (RE2, as Envoy and gRPC run it) agrees with @opentelemetry/core", (t) => {
+  const key = "alice-key";
+  const re = new RE2(`^${baggageRegex(key)}$`, "u");
+  const random = rng(42);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  const ows = () => pick(["", "", " ", "  ", "\t", " \t"]);
+  const otherKeys = [
+    "userid",
+    "a",
+    "shardworks-routing-key2",
+    "xshardworks-routing-key",
+    "shardworks-routing",
+    "sw",
+  ];
+  const values = [key, "alice-key2", "alice-ke", "bob-key", "x", "alice-key.x", "1"];
+  const properties = ["", "", ";p=1", ";flag", "; p = 2;q", ";shardworks-routing-key=alice-key"];
+  let matched = 0;
+  for (let i = 0; i < 3000; i++) {
+    const members: string[] = [];
+    const count = 1 + Math.floor(random() * 6);
+    const ours = random() < 0.7 ? Math.floor(random() * count) : -1;
+    for (let m = 0; m < count; m++) {
+      const k = m === ours ? "shardworks-routing-key" : pick(otherKeys);
+      members.push(`${ows()}${k}${ows()}=${ows()}${pick(values)}${ows()}${pick(properties)}`);
+    }
+    const header = members.join(",");
+    const expected = routingKeyFromBaggage(header) === key;
+    if (expected) matched++;
+    t.is(re.test(header), expected, header);
+  }
+  t.true(matched > 200, `enough positive cases (${matched})`);
+});
+
+test("a routing key with regex metacharacters cannot widen the pattern", (t) => {
+  // The API refuses such keys; the pattern escapes them anyway.
+  const re = new RE2(`^${baggageRegex("a.*")}$`, "u");
+  t.false(re.test("shardworks-routing-key=abc"));
+  t.true(re.test("shardworks-routing-key=a.*"));
+});
