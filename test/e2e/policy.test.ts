@@ -50,6 +50,10 @@ const REFUSALS: readonly RegExp[] = [
   /\[mandatory\]/,
 ];
 
+/** The stand-in language host's note that its RunPlugin started the pack (not the analyzer shim). */
+const RUN_PLUGIN =
+  /TESTBED STAND-IN pulumi-language-nodejs RunPlugin \(analyzer\): node \S+run-policy-pack\S* \S+ \S+policy/;
+
 interface Bed {
   readonly tools: Tools;
   readonly cluster: Cluster;
@@ -132,6 +136,7 @@ test.serial(
     t.log(output);
     const all = `${output}\n${error?.message ?? ""}`;
     for (const refusal of REFUSALS) t.regex(all, refusal);
+    if (usesTestbedLanguageHost(theBed().tools)) t.regex(all, RUN_PLUGIN);
 
     const good = await stackOf("good", true);
     let goodOutput = "";
@@ -188,10 +193,7 @@ test.serial(
     t.notRegex(bad.output, /\n\s+at .*\(.*:\d+:\d+\)/, "no stack trace");
     if (usesTestbedLanguageHost(tools)) {
       // The pack was started by the stand-in's RunPlugin, not by pulumi-analyzer-policy-nodejs.
-      t.regex(
-        bad.output,
-        /TESTBED STAND-IN pulumi-language-nodejs RunPlugin \(analyzer\): node \S+run-policy-pack/,
-      );
+      t.regex(bad.output, RUN_PLUGIN);
     }
 
     const good = await cli(["preview", "--stack", "good", "--policy-pack", POLICY_DIR]);
