@@ -1,25 +1,32 @@
 /**
- * The policy pack in the real engine: the Pulumi CLI built by `npm run tools`, driven by the
- * Automation API with an inline program and `policyPacks: ["policy"]`, against a local cluster.
- * A shard stack that breaks mandatory rules must be refused by `preview`; a well-fenced one passes.
+ * The policy pack in the real engine (the Pulumi CLI built by `npm run tools`) against a local
+ * cluster, with the tools PATH as a user has it: a shard stack that breaks mandatory rules must be
+ * refused by `preview`, a well-fenced one passes. Twice:
  *
- * The engine starts the pack through `pulumi-analyzer-policy-nodejs` (installed by
- * `npm run tools`) only when it finds no `pulumi-language-nodejs`; the testbed's stand-in language
- * host does not implement RunPlugin ("The server does not implement the method runPlugin"), so when
- * it is in the tools cache this test runs the engine from a bin directory without it, and says so.
+ * - Automation API, inline program, `preview({ policyPacks: ["policy"] })`;
+ * - the CLI on a project directory, `pulumi preview --policy-pack policy`: the language host runs
+ *   the program (Run) and starts the pack (RunPlugin → `run-policy-pack`).
+ *
+ * The refused stack is a small program of its own (`fixtures/policy-shard.ts`), not our shard
+ * program: the config schema and the components make every valid shard config compliant
+ * (test/unit/policy-components.test.ts), so only hand-written resources can break the rules.
  */
 import test from "ava";
-import * as kubernetes from "@pulumi/kubernetes";
 import { LocalWorkspace } from "@pulumi/pulumi/automation";
+import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { link, mkdir, mkdtemp, readdir, rm, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { startCluster, stopCluster, type Cluster } from "../../scripts/cluster";
-import { testbedPulumi } from "../../scripts/pulumi-env";
-import { ensureTools } from "../../scripts/tools";
+import { testbedPulumi, type TestbedPulumi } from "../../scripts/pulumi-env";
+import { ensureTools, usesTestbedLanguageHost, type Tools } from "../../scripts/tools";
+import { shardResources } from "./fixtures/policy-shard";
 
-const POLICY_DIR = resolve(__dirname, "..", "..", "policy");
+const repoRoot = resolve(__dirname, "..", "..");
+const POLICY_DIR = join(repoRoot, "policy");
+const execFileAsync = promisify(execFile);
 
 function loud(t: { log: (line: string) => void }, lines: string[]): void {
   const banner = "!".repeat(96);
@@ -29,73 +36,34 @@ function loud(t: { log: (line: string) => void }, lines: string[]): void {
   }
 }
 
-/** A shard namespace and what the program puts in it. */
-function shardProgram(cluster: Cluster, fenced: boolean): () => Promise<Record<string, unknown>> {
-  return () => {
-    const provider = new kubernetes.Provider("local", { kubeconfig: cluster.kubeconfig });
-    const name = fenced ? "shard-good" : "shard-bad";
-    const inTwoDays = new Date(Date.now() + 2 * 86_400_000).toISOString();
-    const inThirtyDays = new Date(Date.now() + 30 * 86_400_000).toISOString();
-    const ns = new kubernetes.core.v1.Namespace(
-      "ns",
-      {
-        metadata: {
-          name,
-          annotations: { "shardworks.dev/expires-at": fenced ? inTwoDays : inThirtyDays },
-        },
-      },
-      { provider },
-    );
-    if (!fenced) {
-      // Two more mandatory rules broken: a privileged pod, and a JIT grant for a whole day.
-      new kubernetes.core.v1.Pod(
-        "miner",
-        {
-          metadata: { namespace: name, name: "miner" },
-          spec: {
-            containers: [
-              { name: "miner", image: "busybox", securityContext: { privileged: true } },
-            ],
-          },
-        },
-        { provider, dependsOn: [ns] },
-      );
-      new kubernetes.rbac.v1.RoleBinding(
-        "grant",
-        {
-          metadata: {
-            namespace: name,
-            labels: { "shardworks.dev/jit": "true" },
-            annotations: {
-              "shardworks.dev/expires-at": new Date(Date.now() + 86_400_000).toISOString(),
-            },
-          },
-          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "edit" },
-          subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: "mallory" }],
-        },
-        { provider, dependsOn: [ns] },
-      );
-    }
-    if (fenced) {
-      new kubernetes.core.v1.ResourceQuota(
-        "quota",
-        { metadata: { namespace: name, name: "shard-quota" }, spec: { hard: { pods: "5" } } },
-        { provider, dependsOn: [ns] },
-      );
-      new kubernetes.networking.v1.NetworkPolicy(
-        "deny",
-        {
-          metadata: { namespace: name, name: "default-deny-ingress" },
-          spec: { podSelector: {}, policyTypes: ["Ingress"] },
-        },
-        { provider, dependsOn: [ns] },
-      );
-    }
-    return Promise.resolve({ namespace: name });
-  };
-}
+/** What a refusal of `fixtures/policy-shard.ts`'s bad shard must say, rule by rule. */
+const REFUSALS: readonly RegExp[] = [
+  /shard-namespace-fences/,
+  /shard namespace "shard-bad" has no ResourceQuota/,
+  /shard namespace "shard-bad" has no default-deny NetworkPolicy/,
+  /shard-ttl-at-most-7-days/,
+  /is more than 7 days ahead; the longest shard TTL is 7 days/,
+  /no-privileged-workloads/,
+  /spec\.containers\[0\] \("miner"\): securityContext\.privileged is true in namespace "shard-bad"/,
+  /jit-binding-expiry/,
+  /is more than 8h ahead; the maximum JIT grant is 8h/,
+  /\[mandatory\]/,
+];
 
-test("pulumi preview --policy-pack policy refuses a shard stack that breaks mandatory rules", async (t) => {
+/** The stand-in language host's note that its RunPlugin started the pack (not the analyzer shim). */
+const RUN_PLUGIN =
+  /TESTBED STAND-IN pulumi-language-nodejs RunPlugin \(analyzer\): node \S+run-policy-pack\S* \S+ \S+policy/;
+
+interface Bed {
+  readonly tools: Tools;
+  readonly cluster: Cluster;
+  readonly work: string;
+  readonly pulumi: TestbedPulumi;
+}
+let bed: Bed | undefined;
+const cleanups: (() => Promise<unknown>)[] = [];
+
+test.before(async (t) => {
   const tools = await ensureTools();
   const providerPath = join(tools.binDir, "pulumi-resource-kubernetes");
   if (!existsSync(providerPath)) {
@@ -103,8 +71,7 @@ test("pulumi preview --policy-pack policy refuses a shard stack that breaks mand
       "pulumi-resource-kubernetes is NOT AVAILABLE (neither built nor a testbed stand-in).",
       "UNVERIFIED: the policy pack in the real engine. Only the direct tests of the rules ran.",
     ]);
-    t.fail("no Kubernetes provider plugin to preview Kubernetes resources with");
-    return;
+    throw new Error("no Kubernetes provider plugin to preview Kubernetes resources with");
   }
   if (readFileSync(providerPath, "utf8").includes("TESTBED STAND-IN")) {
     loud(t, [
@@ -112,75 +79,128 @@ test("pulumi preview --policy-pack policy refuses a shard stack that breaks mand
       "the engine, analyzer and policy pack are real; the provider's Check/Diff are the stand-in's.",
     ]);
   }
-
-  const work = await mkdtemp(join(tmpdir(), "shardworks-policy-"));
-  t.teardown(() => rm(work, { recursive: true, force: true }));
-  // The tools, minus a language host: the engine then starts the pack with our analyzer shim.
-  const bin = join(work, "bin");
-  await mkdir(bin);
-  for (const file of await readdir(tools.binDir)) {
-    if (file === "pulumi-language-nodejs") continue;
-    // The CLI also finds plugins next to its own (symlink-resolved) executable: link it hard.
-    if (file === "pulumi") await link(join(tools.binDir, file), join(bin, file));
-    else await symlink(join(tools.binDir, file), join(bin, file));
-  }
-  if (existsSync(join(tools.binDir, "pulumi-language-nodejs"))) {
+  if (usesTestbedLanguageHost(tools)) {
     loud(t, [
-      "pulumi-language-nodejs is in the tools cache; with it the engine would run the pack via the",
-      "language host's RunPlugin. This test leaves it off PATH so pulumi-analyzer-policy-nodejs runs.",
+      "pulumi-language-nodejs is the TESTBED STAND-IN (scripts/testbed-language-host): the engine",
+      "starts the pack through ITS RunPlugin (run-policy-pack), not the real host's policy proxy.",
     ]);
   }
-
+  const work = await mkdtemp(join(tmpdir(), "shardworks-policy-"));
+  cleanups.push(() => rm(work, { recursive: true, force: true }));
   const name = `e2e-policy-${process.pid}`;
-  t.teardown(() => stopCluster(name, { purge: true, log: () => undefined }));
+  cleanups.push(() => stopCluster(name, { purge: true, log: () => undefined }));
   const cluster = await startCluster(name, { log: (line) => t.log(line) });
-  const { pulumiCommand, envVars, backendUrl } = await testbedPulumi(
-    { ...tools, binDir: bin, pulumi: join(bin, "pulumi") },
-    cluster,
-    work,
-    "policy-e2e-passphrase",
-  );
-  const stackOf = (stackName: string, fenced: boolean) =>
-    LocalWorkspace.createOrSelectStack(
-      { projectName: "policy-e2e", stackName, program: shardProgram(cluster, fenced) },
-      {
-        workDir: work,
-        pulumiCommand,
-        envVars,
-        projectSettings: { name: "policy-e2e", runtime: "nodejs", backend: { url: backendUrl } },
-      },
-    );
-
-  const bad = await stackOf("bad", false);
-  let output = "";
-  const started = Date.now();
-  const error = await t.throwsAsync(
-    bad.preview({ policyPacks: [POLICY_DIR], onOutput: (out) => (output += out) }),
-  );
-  t.log(`preview of the bad shard: refused after ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  t.log(output);
-  const all = `${output}\n${error?.message ?? ""}`;
-  t.regex(all, /shard-namespace-fences/);
-  t.regex(all, /shard namespace "shard-bad" has no ResourceQuota/);
-  t.regex(all, /shard namespace "shard-bad" has no default-deny NetworkPolicy/);
-  t.regex(all, /shard-ttl-at-most-7-days/);
-  t.regex(all, /is more than 7 days ahead; the longest shard TTL is 7 days/);
-  t.regex(all, /no-privileged-workloads/);
-  t.regex(
-    all,
-    /spec\.containers\[0\] \("miner"\): securityContext\.privileged is true in namespace "shard-bad"/,
-  );
-  t.regex(all, /jit-binding-expiry/);
-  t.regex(all, /is more than 8h ahead; the maximum JIT grant is 8h/);
-  t.regex(all, /\[mandatory\]/);
-
-  const good = await stackOf("good", true);
-  let goodOutput = "";
-  const preview = await good.preview({
-    policyPacks: [POLICY_DIR],
-    onOutput: (out) => (goodOutput += out),
-  });
-  t.log(goodOutput);
-  t.is(preview.changeSummary["create"], 5, "stack, provider, namespace, quota, network policy");
-  t.notRegex(goodOutput, /\[mandatory\]/);
+  const pulumi = await testbedPulumi(tools, cluster, work, "policy-e2e-passphrase");
+  bed = { tools, cluster, work, pulumi };
 });
+
+test.after.always(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+function theBed(): Bed {
+  if (bed === undefined) throw new Error("the testbed did not start (see the before hook)");
+  return bed;
+}
+
+test.serial(
+  "Automation API preview with policyPacks refuses the bad shard, passes the good one",
+  async (t) => {
+    const { cluster, work, pulumi } = theBed();
+    const { pulumiCommand, envVars, backendUrl } = pulumi;
+    await mkdir(join(work, "inline"));
+    const stackOf = (stackName: string, fenced: boolean) =>
+      LocalWorkspace.createOrSelectStack(
+        {
+          projectName: "policy-e2e",
+          stackName,
+          program: () => Promise.resolve(shardResources(fenced, cluster.kubeconfig)),
+        },
+        {
+          workDir: join(work, "inline"),
+          pulumiCommand,
+          envVars,
+          projectSettings: { name: "policy-e2e", runtime: "nodejs", backend: { url: backendUrl } },
+        },
+      );
+
+    const bad = await stackOf("bad", false);
+    let output = "";
+    const started = Date.now();
+    const error = await t.throwsAsync(
+      bad.preview({ policyPacks: [POLICY_DIR], onOutput: (out) => (output += out) }),
+    );
+    t.log(
+      `preview of the bad shard: refused after ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+    t.log(output);
+    const all = `${output}\n${error?.message ?? ""}`;
+    for (const refusal of REFUSALS) t.regex(all, refusal);
+    if (usesTestbedLanguageHost(theBed().tools)) t.regex(all, RUN_PLUGIN);
+
+    const good = await stackOf("good", true);
+    let goodOutput = "";
+    const preview = await good.preview({
+      policyPacks: [POLICY_DIR],
+      onOutput: (out) => (goodOutput += out),
+    });
+    t.log(goodOutput);
+    t.is(preview.changeSummary["create"], 5, "stack, provider, namespace, quota, network policy");
+    t.notRegex(goodOutput, /\[mandatory\]/);
+  },
+);
+
+test.serial(
+  "pulumi preview --policy-pack policy (CLI, language host RunPlugin) refuses the bad shard",
+  async (t) => {
+    const { tools, work, pulumi } = theBed();
+    // A project directory as a user has one: Pulumi.yaml, the program, the packages (by symlink, so
+    // modules resolve to the repo's real paths).
+    const project = await mkdtemp(join(work, "project-"));
+    await writeFile(
+      join(project, "Pulumi.yaml"),
+      "name: policy-e2e-cli\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: index.ts\n",
+    );
+    await symlink(join(__dirname, "fixtures", "policy-shard-main.ts"), join(project, "index.ts"));
+    for (const entry of ["package.json", "node_modules"]) {
+      await symlink(join(repoRoot, entry), join(project, entry));
+    }
+    const cli = (args: string[]) =>
+      execFileAsync(tools.pulumi, [...args, "--non-interactive", "--cwd", project], {
+        env: { ...process.env, ...pulumi.envVars },
+        maxBuffer: 64 * 1024 * 1024,
+      }).then(
+        ({ stdout, stderr }) => ({ ok: true, output: `${stdout}${stderr}` }),
+        (error: { stdout?: string; stderr?: string }) => ({
+          ok: false,
+          output: `${error.stdout ?? ""}${error.stderr ?? ""}`,
+        }),
+      );
+
+    for (const stack of ["bad", "good"]) {
+      const init = await cli(["stack", "init", stack]);
+      t.true(init.ok, init.output);
+    }
+    const started = Date.now();
+    const bad = await cli(["preview", "--stack", "bad", "--policy-pack", POLICY_DIR]);
+    t.log(
+      `pulumi preview --policy-pack of the bad shard: ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+    t.log(bad.output);
+    t.false(bad.ok, "the preview must fail");
+    for (const refusal of REFUSALS) t.regex(bad.output, refusal);
+    t.notRegex(bad.output, /does not implement the method runPlugin/);
+    t.notRegex(bad.output, /\n\s+at .*\(.*:\d+:\d+\)/, "no stack trace");
+    if (usesTestbedLanguageHost(tools)) {
+      // The pack was started by the stand-in's RunPlugin, not by pulumi-analyzer-policy-nodejs.
+      t.regex(bad.output, RUN_PLUGIN);
+    }
+
+    const good = await cli(["preview", "--stack", "good", "--policy-pack", POLICY_DIR]);
+    t.log(good.output);
+    t.true(good.ok, "the fenced shard previews cleanly");
+    t.regex(good.output, /5 to create/);
+    t.regex(good.output, /shardworks@v?[\d.]+/, "the pack ran and reported itself");
+    t.notRegex(good.output, /\[mandatory\]/);
+  },
+);
