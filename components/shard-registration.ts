@@ -104,7 +104,7 @@ export const shardRegistrationProvider: pulumi.dynamic.ResourceProvider<
       fail("name", "must be a DNS label (lowercase letters, digits, '-')");
     }
     if (!ROUTING_KEY.test(String(news.routingKey))) {
-      fail("routingKey", "must be 4-64 lowercase letters, digits and '-'");
+      fail("routingKey", "must be 4-32 lowercase letters, digits and '-'");
     }
     if (!news.owner) fail("owner", "is required");
     for (const [service, destination] of Object.entries(news.forks ?? {})) {
