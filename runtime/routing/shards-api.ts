@@ -116,6 +116,14 @@ export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
         `owner: a shard token cannot change the owner (it is "${existing.record.owner}"); use the platform token`,
       );
     }
+    if (existing && c.req.header("if-none-match") === "*") {
+      // A create-only PUT (HTTP's If-None-Match: *): never overwrite a shard someone else made.
+      throw new HttpError(
+        409,
+        "shard_exists",
+        `shard "${name}" already exists; delete it first or choose another name`,
+      );
+    }
     if (existing) {
       const record = await store.update(existing, input);
       return c.json({ shard: shardView(record) }, 200);
