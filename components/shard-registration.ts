@@ -104,7 +104,8 @@ function shardBody(p: ShardRegistrationProps): unknown {
  * functions), so the provider captures their JSON Schema (plain data) and rebuilds the zod schema
  * with `z.fromJSONSchema` when it runs (zod itself is required by name).
  */
-const PROPS_JSON_SCHEMA: z.core.JSONSchema.JSONSchema = JSON.parse(
+// (JSON round trip: a plain copy, without the references zod keeps, that Pulumi can serialize.)
+const PROPS_JSON_SCHEMA = JSON.parse(
   JSON.stringify(
     z.toJSONSchema(
       z.looseObject({
@@ -119,7 +120,7 @@ const PROPS_JSON_SCHEMA: z.core.JSONSchema.JSONSchema = JSON.parse(
       { unrepresentable: "any" },
     ),
   ),
-);
+) as z.core.JSONSchema.JSONSchema;
 
 /** The provider behind {@link ShardRegistration} (exported so it can be tested directly). */
 export const shardRegistrationProvider: pulumi.dynamic.ResourceProvider<
