@@ -21,6 +21,9 @@ export interface EnvoyBootstrapOptions {
 /** `re2.max_program_size.error_level` the gateway runs with (Envoy's default is 100). */
 export const RE2_MAX_PROGRAM_SIZE = 1000;
 
+/** Envoy node id of the gateway: the routing controller serves it the `ingress` snapshot. */
+export const GATEWAY_NODE_ID = "shardworks-gateway";
+
 /** The static cluster that carries the ADS stream. */
 export const XDS_CLUSTER = "xds_cluster";
 
