@@ -264,7 +264,7 @@ export class XdsServer {
         );
         return;
       }
-      let state = types.get(typeUrl) as TypeState | undefined;
+      let state = types.get(typeUrl);
       // A new stream knows nothing of what the client holds: its first request is always answered,
       // even when it carries a nonce from an earlier stream (a reconnecting client's).
       const isNew = state === undefined;
