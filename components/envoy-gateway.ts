@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { envoyBootstrap } from "../runtime/routing/bootstrap";
+import { envoyBootstrap, GATEWAY_NODE_ID } from "../runtime/routing/bootstrap";
 import { appLabels, awaitAnnotations, restrictedContainer } from "./common";
 
 /** How the gateway Service is exposed. */
@@ -49,7 +49,7 @@ export interface EnvoyGatewayArgs {
 }
 
 /** Envoy node id of the gateway: the routing controller keys its snapshot by it. */
-export const GATEWAY_NODE_ID = "shardworks-gateway";
+export { GATEWAY_NODE_ID };
 
 /** Check replica bounds: 1 ≤ replicas ≤ maxReplicas. */
 export function validateGatewayReplicas(replicas: number, maxReplicas: number): void {

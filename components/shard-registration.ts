@@ -8,6 +8,13 @@
  * so they must not capture modules with native state.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import {
+  MAX_SHARD_TTL_SECONDS,
+  destinationSchema,
+  dnsLabel,
+  routingKeySchema,
+} from "../runtime/lib/model";
 import type { ShardRegistrationInput } from "./dev-shard";
 
 /** What the provider stores as inputs. */
@@ -44,13 +51,18 @@ async function callApi(
   props: Pick<ShardRegistrationProps, "apiUrl" | "token" | "name">,
   method: "GET" | "PUT" | "DELETE",
   body?: unknown,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; reply: ShardReply }> {
   const url = `${props.apiUrl.replace(/\/+$/, "")}/v1/shards/${encodeURIComponent(props.name)}`;
   let response: Response;
   try {
     response = await fetch(url, {
       method,
-      headers: { authorization: `Bearer ${props.token}`, "content-type": "application/json" },
+      headers: {
+        authorization: `Bearer ${props.token}`,
+        "content-type": "application/json",
+        ...headers,
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (error) {
@@ -85,9 +97,30 @@ function shardBody(p: ShardRegistrationProps): unknown {
   };
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const ROUTING_KEY = /^[a-z0-9][a-z0-9-]{3,63}$/;
-const DESTINATION = /^[A-Za-z0-9.-]+:[0-9]{1,5}$/;
+/**
+ * What check() accepts: the API's own rules, from the shared schemas of `runtime/lib/model.ts`
+ * (one definition of a routing key, destination and the 7-day TTL limit). Pulumi serializes the
+ * provider into the state and cannot serialize zod schema objects (they hold bound native
+ * functions), so the provider captures their JSON Schema (plain data) and rebuilds the zod schema
+ * with `z.fromJSONSchema` when it runs (zod itself is required by name).
+ */
+// (JSON round trip: a plain copy, without the references zod keeps, that Pulumi can serialize.)
+const PROPS_JSON_SCHEMA = JSON.parse(
+  JSON.stringify(
+    z.toJSONSchema(
+      z.looseObject({
+        apiUrl: z.string().regex(/^https?:\/\//),
+        token: z.string().min(1),
+        name: dnsLabel,
+        routingKey: routingKeySchema,
+        owner: z.string().min(1).max(253),
+        forks: z.record(dnsLabel, destinationSchema),
+        ttlSeconds: z.number().int().min(1).max(MAX_SHARD_TTL_SECONDS),
+      }),
+      { unrepresentable: "any" },
+    ),
+  ),
+) as z.core.JSONSchema.JSONSchema;
 
 /** The provider behind {@link ShardRegistration} (exported so it can be tested directly). */
 export const shardRegistrationProvider: pulumi.dynamic.ResourceProvider<
@@ -96,36 +129,32 @@ export const shardRegistrationProvider: pulumi.dynamic.ResourceProvider<
 > = {
   // check() runs at preview: the same rules as the API, so mistakes show before anything changes.
   check(_olds, news) {
-    const failures: pulumi.dynamic.CheckFailure[] = [];
-    const fail = (property: string, reason: string) => failures.push({ property, reason });
-    if (!/^https?:\/\//.test(String(news.apiUrl))) fail("apiUrl", "must be an http(s) URL");
-    if (!news.token) fail("token", "the platform token is required");
-    if (!DNS_LABEL.test(String(news.name)) || String(news.name).length > 63) {
-      fail("name", "must be a DNS label (lowercase letters, digits, '-')");
+    // Required here, by name: Pulumi cannot map zod's internal module paths when it captures `z`.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const zod = require("zod") as typeof import("zod");
+    const parsed = zod.z.fromJSONSchema(PROPS_JSON_SCHEMA).safeParse(news);
+    const reasons = new Map<string, string[]>();
+    for (const issue of parsed.error?.issues ?? []) {
+      const property = issue.path.map(String).join(".") || "(inputs)";
+      reasons.set(property, [...(reasons.get(property) ?? []), issue.message]);
     }
-    if (!ROUTING_KEY.test(String(news.routingKey))) {
-      fail("routingKey", "must be 4-64 lowercase letters, digits and '-'");
-    }
-    if (!news.owner) fail("owner", "is required");
-    for (const [service, destination] of Object.entries(news.forks ?? {})) {
-      if (!DNS_LABEL.test(service)) fail(`forks.${service}`, "service must be a DNS label");
-      if (!DESTINATION.test(destination))
-        fail(`forks.${service}`, 'destination must be "host:port"');
-    }
-    if (!Number.isInteger(news.ttlSeconds) || news.ttlSeconds < 1) {
-      fail("ttlSeconds", "must be a positive whole number of seconds");
-    }
+    const failures = [...reasons].map(([property, reason]) => ({
+      property,
+      reason: reason.join("; "),
+    }));
     return Promise.resolve(failures.length ? { inputs: news, failures } : { inputs: news });
   },
 
   async create(inputs) {
-    const existing = await callApi(inputs, "GET");
-    if (existing.status === 200) {
+    // Create-only: the API answers 409 instead of overwriting a shard someone else registered.
+    const { status, reply } = await callApi(inputs, "PUT", shardBody(inputs), {
+      "if-none-match": "*",
+    });
+    if (status === 409 && reply.error?.code === "shard_exists") {
       throw new Error(
         `shard "${inputs.name}" is already registered; delete it ('DELETE /v1/shards/${inputs.name}') or choose another name`,
       );
     }
-    const { status, reply } = await callApi(inputs, "PUT", shardBody(inputs));
     if (status !== 201 || !reply.token || !reply.shard) {
       throw failure("registering", inputs.name, status, reply);
     }
@@ -136,12 +165,13 @@ export const shardRegistrationProvider: pulumi.dynamic.ResourceProvider<
   },
 
   diff(_id, olds, news) {
-    const fields = ["routingKey", "owner", "ttlSeconds", "renewKey", "apiUrl", "token"] as const;
+    const fields = ["routingKey", "owner", "ttlSeconds", "renewKey", "token"] as const;
     const changed: string[] = fields.filter((f) => olds[f] !== news[f]);
     if (JSON.stringify(sorted(olds.forks)) !== JSON.stringify(sorted(news.forks))) {
       changed.push("forks");
     }
-    const replaces = olds.name !== news.name ? ["name"] : [];
+    // Another API is another registry: the shard must be registered there (and removed here).
+    const replaces = (["name", "apiUrl"] as const).filter((f) => olds[f] !== news[f]);
     return Promise.resolve({
       changes: changed.length > 0 || replaces.length > 0,
       replaces,
@@ -152,14 +182,36 @@ export const shardRegistrationProvider: pulumi.dynamic.ResourceProvider<
 
   async update(_id, olds, news) {
     const { status, reply } = await callApi(news, "PUT", shardBody(news));
+    // 201: the shard had expired and was reaped, so this PUT created it anew with a new token.
+    if (status === 201 && reply.shard && reply.token) {
+      return { outs: { ...news, shardToken: reply.token, expiresAt: reply.shard.expiresAt } };
+    }
     if (status !== 200 || !reply.shard) throw failure("updating", news.name, status, reply);
     return { outs: { ...news, shardToken: olds.shardToken, expiresAt: reply.shard.expiresAt } };
   },
 
   async delete(_id, props) {
-    const { status, reply } = await callApi(props, "DELETE");
+    let result: { status: number; reply: ShardReply };
+    try {
+      result = await callApi(props, "DELETE");
+      // The platform token may have been rotated: the shard's own token may delete its shard.
+      if ((result.status === 401 || result.status === 403) && props.shardToken) {
+        result = await callApi({ ...props, token: props.shardToken }, "DELETE");
+      }
+    } catch (error) {
+      // Unreachable API after the TTL: the reaper has removed the shard (or will), so it is gone.
+      if (props.expiresAt && Date.parse(props.expiresAt) <= Date.now()) {
+        console.warn(
+          `shard "${props.name}": the shard API is unreachable, but the shard expired at ${props.expiresAt} and the reaper removes it; treating it as deleted`,
+        );
+        return;
+      }
+      throw error;
+    }
     // Already gone (reaped at its TTL, or deleted by hand) is what delete wants.
-    if (status !== 204 && status !== 404) throw failure("deregistering", props.name, status, reply);
+    if (result.status !== 204 && result.status !== 404) {
+      throw failure("deregistering", props.name, result.status, result.reply);
+    }
   },
 
   async read(id, props) {

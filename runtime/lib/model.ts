@@ -126,13 +126,23 @@ export const assignmentRecordSchema = z.strictObject({
 export type AssignmentRecord = z.infer<typeof assignmentRecordSchema>;
 
 /**
+ * Longest routing key. Envoy refuses a regex whose RE2 program size exceeds
+ * `re2.max_program_size.error_level` (default 100) and the baggage route's regex grows by one
+ * instruction per key character (68 + length, see test/unit/routing/re2-program-size.test.ts): at
+ * 32 characters it is exactly 100, so every key stays within Envoy's default.
+ */
+export const MAX_ROUTING_KEY_LENGTH = 32;
+
+/**
  * A routing key: sent by clients in a header or a baggage member, so it is kept to characters that
  * are safe in both and cannot inject into a header or a regular expression.
  */
 export const routingKeySchema = z
   .string()
   .min(4)
-  .max(64)
+  .max(MAX_ROUTING_KEY_LENGTH, {
+    message: `must be at most ${MAX_ROUTING_KEY_LENGTH} characters (the gateway's regex size limit)`,
+  })
   .regex(/^[a-z0-9][a-z0-9-]*$/, {
     message: "must be lowercase letters, digits and '-' (it travels in headers and baggage)",
   });

@@ -18,6 +18,12 @@ export interface EnvoyBootstrapOptions {
   adminPort: number;
 }
 
+/** `re2.max_program_size.error_level` the gateway runs with (Envoy's default is 100). */
+export const RE2_MAX_PROGRAM_SIZE = 1000;
+
+/** Envoy node id of the gateway: the routing controller serves it the `ingress` snapshot. */
+export const GATEWAY_NODE_ID = "shardworks-gateway";
+
 /** The static cluster that carries the ADS stream. */
 export const XDS_CLUSTER = "xds_cluster";
 
@@ -27,6 +33,21 @@ export function envoyBootstrap(options: EnvoyBootstrapOptions): Record<string, u
   const ads = { ads: {}, resource_api_version: "V3" };
   return {
     node: { id: nodeId, cluster },
+    // Envoy refuses a route whose regex compiles to an RE2 program larger than this runtime value
+    // (default 100) and the whole `ingress` route table with it. Routing keys are capped so the
+    // baggage regex stays within 100 (MAX_ROUTING_KEY_LENGTH); this margin keeps one unexpected
+    // pattern from freezing every shard's routes.
+    layered_runtime: {
+      layers: [
+        {
+          name: "shardworks-static",
+          static_layer: {
+            "re2.max_program_size.error_level": RE2_MAX_PROGRAM_SIZE,
+            "re2.max_program_size.warn_level": 100,
+          },
+        },
+      ],
+    },
     admin: {
       address: { socket_address: { address: "127.0.0.1", port_value: adminPort } },
     },

@@ -17,14 +17,18 @@ import {
   type ShardRecord,
 } from "../lib/model";
 import { ShardStore } from "./shard-store";
-import { Translator } from "./translate";
+import { GATEWAY_NODE_ID } from "./bootstrap";
+import { forNode, nextExpiry, Translator, unservedForks, type NodeKind } from "./translate";
 import { Snapshot, SnapshotCache, XdsServer } from "./xds";
 
 /**
- * Every Envoy and gRPC client gets the same configuration, so the cache keeps one snapshot under
- * this key for all nodes.
+ * The cache keeps one snapshot per kind of node: the Envoy gateway (node id
+ * {@link GATEWAY_NODE_ID}) gets the `ingress` listener, every other node (gRPC xDS clients) gets
+ * the api_listeners.
  */
-export const ALL_NODES = "shardworks";
+export function nodeKind(node: { id?: string }): NodeKind {
+  return node.id === GATEWAY_NODE_ID ? "gateway" : "grpc";
+}
 
 /**
  * Something that deletes what has expired. The controller runs each on every tick; errors are
@@ -75,7 +79,7 @@ interface Stored<T> {
 /** The controller process' core: etcd watches → translation → snapshot cache → ADS. */
 export class RoutingController {
   readonly events = new EventEmitter<RoutingControllerEvents>();
-  readonly cache = new SnapshotCache({ nodeKey: () => ALL_NODES });
+  readonly cache = new SnapshotCache({ nodeKey: nodeKind });
   readonly server: XdsServer;
   readonly #options: RoutingControllerOptions;
   readonly #logger: Logger;
@@ -86,6 +90,8 @@ export class RoutingController {
   readonly #abort = new AbortController();
   #rebuildQueued = false;
   #reapTimer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  readonly #warnedUnserved = new Set<string>();
   #port = 0;
 
   constructor(options: RoutingControllerOptions) {
@@ -103,9 +109,9 @@ export class RoutingController {
     return this.#port;
   }
 
-  /** The snapshot being served, if one was built. */
-  snapshot(): Snapshot | undefined {
-    return this.cache.getSnapshot(ALL_NODES);
+  /** The snapshot served to a kind of node (default: gRPC clients), if one was built. */
+  snapshot(kind: NodeKind = "grpc"): Snapshot | undefined {
+    return this.cache.getSnapshot(kind);
   }
 
   /** Load shards and sandboxes, serve the first snapshot, then follow etcd and start reaping. */
@@ -125,6 +131,7 @@ export class RoutingController {
   async close(): Promise<void> {
     this.#abort.abort();
     clearTimeout(this.#reapTimer);
+    clearTimeout(this.#expiryTimer);
     await Promise.all(this.#watchers.map((w) => w.cancel()));
     await this.server.close();
   }
@@ -219,25 +226,60 @@ export class RoutingController {
   #rebuild(): void {
     try {
       const started = performance.now();
-      const resources = this.#translator.translate({
+      const now = new Date();
+      const state = {
         baseline: this.#options.baseline,
         shards: [...this.#shards.values()].map((s) => s.record),
         sandboxes: [...this.#sandboxes.values()].map((s) => s.record),
-      });
-      const snapshot = new Snapshot(resources);
-      const problems = snapshot.inconsistencies();
-      if (problems.length > 0) {
-        throw new Error(`inconsistent snapshot not served: ${problems.join("; ")}`);
+        now,
+      };
+      const resources = this.#translator.translate(state);
+      const snapshots = (["gateway", "grpc"] as const).map(
+        (kind) => [kind, new Snapshot(forNode(resources, kind))] as const,
+      );
+      for (const [kind, snapshot] of snapshots) {
+        const problems = snapshot.inconsistencies();
+        if (problems.length > 0) {
+          throw new Error(`inconsistent ${kind} snapshot not served: ${problems.join("; ")}`);
+        }
       }
-      this.cache.setSnapshot(ALL_NODES, snapshot);
+      for (const [kind, snapshot] of snapshots) this.cache.setSnapshot(kind, snapshot);
+      this.#warnUnserved(state);
+      this.#scheduleExpiry(state.shards, now);
       this.events.emit("snapshot", {
-        snapshot,
+        snapshot: snapshots.find(([kind]) => kind === "grpc")![1],
         shards: this.#shards.size,
         sandboxes: this.#sandboxes.size,
         translateMillis: performance.now() - started,
       });
     } catch (error) {
       this.#fail(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  /** Rebuild when the next shard expires: its routes go then, whenever the reaper runs. */
+  #scheduleExpiry(shards: readonly ShardRecord[], now: Date): void {
+    clearTimeout(this.#expiryTimer);
+    const next = nextExpiry(shards, now);
+    if (!next || this.#abort.signal.aborted) return;
+    // setTimeout holds at most 2^31-1 ms (~24.8 days); a later expiry re-arms on that rebuild.
+    const delay = Math.min(next.getTime() - now.getTime() + 1, 2 ** 31 - 1);
+    this.#expiryTimer = setTimeout(() => this.#queueRebuild(), delay);
+    this.#expiryTimer.unref();
+  }
+
+  /**
+   * The shard API does not know the baseline (it is this controller's config), so a fork of an
+   * unknown service is accepted there and routes nowhere: say so once per fork.
+   */
+  #warnUnserved(state: Parameters<Translator["translate"]>[0]): void {
+    for (const fork of unservedForks(state)) {
+      if (this.#warnedUnserved.has(fork)) continue;
+      this.#warnedUnserved.add(fork);
+      this.#logger.warn(
+        { fork },
+        `fork ${fork} names a service that is not in the baseline; it gets no route`,
+      );
     }
   }
 

@@ -10,6 +10,7 @@ import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { baselineServiceSchema } from "../lib/model";
 import { RoutingController } from "./controller";
+import { RESERVED_SERVICE_NAMES } from "./translate";
 
 /** Routing controller configuration (validated with zod). */
 export const routingConfigSchema = z.strictObject({
@@ -18,6 +19,13 @@ export const routingConfigSchema = z.strictObject({
   baseline: z.array(baselineServiceSchema).superRefine((list, ctx) => {
     const seen = new Set<string>();
     list.forEach((s, i) => {
+      if (RESERVED_SERVICE_NAMES.includes(s.name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [i, "name"],
+          message: `"${s.name}" is reserved (the gateway's listener); rename the service`,
+        });
+      }
       if (seen.has(s.name)) {
         ctx.addIssue({
           code: "custom",

@@ -4,6 +4,7 @@
  * `principal`; a shard token reaches only its own shard, the platform token reaches all.
  */
 import { Hono, type Context } from "hono";
+import { BlockList, isIPv4 } from "node:net";
 import { z } from "zod";
 import type { Principal } from "../lib/auth";
 import { HttpError, badRequest } from "../lib/errors";
@@ -106,7 +107,23 @@ export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
       forks: Object.fromEntries(body.data.forks.map((f) => [f.service, f.destination])),
       ttlSeconds: body.data.ttlSeconds,
     };
+    checkDestinations(principal, name, body.data.forks);
     const existing = await store.get(name);
+    if (existing && principal.kind === "shard" && body.data.owner !== existing.record.owner) {
+      throw new HttpError(
+        403,
+        "forbidden",
+        `owner: a shard token cannot change the owner (it is "${existing.record.owner}"); use the platform token`,
+      );
+    }
+    if (existing && c.req.header("if-none-match") === "*") {
+      // A create-only PUT (HTTP's If-None-Match: *): never overwrite a shard someone else made.
+      throw new HttpError(
+        409,
+        "shard_exists",
+        `shard "${name}" already exists; delete it first or choose another name`,
+      );
+    }
     if (existing) {
       const record = await store.update(existing, input);
       return c.json({ shard: shardView(record) }, 200);
@@ -126,6 +143,61 @@ export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
   });
 
   return app;
+}
+
+/** Link-local addresses (cloud metadata services live at 169.254.169.254): never a destination. */
+const LINK_LOCAL = new BlockList();
+LINK_LOCAL.addSubnet("169.254.0.0", 16, "ipv4");
+LINK_LOCAL.addSubnet("fe80::", 10, "ipv6");
+/** Metadata service names that resolve to a link-local address. */
+const METADATA_HOSTS = new Set(["metadata.google.internal", "metadata"]);
+
+/**
+ * Where a fork may send traffic. A shard token: only into its own namespace,
+ * `<service>.shard-<shard>.svc[.cluster.local]:<port>` (anything else could aim the gateway at its
+ * own admin port, etcd or another shard). The platform token: anywhere but link-local addresses.
+ * IPv4 literals must be dotted-quad: a URL parser (the WHATWG one, as resolvers do) reads
+ * `2852039166` or `0xa9.0xfe.0xa9.0xfe` as 169.254.169.254, so only the canonical form is let
+ * through to be checked.
+ */
+function checkDestinations(
+  principal: Principal,
+  shard: string,
+  forks: readonly { service: string; destination: string }[],
+): void {
+  const own = new RegExp(
+    `^[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.shard-${shard}\\.svc(\\.cluster\\.local)?$`,
+  );
+  forks.forEach(({ destination }, index) => {
+    const field = `forks[${index}].destination`;
+    const host = destination.slice(0, destination.lastIndexOf(":")).toLowerCase();
+    const normalized = new URL(`http://${host}`).hostname;
+    if (isIPv4(normalized) && normalized !== host) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        `${field}: "${host}" is an IPv4 address in a non-canonical form; write it as ${normalized}`,
+      );
+    }
+    const family = isIPv4(normalized) ? "ipv4" : normalized.includes(":") ? "ipv6" : undefined;
+    if (
+      (family && LINK_LOCAL.check(normalized.replace(/^\[|\]$/g, ""), family)) ||
+      METADATA_HOSTS.has(host.replace(/\.$/, ""))
+    ) {
+      throw new HttpError(
+        403,
+        "forbidden",
+        `${field}: "${host}" is a link-local/metadata address (169.254.0.0/16, fe80::/10), never a fork destination`,
+      );
+    }
+    if (principal.kind === "shard" && !own.test(host)) {
+      throw new HttpError(
+        403,
+        "forbidden",
+        `${field}: a shard token may only route to its own namespace, "<service>.shard-${shard}.svc[.cluster.local]:<port>"; "${destination}" is outside it (the platform token may set any destination)`,
+      );
+    }
+  });
 }
 
 function shardName(c: Context<ApiEnv>): string {

@@ -4,13 +4,18 @@
  *
  * - One virtual host per baseline service. For each shard that forks the service, two routes to
  *   the fork's cluster: header `x-shardworks-routing-key: <key>` (exact), or a `baggage` header
- *   holding the member `shardworks-routing-key=<key>` anywhere in its list. Last, the default route
- *   to the baseline.
+ *   holding the member `shardworks-routing-key=<key>` anywhere in its list. Every header route
+ *   comes before every baggage route (the first match wins), so an explicit header beats a
+ *   baggage member naming another shard. Last, the default route to the baseline.
+ * - Shards past `expiresAt` (at `state.now`) are left out, so their routes vanish at expiry even
+ *   when the reaper lags.
  * - `<sandbox-id>.sandbox.<domain>` (and `<port>.<sandbox-id>.sandbox.<domain>`) → the node
  *   endpoint of a running sandbox's exposed port.
  * - For gRPC xDS clients (`xds:///<service>`): a Listener named after each service with an
  *   `api_listener` HttpConnectionManager that loads the service's RouteConfiguration over ADS.
  *   For Envoy: one `ingress` listener whose route configuration holds every virtual host.
+ *   {@link forNode} splits the two: the gateway never sees api_listeners (Envoy refuses them in
+ *   LDS), gRPC clients never see the ingress.
  *
  * {@link Translator} memoizes per shard, per service and per sandbox, so changing one shard among
  * 10,000 rebuilds only that shard's resources and the virtual hosts of the services it forks.
@@ -34,11 +39,55 @@ export const ROUTING_KEY_BAGGAGE_MEMBER = "shardworks-routing-key";
 /** The listener and route configuration Envoy (the gateway) loads. */
 export const INGRESS_NAME = "ingress";
 
+/** Service names translation reserves (resource names of the gateway): not a baseline service. */
+export const RESERVED_SERVICE_NAMES: readonly string[] = [INGRESS_NAME];
+
 /** What translation reads. */
 export interface RoutingState {
   readonly baseline: readonly BaselineService[];
   readonly shards: readonly ShardRecord[];
   readonly sandboxes: readonly SandboxRecord[];
+  /** Shards whose `expiresAt` is not after `now` are left out; absent = keep every shard. */
+  readonly now?: Date;
+}
+
+/** The earliest `expiresAt` after `now` (when routes next change without an etcd event). */
+export function nextExpiry(shards: readonly ShardRecord[], now: Date): Date | undefined {
+  let next: number | undefined;
+  for (const shard of shards) {
+    const at = Date.parse(shard.expiresAt);
+    if (at > now.getTime() && (next === undefined || at < next)) next = at;
+  }
+  return next === undefined ? undefined : new Date(next);
+}
+
+/** `shard/service` of every fork whose service is not in the baseline (such forks route nowhere). */
+export function unservedForks(state: RoutingState): string[] {
+  const services = new Set(state.baseline.map((b) => b.name));
+  return state.shards.flatMap((s) =>
+    Object.keys(s.forks)
+      .filter((service) => !services.has(service))
+      .map((service) => `${s.name}/${service}`),
+  );
+}
+
+/** Which kind of xDS client a node is: the Envoy gateway, or a gRPC xDS client. */
+export type NodeKind = "gateway" | "grpc";
+
+/**
+ * The resources one kind of node gets. The gateway: clusters, endpoints, the `ingress` listener
+ * and route configuration. gRPC clients: clusters, endpoints, the api_listeners and the
+ * per-service (and per-sandbox) route configurations.
+ */
+export function forNode(resources: SnapshotResources, kind: NodeKind): SnapshotResources {
+  const ingress = (r: XdsResource): boolean => r.name === INGRESS_NAME;
+  const keep = kind === "gateway" ? ingress : (r: XdsResource) => !ingress(r);
+  return {
+    [TypeUrl.Cluster]: resources[TypeUrl.Cluster],
+    [TypeUrl.Endpoint]: resources[TypeUrl.Endpoint],
+    [TypeUrl.Listener]: resources[TypeUrl.Listener].filter(keep),
+    [TypeUrl.Route]: resources[TypeUrl.Route].filter(keep),
+  };
 }
 
 /** Options of translation. */
@@ -87,14 +136,18 @@ export function translate(state: RoutingState, options: TranslateOptions = {}): 
 }
 
 type Route = Record<string, unknown>;
+interface ForkRoutes<T> {
+  readonly header: T;
+  readonly baggage: T;
+}
 interface ShardPart {
   readonly record: ShardRecord;
   readonly clusters: XdsResource[];
   readonly endpoints: XdsResource[];
-  /** Service → the two routes to this shard's fork of it. */
-  readonly routes: ReadonlyMap<string, readonly Route[]>;
-  /** Service → `VirtualHost { routes }` of those routes, encoded (a part of the virtual host). */
-  readonly routeParts: ReadonlyMap<string, Uint8Array>;
+  /** Service → the header route and the baggage route to this shard's fork of it. */
+  readonly routes: ReadonlyMap<string, ForkRoutes<Route>>;
+  /** Service → `VirtualHost { routes: [route] }` of each, encoded (parts of the virtual host). */
+  readonly routeParts: ReadonlyMap<string, ForkRoutes<Uint8Array>>;
 }
 interface ServicePart {
   readonly baseline: BaselineService;
@@ -132,9 +185,17 @@ export class Translator {
    * sandbox that did not change (the controller does), and its resources are reused.
    */
   translate(state: RoutingState): SnapshotResources {
+    for (const b of state.baseline) {
+      if (RESERVED_SERVICE_NAMES.includes(b.name)) {
+        throw new Error(`baseline service name "${b.name}" is reserved; rename the service`);
+      }
+    }
+    const now = state.now?.getTime();
+    const live =
+      now === undefined ? state.shards : state.shards.filter((s) => Date.parse(s.expiresAt) > now);
     const shards = new Map<string, ShardPart>();
     const forksByService = new Map<string, ShardPart[]>();
-    for (const record of [...state.shards].sort(byName)) {
+    for (const record of [...live].sort(byName)) {
       const previous = this.#shards.get(record.name);
       const part = previous?.record === record ? previous : this.#shardPart(record);
       shards.set(record.name, part);
@@ -203,15 +264,15 @@ export class Translator {
   #shardPart(record: ShardRecord): ShardPart {
     const clusters: XdsResource[] = [];
     const endpoints: XdsResource[] = [];
-    const routes = new Map<string, Route[]>();
-    const routeParts = new Map<string, Uint8Array>();
+    const routes = new Map<string, ForkRoutes<Route>>();
+    const routeParts = new Map<string, ForkRoutes<Uint8Array>>();
     for (const [service, destination] of Object.entries(record.forks)) {
       const name = forkClusterName(record.name, service);
       const built = clusterResources(name, destination);
       clusters.push(built.cluster);
       if (built.endpoints) endpoints.push(built.endpoints);
-      routes.set(service, [
-        {
+      const forkRoutes = {
+        header: {
           name: `${record.name}/${service}/header`,
           match: {
             prefix: "",
@@ -219,7 +280,7 @@ export class Translator {
           },
           route: { cluster: name },
         },
-        {
+        baggage: {
           name: `${record.name}/${service}/baggage`,
           match: {
             prefix: "",
@@ -232,8 +293,12 @@ export class Translator {
           },
           route: { cluster: name },
         },
-      ]);
-      routeParts.set(service, encodeVirtualHost({ routes: routes.get(service) }));
+      };
+      routes.set(service, forkRoutes);
+      routeParts.set(service, {
+        header: encodeVirtualHost({ routes: [forkRoutes.header] }),
+        baggage: encodeVirtualHost({ routes: [forkRoutes.baggage] }),
+      });
     }
     return { record, clusters, endpoints, routes, routeParts };
   }
@@ -244,8 +309,10 @@ export class Translator {
     const virtualHost = {
       name: baseline.name,
       domains: [baseline.name, `${baseline.name}.${this.#domain}`],
+      // Every header route before every baggage route: an explicit header wins.
       routes: [
-        ...forks.flatMap((p) => p.routes.get(baseline.name) ?? []),
+        ...forks.flatMap((p) => p.routes.get(baseline.name)?.header ?? []),
+        ...forks.flatMap((p) => p.routes.get(baseline.name)?.baggage ?? []),
         {
           name: `${baseline.name}/baseline`,
           match: { prefix: "" },
@@ -259,7 +326,8 @@ export class Translator {
     // virtual host by the target name, i.e. the service name) and the ingress both reuse it.
     const virtualHostBytes = Buffer.concat([
       encodeVirtualHost({ name: virtualHost.name, domains: virtualHost.domains }),
-      ...forks.map((p) => p.routeParts.get(baseline.name) ?? new Uint8Array()),
+      ...forks.map((p) => p.routeParts.get(baseline.name)?.header ?? new Uint8Array()),
+      ...forks.map((p) => p.routeParts.get(baseline.name)?.baggage ?? new Uint8Array()),
       encodeVirtualHost({ routes: virtualHost.routes.slice(-1) }),
     ]);
     const ingressPart = virtualHostsPart(virtualHostBytes);

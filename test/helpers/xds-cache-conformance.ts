@@ -96,7 +96,6 @@ export function xdsCacheConformance(name: string, make: () => ProducerCache): vo
         versionInfo: s1.version(TypeUrl.Cluster),
         resourceNames: [],
         rejectedVersion: s2.version(TypeUrl.Cluster),
-        force: true,
       },
       respond,
     );
@@ -107,6 +106,42 @@ export function xdsCacheConformance(name: string, make: () => ProducerCache): vo
       got.map((r) => r.version),
       [s3.version(TypeUrl.Cluster)],
     );
+  });
+
+  test(`${name}: after a NACK, a changed subscription (force) is answered at the current version`, (t) => {
+    const cache = make();
+    const s2 = snapshot(["a", "b"]);
+    cache.setSnapshot("n1", s2);
+    const { got, respond } = collect();
+    cache.createWatch(
+      {
+        node,
+        typeUrl: TypeUrl.Cluster,
+        versionInfo: "",
+        resourceNames: ["shard/a/api"],
+        rejectedVersion: s2.version(TypeUrl.Cluster),
+        force: true,
+      },
+      respond,
+    );
+    t.deepEqual(
+      got.map((r) => r.resources.map((x) => x.name)),
+      [["shard/a/api"]],
+    );
+  });
+
+  test(`${name}: empty resource names are a wildcard for CDS/LDS only, not for EDS/RDS`, (t) => {
+    const cache = make();
+    const s = snapshot(["a", "b"]);
+    cache.setSnapshot("n1", s);
+    const { got, respond } = collect();
+    const request = { node, versionInfo: "", resourceNames: [] };
+    cache.createWatch({ ...request, typeUrl: TypeUrl.Cluster }, respond);
+    cache.createWatch({ ...request, typeUrl: TypeUrl.Endpoint }, respond);
+    const [cds, eds] = got;
+    t.is(cds?.resources.length, s.resources(TypeUrl.Cluster).size);
+    t.true(s.resources(TypeUrl.Endpoint).size > 0, "the snapshot has endpoints to (not) send");
+    t.deepEqual(eds?.resources ?? [], [], "EDS with no names subscribes to nothing");
   });
 
   test(`${name}: a named subscription gets only the named resources; force answers a current client`, (t) => {

@@ -3,7 +3,7 @@
  * only way a producer pushes; the server opens watches, and the cache answers a watch as soon as it
  * holds a version the client has not seen (and has not rejected).
  */
-import { PUSH_ORDER, type TypeUrl } from "./protos";
+import { PUSH_ORDER, TypeUrl as TypeUrlValues, type TypeUrl } from "./protos";
 import type { Snapshot, XdsResource } from "./snapshot";
 
 /** The `node` of a DiscoveryRequest (only what the cache looks at). */
@@ -18,7 +18,7 @@ export interface WatchRequest {
   readonly typeUrl: TypeUrl;
   /** The version the client last accepted ("" at first). */
   readonly versionInfo: string;
-  /** Resource names the client subscribes to; empty = all (wildcard). */
+  /** Resource names the client subscribes to; empty = all for LDS/CDS, none for RDS/EDS. */
   readonly resourceNames: readonly string[];
   /** A version the client NACKed on this stream: never sent again. */
   readonly rejectedVersion?: string;
@@ -176,20 +176,33 @@ export class SnapshotCache implements ConfigWatcher {
 }
 
 function shouldRespond(snapshot: Snapshot, request: WatchRequest): boolean {
+  // A changed subscription is answered even at a NACKed version: the client asks for other names.
+  if (request.force === true) return true;
   const version = snapshot.version(request.typeUrl);
   if (version === request.rejectedVersion) return false;
-  return request.force === true || version !== request.versionInfo;
+  return version !== request.versionInfo;
+}
+
+/**
+ * Whether a SotW request subscribes to every resource of its type: an empty name list means so
+ * only for LDS and CDS (xDS' wildcard types); for RDS and EDS it subscribes to nothing.
+ */
+export function isWildcard(typeUrl: TypeUrl, names: readonly string[]): boolean {
+  return (
+    names.includes("*") ||
+    (names.length === 0 &&
+      (typeUrl === TypeUrlValues.Listener || typeUrl === TypeUrlValues.Cluster))
+  );
 }
 
 function respondWith(snapshot: Snapshot, request: WatchRequest): WatchResponse {
   const all = snapshot.resources(request.typeUrl);
-  const resources =
-    request.resourceNames.length === 0
-      ? [...all.values()]
-      : request.resourceNames.flatMap((n) => {
-          const r = all.get(n);
-          return r ? [r] : [];
-        });
+  const resources = isWildcard(request.typeUrl, request.resourceNames)
+    ? [...all.values()]
+    : request.resourceNames.flatMap((n) => {
+        const r = all.get(n);
+        return r ? [r] : [];
+      });
   return { typeUrl: request.typeUrl, version: snapshot.version(request.typeUrl), resources };
 }
 

@@ -194,8 +194,9 @@ function jsonToObject(type: protobuf.Type, json: unknown, path: string): unknown
       return { type_url: typeUrl, value };
     }
     case ".google.protobuf.Struct":
+      return structFromJson(json, path);
     case ".google.protobuf.Value":
-      return json;
+      return valueFromJson(json, path);
   }
   if (WRAPPERS.has(type.fullName)) return { value: json };
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
@@ -229,4 +230,29 @@ function jsonToObject(type: protobuf.Type, json: unknown, path: string): unknown
 
 function snakeCase(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** proto3 JSON of a `google.protobuf.Struct` → its message fields (protobufjs has no wrapper for it). */
+function structFromJson(json: unknown, path: string): Record<string, unknown> {
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new Error(`${path}: expected an object for google.protobuf.Struct`);
+  }
+  return {
+    fields: Object.fromEntries(
+      Object.entries(json).map(([k, v]) => [k, valueFromJson(v, `${path}.${k}`)]),
+    ),
+  };
+}
+
+/** proto3 JSON of a `google.protobuf.Value` → its message fields (protobufjs names these camelCase). */
+function valueFromJson(json: unknown, path: string): Record<string, unknown> {
+  if (json === null) return { nullValue: 0 };
+  if (typeof json === "number") return { numberValue: json };
+  if (typeof json === "string") return { stringValue: json };
+  if (typeof json === "boolean") return { boolValue: json };
+  if (Array.isArray(json)) {
+    return { listValue: { values: json.map((v, i) => valueFromJson(v, `${path}[${i}]`)) } };
+  }
+  if (typeof json === "object") return { structValue: structFromJson(json, path) };
+  throw new Error(`${path}: ${typeof json} is not a google.protobuf.Value`);
 }

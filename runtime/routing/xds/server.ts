@@ -58,16 +58,24 @@ interface DeltaDiscoveryResponse {
   nonce: string;
 }
 
+/** Per stream and type, SotW or delta: what was sent, ACKed and NACKed. */
+export interface AckState {
+  /** Nonce of the last response sent ("" before any). */
+  nonce: string;
+  sentVersion: string;
+  ackedVersion: string;
+  rejectedVersion?: string;
+  /** The last response is not ACKed or NACKed yet. */
+  pending: boolean;
+  cancel?: () => void;
+}
+
 /** Per delta stream and type: the subscription and what the client holds. */
-interface DeltaTypeState {
+interface DeltaTypeState extends AckState {
   wildcard: boolean;
   subscribed: Set<string>;
   /** name → version the client holds (as sent; a NACK is logged, not re-sent). */
   known: Map<string, string>;
-  nonce: string;
-  sentVersion: string;
-  ackedVersion: string;
-  cancel?: () => void;
 }
 
 /** What a client did with a response. */
@@ -83,14 +91,9 @@ export interface NackEvent extends AckEvent {
   readonly error: string;
 }
 
-/** Per stream and type: what was sent, ACKed and NACKed. */
-export interface TypeState {
-  nonce: string;
-  sentVersion: string;
-  ackedVersion: string;
-  rejectedVersion?: string;
+/** Per SotW stream and type: {@link AckState} and the subscribed names. */
+export interface TypeState extends AckState {
   names: readonly string[];
-  cancel?: () => void;
 }
 
 /** Options of {@link XdsServer}. */
@@ -112,7 +115,7 @@ export class XdsServer {
   readonly events = new EventEmitter<XdsServerEvents>();
   readonly #cache: ConfigWatcher;
   readonly #logger: Logger;
-  readonly #streams = new Map<number, Map<TypeUrl, TypeState>>();
+  readonly #streams = new Map<number, Map<TypeUrl, AckState>>();
   readonly #calls = new Set<grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>>();
   #server: grpc.Server | undefined;
   #health: HealthImplementation | undefined;
@@ -146,9 +149,41 @@ export class XdsServer {
     return bound;
   }
 
-  /** The ACK state of every open stream (stream id → type → state), for tests. */
-  streamStates(): ReadonlyMap<number, ReadonlyMap<TypeUrl, Readonly<TypeState>>> {
+  /** The ACK state of every open stream, SotW and delta (stream id → type → state), for tests. */
+  streamStates(): ReadonlyMap<number, ReadonlyMap<TypeUrl, Readonly<AckState>>> {
     return this.#streams;
+  }
+
+  /**
+   * The ACK or NACK a request carries for the last response of its type (the part of the
+   * protocol the SotW and delta streams share). `none`: the request answers no response; `stale`:
+   * it answers an older response (a newer one is on its way); else what the client did, recorded
+   * in `state`, logged (NACK) and emitted.
+   */
+  #acknowledge(
+    request: { response_nonce: string; error_detail: { code: number; message: string } | null },
+    state: AckState,
+    context: { streamId: number; nodeId: string; typeUrl: TypeUrl; log: Logger },
+  ): "none" | "stale" | "ack" | "nack" {
+    if (request.response_nonce === "") return "none";
+    if (request.response_nonce !== state.nonce) return "stale";
+    // The same nonce again (e.g. a subscription change after an ACK): already counted.
+    if (!state.pending) return "none";
+    state.pending = false;
+    const { streamId, nodeId, typeUrl, log } = context;
+    const event = { streamId, nodeId, typeUrl, version: state.sentVersion, nonce: state.nonce };
+    if (request.error_detail) {
+      state.rejectedVersion = state.sentVersion;
+      log.warn(
+        { nodeId, typeUrl, version: state.sentVersion, error: request.error_detail },
+        "client rejected (NACK) an xDS response",
+      );
+      this.events.emit("nack", { ...event, error: request.error_detail.message });
+      return "nack";
+    }
+    state.ackedVersion = state.sentVersion;
+    this.events.emit("ack", event);
+    return "ack";
   }
 
   /** Stop: end every stream and the gRPC server. */
@@ -182,17 +217,27 @@ export class XdsServer {
     this.events.emit("stream-open", { streamId });
 
     // Responses produced in one turn (a push, or a burst of requests) are written clusters and
-    // endpoints first, then listeners and routes, whatever order the requests came in.
+    // endpoints first, then listeners and routes, whatever order the requests came in. Across
+    // turns too: listeners and routes wait while a cluster or endpoint response of this stream is
+    // not ACKed or NACKed yet, so a client never gets a route to a cluster it does not hold.
     let queue: { state: TypeState; response: WatchResponse }[] = [];
+    const clustersPending = (): boolean =>
+      [TypeUrlValues.Cluster, TypeUrlValues.Endpoint].some((t) => types.get(t)?.pending === true);
     const flush = (): void => {
       const batch = queue.sort(
         (a, b) => PUSH_ORDER.indexOf(a.response.typeUrl) - PUSH_ORDER.indexOf(b.response.typeUrl),
       );
       queue = [];
       if (!this.#streams.has(streamId)) return;
-      for (const { state, response } of batch) {
+      for (const item of batch) {
+        const { state, response } = item;
+        if (!CLUSTER_TYPES.includes(response.typeUrl) && clustersPending()) {
+          queue.push(item); // held until the clusters are ACKed or NACKed
+          continue;
+        }
         state.nonce = String(++nonce);
         state.sentVersion = response.version;
+        state.pending = true;
         call.write({
           version_info: response.version,
           resources: response.resources.map((r) => r.any),
@@ -206,7 +251,7 @@ export class XdsServer {
       // A newer answer for the same type replaces a queued one.
       queue = queue.filter((q) => q.state !== state);
       queue.push({ state, response });
-      if (queue.length === 1) setImmediate(flush);
+      setImmediate(flush);
     };
 
     call.on("data", (request: DiscoveryRequest) => {
@@ -220,38 +265,18 @@ export class XdsServer {
         return;
       }
       let state = types.get(typeUrl);
-      // A new stream knows nothing of what the client holds: its first request is always answered.
+      // A new stream knows nothing of what the client holds: its first request is always answered,
+      // even when it carries a nonce from an earlier stream (a reconnecting client's).
       const isNew = state === undefined;
       if (!state) {
-        state = { nonce: "", sentVersion: "", ackedVersion: "", names: [] };
+        state = { nonce: "", sentVersion: "", ackedVersion: "", pending: false, names: [] };
         types.set(typeUrl, state);
-      }
-      if (request.response_nonce !== "") {
-        // A request answering an older response is stale: a newer one is already on its way.
-        if (request.response_nonce !== state.nonce) return;
-        const event = {
-          streamId,
-          nodeId: node.id ?? "",
-          typeUrl,
-          version: state.sentVersion,
-          nonce: request.response_nonce,
-        };
-        if (request.error_detail) {
-          state.rejectedVersion = state.sentVersion;
-          log.warn(
-            {
-              nodeId: event.nodeId,
-              typeUrl,
-              version: state.sentVersion,
-              error: request.error_detail,
-            },
-            "client rejected (NACK) an xDS response",
-          );
-          this.events.emit("nack", { ...event, error: request.error_detail.message });
-        } else {
-          state.ackedVersion = request.version_info;
-          this.events.emit("ack", event);
-        }
+      } else {
+        const context = { streamId, nodeId: node.id ?? "", typeUrl, log };
+        const result = this.#acknowledge(request, state, context);
+        if (result === "stale") return;
+        // Held listener/route responses go out once the clusters are ACKed or NACKed.
+        if (CLUSTER_TYPES.includes(typeUrl) && queue.length > 0) setImmediate(flush);
       }
       const names = [...request.resource_names].sort();
       const force = isNew || !sameNames(names, state.names);
@@ -305,6 +330,7 @@ export class XdsServer {
   #serveDelta(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>): void {
     const streamId = ++this.#nextStream;
     const types = new Map<TypeUrl, DeltaTypeState>();
+    this.#streams.set(streamId, types);
     let node: XdsNode = {};
     let nonce = 0;
     let open = true;
@@ -328,6 +354,7 @@ export class XdsServer {
           if (!open) return;
           state.nonce = String(++nonce);
           state.sentVersion = response.systemVersion;
+          state.pending = true;
           for (const r of response.resources) state.known.set(r.name, r.hash);
           for (const name of response.removed) state.known.delete(name);
           call.write({
@@ -368,33 +395,12 @@ export class XdsServer {
           nonce: "",
           sentVersion: "",
           ackedVersion: "",
+          pending: false,
         };
         types.set(typeUrl, state);
       }
-      if (request.response_nonce !== "" && request.response_nonce === state.nonce) {
-        const event = {
-          streamId,
-          nodeId: node.id ?? "",
-          typeUrl,
-          version: state.sentVersion,
-          nonce: request.response_nonce,
-        };
-        if (request.error_detail) {
-          log.warn(
-            {
-              nodeId: event.nodeId,
-              typeUrl,
-              version: state.sentVersion,
-              error: request.error_detail,
-            },
-            "client rejected (NACK) a delta xDS response",
-          );
-          this.events.emit("nack", { ...event, error: request.error_detail.message });
-        } else {
-          state.ackedVersion = state.sentVersion;
-          this.events.emit("ack", event);
-        }
-      }
+      // A stale nonce still carries subscription changes: those are applied below.
+      this.#acknowledge(request, state, { streamId, nodeId: node.id ?? "", typeUrl, log });
       for (const name of request.resource_names_subscribe) {
         if (name === "*") state.wildcard = true;
         else state.subscribed.add(name);
@@ -411,6 +417,7 @@ export class XdsServer {
       if (!open) return;
       open = false;
       for (const state of types.values()) state.cancel?.();
+      this.#streams.delete(streamId);
       this.#calls.delete(
         call as unknown as grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
       );
@@ -428,6 +435,9 @@ export class XdsServer {
     call.on("close", finish);
   }
 }
+
+/** Types whose responses must reach a client before listeners and routes that use them. */
+const CLUSTER_TYPES: readonly string[] = [TypeUrlValues.Cluster, TypeUrlValues.Endpoint];
 
 /** LDS and CDS default to wildcard subscriptions in the delta protocol; RDS and EDS do not. */
 const WILDCARD_BY_DEFAULT: readonly string[] = [TypeUrlValues.Listener, TypeUrlValues.Cluster];

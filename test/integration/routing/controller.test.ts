@@ -59,7 +59,7 @@ test("two controllers watching the same etcd serve the same versions", async (t)
   t.true(a.snapshot()!.consistent());
 });
 
-test("the reaper deletes expired shards only; a bad record is skipped, not fatal", async (t) => {
+test("expired shards get no routes; the reaper deletes expired shards only; a bad record is skipped, not fatal", async (t) => {
   const etcd = await startEtcd();
   t.teardown(() => etcd.stop());
   const store = new ShardStore(etcd.client);
@@ -78,7 +78,14 @@ test("the reaper deletes expired shards only; a bad record is skipped, not fatal
   const reaped: number[] = [];
   controller.events.on("reaped", (e) => reaped.push(e.count));
   await controller.start();
-  await settled(controller, 2);
+  // Expired shards have no routes even before the reaper runs.
+  await settled(controller, 1);
+  t.deepEqual(
+    [...controller.snapshot()!.resources(TypeUrl.Cluster).keys()].filter((n) =>
+      n.startsWith("shard/"),
+    ),
+    ["shard/fresh/api"],
+  );
   await controller.reapOnce();
   t.deepEqual(reaped, [1]);
   t.is(await store.get("old"), undefined);
@@ -109,4 +116,40 @@ test("the ADS port answers gRPC health checks (the Kubernetes readiness probe)",
     client.Check({ service: "" }, (e, r) => (e ? reject(e) : resolve(String(r?.status)))),
   );
   t.is(status, "SERVING");
+});
+
+test("routes vanish at expiry without the reaper: the controller rebuilds at the next expiresAt", async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const store = new ShardStore(etcd.client);
+  const controller = new RoutingController({
+    etcd: etcd.client,
+    baseline,
+    xdsPort: 0,
+    reapIntervalMs: 3_600_000, // the reaper does not run during this test
+  });
+  t.teardown(() => controller.close());
+  await controller.start();
+  await store.create("brief", {
+    routingKey: "brief-key",
+    owner: "o",
+    forks: { api: "127.0.0.1:6000" },
+    ttlSeconds: 1,
+  });
+  await settled(controller, 1);
+  await settled(controller, 0);
+  t.truthy(await store.get("brief"), "still in etcd: translation dropped it at expiry");
+  t.false(controller.snapshot("gateway")!.resources(TypeUrl.Cluster).has("shard/brief/api"));
+});
+
+test("the gateway node and gRPC nodes get their own snapshots", async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const controller = new RoutingController({ etcd: etcd.client, baseline, xdsPort: 0 });
+  t.teardown(() => controller.close());
+  await controller.start();
+  t.deepEqual([...controller.snapshot("gateway")!.resources(TypeUrl.Listener).keys()], ["ingress"]);
+  t.deepEqual([...controller.snapshot("grpc")!.resources(TypeUrl.Listener).keys()], ["api", "web"]);
+  t.is(controller.cache.nodeKey({ id: "shardworks-gateway" }), "gateway");
+  t.is(controller.cache.nodeKey({ id: "some-grpc-client" }), "grpc");
 });

@@ -95,3 +95,71 @@ test("check and the API refuse bad registrations with the field named", async (t
     message: /HTTP 401/,
   });
 });
+
+test("update after the TTL passed (the reaper removed the shard) keeps the new token the API returns", async (t) => {
+  const { store, props, url } = await setup(t);
+  const created = await provider.create(props);
+  await store.delete("alice"); // what the reaper does at expiry
+  const updated = await provider.update!("alice", created.outs!, { ...props, renewKey: "2" });
+  t.not(updated.outs!.shardToken, created.outs!.shardToken, "a new shard, a new token");
+  const own = await fetch(`${url}/v1/shards/alice`, {
+    headers: { authorization: `Bearer ${updated.outs!.shardToken}` },
+  });
+  t.is(own.status, 200, "the stored token is the live shard's token");
+});
+
+test("create never overwrites a shard someone else registered", async (t) => {
+  const { store, props, url } = await setup(t);
+  const theirs = await fetch(`${url}/v1/shards/alice`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${PLATFORM}`, "content-type": "application/json" },
+    body: JSON.stringify({ routingKey: "their-key", owner: "bob@example.com", forks: [] }),
+  });
+  t.is(theirs.status, 201);
+  await t.throwsAsync(provider.create(props), { message: /"alice" is already registered/ });
+  const stored = await store.get("alice");
+  t.is(stored?.record.owner, "bob@example.com", "their shard is untouched");
+  t.is(stored?.record.routingKey, "their-key");
+});
+
+test("a changed apiUrl replaces the registration", async (t) => {
+  const { props } = await setup(t);
+  const outs = { ...props, shardToken: "alice.x", expiresAt: new Date().toISOString() };
+  const diff = await provider.diff!("alice", outs, { ...props, apiUrl: "http://other:8080" });
+  t.deepEqual(diff.replaces, ["apiUrl"]);
+});
+
+test("delete falls back to the shard token when the platform token is refused", async (t) => {
+  const { store, props } = await setup(t);
+  const created = await provider.create(props);
+  await provider.delete!("alice", { ...created.outs!, token: "rotated-platform-token-xxxxxxxx" });
+  t.is(await store.get("alice"), undefined);
+});
+
+test("destroy with the API unreachable: deleted if the shard has expired, an error if not", async (t) => {
+  const { props } = await setup(t);
+  const gone = { ...props, apiUrl: "http://127.0.0.1:1", shardToken: "alice.x" };
+  const past = new Date(Date.now() - 1000).toISOString();
+  const future = new Date(Date.now() + 3_600_000).toISOString();
+  await t.notThrowsAsync(provider.delete!("alice", { ...gone, expiresAt: past }));
+  await t.throwsAsync(provider.delete!("alice", { ...gone, expiresAt: future }), {
+    message: /cannot reach the shard API/,
+  });
+});
+
+test("check uses the shared schemas: 7-day TTL maximum and the routing key length cap", async (t) => {
+  const { props } = await setup(t);
+  const checked = await provider.check!(undefined as never, {
+    ...props,
+    routingKey: "k".repeat(33),
+    ttlSeconds: 7 * 86_400 + 1,
+  });
+  t.deepEqual(
+    checked.failures?.map((f) => f.property),
+    ["routingKey", "ttlSeconds"],
+  );
+  t.deepEqual(
+    (await provider.check!(undefined as never, { ...props, ttlSeconds: 7 * 86_400 })).failures,
+    undefined,
+  );
+});

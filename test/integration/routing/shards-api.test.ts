@@ -154,3 +154,64 @@ test("bad input is refused with a 400 that names the field", async (t) => {
   }
   t.deepEqual((await call("GET", "/v1/shards", platform)).body.shards, []);
 });
+
+test("a shard token may point its forks only into its own namespace, and may not change the owner", async (t) => {
+  const { call, platform } = await setup(t);
+  const token = (await call("PUT", "/v1/shards/alice", platform, alice)).body.token;
+  const put = (destination: string, owner = alice.owner) =>
+    call("PUT", "/v1/shards/alice", token, {
+      ...alice,
+      owner,
+      forks: [{ service: "api", destination }],
+    });
+  for (const destination of [
+    "127.0.0.1:9901", // the gateway's admin interface
+    "10.0.0.7:2379", // etcd
+    "api.shard-bob.svc:8080", // another shard
+    "api.shard-alice.svc.evil.com:80",
+    "shard-alice.svc:80",
+    "169.254.169.254:80",
+  ]) {
+    const refused = await put(destination);
+    t.is(refused.status, 403, destination);
+    t.regex(refused.body.error.message, /^forks\[0\]\.destination: /, destination);
+  }
+  t.regex(
+    (await put("10.0.0.7:2379")).body.error.message,
+    /only route to its own namespace, "<service>\.shard-alice\.svc\[\.cluster\.local\]:<port>"/,
+  );
+  t.is((await put("api.shard-alice.svc:8080")).status, 200);
+  t.is((await put("web.shard-alice.svc.cluster.local:80")).status, 200);
+  const owner = await put("api.shard-alice.svc:8080", "mallory@example.com");
+  t.is(owner.status, 403);
+  t.regex(owner.body.error.message, /^owner: a shard token cannot change the owner/);
+  const changed = await call("PUT", "/v1/shards/alice", platform, {
+    ...alice,
+    owner: "bob@example.com",
+  });
+  t.is(changed.status, 200, "the platform token may change the owner");
+});
+
+test("no token may point a fork at a link-local or metadata address, in any spelling", async (t) => {
+  const { call, platform } = await setup(t);
+  const put = (destination: string) =>
+    call("PUT", "/v1/shards/alice", platform, {
+      ...alice,
+      forks: [{ service: "api", destination }],
+    });
+  for (const destination of [
+    "169.254.169.254:80",
+    "169.254.0.1:8080",
+    "metadata.google.internal:80",
+  ]) {
+    const refused = await put(destination);
+    t.is(refused.status, 403, destination);
+    t.regex(refused.body.error.message, /link-local\/metadata address/, destination);
+  }
+  for (const destination of ["2852039166:80", "0xa9.0xfe.0xa9.0xfe:80", "0251.0376.0251.0376:80"]) {
+    const refused = await put(destination);
+    t.is(refused.status, 400, destination);
+    t.regex(refused.body.error.message, /non-canonical form; write it as 169\.254\.169\.254/);
+  }
+  t.is((await put("127.0.0.1:9000")).status, 201, "the platform token may set other addresses");
+});

@@ -73,13 +73,13 @@ async function setup(t: ExecutionContext) {
     return received.shift();
   };
   const node = { id: "envoy-1", cluster: "gateway" };
-  const send = (typeUrl: string, version = "", nonce = "", error?: string) =>
+  const send = (typeUrl: string, version = "", nonce = "", error?: string, names: string[] = []) =>
     call.write({
       node,
       type_url: typeUrl,
       version_info: version,
       response_nonce: nonce,
-      resource_names: [],
+      resource_names: names,
       ...(error === undefined ? {} : { error_detail: { code: 3, message: error } }),
     });
   return { cache, server, send, next, node };
@@ -87,15 +87,22 @@ async function setup(t: ExecutionContext) {
 
 test("pushes clusters and endpoints before listeners and routes; every resource decodes", async (t) => {
   const { cache, send, next } = await setup(t);
+  const snapshot = new Snapshot(translate(state({ alice: "127.0.0.1:6000" })));
+  const names = (typeUrl: TypeUrl) => [...snapshot.resources(typeUrl).keys()];
   for (const typeUrl of [TypeUrl.Listener, TypeUrl.Route, TypeUrl.Cluster, TypeUrl.Endpoint]) {
-    send(typeUrl);
+    send(typeUrl, "", "", undefined, names(typeUrl));
   }
   // The four requests wait in the cache (no snapshot yet); then one push answers them all.
   while (cache.openWatchCount() < 4) await new Promise((r) => setTimeout(r, 20));
-  const snapshot = new Snapshot(translate(state({ alice: "127.0.0.1:6000" })));
   t.true(snapshot.consistent());
   cache.setSnapshot("envoy-1", snapshot);
-  const responses = [await next(), await next(), await next(), await next()];
+  const clusterResponses = [await next(), await next()];
+  // Listeners and routes wait until the clusters and endpoints are ACKed.
+  t.is(await next(300), undefined, "no listener/route before the clusters are ACKed");
+  for (const r of clusterResponses) {
+    send(r!.type_url, r!.version_info, r!.nonce, undefined, names(r!.type_url as TypeUrl));
+  }
+  const responses = [...clusterResponses, await next(), await next()];
   t.deepEqual(
     responses.map((r) => r?.type_url),
     [...PUSH_ORDER],
@@ -232,5 +239,34 @@ test("incremental (delta) ADS sends only what changed, and what was removed", as
   t.deepEqual(
     eds.resources.map((r) => r.name),
     ["baseline/api"],
+  );
+  // Delta streams are listed with their ACK state like SotW streams.
+  const [deltaStream] = [...server.streamStates().values()];
+  t.is(deltaStream?.get(TypeUrl.Cluster)?.rejectedVersion, third.system_version_info);
+  t.is(deltaStream?.get(TypeUrl.Cluster)?.ackedVersion, second.system_version_info);
+});
+
+test("the first request of a new stream is answered even when it carries an old stream's nonce", async (t) => {
+  const { cache, send, next } = await setup(t);
+  cache.setSnapshot("envoy-1", new Snapshot(translate(state({ alice: "127.0.0.1:6000" }))));
+  send(TypeUrl.Cluster, "some-old-version", "17"); // a reconnecting client's last ACK
+  const response = await next(2000);
+  t.is(response?.type_url, TypeUrl.Cluster, "answered (go-control-plane does the same)");
+});
+
+test("after a NACK, a change of subscribed names is answered", async (t) => {
+  const { cache, send, next } = await setup(t);
+  const v1 = new Snapshot(translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001" })));
+  cache.setSnapshot("envoy-1", v1);
+  send(TypeUrl.Endpoint, "", "", undefined, ["shard/alice/api"]);
+  const first = (await next())!;
+  send(TypeUrl.Endpoint, "", first.nonce, "bad endpoint", ["shard/alice/api"]); // NACK
+  t.is(await next(300), undefined, "the NACKed version is not re-sent");
+  send(TypeUrl.Endpoint, "", first.nonce, "bad endpoint", ["shard/bob/api"]);
+  const other = await next(2000);
+  t.deepEqual(
+    other?.resources.map((r) => unpack(r).cluster_name),
+    ["shard/bob/api"],
+    "the new subscription is answered",
   );
 });

@@ -1,5 +1,5 @@
 import test from "ava";
-import { envoyBootstrap } from "../../../runtime/routing/bootstrap";
+import { envoyBootstrap, RE2_MAX_PROGRAM_SIZE } from "../../../runtime/routing/bootstrap";
 import { fromProtoJson, messageType } from "../../../runtime/routing/xds";
 
 const BOOTSTRAP = "envoy.config.bootstrap.v3.Bootstrap";
@@ -82,4 +82,31 @@ test("the strict proto-JSON decoder refuses what Envoy would refuse", (t) => {
     () => fromProtoJson(BOOTSTRAP, { dynamic_resources: { ads_config: { api_type: "GRPCX" } } }),
     { message: /"GRPCX" is not a value/ },
   );
+});
+
+test("the bootstrap raises Envoy's RE2 program size limit in a static runtime layer", (t) => {
+  const json = envoyBootstrap({
+    nodeId: "gateway",
+    cluster: "edge",
+    adsHost: "routing",
+    adsPort: 18000,
+    adminPort: 9901,
+  });
+  const message = fromProtoJson(BOOTSTRAP, json);
+  const type = messageType(`type.googleapis.com/${BOOTSTRAP}`);
+  const decoded = type.toObject(type.decode(type.encode(message).finish())) as {
+    layered_runtime: {
+      layers: {
+        name: string;
+        static_layer: { fields: Record<string, { numberValue: number }> };
+      }[];
+    };
+  };
+  const layer = decoded.layered_runtime.layers[0]!;
+  t.is(layer.name, "shardworks-static");
+  t.is(
+    layer.static_layer.fields["re2.max_program_size.error_level"]!.numberValue,
+    RE2_MAX_PROGRAM_SIZE,
+  );
+  t.true(RE2_MAX_PROGRAM_SIZE > 100);
 });

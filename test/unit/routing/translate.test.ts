@@ -4,10 +4,12 @@ import type { SandboxRecord, ShardRecord } from "../../../runtime/lib/model";
 import {
   baggageRegex,
   routingKeyFromBaggage,
+  forNode,
   translate,
   Translator,
   type RoutingState,
 } from "../../../runtime/routing/translate";
+import { routingConfigSchema } from "../../../runtime/routing/main";
 import { pack, Snapshot, TypeUrl, unpack } from "../../../runtime/routing/xds";
 
 const now = "2026-01-01T00:00:00.000Z";
@@ -92,7 +94,7 @@ test("every resource decodes with Envoy's protos into its type and the snapshot 
   t.is(unpack(snapshot.resources(TypeUrl.Cluster).get("shard/alice/api")!.any).type, "EDS");
 });
 
-test("one virtual host per service: fork routes by header and baggage, then the baseline", (t) => {
+test("one virtual host per service: every header route, then every baggage route, then the baseline", (t) => {
   const snapshot = new Snapshot(translate(state));
   const api = unpack(snapshot.resources(TypeUrl.Route).get("api")!.any) as {
     virtual_hosts: VirtualHost[];
@@ -103,8 +105,8 @@ test("one virtual host per service: fork routes by header and baggage, then the 
     routes.map((r) => [r.name, r.route.cluster]),
     [
       ["alice/api/header", "shard/alice/api"],
-      ["alice/api/baggage", "shard/alice/api"],
       ["bob/api/header", "shard/bob/api"],
+      ["alice/api/baggage", "shard/alice/api"],
       ["bob/api/baggage", "shard/bob/api"],
       ["api/baseline", "baseline/api"],
     ],
@@ -239,4 +241,95 @@ test("a routing key with regex metacharacters cannot widen the pattern", (t) => 
   const re = new RE2(`^${baggageRegex("a.*")}$`, "u");
   t.false(re.test("shardworks-routing-key=abc"));
   t.true(re.test("shardworks-routing-key=a.*"));
+});
+
+/** Which cluster a request reaches: Envoy's and gRPC's rule, the first route whose headers match. */
+function routeFor(
+  routes: VirtualHost["routes"],
+  headers: Record<string, string>,
+): string | undefined {
+  type Matcher = {
+    name: string;
+    string_match?: { exact?: string; safe_regex?: { regex: string } };
+  };
+  const matches = (m: Matcher): boolean => {
+    const value = headers[m.name];
+    if (value === undefined) return false;
+    if (m.string_match?.exact !== undefined) return value === m.string_match.exact;
+    return new RE2(`^(?:${m.string_match!.safe_regex!.regex})$`, "u").test(value);
+  };
+  const route = routes.find((r) =>
+    ((r.match.headers ?? []) as unknown as Matcher[]).every(matches),
+  );
+  return route?.route.cluster;
+}
+
+test("an explicit routing-key header wins over a baggage member naming another shard", (t) => {
+  const snapshot = new Snapshot(translate(state));
+  const api = unpack(snapshot.resources(TypeUrl.Route).get("api")!.any) as {
+    virtual_hosts: VirtualHost[];
+  };
+  const routes = api.virtual_hosts[0]!.routes;
+  t.is(
+    routeFor(routes, {
+      "x-shardworks-routing-key": "bob-key",
+      baggage: "shardworks-routing-key=alice-key",
+    }),
+    "shard/bob/api",
+  );
+  t.is(routeFor(routes, { baggage: "a=1, shardworks-routing-key=alice-key" }), "shard/alice/api");
+  t.is(routeFor(routes, {}), "baseline/api");
+});
+
+test("shards past expiresAt get no resources when translation is given now", (t) => {
+  const later = (iso: string) => new Date(Date.parse(iso) + 60_000).toISOString();
+  const shards = [
+    { ...shard("alice", "alice-key", { api: "127.0.0.1:6000" }), expiresAt: later(now) },
+    shard("bob", "bob-key", { api: "127.0.0.1:6001" }),
+  ];
+  const snapshot = new Snapshot(
+    translate({ ...state, shards, now: new Date(Date.parse(now) + 1) }),
+  );
+  const clusters = [...snapshot.resources(TypeUrl.Cluster).keys()].filter((n) =>
+    n.startsWith("shard/"),
+  );
+  t.deepEqual(clusters, ["shard/alice/api"], "bob expired at `now`, alice lives a minute more");
+  t.true(snapshot.consistent());
+});
+
+test("a baseline service named like a reserved resource (ingress) is refused", (t) => {
+  const config = routingConfigSchema.safeParse({
+    etcdEndpoints: ["http://127.0.0.1:2379"],
+    baseline: [{ name: "ingress", destination: "10.0.0.1:80" }],
+  });
+  t.false(config.success);
+  t.deepEqual(config.error!.issues[0]!.path, ["baseline", 0, "name"]);
+  t.regex(config.error!.issues[0]!.message, /"ingress" is reserved/);
+  t.throws(
+    () => translate({ ...state, baseline: [{ name: "ingress", destination: "10.0.0.1:80" }] }),
+    { message: /"ingress" is reserved/ },
+  );
+});
+
+test("the gateway gets the ingress listener and no api_listeners; gRPC clients the reverse", (t) => {
+  const resources = translate(state);
+  const gateway = new Snapshot(forNode(resources, "gateway"));
+  const grpc = new Snapshot(forNode(resources, "grpc"));
+  t.deepEqual([...gateway.resources(TypeUrl.Listener).keys()], ["ingress"]);
+  t.deepEqual([...gateway.resources(TypeUrl.Route).keys()], ["ingress"]);
+  for (const l of gateway.resources(TypeUrl.Listener).values()) {
+    t.false("api_listener" in (unpack(l.any) as object), "Envoy refuses api_listeners in LDS");
+  }
+  t.false(grpc.resources(TypeUrl.Listener).has("ingress"));
+  t.false(grpc.resources(TypeUrl.Route).has("ingress"));
+  t.true(grpc.resources(TypeUrl.Listener).has("api"));
+  for (const l of grpc.resources(TypeUrl.Listener).values()) {
+    t.true("api_listener" in (unpack(l.any) as object));
+  }
+  t.true(gateway.consistent());
+  t.true(grpc.consistent());
+  t.deepEqual(
+    [...gateway.resources(TypeUrl.Cluster).keys()],
+    [...grpc.resources(TypeUrl.Cluster).keys()],
+  );
 });
