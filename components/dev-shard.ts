@@ -194,7 +194,9 @@ export function createDevShard(
         },
       },
     },
-    { parent },
+    // The expiry is fixed when the shard is created: recomputing it from "now" on every run made
+    // each `pulumi preview`/`up` after the first report an update of the namespace.
+    { parent, ignoreChanges: [`metadata.annotations["${EXPIRES_AT_ANNOTATION}"]`] },
   );
   const inNs = { parent, dependsOn: [namespace] };
   const meta = (extra: Record<string, string> = {}) => ({
@@ -403,7 +405,10 @@ export class DevShard extends pulumi.ComponentResource {
     this.namespace = result.namespace.metadata.name;
     this.routingKey = pulumi.output(result.routingKey);
     this.forkDestinations = result.forkDestinations;
-    this.expiresAt = pulumi.output(result.expiresAt);
+    // The live annotation: the expiry set at creation (later runs leave it unchanged).
+    this.expiresAt = result.namespace.metadata.annotations.apply(
+      (annotations) => annotations?.[EXPIRES_AT_ANNOTATION] ?? result.expiresAt,
+    );
     this.registerOutputs({
       namespace: this.namespace,
       routingKey: this.routingKey,

@@ -410,6 +410,54 @@ async function ensureNodejsProviderShim(): Promise<void> {
   await writeFile(target, script, { mode: 0o755 });
 }
 
+/** The testbed stand-ins for tools the proxy refuses: a TypeScript plugin behind a shell shim. */
+const STAND_INS = {
+  "pulumi-resource-kubernetes": join(repoRoot, "scripts", "testbed-provider", "main.ts"),
+  "pulumi-language-nodejs": join(repoRoot, "scripts", "testbed-language-host", "main.ts"),
+} as const;
+type StandIn = keyof typeof STAND_INS;
+
+/** Second line of a stand-in shim: how the installer recognizes its own files. */
+function standInMarker(binary: StandIn): string {
+  return `# TESTBED STAND-IN for ${binary} (scripts/tools.ts)`;
+}
+
+/**
+ * Where the Go module proxy refuses a plugin, put the testbed stand-in on PATH under its name: with
+ * no plugin of that version in PULUMI_HOME and downloads disabled, the engine takes the one on PATH
+ * (it says "using pulumi-resource-kubernetes from $PATH"). Never overwrites a real binary.
+ */
+async function ensureStandInShim(binary: StandIn): Promise<void> {
+  const target = join(toolsBinDir(), binary);
+  const marker = standInMarker(binary);
+  if (existsSync(target) && !readFileSync(target, "utf8").includes(marker)) return;
+  const script = [
+    "#!/bin/sh",
+    marker,
+    `exec node --import "${require.resolve("tsx")}" "${STAND_INS[binary]}" "$@"`,
+    "",
+  ].join("\n");
+  if (existsSync(target) && readFileSync(target, "utf8") === script) return;
+  await mkdir(toolsBinDir(), { recursive: true });
+  await writeFile(target, script, { mode: 0o755 });
+  say(`${binary}: installed the TESTBED STAND-IN (${STAND_INS[binary]})`);
+}
+
+function isStandIn(tools: Tools, binary: StandIn): boolean {
+  const target = join(tools.binDir, binary);
+  return existsSync(target) && readFileSync(target, "utf8").includes(standInMarker(binary));
+}
+
+/** True when `pulumi-resource-kubernetes` on the tools PATH is the testbed stand-in. */
+export function usesTestbedProvider(tools: Tools): boolean {
+  return isStandIn(tools, "pulumi-resource-kubernetes");
+}
+
+/** True when `pulumi-language-nodejs` on the tools PATH is the testbed stand-in. */
+export function usesTestbedLanguageHost(tools: Tools): boolean {
+  return isStandIn(tools, "pulumi-language-nodejs");
+}
+
 export interface Tools {
   /** Directory to put first on PATH: pulumi, kube-apiserver, kube-controller-manager, plugins. */
   readonly binDir: string;
@@ -455,11 +503,15 @@ async function ensureGoTools(): Promise<string[]> {
     if (!(await ensureGoTool(tool))) unavailable.push(tool.name);
   }
   await ensureNodejsProviderShim();
+  for (const binary of Object.keys(STAND_INS) as StandIn[]) {
+    if (unavailable.includes(binary)) await ensureStandInShim(binary);
+  }
   if (unavailable.length > 0) {
     say("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
     say(`!!! NOT AVAILABLE from the Go module proxy here: ${unavailable.join(", ")}`);
-    say("!!! Automation API inline programs still run (they need no language host), but a");
-    say("!!! Pulumi program using @pulumi/kubernetes cannot be deployed on this machine.");
+    say("!!! In their place, TESTBED STAND-INS on PATH (scripts/testbed-provider,");
+    say("!!! scripts/testbed-language-host): what only the real ones do stays unverified here");
+    say("!!! (the provider's await logic, diffs and SSA; see docs/readme/testbed.md).");
     say("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
   }
   return unavailable;

@@ -1,0 +1,163 @@
+/**
+ * The TESTBED stand-in for `pulumi-language-nodejs`, used only where the real language host cannot
+ * be built (the Go module proxy here refuses it). `scripts/tools.ts` installs a shim of that name on
+ * the tools PATH that runs this file. It speaks the language host protocol through `@pulumi/pulumi`'s
+ * generated gRPC stubs (`@pulumi/pulumi/proto/language_grpc_pb`) and runs a program the way the real
+ * host does: `node <@pulumi/pulumi>/cmd/run --monitor … --engine … <program>`, with the stack's
+ * config in `PULUMI_CONFIG`. TypeScript is loaded with `tsx` (`node --import tsx`), not ts-node.
+ *
+ * What it does NOT do, unlike the real host: report required plugins/packages (the engine loads
+ * plugins on demand; downloads are off in the testbed anyway), install dependencies, `pulumi about`
+ * details, program dependencies, `pulumi new`/convert/package generation, debugger attach.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import { Empty } from "google-protobuf/google/protobuf/empty_pb";
+import * as enginerpc from "@pulumi/pulumi/proto/engine_grpc_pb";
+import * as engineproto from "@pulumi/pulumi/proto/engine_pb";
+import * as langrpc from "@pulumi/pulumi/proto/language_grpc_pb";
+import * as langproto from "@pulumi/pulumi/proto/language_pb";
+import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
+import { z } from "zod";
+
+const SDK_VERSION = z
+  .object({ version: z.string() })
+  .parse(JSON.parse(readFileSync(require.resolve("@pulumi/pulumi/package.json"), "utf8")))
+  .version.replace(/^v/, "");
+/** `@pulumi/pulumi`'s program runner, the same entry the real language host starts. */
+const RUN_ENTRY = join(require.resolve("@pulumi/pulumi/package.json"), "..", "cmd", "run");
+const TSX = require.resolve("tsx");
+/** cmd/run's exit code for "the program failed and already reported why". */
+const EXIT_REPORTED = 32;
+const BANNER = [
+  "!".repeat(88),
+  "!!! TESTBED STAND-IN for pulumi-language-nodejs (scripts/testbed-language-host), NOT the real",
+  "!!! language host: runs @pulumi/pulumi's cmd/run with tsx; no plugin/dependency reporting.",
+  "!".repeat(88),
+].join("\n");
+
+type Handler<Req, Res> = (request: Req) => Res | Promise<Res>;
+
+function unary<Req, Res>(handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    Promise.resolve(call.request)
+      .then(handler)
+      .then(
+        (response) => callback(null, response),
+        (error: unknown) =>
+          callback(
+            {
+              code: grpc.status.UNKNOWN,
+              details: error instanceof Error ? error.message : String(error),
+            },
+            null,
+          ),
+      );
+  };
+}
+
+/** The arguments cmd/run takes (see `@pulumi/pulumi/cmd/run/index.js`). */
+function runArgs(req: langproto.RunRequest, engineAddress: string | undefined): string[] {
+  const info = req.getInfo();
+  const programDir = info?.getProgramDirectory() || req.getPwd();
+  const entry = info?.getEntryPoint() || req.getProgram() || ".";
+  const program = isAbsolute(entry) ? entry : join(programDir, entry);
+  const args = [
+    "--import",
+    TSX,
+    RUN_ENTRY,
+    `--monitor=${req.getMonitorAddress()}`,
+    `--project=${req.getProject()}`,
+    `--stack=${req.getStack()}`,
+    `--pwd=${req.getPwd()}`,
+    `--organization=${req.getOrganization()}`,
+  ];
+  if (engineAddress !== undefined) args.push(`--engine=${engineAddress}`);
+  if (info?.getRootDirectory()) args.push(`--root-directory=${info.getRootDirectory()}`);
+  if (req.getDryrun()) args.push("--dry-run");
+  if (req.getParallel() > 0) args.push(`--parallel=${req.getParallel()}`);
+  return [...args, program, ...req.getArgsList()];
+}
+
+async function run(
+  req: langproto.RunRequest,
+  engineAddress: string | undefined,
+): Promise<langproto.RunResponse> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PULUMI_CONFIG: JSON.stringify(Object.fromEntries(req.getConfigMap().entries())),
+    PULUMI_CONFIG_SECRET_KEYS: JSON.stringify(req.getConfigsecretkeysList()),
+  };
+  const child = spawn(process.execPath, runArgs(req, engineAddress), {
+    cwd: req.getPwd() || process.cwd(),
+    env,
+    // The program's output goes where the real host sends it: this plugin's stdout/stderr, which
+    // the engine shows.
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const code = await new Promise<number>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0)));
+  });
+  const response = new langproto.RunResponse();
+  if (code === EXIT_REPORTED) return response.setBail(true);
+  if (code !== 0) return response.setError(`the Node.js program exited with code ${code}`);
+  return response;
+}
+
+function logBanner(engine: enginerpc.EngineClient | undefined): void {
+  if (engine === undefined) {
+    process.stderr.write(`${BANNER}\n`);
+    return;
+  }
+  const request = new engineproto.LogRequest();
+  request.setSeverity(engineproto.LogSeverity.WARNING);
+  request.setMessage(BANNER);
+  engine.log(request, () => undefined);
+}
+
+async function main(): Promise<void> {
+  // The engine passes its address (host:port) as the last argument, after any flags.
+  const engineAddress = process.argv
+    .slice(2)
+    .filter((arg) => /^[\w.[\]:-]+:\d+$/.test(arg))
+    .pop();
+  const engine =
+    engineAddress === undefined
+      ? undefined
+      : new enginerpc.EngineClient(engineAddress, grpc.credentials.createInsecure());
+  let announced = false;
+  const service: grpc.UntypedServiceImplementation = {
+    getPluginInfo: unary(() => new plugproto.PluginInfo().setVersion(SDK_VERSION)),
+    getRequiredPlugins: unary(() => new langproto.GetRequiredPluginsResponse()),
+    getRequiredPackages: unary(() => new langproto.GetRequiredPackagesResponse()),
+    getProgramDependencies: unary(() => new langproto.GetProgramDependenciesResponse()),
+    about: unary(() =>
+      new langproto.AboutResponse().setExecutable(process.execPath).setVersion(process.version),
+    ),
+    installDependencies: (call: grpc.ServerWritableStream<unknown, unknown>) => call.end(),
+    cancel: unary(() => new Empty()),
+    run: unary((req: langproto.RunRequest) => {
+      if (!announced) {
+        announced = true;
+        logBanner(engine);
+      }
+      return run(req, engineAddress);
+    }),
+  };
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 400 * 1024 * 1024 });
+  server.addService(langrpc.LanguageRuntimeService, service);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    );
+  });
+  process.stdout.write(`${port}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`testbed language host: ${String(error)}\n`);
+  process.exit(1);
+});
