@@ -6,6 +6,7 @@
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { dnsLabel } from "../runtime/lib/model";
 import { EXPIRES_AT_ANNOTATION, appLabels } from "./common";
 
 /** The names of the Shardworks ClusterRoles. */
@@ -27,15 +28,57 @@ export interface Subject {
   name: string;
 }
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+/** Longest JIT grant maximum a platform may configure: 24 hours. */
+export const MAX_JIT_CEILING_MS = 86_400_000;
+
+// RFC 3339 allows lowercase `t` and `z` (section 5.6); the parts are checked one by one below.
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$/;
+
+/**
+ * True when every field of an RFC 3339 time is in range. Needed because V8's `Date` rolls
+ * impossible dates over (`2026-02-30` becomes March 2) instead of rejecting them.
+ */
+function isRealTime(match: RegExpExecArray): boolean {
+  const [y, mo, d, h, mi, s] = match.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const daysInMonth = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  const offsetOk = match[9] === undefined || (Number(match[9]) <= 23 && Number(match[10]) <= 59);
+  return (
+    mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth && h <= 23 && mi <= 59 && s <= 59 && offsetOk
+  );
+}
+
+/** Check a JIT ceiling: a finite number of milliseconds in `(0, MAX_JIT_CEILING_MS]`. */
+export function validateJitMaxDuration(maxMs: number): void {
+  if (
+    typeof maxMs !== "number" ||
+    !Number.isFinite(maxMs) ||
+    maxMs <= 0 ||
+    maxMs > MAX_JIT_CEILING_MS
+  ) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "maxDurationMs",
+      reason: `${String(maxMs)} must be a number of milliseconds above 0 and at most ${MAX_JIT_CEILING_MS} (24h)`,
+    });
+  }
+}
 
 /**
  * Check a JIT grant's expiry: RFC 3339, in the future, at most `maxMs` ahead of `now`.
  * Returns the expiry as a Date.
  */
 export function validateJitExpiry(expiresAt: string, now: Date, maxMs: number): Date {
-  const at = new Date(expiresAt);
-  if (!RFC3339.test(expiresAt) || Number.isNaN(at.getTime())) {
+  validateJitMaxDuration(maxMs);
+  const match = typeof expiresAt === "string" ? RFC3339.exec(expiresAt) : null;
+  const at = new Date(typeof expiresAt === "string" ? expiresAt.toUpperCase() : NaN);
+  if (match === null || !isRealTime(match) || Number.isNaN(at.getTime())) {
     throw new pulumi.InputPropertyError({
       propertyPath: "expiresAt",
       reason: `${JSON.stringify(expiresAt)} is not an RFC 3339 time, e.g. "2026-11-22T17:00:00Z"`,
@@ -57,17 +100,40 @@ export function validateJitExpiry(expiresAt: string, now: Date, maxMs: number): 
 }
 
 /** Check that a subject has a kind and a name. */
-export function validateSubject(subject: Subject, propertyPath: string): void {
+export function validateSubject(subject: Subject | undefined, propertyPath: string): void {
+  if (typeof subject !== "object" || subject === null) {
+    throw new pulumi.InputPropertyError({
+      propertyPath,
+      reason: 'is required: { kind: "User" | "Group", name }',
+    });
+  }
   if (subject.kind !== "User" && subject.kind !== "Group") {
     throw new pulumi.InputPropertyError({
       propertyPath: `${propertyPath}.kind`,
       reason: `${JSON.stringify(subject.kind)} is not allowed; use "User" or "Group"`,
     });
   }
-  if (subject.name.trim() === "") {
+  if (typeof subject.name !== "string" || subject.name.trim() === "") {
     throw new pulumi.InputPropertyError({
       propertyPath: `${propertyPath}.name`,
       reason: "must not be empty",
+    });
+  }
+}
+
+/** Check a JIT grant's role (one of the three Shardworks ClusterRoles) and namespace. */
+export function validateJitTarget(clusterRole: string, namespace: string | undefined): void {
+  const roles = Object.values(ClusterRoleName) as string[];
+  if (!roles.includes(clusterRole)) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "clusterRole",
+      reason: `${JSON.stringify(clusterRole)} is not allowed; use one of ${roles.map((r) => JSON.stringify(r)).join(", ")}`,
+    });
+  }
+  if (namespace !== undefined && !dnsLabel.safeParse(namespace).success) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "namespace",
+      reason: `${JSON.stringify(namespace)} is not a namespace name (a DNS label: lowercase letters, digits, '-', at most 63)`,
     });
   }
 }
@@ -202,8 +268,8 @@ export class AccessControl extends pulumi.ComponentResource {
 export interface JitGrantArgs {
   /** Who gets the access. */
   subject: Subject;
-  /** ClusterRole to grant, e.g. `shardworks:shard-owner`. */
-  clusterRole: string;
+  /** One of the three Shardworks ClusterRoles ({@link ClusterRoleName}), e.g. `shardworks:shard-owner`. */
+  clusterRole: ClusterRoleName;
   /** Namespace to grant it in (a RoleBinding); absent = cluster-wide (a ClusterRoleBinding). */
   namespace?: string;
   /** When the grant ends, RFC 3339. Must be in the future and at most `maxDurationMs` ahead. */
@@ -297,6 +363,7 @@ export class JitGrant extends pulumi.ComponentResource {
   constructor(name: string, args: JitGrantArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardworks:components:JitGrant", name, {}, opts);
     validateSubject(args.subject, "subject");
+    validateJitTarget(args.clusterRole, args.namespace);
     const expiresAt = validateJitExpiry(
       args.expiresAt,
       args.now ?? new Date(),
