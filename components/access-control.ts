@@ -8,6 +8,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { dnsLabel } from "../runtime/lib/model";
 import { EXPIRES_AT_ANNOTATION, appLabels } from "./common";
+import { JitExpiry } from "./jit-expiry";
 
 /** The names of the Shardworks ClusterRoles. */
 export const ClusterRoleName = {
@@ -71,10 +72,15 @@ export function validateJitMaxDuration(maxMs: number): void {
 }
 
 /**
- * Check a JIT grant's expiry: RFC 3339, in the future, at most `maxMs` ahead of `now`.
- * Returns the expiry as a Date.
+ * Check a JIT grant's expiry: RFC 3339, in the future (unless `pastAllowed`), at most `maxMs`
+ * ahead of `now`. Returns the expiry as a Date.
  */
-export function validateJitExpiry(expiresAt: string, now: Date, maxMs: number): Date {
+export function validateJitExpiry(
+  expiresAt: string,
+  now: Date,
+  maxMs: number,
+  { pastAllowed = false }: { pastAllowed?: boolean } = {},
+): Date {
   validateJitMaxDuration(maxMs);
   const match = typeof expiresAt === "string" ? RFC3339.exec(expiresAt) : null;
   const at = new Date(typeof expiresAt === "string" ? expiresAt.toUpperCase() : NaN);
@@ -84,7 +90,7 @@ export function validateJitExpiry(expiresAt: string, now: Date, maxMs: number): 
       reason: `${JSON.stringify(expiresAt)} is not an RFC 3339 time, e.g. "2026-11-22T17:00:00Z"`,
     });
   }
-  if (at.getTime() <= now.getTime()) {
+  if (!pastAllowed && at.getTime() <= now.getTime()) {
     throw new pulumi.InputPropertyError({
       propertyPath: "expiresAt",
       reason: `${expiresAt} is in the past (now is ${now.toISOString()})`,
@@ -300,7 +306,10 @@ export function createJitGrant(
   args: JitGrantArgs,
   expiresAt: Date,
   parent: pulumi.Resource,
+  expiryRecord?: pulumi.Resource,
 ): JitGrantResult {
+  // Nothing is bound until the expiry record accepted the expiry.
+  const dependsOn = expiryRecord ? [expiryRecord] : [];
   const metadata = {
     labels: { ...appLabels(name, "jit-grant"), "shardworks.dev/jit": "true" },
     annotations: { [EXPIRES_AT_ANNOTATION]: expiresAt.toISOString() },
@@ -316,12 +325,12 @@ export function createJitGrant(
       ? new k8s.rbac.v1.ClusterRoleBinding(
           `${name}-binding`,
           { metadata, roleRef, subjects },
-          { parent },
+          { parent, dependsOn },
         )
       : new k8s.rbac.v1.RoleBinding(
           `${name}-binding`,
           { metadata: { ...metadata, namespace: args.namespace }, roleRef, subjects },
-          { parent },
+          { parent, dependsOn },
         );
   const iamRole =
     args.awsPrincipalArn === undefined
@@ -345,7 +354,7 @@ export function createJitGrant(
             }),
             tags: { "shardworks.dev/expires-at": expiresAt.toISOString() },
           },
-          { parent },
+          { parent, dependsOn },
         );
   return { binding, iamRole };
 }
@@ -364,12 +373,20 @@ export class JitGrant extends pulumi.ComponentResource {
     super("shardworks:components:JitGrant", name, {}, opts);
     validateSubject(args.subject, "subject");
     validateJitTarget(args.clusterRole, args.namespace);
+    // "In the past" is left to JitExpiry, which checks it only when the expiry is set or
+    // changed: an expired grant still in the program must not fail every later `pulumi up`.
     const expiresAt = validateJitExpiry(
       args.expiresAt,
       args.now ?? new Date(),
       args.maxDurationMs ?? DEFAULT_MAX_JIT_MS,
+      { pastAllowed: true },
     );
-    const result = createJitGrant(name, args, expiresAt, this);
+    const recorded = new JitExpiry(
+      `${name}-expiry`,
+      { expiresAt: expiresAt.toISOString() },
+      { parent: this },
+    );
+    const result = createJitGrant(name, args, expiresAt, this, recorded);
     this.expiresAt = pulumi.output(expiresAt.toISOString());
     this.iamRoleArn = result.iamRole ? result.iamRole.arn : pulumi.output(undefined);
     this.registerOutputs({ expiresAt: this.expiresAt, iamRoleArn: this.iamRoleArn });

@@ -68,3 +68,4 @@ export {
   validateSchedulerReplicas,
   type RuntimeDeploymentArgs,
 } from "./runtime-deployment";
+export { JitExpiry, jitExpiryProvider, type JitExpiryProps } from "./jit-expiry";

@@ -13,7 +13,7 @@ import {
   validateTtl,
   type ShardRegistrationInput,
 } from "../../components";
-import { isKubernetesObject, kubernetesSchemaProblems, podSpecOf } from "./helpers/k8s-schema";
+import { podSpecOf } from "./helpers/k8s-schema";
 import {
   descendantsOf,
   installMocks,
@@ -23,6 +23,7 @@ import {
   settled,
   unwrap,
 } from "./helpers/pulumi";
+import { reasonOf, testObjectsMatchOpenApi } from "./helpers/component-tests";
 
 const now = new Date("2026-11-22T10:00:00.000Z");
 const baseline = {
@@ -215,20 +216,7 @@ test("no fork container is privileged or may escalate", (t) => {
   }
 });
 
-test("every Kubernetes object is valid against the OpenAPI schema", (t) => {
-  const objects = recorded.filter((r) => isKubernetesObject(r.type));
-  t.true(objects.length >= 20);
-  for (const r of objects) t.deepEqual(kubernetesSchemaProblems(r.inputs), [], r.name);
-});
-
-const reasonOf = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (error) {
-    return `${(error as pulumi.InputPropertyError).propertyPath}: ${(error as Error).message}`;
-  }
-  return "no error";
-};
+testObjectsMatchOpenApi({ atLeast: 20 });
 
 const badShards: [string, () => unknown, string][] = [
   [
