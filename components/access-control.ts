@@ -6,15 +6,18 @@
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { dnsLabel } from "../runtime/lib/model";
 import {
   CLUSTER_ROLE_RULES,
   ClusterRoleName,
   DEFAULT_MAX_JIT_MS,
   checkJitExpiry,
+  checkJitMaxDuration,
 } from "./access-rules";
 import { EXPIRES_AT_ANNOTATION, JIT_LABEL, appLabels } from "./common";
+import { JitExpiry } from "./jit-expiry";
 
-export { ClusterRoleName, DEFAULT_MAX_JIT_MS } from "./access-rules";
+export { ClusterRoleName, DEFAULT_MAX_JIT_MS, MAX_JIT_CEILING_MS } from "./access-rules";
 
 /** A Kubernetes RBAC subject. */
 export interface Subject {
@@ -24,29 +27,68 @@ export interface Subject {
 }
 
 /**
- * Check a JIT grant's expiry: RFC 3339, in the future, at most `maxMs` ahead of `now`.
- * Returns the expiry as a Date.
+ * True when every field of an RFC 3339 time is in range. Needed because V8's `Date` rolls
+ * impossible dates over (`2026-02-30` becomes March 2) instead of rejecting them.
  */
-export function validateJitExpiry(expiresAt: string, now: Date, maxMs: number): Date {
-  const checked = checkJitExpiry(expiresAt, now, maxMs);
+/** Check a JIT ceiling: a finite number of milliseconds in `(0, MAX_JIT_CEILING_MS]`. */
+export function validateJitMaxDuration(maxMs: number): void {
+  const reason = checkJitMaxDuration(maxMs);
+  if (reason !== undefined)
+    throw new pulumi.InputPropertyError({ propertyPath: "maxDurationMs", reason });
+}
+
+/**
+ * Check a JIT grant's expiry: RFC 3339, in the future (unless `pastAllowed`), at most `maxMs`
+ * ahead of `now`. Returns the expiry as a Date.
+ */
+export function validateJitExpiry(
+  expiresAt: string,
+  now: Date,
+  maxMs: number,
+  options: { pastAllowed?: boolean } = {},
+): Date {
+  const checked = checkJitExpiry(expiresAt, now, maxMs, options);
   if ("reason" in checked) {
-    throw new pulumi.InputPropertyError({ propertyPath: "expiresAt", reason: checked.reason });
+    throw new pulumi.InputPropertyError({ propertyPath: checked.field, reason: checked.reason });
   }
   return checked.at;
 }
 
 /** Check that a subject has a kind and a name. */
-export function validateSubject(subject: Subject, propertyPath: string): void {
+export function validateSubject(subject: Subject | undefined, propertyPath: string): void {
+  if (typeof subject !== "object" || subject === null) {
+    throw new pulumi.InputPropertyError({
+      propertyPath,
+      reason: 'is required: { kind: "User" | "Group", name }',
+    });
+  }
   if (subject.kind !== "User" && subject.kind !== "Group") {
     throw new pulumi.InputPropertyError({
       propertyPath: `${propertyPath}.kind`,
       reason: `${JSON.stringify(subject.kind)} is not allowed; use "User" or "Group"`,
     });
   }
-  if (subject.name.trim() === "") {
+  if (typeof subject.name !== "string" || subject.name.trim() === "") {
     throw new pulumi.InputPropertyError({
       propertyPath: `${propertyPath}.name`,
       reason: "must not be empty",
+    });
+  }
+}
+
+/** Check a JIT grant's role (one of the three Shardworks ClusterRoles) and namespace. */
+export function validateJitTarget(clusterRole: string, namespace: string | undefined): void {
+  const roles = Object.values(ClusterRoleName) as string[];
+  if (!roles.includes(clusterRole)) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "clusterRole",
+      reason: `${JSON.stringify(clusterRole)} is not allowed; use one of ${roles.map((r) => JSON.stringify(r)).join(", ")}`,
+    });
+  }
+  if (namespace !== undefined && !dnsLabel.safeParse(namespace).success) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "namespace",
+      reason: `${JSON.stringify(namespace)} is not a namespace name (a DNS label: lowercase letters, digits, '-', at most 63)`,
     });
   }
 }
@@ -139,8 +181,8 @@ export class AccessControl extends pulumi.ComponentResource {
 export interface JitGrantArgs {
   /** Who gets the access. */
   subject: Subject;
-  /** ClusterRole to grant, e.g. `shardworks:shard-owner`. */
-  clusterRole: string;
+  /** One of the three Shardworks ClusterRoles ({@link ClusterRoleName}), e.g. `shardworks:shard-owner`. */
+  clusterRole: ClusterRoleName;
   /** Namespace to grant it in (a RoleBinding); absent = cluster-wide (a ClusterRoleBinding). */
   namespace?: string;
   /** When the grant ends, RFC 3339. Must be in the future and at most `maxDurationMs` ahead. */
@@ -171,7 +213,10 @@ export function createJitGrant(
   args: JitGrantArgs,
   expiresAt: Date,
   parent: pulumi.Resource,
+  expiryRecord?: pulumi.Resource,
 ): JitGrantResult {
+  // Nothing is bound until the expiry record accepted the expiry.
+  const dependsOn = expiryRecord ? [expiryRecord] : [];
   const metadata = {
     labels: { ...appLabels(name, "jit-grant"), [JIT_LABEL]: "true" },
     annotations: { [EXPIRES_AT_ANNOTATION]: expiresAt.toISOString() },
@@ -187,12 +232,12 @@ export function createJitGrant(
       ? new k8s.rbac.v1.ClusterRoleBinding(
           `${name}-binding`,
           { metadata, roleRef, subjects },
-          { parent },
+          { parent, dependsOn },
         )
       : new k8s.rbac.v1.RoleBinding(
           `${name}-binding`,
           { metadata: { ...metadata, namespace: args.namespace }, roleRef, subjects },
-          { parent },
+          { parent, dependsOn },
         );
   const iamRole =
     args.awsPrincipalArn === undefined
@@ -216,7 +261,7 @@ export function createJitGrant(
             }),
             tags: { "shardworks.dev/expires-at": expiresAt.toISOString() },
           },
-          { parent },
+          { parent, dependsOn },
         );
   return { binding, iamRole };
 }
@@ -234,12 +279,21 @@ export class JitGrant extends pulumi.ComponentResource {
   constructor(name: string, args: JitGrantArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardworks:components:JitGrant", name, {}, opts);
     validateSubject(args.subject, "subject");
+    validateJitTarget(args.clusterRole, args.namespace);
+    // "In the past" is left to JitExpiry, which checks it only when the expiry is set or
+    // changed: an expired grant still in the program must not fail every later `pulumi up`.
     const expiresAt = validateJitExpiry(
       args.expiresAt,
       args.now ?? new Date(),
       args.maxDurationMs ?? DEFAULT_MAX_JIT_MS,
+      { pastAllowed: true },
     );
-    const result = createJitGrant(name, args, expiresAt, this);
+    const recorded = new JitExpiry(
+      `${name}-expiry`,
+      { expiresAt: expiresAt.toISOString() },
+      { parent: this },
+    );
+    const result = createJitGrant(name, args, expiresAt, this, recorded);
     this.expiresAt = pulumi.output(expiresAt.toISOString());
     this.iamRoleArn = result.iamRole ? result.iamRole.arn : pulumi.output(undefined);
     this.registerOutputs({ expiresAt: this.expiresAt, iamRoleArn: this.iamRoleArn });

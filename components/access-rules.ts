@@ -69,34 +69,76 @@ export const CLUSTER_ROLE_RULES: Record<ClusterRoleName, PolicyRule[]> = {
   ],
 };
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+/** Longest JIT grant maximum a platform may configure: 24 hours. */
+export const MAX_JIT_CEILING_MS = 86_400_000;
 
-/** An RFC 3339 time as a Date, or undefined when `value` is not one. */
+// RFC 3339 allows lowercase `t` and `z` (section 5.6); the parts are range-checked one by one,
+// because `Date` silently rolls an impossible day such as 2026-02-30 over into March.
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$/;
+
+function isRealTime(match: RegExpExecArray): boolean {
+  const [y, mo, d, h, mi, s] = match.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const daysInMonth = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  const offsetOk = match[9] === undefined || (Number(match[9]) <= 23 && Number(match[10]) <= 59);
+  return (
+    mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth && h <= 23 && mi <= 59 && s <= 59 && offsetOk
+  );
+}
+
+/** An RFC 3339 time as a Date, or undefined when `value` is not a real one. */
 export function parseRfc3339(value: string): Date | undefined {
-  const at = new Date(value);
-  return RFC3339.test(value) && !Number.isNaN(at.getTime()) ? at : undefined;
+  const match = typeof value === "string" ? RFC3339.exec(value) : null;
+  if (match === null || !isRealTime(match)) return undefined;
+  const at = new Date(value.toUpperCase());
+  return Number.isNaN(at.getTime()) ? undefined : at;
+}
+
+/** Why a JIT ceiling is refused (a finite number of ms in `(0, MAX_JIT_CEILING_MS]`), if it is. */
+export function checkJitMaxDuration(maxMs: number): string | undefined {
+  return typeof maxMs === "number" &&
+    Number.isFinite(maxMs) &&
+    maxMs > 0 &&
+    maxMs <= MAX_JIT_CEILING_MS
+    ? undefined
+    : `${String(maxMs)} must be a number of milliseconds above 0 and at most ${MAX_JIT_CEILING_MS} (24h)`;
 }
 
 /**
- * Check a JIT grant's expiry: RFC 3339, in the future, at most `maxMs` ahead of `now`.
- * Returns the expiry, or why it is refused.
+ * Check a JIT grant's expiry: RFC 3339, in the future (unless `pastAllowed`), at most `maxMs`
+ * ahead of `now`. Returns the expiry, or why it is refused (and which field is at fault).
  */
 export function checkJitExpiry(
   expiresAt: string,
   now: Date,
   maxMs: number,
-): { at: Date } | { reason: string } {
+  { pastAllowed = false }: { pastAllowed?: boolean } = {},
+): { at: Date } | { reason: string; field: "expiresAt" | "maxDurationMs" } {
+  const badMax = checkJitMaxDuration(maxMs);
+  if (badMax !== undefined) return { reason: badMax, field: "maxDurationMs" };
   const at = parseRfc3339(expiresAt);
   if (at === undefined) {
     return {
+      field: "expiresAt",
       reason: `${JSON.stringify(expiresAt)} is not an RFC 3339 time, e.g. "2026-11-22T17:00:00Z"`,
     };
   }
-  if (at.getTime() <= now.getTime()) {
-    return { reason: `${expiresAt} is in the past (now is ${now.toISOString()})` };
+  if (!pastAllowed && at.getTime() <= now.getTime()) {
+    return {
+      field: "expiresAt",
+      reason: `${expiresAt} is in the past (now is ${now.toISOString()})`,
+    };
   }
   if (at.getTime() - now.getTime() > maxMs) {
     return {
+      field: "expiresAt",
       reason: `${expiresAt} is more than ${maxMs / 3_600_000}h ahead; the maximum JIT grant is ${maxMs / 3_600_000}h`,
     };
   }

@@ -6,7 +6,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterRoleName } from "./access-control";
-import { MAX_SHARD_TTL_SECONDS } from "../runtime/lib/model";
+import { MAX_SHARD_TTL_SECONDS, dnsLabel } from "../runtime/lib/model";
 import {
   EXPIRES_AT_ANNOTATION,
   SHARD_LABEL,
@@ -96,11 +96,9 @@ export interface DevShardArgs {
   register?: (input: ShardRegistrationInput, opts: pulumi.CustomResourceOptions) => pulumi.Resource;
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
 /** Check the shard name: a DNS label short enough for `shard-<name>`. */
 export function validateShardName(shardName: string): void {
-  if (!DNS_LABEL.test(shardName) || shardName.length > 57) {
+  if (!dnsLabel.max(57).safeParse(shardName).success) {
     throw new pulumi.InputPropertyError({
       propertyPath: "shardName",
       reason: `${JSON.stringify(shardName)} must be a DNS label (lowercase letters, digits, '-') of at most 57 characters`,
@@ -121,10 +119,10 @@ export function validateTtl(ttlSeconds: number): void {
 /** Check fork names and ports (what can be checked before the baseline is known). */
 export function validateForks(forks: Record<string, ForkSpec>): void {
   for (const [service, fork] of Object.entries(forks)) {
-    if (!DNS_LABEL.test(service)) {
+    if (!dnsLabel.safeParse(service).success) {
       throw new pulumi.InputPropertyError({
         propertyPath: `forks.${service}`,
-        reason: "the service name must be a DNS label (lowercase letters, digits, '-')",
+        reason: "the service name must be a DNS label (lowercase letters, digits, '-', at most 63)",
       });
     }
     if (
@@ -153,6 +151,52 @@ export function baselineOf(
     });
   }
   return found;
+}
+
+/** Check every fork against the platform's baseline services (see {@link baselineOf}). */
+export function validateForksAgainstBaseline(
+  forks: Record<string, ForkSpec>,
+  baseline: Record<string, BaselineService>,
+): void {
+  for (const service of Object.keys(forks)) baselineOf(service, baseline);
+}
+
+/** The smaller of two CPU or memory quantities (`"500m"` vs `"250m"`); see {@link quantityValue}. */
+export function minQuantity(a: string, b: string): string {
+  return quantityValue(b) < quantityValue(a) ? b : a;
+}
+
+const QUANTITY_SUFFIX: Record<string, number> = {
+  "": 1,
+  m: 1e-3,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+};
+
+/**
+ * The value of a Kubernetes quantity in base units, for comparison only. Hand-written: the
+ * `@kubernetes/client-node` parser would pull the whole client in for this one function.
+ */
+export function quantityValue(quantity: string): number {
+  const match = /^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(quantity);
+  if (match === null) return Number.NaN;
+  return Number(match[1]) * (QUANTITY_SUFFIX[match[2] ?? ""] ?? Number.NaN);
+}
+
+/** Default limits of a shard container: 500m CPU and 512Mi, or the quota if it is smaller. */
+export function containerLimits(quota: ShardQuota): { cpu: string; memory: string } {
+  return { cpu: minQuantity("500m", quota.cpu), memory: minQuantity("512Mi", quota.memory) };
+}
+
+/** Default requests of a shard container: 100m CPU and 128Mi, or the quota if it is smaller. */
+export function containerRequests(quota: ShardQuota): { cpu: string; memory: string } {
+  return { cpu: minQuantity("100m", quota.cpu), memory: minQuantity("128Mi", quota.memory) };
 }
 
 /** What {@link createDevShard} made. */
@@ -222,11 +266,17 @@ export function createDevShard(
           "limits.cpu": quota.cpu,
           "limits.memory": quota.memory,
           pods: String(quota.pods),
+          // Shard owners reach the world only through the gateway: no Service of their own
+          // may open a node port or a cloud load balancer.
+          "services.loadbalancers": "0",
+          "services.nodeports": "0",
         },
       },
     },
     inNs,
   );
+  const limits = containerLimits(quota);
+  const requests = containerRequests(quota);
   // With a quota on limits, every container needs limits: the LimitRange gives defaults.
   new k8s.core.v1.LimitRange(
     `${name}-limits`,
@@ -236,8 +286,10 @@ export function createDevShard(
         limits: [
           {
             type: "Container",
-            default: { cpu: "500m", memory: "512Mi" },
-            defaultRequest: { cpu: "100m", memory: "128Mi" },
+            // Never above `max` (the API server rejects such a LimitRange): a quota below 500m
+            // or 512Mi lowers the defaults to the quota.
+            default: limits,
+            defaultRequest: requests,
             max: { cpu: quota.cpu, memory: quota.memory },
           },
         ],
@@ -333,8 +385,8 @@ export function createDevShard(
                     env: Object.entries(fork.env ?? {}).map(([n, value]) => ({ name: n, value })),
                     ports: [{ name: "http", containerPort: port }],
                     resources: {
-                      requests: { cpu: "100m", memory: "128Mi" },
-                      limits: { cpu: "500m", memory: "512Mi" },
+                      requests,
+                      limits,
                     },
                     securityContext: {
                       privileged: false,
@@ -391,6 +443,12 @@ export function createDevShard(
   };
 }
 
+function isPlainBaseline(
+  baseline: pulumi.Input<Record<string, BaselineService>>,
+): baseline is Record<string, BaselineService> {
+  return !pulumi.Output.isInstance(baseline) && !(baseline instanceof Promise);
+}
+
 /** One developer's shard: namespace, fences, owner binding, forks and TTL. */
 export class DevShard extends pulumi.ComponentResource {
   /** `shard-<name>`. */
@@ -407,6 +465,10 @@ export class DevShard extends pulumi.ComponentResource {
     validateShardName(args.shardName);
     validateTtl(args.ttlSeconds);
     validateForks(args.forks ?? {});
+    // A baseline known now (the program resolves the platform's first) is checked now, before
+    // any child is registered; one still unknown is checked when it resolves.
+    if (isPlainBaseline(args.baseline))
+      validateForksAgainstBaseline(args.forks ?? {}, args.baseline);
     const result = createDevShard(name, args, this);
     this.namespace = result.namespace.metadata.name;
     this.routingKey = pulumi.output(result.routingKey);

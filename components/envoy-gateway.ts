@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { dnsLabel } from "../runtime/lib/model";
 import { envoyBootstrap, GATEWAY_NODE_ID } from "../runtime/routing/bootstrap";
 import { appLabels, awaitAnnotations, restrictedContainer } from "./common";
 
@@ -88,6 +89,32 @@ export function validateGatewayPorts(listenerPort: number, adminPort: number): v
   }
 }
 
+/** Namespaces the gateway must not take over: Kubernetes' own, the runtime's and the shards'. */
+export const RESERVED_NAMESPACES = [
+  "kube-system",
+  "kube-public",
+  "kube-node-lease",
+  "default",
+  "shardworks-system",
+];
+
+/** Check the gateway namespace: a DNS label that is not reserved and not a shard's (`shard-*`). */
+export function validateGatewayNamespace(namespace: string): void {
+  const reason = !dnsLabel.safeParse(namespace).success
+    ? "must be a DNS label (lowercase letters, digits, '-', at most 63)"
+    : RESERVED_NAMESPACES.includes(namespace)
+      ? 'is reserved; use a namespace of its own, e.g. "shardworks-gateway"'
+      : namespace.startsWith("shard-")
+        ? 'starts with "shard-", the prefix of shard namespaces; use e.g. "shardworks-gateway"'
+        : undefined;
+  if (reason !== undefined) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "namespace",
+      reason: `${JSON.stringify(namespace)} ${reason}`,
+    });
+  }
+}
+
 /** What {@link createEnvoyGateway} made. */
 export interface EnvoyGatewayResult {
   namespace: k8s.core.v1.Namespace;
@@ -156,7 +183,8 @@ export function createEnvoyGateway(
     {
       metadata: meta(deploymentName),
       spec: {
-        replicas: args.replicas ?? 2,
+        // No `replicas`: the HPA owns the count (from `minReplicas`); setting it here would
+        // reset the HPA's choice on every `pulumi up`.
         selector: { matchLabels: selector },
         template: {
           metadata: {
@@ -268,6 +296,7 @@ export class EnvoyGateway extends pulumi.ComponentResource {
 
   constructor(name: string, args: EnvoyGatewayArgs, opts?: pulumi.ComponentResourceOptions) {
     super("shardworks:components:EnvoyGateway", name, {}, opts);
+    validateGatewayNamespace(args.namespace ?? "shardworks-gateway");
     validateGatewayReplicas(args.replicas ?? 2, args.maxReplicas ?? 10);
     validateGatewayPorts(args.listenerPort ?? 8080, args.adminPort ?? 9901);
     const result = createEnvoyGateway(name, args, this);

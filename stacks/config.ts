@@ -11,6 +11,9 @@ import { z } from "zod";
 import { MAX_SHARD_TTL_SECONDS, dnsLabel, routingKeySchema } from "../runtime/lib/model";
 import { parseDuration } from "./duration";
 import { METAL_INSTANCE_TYPE, NodeGroupRole } from "../components/common";
+import { MAX_JIT_CEILING_MS } from "../components/access-control";
+import { quantityValue } from "../components/dev-shard";
+import { platformComponentIssues, shardComponentIssues } from "./component-checks";
 
 /** The Pulumi config namespace of every key. */
 export const CONFIG_NAMESPACE = "shardworks";
@@ -27,8 +30,8 @@ export type PlatformTarget = (typeof PlatformTarget)[keyof typeof PlatformTarget
 
 /** Longest TTL a shard may ask for: 7 days. */
 export const MAX_SHARD_TTL_MS = MAX_SHARD_TTL_SECONDS * 1000;
-/** Longest JIT grant maximum a platform may configure: 24 hours. */
-export const MAX_JIT_CEILING_MS = 86_400_000;
+/** Longest JIT grant maximum a platform may configure: 24 hours (the components' ceiling). */
+export { MAX_JIT_CEILING_MS };
 
 const EC2_INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
 
@@ -45,11 +48,19 @@ const image = z.string().regex(IMAGE, { message: 'must be an image reference, e.
 const quantity = z
   .string()
   .regex(QUANTITY, { message: 'must be a Kubernetes quantity, e.g. "500m", "4" or "8Gi"' });
+const positiveQuantity = quantity.refine((q) => !(quantityValue(q) <= 0), {
+  message: 'must be more than 0, e.g. "500m", "4" or "8Gi"',
+});
 
 function duration(maxMs: number, maxText: string) {
   return z.string().superRefine((text, ctx) => {
     const ms = parseDuration(text);
-    if (ms === undefined) {
+    if (ms === undefined && /^(?:0+[dhms])+$/.test(text)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(text)} must be positive, e.g. "8h"`,
+      });
+    } else if (ms === undefined) {
       ctx.addIssue({
         code: "custom",
         message: `${JSON.stringify(text)} is not a duration; use e.g. "30m", "8h", "1h30m" or "7d"`,
@@ -209,9 +220,14 @@ export const platformConfigSchema = z
     access: accessSchema.default(accessSchema.parse({})),
     baseline: z.record(dnsLabel, baselineSchema).default({}),
     /** Bearer token of the scheduler API (a secret). */
-    platformToken: z.string().min(32, {
-      message: 'must be at least 32 characters, e.g. "$(openssl rand -base64 32)"',
-    }),
+    platformToken: z
+      .string()
+      .min(32, {
+        message: 'must be at least 32 characters, e.g. "$(openssl rand -base64 32)"',
+      })
+      .refine((token) => token.trim() !== "", {
+        message: 'must not be only whitespace; e.g. "$(openssl rand -base64 32)"',
+      }),
     /** Do not wait for workloads to become ready (a cluster without kubelets, e.g. the testbed). */
     skipAwait: z.boolean().default(false),
   })
@@ -243,6 +259,15 @@ export const platformConfigSchema = z
           path: ["kubeconfig"],
           message: "is required for target local (path of the cluster's kubeconfig)",
         });
+      }
+      for (const key of ["region", "availabilityZones"] as const) {
+        if (p[key] !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: [key],
+            message: "is only for target aws; target local deploys into an existing cluster",
+          });
+        }
       }
       if (p.nodeGroups.length > 0) {
         ctx.addIssue({
@@ -299,8 +324,8 @@ export const shardConfigSchema = z
     ttl: duration(MAX_SHARD_TTL_MS, "7d").default("24h"),
     quota: z
       .strictObject({
-        cpu: quantity.default("4"),
-        memory: quantity.default("8Gi"),
+        cpu: positiveQuantity.default("4"),
+        memory: positiveQuantity.default("8Gi"),
         pods: z.number().int().min(1).max(500).default(20),
       })
       .default({ cpu: "4", memory: "8Gi", pods: 20 }),
@@ -319,11 +344,22 @@ export const shardConfigSchema = z
   .transform((s) => ({ ...s, name: s.name ?? s.owner }));
 export type ShardConfig = z.output<typeof shardConfigSchema>;
 
-/** Any stack's config. */
-export const stackConfigSchema = z.discriminatedUnion("kind", [
-  platformConfigSchema,
-  shardConfigSchema,
-]);
+/**
+ * Any stack's config. Once the schema's own rules pass, the components' validators run on it
+ * too (`component-checks.ts`): config that a component would reject fails here, not after
+ * resources were registered.
+ */
+export const stackConfigSchema = z
+  .discriminatedUnion("kind", [platformConfigSchema, shardConfigSchema])
+  .superRefine((config, ctx) => {
+    // Only a config that passed the schema's own rules: the same mistake is not reported twice.
+    if (ctx.issues.length > 0) return;
+    const issues =
+      config.kind === StackKind.Platform
+        ? platformComponentIssues(config)
+        : shardComponentIssues(config);
+    for (const issue of issues) ctx.addIssue({ code: "custom", ...issue });
+  });
 export type StackConfig = z.output<typeof stackConfigSchema>;
 
 /** Invalid stack config: one line per problem, `shardworks:<path>: <what is wrong and allowed>`. */
@@ -394,7 +430,7 @@ export function parseStackConfig(raw: unknown): StackConfig {
 
 /**
  * Turn Pulumi's config values (all strings; objects and lists as JSON) into plain values.
- * Scalars stay strings except `true`/`false`, so a version like "1.33" is not read as a number.
+ * Scalars stay strings except `true`/`false` of boolean keys (`skipAwait`), so a version like "1.33" is not read as a number.
  */
 export function configValues(all: Record<string, string>): Record<string, unknown> {
   const prefix = `${CONFIG_NAMESPACE}:`;
@@ -402,7 +438,8 @@ export function configValues(all: Record<string, string>): Record<string, unknow
   for (const [key, text] of Object.entries(all)) {
     if (!key.startsWith(prefix)) continue;
     const name = key.slice(prefix.length);
-    if (text === "true" || text === "false") out[name] = text === "true";
+    if (BOOLEAN_KEYS.has(name) && (text === "true" || text === "false"))
+      out[name] = text === "true";
     else if (/^\s*[[{]/.test(text)) {
       try {
         out[name] = JSON.parse(text);
@@ -413,6 +450,9 @@ export function configValues(all: Record<string, string>): Record<string, unknow
   }
   return out;
 }
+
+/** Top-level keys whose value is a boolean; any other `"true"` (an owner named so) stays a string. */
+const BOOLEAN_KEYS = new Set(["skipAwait"]);
 
 /** Read and validate this stack's `shardworks:*` config; call before registering any resource. */
 export function loadStackConfig(): StackConfig {

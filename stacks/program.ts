@@ -27,6 +27,7 @@ import {
   type StackConfig,
 } from "./config";
 import { parseDuration } from "./duration";
+import { platformBaseline } from "./platform-baseline";
 
 /** Config problems are the user's to fix: say what, without a stack trace. */
 export function loadConfigOrExplain(): StackConfig {
@@ -130,8 +131,10 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
 }
 
 /** A shard stack: one DevShard in the platform's cluster. */
-function buildShard(config: ShardConfig): Record<string, unknown> {
+async function buildShard(config: ShardConfig): Promise<Record<string, unknown>> {
   const platform = new pulumi.StackReference(config.platformStack);
+  // Forks checked against the platform's baseline before any shard resource is registered.
+  const baseline = await platformBaseline(platform, config);
   const kubeconfig = pulumi.secret(platform.requireOutput("kubeconfig")) as pulumi.Output<string>;
   const provider = new k8s.Provider(`shard-${config.name}-k8s`, { kubeconfig });
   const shard = new DevShard(
@@ -141,9 +144,7 @@ function buildShard(config: ShardConfig): Record<string, unknown> {
       owner: config.owner,
       routingKey: config.routingKey,
       forks: config.forks,
-      baseline: platform.requireOutput("baselineServices") as pulumi.Output<
-        Record<string, BaselineService>
-      >,
+      baseline,
       gatewayNamespace: platform.requireOutput("gatewayNamespace") as pulumi.Output<string>,
       // The schema accepted the duration, so it parses.
       ttlSeconds: Math.round((parseDuration(config.ttl) ?? 0) / 1000),
@@ -168,6 +169,6 @@ function buildShard(config: ShardConfig): Record<string, unknown> {
 }
 
 /** Build the stack the config asks for; its result is the stack's outputs. */
-export function buildStack(config: StackConfig): Record<string, unknown> {
+export async function buildStack(config: StackConfig): Promise<Record<string, unknown>> {
   return config.kind === StackKind.Platform ? buildPlatform(config) : buildShard(config);
 }

@@ -218,6 +218,8 @@ test("our program through the real engine: platform-local and shard stacks on a 
     pods: "20",
     "requests.cpu": "4",
     "requests.memory": "8Gi",
+    "services.loadbalancers": "0",
+    "services.nodeports": "0",
   });
   const limits = await core.readNamespacedLimitRange({
     namespace: "shard-alice",

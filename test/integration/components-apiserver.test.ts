@@ -77,6 +77,19 @@ async function emittedObjects(): Promise<{ name: string; object: Record<string, 
     gatewayNamespace: "shardworks-gateway",
     ttlSeconds: 3600,
   });
+  // A quota below the LimitRange's 500m/512Mi defaults: the defaults must follow the quota, or
+  // the API server refuses the LimitRange ("default value ... is greater than max value").
+  const tiny = new DevShard("shard-tiny", {
+    shardName: "tiny",
+    owner: "tiny",
+    forks: { checkout: {} },
+    baseline: {
+      checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
+    },
+    gatewayNamespace: "shardworks-gateway",
+    ttlSeconds: 3600,
+    quota: { cpu: "250m", memory: "64Mi", pods: 2 },
+  });
   const grant = new JitGrant("jit-carol", {
     subject: { kind: "User", name: "carol" },
     clusterRole: ClusterRoleName.ShardViewer,
@@ -93,6 +106,7 @@ async function emittedObjects(): Promise<{ name: string; object: Record<string, 
     runtime.schedulerUrl,
     gateway.address,
     shard.forkDestinations,
+    tiny.forkDestinations,
     grant.expiresAt,
     clusterGrant.expiresAt,
   );
@@ -173,5 +187,19 @@ if (!haveKubeApiserver()) {
       "/api/v1/namespaces/shard-alice/resourcequotas/shard-quota",
     );
     t.is(quota.status, 200);
+    // Shard owners cannot open node ports or cloud load balancers around the gateway.
+    t.like((quota.body["spec"] as any).hard, {
+      "services.loadbalancers": "0",
+      "services.nodeports": "0",
+    });
+    const tinyLimits = await apiserver.call(
+      "GET",
+      "/api/v1/namespaces/shard-tiny/limitranges/shard-limits",
+    );
+    t.is(tinyLimits.status, 200);
+    t.deepEqual((tinyLimits.body["spec"] as any).limits[0].default, {
+      cpu: "250m",
+      memory: "64Mi",
+    });
   });
 }

@@ -7,11 +7,14 @@ import {
   ClusterRoleName,
   EXPIRES_AT_ANNOTATION,
   JitGrant,
+  jitExpiryProvider,
   validateJitExpiry,
+  validateJitTarget,
   validateSubject,
+  type Subject,
 } from "../../components";
-import { isKubernetesObject, kubernetesSchemaProblems } from "./helpers/k8s-schema";
 import { installMocks, named, ofType, recorded, settled, unwrap } from "./helpers/pulumi";
+import { reasonOf, testObjectsMatchOpenApi } from "./helpers/component-tests";
 
 const now = new Date("2026-11-22T10:00:00.000Z");
 const HOUR = 3_600_000;
@@ -93,20 +96,8 @@ test("a cluster-wide JIT grant is a ClusterRoleBinding, plus an IAM role with a 
   });
 });
 
-test("every Kubernetes object is valid against the OpenAPI schema", (t) => {
-  const objects = recorded.filter((r) => isKubernetesObject(r.type));
-  t.is(objects.length, 6);
-  for (const r of objects) t.deepEqual(kubernetesSchemaProblems(r.inputs), [], r.name);
-});
+testObjectsMatchOpenApi({ atLeast: 6 });
 
-const reasonOf = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (error) {
-    return `${(error as pulumi.InputPropertyError).propertyPath}: ${(error as Error).message}`;
-  }
-  return "no error";
-};
 const bad: [string, () => unknown, string][] = [
   [
     "expiry in the past",
@@ -148,6 +139,56 @@ const bad: [string, () => unknown, string][] = [
     () => validateSubject({ kind: "User", name: " " }, "subject"),
     "subject.name: must not be empty",
   ],
+  [
+    "subject name missing",
+    () => validateSubject({ kind: "User" } as Subject, "subject"),
+    "subject.name: must not be empty",
+  ],
+  [
+    "subject missing",
+    () => validateSubject(undefined, "subject"),
+    'subject: is required: { kind: "User" | "Group", name }',
+  ],
+  [
+    "February 30th (V8 would roll it over to March 2nd)",
+    () => validateJitExpiry("2026-02-30T10:00:00Z", now, 8 * HOUR),
+    'expiresAt: "2026-02-30T10:00:00Z" is not an RFC 3339 time, e.g. "2026-11-22T17:00:00Z"',
+  ],
+  [
+    "hour 24",
+    () => validateJitExpiry("2026-11-22T24:00:00Z", now, 8 * HOUR),
+    'expiresAt: "2026-11-22T24:00:00Z" is not an RFC 3339 time, e.g. "2026-11-22T17:00:00Z"',
+  ],
+  [
+    "infinite maximum",
+    () => validateJitExpiry("2099-01-01T00:00:00Z", now, Infinity),
+    "maxDurationMs: Infinity must be a number of milliseconds above 0 and at most 86400000 (24h)",
+  ],
+  [
+    "NaN maximum",
+    () => validateJitExpiry("2026-11-22T10:10:00Z", now, NaN),
+    "maxDurationMs: NaN must be a number of milliseconds above 0 and at most 86400000 (24h)",
+  ],
+  [
+    "negative maximum",
+    () => validateJitExpiry("2026-11-22T10:10:00Z", now, -5),
+    "maxDurationMs: -5 must be a number of milliseconds above 0 and at most 86400000 (24h)",
+  ],
+  [
+    "maximum above the 24h ceiling",
+    () => validateJitExpiry("2026-11-22T10:10:00Z", now, 25 * HOUR),
+    "maxDurationMs: 90000000 must be a number of milliseconds above 0 and at most 86400000 (24h)",
+  ],
+  [
+    "cluster-admin is not a Shardworks role",
+    () => validateJitTarget("cluster-admin", undefined),
+    'clusterRole: "cluster-admin" is not allowed; use one of "shardworks:platform-admin", "shardworks:shard-owner", "shardworks:shard-viewer"',
+  ],
+  [
+    "namespace not a DNS label",
+    () => validateJitTarget(ClusterRoleName.ShardViewer, "Not A Namespace"),
+    "namespace: \"Not A Namespace\" is not a namespace name (a DNS label: lowercase letters, digits, '-', at most 63)",
+  ],
 ];
 for (const [title, fn, expected] of bad) {
   test(`validator rejects: ${title}`, (t) => t.is(reasonOf(fn), expected));
@@ -162,6 +203,35 @@ test("validators accept an expiry within the window, with an offset", (t) => {
     validateJitExpiry("2026-11-22T14:00:00+02:00", now, 8 * HOUR).toISOString(),
     "2026-11-22T12:00:00.000Z",
   );
+  // RFC 3339 allows lowercase "t" and "z".
+  t.is(
+    validateJitExpiry("2026-11-22t11:00:00z", now, 8 * HOUR).toISOString(),
+    "2026-11-22T11:00:00.000Z",
+  );
+  t.is(
+    validateJitExpiry(
+      "2028-02-29T05:00:00Z",
+      new Date("2028-02-29T00:00:00Z"),
+      8 * HOUR,
+    ).getUTCDate(),
+    29,
+  );
+});
+
+test("a JitGrant of cluster-admin fails in its constructor, creating nothing", (t) => {
+  const before = recorded.length;
+  const error = t.throws(
+    () =>
+      new JitGrant("jit-admin", {
+        subject: { kind: "User", name: "mallory" },
+        clusterRole: "cluster-admin" as ClusterRoleName,
+        expiresAt: "2026-11-22T11:00:00Z",
+        now,
+      }),
+    { instanceOf: pulumi.InputPropertyError },
+  );
+  t.regex(error?.message ?? "", /^"cluster-admin" is not allowed/);
+  t.false(recorded.slice(before).some((r) => r.name.startsWith("jit-admin-")));
 });
 
 test("a JitGrant too far ahead fails in its constructor, creating nothing", (t) => {
@@ -179,4 +249,42 @@ test("a JitGrant too far ahead fails in its constructor, creating nothing", (t) 
   );
   t.is(error?.message, "2026-11-23T10:00:00Z is more than 8h ahead; the maximum JIT grant is 8h");
   t.false(recorded.slice(before).some((r) => r.name.startsWith("jit-long-")));
+});
+
+test("the expiry is recorded in the state, and the grant's objects wait for it", async (t) => {
+  const record = named("jit-carol-expiry");
+  t.is(record.parent, "jit-carol");
+  t.is(record.inputs["expiresAt"], "2026-11-22T12:00:00.000Z");
+  // The provider Pulumi stores in the state, so the engine can run its check() on later runs.
+  const provider: unknown = await unwrap(record.inputs["__provider"]);
+  t.true(typeof provider === "string" && provider.includes("expiresAt"));
+});
+
+test("'in the past' is checked only when the expiry is set or changed", async (t) => {
+  const past = "2020-01-01T00:00:00Z";
+  const future = new Date(Date.now() + HOUR).toISOString();
+  const check = (olds: Record<string, string>, expiresAt: string) =>
+    jitExpiryProvider.check!(olds as never, { expiresAt });
+  // A new grant that has already expired is refused.
+  const created = await check({}, past);
+  t.is(created.failures?.[0]?.property, "expiresAt");
+  t.regex(created.failures?.[0]?.reason ?? "", /^2020-01-01T00:00:00Z is in the past \(now is /);
+  // A later `pulumi up` of a stack whose grant has since expired (expiry unchanged) goes through.
+  t.is((await check({ expiresAt: past }, past)).failures, undefined);
+  // Changing the expiry to another past time is refused; to a future one, accepted.
+  t.is((await check({ expiresAt: "2019-01-01T00:00:00Z" }, past)).failures?.length, 1);
+  t.is((await check({ expiresAt: past }, future)).failures, undefined);
+});
+
+test("a JitGrant whose expiry has passed can still be constructed (a later up of its stack)", (t) => {
+  t.notThrows(
+    () =>
+      new JitGrant("jit-expired", {
+        subject: { kind: "User", name: "erin" },
+        clusterRole: ClusterRoleName.ShardViewer,
+        namespace: "shard-erin",
+        expiresAt: "2026-11-22T09:00:00Z",
+        now,
+      }),
+  );
 });

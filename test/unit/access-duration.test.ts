@@ -132,6 +132,11 @@ test("checkJitExpiry gives the reason, not an exception", (t) => {
     at: new Date("2026-11-22T12:00:00Z"),
   });
   t.deepEqual(checkJitExpiry("2026-11-22T19:00:00Z", NOW, 8 * H), {
+    field: "expiresAt",
     reason: "2026-11-22T19:00:00Z is more than 8h ahead; the maximum JIT grant is 8h",
+  });
+  t.deepEqual(checkJitExpiry("2026-11-22T12:00:00Z", NOW, Infinity), {
+    field: "maxDurationMs",
+    reason: "Infinity must be a number of milliseconds above 0 and at most 86400000 (24h)",
   });
 });

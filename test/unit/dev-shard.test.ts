@@ -8,11 +8,12 @@ import {
   SKIP_AWAIT_ANNOTATION,
   baselineOf,
   validateForks,
+  validateForksAgainstBaseline,
   validateShardName,
   validateTtl,
   type ShardRegistrationInput,
 } from "../../components";
-import { isKubernetesObject, kubernetesSchemaProblems, podSpecOf } from "./helpers/k8s-schema";
+import { podSpecOf } from "./helpers/k8s-schema";
 import {
   descendantsOf,
   installMocks,
@@ -22,6 +23,7 @@ import {
   settled,
   unwrap,
 } from "./helpers/pulumi";
+import { reasonOf, testObjectsMatchOpenApi } from "./helpers/component-tests";
 
 const now = new Date("2026-11-22T10:00:00.000Z");
 const baseline = {
@@ -116,6 +118,8 @@ test("every shard namespace has a quota, a LimitRange and a default-deny policy"
     "limits.cpu": "2",
     "limits.memory": "4Gi",
     pods: "5",
+    "services.loadbalancers": "0",
+    "services.nodeports": "0",
   });
   t.deepEqual(named("shard-alice-limits").inputs["spec"].limits[0].default, {
     cpu: "500m",
@@ -212,20 +216,7 @@ test("no fork container is privileged or may escalate", (t) => {
   }
 });
 
-test("every Kubernetes object is valid against the OpenAPI schema", (t) => {
-  const objects = recorded.filter((r) => isKubernetesObject(r.type));
-  t.true(objects.length >= 20);
-  for (const r of objects) t.deepEqual(kubernetesSchemaProblems(r.inputs), [], r.name);
-});
-
-const reasonOf = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (error) {
-    return `${(error as pulumi.InputPropertyError).propertyPath}: ${(error as Error).message}`;
-  }
-  return "no error";
-};
+testObjectsMatchOpenApi({ atLeast: 20 });
 
 const badShards: [string, () => unknown, string][] = [
   [
@@ -256,7 +247,12 @@ const badShards: [string, () => unknown, string][] = [
   [
     "fork name",
     () => validateForks({ Checkout: {} }),
-    "forks.Checkout: the service name must be a DNS label (lowercase letters, digits, '-')",
+    "forks.Checkout: the service name must be a DNS label (lowercase letters, digits, '-', at most 63)",
+  ],
+  [
+    "fork name of 64 characters",
+    () => validateForks({ ["a".repeat(64)]: {} }),
+    `forks.${"a".repeat(64)}: the service name must be a DNS label (lowercase letters, digits, '-', at most 63)`,
   ],
   [
     "fork port",
@@ -272,6 +268,11 @@ const badShards: [string, () => unknown, string][] = [
     "no baseline",
     () => baselineOf("search", {}),
     'forks.search: the platform has no baseline service "search"; known: (none)',
+  ],
+  [
+    "fork of a service missing from the baseline",
+    () => validateForksAgainstBaseline({ checkout: {}, search: {} }, baseline),
+    'forks.search: the platform has no baseline service "search"; known: checkout, payments',
   ],
 ];
 for (const [title, fn, expected] of badShards) {
@@ -310,4 +311,44 @@ test("a bad shard fails in the constructor, before any child is registered", (t)
     { instanceOf: pulumi.InputPropertyError },
   );
   t.false(recorded.slice(before).some((r) => r.name.startsWith("shard-bad-")));
+});
+
+test("a shard whose fork names no baseline service fails in the constructor, before any child", (t) => {
+  const before = recorded.length;
+  const error = t.throws(
+    () =>
+      new DevShard("shard-nosvc", {
+        shardName: "nosvc",
+        owner: "x",
+        forks: { search: {} },
+        baseline,
+        gatewayNamespace: "gw",
+        ttlSeconds: 10,
+      }),
+    { instanceOf: pulumi.InputPropertyError },
+  );
+  t.is(error?.message, 'the platform has no baseline service "search"; known: checkout, payments');
+  t.false(recorded.slice(before).some((r) => r.name.startsWith("shard-nosvc-")));
+});
+
+test("a quota below 500m / 512Mi lowers the LimitRange defaults and fork limits to it", async (t) => {
+  const tiny = new DevShard("shard-tiny", {
+    shardName: "tiny",
+    owner: "tiny",
+    forks: { checkout: {} },
+    baseline,
+    gatewayNamespace: "shardworks-gateway",
+    ttlSeconds: 60,
+    quota: { cpu: "250m", memory: "64Mi", pods: 2 },
+  });
+  await settled(tiny.forkDestinations);
+  const limits = named("shard-tiny-limits").inputs["spec"].limits[0];
+  // The API server rejects a LimitRange whose default is above its max (the quota).
+  t.deepEqual(limits.default, { cpu: "250m", memory: "64Mi" });
+  t.deepEqual(limits.defaultRequest, { cpu: "100m", memory: "64Mi" });
+  t.deepEqual(limits.max, { cpu: "250m", memory: "64Mi" });
+  t.deepEqual(podSpecOf(named("shard-tiny-fork-checkout").inputs)!.containers[0].resources, {
+    requests: { cpu: "100m", memory: "64Mi" },
+    limits: { cpu: "250m", memory: "64Mi" },
+  });
 });

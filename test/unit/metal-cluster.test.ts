@@ -10,6 +10,7 @@ import {
   type NodeGroupSpec,
 } from "../../components";
 import { installMocks, named, ofType, recorded, settled, unwrap } from "./helpers/pulumi";
+import { reasonOf } from "./helpers/component-tests";
 
 const KUBECONFIG = JSON.stringify({
   apiVersion: "v1",
@@ -122,14 +123,6 @@ test("outputs: kubeconfig is a secret, node group names", async (t) => {
   t.is(await unwrap(cluster.vpcId), "dev-vpc-id");
 });
 
-const reasonOf = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (error) {
-    return `${(error as pulumi.InputPropertyError).propertyPath}: ${(error as Error).message}`;
-  }
-  return "no error";
-};
 const system = groups[0]!;
 const metal = groups[1]!;
 const bad: [string, () => unknown, string][] = [

@@ -47,7 +47,7 @@ test.before(async () => {
       "aws:ec2/launchTemplate:LaunchTemplate": () => ({ latestVersion: 1 }),
     },
   });
-  localOut = buildStack(
+  localOut = await buildStack(
     parseStackConfig({
       kind: "platform",
       target: "local",
@@ -58,7 +58,7 @@ test.before(async () => {
       baseline,
     }),
   );
-  awsOut = buildStack(
+  awsOut = await buildStack(
     parseStackConfig({
       kind: "platform",
       target: "aws",
@@ -72,7 +72,7 @@ test.before(async () => {
       gateway: { namespace: "edge" },
     }),
   );
-  shardOut = buildStack(
+  shardOut = await buildStack(
     parseStackConfig({
       kind: "shard",
       owner: "alice",
@@ -188,8 +188,8 @@ test("every Kubernetes object of every stack is valid against the OpenAPI schema
   for (const r of objects) t.deepEqual(kubernetesSchemaProblems(r.inputs), [], r.name);
 });
 
-test("a missing kubeconfig file is a clear error, not a stack trace", (t) => {
-  const error = t.throws(() =>
+test("a missing kubeconfig file is a clear error, not a stack trace", async (t) => {
+  const error = await t.throwsAsync(() =>
     buildStack(
       parseStackConfig({
         kind: "platform",
@@ -230,5 +230,32 @@ test.serial(
       ].join("\n"),
     );
     t.is(recorded.length, before);
+  },
+);
+
+test.serial(
+  "a fork of a service the platform lacks fails before any shard resource, in one line",
+  async (t) => {
+    const before = recorded.length;
+    const error = await t.throwsAsync(() =>
+      buildStack(
+        parseStackConfig({
+          kind: "shard",
+          owner: "bob",
+          platformStack: "organization/shardworks/platform-local",
+          forks: { search: {} },
+        }),
+      ),
+    );
+    t.true(error instanceof pulumi.RunError, "a RunError: Pulumi prints it without a stack trace");
+    t.is(
+      error?.message,
+      'shardworks:forks.search: the platform has no baseline service "search"; known: checkout (in platform stack organization/shardworks/platform-local); fork one of those or add it to the platform\'s shardworks:baseline',
+    );
+    // Only the StackReference it had to read was registered: no provider, no DevShard.
+    t.deepEqual(
+      recorded.slice(before).map((r) => r.type),
+      ["pulumi:pulumi:StackReference"],
+    );
   },
 );

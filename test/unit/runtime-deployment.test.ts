@@ -1,7 +1,6 @@
 /* eslint-disable @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return --
    Recorded resource inputs are untyped JSON; tests read into them freely. */
 import test from "ava";
-import * as pulumi from "@pulumi/pulumi";
 import {
   Env,
   MICROVM_KEY,
@@ -10,8 +9,9 @@ import {
   validateEtcdEndpoints,
   validateSchedulerReplicas,
 } from "../../components";
-import { isKubernetesObject, kubernetesSchemaProblems, podSpecOf } from "./helpers/k8s-schema";
+import { podSpecOf } from "./helpers/k8s-schema";
 import { installMocks, named, ofType, recorded, settled, unwrap } from "./helpers/pulumi";
+import { reasonOf, testObjectsMatchOpenApi } from "./helpers/component-tests";
 
 let runtime: RuntimeDeployment;
 let external: RuntimeDeployment;
@@ -202,20 +202,7 @@ test("skipAwait annotates workloads and Services only when asked", (t) => {
   t.is(named("ext-node-agent").inputs["metadata"].annotations[SKIP_AWAIT_ANNOTATION], undefined);
 });
 
-test("every Kubernetes object is valid against the OpenAPI schema", (t) => {
-  const objects = recorded.filter((r) => isKubernetesObject(r.type));
-  t.true(objects.length >= 30);
-  for (const r of objects) t.deepEqual(kubernetesSchemaProblems(r.inputs), [], r.name);
-});
-
-const reasonOf = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (error) {
-    return `${(error as pulumi.InputPropertyError).propertyPath}: ${(error as Error).message}`;
-  }
-  return "no error";
-};
+testObjectsMatchOpenApi({ atLeast: 30 });
 
 const bad: [string, () => unknown, string][] = [
   [

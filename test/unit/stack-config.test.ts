@@ -192,7 +192,7 @@ const badConfigs: [string, unknown, string][] = [
   [
     "shard TTL of zero",
     { ...shard, ttl: "0h" },
-    'shardworks:ttl: "0h" is not a duration; use e.g. "30m", "8h", "1h30m" or "7d"',
+    'shardworks:ttl: "0h" must be positive, e.g. "8h"',
   ],
   ["shard without owner", { ...shard, owner: undefined }, "shardworks:owner: is required (string)"],
   [
@@ -229,6 +229,53 @@ const badConfigs: [string, unknown, string][] = [
     "platform key in a shard",
     { ...shard, target: "aws" },
     "shardworks:target: unknown key; check the spelling against docs/readme/components.md",
+  ],
+  // The schema accepts these shapes; the components' own validators reject them, and their
+  // messages come out here with the full key path (before any resource is registered).
+  [
+    "etcd endpoint with a trailing slash",
+    { ...local, runtime: { etcdEndpoints: ["https://etcd:2379/"] } },
+    'shardworks:runtime.etcdEndpoints[0]: "https://etcd:2379/" is not an etcd URL like "https://etcd-0:2379"',
+  ],
+  [
+    "duplicate availability zones",
+    { ...aws, availabilityZones: ["us-east-1a", "us-east-1a"] },
+    'shardworks:availabilityZones: needs at least 2 distinct zones (EKS requires it), got ["us-east-1a","us-east-1a"]',
+  ],
+  [
+    "gateway in kube-system",
+    { ...local, gateway: { namespace: "kube-system" } },
+    'shardworks:gateway.namespace: "kube-system" is reserved; use a namespace of its own, e.g. "shardworks-gateway"',
+  ],
+  [
+    "gateway in a shard's namespace",
+    { ...local, gateway: { namespace: "shard-alice" } },
+    'shardworks:gateway.namespace: "shard-alice" starts with "shard-", the prefix of shard namespaces; use e.g. "shardworks-gateway"',
+  ],
+  [
+    "region on target local",
+    { ...local, region: "us-east-1" },
+    "shardworks:region: is only for target aws; target local deploys into an existing cluster",
+  ],
+  [
+    "availability zones on target local",
+    { ...local, availabilityZones: ["a", "b"] },
+    "shardworks:availabilityZones: is only for target aws; target local deploys into an existing cluster",
+  ],
+  [
+    "whitespace-only platform token",
+    { ...local, platformToken: " ".repeat(40) },
+    'shardworks:platformToken: must not be only whitespace; e.g. "$(openssl rand -base64 32)"',
+  ],
+  [
+    "zero CPU quota",
+    { ...shard, quota: { cpu: "0" } },
+    'shardworks:quota.cpu: must be more than 0, e.g. "500m", "4" or "8Gi"',
+  ],
+  [
+    "fork name of 64 characters",
+    { ...shard, forks: { ["a".repeat(64)]: {} } },
+    `shardworks:forks.${"a".repeat(64)}: is not a valid name: must be at most 63 characters`,
   ],
 ];
 
@@ -289,6 +336,23 @@ test("configValues: objects and lists from JSON, booleans, strings stay strings"
       availabilityZones: ["a", "b"],
     },
   );
+});
+
+test('configValues: only boolean keys become booleans; an owner named "true" stays a name', (t) => {
+  const values = configValues({
+    "shardworks:kind": "shard",
+    "shardworks:owner": "true",
+    "shardworks:name": "t",
+    "shardworks:platformStack": "organization/shardworks/platform-local",
+  });
+  t.is(values["owner"], "true");
+  t.is((parseStackConfig(values) as ShardConfig).owner, "true");
+});
+
+test("a CPU quota below the 500m default is accepted (the LimitRange follows the quota)", (t) => {
+  t.like(parseStackConfig({ ...shard, quota: { cpu: "250m", memory: "256Mi" } }), {
+    quota: { cpu: "250m", memory: "256Mi" },
+  });
 });
 
 /** What Pulumi hands the program for a stack file: objects as JSON, scalars as strings. */
