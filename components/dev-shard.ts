@@ -3,10 +3,11 @@
  * fenced by a quota, a LimitRange and a default-deny NetworkPolicy (only the gateway gets in),
  * owned through a RoleBinding, and stamped with a TTL.
  */
+import { createHash } from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterRoleName } from "./access-control";
-import { MAX_SHARD_TTL_SECONDS, dnsLabel } from "../runtime/lib/model";
+import { MAX_ROUTING_KEY_LENGTH, MAX_SHARD_TTL_SECONDS, dnsLabel } from "../runtime/lib/model";
 import {
   EXPIRES_AT_ANNOTATION,
   SHARD_LABEL,
@@ -211,6 +212,18 @@ export interface DevShardResult {
   registration?: pulumi.Resource;
 }
 
+/**
+ * The routing key a shard gets when none is configured: `shard-<name>`, or, where that would pass
+ * the routing-key limit (Envoy's regex budget, see ADR 0008), a prefix of it plus a short hash of
+ * the whole name, so that it stays unique and stable.
+ */
+export function defaultRoutingKey(shardName: string): string {
+  const key = `${SHARD_NAMESPACE_PREFIX}${shardName}`;
+  if (key.length <= MAX_ROUTING_KEY_LENGTH) return key;
+  const hash = createHash("sha256").update(shardName).digest("hex").slice(0, 6);
+  return `${key.slice(0, MAX_ROUTING_KEY_LENGTH - hash.length - 1)}-${hash}`;
+}
+
 /** Build the shard's objects as children of `parent`. */
 export function createDevShard(
   name: string,
@@ -218,7 +231,7 @@ export function createDevShard(
   parent: pulumi.Resource,
 ): DevShardResult {
   const ns = `${SHARD_NAMESPACE_PREFIX}${args.shardName}`;
-  const routingKey = args.routingKey ?? ns;
+  const routingKey = args.routingKey ?? defaultRoutingKey(args.shardName);
   const expiresAt = new Date(
     (args.now ?? new Date()).getTime() + args.ttlSeconds * 1000,
   ).toISOString();

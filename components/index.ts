@@ -29,6 +29,7 @@ export {
   DevShard,
   MAX_SHARD_TTL_SECONDS,
   baselineOf,
+  defaultRoutingKey,
   createDevShard,
   containerLimits,
   validateForks,

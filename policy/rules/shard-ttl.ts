@@ -11,10 +11,10 @@ import {
   SHARD_LABEL,
   SHARD_NAMESPACE_PREFIX,
 } from "../../components/common";
+import { parseRfc3339 } from "../../components/access-rules";
 import type { ObjectMeta } from "./workloads";
 
 const ANNOTATION_PATH = `metadata.annotations["${EXPIRES_AT_ANNOTATION}"]`;
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const MAX_DAYS = MAX_SHARD_TTL_SECONDS / 86_400;
 
 /** A namespace is a shard's when it is named `shard-…` or labelled with a shard. */
@@ -39,8 +39,8 @@ export function checkShardTtl(
     );
     return;
   }
-  const at = new Date(expiresAt);
-  if (!RFC3339.test(expiresAt) || Number.isNaN(at.getTime())) {
+  const at = parseRfc3339(expiresAt);
+  if (at === undefined) {
     report(
       `${ANNOTATION_PATH}: ${JSON.stringify(expiresAt)} is not an RFC 3339 time, e.g. "2026-11-29T17:00:00Z"`,
     );

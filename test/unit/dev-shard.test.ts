@@ -7,12 +7,14 @@ import {
   EXPIRES_AT_ANNOTATION,
   SKIP_AWAIT_ANNOTATION,
   baselineOf,
+  defaultRoutingKey,
   validateForks,
   validateForksAgainstBaseline,
   validateShardName,
   validateTtl,
   type ShardRegistrationInput,
 } from "../../components";
+import { routingKeySchema } from "../../runtime/lib/model";
 import { podSpecOf } from "./helpers/k8s-schema";
 import {
   descendantsOf,
@@ -351,4 +353,14 @@ test("a quota below 500m / 512Mi lowers the LimitRange defaults and fork limits 
     requests: { cpu: "100m", memory: "64Mi" },
     limits: { cpu: "250m", memory: "64Mi" },
   });
+});
+
+test("the default routing key fits the routing-key schema for every shard name length", (t) => {
+  t.is(defaultRoutingKey("alice"), "shard-alice");
+  for (const length of [1, 26, 27, 40, 57]) {
+    const name = "a".repeat(length);
+    const key = defaultRoutingKey(name);
+    t.true(routingKeySchema.safeParse(key).success, `${key} (${key.length} chars)`);
+  }
+  t.not(defaultRoutingKey("a".repeat(40)), defaultRoutingKey(`${"a".repeat(39)}b`));
 });
