@@ -1,0 +1,388 @@
+/**
+ * The cross-cluster canary rollout as a resumable state machine: for each wave (the first is the
+ * canary) update every stack to the new runtime version, run the health gates until they pass or
+ * time out, bake, re-check, then go on. A failed update or gate stops the rollout and rolls the
+ * failed wave back to the versions its stacks had. The state is written to a JSON file after every
+ * step, so a rollout that was interrupted (Ctrl-C, a crash) resumes where it stopped.
+ *
+ * Pulumi stays behind {@link StackUpdater} and the health checks behind {@link HealthGate}, so the
+ * state machine runs the same against the Automation API (`stacks/rollout.ts`) and in tests.
+ */
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { z } from "zod";
+import type { RolloutPlan } from "./rollout-plan";
+
+/** Sets a stack's runtime version and deploys it (`pulumi up`). */
+export interface StackUpdater {
+  /** The runtime version the stack is configured with now. */
+  currentVersion(stack: string): Promise<string>;
+  /** Configure `version` and deploy; rejects when the deployment fails. */
+  deploy(stack: string, version: string): Promise<void>;
+}
+
+/** What a gate is told about the stack it checks. */
+export interface GateContext {
+  readonly stack: string;
+  /** The version the stack should now run. */
+  readonly version: string;
+  /** SLO of the synthetic sandbox, ms. */
+  readonly syntheticSandboxSloMs: number;
+  readonly signal: AbortSignal;
+}
+
+/** Result of one attempt of a gate. */
+export type GateResult = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+/** One health check of a deployed stack; retried until it passes or the gate timeout. */
+export interface HealthGate {
+  /** Short name shown in progress lines, e.g. `scheduler-healthz`. */
+  readonly name: string;
+  check(context: GateContext): Promise<GateResult>;
+}
+
+/** Where one stack is in the rollout. */
+export const StackPhase = {
+  Pending: "pending",
+  Updating: "updating",
+  Updated: "updated",
+  Healthy: "healthy",
+  RollingBack: "rolling-back",
+  RolledBack: "rolled-back",
+} as const;
+/** One of {@link StackPhase}. */
+export type StackPhase = (typeof StackPhase)[keyof typeof StackPhase];
+
+/** Where one wave is in the rollout. */
+export const WavePhase = {
+  Pending: "pending",
+  Updating: "updating",
+  Gating: "gating",
+  Baking: "baking",
+  Done: "done",
+  RollingBack: "rolling-back",
+  RolledBack: "rolled-back",
+} as const;
+/** One of {@link WavePhase}. */
+export type WavePhase = (typeof WavePhase)[keyof typeof WavePhase];
+
+/** How the whole rollout ended (so far). */
+export const RolloutStatus = {
+  Running: "running",
+  Succeeded: "succeeded",
+  Failed: "failed",
+  Interrupted: "interrupted",
+} as const;
+/** One of {@link RolloutStatus}. */
+export type RolloutStatus = (typeof RolloutStatus)[keyof typeof RolloutStatus];
+
+const stackStateSchema = z.strictObject({
+  wave: z.number().int().min(0),
+  /** Version before the rollout touched it; known once the wave started. */
+  from: z.string().optional(),
+  to: z.string(),
+  phase: z.enum(Object.values(StackPhase) as [StackPhase, ...StackPhase[]]),
+  error: z.string().optional(),
+});
+
+/** The state file: validated when read back, since a person may have edited it. */
+export const rolloutStateSchema = z.strictObject({
+  version: z.string(),
+  status: z.enum(Object.values(RolloutStatus) as [RolloutStatus, ...RolloutStatus[]]),
+  waves: z.array(
+    z.strictObject({
+      name: z.string(),
+      stacks: z.array(z.string()),
+      phase: z.enum(Object.values(WavePhase) as [WavePhase, ...WavePhase[]]),
+      /** Epoch ms at which the bake ends (so a resumed bake only waits what is left). */
+      bakeUntil: z.number().optional(),
+    }),
+  ),
+  stacks: z.record(z.string(), stackStateSchema),
+  failure: z.string().optional(),
+});
+/** The saved state of a rollout. */
+export type RolloutState = z.output<typeof rolloutStateSchema>;
+
+/** A rollout that cannot start or resume: the message says why and what to do. */
+export class RolloutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RolloutError";
+  }
+}
+
+/** The state a new rollout starts from. */
+export function initialState(plan: RolloutPlan, version: string): RolloutState {
+  const stacks: RolloutState["stacks"] = {};
+  plan.waves.forEach((wave, w) => {
+    for (const stack of wave.stacks) stacks[stack] = { wave: w, to: version, phase: "pending" };
+  });
+  return {
+    version,
+    status: RolloutStatus.Running,
+    waves: plan.waves.map((wave) => ({
+      name: wave.name,
+      stacks: [...wave.stacks],
+      phase: WavePhase.Pending,
+    })),
+    stacks,
+  };
+}
+
+/** Read a state file; undefined when there is none. */
+export async function readState(file: string): Promise<RolloutState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  const parsed = rolloutStateSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new RolloutError(
+      `state file ${file} is not a rollout state (${issue?.path.join(".") ?? ""}: ${issue?.message ?? ""}); move it away to start afresh`,
+    );
+  }
+  return parsed.data;
+}
+
+/** Write the state atomically (write a temp file, then rename), so a crash never leaves half. */
+async function writeState(file: string, state: RolloutState): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const temp = `${file}.tmp`;
+  await writeFile(temp, `${JSON.stringify(state, null, 2)}\n`);
+  await rename(temp, file);
+}
+
+/** The plan as lines of text, for `--dry-run`. */
+export function describePlan(
+  plan: RolloutPlan,
+  version: string,
+  currentVersions?: ReadonlyMap<string, string>,
+): string[] {
+  const lines = [`rollout of runtime version ${version}, ${plan.waves.length} wave(s):`];
+  plan.waves.forEach((wave, i) => {
+    lines.push(`  wave ${i + 1} "${wave.name}"${i === 0 ? " (canary)" : ""}:`);
+    for (const stack of wave.stacks) {
+      const from = currentVersions?.get(stack);
+      lines.push(`    ${stack}: ${from ?? "?"} -> ${version}`);
+    }
+  });
+  lines.push(
+    `  gates: timeout ${plan.gates.timeout / 1000}s, retry every ${plan.gates.interval / 1000}s, synthetic sandbox SLO ${plan.gates.syntheticSandboxSlo / 1000}s`,
+    `  bake: ${plan.bake / 1000}s per wave`,
+    `  state: ${plan.state}`,
+  );
+  return lines;
+}
+
+/** Options of {@link runRollout}. */
+export interface RolloutOptions {
+  readonly plan: RolloutPlan;
+  readonly version: string;
+  readonly updater: StackUpdater;
+  readonly gates: readonly HealthGate[];
+  /** Continue the rollout saved in `plan.state` instead of starting one. */
+  readonly resume?: boolean;
+  /** Aborting stops the rollout at the next step and saves it as interrupted. */
+  readonly signal?: AbortSignal;
+  /** Progress lines; default: stdout. */
+  readonly progress?: (line: string) => void;
+}
+
+/** Run (or resume) a rollout; resolves with the final state (also saved to `plan.state`). */
+export async function runRollout(options: RolloutOptions): Promise<RolloutState> {
+  const { plan, version, updater, gates } = options;
+  const signal = options.signal ?? new AbortController().signal;
+  const say = options.progress ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const state = await startingState(plan, version, options.resume ?? false);
+  const save = () => writeState(plan.state, state);
+  await save();
+
+  const interrupted = async (): Promise<boolean> => {
+    if (!signal.aborted) return false;
+    state.status = RolloutStatus.Interrupted;
+    await save();
+    say(`interrupted; state saved to ${plan.state}; run again with --resume to continue`);
+    return true;
+  };
+
+  const rollBack = async (w: number, reason: string): Promise<RolloutState> => {
+    const wave = state.waves[w]!;
+    wave.phase = WavePhase.RollingBack;
+    state.failure ??= `wave "${wave.name}": ${reason}`;
+    await save();
+    say(`[${wave.name}] FAILED: ${reason}; rolling the wave back`);
+    for (const stack of wave.stacks) {
+      const s = state.stacks[stack]!;
+      // Untouched stacks (and ones already restored) keep their version.
+      if (s.from === undefined || s.phase === StackPhase.Pending) continue;
+      if (s.phase === StackPhase.RolledBack) continue;
+      s.phase = StackPhase.RollingBack;
+      await save();
+      say(`[${wave.name}] ${stack}: rolling back to ${s.from}`);
+      await updater.deploy(stack, s.from);
+      s.phase = StackPhase.RolledBack;
+      await save();
+      say(`[${wave.name}] ${stack}: rolled back to ${s.from}`);
+      if (await interrupted()) return state;
+    }
+    wave.phase = WavePhase.RolledBack;
+    state.status = RolloutStatus.Failed;
+    await save();
+    say(`rollout of ${version} FAILED in wave "${wave.name}"; later waves were not touched`);
+    return state;
+  };
+
+  /** Every gate on every stack of the wave; the first failure (after retries) is returned. */
+  const gateWave = async (w: number): Promise<string | undefined> => {
+    const wave = state.waves[w]!;
+    for (const stack of wave.stacks) {
+      const failure = await gateStack(stack);
+      if (failure !== undefined) return `${stack}: ${failure}`;
+      say(`[${wave.name}] ${stack}: all ${gates.length} gate(s) passed`);
+    }
+    return undefined;
+  };
+
+  const gateStack = async (stack: string): Promise<string | undefined> => {
+    const deadline = Date.now() + plan.gates.timeout;
+    const context: GateContext = {
+      stack,
+      version,
+      syntheticSandboxSloMs: plan.gates.syntheticSandboxSlo,
+      signal,
+    };
+    for (const gate of gates) {
+      let last = "not checked";
+      for (;;) {
+        let result: GateResult;
+        try {
+          result = await gate.check(context);
+        } catch (error) {
+          result = { ok: false, reason: (error as Error).message };
+        }
+        if (result.ok) break;
+        last = result.reason;
+        if (Date.now() + plan.gates.interval > deadline || signal.aborted) {
+          return `gate ${gate.name} did not pass within ${plan.gates.timeout / 1000}s: ${last}`;
+        }
+        await sleep(plan.gates.interval, undefined, { signal }).catch(() => undefined);
+      }
+    }
+    return undefined;
+  };
+
+  if (state.status === RolloutStatus.Succeeded) {
+    say(`rollout of ${version} already succeeded (${plan.state})`);
+    return state;
+  }
+  state.status = RolloutStatus.Running;
+  await save();
+
+  for (let w = 0; w < state.waves.length; w++) {
+    const wave = state.waves[w]!;
+    if (wave.phase === WavePhase.Done) continue;
+    if (wave.phase === WavePhase.RollingBack || wave.phase === WavePhase.RolledBack) {
+      return rollBack(w, state.failure ?? "resumed a rollback");
+    }
+    if (await interrupted()) return state;
+
+    if (wave.phase === WavePhase.Pending || wave.phase === WavePhase.Updating) {
+      wave.phase = WavePhase.Updating;
+      await save();
+      say(`[${wave.name}] updating ${wave.stacks.length} stack(s) to ${version}`);
+      for (const stack of wave.stacks) {
+        const s = state.stacks[stack]!;
+        if (s.phase === StackPhase.Updated || s.phase === StackPhase.Healthy) continue;
+        s.from ??= await updater.currentVersion(stack);
+        s.phase = StackPhase.Updating;
+        await save();
+        say(`[${wave.name}] ${stack}: ${s.from} -> ${version}: pulumi up`);
+        try {
+          await updater.deploy(stack, version);
+        } catch (error) {
+          s.error = (error as Error).message;
+          return rollBack(w, `${stack}: update failed: ${s.error}`);
+        }
+        s.phase = StackPhase.Updated;
+        await save();
+        say(`[${wave.name}] ${stack}: updated`);
+        if (await interrupted()) return state;
+      }
+      wave.phase = WavePhase.Gating;
+      await save();
+    }
+
+    if (wave.phase === WavePhase.Gating) {
+      say(`[${wave.name}] health gates: ${gates.map((g) => g.name).join(", ")}`);
+      const failure = await gateWave(w);
+      if (await interrupted()) return state;
+      if (failure !== undefined) return rollBack(w, failure);
+      for (const stack of wave.stacks) state.stacks[stack]!.phase = StackPhase.Healthy;
+      wave.phase = WavePhase.Baking;
+      wave.bakeUntil = Date.now() + plan.bake;
+      await save();
+    }
+
+    if (wave.phase === WavePhase.Baking) {
+      const left = Math.max(0, (wave.bakeUntil ?? 0) - Date.now());
+      say(`[${wave.name}] baking for ${Math.round(left / 1000)}s`);
+      await sleep(left, undefined, { signal }).catch(() => undefined);
+      if (await interrupted()) return state;
+      // Re-check after the bake: a version that degrades over time fails here, not in production.
+      const failure = await gateWave(w);
+      if (await interrupted()) return state;
+      if (failure !== undefined) return rollBack(w, `after bake: ${failure}`);
+      wave.phase = WavePhase.Done;
+      await save();
+      say(`[${wave.name}] done`);
+    }
+  }
+  state.status = RolloutStatus.Succeeded;
+  await save();
+  say(`rollout of ${version} succeeded on ${Object.keys(state.stacks).length} stack(s)`);
+  return state;
+}
+
+/** A fresh state, or the saved one when resuming (after checking it belongs to this rollout). */
+async function startingState(
+  plan: RolloutPlan,
+  version: string,
+  resume: boolean,
+): Promise<RolloutState> {
+  const saved = await readState(plan.state);
+  if (!resume) {
+    if (saved !== undefined && saved.status !== RolloutStatus.Succeeded) {
+      throw new RolloutError(
+        `a rollout of ${saved.version} is saved in ${plan.state} (status ${saved.status}); pass --resume to continue it, or move the file away to start a new rollout`,
+      );
+    }
+    return initialState(plan, version);
+  }
+  if (saved === undefined) {
+    throw new RolloutError(`--resume: no rollout state at ${plan.state}; run without --resume`);
+  }
+  if (saved.version !== version) {
+    throw new RolloutError(
+      `--resume: ${plan.state} is a rollout of ${saved.version}, not ${version}; pass --version ${saved.version}`,
+    );
+  }
+  const planned = JSON.stringify(plan.waves.map((w) => [w.name, w.stacks]));
+  const stored = JSON.stringify(saved.waves.map((w) => [w.name, w.stacks]));
+  if (planned !== stored) {
+    throw new RolloutError(
+      `--resume: the waves in the plan changed since the rollout started; restore the plan or move ${plan.state} away`,
+    );
+  }
+  if (saved.status === RolloutStatus.Failed) {
+    throw new RolloutError(
+      `--resume: the rollout of ${saved.version} failed and was rolled back (${saved.failure ?? "see state"}); fix the version and start a new rollout after moving ${plan.state} away`,
+    );
+  }
+  return saved;
+}

@@ -1,0 +1,205 @@
+/**
+ * `npm run rollout -- --plan stacks/rollout.<name>.yaml --version <v> [--dry-run] [--resume]`:
+ * the cross-cluster canary rollout of the platform stacks (the state machine is in
+ * `rollout-engine.ts`). Pulumi runs through the Automation API with our program (`index.ts`)
+ * inline: one program per process, and the stacks are updated one at a time (never two
+ * `createOrSelectStack` in parallel in one workspace).
+ */
+import { resolve } from "node:path";
+import { Command } from "commander";
+import { LocalWorkspace, type PulumiCommand, type PulumiFn } from "@pulumi/pulumi/automation";
+import { runtimeSchema } from "./config";
+import { loadPlan, RolloutPlanError } from "./rollout-plan";
+import {
+  describePlan,
+  RolloutError,
+  RolloutStatus,
+  runRollout,
+  type StackUpdater,
+} from "./rollout-engine";
+import { schedulerGates } from "./rollout-gates";
+
+/** The config key a rollout changes (a path into `shardworks:runtime`). */
+export const RUNTIME_VERSION_KEY = "shardworks:runtime.version";
+
+/** Options of {@link AutomationStackUpdater}. */
+export interface AutomationStackUpdaterOptions {
+  /** Project directory: `Pulumi.yaml` and the stack config files. */
+  readonly workDir: string;
+  /** The inline program, run in this process. */
+  readonly program: PulumiFn;
+  /** Project name for inline stacks; default: the one in `Pulumi.yaml`. */
+  readonly projectName?: string;
+  readonly envVars?: Record<string, string>;
+  readonly pulumiCommand?: PulumiCommand;
+  /** Engine output lines (default: dropped; progress lines say what happens). */
+  readonly onOutput?: (line: string) => void;
+}
+
+/** {@link StackUpdater} over the Automation API: set `shardworks:runtime.version`, `up`. */
+export class AutomationStackUpdater implements StackUpdater {
+  readonly #options: AutomationStackUpdaterOptions;
+
+  constructor(options: AutomationStackUpdaterOptions) {
+    this.#options = options;
+  }
+
+  async #stack(name: string) {
+    const { workDir, program, envVars, pulumiCommand } = this.#options;
+    const projectName =
+      this.#options.projectName ??
+      (await (await LocalWorkspace.create({ workDir, envVars, pulumiCommand })).projectSettings())
+        .name;
+    return LocalWorkspace.selectStack(
+      { stackName: name, projectName, program },
+      { workDir, envVars, pulumiCommand },
+    );
+  }
+
+  /** The scheduler API URL the platform stack exports (`runtimeApiUrl`). */
+  async schedulerUrl(name: string): Promise<string> {
+    const outputs = await (await this.#stack(name)).outputs();
+    const url: unknown = outputs.runtimeApiUrl?.value;
+    if (typeof url !== "string") throw new Error(`stack ${name} has no output runtimeApiUrl`);
+    return url;
+  }
+
+  /** The configured version, or the schema's default when the stack does not set one. */
+  async currentVersion(name: string): Promise<string> {
+    const stack = await this.#stack(name);
+    const all = await stack.getAllConfig();
+    const runtime = all["shardworks:runtime"]?.value;
+    if (runtime === undefined) return runtimeSchema.parse({}).version;
+    const parsed = runtimeSchema.partial().safeParse(JSON.parse(runtime));
+    return parsed.success && parsed.data.version !== undefined
+      ? parsed.data.version
+      : runtimeSchema.parse({}).version;
+  }
+
+  async deploy(name: string, version: string): Promise<void> {
+    const stack = await this.#stack(name);
+    await stack.setConfig(RUNTIME_VERSION_KEY, { value: version }, true);
+    let result;
+    try {
+      result = await stack.up({ onOutput: this.#options.onOutput });
+    } catch (error) {
+      // The engine's error is its whole stderr; its `error:` lines are what a person needs.
+      const lines = (error as Error).message
+        .split("\n")
+        .map((l) => l.trim())
+        .filter((l) => l.startsWith("error:"));
+      throw new Error(
+        lines.length > 0 ? [...new Set(lines)].join("; ") : (error as Error).message,
+        {
+          cause: error,
+        },
+      );
+    }
+    if (result.summary.result !== "succeeded") {
+      throw new Error(`pulumi up of ${name} ended ${result.summary.result}`);
+    }
+  }
+}
+
+/** Our program (`index.ts`), evaluated afresh for each stack: it builds the stack on import. */
+function indexProgram(indexPath: string): PulumiFn {
+  return () => {
+    delete require.cache[require.resolve(indexPath)];
+    // require, not import(): only require's cache can be cleared to evaluate it again.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return Promise.resolve(require(indexPath) as Record<string, unknown>);
+  };
+}
+
+/** The CLI; returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = new Command("rollout")
+    .description("Roll a runtime version out to the platform stacks, wave by wave")
+    .requiredOption("--plan <file>", "rollout plan, e.g. stacks/rollout.local.yaml")
+    .requiredOption("--version <v>", "runtime version to roll out, e.g. 0.2.0")
+    .option("--dry-run", "print the plan and the stacks' current versions; change nothing")
+    .option("--resume", "continue the rollout saved in the plan's state file")
+    .option("--platform-token <token>", "scheduler API token (default: $SHARDWORKS_PLATFORM_TOKEN)")
+    .option(
+      "--synthetic-image <image>",
+      "image of the synthetic sandbox (runs `true`)",
+      "docker.io/library/busybox:1.37",
+    )
+    .exitOverride();
+  try {
+    program.parse(argv, { from: "user" });
+  } catch {
+    return 2;
+  }
+  const opts = program.opts<{
+    plan: string;
+    version: string;
+    dryRun?: boolean;
+    resume?: boolean;
+    platformToken?: string;
+    syntheticImage: string;
+  }>();
+  const version = runtimeSchema.shape.version.safeParse(opts.version);
+  if (!version.success) {
+    process.stderr.write(`--version: ${version.error.issues[0]?.message ?? "invalid"}\n`);
+    return 2;
+  }
+  const repoRoot = resolve(__dirname, "..");
+  try {
+    const plan = await loadPlan(opts.plan);
+    const updater = new AutomationStackUpdater({
+      workDir: repoRoot,
+      program: indexProgram(resolve(repoRoot, "index.ts")),
+    });
+    if (opts.dryRun) {
+      const current = new Map<string, string>();
+      for (const stack of plan.waves.flatMap((w) => w.stacks)) {
+        current.set(stack, await updater.currentVersion(stack));
+      }
+      for (const line of describePlan(plan, version.data, current)) console.log(line);
+      return 0;
+    }
+    const token = opts.platformToken ?? process.env.SHARDWORKS_PLATFORM_TOKEN;
+    if (token === undefined) {
+      process.stderr.write(
+        "--platform-token (or $SHARDWORKS_PLATFORM_TOKEN) is required: the health gates call the scheduler API\n",
+      );
+      return 2;
+    }
+    const abort = new AbortController();
+    const stop = () => abort.abort();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    const state = await runRollout({
+      plan,
+      version: version.data,
+      updater,
+      gates: schedulerGates({
+        token,
+        schedulerUrl: (stack) => updater.schedulerUrl(stack),
+        syntheticSandbox: { image: opts.syntheticImage, command: ["true"] },
+      }),
+      resume: opts.resume ?? false,
+      signal: abort.signal,
+    });
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    return state.status === RolloutStatus.Succeeded ? 0 : 1;
+  } catch (error) {
+    if (error instanceof RolloutPlanError || error instanceof RolloutError) {
+      process.stderr.write(`${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      process.stderr.write(`rollout failed: ${(error as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+}

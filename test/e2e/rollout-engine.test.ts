@@ -1,0 +1,295 @@
+/**
+ * The rollout state machine (`stacks/rollout-engine.ts`) driving the REAL Pulumi engine through the
+ * Automation API (`AutomationStackUpdater`, file backend in a temp dir), on three stacks of a small
+ * inline program that exports the runtime version it was configured with. The health gate is a
+ * real in-test gate: it reads the deployed stack's outputs and fails on demand for any version
+ * ending in `-broken` (the testbed's mapping of a broken runtime version).
+ *
+ * Not covered here: the scheduler-API gates against running runtime processes, and the three local
+ * Kubernetes clusters (see docs/readme/rollout.md).
+ */
+import test, { type ExecutionContext } from "ava";
+import * as pulumi from "@pulumi/pulumi";
+import { LocalWorkspace, PulumiCommand, type PulumiFn } from "@pulumi/pulumi/automation";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { ensureTools } from "../../scripts/tools";
+import { AutomationStackUpdater } from "../../stacks/rollout";
+import {
+  RolloutError,
+  readState,
+  runRollout,
+  type GateContext,
+  type GateResult,
+  type HealthGate,
+} from "../../stacks/rollout-engine";
+import { parsePlan, type RolloutPlan } from "../../stacks/rollout-plan";
+
+const PROJECT = "rollout-test";
+const STACKS = ["platform-a", "platform-b", "platform-c"] as const;
+
+/** The stand-in platform program: its only output is the version it runs. */
+const program: PulumiFn = () => {
+  const runtime = new pulumi.Config("shardworks").requireObject<{ version: string }>("runtime");
+  if (runtime.version.endsWith("-unbuildable")) {
+    // An error diagnostic fails the update (a throwing inline program would leave rejected
+    // promises unhandled in this process; see docs/readme/testbed.md).
+    void pulumi.log.error(`runtime ${runtime.version} cannot be deployed`);
+  }
+  return Promise.resolve({ runtimeVersion: runtime.version });
+};
+
+interface Project {
+  readonly dir: string;
+  readonly updater: AutomationStackUpdater;
+  readonly plan: RolloutPlan;
+  readonly opts: {
+    workDir: string;
+    envVars: Record<string, string>;
+    pulumiCommand: PulumiCommand;
+  };
+  /** Deployed runtimeVersion output (undefined before the first up). */
+  deployed(stack: string): Promise<string | undefined>;
+  /** Number of `up`s the stack has had. */
+  updates(stack: string): Promise<number>;
+  configured(stack: string): Promise<string>;
+}
+
+/** A fresh file backend with three stacks configured at 0.1.0 and never deployed. */
+async function project(t: ExecutionContext): Promise<Project> {
+  const tools = await ensureTools();
+  const dir = await mkdtemp(join(tmpdir(), "shardworks-rollout-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, "Pulumi.yaml"), `name: ${PROJECT}\nruntime: nodejs\n`);
+  const envVars = {
+    PULUMI_BACKEND_URL: `file://${join(dir, "backend")}`,
+    PULUMI_CONFIG_PASSPHRASE: randomBytes(16).toString("hex"),
+    PULUMI_HOME: join(dir, "pulumi-home"),
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    PATH: `${tools.binDir}:${process.env.PATH ?? ""}`,
+  };
+  await import("node:fs/promises").then((fs) => fs.mkdir(join(dir, "backend")));
+  const pulumiCommand = await PulumiCommand.get({ root: dirname(dirname(tools.pulumi)) });
+  const opts = { workDir: dir, envVars, pulumiCommand };
+  for (const name of STACKS) {
+    const stack = await LocalWorkspace.createStack(
+      { stackName: name, projectName: PROJECT, program },
+      opts,
+    );
+    await stack.setConfig("shardworks:runtime.version", { value: "0.1.0" }, true);
+  }
+  const select = (name: string) =>
+    LocalWorkspace.selectStack({ stackName: name, projectName: PROJECT, program }, opts);
+  const plan = parsePlan({
+    waves: [{ stacks: ["platform-a"] }, { name: "rest", stacks: ["platform-b", "platform-c"] }],
+    gates: { timeout: "4s", interval: "1s", syntheticSandboxSlo: "2s" },
+    bake: "2s",
+    state: join(dir, "state", "rollout.json"),
+  });
+  return {
+    dir,
+    plan,
+    opts,
+    updater: new AutomationStackUpdater({
+      workDir: dir,
+      program,
+      projectName: PROJECT,
+      envVars,
+      pulumiCommand,
+    }),
+    async deployed(name) {
+      const value: unknown = (await (await select(name)).outputs()).runtimeVersion?.value;
+      return typeof value === "string" ? value : undefined;
+    },
+    async updates(name) {
+      return (await (await select(name)).history()).filter((u) => u.kind === "update").length;
+    },
+    async configured(name) {
+      return (await (await select(name)).getConfig("shardworks:runtime.version", true)).value;
+    },
+  };
+}
+
+/** The real in-test gate: the stack must run the target version, and `*-broken` never is healthy. */
+function versionGate(p: Project, checked: string[]): HealthGate {
+  return {
+    name: "runs-target-version",
+    async check({ stack, version }: GateContext): Promise<GateResult> {
+      checked.push(stack);
+      const running = await p.deployed(stack);
+      if (running !== version) return { ok: false, reason: `runs ${running ?? "nothing"}` };
+      if (version.endsWith("-broken")) return { ok: false, reason: `${version} is unhealthy` };
+      return { ok: true };
+    },
+  };
+}
+
+test.serial("a good version goes canary -> rest and ends healthy on every stack", async (t) => {
+  const p = await project(t);
+  const lines: string[] = [];
+  const checked: string[] = [];
+  const state = await runRollout({
+    plan: p.plan,
+    version: "0.2.0",
+    updater: p.updater,
+    gates: [versionGate(p, checked)],
+    progress: (line) => lines.push(line),
+  });
+  t.is(state.status, "succeeded");
+  for (const stack of STACKS) {
+    t.is(await p.deployed(stack), "0.2.0");
+    t.is(await p.configured(stack), "0.2.0");
+    t.is(await p.updates(stack), 1);
+    t.deepEqual(state.stacks[stack], {
+      wave: stack === "platform-a" ? 0 : 1,
+      from: "0.1.0",
+      to: "0.2.0",
+      phase: "healthy",
+    });
+  }
+  t.deepEqual(
+    state.waves.map((w) => [w.name, w.phase]),
+    [
+      ["canary", "done"],
+      ["rest", "done"],
+    ],
+  );
+  // The canary is gated (before and after its bake) before the rest is touched.
+  t.true(
+    lines.indexOf("[canary] done") < lines.indexOf("[rest] platform-b: 0.1.0 -> 0.2.0: pulumi up"),
+  );
+  t.is(lines.at(-1), "rollout of 0.2.0 succeeded on 3 stack(s)");
+  t.deepEqual(checked, [
+    "platform-a",
+    "platform-a",
+    "platform-b",
+    "platform-c",
+    "platform-b",
+    "platform-c",
+  ]);
+  t.deepEqual(await readState(p.plan.state), state);
+});
+
+test.serial(
+  "a broken version stops after the canary and rolls it back; the rest never change",
+  async (t) => {
+    const p = await project(t);
+    const lines: string[] = [];
+    const state = await runRollout({
+      plan: p.plan,
+      version: "0.0.0-broken",
+      updater: p.updater,
+      gates: [versionGate(p, [])],
+      progress: (line) => lines.push(line),
+    });
+    t.is(state.status, "failed");
+    t.is(
+      state.failure,
+      'wave "canary": platform-a: gate runs-target-version did not pass within 4s: 0.0.0-broken is unhealthy',
+    );
+    t.is(await p.deployed("platform-a"), "0.1.0");
+    t.is(await p.configured("platform-a"), "0.1.0");
+    t.is(await p.updates("platform-a"), 2); // the broken up, then the rollback
+    t.is(state.stacks["platform-a"]?.phase, "rolled-back");
+    for (const stack of ["platform-b", "platform-c"]) {
+      t.is(await p.updates(stack), 0);
+      t.is(await p.configured(stack), "0.1.0");
+      t.is(state.stacks[stack]?.phase, "pending");
+    }
+    t.deepEqual(
+      state.waves.map((w) => w.phase),
+      ["rolled-back", "pending"],
+    );
+    t.is(
+      lines.at(-1),
+      'rollout of 0.0.0-broken FAILED in wave "canary"; later waves were not touched',
+    );
+    // A failed rollout is not resumed; the message says what to do.
+    const error = await t.throwsAsync(
+      runRollout({
+        plan: p.plan,
+        version: "0.0.0-broken",
+        updater: p.updater,
+        gates: [],
+        resume: true,
+        progress: () => undefined,
+      }),
+      { instanceOf: RolloutError },
+    );
+    t.regex(error.message, /failed and was rolled back/);
+  },
+);
+
+test.serial("a version whose pulumi up fails is rolled back the same way", async (t) => {
+  const p = await project(t);
+  const state = await runRollout({
+    plan: p.plan,
+    version: "0.3.0-unbuildable",
+    updater: p.updater,
+    gates: [versionGate(p, [])],
+    progress: () => undefined,
+  });
+  t.is(state.status, "failed");
+  t.is(
+    state.failure,
+    'wave "canary": platform-a: update failed: error: runtime 0.3.0-unbuildable cannot be deployed; error: One or more errors occurred. Check logs for more details',
+  );
+  t.is(await p.configured("platform-a"), "0.1.0");
+  t.is(await p.deployed("platform-a"), "0.1.0");
+  t.is(await p.updates("platform-b"), 0);
+});
+
+test.serial("an interrupted rollout resumes where it stopped", async (t) => {
+  const p = await project(t);
+  const abort = new AbortController();
+  const first = await runRollout({
+    plan: p.plan,
+    version: "0.2.0",
+    updater: p.updater,
+    gates: [versionGate(p, [])],
+    signal: abort.signal,
+    // Interrupted while the canary bakes (as Ctrl-C would).
+    progress: (line) => {
+      if (line.startsWith("[canary] baking")) abort.abort();
+    },
+  });
+  t.is(first.status, "interrupted");
+  t.deepEqual(
+    first.waves.map((w) => w.phase),
+    ["baking", "pending"],
+  );
+  t.is(await p.updates("platform-b"), 0);
+
+  // Resuming with another version or without --resume is refused with what to do.
+  const other = await t.throwsAsync(
+    runRollout({ plan: p.plan, version: "0.9.0", updater: p.updater, gates: [], resume: true }),
+    { instanceOf: RolloutError },
+  );
+  t.is(
+    other.message,
+    `--resume: ${p.plan.state} is a rollout of 0.2.0, not 0.9.0; pass --version 0.2.0`,
+  );
+  await t.throwsAsync(
+    runRollout({ plan: p.plan, version: "0.2.0", updater: p.updater, gates: [] }),
+    { instanceOf: RolloutError, message: /pass --resume to continue it/ },
+  );
+
+  const lines: string[] = [];
+  const resumed = await runRollout({
+    plan: p.plan,
+    version: "0.2.0",
+    updater: p.updater,
+    gates: [versionGate(p, [])],
+    resume: true,
+    progress: (line) => lines.push(line),
+  });
+  t.is(resumed.status, "succeeded");
+  t.is(await p.updates("platform-a"), 1); // the canary was not deployed again
+  for (const stack of STACKS) t.is(await p.deployed(stack), "0.2.0");
+  t.false(lines.some((l) => l.startsWith("[canary] updating")));
+  t.true(lines.some((l) => l.startsWith("[canary] baking")));
+  t.true(JSON.parse(await readFile(p.plan.state, "utf8")).status === "succeeded");
+});

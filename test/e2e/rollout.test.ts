@@ -1,0 +1,240 @@
+/**
+ * The rollout end to end on the testbed: our program (`index.ts`) through the real Pulumi engine
+ * (`AutomationStackUpdater`) into THREE local clusters (`startCluster` ×3), gated by the real
+ * scheduler-API gates (`schedulerGates`).
+ *
+ * The testbed's clusters run no pods (no kubelet), so each cluster's runtime runs as local
+ * processes (a real etcd, scheduler and node agent per cluster). The mapping from the version
+ * Pulumi deployed to those processes: before each gate, the scheduler Deployment's image tag is
+ * read from the cluster's API server (what the platform stack really deployed), and the local
+ * scheduler is (re)started with the runtime config of that version. A version ending in
+ * `-broken` gets a config whose etcd endpoint is wrong, so `/healthz` answers 503 for real.
+ */
+import test, { type ExecutionContext } from "ava";
+import * as k8s from "@kubernetes/client-node";
+import { LocalWorkspace, type PulumiFn } from "@pulumi/pulumi/automation";
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parse, stringify } from "yaml";
+import { startEtcd } from "../../runtime/lib";
+import { spawnNodeAgent } from "../../runtime/node-agent/spawn";
+import { startScheduler, type RunningScheduler } from "../../runtime/scheduler";
+import { startCluster, stopCluster, type Cluster } from "../../scripts/cluster";
+import { testbedPulumi } from "../../scripts/pulumi-env";
+import { ensureTools } from "../../scripts/tools";
+import { AutomationStackUpdater } from "../../stacks/rollout";
+import { runRollout } from "../../stacks/rollout-engine";
+import { schedulerGates } from "../../stacks/rollout-gates";
+import { parsePlan } from "../../stacks/rollout-plan";
+import { buildBusyboxImage } from "../helpers/images";
+
+const repoRoot = resolve(__dirname, "..", "..");
+const indexPath = join(repoRoot, "index.ts");
+const TOKEN = randomBytes(32).toString("base64");
+const NAMES = ["a", "b", "c"] as const;
+
+const program: PulumiFn = () => {
+  delete require.cache[require.resolve(indexPath)];
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return Promise.resolve(require(indexPath) as Record<string, unknown>);
+};
+
+/** One testbed cluster plus the local processes standing in for its runtime pods. */
+interface Site {
+  readonly stack: string;
+  readonly cluster: Cluster;
+  readonly apps: k8s.AppsV1Api;
+  readonly etcdEndpoint: string;
+  scheduler?: RunningScheduler;
+  runningVersion?: string;
+}
+
+/** The version the platform stack deployed: the scheduler Deployment's image tag. */
+async function deployedVersion(site: Site): Promise<string> {
+  const deployment = await site.apps.readNamespacedDeployment({
+    name: "shardworks-scheduler",
+    namespace: "shardworks-system",
+  });
+  const image = deployment.spec?.template.spec?.containers[0]?.image ?? "";
+  return image.slice(image.lastIndexOf(":") + 1);
+}
+
+/** (Re)start the site's scheduler with the runtime config of the deployed version. */
+async function syncRuntime(site: Site): Promise<string> {
+  const version = await deployedVersion(site);
+  if (site.scheduler === undefined || site.runningVersion !== version) {
+    await site.scheduler?.close();
+    site.scheduler = await startScheduler({
+      // The broken version's config points at an etcd that is not there.
+      etcdEndpoints: [version.endsWith("-broken") ? "http://127.0.0.1:9" : site.etcdEndpoint],
+      platformToken: TOKEN,
+      electionTtlSeconds: 2,
+    });
+    site.runningVersion = version;
+  }
+  return site.scheduler.url;
+}
+
+async function setUp(t: ExecutionContext) {
+  const tools = await ensureTools();
+  const work = await mkdtemp(join(tmpdir(), "shardworks-rollout-e2e-"));
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const image = buildBusyboxImage(join(work, "image"));
+  const sites: Site[] = [];
+  // The clusters first, then the runtime etcds: both pick free ports, one after the other.
+  const clusters: Cluster[] = [];
+  for (const name of NAMES) {
+    const clusterName = `e2e-rollout-${name}-${process.pid}`;
+    t.teardown(() => stopCluster(clusterName, { purge: true, log: () => undefined }));
+    clusters.push(await startCluster(clusterName, { log: () => undefined }));
+  }
+  for (const [i, name] of NAMES.entries()) {
+    const cluster = clusters[i]!;
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(cluster.kubeconfigPath);
+    const etcd = await startEtcd();
+    t.teardown(() => etcd.stop());
+    const agent = await spawnNodeAgent({
+      name: `node-${name}`,
+      etcdEndpoints: [etcd.endpoint],
+      driver: "process",
+      dataDir: join(work, `agent-${name}`),
+      env: { TMPDIR: work },
+    });
+    t.teardown(() => agent.stop(2000));
+    sites.push({
+      stack: `platform-local-${name}`,
+      cluster,
+      apps: kc.makeApiClient(k8s.AppsV1Api),
+      etcdEndpoint: etcd.endpoint,
+    });
+  }
+  t.teardown(async () => {
+    for (const site of sites) await site.scheduler?.close();
+  });
+
+  const env = await testbedPulumi(tools, sites[0]!.cluster, work, "rollout-e2e-passphrase");
+  const dir = join(work, "project");
+  await mkdir(join(dir, "stacks"), { recursive: true });
+  await copyFile(join(repoRoot, "Pulumi.yaml"), join(dir, "Pulumi.yaml"));
+  // The engine checks that `main` exists; modules resolve to the repo's real paths.
+  for (const entry of ["index.ts", "package.json", "node_modules"]) {
+    await symlink(join(repoRoot, entry), join(dir, entry));
+  }
+  const opts = { workDir: dir, envVars: env.envVars, pulumiCommand: env.pulumiCommand };
+  for (const site of sites) {
+    const file = `Pulumi.${site.stack}.yaml`;
+    const yaml = parse(await readFile(join(repoRoot, "stacks", file), "utf8")) as {
+      config: Record<string, unknown>;
+    };
+    yaml.config["shardworks:kubeconfig"] = site.cluster.kubeconfigPath;
+    await writeFile(join(dir, "stacks", file), stringify(yaml));
+    const stack = await LocalWorkspace.createStack(
+      { stackName: site.stack, projectName: "shardworks", program },
+      opts,
+    );
+    await stack.setConfig("shardworks:platformToken", { value: TOKEN, secret: true });
+    const up = await stack.up();
+    t.is(up.summary.result, "succeeded");
+  }
+  const updater = new AutomationStackUpdater({
+    workDir: dir,
+    program,
+    projectName: "shardworks",
+    envVars: env.envVars,
+    pulumiCommand: env.pulumiCommand,
+  });
+  const byStack = new Map(sites.map((s) => [s.stack, s]));
+  const gates = schedulerGates({
+    token: TOKEN,
+    schedulerUrl: (stack) => syncRuntime(byStack.get(stack)!),
+    syntheticSandbox: { image, command: ["true"] },
+  });
+  const plan = (state: string) =>
+    parsePlan({
+      waves: [
+        { name: "canary", stacks: ["platform-local-a"] },
+        { name: "rest", stacks: ["platform-local-b", "platform-local-c"] },
+      ],
+      gates: { timeout: "6s", interval: "1s", syntheticSandboxSlo: "20s" },
+      bake: "2s",
+      state: join(work, state),
+    });
+  const updates = async (stack: string) =>
+    (
+      await (
+        await LocalWorkspace.selectStack(
+          { stackName: stack, projectName: "shardworks", program },
+          opts,
+        )
+      ).history()
+    ).filter((u) => u.kind === "update").length;
+  return { sites, updater, gates, plan, updates };
+}
+
+test("three local clusters: good version everywhere, broken version stopped at the canary and rolled back, interrupted rollout resumed", async (t) => {
+  const { sites, updater, gates, plan, updates } = await setUp(t);
+  const versions = () => Promise.all(sites.map((s) => deployedVersion(s)));
+  t.deepEqual(await versions(), ["0.1.0", "0.1.0", "0.1.0"]);
+  const log = (line: string) => t.log(line);
+
+  const good = await runRollout({
+    plan: plan("good.json"),
+    version: "0.2.0",
+    updater,
+    gates,
+    progress: log,
+  });
+  t.is(good.status, "succeeded");
+  t.deepEqual(await versions(), ["0.2.0", "0.2.0", "0.2.0"]);
+  for (const site of sites) t.is(site.runningVersion, "0.2.0");
+
+  const before = await Promise.all(sites.map((s) => updates(s.stack)));
+  const broken = await runRollout({
+    plan: plan("broken.json"),
+    version: "0.0.0-broken",
+    updater,
+    gates,
+    progress: log,
+  });
+  t.is(broken.status, "failed");
+  t.regex(
+    broken.failure ?? "",
+    /^wave "canary": platform-local-a: gate scheduler-healthz did not pass within 6s: GET \/healthz: 503/,
+  );
+  t.deepEqual(await versions(), ["0.2.0", "0.2.0", "0.2.0"]);
+  const after = await Promise.all(sites.map((s) => updates(s.stack)));
+  t.deepEqual(after, [before[0]! + 2, before[1], before[2]]);
+
+  const abort = new AbortController();
+  const first = await runRollout({
+    plan: plan("resume.json"),
+    version: "0.3.0",
+    updater,
+    gates,
+    signal: abort.signal,
+    progress: (line) => {
+      log(line);
+      if (line.startsWith("[rest] platform-local-b: updated")) abort.abort();
+    },
+  });
+  t.is(first.status, "interrupted");
+  t.deepEqual(await versions(), ["0.3.0", "0.3.0", "0.2.0"]);
+  const resumed = await runRollout({
+    plan: plan("resume.json"),
+    version: "0.3.0",
+    updater,
+    gates,
+    resume: true,
+    progress: log,
+  });
+  t.is(resumed.status, "succeeded");
+  t.deepEqual(await versions(), ["0.3.0", "0.3.0", "0.3.0"]);
+  t.deepEqual(await Promise.all(sites.map((s) => updates(s.stack))), [
+    after[0]! + 1,
+    after[1]! + 1,
+    after[2]! + 1,
+  ]);
+});

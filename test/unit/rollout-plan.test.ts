@@ -1,0 +1,98 @@
+import test from "ava";
+import { join } from "node:path";
+import { RolloutPlanError, loadPlan, parsePlan } from "../../stacks/rollout-plan";
+
+const valid = { waves: [{ stacks: ["platform-a"] }, { stacks: ["platform-b"] }], state: "s.json" };
+
+test("defaults: wave names, gates, bake", (t) => {
+  const plan = parsePlan(valid);
+  t.deepEqual(plan.waves, [
+    { name: "canary", stacks: ["platform-a"] },
+    { name: "wave-2", stacks: ["platform-b"] },
+  ]);
+  t.deepEqual(plan.gates, { timeout: 300_000, interval: 2_000, syntheticSandboxSlo: 30_000 });
+  t.is(plan.bake, 600_000);
+});
+
+test("the example plan stacks/rollout.local.yaml is valid; state is next to it", async (t) => {
+  const file = join(__dirname, "..", "..", "stacks", "rollout.local.yaml");
+  const plan = await loadPlan(file);
+  t.deepEqual(
+    plan.waves.map((w) => w.name),
+    ["canary", "rest"],
+  );
+  t.is(plan.bake, 30_000);
+  t.is(plan.state, join(__dirname, "..", "..", "stacks", ".rollout", "local.json"));
+});
+
+const invalid: Array<[string, unknown, string[]]> = [
+  ["no waves", { waves: [], state: "s" }, ["waves: needs at least one wave (the canary)"]],
+  ["missing state", { waves: [{ stacks: ["a"] }] }, ["state: is required (string)"]],
+  [
+    "empty wave",
+    { waves: [{ stacks: [] }], state: "s" },
+    ["waves[0].stacks: needs at least one stack"],
+  ],
+  [
+    "bad stack name",
+    { waves: [{ stacks: ["a b"] }], state: "s" },
+    [
+      'waves[0].stacks[0]: must be a stack name, e.g. "platform-local" or "organization/shardworks/platform-a"',
+    ],
+  ],
+  [
+    "stack in two waves",
+    { waves: [{ stacks: ["a"] }, { stacks: ["b", "a"] }], state: "s" },
+    ['waves[1].stacks[1]: "a" is already in waves[0]; a stack is updated once'],
+  ],
+  [
+    "duplicate wave name",
+    {
+      waves: [
+        { name: "x", stacks: ["a"] },
+        { name: "x", stacks: ["b"] },
+      ],
+      state: "s",
+    },
+    ['waves[1].name: "x" is used by another wave'],
+  ],
+  [
+    "bad duration",
+    { ...valid, bake: "ten minutes" },
+    ['bake: "ten minutes" is not a duration; use e.g. "30s", "5m" or "1h30m"'],
+  ],
+  [
+    "too long",
+    { ...valid, gates: { timeout: "2d" } },
+    ['gates.timeout: "2d" is longer than the maximum of 24h'],
+  ],
+  [
+    "unknown key",
+    { ...valid, gates: { slo: "30s" } },
+    ["gates.slo: unknown key; allowed keys are described in docs/readme/rollout.md"],
+  ],
+  ["wrong type", { waves: "canary", state: "s" }, ['waves: expected array, got "canary"']],
+  [
+    "several problems at once",
+    { waves: [{ name: "Canary", stacks: ["a"] }], state: "", bake: "5x" },
+    [
+      'waves[0].name: must be a lowercase name like "canary" or "wave-2"',
+      'bake: "5x" is not a duration; use e.g. "30s", "5m" or "1h30m"',
+      'state: must be a file path, e.g. ".rollout/local.json"',
+    ],
+  ],
+];
+
+for (const [name, raw, problems] of invalid) {
+  test(`invalid plan: ${name}`, (t) => {
+    const error = t.throws(() => parsePlan(raw), { instanceOf: RolloutPlanError });
+    t.deepEqual([...error.problems].sort(), [...problems].sort());
+  });
+}
+
+test("loadPlan: a missing file and bad YAML are named", async (t) => {
+  const missing = await t.throwsAsync(loadPlan("/nonexistent/rollout.x.yaml"), {
+    instanceOf: RolloutPlanError,
+  });
+  t.regex(missing.message, /^cannot read plan file \/nonexistent\/rollout\.x\.yaml: ENOENT/);
+});
