@@ -93,6 +93,7 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
       schedulerReplicas: config.runtime.schedulerReplicas,
       platformToken: pulumi.secret(config.platformToken),
       gatewayNamespace: config.gateway.namespace,
+      baselineServices: config.baseline,
       skipAwait: config.skipAwait,
     },
     { provider, dependsOn: [access] },

@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     const scheduler: RunningScheduler = await startScheduler({
       etcdEndpoints: [etcd.endpoint],
       platformToken: token,
-      port: Number(process.env.SHARDWORKS_PORT ?? 0),
+      port: Number(process.env.SHARDWORKS_LISTEN_PORT ?? 0),
     });
     cleanups.push(() => scheduler.close());
     console.log(`scheduler   ${scheduler.url}`);
