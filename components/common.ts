@@ -35,9 +35,14 @@ export const Env = {
   etcdEndpoints: "SHARDWORKS_ETCD_ENDPOINTS",
   platformToken: "SHARDWORKS_PLATFORM_TOKEN",
   nodeName: "SHARDWORKS_NODE_NAME",
+  /** Address to listen on (the node agent also advertises it, so it gets the pod IP). */
+  listenHost: "SHARDWORKS_LISTEN_HOST",
   listenPort: "SHARDWORKS_LISTEN_PORT",
   driver: "SHARDWORKS_DRIVER",
-  gatewayNamespace: "SHARDWORKS_GATEWAY_NAMESPACE",
+  /** Node agent's work dirs, logs and image cache. */
+  dataDir: "SHARDWORKS_DATA_DIR",
+  /** Routing controller's baseline services, JSON `[{ name, destination: "host:port" }]`. */
+  baselineServices: "SHARDWORKS_BASELINE_SERVICES",
 } as const;
 
 /** The role of a node group: system pods, or microVM sandboxes (needs KVM, so bare metal). */

@@ -63,10 +63,13 @@ export {
   type NodeGroupSpec,
 } from "./metal-cluster";
 export {
+  NodeAgentDriver,
   RuntimeDeployment,
   RuntimeNames,
+  baselineDestinations,
   createRuntimeDeployment,
   validateEtcdEndpoints,
+  validateNodeAgentDriver,
   validateSchedulerReplicas,
   type RuntimeDeploymentArgs,
 } from "./runtime-deployment";

@@ -17,6 +17,7 @@ import {
   awaitAnnotations,
   restrictedContainer,
 } from "./common";
+import type { BaselineService } from "./dev-shard";
 
 /** Arguments of {@link RuntimeDeployment}. */
 export interface RuntimeDeploymentArgs {
@@ -35,12 +36,31 @@ export interface RuntimeDeploymentArgs {
   /** Namespace of the Envoy gateway (allowed to reach the xDS server). */
   gatewayNamespace: string;
   /**
+   * Sandbox driver of the node agents: `firecracker` (microVMs, needs KVM), `qemu` (microVMs,
+   * KVM or slow TCG) or `process` (bubblewrap, NOT hardware-isolated). Default `firecracker`.
+   */
+  nodeAgentDriver?: NodeAgentDriver;
+  /**
+   * The baseline services shards may fork (service → image, port, namespace); the routing
+   * controller routes to `<service>.<namespace>.svc.cluster.local:<port>` by default. Default none.
+   */
+  baselineServices?: pulumi.Input<Record<string, BaselineService>>;
+  /**
    * Do not wait for readiness (annotates workloads, Services and the namespace
    * `pulumi.com/skipAwait: "true"`): for clusters without kubelets, e.g. the local testbed.
    * Default false.
    */
   skipAwait?: boolean;
 }
+
+/** Sandbox drivers a node agent can run (see `runtime/node-agent/drivers`). */
+export const NodeAgentDriver = {
+  Firecracker: "firecracker",
+  Qemu: "qemu",
+  Process: "process",
+} as const;
+/** One of {@link NodeAgentDriver}. */
+export type NodeAgentDriver = (typeof NodeAgentDriver)[keyof typeof NodeAgentDriver];
 
 /** Names of the Kubernetes objects other parts address. */
 export const RuntimeNames = {
@@ -57,6 +77,17 @@ export function validateSchedulerReplicas(replicas: number): void {
     throw new pulumi.InputPropertyError({
       propertyPath: "schedulerReplicas",
       reason: `${replicas} is too few; the scheduler runs at least 2 replicas`,
+    });
+  }
+}
+
+/** Check the node agent driver is one the runtime has. */
+export function validateNodeAgentDriver(driver: string | undefined): void {
+  const known: readonly string[] = Object.values(NodeAgentDriver);
+  if (driver !== undefined && !known.includes(driver)) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "nodeAgentDriver",
+      reason: `${JSON.stringify(driver)} is not a driver; use one of ${known.join(", ")}`,
     });
   }
 }
@@ -90,6 +121,18 @@ export interface RuntimeDeploymentResult {
 }
 
 const ETCD_MEMBERS = 3;
+/** Where the node agent keeps its state (a hostPath, so images survive pod restarts). */
+const NODE_AGENT_DATA_DIR = NODE_AGENT_HOST_PATHS.state;
+
+/** The routing controller's baseline: each service at its in-cluster Service address. */
+export function baselineDestinations(
+  services: Record<string, BaselineService>,
+): { name: string; destination: string }[] {
+  return Object.entries(services).map(([name, s]) => ({
+    name,
+    destination: `${name}.${s.namespace}.svc.cluster.local:${s.port}`,
+  }));
+}
 const ns = SYSTEM_NAMESPACE;
 const fqdn = (service: string) => `${service}.${ns}.svc.cluster.local`;
 
@@ -253,13 +296,13 @@ export function createRuntimeDeployment(
     etcdDeps.push(etcd);
   }
 
-  const runtimeEnv = [
-    { name: Env.etcdEndpoints, value: etcdEndpoints },
-    {
-      name: Env.platformToken,
-      valueFrom: { secretKeyRef: { name: RuntimeNames.tokenSecret, key: "token" } },
-    },
-  ];
+  const runtimeEnv = [{ name: Env.etcdEndpoints, value: etcdEndpoints }];
+  // Only the scheduler checks tokens; the other processes never see the platform token.
+  const tokenEnv = {
+    name: Env.platformToken,
+    valueFrom: { secretKeyRef: { name: RuntimeNames.tokenSecret, key: "token" } },
+  };
+  const listenAnywhere = { name: Env.listenHost, value: "0.0.0.0" };
   const small = {
     requests: { cpu: "100m", memory: "128Mi" },
     limits: { cpu: "1", memory: "512Mi" },
@@ -284,7 +327,12 @@ export function createRuntimeDeployment(
                 name: "scheduler",
                 image,
                 args: ["scheduler"],
-                env: [...runtimeEnv, { name: Env.listenPort, value: String(Ports.schedulerApi) }],
+                env: [
+                  ...runtimeEnv,
+                  tokenEnv,
+                  listenAnywhere,
+                  { name: Env.listenPort, value: String(Ports.schedulerApi) },
+                ],
                 ports: [{ name: "http", containerPort: Ports.schedulerApi }],
                 readinessProbe: {
                   httpGet: { path: "/healthz", port: Ports.schedulerApi },
@@ -340,8 +388,11 @@ export function createRuntimeDeployment(
                 env: [
                   ...runtimeEnv,
                   { name: Env.nodeName, valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+                  // The agent advertises its listen address to the scheduler: the pod IP.
+                  { name: Env.listenHost, valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
                   { name: Env.listenPort, value: String(Ports.nodeAgent) },
-                  { name: Env.driver, value: "firecracker" },
+                  { name: Env.driver, value: args.nodeAgentDriver ?? NodeAgentDriver.Firecracker },
+                  { name: Env.dataDir, value: NODE_AGENT_DATA_DIR },
                 ],
                 ports: [{ name: "http", containerPort: Ports.nodeAgent }],
                 readinessProbe: {
@@ -362,7 +413,7 @@ export function createRuntimeDeployment(
                 securityContext: { privileged: true },
                 volumeMounts: [
                   { name: "kvm", mountPath: NODE_AGENT_HOST_PATHS.kvm },
-                  { name: "state", mountPath: NODE_AGENT_HOST_PATHS.state },
+                  { name: "state", mountPath: NODE_AGENT_DATA_DIR },
                 ],
               },
             ],
@@ -433,13 +484,20 @@ export function createRuntimeDeployment(
                 args: ["routing-controller"],
                 env: [
                   ...runtimeEnv,
+                  listenAnywhere,
                   { name: Env.listenPort, value: String(Ports.xds) },
-                  { name: Env.gatewayNamespace, value: args.gatewayNamespace },
+                  {
+                    name: Env.baselineServices,
+                    value: pulumi
+                      .output(args.baselineServices ?? {})
+                      .apply((services) => JSON.stringify(baselineDestinations(services))),
+                  },
                 ],
                 ports: [{ name: "grpc-xds", containerPort: Ports.xds }],
-                readinessProbe: { tcpSocket: { port: Ports.xds }, periodSeconds: 5 },
+                // grpc.health.v1 on the ADS port: ready once the xDS server serves.
+                readinessProbe: { grpc: { port: Ports.xds }, periodSeconds: 5 },
                 livenessProbe: {
-                  tcpSocket: { port: Ports.xds },
+                  grpc: { port: Ports.xds },
                   initialDelaySeconds: 10,
                   periodSeconds: 10,
                 },
@@ -540,6 +598,7 @@ export class RuntimeDeployment extends pulumi.ComponentResource {
     super("shardworks:components:RuntimeDeployment", name, {}, opts);
     validateSchedulerReplicas(args.schedulerReplicas ?? 2);
     validateEtcdEndpoints(args.etcdEndpoints);
+    validateNodeAgentDriver(args.nodeAgentDriver);
     const result = createRuntimeDeployment(name, args, this);
     this.namespace = result.namespace.metadata.name;
     this.etcdEndpoints = pulumi.output(result.etcdEndpoints);

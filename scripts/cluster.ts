@@ -240,6 +240,59 @@ function get(
   });
 }
 
+/** A response of {@link clusterRequest}. */
+export interface ClusterResponse {
+  status: number;
+  /** The JSON body (`{ text }` when it is not JSON). */
+  body: Record<string, unknown>;
+  /** `Warning` headers (Pod Security admission, deprecations). */
+  warnings: string[];
+}
+
+/** Send one request to a cluster's API server as its admin (tests use it to see `Warning`s). */
+export function clusterRequest(
+  cluster: Pick<Cluster, "server" | "caCert" | "adminToken">,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<ClusterResponse> {
+  return new Promise((resolveRequest, reject) => {
+    const req = request(
+      `${cluster.server}${path}`,
+      {
+        method,
+        ca: cluster.caCert,
+        headers: {
+          authorization: `Bearer ${cluster.adminToken}`,
+          "content-type": "application/json",
+        },
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (chunk: Buffer) => (text += chunk.toString()));
+        res.on("end", () => {
+          let parsed: Record<string, unknown>;
+          try {
+            parsed = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            parsed = { text };
+          }
+          const warning = res.headers["warning"];
+          resolveRequest({
+            status: res.statusCode ?? 0,
+            body: parsed,
+            // Several warnings arrive as one comma-joined header: `299 - "a", 299 - "b"`.
+            warnings: warning === undefined ? [] : String(warning).split(/,(?=\s*\d{3} )/),
+          });
+        });
+      },
+    );
+    req.on("error", reject);
+    if (body !== undefined) req.write(JSON.stringify(body));
+    req.end();
+  });
+}
+
 async function tail(file: string): Promise<string> {
   return existsSync(file)
     ? (await readFile(file, "utf8")).trimEnd().split("\n").slice(-12).join("\n")

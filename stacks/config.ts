@@ -330,6 +330,18 @@ export const shardConfigSchema = z
       })
       .default({ cpu: "4", memory: "8Gi", pods: 20 }),
     forks: z.record(dnsLabel, forkSchema).default({}),
+    /**
+     * Runtime API URL as reachable from where `pulumi up` runs (the platform exports the
+     * in-cluster URL, which a laptop cannot reach). Absent = the platform's `runtimeApiUrl`.
+     */
+    runtimeApiUrl: z
+      .url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. "http://127.0.0.1:8080"' })
+      .optional(),
+    /** Platform token (a secret) to register the shard with; absent = the platform's output. */
+    platformToken: z
+      .string()
+      .min(32, { message: "must be at least 32 characters (the platform stack's platformToken)" })
+      .optional(),
     skipAwait: z.boolean().default(false),
   })
   .superRefine((s, ctx) => {

@@ -17,6 +17,7 @@ import {
   RuntimeDeployment,
   type BaselineService,
 } from "../components";
+import { registerShardWith } from "../components/shard-registration";
 import {
   PlatformTarget,
   StackConfigError,
@@ -93,6 +94,7 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
       schedulerReplicas: config.runtime.schedulerReplicas,
       platformToken: pulumi.secret(config.platformToken),
       gatewayNamespace: config.gateway.namespace,
+      baselineServices: config.baseline,
       skipAwait: config.skipAwait,
     },
     { provider, dependsOn: [access] },
@@ -123,6 +125,8 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
     gatewayNamespace: gateway.namespace,
     gatewayAddress: gateway.address,
     runtimeApiUrl: runtime.schedulerUrl,
+    // Shard stacks register with the runtime API with it; a secret in the state.
+    platformToken: pulumi.secret(config.platformToken),
     runtimeNamespace: runtime.namespace,
     baselineServices,
     // Ceiling of JitGrant expiries (`maxDurationMs` of JitGrant) for whoever grants access.
@@ -137,6 +141,15 @@ async function buildShard(config: ShardConfig): Promise<Record<string, unknown>>
   const baseline = await platformBaseline(platform, config);
   const kubeconfig = pulumi.secret(platform.requireOutput("kubeconfig")) as pulumi.Output<string>;
   const provider = new k8s.Provider(`shard-${config.name}-k8s`, { kubeconfig });
+  // The platform exports the in-cluster API URL; `shardworks:runtimeApiUrl` overrides it when
+  // `pulumi up` runs outside the cluster (e.g. through `kubectl port-forward`).
+  const apiUrl: pulumi.Output<string> =
+    config.runtimeApiUrl !== undefined
+      ? pulumi.output(config.runtimeApiUrl)
+      : (platform.requireOutput("runtimeApiUrl") as pulumi.Output<string>);
+  const token = pulumi.secret(
+    config.platformToken ?? (platform.requireOutput("platformToken") as pulumi.Output<string>),
+  );
   const shard = new DevShard(
     `shard-${config.name}`,
     {
@@ -150,9 +163,8 @@ async function buildShard(config: ShardConfig): Promise<Record<string, unknown>>
       ttlSeconds: Math.round((parseDuration(config.ttl) ?? 0) / 1000),
       quota: config.quota,
       skipAwait: config.skipAwait,
-      // Registration with the runtime API (routing key + forks) plugs in here: a dynamic
-      // resource from runtime/routing that calls the scheduler, so `pulumi destroy`
-      // deregisters. Until it exists, the shard's objects are created but not routed to.
+      // Registration with the runtime API (routing key + forks): `pulumi destroy` deregisters.
+      register: registerShardWith({ apiUrl, token }),
     },
     { provider },
   );
@@ -164,7 +176,7 @@ async function buildShard(config: ShardConfig): Promise<Record<string, unknown>>
     forkDestinations: shard.forkDestinations,
     expiresAt: shard.expiresAt,
     gatewayAddress: platform.requireOutput("gatewayAddress"),
-    runtimeApiUrl: platform.requireOutput("runtimeApiUrl"),
+    runtimeApiUrl: apiUrl,
   };
 }
 

@@ -1,13 +1,18 @@
 /**
  * `npm start`: the whole runtime on this machine. A real etcd, a scheduler, two node agent
- * processes with the best driver available, a demo sandbox; then it prints what to try next and
- * runs until Ctrl-C, which stops everything it started (no orphans, temp dirs removed).
+ * processes with the best driver available, a demo sandbox, then a routing controller with a demo
+ * shard (one fork) and requests through a real xDS client with and without the routing key; then
+ * it prints what to try next and runs until Ctrl-C, which stops everything it started (no orphans,
+ * temp dirs removed).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startEtcd, type EtcdServer } from "../lib/etcd-server";
+import { RoutingController } from "../routing/controller";
+import { DEMO_SERVICE, runRoutingDemo, startDemoBackends } from "../routing/demo";
+import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "../routing/translate";
 import { startScheduler, type RunningScheduler } from "../scheduler/server";
 import { spawnNodeAgent, type SpawnedNodeAgent } from "../node-agent/spawn";
 import { SchedulerClient } from "./client";
@@ -21,7 +26,7 @@ async function main(): Promise<void> {
       for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
     })());
   const onSignal = (): void => {
-    console.log("\nstopping: node agents, scheduler, etcd …");
+    console.log("\nstopping: routing controller, node agents, scheduler, etcd …");
     void stopAll().then(() => {
       console.log("stopped; nothing left running.");
       process.exit(0);
@@ -42,7 +47,7 @@ async function main(): Promise<void> {
     const scheduler: RunningScheduler = await startScheduler({
       etcdEndpoints: [etcd.endpoint],
       platformToken: token,
-      port: Number(process.env.SHARDWORKS_PORT ?? 0),
+      port: Number(process.env.SHARDWORKS_LISTEN_PORT ?? 0),
     });
     cleanups.push(() => scheduler.close());
     console.log(`scheduler   ${scheduler.url}`);
@@ -91,7 +96,50 @@ async function main(): Promise<void> {
     );
     console.log(output.replace(/^/gm, "  | "));
 
+    // Routing: two real gRPC backends (baseline and fork of the "demo" service), a routing
+    // controller whose baseline is the first, and a shard that forks it to the second.
+    const backends = await startDemoBackends();
+    cleanups.push(() => backends.close());
+    const controller = new RoutingController({
+      etcd: etcd.client,
+      baseline: [{ name: DEMO_SERVICE, destination: backends.baseline.address }],
+      xdsPort: Number(process.env.SHARDWORKS_XDS_PORT ?? 0),
+    });
+    cleanups.push(() => controller.close());
+    const xdsAddress = `127.0.0.1:${await controller.start()}`;
+    console.log(
+      `\nrouting     xDS (ADS) at ${xdsAddress}; baseline "${DEMO_SERVICE}" → ${backends.baseline.address}`,
+    );
+    console.log(
+      `demo: shard "demo" forks "${DEMO_SERVICE}" → ${backends.fork.address}; asking through a real gRPC xDS client …`,
+    );
+    const routing = await runRoutingDemo({
+      apiUrl: scheduler.url,
+      platformToken: token,
+      xdsAddress,
+      forkDestination: backends.fork.address,
+      cleanup: false,
+    });
+    console.log(`routing: without a routing key        → ${routing.withoutKey}`);
+    console.log(`routing: ${ROUTING_KEY_HEADER}: ${routing.routingKey} → ${routing.withHeader}`);
+    console.log(
+      `routing: baggage ${ROUTING_KEY_BAGGAGE_MEMBER}=${routing.routingKey} → ${routing.withBaggage}`,
+    );
+
     const bin = resolve(__dirname, "bin.cjs");
+    const probe = resolve(__dirname, "../routing/xds-probe.ts");
+    const bootstrap = JSON.stringify({
+      xds_servers: [
+        {
+          server_uri: xdsAddress,
+          channel_creds: [{ type: "insecure" }],
+          server_features: ["xds_v3"],
+        },
+      ],
+      node: { id: "shardworks-try", locality: {} },
+    });
+    const ask = (headers: Record<string, string>): string =>
+      `GRPC_XDS_BOOTSTRAP_CONFIG='${bootstrap}' node --import tsx ${probe} '${JSON.stringify({ target: `xds:///${DEMO_SERVICE}`, requests: [{ headers }] })}'`;
     console.log(`
 Try next (in another terminal):
   export SHARDWORKS_API=${scheduler.url}
@@ -103,6 +151,13 @@ Try next (in another terminal):
   node ${bin} sandbox logs --follow <id>
   node ${bin} sandbox rm <id>
   curl -s ${scheduler.url}/metrics | grep shardworks_
+
+Routing (the shard "${routing.shard}" stays registered; its TTL is 10 minutes):
+  curl -s -H "authorization: Bearer $SHARDWORKS_TOKEN" ${scheduler.url}/v1/shards/${routing.shard}
+  ${ask({})}
+  ${ask({ [ROUTING_KEY_HEADER]: routing.routingKey })}
+  ${ask({ baggage: `${ROUTING_KEY_BAGGAGE_MEMBER}=${routing.routingKey}` })}
+  curl -s -X DELETE -H "authorization: Bearer $SHARDWORKS_TOKEN" ${scheduler.url}/v1/shards/${routing.shard}
 
 Ctrl-C stops everything.`);
   } catch (error) {

@@ -1,6 +1,7 @@
 /**
- * `tsx runtime/node-agent/main.ts --name node-a --etcd http://127.0.0.1:2379 …`: one node agent
- * process. Flags fall back to `SHARDWORKS_*` environment variables. SIGTERM/SIGINT stop it cleanly.
+ * `tsx runtime/node-agent/main.ts --name node-a --etcd http://127.0.0.1:2379 …` (or
+ * `runtime/main.ts node-agent`): one node agent process. Flags fall back to the `SHARDWORKS_*`
+ * environment variables the RuntimeDeployment sets. SIGTERM/SIGINT stop it cleanly.
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,7 +29,7 @@ const optionsSchema = z.strictObject({
   label: z.array(z.string().regex(/^[^=]+=.*$/, { message: 'must be "key=value"' })).default([]),
 });
 
-async function main(): Promise<void> {
+async function main(argv: readonly string[]): Promise<void> {
   const program = new Command("shardworks-node-agent")
     .addOption(new Option("--name <name>", "node name").env("SHARDWORKS_NODE_NAME"))
     .addOption(
@@ -45,12 +46,14 @@ async function main(): Promise<void> {
     .addOption(new Option("--memory <mib>", "memory capacity in MiB").env("SHARDWORKS_NODE_MEMORY"))
     .addOption(new Option("--lease-ttl <seconds>", "node lease TTL").env("SHARDWORKS_LEASE_TTL"))
     .addOption(new Option("--data-dir <dir>", "work dirs and logs").env("SHARDWORKS_DATA_DIR"))
-    .addOption(new Option("--host <host>", "address of the agent API").env("SHARDWORKS_AGENT_HOST"))
     .addOption(
-      new Option("--port <port>", "port of the agent API (0 = free)").env("SHARDWORKS_AGENT_PORT"),
+      new Option("--host <host>", "address of the agent API").env("SHARDWORKS_LISTEN_HOST"),
+    )
+    .addOption(
+      new Option("--port <port>", "port of the agent API (0 = free)").env("SHARDWORKS_LISTEN_PORT"),
     )
     .option("--label <key=value...>", "node labels")
-    .parse();
+    .parse([...argv]);
   const parsed = optionsSchema.safeParse(
     Object.fromEntries(Object.entries(program.opts()).filter(([, v]) => v !== undefined)),
   );
@@ -102,7 +105,12 @@ async function main(): Promise<void> {
   process.on("SIGINT", stop);
 }
 
-main().catch((error: unknown) => {
-  console.error(`node agent failed: ${(error as Error).message}`);
-  process.exit(1);
-});
+/** Run a node agent from command-line arguments (`process.argv` form); exits on error. */
+export function nodeAgentMain(argv: readonly string[]): Promise<void> {
+  return main(argv).catch((error: unknown) => {
+    console.error(`node agent failed: ${(error as Error).message}`);
+    process.exit(1);
+  });
+}
+
+if (require.main === module) void nodeAgentMain(process.argv);

@@ -1,7 +1,8 @@
 /**
  * `tsx runtime/routing/main.ts --etcd http://127.0.0.1:2379 --baseline api=10.0.0.5:8080`: the
  * routing controller process (ADS server + reapers). Every option has an environment variable, as
- * the RuntimeDeployment sets them (`SHARDWORKS_ETCD_ENDPOINTS`, `SHARDWORKS_LISTEN_PORT`).
+ * the RuntimeDeployment sets them (`SHARDWORKS_ETCD_ENDPOINTS`, `SHARDWORKS_LISTEN_HOST`,
+ * `SHARDWORKS_LISTEN_PORT`, `SHARDWORKS_BASELINE_SERVICES`); also `runtime/main.ts routing-controller`.
  */
 import { Command, Option } from "commander";
 import { Etcd3 } from "etcd3";
@@ -85,7 +86,7 @@ export async function startRoutingController(
   }
 }
 
-async function main(): Promise<void> {
+async function main(argv: readonly string[]): Promise<void> {
   const program = new Command("shardworks-routing")
     .addOption(
       new Option("--etcd <urls>", "etcd client URLs, comma-separated")
@@ -101,7 +102,9 @@ async function main(): Promise<void> {
         .default(""),
     )
     .addOption(
-      new Option("--host <host>", "ADS listen address").env("SHARDWORKS_HOST").default("0.0.0.0"),
+      new Option("--host <host>", "ADS listen address")
+        .env("SHARDWORKS_LISTEN_HOST")
+        .default("0.0.0.0"),
     )
     .addOption(
       new Option("--port <port>", "ADS port").env("SHARDWORKS_LISTEN_PORT").default("18000"),
@@ -116,7 +119,7 @@ async function main(): Promise<void> {
         .env("SHARDWORKS_DOMAIN")
         .default("shardworks.local"),
     )
-    .parse();
+    .parse([...argv]);
   const o = program.opts<{
     etcd: string;
     baseline: string;
@@ -158,8 +161,9 @@ async function main(): Promise<void> {
   console.log(JSON.stringify({ ready: true, xdsPort: port }));
 }
 
-if (require.main === module) {
-  main().catch((error: unknown) => {
+/** Run the routing controller from command-line arguments (`process.argv` form); exits on error. */
+export function routingMain(argv: readonly string[]): Promise<void> {
+  return main(argv).catch((error: unknown) => {
     if (error instanceof z.ZodError) {
       for (const line of formatZodIssues(error)) console.error(`invalid option: ${line}`);
     } else {
@@ -168,3 +172,5 @@ if (require.main === module) {
     process.exit(1);
   });
 }
+
+if (require.main === module) void routingMain(process.argv);

@@ -1,6 +1,8 @@
 /**
- * `tsx runtime/scheduler/main.ts --etcd http://127.0.0.1:2379 --port 8080`: one scheduler replica
- * (API + placer candidate). The platform token comes from `SHARDWORKS_PLATFORM_TOKEN`.
+ * `tsx runtime/scheduler/main.ts --etcd http://127.0.0.1:2379 --port 8080` (or `runtime/main.ts
+ * scheduler`): one scheduler replica (API + placer candidate). Options fall back to the env vars
+ * the RuntimeDeployment sets (`SHARDWORKS_ETCD_ENDPOINTS`, `SHARDWORKS_LISTEN_HOST`,
+ * `SHARDWORKS_LISTEN_PORT`); the platform token comes from `SHARDWORKS_PLATFORM_TOKEN`.
  */
 import { Command, Option } from "commander";
 import { ZodError } from "zod";
@@ -8,7 +10,7 @@ import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { startScheduler } from "./server";
 
-async function main(): Promise<void> {
+async function main(argv: readonly string[]): Promise<void> {
   const program = new Command("shardworks-scheduler")
     .addOption(
       new Option("--etcd <urls>", "etcd client URLs, comma-separated")
@@ -16,10 +18,14 @@ async function main(): Promise<void> {
         .makeOptionMandatory(),
     )
     .addOption(
-      new Option("--host <host>", "listen address").env("SHARDWORKS_HOST").default("127.0.0.1"),
+      new Option("--host <host>", "listen address")
+        .env("SHARDWORKS_LISTEN_HOST")
+        .default("127.0.0.1"),
     )
     .addOption(
-      new Option("--port <port>", "listen port (0 = free)").env("SHARDWORKS_PORT").default("8080"),
+      new Option("--port <port>", "listen port (0 = free)")
+        .env("SHARDWORKS_LISTEN_PORT")
+        .default("8080"),
     )
     .addOption(
       new Option("--strategy <s>", "binpack|spread").env("SHARDWORKS_STRATEGY").default("binpack"),
@@ -29,7 +35,7 @@ async function main(): Promise<void> {
         .env("SHARDWORKS_ELECTION_TTL")
         .default("5"),
     )
-    .parse();
+    .parse([...argv]);
   const o = program.opts<{
     etcd: string;
     host: string;
@@ -59,12 +65,17 @@ async function main(): Promise<void> {
   process.on("SIGINT", stop);
 }
 
-main().catch((error: unknown) => {
-  if (error instanceof ZodError) {
-    for (const line of formatZodIssues(error)) console.error(`error: ${line}`);
-    console.error("(platformToken comes from SHARDWORKS_PLATFORM_TOKEN)");
-  } else {
-    logger.error({ err: error }, "scheduler failed");
-  }
-  process.exit(1);
-});
+/** Run a scheduler replica from command-line arguments (`process.argv` form); exits on error. */
+export function schedulerMain(argv: readonly string[]): Promise<void> {
+  return main(argv).catch((error: unknown) => {
+    if (error instanceof ZodError) {
+      for (const line of formatZodIssues(error)) console.error(`error: ${line}`);
+      console.error("(platformToken comes from SHARDWORKS_PLATFORM_TOKEN)");
+    } else {
+      logger.error({ err: error }, "scheduler failed");
+    }
+    process.exit(1);
+  });
+}
+
+if (require.main === module) void schedulerMain(process.argv);

@@ -21,6 +21,7 @@ import {
 } from "./helpers/pulumi";
 
 const TOKEN = "p".repeat(40);
+const REGISTRATION = "pulumi-nodejs:dynamic/shardworks:ShardRegistration";
 const KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n";
 const baseline = {
   checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
@@ -29,6 +30,7 @@ const dir = mkdtempSync(join(tmpdir(), "shardworks-program-"));
 let localOut: Record<string, unknown>;
 let awsOut: Record<string, unknown>;
 let shardOut: Record<string, unknown>;
+let laptopShardOut: Record<string, unknown>;
 
 test.before(async () => {
   writeFileSync(join(dir, "kubeconfig"), KUBECONFIG);
@@ -41,6 +43,7 @@ test.before(async () => {
           gatewayNamespace: "shardworks-gateway",
           gatewayAddress: "gw.example:80",
           runtimeApiUrl: "http://shardworks-scheduler.shardworks-system.svc.cluster.local:8080",
+          platformToken: TOKEN,
         },
       }),
       "eks:index:Cluster": () => ({ kubeconfigJson: '{"kind":"Config"}' }),
@@ -81,8 +84,23 @@ test.before(async () => {
       skipAwait: true,
     }),
   );
+  // A shard whose `pulumi up` runs on a laptop: the API through a port-forward, its own token.
+  laptopShardOut = await buildStack(
+    parseStackConfig({
+      kind: "shard",
+      owner: "bob",
+      platformStack: "organization/shardworks/platform-local",
+      runtimeApiUrl: "http://127.0.0.1:18080",
+      platformToken: "b".repeat(40),
+      ttl: "2h",
+      forks: { checkout: {} },
+      skipAwait: true,
+    }),
+  );
   await settled(
-    ...[localOut, awsOut, shardOut].flatMap((o) => Object.values(o).map((v) => pulumi.output(v))),
+    ...[localOut, awsOut, shardOut, laptopShardOut].flatMap((o) =>
+      Object.values(o).map((v) => pulumi.output(v)),
+    ),
   );
 });
 
@@ -162,6 +180,47 @@ test("shard: reads the platform by StackReference and builds one DevShard", asyn
   );
   t.is(await unwrap(shardOut["gatewayAddress"]), "gw.example:80");
   t.true(await pulumi.isSecret(pulumi.output(shardOut["kubeconfig"])));
+});
+
+test("shard: registers with the platform's runtime API, with the platform token", async (t) => {
+  // Registrations are created once the DevShard's outputs resolve; wait for them.
+  for (let i = 0; i < 100 && ofType(REGISTRATION).length < 2; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const registration = named("alice-registration");
+  t.is(registration.type, REGISTRATION);
+  t.is(registration.parent, "shard-alice");
+  t.like(registration.inputs, {
+    apiUrl: "http://shardworks-scheduler.shardworks-system.svc.cluster.local:8080",
+    token: TOKEN,
+    name: "alice",
+    owner: "alice",
+    routingKey: "shard-alice",
+    forks: { checkout: "checkout.shard-alice.svc.cluster.local:8080" },
+    ttlSeconds: 24 * 3600,
+  });
+  t.is(
+    await unwrap(shardOut["runtimeApiUrl"]),
+    "http://shardworks-scheduler.shardworks-system.svc.cluster.local:8080",
+  );
+  t.true(await pulumi.isSecret(pulumi.output(localOut["platformToken"])));
+  t.is(await unwrap(localOut["platformToken"]), TOKEN);
+});
+
+test("shard: shardworks:runtimeApiUrl and platformToken override the platform's", async (t) => {
+  for (let i = 0; i < 100 && !recorded.some((r) => r.name === "bob-registration"); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const registration = named("bob-registration");
+  t.is(registration.parent, "shard-bob");
+  t.like(registration.inputs, {
+    apiUrl: "http://127.0.0.1:18080",
+    token: "b".repeat(40),
+    name: "bob",
+    routingKey: "shard-bob",
+    ttlSeconds: 2 * 3600,
+  });
+  t.is(await unwrap(laptopShardOut["runtimeApiUrl"]), "http://127.0.0.1:18080");
 });
 
 test("no container outside shardworks-system is privileged", (t) => {

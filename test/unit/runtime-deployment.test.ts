@@ -7,6 +7,7 @@ import {
   RuntimeDeployment,
   SKIP_AWAIT_ANNOTATION,
   validateEtcdEndpoints,
+  validateNodeAgentDriver,
   validateSchedulerReplicas,
 } from "../../components";
 import { podSpecOf } from "./helpers/k8s-schema";
@@ -237,4 +238,17 @@ test("validators accept good values", (t) => {
     reasonOf(() => validateEtcdEndpoints(["http://10.0.0.1:2379"])),
     "no error",
   );
+});
+
+test("only the scheduler gets the platform token; the node agent driver is validated", (t) => {
+  const hasToken = (name: string) =>
+    podSpecOf(named(name).inputs)!.containers[0].env.some(
+      (e: { name: string }) => e.name === Env.platformToken,
+    );
+  t.true(hasToken("rt-scheduler"));
+  t.false(hasToken("rt-node-agent"));
+  t.false(hasToken("rt-routing"));
+  t.notThrows(() => validateNodeAgentDriver("qemu"));
+  const error = t.throws(() => validateNodeAgentDriver("kvm"));
+  t.is(error?.message, '"kvm" is not a driver; use one of firecracker, qemu, process');
 });

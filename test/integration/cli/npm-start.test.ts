@@ -1,0 +1,148 @@
+/**
+ * `npm start` end to end, as a user runs it: spawn it, wait for the routing demo's lines, press
+ * Ctrl-C (SIGINT to its process group, as a terminal does) and check that every process it started
+ * (etcd, node agents, QEMU/bubblewrap sandboxes, the routing controller) is gone and its temp dir
+ * removed.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import test from "ava";
+
+const ROOT = join(__dirname, "../../..");
+
+/** Parent pid of every live process (from /proc). */
+function parentsByPid(): Map<number, number> {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // `pid (comm) state ppid …`; comm may contain spaces, so split after the last ")".
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parents.set(Number(entry), ppid);
+    } catch {
+      // The process exited while we looked.
+    }
+  }
+  return parents;
+}
+
+/** Every live descendant of `root`, with its command name. */
+function descendantsOf(root: number): Map<number, string> {
+  const parents = parentsByPid();
+  const found = new Map<number, string>();
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (!found.has(pid) && (ppid === root || found.has(ppid))) {
+        found.set(pid, commandOf(pid));
+        grew = true;
+      }
+    }
+  }
+  return found;
+}
+
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").trim();
+  } catch {
+    return "";
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+  } catch {
+    return false;
+  }
+}
+
+test("npm start: sandbox and routing demo, then Ctrl-C leaves no process and no temp dir", async (t) => {
+  const child = spawn("npm", ["start"], {
+    cwd: ROOT,
+    detached: true, // its own process group, like a shell job: Ctrl-C goes to the whole group
+    stdio: ["ignore", "pipe", "pipe"],
+    env: Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !k.startsWith("SHARDWORKS_")),
+    ),
+  });
+  const pid = child.pid!;
+  let seen = new Map<number, string>();
+  t.teardown(() => {
+    // Whatever happened, nothing this test started survives it.
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+    for (const p of seen.keys()) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  });
+  let output = "";
+  child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+
+  const deadline = Date.now() + 150_000;
+  while (!output.includes("Ctrl-C stops everything.")) {
+    if (Date.now() > deadline || child.exitCode !== null) {
+      t.fail(`npm start did not reach the end of its demo:\n${output}`);
+      return;
+    }
+    seen = new Map([...seen, ...descendantsOf(pid)]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  seen = new Map([...seen, ...descendantsOf(pid)]);
+
+  t.regex(output, /demo sandbox demo: exited on node-[ab], exit code 0/);
+  t.regex(output, /hello from a sandbox/);
+  t.regex(output, /routing: without a routing key +→ baseline/);
+  t.regex(output, /routing: x-shardworks-routing-key: demo-key → fork/);
+  t.regex(output, /routing: baggage shardworks-routing-key=demo-key → fork/);
+  t.regex(
+    output,
+    /curl -s -H "authorization: Bearer \$SHARDWORKS_TOKEN" http:\/\/127\.0\.0\.1:\d+\/v1\/shards\/demo/,
+  );
+  const workDir = /oci:(\/\S+?\/shardworks-local-[^/\s]+)\//.exec(output)?.[1];
+  t.truthy(workDir, "the demo image lives in npm start's temp dir");
+  const commands = [...seen.values()].join("\n");
+  t.regex(commands, /\betcd\b/, "etcd was a child");
+  t.regex(commands, /node-agent\/main\.ts/, "node agents were children");
+  t.regex(commands, /qemu-system|bwrap/, "sandboxes (QEMU or bubblewrap) were descendants");
+
+  // The shard was left in place for the user: ask the API for it while everything still runs.
+  const api = /export SHARDWORKS_API=(\S+)/.exec(output)![1]!;
+  const token = /export SHARDWORKS_TOKEN=(\S+)/.exec(output)![1]!;
+  const shard = await fetch(`${api}/v1/shards/demo`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  t.is(shard.status, 200, "the demo shard stays registered");
+
+  process.kill(-pid, "SIGINT");
+  const code = await Promise.race([
+    exited,
+    new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 60_000)),
+  ]);
+  t.not(code, "timeout", `npm start did not exit after Ctrl-C:\n${output}`);
+  t.regex(output, /stopped; nothing left running\./);
+  // Give the kernel a moment to reap grandchildren whose parents just exited.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const survivors = [...seen].filter(([p]) => alive(p)).map(([p, c]) => `${p} ${c}`);
+  t.deepEqual(survivors, [], "processes npm start left behind");
+  t.false(existsSync(workDir!), `temp dir ${workDir} removed`);
+  const strays = readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .map((p) => `${p} ${commandOf(Number(p))}`)
+    .filter((line) => workDir !== undefined && line.includes(workDir));
+  t.deepEqual(strays, [], "no process still uses npm start's temp dir");
+});
