@@ -248,3 +248,33 @@ test("a corrupt record in etcd is a 500 with a request id (no stack trace), and 
     ["fine"],
   );
 });
+
+test("NUL bytes in the command or env, and an oversize command line, are a 400 naming the field", async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  // The default 1 MiB body limit: a 900 KB command fits the body but not a command line.
+  const scheduler = await startScheduler({ etcdEndpoints: [etcd.endpoint], platformToken });
+  t.teardown(() => scheduler.close());
+  const post = async (body: unknown) => {
+    const response = await fetch(`${scheduler.url}/v1/sandboxes`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${platformToken}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: (await response.json()) as { error: { message: string } },
+    };
+  };
+  const nulCommand = await post({ ...good, command: ["echo", "a\u0000b"] });
+  t.is(nulCommand.status, 400);
+  t.regex(nulCommand.body.error.message, /command\[1\].*NUL/);
+  const nulEnv = await post({ ...good, env: { A: "x\u0000y" } });
+  t.is(nulEnv.status, 400);
+  t.regex(nulEnv.body.error.message, /env(\.A|\[.A.\]).*NUL/);
+  const huge = await post({ ...good, command: ["echo", "x".repeat(900 * 1024)] });
+  t.is(huge.status, 400, JSON.stringify(huge.body).slice(0, 300));
+  t.regex(huge.body.error.message, /command.*at most 131072 bytes/);
+  const fine = await post({ ...good, command: ["echo", "x".repeat(1000)] });
+  t.is(fine.status, 201, "a normal command is still accepted");
+});
