@@ -184,6 +184,14 @@ export function sandboxesApp(store: Store): Hono<ApiEnv> {
         );
       }
       spec.shard = principal.shard;
+      // An `oci:` layout is a path on whichever node runs it: only the platform may name one.
+      if (spec.image.startsWith("oci:")) {
+        throw new HttpError(
+          403,
+          "forbidden",
+          `image: "oci:" layout paths are for the platform token only; a shard token must use a registry reference (host/repository:tag or @sha256:…)`,
+        );
+      }
     }
     const now = new Date().toISOString();
     const record: SandboxRecord = {
@@ -340,10 +348,12 @@ export function sandboxesApp(store: Store): Hono<ApiEnv> {
           .catch(() => undefined);
       }
     };
+    let accepted = false;
     try {
       const accept = (await (
         await callAgent(target.address, `/v1/sandboxes/${id}/accept-migration`, { method: "POST" })
       ).json()) as { port: number };
+      accepted = true;
       const targetHost = target.address.slice(0, target.address.lastIndexOf(":"));
       await callAgent(source.address, `/v1/sandboxes/${id}/migrate`, {
         method: "POST",
@@ -356,6 +366,12 @@ export function sandboxesApp(store: Store): Hono<ApiEnv> {
       const moved = await store.moveSandbox(current, targetName, adopted.endpoints);
       return c.json(moved.value);
     } catch (error) {
+      // The target must not keep a copy (the source, or nobody if it was deleted, runs it).
+      if (accepted) {
+        await callAgent(target.address, `/v1/sandboxes/${id}/abandon-migration`, {
+          method: "POST",
+        }).catch(() => undefined);
+      }
       await revert(`migration to ${targetName} failed: ${(error as Error).message}`);
       throw error;
     }

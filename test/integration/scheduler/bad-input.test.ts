@@ -186,11 +186,22 @@ test("a shard token reaches only its own shard's sandboxes", async (t) => {
     };
     await etcd.client.put(keys.shard(name)).value(JSON.stringify(record));
   }
+  // A shard token may not name a path on the node (oci: layout): 403 naming the field.
+  const layout = await call("/v1/sandboxes", {
+    method: "POST",
+    token: tokens.alice,
+    body: JSON.stringify({ ...good, id: "alice-oci" }),
+  });
+  t.is(layout.status, 403);
+  t.regex(
+    ((await layout.json()) as { error: { message: string } }).error.message,
+    /^image: "oci:" layout paths are for the platform token only/,
+  );
   // alice creates one (shard filled in from her token), bob cannot read or delete it.
   const created = await call("/v1/sandboxes", {
     method: "POST",
     token: tokens.alice,
-    body: JSON.stringify({ ...good, id: "alice-sb" }),
+    body: JSON.stringify({ ...good, image: "registry.example:5000/busybox:1", id: "alice-sb" }),
   });
   t.is(created.status, 201);
   t.is(((await created.json()) as { spec: { shard: string } }).spec.shard, "alice");
