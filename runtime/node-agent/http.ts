@@ -19,6 +19,8 @@ export interface AgentApiHooks {
   acceptMigration(id: string): Promise<{ port: number }>;
   migrateOut(id: string, host: string, port: number): Promise<void>;
   adopt(id: string): Promise<{ endpoints: Record<string, string> }>;
+  /** The migration of `id` to this node failed: stop whatever arrived (or is arriving). */
+  abandonMigration(id: string): Promise<{ abandoned: boolean }>;
   capabilities(): DriverCapabilities | undefined;
 }
 
@@ -107,6 +109,9 @@ export function createAgentApi(hooks: AgentApiHooks): Hono {
   });
   app.post("/v1/sandboxes/:id/adopt", async (c) =>
     c.json(await hooks.adopt(idOf(c.req.param("id")))),
+  );
+  app.post("/v1/sandboxes/:id/abandon-migration", async (c) =>
+    c.json(await hooks.abandonMigration(idOf(c.req.param("id")))),
   );
   app.onError((error, c) => {
     if (error instanceof HttpError) return c.json(error.toJSON(), error.status);
