@@ -45,6 +45,11 @@ export interface NodeAgentConfig {
   warmPerImage?: number;
   /** Safety-net reconcile interval in ms; default 2000. */
   resyncMs?: number;
+  /**
+   * Bearer token the agent's HTTP API demands (logs, migration); the scheduler sends its agent
+   * token (by default the platform token). Unset = an open API: tests on loopback only.
+   */
+  apiToken?: string;
 }
 
 /** Events of a {@link NodeAgent}. */
@@ -142,7 +147,7 @@ export class NodeAgent {
     this.#capabilities = probe.capabilities;
     for (const note of probe.capabilities.notes) logger.info({ node: this.name }, note);
     await mkdir(join(this.#config.dataDir, "sandboxes"), { recursive: true });
-    const app = createAgentApi(this.#apiHooks());
+    const app = createAgentApi(this.#apiHooks(), this.#config.apiToken);
     this.#server = await new Promise<ServerType>((resolve) => {
       const s = serve(
         { fetch: app.fetch, hostname: this.#config.host, port: this.#config.port },

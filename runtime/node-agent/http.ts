@@ -5,6 +5,7 @@
  */
 import { open, stat } from "node:fs/promises";
 import { Hono } from "hono";
+import { digestsEqual, hashToken } from "../lib/auth";
 import { z } from "zod";
 import { HttpError, badRequest } from "../lib/errors";
 import { logger } from "../lib/logger";
@@ -72,9 +73,26 @@ export function streamFile(
   });
 }
 
-/** Build the agent API app. */
-export function createAgentApi(hooks: AgentApiHooks): Hono {
+/**
+ * Build the agent API app. With `token`, every `/v1` call must present it as a bearer token (the
+ * scheduler does); without, the API is open — only for tests on loopback.
+ */
+export function createAgentApi(hooks: AgentApiHooks, token?: string): Hono {
   const app = new Hono();
+  if (token !== undefined) {
+    const expected = hashToken(token);
+    app.use("/v1/*", async (c, next) => {
+      const given = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1];
+      if (given === undefined || !digestsEqual(hashToken(given), expected)) {
+        throw new HttpError(
+          401,
+          "unauthorized",
+          "the node agent API needs the agent token (authorization: Bearer <token>); only the scheduler calls it",
+        );
+      }
+      await next();
+    });
+  }
   const idOf = (raw: string): string => {
     const parsed = dnsLabel.safeParse(raw);
     if (!parsed.success) throw badRequest(parsed.error, "id");
