@@ -80,6 +80,7 @@ export class ProcessDriver implements SandboxDriver {
   #stateDir: Promise<string> | undefined;
   #closed = false;
   #launched = 0;
+  readonly #cleanups = new Set<Promise<void>>();
 
   constructor(options: ProcessDriverOptions = {}) {
     this.#images = options.images ?? new ImageStore(options.imageStore);
@@ -208,6 +209,7 @@ export class ProcessDriver implements SandboxDriver {
     const live = [...this.#live];
     for (const launcher of live) launcher.kill();
     await Promise.all(live.map((l) => l.exited));
+    await Promise.allSettled([...this.#cleanups]);
     const state = this.#stateDir;
     this.#stateDir = undefined;
     if (state) await rm(await state, { recursive: true, force: true });
@@ -345,10 +347,13 @@ export class ProcessDriver implements SandboxDriver {
       : spawn(this.#bwrap, args, { stdio });
     const launcher = new Launcher(child);
     this.#live.add(launcher);
-    void launcher.exited.then(async () => {
+    const cleanup = launcher.exited.then(async () => {
       this.#live.delete(launcher);
       if (cgroup) await removeCgroup(cgroup);
     });
+    // close() waits for these, so no empty cgroup outlives the driver.
+    this.#cleanups.add(cleanup);
+    void cleanup.finally(() => this.#cleanups.delete(cleanup));
     if (this.#closed) launcher.kill();
     const childPid = readInfoPid((child.stdio as unknown as Readable[])[5] as Readable);
     childPid.catch(() => undefined);
