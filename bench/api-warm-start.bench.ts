@@ -1,36 +1,29 @@
 /**
- * Warm-start latency through the scheduler API, per driver, against the driver's own warm `run()`
- * in the same run. The API path is the whole product path: HTTP + zod, etcd create, the elected
+ * Warm-start latency through the scheduler API, per driver, against the bare primitive underneath
+ * IN THE SAME RUN (interleaved sample by sample): raw `bwrap … /bin/true` for process, a raw QEMU
+ * snapshot restore (`-incoming "exec:cat <snapshot>"` + QMP `cont` + command frame) for qemu —
+ * plus the driver's own warm `run()` called directly. The API path is the whole product path: HTTP + zod, etcd create, the elected
  * placer's pass and bind transaction, the node agent's watch, status CAS `starting`, `driver.run`,
  * CAS `running`, and the API's watch seeing it (`POST /v1/sandboxes?wait=running`).
  * Writes bench/results/api-warm-start.json.
  *
  *   npx tsx bench/api-warm-start.bench.ts [--drivers process,qemu] [--iterations 30]
  */
-import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { sandboxSpecSchema, startEtcd, type Driver, type SandboxRecord } from "../runtime/lib";
 import { NodeAgent } from "../runtime/node-agent/agent";
 import { createDriver } from "../runtime/node-agent/drivers";
+import { ensureGuestKernel } from "../runtime/node-agent/drivers/qemu";
+import type { Accelerator } from "../runtime/node-agent/drivers/qemu/vm";
+import { ImageStore } from "../runtime/node-agent/images";
 import { startScheduler } from "../runtime/scheduler";
 import { buildBusyboxImage } from "../test/helpers/images";
+import { bareQemuRestore, bwrapTrueArgs, bwrapTrueCommand, ratio, stats, timeSpawn } from "./lib";
 
 const TOKEN = "bench-platform-token-0123456789";
-
-function stats(samples: readonly number[]) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) =>
-    sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-  const r = (n: number) => Math.round(n * 100) / 100;
-  return {
-    n: sorted.length,
-    p50: r(at(0.5)),
-    p99: r(at(0.99)),
-    mean: r(sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length)),
-  };
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -47,7 +40,11 @@ async function main(): Promise<void> {
   try {
     for (const name of values.drivers.split(",") as Driver[]) {
       const iterations = Number(values.iterations ?? (name === "qemu" ? 8 : 30));
-      const driver = createDriver(name);
+      // Own caches, so the primitive can restore the very snapshot the driver made.
+      const images = new ImageStore({ cacheDir: join(work, `images-${name}`) });
+      const qemuCache = join(work, `qemu-${name}`);
+      const driverOptions = { images, qemu: { cacheDir: qemuCache } };
+      const driver = createDriver(name, driverOptions);
       const probe = await driver.probe();
       if (!probe.usable) {
         console.error(
@@ -85,9 +82,37 @@ async function main(): Promise<void> {
       };
       // First run of the image: cold (image conversion, and for qemu the boot + snapshot).
       const cold = await post(`${name}-cold`);
+      // The bare primitive, set up once the first run made what it needs.
+      let primitiveCommand: string;
+      let primitiveSample: () => Promise<number>;
+      if (name === "qemu") {
+        const snapshots = join(qemuCache, "snapshots");
+        const snapshot = join(snapshots, (await readdir(snapshots))[0]!);
+        const initramfs = join(qemuCache, "initramfs");
+        const initrd = join(
+          initramfs,
+          (await readdir(initramfs)).find((n) => n.endsWith(".cpio"))!,
+        );
+        const kernel = (await ensureGuestKernel()).path;
+        const accel: Accelerator = probe.capabilities.notes.some((n) => /using TCG/.test(n))
+          ? "tcg"
+          : "kvm";
+        const bareDir = join(work, "bare");
+        await mkdir(bareDir, { recursive: true });
+        primitiveCommand =
+          'qemu-system-x86_64 -M microvm … -incoming "exec:cat <snapshot>" + QMP cont + command frame on the serial socket (spawn → command handed to the guest)';
+        primitiveSample = async () =>
+          (await bareQemuRestore({ kernel, initrd, snapshot, accel, dir: bareDir })).start;
+      } else {
+        const rootfs = (await images.prepare(image)).rootfs;
+        primitiveCommand = `${bwrapTrueCommand} (spawn → exit)`;
+        primitiveSample = () => timeSpawn("bwrap", bwrapTrueArgs(rootfs));
+      }
       const api: number[] = [];
       const apiDriverMillis: number[] = [];
+      const primitive: number[] = [];
       let servedWarm = 0;
+      // Interleaved, so drift in the shared machine's load hits both alike.
       for (let i = 0; i < iterations; i++) {
         await driver.warm(image, 1); // the agent refills in the background; make sure it is ready
         const { millis, record } = await post(`${name}-${i}`);
@@ -96,11 +121,12 @@ async function main(): Promise<void> {
           api.push(millis);
           apiDriverMillis.push(record.status.startMillis ?? NaN);
         }
+        primitive.push(await primitiveSample());
       }
       await agent.close();
 
       // The primitive under the API: the same driver's warm run(), called directly.
-      const direct = createDriver(name);
+      const direct = createDriver(name, driverOptions);
       await direct.probe();
       await direct.prepare(image);
       const runs: number[] = [];
@@ -123,17 +149,21 @@ async function main(): Promise<void> {
       await direct.close();
       const apiStats = stats(api);
       const directStats = stats(runs);
+      const primitiveStats = stats(primitive);
       sections[name] = {
         notes: probe.capabilities.notes,
-        // "cold" only when no snapshot/prepared image existed yet (caches live in ~/.cache/shardworks).
+        // Fresh caches: the first run is a true cold start (image unpack; qemu: boot + snapshot).
         firstRunThroughApi: { millis: Math.round(cold.millis), start: cold.record.status.start },
         warmThroughApi: apiStats,
+        primitive: { command: primitiveCommand, millis: primitiveStats },
         warmStartMillisReportedByAgent: stats(apiDriverMillis),
         warmDriverRunDirect: directStats,
         servedWarm: `${servedWarm}/${iterations}`,
-        apiOverDriverP50Ratio: Math.round((apiStats.p50 / directStats.p50) * 10) / 10,
+        apiOverPrimitiveP50Ratio: ratio(apiStats.p50, primitiveStats.p50),
+        apiOverPrimitiveP99Ratio: ratio(apiStats.p99, primitiveStats.p99),
+        apiOverDriverP50Ratio: ratio(apiStats.p50, directStats.p50, 10),
         apiOverheadP50Millis: Math.round((apiStats.p50 - directStats.p50) * 100) / 100,
-        firstRunToWarmThroughApiRatio: Math.round((cold.millis / apiStats.p50) * 10) / 10,
+        firstRunToWarmThroughApiRatio: ratio(cold.millis, apiStats.p50, 10),
       };
       console.log(name, JSON.stringify(sections[name], null, 2));
     }
@@ -144,8 +174,9 @@ async function main(): Promise<void> {
       what: {
         warmThroughApi:
           "POST /v1/sandboxes?wait=running round trip (HTTP, etcd create, placer bind, agent watch + CAS, driver.run, CAS running, API watch), warm starts only",
-        warmDriverRunDirect:
-          "the same driver's run() called directly with a warm pool ready (the primitive under the API)",
+        primitive:
+          "the bare primitive, sampled interleaved with the API in the same run: process = raw bwrap … /bin/true spawn to exit; qemu = raw qemu -incoming exec:cat <snapshot> + QMP cont, spawn to the command handed to the guest",
+        warmDriverRunDirect: "the same driver's run() called directly with a warm pool ready",
       },
       drivers: sections,
     };

@@ -6,45 +6,20 @@
  * `bench/results/warm-start.json`. Run alone: `npx tsx bench/qemu-warm-start.bench.ts`
  * (SAMPLES, COLD_SAMPLES change the counts; TCG is slow, so they are small).
  */
-import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import { cpus, loadavg, setPriority, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Driver, type SandboxSpec } from "../runtime/lib/model";
 import { createDriver } from "../runtime/node-agent/drivers";
 import { ensureGuestKernel, type QemuDriver } from "../runtime/node-agent/drivers/qemu";
-import { QmpClient, connectUnix } from "../runtime/node-agent/drivers/qemu/qmp";
-import { qemuArgs, shellQuote, type Accelerator } from "../runtime/node-agent/drivers/qemu/vm";
+import type { Accelerator } from "../runtime/node-agent/drivers/qemu/vm";
 import { ImageStore } from "../runtime/node-agent/images";
 import { buildBusyboxImage } from "../test/helpers/images";
-import { stats as sectionStats, writeWarmStartSection } from "./warm-start.bench";
+import { bareQemuRestore, ratio, stats } from "./lib";
+import { writeWarmStartSection } from "./warm-start.bench";
 
 const SAMPLES = Number(process.env.SAMPLES ?? 10);
 const COLD_SAMPLES = Number(process.env.COLD_SAMPLES ?? 2);
-
-interface Stats {
-  n: number;
-  p50: number;
-  p99: number;
-  mean: number;
-  min: number;
-  max: number;
-}
-
-function stats(values: number[]): Stats {
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = (p: number) =>
-    sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-  const round = (x: number) => Math.round(x * 10) / 10;
-  return {
-    n: sorted.length,
-    p50: round(rank(50)),
-    p99: round(rank(99)),
-    mean: round(sorted.reduce((a, b) => a + b, 0) / sorted.length),
-    min: round(sorted[0]!),
-    max: round(sorted.at(-1)!),
-  };
-}
 
 const spec: SandboxSpec = {
   image: "", // set in main(): an OCI layout built from busybox-static
@@ -81,68 +56,6 @@ async function driverStart(
     );
   }
   return { start: sandbox.startMillis, toExit };
-}
-
-/**
- * The bare primitive: spawn QEMU restoring the snapshot, wait for the state, `cont`, then write
- * the agent's command frame to the raw serial socket and wait for its exit frame.
- */
-async function bareRestore(args: {
-  kernel: string;
-  initrd: string;
-  snapshot: string;
-  accel: Accelerator;
-  dir: string;
-}): Promise<Timing> {
-  const t0 = performance.now();
-  const qmpPath = join(args.dir, "bare-qmp.sock");
-  const serialPath = join(args.dir, "bare-serial.sock");
-  const child = spawn(
-    "qemu-system-x86_64",
-    qemuArgs(
-      {
-        binary: "qemu-system-x86_64",
-        kernel: args.kernel,
-        initrd: args.initrd,
-        accel: args.accel,
-        memoryMiB: 128,
-        incoming: `exec:cat ${shellQuote(args.snapshot)}`,
-      },
-      qmpPath,
-      serialPath,
-    ),
-    { stdio: "ignore" },
-  );
-  // Same niceness as the driver gives its QEMUs, so the comparison is like for like.
-  if (child.pid !== undefined) setPriority(child.pid, 10);
-  const gone = new Promise((resolve) => child.once("exit", resolve));
-  try {
-    const qmp = await QmpClient.connect(qmpPath);
-    const serial = await connectUnix(serialPath, 10_000);
-    for (;;) {
-      const { status } = await qmp.execute<{ status: string }>("query-status");
-      if (status !== "inmigrate") break;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    await qmp.execute("cont");
-    const exited = new Promise<void>((resolve) => {
-      let seen = "";
-      serial.on("data", (chunk: Buffer) => {
-        seen += chunk.toString("latin1");
-        if (seen.includes("\x1eX")) resolve(); // the agent's exit frame
-      });
-    });
-    serial.write(`\x1eC${Buffer.from("exec true\n").toString("base64")}\n`);
-    const start = performance.now() - t0;
-    await exited;
-    const toExit = performance.now() - t0;
-    qmp.close();
-    serial.destroy();
-    return { start, toExit };
-  } finally {
-    child.kill("SIGKILL");
-    await gone;
-  }
 }
 
 async function main(): Promise<void> {
@@ -186,7 +99,7 @@ async function main(): Promise<void> {
     const bare: Timing[] = [];
     for (let i = 0; i < SAMPLES; i++) {
       warm.push(await driverStart(driver, dir, `warm-${i}`, "warm"));
-      bare.push(await bareRestore({ kernel, initrd, snapshot, accel, dir }));
+      bare.push(await bareQemuRestore({ kernel, initrd, snapshot, accel, dir }));
     }
     const pooled: Timing[] = [];
     for (let i = 0; i < SAMPLES; i++) {
@@ -195,7 +108,6 @@ async function main(): Promise<void> {
     }
     const starts = (ts: Timing[]) => ts.map((x) => x.start);
     const exits = (ts: Timing[]) => ts.map((x) => x.toExit);
-    const ratio = (a: number, b: number, digits = 100) => Math.round((a / b) * digits) / digits;
 
     const result = {
       bench: "qemu-warm-start",
@@ -246,26 +158,23 @@ async function main(): Promise<void> {
       `${JSON.stringify(result, null, 2)}\n`,
     );
     // The shared per-driver summary (`warm-start.json`), in the shape the process driver uses.
-    const warmStart = sectionStats(starts(warm));
-    const coldStart = sectionStats(starts(cold));
+    const warmStart = stats(starts(warm));
+    const coldStart = stats(starts(cold));
     writeWarmStartSection({
       driver: "qemu",
       primitive: {
         command:
           'qemu-system-x86_64 -M microvm … -incoming "exec:cat <snapshot>" + QMP cont + command frame on the serial socket',
-        spawnToExit: sectionStats(exits(bare)),
+        spawnToExit: stats(exits(bare)),
       },
-      cold: { startMillis: coldStart, runToExit: sectionStats(exits(cold)) },
+      cold: { startMillis: coldStart, runToExit: stats(exits(cold)) },
       warm: {
         startMillis: warmStart,
-        runToExit: sectionStats(exits(warm)),
+        runToExit: stats(exits(warm)),
         servedWarm: warm.length,
       },
-      coldToWarmRatio: ratio(coldStart.p50Millis, warmStart.p50Millis),
-      warmToPrimitiveRatio: ratio(
-        sectionStats(exits(warm)).p50Millis,
-        sectionStats(exits(bare)).p50Millis,
-      ),
+      coldToWarmRatio: ratio(coldStart.p50, warmStart.p50),
+      warmToPrimitiveRatio: ratio(stats(exits(warm)).p50, stats(exits(bare)).p50),
       notes: [
         `accelerator: ${accel}${accel === "tcg" ? " (KVM unusable on this host; software emulation)" : ""}`,
         "warm = restore of the per-image snapshot (no pool); with a pool of paused VMs see qemu-warm-start.json",

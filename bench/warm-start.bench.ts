@@ -7,7 +7,6 @@
  *
  * Run alone: `npx tsx bench/warm-start.bench.ts` (SHARDWORKS_BENCH_ITERATIONS, default 100).
  */
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,14 +14,11 @@ import { sandboxSpecSchema } from "../runtime/lib/model";
 import { createProcessDriver } from "../runtime/node-agent/drivers/process";
 import { ImageStore } from "../runtime/node-agent/images";
 import { buildBusyboxImage } from "../test/helpers/images";
+import { bwrapTrueArgs, bwrapTrueCommand, stats, timeSpawn, type LatencyStats } from "./lib";
+
+export { stats, type LatencyStats } from "./lib";
 
 /** Latency distribution of one measured path, in milliseconds. */
-export interface LatencyStats {
-  readonly samples: number;
-  readonly p50Millis: number;
-  readonly p99Millis: number;
-  readonly meanMillis: number;
-}
 
 /** One driver's section of `warm-start.json`. */
 export interface WarmStartSection {
@@ -42,30 +38,6 @@ export interface WarmStartSection {
   readonly notes: readonly string[];
 }
 
-export function stats(samples: readonly number[]): LatencyStats {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) =>
-    sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-  const round = (n: number) => Math.round(n * 1000) / 1000;
-  return {
-    samples: sorted.length,
-    p50Millis: round(at(0.5)),
-    p99Millis: round(at(0.99)),
-    meanMillis: round(sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length)),
-  };
-}
-
-async function timeSpawn(command: string, args: readonly string[]): Promise<number> {
-  const started = performance.now();
-  const child = spawn(command, args, { stdio: "ignore" });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("exit", resolve);
-  });
-  if (code !== 0) throw new Error(`${command} exited ${code}`);
-  return performance.now() - started;
-}
-
 /** Process driver: cold and warm starts through `run()` vs. bare `bwrap … /bin/true`. */
 export async function benchProcessDriver(iterations: number): Promise<WarmStartSection> {
   const root = mkdtempSync(join(tmpdir(), "sw-bench-warm-"));
@@ -75,18 +47,7 @@ export async function benchProcessDriver(iterations: number): Promise<WarmStartS
     const image = buildBusyboxImage(join(root, "layout"));
     const prepared = await images.prepare(image);
     await driver.prepare(image);
-    const primitiveArgs = [
-      "--unshare-all",
-      "--die-with-parent",
-      "--ro-bind",
-      prepared.rootfs,
-      "/",
-      "--proc",
-      "/proc",
-      "--dev",
-      "/dev",
-      "/bin/true",
-    ];
+    const primitiveArgs = bwrapTrueArgs(prepared.rootfs);
     const primitive: number[] = [];
     const coldStart: number[] = [];
     const coldRun: number[] = [];
@@ -128,8 +89,7 @@ export async function benchProcessDriver(iterations: number): Promise<WarmStartS
     const section: WarmStartSection = {
       driver: "process",
       primitive: {
-        command:
-          "bwrap --unshare-all --die-with-parent --ro-bind <rootfs> / --proc /proc --dev /dev /bin/true",
+        command: bwrapTrueCommand,
         spawnToExit: stats(primitive),
       },
       cold: { startMillis: stats(coldStart), runToExit: stats(coldRun) },
@@ -144,12 +104,8 @@ export async function benchProcessDriver(iterations: number): Promise<WarmStartS
     };
     return {
       ...section,
-      coldToWarmRatio: round2(
-        section.cold.startMillis.p50Millis / section.warm.startMillis.p50Millis,
-      ),
-      warmToPrimitiveRatio: round2(
-        section.warm.runToExit.p50Millis / section.primitive.spawnToExit.p50Millis,
-      ),
+      coldToWarmRatio: round2(section.cold.startMillis.p50 / section.warm.startMillis.p50),
+      warmToPrimitiveRatio: round2(section.warm.runToExit.p50 / section.primitive.spawnToExit.p50),
     };
   } finally {
     await driver.close();

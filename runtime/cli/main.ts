@@ -134,8 +134,14 @@ export function buildProgram(): Command {
       const wait = o.wait === false ? undefined : (o.wait as "running" | "exited");
       const record = await client.createSandbox(spec, wait, o.timeout as number);
       print(json, record, () => sandboxDetail(record));
-      if (wait === "exited" && record.status.phase === "exited" && !json) {
-        console.log(`\n(output: shardworks sandbox logs ${record.id})`);
+      if (wait === "exited" && record.status.phase === "exited") {
+        if (!json) {
+          // Like `docker run`: the command's output, then its exit code as ours.
+          console.log("");
+          const stream = await client.logs(record.id, false);
+          for await (const chunk of stream) process.stdout.write(chunk);
+        }
+        process.exitCode = record.status.exitCode ?? 0;
       }
       if (record.status.phase === "failed") process.exitCode = 1;
     });

@@ -47,6 +47,10 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
       `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
       `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
       `--initial-cluster=default=http://127.0.0.1:${peerPort}`,
+      // Compact history older than an hour, so etcd does not grow without bound (revisions pile
+      // up with every status CAS).
+      "--auto-compaction-mode=periodic",
+      "--auto-compaction-retention=1h",
       "--log-level=error",
       "--logger=zap",
     ],

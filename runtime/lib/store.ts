@@ -130,12 +130,13 @@ export class Store {
   async updateSandbox(
     record: SandboxRecord,
     modRevision: string,
+    leaderKey?: string,
   ): Promise<Versioned<SandboxRecord>> {
     const key = keys.sandbox(record.id);
-    const result = await this.client
-      .if(key, "Mod", "==", modRevision)
-      .then(this.client.put(key).value(JSON.stringify(record)))
-      .commit();
+    let txn = this.client.if(key, "Mod", "==", modRevision);
+    // A placer's writes hold only while it still leads (like bindSandbox).
+    if (leaderKey !== undefined) txn = txn.and(leaderKey, "Create", ">", 0);
+    const result = await txn.then(this.client.put(key).value(JSON.stringify(record))).commit();
     if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
     return { value: record, modRevision: String(result.header.revision) };
   }
@@ -170,9 +171,14 @@ export class Store {
 
   /**
    * Put a sandbox back to pending (its node died) and drop its assignment, in one transaction
-   * guarded by the sandbox's mod revision.
+   * guarded by the sandbox's mod revision and, when `leaderKey` is given, by that election key
+   * still existing (a deposed placer unbinds nothing).
    */
-  async unbindSandbox(current: Versioned<SandboxRecord>, reason: string): Promise<void> {
+  async unbindSandbox(
+    current: Versioned<SandboxRecord>,
+    reason: string,
+    leaderKey?: string,
+  ): Promise<void> {
     const node = current.value.status.node;
     const record: SandboxRecord = {
       ...current.value,
@@ -184,8 +190,9 @@ export class Store {
       },
     };
     const ops = [this.client.put(keys.sandbox(record.id)).value(JSON.stringify(record))];
-    const result = await this.client
-      .if(keys.sandbox(record.id), "Mod", "==", current.modRevision)
+    let txn = this.client.if(keys.sandbox(record.id), "Mod", "==", current.modRevision);
+    if (leaderKey !== undefined) txn = txn.and(leaderKey, "Create", ">", 0);
+    const result = await txn
       .then(...ops, ...(node ? [this.client.delete().key(keys.assignment(node, record.id))] : []))
       .commit();
     if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);

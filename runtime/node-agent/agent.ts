@@ -45,6 +45,11 @@ export interface NodeAgentConfig {
   warmPerImage?: number;
   /** Safety-net reconcile interval in ms; default 2000. */
   resyncMs?: number;
+  /**
+   * Bearer token the agent's HTTP API demands (logs, migration); the scheduler sends its agent
+   * token (by default the platform token). Unset = an open API: tests on loopback only.
+   */
+  apiToken?: string;
 }
 
 /** Events of a {@link NodeAgent}. */
@@ -142,7 +147,7 @@ export class NodeAgent {
     this.#capabilities = probe.capabilities;
     for (const note of probe.capabilities.notes) logger.info({ node: this.name }, note);
     await mkdir(join(this.#config.dataDir, "sandboxes"), { recursive: true });
-    const app = createAgentApi(this.#apiHooks());
+    const app = createAgentApi(this.#apiHooks(), this.#config.apiToken);
     this.#server = await new Promise<ServerType>((resolve) => {
       const s = serve(
         { fetch: app.fetch, hostname: this.#config.host, port: this.#config.port },
@@ -256,6 +261,14 @@ export class NodeAgent {
       this.#starting.add(id);
       void this.#startSandbox(found.value).finally(() => this.#starting.delete(id));
     }
+    // An arrival whose migration is over without its assignment coming here (the sandbox was
+    // deleted, or the migration failed and it stays on its source) is stopped, not kept forever.
+    for (const id of [...this.#incoming.keys()]) {
+      if (assigned.has(id)) continue;
+      const found = await this.#store.getSandbox(id);
+      if (found?.value.status.phase === SandboxPhase.Migrating) continue;
+      await this.#abandonIncoming(id);
+    }
     for (const [id, local] of this.#local) {
       if (assigned.has(id) || this.#incoming.has(id)) continue;
       local.detached = true;
@@ -351,6 +364,26 @@ export class NodeAgent {
     this.requestReconcile();
   }
 
+  /** Stops a sandbox that arrived (or is arriving) by migration and is not this node's. */
+  async #abandonIncoming(id: string): Promise<boolean> {
+    const incoming = this.#incoming.get(id);
+    if (!incoming) return false;
+    this.#incoming.delete(id);
+    const local = this.#local.get(id);
+    if (local) {
+      local.detached = true;
+      this.#local.delete(id);
+    }
+    // A migration still in flight fails once its source is gone, and the driver then stops the
+    // VM itself; one that completed is stopped here.
+    const running = await incoming.catch(() => undefined);
+    if (running)
+      await running.stop().catch((error: unknown) => this.events.emit("error", error as Error));
+    logger.info({ node: this.name, sandbox: id }, "abandoned an incoming migration");
+    this.events.emit("stopped", { id });
+    return true;
+  }
+
   /** Track a running sandbox here and report its end. */
   #adopt(id: string, running: RunningSandbox): void {
     const local: LocalSandbox = { id, running, detached: false };
@@ -435,8 +468,11 @@ export class NodeAgent {
         const request = this.#request(found.value);
         await mkdir(request.workDir, { recursive: true });
         const { port, sandbox } = await driver.acceptMigration(request);
-        sandbox.catch(() => undefined);
         this.#incoming.set(id, sandbox);
+        // A failed arrival (the driver already stopped its VM) is forgotten.
+        sandbox.catch(() => {
+          if (this.#incoming.get(id) === sandbox) this.#incoming.delete(id);
+        });
         return { port };
       },
       migrateOut: async (id: string, host: string, port: number): Promise<void> => {
@@ -469,9 +505,19 @@ export class NodeAgent {
             `no migration of ${id} is arriving on ${this.name}`,
           );
         const running = await incoming;
+        // Stays in #incoming (protected from reconcile) until its assignment arrives here, or
+        // reconcile / abandonMigration sees the migration is over without it.
+        if (this.#incoming.get(id) !== incoming) {
+          throw new HttpError(
+            409,
+            "abandoned",
+            `the migration of ${id} to ${this.name} was abandoned`,
+          );
+        }
         this.#adopt(id, running);
         return { endpoints: { ...running.endpoints } };
       },
+      abandonMigration: async (id: string) => ({ abandoned: await this.#abandonIncoming(id) }),
       capabilities: () => this.#capabilities,
     };
   }

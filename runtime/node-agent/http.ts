@@ -5,6 +5,7 @@
  */
 import { open, stat } from "node:fs/promises";
 import { Hono } from "hono";
+import { digestsEqual, hashToken } from "../lib/auth";
 import { z } from "zod";
 import { HttpError, badRequest } from "../lib/errors";
 import { logger } from "../lib/logger";
@@ -19,6 +20,8 @@ export interface AgentApiHooks {
   acceptMigration(id: string): Promise<{ port: number }>;
   migrateOut(id: string, host: string, port: number): Promise<void>;
   adopt(id: string): Promise<{ endpoints: Record<string, string> }>;
+  /** The migration of `id` to this node failed: stop whatever arrived (or is arriving). */
+  abandonMigration(id: string): Promise<{ abandoned: boolean }>;
   capabilities(): DriverCapabilities | undefined;
 }
 
@@ -70,9 +73,26 @@ export function streamFile(
   });
 }
 
-/** Build the agent API app. */
-export function createAgentApi(hooks: AgentApiHooks): Hono {
+/**
+ * Build the agent API app. With `token`, every `/v1` call must present it as a bearer token (the
+ * scheduler does); without, the API is open — only for tests on loopback.
+ */
+export function createAgentApi(hooks: AgentApiHooks, token?: string): Hono {
   const app = new Hono();
+  if (token !== undefined) {
+    const expected = hashToken(token);
+    app.use("/v1/*", async (c, next) => {
+      const given = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1];
+      if (given === undefined || !digestsEqual(hashToken(given), expected)) {
+        throw new HttpError(
+          401,
+          "unauthorized",
+          "the node agent API needs the agent token (authorization: Bearer <token>); only the scheduler calls it",
+        );
+      }
+      await next();
+    });
+  }
   const idOf = (raw: string): string => {
     const parsed = dnsLabel.safeParse(raw);
     if (!parsed.success) throw badRequest(parsed.error, "id");
@@ -107,6 +127,9 @@ export function createAgentApi(hooks: AgentApiHooks): Hono {
   });
   app.post("/v1/sandboxes/:id/adopt", async (c) =>
     c.json(await hooks.adopt(idOf(c.req.param("id")))),
+  );
+  app.post("/v1/sandboxes/:id/abandon-migration", async (c) =>
+    c.json(await hooks.abandonMigration(idOf(c.req.param("id")))),
   );
   app.onError((error, c) => {
     if (error instanceof HttpError) return c.json(error.toJSON(), error.status);

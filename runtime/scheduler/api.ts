@@ -38,6 +38,8 @@ export interface ApiOptions {
   platformToken: string;
   /** Largest accepted request body in bytes; default 1 MiB. */
   bodyLimitBytes?: number;
+  /** Bearer token sent to node agents' APIs; default the platform token. */
+  agentToken?: string;
   /** Sub-apps mounted under the authenticated API, e.g. `{ path: "/v1/shards", app: shardsApp }`. */
   mounts?: readonly { path: string; app: Hono<ApiEnv> }[];
 }
@@ -168,8 +170,15 @@ async function callAgent(address: string, path: string, init: RequestInit = {}):
 }
 
 /** The sandboxes sub-app (`/v1/sandboxes`). */
-export function sandboxesApp(store: Store): Hono<ApiEnv> {
+export function sandboxesApp(store: Store, agentToken?: string): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
+  const authorization: Record<string, string> =
+    agentToken === undefined ? {} : { authorization: `Bearer ${agentToken}` };
+  const agent = (address: string, path: string, init: RequestInit = {}) =>
+    callAgent(address, path, {
+      ...init,
+      headers: { ...(init.headers as Record<string, string> | undefined), ...authorization },
+    });
 
   app.post("/", async (c) => {
     const query = parseQuery(c, createSandboxQuerySchema);
@@ -184,6 +193,14 @@ export function sandboxesApp(store: Store): Hono<ApiEnv> {
         );
       }
       spec.shard = principal.shard;
+      // An `oci:` layout is a path on whichever node runs it: only the platform may name one.
+      if (spec.image.startsWith("oci:")) {
+        throw new HttpError(
+          403,
+          "forbidden",
+          `image: "oci:" layout paths are for the platform token only; a shard token must use a registry reference (host/repository:tag or @sha256:…)`,
+        );
+      }
     }
     const now = new Date().toISOString();
     const record: SandboxRecord = {
@@ -261,7 +278,7 @@ export function sandboxesApp(store: Store): Hono<ApiEnv> {
         "node_unreachable",
         `node ${nodeName} of sandbox ${found.value.id} is gone; its logs went with it`,
       );
-    const upstream = await callAgent(
+    const upstream = await agent(
       node.address,
       `/v1/sandboxes/${found.value.id}/logs?follow=${follow}`,
       {
@@ -340,22 +357,30 @@ export function sandboxesApp(store: Store): Hono<ApiEnv> {
           .catch(() => undefined);
       }
     };
+    let accepted = false;
     try {
       const accept = (await (
-        await callAgent(target.address, `/v1/sandboxes/${id}/accept-migration`, { method: "POST" })
+        await agent(target.address, `/v1/sandboxes/${id}/accept-migration`, { method: "POST" })
       ).json()) as { port: number };
+      accepted = true;
       const targetHost = target.address.slice(0, target.address.lastIndexOf(":"));
-      await callAgent(source.address, `/v1/sandboxes/${id}/migrate`, {
+      await agent(source.address, `/v1/sandboxes/${id}/migrate`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ host: targetHost, port: accept.port }),
       });
       const adopted = (await (
-        await callAgent(target.address, `/v1/sandboxes/${id}/adopt`, { method: "POST" })
+        await agent(target.address, `/v1/sandboxes/${id}/adopt`, { method: "POST" })
       ).json()) as { endpoints: Record<string, string> };
       const moved = await store.moveSandbox(current, targetName, adopted.endpoints);
       return c.json(moved.value);
     } catch (error) {
+      // The target must not keep a copy (the source, or nobody if it was deleted, runs it).
+      if (accepted) {
+        await agent(target.address, `/v1/sandboxes/${id}/abandon-migration`, {
+          method: "POST",
+        }).catch(() => undefined);
+      }
       await revert(`migration to ${targetName} failed: ${(error as Error).message}`);
       throw error;
     }
@@ -441,7 +466,7 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
     }),
   );
   app.use("/v1/*", authMiddleware(store, options.platformToken));
-  app.route("/v1/sandboxes", sandboxesApp(store));
+  app.route("/v1/sandboxes", sandboxesApp(store, options.agentToken ?? options.platformToken));
   app.route("/v1/nodes", nodesApp(store));
   for (const mount of options.mounts ?? []) app.route(mount.path, mount.app);
 

@@ -187,7 +187,11 @@ export class Placer {
       if (!live.has(status.node)) {
         // Its node's lease expired: run it again elsewhere.
         try {
-          await this.#store.unbindSandbox(sandbox, `node ${status.node} was lost; rescheduling`);
+          await this.#store.unbindSandbox(
+            sandbox,
+            `node ${status.node} was lost; rescheduling`,
+            leaderKey,
+          );
           metrics.rescheduled.inc();
           this.events.emit("rescheduled", { id: sandbox.value.id, node: status.node });
           this.#passQueued = true;
@@ -220,6 +224,7 @@ export class Placer {
                 },
               },
               sandbox.modRevision,
+              leaderKey,
             )
             .catch((error: unknown) => {
               if (!(error instanceof ConflictError)) throw error;

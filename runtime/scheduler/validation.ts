@@ -24,12 +24,38 @@ export const imageReferenceSchema = z
     }
   });
 
+/** Most bytes of command line + environment a sandbox may ask for (well under Linux's ARG_MAX). */
+export const maxCommandLineBytes = 128 * 1024;
+
+const noNul = (what: string) =>
+  z.string().refine((value) => !value.includes("\0"), {
+    message: `${what} must not contain NUL bytes (a command line cannot carry them); remove them`,
+  });
+
 /** Body of `POST /v1/sandboxes`: a sandbox spec, optionally with the id to use. */
-export const createSandboxBodySchema = sandboxSpecSchema.extend({
-  image: imageReferenceSchema,
-  /** Default: `sb-<random>`. */
-  id: dnsLabel.optional(),
-});
+export const createSandboxBodySchema = sandboxSpecSchema
+  .extend({
+    image: imageReferenceSchema,
+    command: z.array(noNul("a command argument")).min(1).max(256),
+    env: z.record(noNul("an environment name"), noNul("an environment value")).default({}),
+    /** Default: `sb-<random>`. */
+    id: dnsLabel.optional(),
+  })
+  .superRefine((spec, ctx) => {
+    const bytes =
+      spec.command.reduce((n, arg) => n + Buffer.byteLength(arg) + 1, 0) +
+      Object.entries(spec.env).reduce(
+        (n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v) + 2,
+        0,
+      );
+    if (bytes > maxCommandLineBytes) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["command"],
+        message: `command and env together are ${bytes} bytes; at most ${maxCommandLineBytes} bytes are allowed — pass large data as a file in the image instead`,
+      });
+    }
+  });
 export type CreateSandboxBody = z.infer<typeof createSandboxBodySchema>;
 
 /** Query of `POST /v1/sandboxes`. */

@@ -15,7 +15,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { gunzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import * as tar from "tar";
 
 /** The static busybox the test images are made of. */
@@ -33,6 +33,45 @@ export interface TestImageOptions {
   readonly tag?: string;
   readonly env?: readonly string[];
   readonly layers?: readonly TestLayer[];
+  /** Hand-built uncompressed tar layers (see `rawTar`) applied after `layers`. */
+  readonly rawLayers?: readonly Buffer[];
+}
+
+/** One hand-written tar entry, for layers a directory cannot express (`..`, setuid, order). */
+export interface RawTarEntry {
+  readonly path: string;
+  readonly type?: "File" | "Directory" | "SymbolicLink" | "Link";
+  readonly mode?: number;
+  readonly linkpath?: string;
+  readonly content?: string;
+}
+
+/** Encodes entries, in order and verbatim, as a tar stream (node-tar's header encoder). */
+export function rawTar(entries: readonly RawTarEntry[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const entry of entries) {
+    const type = entry.type ?? "File";
+    const data = Buffer.from(entry.content ?? "");
+    const header = new tar.Header({
+      path: entry.path,
+      type,
+      mode: entry.mode ?? (type === "Directory" ? 0o755 : 0o644),
+      size: type === "File" ? data.length : 0,
+      linkpath: entry.linkpath ?? "",
+      mtime: new Date(0),
+      // Not the test runner's uid: unpacking must not apply the layer's owners.
+      uid: 4321,
+      gid: 4321,
+    });
+    const block = Buffer.alloc(512);
+    header.encode(block, 0);
+    blocks.push(block);
+    if (type === "File" && data.length > 0) {
+      blocks.push(data, Buffer.alloc((512 - (data.length % 512)) % 512));
+    }
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
 }
 
 interface Blob {
@@ -112,6 +151,10 @@ export function buildBusyboxImage(layout: string, options: TestImageOptions = {}
       const gz = tarGzip(dir);
       return { blob: writeBlob(layout, gz), diffId: sha256(gunzipSync(gz)) };
     });
+    for (const raw of options.rawLayers ?? []) {
+      const gz = gzipSync(raw);
+      layers.push({ blob: writeBlob(layout, gz), diffId: sha256(raw) });
+    }
     const config = {
       architecture: "amd64",
       os: "linux",

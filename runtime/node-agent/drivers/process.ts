@@ -10,8 +10,16 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { createWriteStream } from "node:fs";
-import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
+import {
+  accessSync,
+  constants as fsConstants,
+  createWriteStream,
+  existsSync,
+  readFileSync,
+} from "node:fs";
+import { copyFile, mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
+import { createConnection } from "node:net";
+import { setTimeout as delay } from "node:timers/promises";
 import { constants as osConstants, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -36,7 +44,16 @@ export interface ProcessDriverOptions {
   readonly bwrapPath?: string;
   /** A statically linked busybox, run inside the sandbox as its launcher. Default: `/bin/busybox`. */
   readonly busyboxPath?: string;
+  /** slirp4netns binary (Debian `slirp4netns`), the user-mode network of networked sandboxes. */
+  readonly slirp4netnsPath?: string;
+  /** Most processes (and threads) one sandbox may have, via a pids cgroup. Default: 256. */
+  readonly maxPids?: number;
+  /** The cgroup v1 `pids` hierarchy (or a cgroup v2 directory with the pids controller). */
+  readonly pidsCgroupRoot?: string;
 }
+
+/** The uid/gid the command runs as, inside the sandbox's own user namespace. */
+export const sandboxUid = 1000;
 
 const log = logger.child({ component: "process-driver" });
 const launcherDir = "/.shardworks";
@@ -57,13 +74,21 @@ export class ProcessDriver implements SandboxDriver {
   readonly #pools = new Map<string, { target: number; ready: Launcher[]; filling: number }>();
   readonly #live = new Set<Launcher>();
   readonly #filling = new Set<Promise<unknown>>();
+  readonly #slirp: string;
+  readonly #maxPids: number;
+  readonly #pidsRoot: string | undefined;
   #stateDir: Promise<string> | undefined;
   #closed = false;
+  #launched = 0;
+  readonly #cleanups = new Set<Promise<void>>();
 
   constructor(options: ProcessDriverOptions = {}) {
     this.#images = options.images ?? new ImageStore(options.imageStore);
     this.#bwrap = options.bwrapPath ?? "bwrap";
     this.#busybox = options.busyboxPath ?? "/bin/busybox";
+    this.#slirp = options.slirp4netnsPath ?? "slirp4netns";
+    this.#maxPids = options.maxPids ?? 256;
+    this.#pidsRoot = options.pidsCgroupRoot ?? defaultPidsRoot();
   }
 
   async probe(): Promise<ProbeResult> {
@@ -112,7 +137,11 @@ export class ProcessDriver implements SandboxDriver {
         notes: [
           "process driver: Linux namespaces only (bubblewrap), NOT hardware-isolated; the sandbox shares the host kernel",
           "memory limit enforced as an address-space limit (RLIMIT_AS = resources.memoryMiB); CPU is not limited",
-          "network: none unless spec.network; ports are exposed only with network: true, on the host's loopback",
+          "network: none unless spec.network; with it, the sandbox gets its own network namespace with user-mode networking (slirp4netns --disable-host-loopback): it cannot reach the host's loopback (etcd, agent API); ports are forwarded from the host's loopback to the sandbox (listen on 0.0.0.0 inside)",
+          `runs as uid ${sandboxUid} in its own user namespace, all capabilities dropped`,
+          this.#pidsRoot
+            ? `at most ${this.#maxPids} processes per sandbox (pids cgroup)`
+            : "process count NOT limited (no writable pids cgroup on this host)",
         ],
       },
     };
@@ -139,14 +168,14 @@ export class ProcessDriver implements SandboxDriver {
     if (this.#closed) throw new Error("process driver: closed");
     if (spec.ports.length > 0 && !spec.network) {
       throw new Error(
-        "process driver: spec.ports needs spec.network: true (a sandbox without network has its own empty network namespace; with network the ports are on the host loopback)",
+        "process driver: spec.ports needs spec.network: true (a sandbox without network has its own empty network namespace; with network the ports are forwarded from the host loopback)",
       );
     }
     const prepared = await this.#prepare(spec.image);
     const script = `exec 3<&-\n${launchScript(spec, prepared.config, { beforeExec: ["printf s >&4", "exec 4>&-"] })}`;
     let launcher = spec.network ? undefined : this.#takeWarm(spec.image);
     const start = launcher ? "warm" : "cold";
-    launcher ??= await this.#launch(prepared, spec.network);
+    launcher ??= await this.#launch(prepared, spec.network, spec.ports);
     const exit = launcher.attach(request.logFile);
     await launcher.start(script);
     if (start === "warm") {
@@ -180,6 +209,7 @@ export class ProcessDriver implements SandboxDriver {
     const live = [...this.#live];
     for (const launcher of live) launcher.kill();
     await Promise.all(live.map((l) => l.exited));
+    await Promise.allSettled([...this.#cleanups]);
     const state = this.#stateDir;
     this.#stateDir = undefined;
     if (state) await rm(await state, { recursive: true, force: true });
@@ -246,12 +276,32 @@ export class ProcessDriver implements SandboxDriver {
     return this.#stateDir;
   }
 
-  /** Starts bwrap with the launcher waiting for its script; resolves once it is ready. */
-  async #launch(prepared: PreparedImage, network: boolean): Promise<Launcher> {
+  /**
+   * Starts bwrap with the launcher waiting for its script; resolves once it is ready (and, with
+   * network, once its user-mode network is up and its ports are forwarded).
+   */
+  async #launch(
+    prepared: PreparedImage,
+    network: boolean,
+    ports: readonly number[] = [],
+  ): Promise<Launcher> {
     const state = await this.#state();
+    this.#launched += 1;
+    const name = `${process.pid}-${this.#launched}`;
+    const cgroup = this.#pidsRoot
+      ? await pidsCgroup(this.#pidsRoot, name, this.#maxPids)
+      : undefined;
     const args = [
+      // Always a new network namespace (never --share-net): with network, slirp4netns gives it
+      // a user-mode network that cannot reach the host's loopback.
       "--unshare-all",
-      ...(network ? ["--share-net"] : []),
+      "--unshare-user",
+      "--uid",
+      String(sandboxUid),
+      "--gid",
+      String(sandboxUid),
+      "--info-fd",
+      "5",
       "--die-with-parent",
       "--new-session",
       "--cap-drop",
@@ -278,12 +328,50 @@ export class ProcessDriver implements SandboxDriver {
       "-c",
       `printf r >&4; IFS= read -r -d "" script <&3; eval "$script"`,
     ];
-    const child = spawn(this.#bwrap, args, { stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"] });
+    const stdio: ("ignore" | "pipe")[] = ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe"];
+    // The wrapper shell joins the pids cgroup before exec'ing bwrap, so every process of the
+    // sandbox is counted from its first fork (no window for a fork bomb to escape the cap).
+    const child = cgroup
+      ? spawn(
+          "/bin/sh",
+          [
+            "-c",
+            'echo $$ > "$1/cgroup.procs" && shift && exec "$@"',
+            "sh",
+            cgroup,
+            this.#bwrap,
+            ...args,
+          ],
+          { stdio },
+        )
+      : spawn(this.#bwrap, args, { stdio });
     const launcher = new Launcher(child);
     this.#live.add(launcher);
-    void launcher.exited.then(() => this.#live.delete(launcher));
+    const cleanup = launcher.exited.then(async () => {
+      this.#live.delete(launcher);
+      if (cgroup) await removeCgroup(cgroup);
+    });
+    // close() waits for these, so no empty cgroup outlives the driver.
+    this.#cleanups.add(cleanup);
+    void cleanup.finally(() => this.#cleanups.delete(cleanup));
     if (this.#closed) launcher.kill();
+    const childPid = readInfoPid((child.stdio as unknown as Readable[])[5] as Readable);
+    childPid.catch(() => undefined);
     await launcher.ready;
+    if (network) {
+      try {
+        const slirp = await startSlirp(
+          this.#slirp,
+          await childPid,
+          join(state, `slirp-${name}.sock`),
+          ports,
+        );
+        launcher.onExit(() => slirp.kill("SIGKILL"));
+      } catch (error) {
+        launcher.kill();
+        throw error;
+      }
+    }
     return launcher;
   }
 }
@@ -363,6 +451,11 @@ class Launcher {
     if (this.#alive) this.#child.kill("SIGKILL");
   }
 
+  /** Runs `action` once the sandbox has ended (at once if it already has). */
+  onExit(action: () => void): void {
+    void this.exited.then(action);
+  }
+
   #expect(marker: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const onData = (chunk: Buffer): void => {
@@ -388,6 +481,138 @@ class Launcher {
       this.#signals.on("data", onData);
       this.#signals.on("close", onClose);
     });
+  }
+}
+
+/** The pids cgroup hierarchy (v1 `pids`, or v2 with the pids controller) if we may write it. */
+function defaultPidsRoot(): string | undefined {
+  const v1 = "/sys/fs/cgroup/pids";
+  const v2 = "/sys/fs/cgroup";
+  try {
+    if (existsSync(join(v1, "pids.max")) || existsSync(join(v1, "tasks"))) {
+      accessSync(join(v1, "cgroup.procs"), fsConstants.W_OK);
+      return v1;
+    }
+    if (readFileSync(join(v2, "cgroup.subtree_control"), "utf8").includes("pids")) {
+      accessSync(join(v2, "cgroup.procs"), fsConstants.W_OK);
+      return v2;
+    }
+  } catch {
+    // not writable: no cap (probe() says so)
+  }
+  return undefined;
+}
+
+async function pidsCgroup(root: string, name: string, maxPids: number): Promise<string> {
+  const dir = join(root, "shardworks", name);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "pids.max"), String(maxPids));
+  return dir;
+}
+
+async function removeCgroup(dir: string): Promise<void> {
+  // Emptied asynchronously by the kernel after the last process is reaped: retry briefly.
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      await delay(20);
+    }
+  }
+  log.warn({ cgroup: dir }, "could not remove a sandbox's pids cgroup");
+}
+
+/** bwrap's `--info-fd` JSON: the pid of the sandbox's first process (in its namespaces). */
+function readInfoPid(stream: Readable): Promise<number> {
+  // Listens without consuming to the end or destroying the stream: closing bwrap's info fd
+  // early could fail it.
+  return new Promise((resolve, reject) => {
+    let text = "";
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString("utf8");
+      const match = /"child-pid"\s*:\s*(\d+)/.exec(text);
+      if (match) {
+        stream.off("data", onData);
+        stream.resume();
+        resolve(Number(match[1]));
+      }
+    };
+    stream.on("data", onData);
+    stream.once("close", () => reject(new Error("bubblewrap did not report its child pid")));
+  });
+}
+
+/**
+ * Starts slirp4netns on the sandbox's network namespace: a user-mode NAT (10.0.2.0/24) with the
+ * host's loopback NOT reachable (`--disable-host-loopback`), then forwards each port from the
+ * host's 127.0.0.1 to the sandbox over its API socket. Resolves once the network is configured.
+ */
+async function startSlirp(
+  binary: string,
+  pid: number,
+  apiSocket: string,
+  ports: readonly number[],
+): Promise<ChildProcess> {
+  const slirp = spawn(
+    binary,
+    [
+      "--configure",
+      "--mtu=65520",
+      "--disable-host-loopback",
+      "--ready-fd=3",
+      "--api-socket",
+      apiSocket,
+      // By path: slirp4netns's pid mode setns()s in a way this kernel refuses (EPERM).
+      "--netns-type=path",
+      `/proc/${pid}/ns/net`,
+      "tap0",
+    ],
+    { stdio: ["ignore", "ignore", "pipe", "pipe"] },
+  );
+  let stderr = "";
+  slirp.stderr?.on("data", (chunk: Buffer) => {
+    if (stderr.length < 4096) stderr += chunk.toString("utf8");
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    (slirp.stdio[3] as Readable).once("data", () => resolve());
+    slirp.once("error", (error) =>
+      reject(
+        new Error(
+          `cannot run slirp4netns "${binary}" (${error.message}); install Debian's slirp4netns`,
+        ),
+      ),
+    );
+    slirp.once("exit", (code) =>
+      reject(new Error(`slirp4netns exited (${code}) before the network was up: ${stderr.trim()}`)),
+    );
+  });
+  try {
+    await ready;
+    for (const port of ports) await slirpForward(apiSocket, port);
+  } catch (error) {
+    slirp.kill("SIGKILL");
+    throw error;
+  }
+  return slirp;
+}
+
+async function slirpForward(apiSocket: string, port: number): Promise<void> {
+  const socket = createConnection(apiSocket);
+  await once(socket, "connect");
+  socket.end(
+    JSON.stringify({
+      execute: "add_hostfwd",
+      arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: port, guest_port: port },
+    }),
+  );
+  let reply = "";
+  for await (const chunk of socket) reply += (chunk as Buffer).toString("utf8");
+  if (!reply.includes('"return"')) {
+    throw new Error(
+      `slirp4netns could not forward port ${port} (${reply.trim() || "no reply"}); is it in use on the host?`,
+    );
   }
 }
 

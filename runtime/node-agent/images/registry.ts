@@ -25,6 +25,8 @@ export interface RegistryClientOptions {
   readonly insecureRegistries?: readonly string[];
   /** Credentials per registry host[:port]. */
   readonly credentials?: Readonly<Record<string, RegistryCredentials>>;
+  /** Longest one registry request may take, body included, in ms; default 600000 (10 min). */
+  readonly fetchTimeoutMs?: number;
 }
 
 const manifestAccept = [
@@ -39,9 +41,11 @@ export class RegistryClient {
   readonly #ref: RegistryReference;
   readonly #base: string;
   readonly #credentials: RegistryCredentials | undefined;
+  readonly #timeoutMs: number;
   #token: string | undefined;
 
   constructor(ref: RegistryReference, options: RegistryClientOptions = {}) {
+    this.#timeoutMs = options.fetchTimeoutMs ?? 600_000;
     this.#ref = ref;
     const host = ref.registry.replace(/:[0-9]+$/, "");
     const loopback = host === "localhost" || host.startsWith("127.") || host === "[::1]";
@@ -87,11 +91,22 @@ export class RegistryClient {
     await mkdir(dirname(path), { recursive: true });
     const temporary = `${path}.part-${randomBytes(4).toString("hex")}`;
     const hash = createHash("sha256");
+    const describe = this.#describe();
     let size = 0;
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         hash.update(chunk);
         size += chunk.length;
+        // Checked while streaming: a blob longer than its descriptor is cut off, not stored.
+        if (size > descriptor.size) {
+          callback(
+            new ImageError(
+              "digest_mismatch",
+              `${describe}: blob ${descriptor.digest} is longer than its declared ${descriptor.size} bytes; refusing it`,
+            ),
+          );
+          return;
+        }
         callback(null, chunk);
       },
     });
@@ -100,7 +115,17 @@ export class RegistryClient {
         Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
         meter,
         createWriteStream(temporary),
-      );
+      ).catch((error: unknown) => {
+        if (error instanceof ImageError) throw error;
+        const timedOut = (error as { name?: string }).name === "TimeoutError";
+        throw new ImageError(
+          "registry",
+          timedOut
+            ? `${describe}: blob ${descriptor.digest} did not arrive within ${this.#timeoutMs} ms (fetchTimeoutMs); is the registry stalled?`
+            : `${describe}: blob ${descriptor.digest} download failed (${String((error as Error).message ?? error)})`,
+          { cause: error },
+        );
+      });
       const digest = `sha256:${hash.digest("hex")}`;
       if (digest !== descriptor.digest || size !== descriptor.size) {
         throw new ImageError(
@@ -151,7 +176,12 @@ export class RegistryClient {
 
   async #fetch(url: string, headers: Record<string, string>): Promise<Response> {
     try {
-      return await fetch(url, { headers, redirect: "follow" });
+      return await fetch(url, {
+        headers,
+        redirect: "follow",
+        // Bounds the whole request, body included: a stalled registry cannot hang an unpack.
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
     } catch (error) {
       throw new ImageError(
         "registry",

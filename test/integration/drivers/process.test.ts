@@ -1,4 +1,8 @@
 /** The process (bubblewrap) driver: the shared conformance suite plus what is specific to it. */
+import { execFileSync } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,7 +65,7 @@ test.serial(
     await t.throwsAsync(run(["true"], { ports: [port] }), {
       message: /spec.ports needs spec.network: true/,
     });
-    const { sandbox } = await run(["httpd", "-f", "-p", `127.0.0.1:${port}`, "-h", "/etc"], {
+    const { sandbox } = await run(["httpd", "-f", "-p", `${port}`, "-h", "/etc"], {
       ports: [port],
       network: true,
     });
@@ -133,3 +137,74 @@ function processesMentioning(text: string): number[] {
     })
     .map(Number);
 }
+
+test.serial(
+  "process: a networked sandbox has its own network and cannot reach the host's loopback (etcd, agent API)",
+  async (t) => {
+    // A real service on the host's loopback, standing in for etcd and the agent API.
+    const server = createServer((_, response) => response.end("host secret"));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    t.teardown(() => server.close());
+    const { port } = server.address() as AddressInfo;
+    t.is(
+      await (await fetch(`http://127.0.0.1:${port}/`)).text(),
+      "host secret",
+      "reachable from the host",
+    );
+    const { sandbox, logFile } = await run(
+      [
+        "sh",
+        "-c",
+        `ip -o link | grep -c tap0; ` +
+          `wget -T 3 -qO- http://127.0.0.1:${port}/ && echo REACHED-LOOPBACK; ` +
+          `wget -T 3 -qO- http://10.0.2.2:${port}/ && echo REACHED-HOST-VIA-GATEWAY; ` +
+          `id -u; echo done`,
+      ],
+      { network: true },
+    );
+    t.deepEqual(await sandbox.exit, { kind: "exited", code: 0 });
+    const log = readFileSync(logFile, "utf8");
+    t.regex(log, /^1$/m, "the sandbox has its own tap0 (user-mode network)");
+    t.notRegex(log, /REACHED|host secret/, log);
+    t.regex(log, /^1000$/m, "the command runs as an unprivileged uid");
+    t.regex(log, /done/);
+  },
+);
+
+test.serial("process: a fork bomb is contained by the sandbox's process cap", async (t) => {
+  const own = createProcessDriver({ imageStore: { cacheDir: join(root, "cache") }, maxPids: 64 });
+  t.teardown(() => own.close());
+  const probe = await own.probe();
+  t.true(probe.usable);
+  if (!probe.usable) return;
+  if (!probe.capabilities.notes.some((n) => /at most 64 processes/.test(n))) {
+    t.fail("LOUD: no writable pids cgroup on this host: the process cap is NOT verified");
+    return;
+  }
+  const workDir = mkdtempSync(join(root, "bomb-"));
+  const logFile = join(workDir, "log");
+  const sandbox = await own.run({
+    id: "bomb",
+    spec: sandboxSpecSchema.parse({
+      image,
+      // Forks until refused, then reports how many it got; the sandbox must not take the host down.
+      command: [
+        "sh",
+        "-c",
+        "( i=0; while [ $i -lt 500 ]; do sleep 30 & i=$((i+1)); done ) 2>/dev/null; set -- /proc/[0-9]*; echo procs=$#",
+      ],
+    }),
+    workDir,
+    logFile,
+  });
+  t.teardown(() => sandbox.stop());
+  const exit = await sandbox.exit;
+  const match = /procs=(\d+)/.exec(readFileSync(logFile, "utf8"));
+  t.truthy(match, readFileSync(logFile, "utf8"));
+  const procs = Number(match?.[1]);
+  t.true(procs <= 64, `the fork bomb was capped at 64 processes (it had ${procs})`);
+  t.true(procs >= 32, `the bomb did fork up to the cap (${procs} processes), so the cap was hit`);
+  t.is(exit.kind, "exited");
+  t.notThrows(() => execFileSync("/bin/true"), "the host can still fork");
+});

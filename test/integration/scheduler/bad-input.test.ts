@@ -186,11 +186,22 @@ test("a shard token reaches only its own shard's sandboxes", async (t) => {
     };
     await etcd.client.put(keys.shard(name)).value(JSON.stringify(record));
   }
+  // A shard token may not name a path on the node (oci: layout): 403 naming the field.
+  const layout = await call("/v1/sandboxes", {
+    method: "POST",
+    token: tokens.alice,
+    body: JSON.stringify({ ...good, id: "alice-oci" }),
+  });
+  t.is(layout.status, 403);
+  t.regex(
+    ((await layout.json()) as { error: { message: string } }).error.message,
+    /^image: "oci:" layout paths are for the platform token only/,
+  );
   // alice creates one (shard filled in from her token), bob cannot read or delete it.
   const created = await call("/v1/sandboxes", {
     method: "POST",
     token: tokens.alice,
-    body: JSON.stringify({ ...good, id: "alice-sb" }),
+    body: JSON.stringify({ ...good, image: "registry.example:5000/busybox:1", id: "alice-sb" }),
   });
   t.is(created.status, 201);
   t.is(((await created.json()) as { spec: { shard: string } }).spec.shard, "alice");
@@ -247,4 +258,34 @@ test("a corrupt record in etcd is a 500 with a request id (no stack trace), and 
     list.items.map((i) => i.id),
     ["fine"],
   );
+});
+
+test("NUL bytes in the command or env, and an oversize command line, are a 400 naming the field", async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  // The default 1 MiB body limit: a 900 KB command fits the body but not a command line.
+  const scheduler = await startScheduler({ etcdEndpoints: [etcd.endpoint], platformToken });
+  t.teardown(() => scheduler.close());
+  const post = async (body: unknown) => {
+    const response = await fetch(`${scheduler.url}/v1/sandboxes`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${platformToken}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return {
+      status: response.status,
+      body: (await response.json()) as { error: { message: string } },
+    };
+  };
+  const nulCommand = await post({ ...good, command: ["echo", "a\u0000b"] });
+  t.is(nulCommand.status, 400);
+  t.regex(nulCommand.body.error.message, /command\[1\].*NUL/);
+  const nulEnv = await post({ ...good, env: { A: "x\u0000y" } });
+  t.is(nulEnv.status, 400);
+  t.regex(nulEnv.body.error.message, /env(\.A|\[.A.\]).*NUL/);
+  const huge = await post({ ...good, command: ["echo", "x".repeat(900 * 1024)] });
+  t.is(huge.status, 400, JSON.stringify(huge.body).slice(0, 300));
+  t.regex(huge.body.error.message, /command.*at most 131072 bytes/);
+  const fine = await post({ ...good, command: ["echo", "x".repeat(1000)] });
+  t.is(fine.status, 201, "a normal command is still accepted");
 });

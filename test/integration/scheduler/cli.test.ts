@@ -28,7 +28,8 @@ test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as ta
   const env = { ...process.env, SHARDWORKS_API: scheduler.url, SHARDWORKS_TOKEN: PLATFORM_TOKEN };
   const cli = async (...args: string[]) => run(process.execPath, [bin, ...args], { env });
 
-  const ran = await cli(
+  // Without --no-wait, `run` prints the output and exits with the sandbox's exit code.
+  const ran = (await cli(
     "sandbox",
     "run",
     "--id",
@@ -38,9 +39,11 @@ test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as ta
     "sh",
     "-c",
     "echo hello from cli; exit 4",
-  );
+  ).catch((e: { code: number; stdout: string }) => e)) as { code?: number; stdout: string };
+  t.is(ran.code, 4, "the CLI exits with the sandbox's exit code");
   t.regex(ran.stdout, /phase:\s+exited/);
   t.regex(ran.stdout, /exit code: 4/);
+  t.regex(ran.stdout, /\nhello from cli\n$/, "the output follows the summary");
   t.is((await cli("sandbox", "logs", "hello")).stdout, "hello from cli\n");
   const ls = (await cli("sandbox", "ls")).stdout.split("\n");
   t.regex(ls[0] ?? "", /^ID\s+PHASE\s+NODE\s+IMAGE/);

@@ -2,6 +2,7 @@
  * Live migration through the scheduler API, between two real node agent processes running the
  * qemu driver (real QEMU microVMs; TCG here, since KVM hangs on this host — said loudly below).
  */
+import { readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -112,4 +113,130 @@ test("migrate a running qemu sandbox to another node through the API: its counte
   t.is(now.body.status.phase, "running");
   t.is(now.body.status.node, "mig-dst");
   t.is((await api(scheduler.url, "/v1/sandboxes/counter", { method: "DELETE" })).status, 200);
+});
+
+/** pids of the QEMU processes a node agent process started (its children). */
+function qemuChildren(agentPid: number | undefined): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^[0-9]+$/.test(entry))
+    .filter((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+        const ppid = /^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+        return cmdline.startsWith("qemu-system") && Number(ppid) === agentPid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+test("delete during a live migration leaves no QEMU on either node and the sandbox gone", async (t) => {
+  t.timeout(600_000);
+  const probe = await createDriver("qemu").probe();
+  if (!probe.usable) {
+    t.log(
+      `\n${"!".repeat(78)}\n!! qemu is NOT usable here (${probe.reason}):\n!! delete-during-migration is UNVERIFIED on this host.\n${"!".repeat(78)}\n`,
+    );
+    t.fail("qemu unusable: delete during migration UNVERIFIED");
+    return;
+  }
+  const etcd = await etcdFor(t);
+  const dir = await mkdtemp(join(tmpdir(), "sw-migrate-delete-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const image = buildBusyboxImage(join(dir, "image"));
+  const scheduler = await schedulerFor(t, etcd);
+  const pids: Record<string, number | undefined> = {};
+  for (const [name, role] of [
+    ["del-src", "source"],
+    ["del-dst", "target"],
+  ] as const) {
+    const agent = await spawnNodeAgent({
+      name,
+      etcdEndpoints: [etcd.endpoint],
+      driver: "qemu",
+      dataDir: join(dir, name),
+      env: { TMPDIR: dir },
+      labels: { role },
+      readyTimeoutMs: 120_000,
+    });
+    t.teardown(() => agent.stop(5000));
+    pids[role] = agent.process.pid;
+  }
+  const created = await api<SandboxRecord>(
+    scheduler.url,
+    "/v1/sandboxes?wait=running&timeout=150",
+    {
+      method: "POST",
+      body: JSON.stringify({
+        id: "doomed",
+        image,
+        command: COUNTER,
+        driver: "qemu",
+        nodeSelector: { role: "source" },
+      }),
+    },
+  );
+  t.is(created.body.status.phase, "running", JSON.stringify(created.body.status));
+  t.log("running on the source");
+  await eventually(
+    "ticks on the source",
+    async () => ((await logTicks(scheduler.url, "doomed")).length >= 3 ? true : undefined),
+    60_000,
+  );
+  // The source runs the sandbox's VM, plus a paused one in its warm pool once refilled.
+  const sourceBefore = await eventually(
+    "the source's warm pool refilled",
+    () => {
+      const found = qemuChildren(pids.source);
+      return Promise.resolve(found.length >= 2 ? found : undefined);
+    },
+    120_000,
+  );
+  t.log(`source QEMUs before: ${sourceBefore.length}`);
+
+  const migrating = api(scheduler.url, "/v1/sandboxes/doomed/migrate", {
+    method: "POST",
+    body: JSON.stringify({ node: "del-dst" }),
+  });
+  await eventually(
+    "the sandbox is migrating",
+    async () =>
+      (await api<SandboxRecord>(scheduler.url, "/v1/sandboxes/doomed")).body.status.phase ===
+      "migrating"
+        ? true
+        : undefined,
+    30_000,
+  );
+  t.log("migrating; deleting it now");
+  const deleted = await api(scheduler.url, "/v1/sandboxes/doomed", { method: "DELETE" });
+  t.is(deleted.status, 200, JSON.stringify(deleted.body));
+  const migrated = await migrating;
+  t.log(`migrate answered ${migrated.status} after the delete`);
+  t.not(migrated.status, 500, JSON.stringify(migrated.body));
+  // The target keeps no VM; the source keeps only its warm-pool VM(s) (the sandbox's is gone).
+  const settled = () => {
+    const target = qemuChildren(pids.target);
+    const source = qemuChildren(pids.source);
+    return target.length === 0 && source.length === sourceBefore.length - 1 ? true : undefined;
+  };
+  await eventually(
+    "no QEMU of the deleted sandbox left on either node",
+    () => Promise.resolve(settled()),
+    60_000,
+  ).catch(() => undefined);
+  t.deepEqual(qemuChildren(pids.target), [], "no QEMU is left on the target");
+  t.is(
+    qemuChildren(pids.source).length,
+    sourceBefore.length - 1,
+    "the source stopped the sandbox's QEMU",
+  );
+  t.true(
+    qemuChildren(pids.source).every((pid) => sourceBefore.includes(pid)),
+    "no new QEMU on the source (the sandbox was not restarted)",
+  );
+  await new Promise((r) => setTimeout(r, 3000));
+  t.deepEqual(qemuChildren(pids.target), [], "and none comes back on the target");
+  t.is(qemuChildren(pids.source).length, sourceBefore.length - 1, "nor on the source");
+  t.is((await api(scheduler.url, "/v1/sandboxes/doomed")).status, 404, "the sandbox stays deleted");
 });

@@ -12,6 +12,7 @@ import { setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { logger } from "../../../lib/logger";
+import { shellQuote } from "../launch-script";
 import { connectUnix, QmpClient } from "./qmp";
 
 const log = logger.child({ component: "qemu-vm" });
@@ -91,10 +92,8 @@ const withParentDeathSignal = (() => {
   }
 })();
 
-/** Quotes a word for `/bin/sh` (QEMU runs `exec:` migration URIs through it). */
-export function shellQuote(word: string): string {
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
+// QEMU runs `exec:` migration URIs through `/bin/sh`: quoted with the one shared quoter.
+export { shellQuote };
 
 /**
  * Kernel parameters that keep a TCG guest from hanging in early boot on a busy host: it calibrates

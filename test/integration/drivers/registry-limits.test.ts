@@ -1,0 +1,78 @@
+/**
+ * Blob downloads are bounded: a registry (a real HTTP server here) that sends more bytes than the
+ * descriptor declares is cut off while streaming, and one that stalls hits the fetch timeout.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { once } from "node:events";
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test from "ava";
+import { ImageError, parseImageReference } from "../../../runtime/node-agent/images";
+import { RegistryClient } from "../../../runtime/node-agent/images/registry";
+
+const root = mkdtempSync(join(tmpdir(), "sw-registry-limits-"));
+test.after.always(() => rmSync(root, { recursive: true, force: true }));
+
+async function registry(t: import("ava").ExecutionContext, serve: (res: ServerResponse) => void) {
+  const open = new Set<ServerResponse>();
+  const server = createServer((_req, res) => {
+    open.add(res);
+    serve(res);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  t.teardown(() => {
+    for (const res of open) res.destroy();
+    server.close();
+  });
+  const { port } = server.address() as AddressInfo;
+  const ref = parseImageReference(`127.0.0.1:${port}/busybox:1`);
+  if (ref.kind !== "registry") throw new Error("expected a registry reference");
+  return ref;
+}
+
+const descriptor = {
+  mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+  digest: `sha256:${"a".repeat(64)}`,
+  size: 1024,
+};
+
+test("a blob longer than its descriptor is refused while streaming (an endless one too)", async (t) => {
+  let sent = 0;
+  const ref = await registry(t, (res) => {
+    res.writeHead(200, { "content-type": "application/octet-stream" });
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    const pump = (): void => {
+      while (sent < 512 * 1024 * 1024 && res.write(chunk)) sent += chunk.length;
+      if (sent < 512 * 1024 * 1024) res.once("drain", pump);
+    };
+    pump();
+  });
+  const path = join(root, "long", "blob");
+  const error = await t.throwsAsync(new RegistryClient(ref).downloadBlob(descriptor, path), {
+    instanceOf: ImageError,
+  });
+  t.regex(error?.message ?? "", /longer than its declared 1024 bytes/);
+  t.true(sent < 64 * 1024 * 1024, `cut off early (the server got to send ${sent} bytes)`);
+  t.false(existsSync(path));
+  t.deepEqual(readdirSync(join(root, "long")), [], "no partial file is left");
+});
+
+test("a registry that stalls mid-blob hits the fetch timeout", async (t) => {
+  const ref = await registry(t, (res) => {
+    res.writeHead(200, { "content-type": "application/octet-stream" });
+    res.write(Buffer.alloc(100)); // then nothing, forever
+  });
+  const started = Date.now();
+  const error = await t.throwsAsync<ImageError>(
+    new RegistryClient(ref, { fetchTimeoutMs: 1000 }).downloadBlob(
+      descriptor,
+      join(root, "stall", "blob"),
+    ),
+  );
+  t.true(error instanceof ImageError, String(error));
+  t.regex(error?.message ?? "", /did not arrive within 1000 ms/);
+  t.true(Date.now() - started < 10_000, "gave up at the timeout, not never");
+});
