@@ -61,6 +61,8 @@ async function main(): Promise<void> {
           dataDir: join(work, name),
           cpuMillis: 2000,
           memoryMiB: 2048,
+          // The scheduler calls the agents with the platform token (its default agent token).
+          env: { SHARDWORKS_AGENT_TOKEN: token },
         }),
       ),
     );

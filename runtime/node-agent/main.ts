@@ -71,6 +71,9 @@ async function main(argv: readonly string[]): Promise<void> {
     capacity: { cpuMillis: o.cpu, memoryMiB: o.memory },
     dataDir: o.dataDir ?? join(tmpdir(), `shardworks-node-${o.name}`),
     leaseTtlSeconds: o.leaseTtl,
+    // The scheduler's token for this agent's API (logs, migration); without one the API is open
+    // and must be fenced by the network (NetworkPolicy), which the agent then says in its log.
+    ...(process.env.SHARDWORKS_AGENT_TOKEN ? { apiToken: process.env.SHARDWORKS_AGENT_TOKEN } : {}),
     host: o.host,
     port: o.port,
     labels: Object.fromEntries(
@@ -78,6 +81,11 @@ async function main(argv: readonly string[]): Promise<void> {
     ),
   });
   agent.events.on("error", (error) => logger.debug({ err: error }, "node agent error"));
+  if (!process.env.SHARDWORKS_AGENT_TOKEN) {
+    logger.warn(
+      "SHARDWORKS_AGENT_TOKEN is not set: the agent API (logs, migration) is unauthenticated",
+    );
+  }
   await agent.start();
   // One line on stdout that parents (tests, the local actuator) wait for.
   console.log(

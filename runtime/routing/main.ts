@@ -10,6 +10,8 @@ import { z } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { baselineServiceSchema } from "../lib/model";
+import { createAccessReaper, type AccessReaper } from "../access/reaper";
+import { loadKubeConfig } from "../access/kubeconfig";
 import { RoutingController } from "./controller";
 import { RESERVED_SERVICE_NAMES } from "./translate";
 
@@ -119,6 +121,12 @@ async function main(argv: readonly string[]): Promise<void> {
         .env("SHARDWORKS_DOMAIN")
         .default("shardworks.local"),
     )
+    .addOption(
+      new Option(
+        "--kubeconfig <file>",
+        "Kubernetes API for the access reaper (default: in-cluster when running in a pod)",
+      ).env("SHARDWORKS_KUBECONFIG"),
+    )
     .parse([...argv]);
   const o = program.opts<{
     etcd: string;
@@ -127,6 +135,7 @@ async function main(argv: readonly string[]): Promise<void> {
     port: string;
     ingressPort: string;
     domain: string;
+    kubeconfig?: string;
   }>();
   let baseline: unknown;
   try {
@@ -144,11 +153,20 @@ async function main(argv: readonly string[]): Promise<void> {
     ingressPort: Number(o.ingressPort),
     domain: o.domain,
   });
+  // The access reaper deletes expired JIT grants through the Kubernetes API; it runs where this
+  // process can reach one (in a pod, or with --kubeconfig), and says so when it cannot.
+  let accessReaper: AccessReaper | undefined;
+  if (o.kubeconfig !== undefined || process.env.KUBERNETES_SERVICE_HOST !== undefined) {
+    accessReaper = createAccessReaper(loadKubeConfig(o.kubeconfig));
+    accessReaper.start();
+  } else {
+    logger.info("access reaper off: no Kubernetes API (set --kubeconfig or run in a pod)");
+  }
   let closing = false;
   const stop = (): void => {
     if (closing) return;
     closing = true;
-    controller.close().then(
+    Promise.all([controller.close(), accessReaper?.close()]).then(
       () => {
         etcd.close();
         process.exit(0);

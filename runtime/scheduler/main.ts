@@ -46,6 +46,9 @@ async function main(argv: readonly string[]): Promise<void> {
   const scheduler = await startScheduler({
     etcdEndpoints: o.etcd.split(","),
     platformToken: process.env.SHARDWORKS_PLATFORM_TOKEN ?? "",
+    ...(process.env.SHARDWORKS_AGENT_TOKEN
+      ? { agentToken: process.env.SHARDWORKS_AGENT_TOKEN }
+      : {}),
     host: o.host,
     port: Number(o.port),
     strategy: o.strategy as "binpack",

@@ -40,6 +40,8 @@ export const schedulerConfigSchema = z.strictObject({
   /** Run the placer in this process (every replica campaigns; one places). */
   placer: z.boolean().default(true),
   name: z.string().optional(),
+  /** Bearer token the node agents' APIs expect (default: the platform token). */
+  agentToken: z.string().min(16).optional(),
 });
 export type SchedulerConfig = z.input<typeof schedulerConfigSchema>;
 
@@ -77,6 +79,7 @@ export async function startScheduler(
     store,
     platformToken: parsed.platformToken,
     bodyLimitBytes: parsed.bodyLimitBytes,
+    ...(parsed.agentToken === undefined ? {} : { agentToken: parsed.agentToken }),
     mounts: [{ path: "/v1/shards", app: createShardsApi(new ShardStore(client)) }, ...mounts],
   });
   const server: ServerType = await new Promise((resolve) => {
