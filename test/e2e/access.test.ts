@@ -21,6 +21,7 @@ import {
 } from "../../runtime/access";
 import { type Cluster, startCluster, stopCluster } from "../../scripts/cluster";
 import { ensureTools } from "../../scripts/tools";
+import { statusOf } from "../helpers/kube";
 
 const run = promisify(execFile);
 const CLI = join(__dirname, "..", "..", "runtime", "cli", "bin.cjs");
@@ -49,17 +50,6 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   } catch (error) {
     const e = error as { code?: number; stdout?: string; stderr?: string };
     return { code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
-
-/** The HTTP status of a call (200 when it succeeded). */
-async function statusOf(call: () => Promise<unknown>): Promise<number> {
-  try {
-    await call();
-    return 200;
-  } catch (error) {
-    if (error instanceof k8s.ApiException) return error.code;
-    throw error;
   }
 }
 

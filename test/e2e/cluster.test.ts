@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { clusterStatus, startCluster, stopCluster } from "../../scripts/cluster";
 import { ensureTools } from "../../scripts/tools";
+import { statusOf } from "../helpers/kube";
 
 function apiFor(kubeconfigPath: string) {
   const config = new k8s.KubeConfig();
@@ -13,17 +14,6 @@ function apiFor(kubeconfigPath: string) {
     core: config.makeApiClient(k8s.CoreV1Api),
     rbac: config.makeApiClient(k8s.RbacAuthorizationV1Api),
   };
-}
-
-/** The HTTP status a client-node call failed with (or 200 when it succeeded). */
-async function statusOf(call: () => Promise<unknown>): Promise<number> {
-  try {
-    await call();
-    return 200;
-  } catch (error) {
-    if (error instanceof k8s.ApiException) return error.code;
-    throw error;
-  }
 }
 
 /** Running (a reaped or zombie process has no command line). */

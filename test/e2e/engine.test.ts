@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { startCluster, stopCluster, type Cluster } from "../../scripts/cluster";
 import { testbedPulumi } from "../../scripts/pulumi-env";
 import { ensureTools, usesTestbedProvider } from "../../scripts/tools";
+import { statusOf } from "../helpers/kube";
 
 const NAMESPACE = "engine-e2e";
 
@@ -135,16 +136,6 @@ function programWithDynamicProvider(cluster: Cluster): () => Promise<Record<stri
     );
     return Promise.resolve({ namespace: ns.id, configMap: cm.id });
   };
-}
-
-async function statusOf(call: () => Promise<unknown>): Promise<number> {
-  try {
-    await call();
-    return 200;
-  } catch (error) {
-    if (error instanceof k8s.ApiException) return error.code;
-    throw error;
-  }
 }
 
 test("pulumi up creates a namespace and config map in a real API server; preview is then empty; destroy removes them", async (t) => {

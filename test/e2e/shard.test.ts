@@ -34,6 +34,7 @@ import {
   usesTestbedProvider,
   type Tools,
 } from "../../scripts/tools";
+import { statusOf } from "../helpers/kube";
 
 const execFileAsync = promisify(execFile);
 const repoRoot = resolve(__dirname, "..", "..");
@@ -73,16 +74,6 @@ function announce(t: ExecutionContext, tools: Tools): void {
     lines.push("resource provider: the real pulumi-resource-kubernetes from the tools cache.");
   }
   loud(t, lines);
-}
-
-async function statusOf(call: () => Promise<unknown>): Promise<number> {
-  try {
-    await call();
-    return 200;
-  } catch (error) {
-    if (error instanceof k8s.ApiException) return error.code;
-    throw error;
-  }
 }
 
 /** Names of everything cluster-wide our program could leave behind. */
