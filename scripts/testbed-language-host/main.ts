@@ -15,6 +15,7 @@
  * RunPlugin the real host's policy proxy (which asks the engine for the stack's config and passes it
  * to the pack as PULUMI_CONFIG/PULUMI_NODEJS_STACK/…; our pack reads no stack config) and `nodeargs`.
  */
+import { servePlugin } from "../testbed-plugin";
 import * as grpc from "@grpc/grpc-js";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -244,14 +245,7 @@ async function main(): Promise<void> {
         logBanner(engine, `TESTBED STAND-IN pulumi-language-nodejs ${what}`);
       }),
   };
-  const server = new grpc.Server({ "grpc.max_receive_message_length": 400 * 1024 * 1024 });
-  server.addService(langrpc.LanguageRuntimeService, service);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
-    );
-  });
-  process.stdout.write(`${port}\n`);
+  await servePlugin(langrpc.LanguageRuntimeService, service);
 }
 
 main().catch((error: unknown) => {

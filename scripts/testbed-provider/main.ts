@@ -12,6 +12,7 @@
  * with `pulumi.com/skipAwait`), detect replacement for immutable fields other than the object's
  * identity, compute field-level previews, or support Helm, YAML or CRD-typed resources.
  */
+import { servePlugin } from "../testbed-plugin";
 import * as grpc from "@grpc/grpc-js";
 import * as k8s from "@kubernetes/client-node";
 import { Empty } from "google-protobuf/google/protobuf/empty_pb";
@@ -325,14 +326,7 @@ async function main(): Promise<void> {
   process.stderr.write(`${BANNER}\n`);
   const engineAddress = process.argv.slice(2).find((arg) => !arg.startsWith("-"));
   const provider = new TestbedKubernetesProvider(engineAddress);
-  const server = new grpc.Server({ "grpc.max_receive_message_length": 400 * 1024 * 1024 });
-  server.addService(provrpc.ResourceProviderService, services(provider));
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
-    );
-  });
-  process.stdout.write(`${port}\n`);
+  await servePlugin(provrpc.ResourceProviderService, services(provider));
 }
 
 main().catch((error: unknown) => {
