@@ -421,6 +421,7 @@ async function unpackLayer(file: string, rootfs: string, digest: string): Promis
       // Fatal, not a warning: an entry through a lower layer's symlink must fail the unpack.
       strict: true,
       filter: (path, entry) => {
+        if (entryPath(path) === "") return false; // the root directory: the rootfs exists already
         if (posix.basename(path).startsWith(".wh.")) return false;
         if ("type" in entry && entry.type === "SymbolicLink") return false;
         if (typeof entry.mode === "number") entry.mode &= ~0o6000;
@@ -459,6 +460,8 @@ async function symlinkParent(
 
 /** The entry's path relative to the root, or undefined if it is absolute or climbs with `..`. */
 function entryPath(raw: string): string | undefined {
+  // The root directory itself ("/", as umoci writes it; "./" and "." elsewhere) is no escape.
+  if (/^\/+$/.test(raw)) return "";
   if (raw.startsWith("/")) return undefined;
   const parts = raw.split("/").filter((p) => p !== "" && p !== ".");
   if (parts.includes("..")) return undefined;

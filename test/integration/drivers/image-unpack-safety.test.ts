@@ -60,6 +60,18 @@ test("an entry whose path climbs out with ../ is refused, and nothing is written
   t.false(existsSync(join(root, "escaped-by-dotdot")));
 });
 
+test('an entry for the root directory itself (umoci writes "/") is the root, not an escape', async (t) => {
+  const prepared = await prepareWith([
+    [
+      { path: "/", type: "Directory" },
+      { path: "./", type: "Directory" },
+      { path: "etc/", type: "Directory" },
+      { path: "etc/hostname", content: "inside\n" },
+    ],
+  ]);
+  t.is(readFileSync(join(prepared.rootfs, "etc/hostname"), "utf8"), "inside\n");
+});
+
 test("an entry with an absolute path is refused", async (t) => {
   const error = await t.throwsAsync(
     prepareWith([[{ path: "/etc/absolute-entry", content: "x" }]]),
