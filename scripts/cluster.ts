@@ -88,7 +88,11 @@ export function clusterDir(name: string): string {
 function alive(pid: number, dir: string): boolean {
   // The pid must still be ours: its command line names this cluster's directory.
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(dir);
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    if (cmdline.includes(dir)) return true;
+    if (cmdline !== "") return false; // the pid belongs to another process now
+    // An empty command line: the process is exec'ing (`nice` → the daemon) or is a zombie.
+    return !/^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
     return false;
   }
