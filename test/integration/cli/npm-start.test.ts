@@ -91,7 +91,9 @@ test("npm start: sandbox and routing demo, then Ctrl-C leaves no process and no 
   let output = "";
   child.stdout.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+  // "close", not "exit": npm may exit before its child (tsx) has written its last lines; "close"
+  // comes once every process holding the pipes has closed them, i.e. all output is here.
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
 
   const deadline = Date.now() + 150_000;
   while (!output.includes("Ctrl-C stops everything.")) {
