@@ -283,7 +283,8 @@ export function registerShardWith(api: {
         owner: input.owner,
         forks: input.forkDestinations,
         ttlSeconds: input.ttlSeconds,
-        renewKey: input.expiresAt,
+        // No renewKey: a shard's expiry is fixed when it is created (DevShard keeps its
+        // expires-at annotation), so a later `pulumi up` with nothing changed changes nothing.
       },
       opts,
     );

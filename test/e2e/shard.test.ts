@@ -35,6 +35,8 @@ import {
   type Tools,
 } from "../../scripts/tools";
 import { statusOf } from "../helpers/kube";
+import { startEtcd } from "../../runtime/lib/etcd-server";
+import { startScheduler } from "../../runtime/scheduler/server";
 
 const execFileAsync = promisify(execFile);
 const repoRoot = resolve(__dirname, "..", "..");
@@ -152,7 +154,23 @@ test("our program through the real engine: platform-local and shard stacks on a 
   for (const file of ["Pulumi.platform-local.yaml", "Pulumi.shard-alice.yaml"]) {
     await copyFile(join(repoRoot, "stacks", file), join(project.dir, "stacks", file));
   }
-  await writeShardStack(project, "bob");
+  // The runtime API the shards register with (ShardRegistration): a real scheduler on a real
+  // etcd, run here as local processes (the testbed has no kubelet), reached through the
+  // documented `shardworks:runtimeApiUrl` override; its token is the platform stack's.
+  const platformToken = randomBytes(32).toString("base64");
+  const runtimeEtcd = await startEtcd();
+  t.teardown(() => runtimeEtcd.stop());
+  const scheduler = await startScheduler({
+    etcdEndpoints: [runtimeEtcd.endpoint],
+    platformToken,
+    placer: false,
+  });
+  t.teardown(() => scheduler.close());
+  const shardApi = (shard: string) =>
+    fetch(`${scheduler.url}/v1/shards/${shard}`, {
+      headers: { authorization: `Bearer ${platformToken}` },
+    }).then((r) => r.status);
+  await writeShardStack(project, "bob", { "shardworks:runtimeApiUrl": scheduler.url });
   const log = (out: string) => t.log(out.trimEnd());
   // The CLI on the project directory: `pulumi-language-nodejs` runs the program (not inline).
   const cli = (args: string[]) =>
@@ -169,10 +187,7 @@ test("our program through the real engine: platform-local and shard stacks on a 
   // The platform: AccessControl, RuntimeDeployment, EnvoyGateway into the local cluster.
   const platform = await stackOf(project, "platform-local");
   await platform.setConfig("shardworks:kubeconfig", { value: cluster.kubeconfigPath });
-  await platform.setConfig("shardworks:platformToken", {
-    value: randomBytes(32).toString("base64"),
-    secret: true,
-  });
+  await platform.setConfig("shardworks:platformToken", { value: platformToken, secret: true });
   const platformStarted = Date.now();
   const platformUp = await platform.up({ onOutput: log });
   t.log(`pulumi up platform-local: ${((Date.now() - platformStarted) / 1000).toFixed(1)} s`);
@@ -180,6 +195,7 @@ test("our program through the real engine: platform-local and shard stacks on a 
 
   // Alice's shard, then bob's.
   const alice = await stackOf(project, "shard-alice");
+  await alice.setConfig("shardworks:runtimeApiUrl", { value: scheduler.url });
   const shardStarted = Date.now();
   const aliceUp = await alice.up({ onOutput: log });
   const shardSeconds = (Date.now() - shardStarted) / 1000;
@@ -193,6 +209,8 @@ test("our program through the real engine: platform-local and shard stacks on a 
   const bobSeconds = (Date.now() - bobStarted) / 1000;
   t.log(`pulumi up (CLI) shard-bob: ${bobSeconds.toFixed(1)} s\n${bobUp.output}`);
   t.true(bobUp.ok, "pulumi up of shard-bob must succeed");
+  t.is(await shardApi("alice"), 200, "pulumi up registered alice's shard with the runtime API");
+  t.is(await shardApi("bob"), 200, "pulumi up (CLI) registered bob's shard with the runtime API");
 
   // What issue 5 lists, read back from the API server.
   const ns = await core.readNamespace({ name: "shard-alice" });
@@ -342,6 +360,8 @@ test("our program through the real engine: platform-local and shard stacks on a 
   }
   t.is(await statusOf(() => core.readNamespace({ name: "shard-alice" })), 404);
   t.deepEqual(await clusterInventory(admin), before, "destroy must leave nothing behind");
+  t.is(await shardApi("alice"), 404, "pulumi destroy deregistered alice's shard");
+  t.is(await shardApi("bob"), 404, "pulumi destroy deregistered bob's shard");
   for (const stack of ["shard-mallory", "shard-bob", "shard-alice", "platform-local"]) {
     await platform.workspace.removeStack(stack);
   }
