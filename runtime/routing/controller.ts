@@ -101,7 +101,11 @@ export class RoutingController {
       ...(options.domain === undefined ? {} : { domain: options.domain }),
       ...(options.ingressPort === undefined ? {} : { ingressPort: options.ingressPort }),
     });
-    this.server = new XdsServer(this.cache, { logger: this.#logger });
+    this.server = new XdsServer(this.cache, {
+      logger: this.#logger,
+      currentVersion: (node, typeUrl) =>
+        this.cache.getSnapshot(this.cache.nodeKey(node))?.version(typeUrl),
+    });
   }
 
   /** The ADS port (after {@link start}). */

@@ -29,9 +29,19 @@ export {
   type XdsNode,
 } from "./cache";
 export {
+  ClientResourceStatus,
+  ConfigStatus,
+  clientStatusClientConstructor,
+  fetchClientStatus,
+  type ClientStatusQuery,
+  type ClientConfig,
+  type GenericXdsConfig,
+} from "./csds";
+export {
   XdsServer,
   type AckEvent,
   type NackEvent,
+  type StreamClient,
   type TypeState,
   type XdsServerEvents,
   type XdsServerOptions,

@@ -8,7 +8,9 @@ import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { EventEmitter } from "node:events";
 import { logger as rootLogger, type Logger } from "../../lib/logger";
-import type { ConfigWatcher, WatchResponse, XdsNode } from "./cache";
+import { isWildcard, type ConfigWatcher, type WatchResponse, type XdsNode } from "./cache";
+import { addClientStatusService, type CurrentVersion } from "./csds";
+import type { XdsResource } from "./snapshot";
 import {
   adsService,
   PUSH_ORDER,
@@ -68,6 +70,16 @@ export interface AckState {
   /** The last response is not ACKed or NACKed yet. */
   pending: boolean;
   cancel?: () => void;
+  /** When the last response was sent (epoch ms). */
+  sentAt?: number;
+  /** The client's reason and the time of the last NACK. */
+  rejection?: { readonly detail: string; readonly at: number };
+  /** What the client was last sent, by name (SotW: the last response; delta: all it holds). */
+  held: Map<string, XdsResource>;
+  /** The names the client asked for; empty with `wildcard`. */
+  requested: readonly string[];
+  /** Subscribed to every resource of the type. */
+  wildcard: boolean;
 }
 
 /** Per delta stream and type: the subscription and what the client holds. */
@@ -96,9 +108,24 @@ export interface TypeState extends AckState {
   names: readonly string[];
 }
 
+/** What the server knows of one open stream: its node and, per type, what was sent and ACKed. */
+export interface StreamClient {
+  readonly streamId: number;
+  /** The node of the stream's latest request that carried one (as decoded, with metadata). */
+  readonly node: XdsNode & Record<string, unknown>;
+  readonly delta: boolean;
+  readonly types: ReadonlyMap<TypeUrl, Readonly<AckState>>;
+}
+
 /** Options of {@link XdsServer}. */
 export interface XdsServerOptions {
   logger?: Logger;
+  /**
+   * The version a node should hold of a type (the cache's current snapshot). With it, the server
+   * also answers Envoy's Client Status Discovery Service (CSDS) on the same port, so operators and
+   * the rollout's xDS gate can ask whether each client ACKed the current version.
+   */
+  currentVersion?: CurrentVersion;
 }
 
 /** Events of {@link XdsServer}: `ack`, `nack`, `stream-open`, `stream-close`. */
@@ -115,7 +142,8 @@ export class XdsServer {
   readonly events = new EventEmitter<XdsServerEvents>();
   readonly #cache: ConfigWatcher;
   readonly #logger: Logger;
-  readonly #streams = new Map<number, Map<TypeUrl, AckState>>();
+  readonly #currentVersion: CurrentVersion | undefined;
+  readonly #streams = new Map<number, StreamClient & { node: XdsNode & Record<string, unknown> }>();
   readonly #calls = new Set<grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>>();
   #server: grpc.Server | undefined;
   #health: HealthImplementation | undefined;
@@ -124,6 +152,7 @@ export class XdsServer {
   constructor(cache: ConfigWatcher, options: XdsServerOptions = {}) {
     this.#cache = cache;
     this.#logger = (options.logger ?? rootLogger).child({ component: "xds-server" });
+    this.#currentVersion = options.currentVersion;
   }
 
   /** Listen on `host:port` (port 0 = any free port); resolves to the bound port. */
@@ -140,6 +169,8 @@ export class XdsServer {
     // grpc.health.v1 on the same port: the Kubernetes gRPC readiness probe asks it.
     this.#health = new HealthImplementation({ "": "SERVING", [ADS_SERVICE_NAME]: "SERVING" });
     this.#health.addToServer(server);
+    if (this.#currentVersion)
+      addClientStatusService(server, () => this.clients(), this.#currentVersion);
     const bound = await new Promise<number>((resolve, reject) => {
       server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, p) =>
         error ? reject(error) : resolve(p),
@@ -151,7 +182,12 @@ export class XdsServer {
 
   /** The ACK state of every open stream, SotW and delta (stream id → type → state), for tests. */
   streamStates(): ReadonlyMap<number, ReadonlyMap<TypeUrl, Readonly<AckState>>> {
-    return this.#streams;
+    return new Map([...this.#streams].map(([id, client]) => [id, client.types]));
+  }
+
+  /** Every open stream with its node and per-type state (what CSDS reports). */
+  clients(): readonly StreamClient[] {
+    return [...this.#streams.values()];
   }
 
   /**
@@ -174,6 +210,7 @@ export class XdsServer {
     const event = { streamId, nodeId, typeUrl, version: state.sentVersion, nonce: state.nonce };
     if (request.error_detail) {
       state.rejectedVersion = state.sentVersion;
+      state.rejection = { detail: request.error_detail.message, at: Date.now() };
       log.warn(
         { nodeId, typeUrl, version: state.sentVersion, error: request.error_detail },
         "client rejected (NACK) an xDS response",
@@ -209,7 +246,8 @@ export class XdsServer {
   #serve(call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void {
     const streamId = ++this.#nextStream;
     const types = new Map<TypeUrl, TypeState>();
-    this.#streams.set(streamId, types);
+    const client = { streamId, node: {} as XdsNode & Record<string, unknown>, delta: false, types };
+    this.#streams.set(streamId, client);
     this.#calls.add(call);
     let node: XdsNode = {};
     let nonce = 0;
@@ -238,6 +276,8 @@ export class XdsServer {
         state.nonce = String(++nonce);
         state.sentVersion = response.version;
         state.pending = true;
+        state.sentAt = Date.now();
+        state.held = new Map(response.resources.map((r) => [r.name, r]));
         call.write({
           version_info: response.version,
           resources: response.resources.map((r) => r.any),
@@ -255,7 +295,7 @@ export class XdsServer {
     };
 
     call.on("data", (request: DiscoveryRequest) => {
-      if (request.node) node = request.node;
+      if (request.node) node = client.node = request.node;
       const typeUrl = request.type_url as TypeUrl;
       if (!PUSH_ORDER.includes(typeUrl)) {
         log.warn(
@@ -269,7 +309,16 @@ export class XdsServer {
       // even when it carries a nonce from an earlier stream (a reconnecting client's).
       const isNew = state === undefined;
       if (!state) {
-        state = { nonce: "", sentVersion: "", ackedVersion: "", pending: false, names: [] };
+        state = {
+          nonce: "",
+          sentVersion: "",
+          ackedVersion: "",
+          pending: false,
+          names: [],
+          held: new Map(),
+          requested: [],
+          wildcard: false,
+        };
         types.set(typeUrl, state);
       } else {
         const context = { streamId, nodeId: node.id ?? "", typeUrl, log };
@@ -281,6 +330,8 @@ export class XdsServer {
       const names = [...request.resource_names].sort();
       const force = isNew || !sameNames(names, state.names);
       state.names = names;
+      state.requested = names.filter((n) => n !== "*");
+      state.wildcard = isWildcard(typeUrl, names);
       state.cancel?.();
       const current = state;
       let answered = false;
@@ -330,7 +381,8 @@ export class XdsServer {
   #serveDelta(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>): void {
     const streamId = ++this.#nextStream;
     const types = new Map<TypeUrl, DeltaTypeState>();
-    this.#streams.set(streamId, types);
+    const client = { streamId, node: {} as XdsNode & Record<string, unknown>, delta: true, types };
+    this.#streams.set(streamId, client);
     let node: XdsNode = {};
     let nonce = 0;
     let open = true;
@@ -355,8 +407,15 @@ export class XdsServer {
           state.nonce = String(++nonce);
           state.sentVersion = response.systemVersion;
           state.pending = true;
-          for (const r of response.resources) state.known.set(r.name, r.hash);
-          for (const name of response.removed) state.known.delete(name);
+          state.sentAt = Date.now();
+          for (const r of response.resources) {
+            state.known.set(r.name, r.hash);
+            state.held.set(r.name, r);
+          }
+          for (const name of response.removed) {
+            state.known.delete(name);
+            state.held.delete(name);
+          }
           call.write({
             system_version_info: response.systemVersion,
             resources: response.resources.map((r) => ({
@@ -374,7 +433,7 @@ export class XdsServer {
     };
 
     call.on("data", (request: DeltaDiscoveryRequest) => {
-      if (request.node) node = request.node;
+      if (request.node) node = client.node = request.node;
       const typeUrl = request.type_url as TypeUrl;
       if (!PUSH_ORDER.includes(typeUrl)) {
         log.warn(
@@ -396,6 +455,8 @@ export class XdsServer {
           sentVersion: "",
           ackedVersion: "",
           pending: false,
+          held: new Map(),
+          requested: [],
         };
         types.set(typeUrl, state);
       }
@@ -409,7 +470,9 @@ export class XdsServer {
         if (name === "*") state.wildcard = false;
         state.subscribed.delete(name);
         state.known.delete(name);
+        state.held.delete(name);
       }
+      state.requested = [...state.subscribed].sort();
       watch(typeUrl, state);
     });
 

@@ -8,6 +8,7 @@ import type { ShardRecord } from "../../../runtime/lib/model";
 import { translate, type RoutingState } from "../../../runtime/routing/translate";
 import {
   adsClientConstructor,
+  fetchClientStatus,
   PUSH_ORDER,
   Snapshot,
   SnapshotCache,
@@ -45,7 +46,9 @@ function state(shards: Record<string, string>): RoutingState {
 
 async function setup(t: ExecutionContext) {
   const cache = new SnapshotCache();
-  const server = new XdsServer(cache);
+  const server = new XdsServer(cache, {
+    currentVersion: (node, typeUrl) => cache.getSnapshot(cache.nodeKey(node))?.version(typeUrl),
+  });
   const port = await server.listen(0);
   t.teardown(() => server.close());
   const Client = adsClientConstructor();
@@ -82,7 +85,7 @@ async function setup(t: ExecutionContext) {
       resource_names: names,
       ...(error === undefined ? {} : { error_detail: { code: 3, message: error } }),
     });
-  return { cache, server, send, next, node };
+  return { cache, server, send, next, node, address: `127.0.0.1:${port}` };
 }
 
 test("pushes clusters and endpoints before listeners and routes; every resource decodes", async (t) => {
@@ -171,6 +174,93 @@ interface DeltaResponse {
   removed_resources: string[];
   nonce: string;
 }
+
+test("CSDS follows one stream: NOT_SENT, STALE, SYNCED, ERROR with the client's reason", async (t) => {
+  const { cache, send, next, address } = await setup(t);
+  const status = async (typeUrl: TypeUrl) => {
+    const [client] = await fetchClientStatus(address, { nodeId: "envoy-1" });
+    const entries = client?.generic_xds_configs.filter((c) => c.type_url === typeUrl) ?? [];
+    return entries.map((e) => ({
+      name: e.name,
+      version: e.version_info,
+      status: e.config_status,
+      client: e.client_status,
+      error: e.error_state?.details,
+    }));
+  };
+  const settle = () => new Promise((r) => setTimeout(r, 100));
+  const typeAsWhole = (status: string, client: string, version = "") => [
+    { name: "", version, status, client, error: undefined },
+  ];
+  send(TypeUrl.Cluster);
+  send(TypeUrl.Listener);
+  while (cache.openWatchCount() < 2) await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(
+    await status(TypeUrl.Cluster),
+    typeAsWhole("NOT_SENT", "REQUESTED"),
+    "asked, not sent",
+  );
+
+  const v1 = new Snapshot(translate(state({ alice: "127.0.0.1:6000" })));
+  cache.setSnapshot("envoy-1", v1);
+  const clusters = (await next())!;
+  t.is(clusters.type_url, TypeUrl.Cluster);
+  const each = (
+    typeUrl: TypeUrl,
+    snapshot: Snapshot,
+    status: string,
+    client: string,
+    error?: string,
+  ) =>
+    [...snapshot.resources(typeUrl).keys()].map((name) => ({
+      name,
+      version: snapshot.version(typeUrl),
+      status,
+      client,
+      error,
+    }));
+  t.deepEqual(
+    await status(TypeUrl.Cluster),
+    each(TypeUrl.Cluster, v1, "STALE", "REQUESTED"),
+    "sent, no answer yet",
+  );
+  t.deepEqual(
+    await status(TypeUrl.Listener),
+    typeAsWhole("NOT_SENT", "REQUESTED"),
+    "listeners held back until the clusters are ACKed",
+  );
+  send(TypeUrl.Cluster, clusters.version_info, clusters.nonce); // ACK
+  const listeners = (await next())!;
+  t.is(listeners.type_url, TypeUrl.Listener);
+  send(TypeUrl.Listener, listeners.version_info, listeners.nonce); // ACK
+  await settle();
+  t.deepEqual(await status(TypeUrl.Cluster), each(TypeUrl.Cluster, v1, "SYNCED", "ACKED"));
+  t.deepEqual(await status(TypeUrl.Listener), each(TypeUrl.Listener, v1, "SYNCED", "ACKED"));
+
+  // A cluster version the client rejects: ERROR, with the rejected version and its reason.
+  const v2 = new Snapshot(translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001" })));
+  t.not(v2.version(TypeUrl.Cluster), v1.version(TypeUrl.Cluster));
+  cache.setSnapshot("envoy-1", v2);
+  const rejected = (await next())!;
+  t.is(rejected.version_info, v2.version(TypeUrl.Cluster));
+  send(TypeUrl.Cluster, clusters.version_info, rejected.nonce, "cluster alice/api: bad endpoint");
+  await settle();
+  t.deepEqual(
+    await status(TypeUrl.Cluster),
+    each(TypeUrl.Cluster, v2, "ERROR", "NACKED", "cluster alice/api: bad endpoint"),
+  );
+
+  // The next version is sent (the rejected one never again) and ACKed: SYNCED.
+  const v3 = new Snapshot(
+    translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001", carol: "127.0.0.1:6002" })),
+  );
+  cache.setSnapshot("envoy-1", v3);
+  const fixed = (await next())!;
+  t.is(fixed.version_info, v3.version(TypeUrl.Cluster));
+  send(TypeUrl.Cluster, fixed.version_info, fixed.nonce);
+  await settle();
+  t.deepEqual(await status(TypeUrl.Cluster), each(TypeUrl.Cluster, v3, "SYNCED", "ACKED"));
+});
 
 test("incremental (delta) ADS sends only what changed, and what was removed", async (t) => {
   const cache = new SnapshotCache();
