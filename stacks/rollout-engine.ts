@@ -169,11 +169,16 @@ export function describePlan(
     lines.push(`  wave ${i + 1} "${wave.name}"${i === 0 ? " (canary)" : ""}:`);
     for (const stack of wave.stacks) {
       const from = currentVersions?.get(stack);
-      lines.push(`    ${stack}: ${from ?? "?"} -> ${version}`);
+      const target = plan.targets[stack];
+      const where =
+        target === undefined
+          ? ""
+          : ` (scheduler ${target.schedulerUrl ?? "from outputs"}, xDS ${target.xdsAddress ?? "from outputs"}, ${target.nodeAgents} node agent(s), ${target.xdsClients} xDS client(s))`;
+      lines.push(`    ${stack}: ${from ?? "?"} -> ${version}${where}`);
     }
   });
   lines.push(
-    `  gates: timeout ${plan.gates.timeout / 1000}s, retry every ${plan.gates.interval / 1000}s, synthetic sandbox SLO ${plan.gates.syntheticSandboxSlo / 1000}s`,
+    `  gates: timeout ${plan.gates.timeout / 1000}s, retry every ${plan.gates.interval / 1000}s, synthetic sandbox SLO ${plan.gates.syntheticSandboxSlo / 1000}s, xDS clients "${plan.gates.xdsNodeId}" must ACK`,
     `  bake: ${plan.bake / 1000}s per wave`,
     `  state: ${plan.state}`,
   );

@@ -1,12 +1,15 @@
 /**
- * Health gates that ask a platform's scheduler API (the same HTTP API the `shardworks` CLI uses):
- * `/healthz` answers (the scheduler reaches etcd), the expected node agents are registered
- * (their `nodes/<node>` records live only as long as their leases), and a synthetic sandbox runs
- * to completion with exit code 0 within its SLO. The xDS ACK gate is not here (see
- * docs/readme/rollout.md: not done).
+ * The health gates of a rollout, in the order they run. Three ask a platform's scheduler API (the
+ * same HTTP API the `shardworks` CLI uses): `/healthz` answers (the scheduler reaches etcd), the
+ * expected node agents are registered (their `nodes/<node>` records live only as long as their
+ * leases), and a synthetic sandbox runs to completion with exit code 0 within its SLO. The fourth
+ * asks the routing controller's CSDS whether the gateway's xDS clients ACKed the current
+ * configuration (every resource SYNCED).
  */
 import { z } from "zod";
+import { ConfigStatus, fetchClientStatus, type GenericXdsConfig } from "../runtime/routing/xds";
 import type { GateContext, GateResult, HealthGate } from "./rollout-engine";
+import { targetOf, type RolloutPlan } from "./rollout-plan";
 
 /** Where a stack's scheduler API is and how to call it. */
 export interface SchedulerGateOptions {
@@ -113,4 +116,113 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
     },
   };
   return [healthz, nodes, synthetic];
+}
+
+/** Options of {@link xdsAckedGate}. */
+export interface XdsGateOptions {
+  /** The routing controller's ADS/CSDS `host:port` of a stack. */
+  readonly xdsAddress: (stack: string) => Promise<string>;
+  /** Node id of the clients that must ACK (the gateway's, `shardworks-gateway`, in production). */
+  readonly nodeId: string;
+  /** How many such clients must be connected; default 1. */
+  readonly expectedClients?: (stack: string) => number;
+}
+
+/** `type.googleapis.com/envoy.config.cluster.v3.Cluster` → `Cluster`. */
+function typeName(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf(".") + 1);
+}
+
+/** Why one resource is not SYNCED, in words. */
+function notSynced(entry: GenericXdsConfig): string {
+  const what = `${typeName(entry.type_url)}${entry.name === "" ? "" : ` "${entry.name}"`}`;
+  switch (entry.config_status) {
+    case ConfigStatus.Error:
+      return `${what} NACKed (version ${entry.version_info}: ${entry.error_state?.details ?? "no reason given"})`;
+    case ConfigStatus.Stale:
+      return `${what} sent at version ${entry.version_info}, not ACKed yet`;
+    case ConfigStatus.NotSent:
+      return entry.version_info === ""
+        ? `${what} requested, nothing sent yet`
+        : `${what} holds version ${entry.version_info}, the current one is not sent yet`;
+    default:
+      return `${what} ${entry.config_status}`;
+  }
+}
+
+/**
+ * The gateway's xDS clients took the current configuration: the routing controller's CSDS lists at
+ * least the expected number of clients with the node id, and every resource each holds is SYNCED
+ * (sent at the current snapshot version and ACKed).
+ */
+export function xdsAckedGate(options: XdsGateOptions): HealthGate {
+  return {
+    name: "xds-acked",
+    async check({ stack, signal }: GateContext): Promise<GateResult> {
+      const address = await options.xdsAddress(stack);
+      const want = options.expectedClients?.(stack) ?? 1;
+      let clients;
+      try {
+        clients = await fetchClientStatus(address, { nodeId: options.nodeId, signal });
+      } catch (error) {
+        return { ok: false, reason: `CSDS at ${address}: ${(error as Error).message}` };
+      }
+      if (clients.length < want) {
+        return {
+          ok: false,
+          reason: `${clients.length} of ${want} xDS client(s) with node id "${options.nodeId}" connected to ${address}`,
+        };
+      }
+      const problems = clients.flatMap((client, i) => {
+        const who = clients.length > 1 ? `client ${i + 1}: ` : "";
+        if (client.generic_xds_configs.length === 0) return [`${who}has requested nothing yet`];
+        return client.generic_xds_configs
+          .filter((entry) => entry.config_status !== ConfigStatus.Synced)
+          .map((entry) => `${who}${notSynced(entry)}`);
+      });
+      if (problems.length === 0) return { ok: true };
+      const shown = problems.slice(0, 3).join("; ");
+      const more = problems.length > 3 ? `; and ${problems.length - 3} more` : "";
+      return {
+        ok: false,
+        reason: `"${options.nodeId}" has not ACKed the current configuration: ${shown}${more}`,
+      };
+    },
+  };
+}
+
+/** Where the gates find a stack's runtime when the plan does not say: the stack's outputs. */
+export interface StackOutputs {
+  /** `runtimeApiUrl`. */
+  schedulerUrl(stack: string): Promise<string>;
+  /** `routingXdsAddress`. */
+  xdsAddress(stack: string): Promise<string>;
+}
+
+/** Options of {@link rolloutGates}. */
+export interface RolloutGateOptions {
+  /** Bearer token of the scheduler API (platform token). */
+  readonly token: string;
+  readonly outputs: StackOutputs;
+  /** Image and command of the synthetic sandbox (it must exit 0). */
+  readonly syntheticSandbox: SchedulerGateOptions["syntheticSandbox"];
+}
+
+/** Every gate of a plan: the plan's `targets` first, the stack's outputs where they say nothing. */
+export function rolloutGates(plan: RolloutPlan, options: RolloutGateOptions): HealthGate[] {
+  const { outputs } = options;
+  return [
+    ...schedulerGates({
+      token: options.token,
+      schedulerUrl: async (stack) =>
+        targetOf(plan, stack).schedulerUrl ?? outputs.schedulerUrl(stack),
+      expectedNodes: async (stack) => targetOf(plan, stack).nodeAgents,
+      syntheticSandbox: options.syntheticSandbox,
+    }),
+    xdsAckedGate({
+      xdsAddress: async (stack) => targetOf(plan, stack).xdsAddress ?? outputs.xdsAddress(stack),
+      nodeId: plan.gates.xdsNodeId,
+      expectedClients: (stack) => targetOf(plan, stack).xdsClients,
+    }),
+  ];
 }

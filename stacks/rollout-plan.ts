@@ -10,6 +10,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { GATEWAY_NODE_ID } from "../runtime/routing/bootstrap";
 import { parseDuration } from "./duration";
 
 /** Pulumi stack names as the Automation API selects them: `name` or `org/project/name`. */
@@ -65,7 +66,38 @@ export const gatesSchema = z.strictObject({
   interval: duration.prefault("2s"),
   /** The synthetic sandbox must run to completion within this SLO. Default 30s. */
   syntheticSandboxSlo: duration.prefault("30s"),
+  /** Node id of the xDS clients that must ACK the current configuration. Default the gateway's. */
+  xdsNodeId: z.string().min(1).default(GATEWAY_NODE_ID),
 });
+
+/** `host:port` of a gRPC server (the routing controller's ADS/CSDS port). */
+const HOST_PORT =
+  /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):([1-9][0-9]{0,4})$/;
+
+/**
+ * How the gates reach one stack's runtime from where the rollout runs, when the stack's outputs
+ * (in-cluster addresses) do not answer there: a port-forward or an internal load balancer.
+ */
+export const targetSchema = z.strictObject({
+  /** Scheduler API base URL; default the stack's `runtimeApiUrl` output. */
+  schedulerUrl: z
+    .url({ protocol: /^https?$/, message: 'must be an http(s) URL, e.g. "http://127.0.0.1:7070"' })
+    .optional(),
+  /** The routing controller's ADS/CSDS `host:port`; default the stack's `routingXdsAddress`. */
+  xdsAddress: z
+    .string()
+    .regex(HOST_PORT, { message: 'must be host:port, e.g. "127.0.0.1:18000"' })
+    .refine((a) => !HOST_PORT.test(a) || Number(a.slice(a.lastIndexOf(":") + 1)) <= 65535, {
+      message: "port must be at most 65535",
+    })
+    .optional(),
+  /** Node agents that must be registered; default 1. */
+  nodeAgents: z.number().int().min(1, { message: "must be at least 1" }).default(1),
+  /** xDS clients (of `gates.xdsNodeId`) that must be connected and ACK; default 1. */
+  xdsClients: z.number().int().min(1, { message: "must be at least 1" }).default(1),
+});
+/** A validated target. */
+export type Target = z.output<typeof targetSchema>;
 
 /** A whole plan file. */
 export const rolloutPlanSchema = z
@@ -77,6 +109,8 @@ export const rolloutPlanSchema = z
     bake: duration.prefault("10m"),
     /** State file (JSON); relative paths are relative to the plan file. */
     state: z.string().min(1, { message: 'must be a file path, e.g. ".rollout/local.json"' }),
+    /** Per stack: where the gates reach its runtime, and how many node agents it must have. */
+    targets: z.record(z.string(), targetSchema).default({}),
   })
   .superRefine((plan, ctx) => {
     const seen = new Map<string, number>();
@@ -92,6 +126,15 @@ export const rolloutPlanSchema = z
         } else seen.set(stack, w);
       });
     });
+    for (const stack of Object.keys(plan.targets)) {
+      if (!seen.has(stack)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["targets", stack],
+          message: `${JSON.stringify(stack)} is in no wave; list it in waves or remove it`,
+        });
+      }
+    }
     const names = new Set<string>();
     plan.waves.forEach((wave, w) => {
       if (wave.name === undefined) return;
@@ -117,6 +160,11 @@ export const rolloutPlanSchema = z
 export type RolloutPlan = z.output<typeof rolloutPlanSchema>;
 /** A validated wave (always named). */
 export type Wave = RolloutPlan["waves"][number];
+
+/** The gate settings of one stack: its entry in `targets`, or the defaults. */
+export function targetOf(plan: RolloutPlan, stack: string): Target {
+  return plan.targets[stack] ?? targetSchema.parse({});
+}
 
 /** An invalid plan: one line per problem, `<key path>: <what is wrong and allowed>`. */
 export class RolloutPlanError extends Error {

@@ -17,7 +17,7 @@ import {
   runRollout,
   type StackUpdater,
 } from "./rollout-engine";
-import { schedulerGates } from "./rollout-gates";
+import { rolloutGates } from "./rollout-gates";
 
 /** The config key a rollout changes (a path into `shardworks:runtime`). */
 export const RUNTIME_VERSION_KEY = "shardworks:runtime.version";
@@ -56,12 +56,26 @@ export class AutomationStackUpdater implements StackUpdater {
     );
   }
 
-  /** The scheduler API URL the platform stack exports (`runtimeApiUrl`). */
-  async schedulerUrl(name: string): Promise<string> {
+  /** A string output of a stack. */
+  async #output(name: string, key: string): Promise<string> {
     const outputs = await (await this.#stack(name)).outputs();
-    const url: unknown = outputs.runtimeApiUrl?.value;
-    if (typeof url !== "string") throw new Error(`stack ${name} has no output runtimeApiUrl`);
-    return url;
+    const value: unknown = outputs[key]?.value;
+    if (typeof value !== "string") {
+      throw new Error(
+        `stack ${name} has no output ${key}; run \`pulumi up\` on it, or set targets.${name} in the plan`,
+      );
+    }
+    return value;
+  }
+
+  /** The scheduler API URL the platform stack exports (`runtimeApiUrl`). */
+  schedulerUrl(name: string): Promise<string> {
+    return this.#output(name, "runtimeApiUrl");
+  }
+
+  /** The routing controller's ADS/CSDS address the platform stack exports (`routingXdsAddress`). */
+  xdsAddress(name: string): Promise<string> {
+    return this.#output(name, "routingXdsAddress");
   }
 
   /** The configured version, or the schema's default when the stack does not set one. */
@@ -174,9 +188,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       plan,
       version: version.data,
       updater,
-      gates: schedulerGates({
+      gates: rolloutGates(plan, {
         token,
-        schedulerUrl: (stack) => updater.schedulerUrl(stack),
+        outputs: updater,
         syntheticSandbox: { image: opts.syntheticImage, command: ["true"] },
       }),
       resume: opts.resume ?? false,

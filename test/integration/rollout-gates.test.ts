@@ -1,14 +1,22 @@
 /**
- * The rollout's scheduler-API health gates (`stacks/rollout-gates.ts`) against a real scheduler on
- * a real etcd with a real node agent process (process driver) running a real busybox sandbox.
+ * The rollout's health gates (`stacks/rollout-gates.ts`) against a real scheduler on a real etcd
+ * with a real node agent process (process driver) running a real busybox sandbox, and a real
+ * routing controller whose CSDS reports a real `@grpc/grpc-js-xds` client (and a raw ADS stream
+ * that stays silent, then NACKs).
  */
 import test, { type ExecutionContext } from "ava";
+import * as grpc from "@grpc/grpc-js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnNodeAgent } from "../../runtime/node-agent/spawn";
+import { freePort } from "../../runtime/lib/ports";
+import { RoutingController } from "../../runtime/routing/controller";
+import { adsClientConstructor, TypeUrl } from "../../runtime/routing/xds";
 import type { GateContext, GateResult, HealthGate } from "../../stacks/rollout-engine";
-import { schedulerGates } from "../../stacks/rollout-gates";
+import { rolloutGates, schedulerGates, xdsAckedGate } from "../../stacks/rollout-gates";
+import { parsePlan } from "../../stacks/rollout-plan";
+import { eventually, startBackend, startXdsClientProcess } from "../helpers/grpc-backends";
 import { buildBusyboxImage } from "../helpers/images";
 import { PLATFORM_TOKEN, etcdFor, schedulerFor } from "../helpers/runtime";
 
@@ -28,7 +36,22 @@ async function runtimeFor(t: ExecutionContext) {
   });
   t.teardown(() => agent.stop());
   const image = buildBusyboxImage(join(dir, "image"));
-  return { scheduler, image };
+  return { scheduler, image, etcd };
+}
+
+/** A routing controller with one baseline service; its ADS/CSDS address. */
+async function routingFor(t: ExecutionContext, etcd: Awaited<ReturnType<typeof etcdFor>>) {
+  const backend = await startBackend("baseline");
+  t.teardown(() => backend.close());
+  const port = await freePort();
+  const controller = new RoutingController({
+    etcd: etcd.client,
+    baseline: [{ name: "api", destination: backend.address }],
+    xdsPort: port,
+  });
+  t.teardown(() => controller.close());
+  await controller.start();
+  return `127.0.0.1:${port}`;
 }
 
 function context(sloMs: number): GateContext {
@@ -107,4 +130,107 @@ test("a synthetic sandbox slower than its SLO fails the gate; a wrong token is r
     ok: false,
     reason: "GET /v1/nodes: 401",
   });
+});
+
+test("rolloutGates: a plan's targets reach the runtime; all four gates pass once the xDS client ACKs", async (t) => {
+  const { scheduler, image, etcd } = await runtimeFor(t);
+  const xdsAddress = await routingFor(t, etcd);
+  const plan = parsePlan({
+    waves: [{ stacks: ["platform-a"] }],
+    state: "unused.json",
+    gates: { xdsNodeId: "gateway-standin" },
+    targets: { "platform-a": { schedulerUrl: scheduler.url, xdsAddress } },
+  });
+  const gates = rolloutGates(plan, {
+    token: PLATFORM_TOKEN,
+    // The plan names both addresses, so the stack's outputs are never read.
+    outputs: {
+      schedulerUrl: () => Promise.reject(new Error("outputs read")),
+      xdsAddress: () => Promise.reject(new Error("outputs read")),
+    },
+    syntheticSandbox: { image, command: ["true"] },
+  });
+  t.deepEqual(
+    gates.map((g) => g.name),
+    ["scheduler-healthz", "node-agents-registered", "synthetic-sandbox", "xds-acked"],
+  );
+  const xds = gates[3]!;
+  t.deepEqual(await xds.check(context(30_000)), {
+    ok: false,
+    reason: `0 of 1 xDS client(s) with node id "gateway-standin" connected to ${xdsAddress}`,
+  });
+  // A real xDS client with the gate's node id takes the configuration.
+  const client = startXdsClientProcess(xdsAddress, "gateway-standin");
+  t.teardown(() => client.close());
+  t.is(await eventually(() => client.who("xds:///api"), "baseline"), "baseline");
+  const passed = await eventually(async () => (await xds.check(context(30_000))).ok, true);
+  t.true(passed, "the xDS client ACKed every resource at the current version");
+  t.deepEqual(await results(gates, 30_000), {
+    "scheduler-healthz": { ok: true },
+    "node-agents-registered": { ok: true },
+    "synthetic-sandbox": { ok: true },
+    "xds-acked": { ok: true },
+  });
+
+  // A stack without targets is reached at its outputs.
+  const fromOutputs = rolloutGates(parsePlan({ waves: [{ stacks: ["platform-a"] }], state: "s" }), {
+    token: PLATFORM_TOKEN,
+    outputs: {
+      schedulerUrl: () => Promise.resolve(scheduler.url),
+      xdsAddress: () => Promise.resolve(xdsAddress),
+    },
+    syntheticSandbox: { image, command: ["true"] },
+  });
+  t.deepEqual(await fromOutputs[0]!.check(context(30_000)), { ok: true });
+  t.deepEqual(await fromOutputs[3]!.check(context(30_000)), {
+    ok: false,
+    reason: `0 of 1 xDS client(s) with node id "shardworks-gateway" connected to ${xdsAddress}`,
+  });
+});
+
+test("xds-acked: a client that does not answer, one that NACKs, and no controller fail the gate", async (t) => {
+  const etcd = await etcdFor(t);
+  const xdsAddress = await routingFor(t, etcd);
+  const gate = xdsAckedGate({ xdsAddress: () => Promise.resolve(xdsAddress), nodeId: "edge-1" });
+  // A raw ADS stream from Envoy's proto: it asks for clusters, then stays silent, then NACKs.
+  const Client = adsClientConstructor();
+  const ads = new Client(xdsAddress, grpc.credentials.createInsecure());
+  t.teardown(() => ads.close());
+  const call = (
+    ads as unknown as { StreamAggregatedResources(): grpc.ClientDuplexStream<unknown, unknown> }
+  ).StreamAggregatedResources();
+  call.on("error", () => undefined);
+  t.teardown(() => call.cancel());
+  const responses: { version_info: string; nonce: string }[] = [];
+  call.on("data", (r: { version_info: string; nonce: string }) => responses.push(r));
+  const request = (extra: Record<string, unknown> = {}) =>
+    call.write({ node: { id: "edge-1" }, type_url: TypeUrl.Cluster, resource_names: [], ...extra });
+  request();
+  while (responses.length === 0) await new Promise((r) => setTimeout(r, 20));
+  const sent = responses[0]!;
+  const silent = await gate.check(context(1_000));
+  t.deepEqual(silent, {
+    ok: false,
+    reason: `"edge-1" has not ACKed the current configuration: Cluster "baseline/api" sent at version ${sent.version_info}, not ACKed yet`,
+  });
+  request({
+    response_nonce: sent.nonce,
+    error_detail: { code: 3, message: "cluster api: unsupported lb_policy" },
+  });
+  const nacked = await eventually(async () => {
+    const result = await gate.check(context(1_000));
+    return result.ok ? "ok" : result.reason;
+  }, `"edge-1" has not ACKed the current configuration: Cluster "baseline/api" NACKed (version ${sent.version_info}: cluster api: unsupported lb_policy)`);
+  t.is(
+    nacked,
+    `"edge-1" has not ACKed the current configuration: Cluster "baseline/api" NACKed (version ${sent.version_info}: cluster api: unsupported lb_policy)`,
+  );
+
+  const nowhere = xdsAckedGate({
+    xdsAddress: async () => `127.0.0.1:${await freePort()}`,
+    nodeId: "edge-1",
+  });
+  const down = await nowhere.check(context(1_000));
+  t.false(down.ok);
+  t.regex(down.ok ? "" : down.reason, /^CSDS at 127\.0\.0\.1:\d+: 14 UNAVAILABLE/);
 });

@@ -1,6 +1,7 @@
 import test from "ava";
 import { join } from "node:path";
-import { RolloutPlanError, loadPlan, parsePlan } from "../../stacks/rollout-plan";
+import { describePlan } from "../../stacks/rollout-engine";
+import { RolloutPlanError, loadPlan, parsePlan, targetOf } from "../../stacks/rollout-plan";
 
 const valid = { waves: [{ stacks: ["platform-a"] }, { stacks: ["platform-b"] }], state: "s.json" };
 
@@ -10,8 +11,43 @@ test("defaults: wave names, gates, bake", (t) => {
     { name: "canary", stacks: ["platform-a"] },
     { name: "wave-2", stacks: ["platform-b"] },
   ]);
-  t.deepEqual(plan.gates, { timeout: 300_000, interval: 2_000, syntheticSandboxSlo: 30_000 });
+  t.deepEqual(plan.gates, {
+    timeout: 300_000,
+    interval: 2_000,
+    syntheticSandboxSlo: 30_000,
+    xdsNodeId: "shardworks-gateway",
+  });
   t.is(plan.bake, 600_000);
+  t.deepEqual(targetOf(plan, "platform-a"), { nodeAgents: 1, xdsClients: 1 });
+});
+
+test("targets: per-stack addresses and counts override the outputs; --dry-run shows them", (t) => {
+  const plan = parsePlan({
+    ...valid,
+    gates: { xdsNodeId: "edge" },
+    targets: {
+      "platform-b": {
+        schedulerUrl: "http://127.0.0.1:7070",
+        xdsAddress: "127.0.0.1:18000",
+        nodeAgents: 3,
+      },
+    },
+  });
+  t.deepEqual(targetOf(plan, "platform-b"), {
+    schedulerUrl: "http://127.0.0.1:7070",
+    xdsAddress: "127.0.0.1:18000",
+    nodeAgents: 3,
+    xdsClients: 1,
+  });
+  t.deepEqual(targetOf(plan, "platform-a"), { nodeAgents: 1, xdsClients: 1 });
+  const lines = describePlan(plan, "0.2.0", new Map([["platform-a", "0.1.0"]]));
+  t.true(lines.includes("    platform-a: 0.1.0 -> 0.2.0"));
+  t.true(
+    lines.includes(
+      "    platform-b: ? -> 0.2.0 (scheduler http://127.0.0.1:7070, xDS 127.0.0.1:18000, 3 node agent(s), 1 xDS client(s))",
+    ),
+  );
+  t.true(lines.some((l) => l.endsWith('xDS clients "edge" must ACK')));
 });
 
 test("the example plan stacks/rollout.local.yaml is valid; state is next to it", async (t) => {
@@ -72,6 +108,33 @@ const invalid: Array<[string, unknown, string[]]> = [
     ["gates.slo: unknown key; allowed keys are described in docs/readme/rollout.md"],
   ],
   ["wrong type", { waves: "canary", state: "s" }, ['waves: expected array, got "canary"']],
+  [
+    "target of a stack in no wave",
+    { ...valid, targets: { "platform-z": { nodeAgents: 2 } } },
+    ['targets.platform-z: "platform-z" is in no wave; list it in waves or remove it'],
+  ],
+  [
+    "bad target addresses and counts",
+    {
+      ...valid,
+      targets: {
+        "platform-a": { schedulerUrl: "ftp://x", xdsAddress: "localhost", nodeAgents: 0 },
+        "platform-b": { xdsAddress: "127.0.0.1:99999", xdsClients: 1.5 },
+      },
+    },
+    [
+      'targets.platform-a.schedulerUrl: must be an http(s) URL, e.g. "http://127.0.0.1:7070"',
+      'targets.platform-a.xdsAddress: must be host:port, e.g. "127.0.0.1:18000"',
+      "targets.platform-a.nodeAgents: must be at least 1",
+      "targets.platform-b.xdsAddress: port must be at most 65535",
+      "targets.platform-b.xdsClients: expected int, got 1.5",
+    ],
+  ],
+  [
+    "unknown target key",
+    { ...valid, targets: { "platform-a": { nodes: 2 } } },
+    ["targets.platform-a.nodes: unknown key; allowed keys are described in docs/readme/rollout.md"],
+  ],
   [
     "several problems at once",
     { waves: [{ name: "Canary", stacks: ["a"] }], state: "", bake: "5x" },
