@@ -216,7 +216,7 @@ export function rolloutGates(plan: RolloutPlan, options: RolloutGateOptions): He
       token: options.token,
       schedulerUrl: async (stack) =>
         targetOf(plan, stack).schedulerUrl ?? outputs.schedulerUrl(stack),
-      expectedNodes: async (stack) => targetOf(plan, stack).nodeAgents,
+      expectedNodes: (stack) => Promise.resolve(targetOf(plan, stack).nodeAgents),
       syntheticSandbox: options.syntheticSandbox,
     }),
     xdsAckedGate({
