@@ -1,14 +1,20 @@
 /**
  * The rollout end to end on the testbed: our program (`index.ts`) through the real Pulumi engine
- * (`AutomationStackUpdater`) into THREE local clusters (`startCluster` ×3), gated by the real
- * scheduler-API gates (`schedulerGates`).
+ * (`AutomationStackUpdater`) into THREE local clusters (`startCluster` ×3), gated by the real gates
+ * the CLI builds from a plan (`rolloutGates`: scheduler `/healthz`, node agents, a synthetic
+ * sandbox, and the xDS ACK gate over the routing controller's CSDS), reached at the addresses the
+ * plan's `targets` give.
  *
  * The testbed's clusters run no pods (no kubelet), so each cluster's runtime runs as local
- * processes (a real etcd, scheduler and node agent per cluster). The mapping from the version
- * Pulumi deployed to those processes: before each gate, the scheduler Deployment's image tag is
- * read from the cluster's API server (what the platform stack really deployed), and the local
- * scheduler is (re)started with the runtime config of that version. A version ending in
- * `-broken` gets a config whose etcd endpoint is wrong, so `/healthz` answers 503 for real.
+ * processes at fixed addresses (a real etcd, scheduler, node agent and routing controller per
+ * cluster). The mapping from the version Pulumi deployed to those processes: when a `pulumi up`
+ * returns (the real provider would have awaited the Deployment's rollout), the scheduler
+ * Deployment's image tag is read from the cluster's API server (what the platform stack really
+ * deployed), and the local scheduler and routing controller are restarted with the runtime config
+ * of that version. A version ending in `-broken` gets a scheduler whose etcd endpoint is wrong, so
+ * `/healthz` answers 503 for real; one ending in `-xds-down` gets no routing controller, so the
+ * gateway's xDS client has nothing to ACK. Envoy is not installable here: a real `@grpc/grpc-js-xds` client
+ * per cluster stands in for the gateway and must ACK each new controller's configuration.
  */
 import test, { type ExecutionContext } from "ava";
 import * as k8s from "@kubernetes/client-node";
@@ -18,22 +24,31 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
-import { startEtcd } from "../../runtime/lib";
+import { startEtcd, type EtcdServer } from "../../runtime/lib";
 import { spawnNodeAgent } from "../../runtime/node-agent/spawn";
+import { RoutingController } from "../../runtime/routing/controller";
 import { startScheduler, type RunningScheduler } from "../../runtime/scheduler";
 import { startCluster, stopCluster, type Cluster } from "../../scripts/cluster";
 import { testbedPulumi } from "../../scripts/pulumi-env";
 import { ensureTools } from "../../scripts/tools";
 import { AutomationStackUpdater } from "../../stacks/rollout";
-import { runRollout } from "../../stacks/rollout-engine";
-import { schedulerGates } from "../../stacks/rollout-gates";
+import { runRollout, type StackUpdater } from "../../stacks/rollout-engine";
+import { rolloutGates } from "../../stacks/rollout-gates";
 import { parsePlan } from "../../stacks/rollout-plan";
+import {
+  eventually,
+  startBackend,
+  startXdsClientProcess,
+  type XdsClientProcess,
+} from "../helpers/grpc-backends";
 import { buildBusyboxImage } from "../helpers/images";
 
 const repoRoot = resolve(__dirname, "..", "..");
 const indexPath = join(repoRoot, "index.ts");
 const TOKEN = randomBytes(32).toString("base64");
 const NAMES = ["a", "b", "c"] as const;
+/** Node id of the gateway's stand-in xDS client (Envoy's is `shardworks-gateway`). */
+const GATEWAY_STANDIN = "rollout-e2e-gateway";
 
 const program: PulumiFn = () => {
   delete require.cache[require.resolve(indexPath)];
@@ -46,8 +61,13 @@ interface Site {
   readonly stack: string;
   readonly cluster: Cluster;
   readonly apps: k8s.AppsV1Api;
-  readonly etcdEndpoint: string;
+  readonly etcd: EtcdServer;
+  /** 0 until the first start picks a free port; every restart reuses it. */
+  schedulerPort: number;
+  xdsPort: number;
+  readonly baseline: string;
   scheduler?: RunningScheduler;
+  routing?: RoutingController;
   runningVersion?: string;
 }
 
@@ -61,20 +81,32 @@ async function deployedVersion(site: Site): Promise<string> {
   return image.slice(image.lastIndexOf(":") + 1);
 }
 
-/** (Re)start the site's scheduler with the runtime config of the deployed version. */
-async function syncRuntime(site: Site): Promise<string> {
+/** (Re)start the site's scheduler and routing controller with the config of the deployed version. */
+async function syncRuntime(site: Site): Promise<void> {
   const version = await deployedVersion(site);
-  if (site.scheduler === undefined || site.runningVersion !== version) {
-    await site.scheduler?.close();
-    site.scheduler = await startScheduler({
-      // The broken version's config points at an etcd that is not there.
-      etcdEndpoints: [version.endsWith("-broken") ? "http://127.0.0.1:9" : site.etcdEndpoint],
-      platformToken: TOKEN,
-      electionTtlSeconds: 2,
-    });
-    site.runningVersion = version;
+  if (site.runningVersion === version) return;
+  await site.scheduler?.close();
+  await site.routing?.close();
+  site.scheduler = await startScheduler({
+    // The broken version's config points at an etcd that is not there.
+    etcdEndpoints: [version.endsWith("-broken") ? "http://127.0.0.1:9" : site.etcd.endpoint],
+    platformToken: TOKEN,
+    electionTtlSeconds: 2,
+    port: site.schedulerPort,
+  });
+  site.schedulerPort = Number(new URL(site.scheduler.url).port);
+  site.runningVersion = version;
+  // The xDS-broken version's routing controller never comes up (as if it crashed on start).
+  if (version.endsWith("-xds-down")) {
+    site.routing = undefined;
+    return;
   }
-  return site.scheduler.url;
+  site.routing = new RoutingController({
+    etcd: site.etcd.client,
+    baseline: [{ name: "api", destination: site.baseline }],
+    xdsPort: site.xdsPort,
+  });
+  site.xdsPort = await site.routing.start();
 }
 
 async function setUp(t: ExecutionContext) {
@@ -82,6 +114,8 @@ async function setUp(t: ExecutionContext) {
   const work = await mkdtemp(join(tmpdir(), "shardworks-rollout-e2e-"));
   t.teardown(() => rm(work, { recursive: true, force: true }));
   const image = buildBusyboxImage(join(work, "image"));
+  const backend = await startBackend("baseline");
+  t.teardown(() => backend.close());
   const sites: Site[] = [];
   // The clusters first, then the runtime etcds: both pick free ports, one after the other.
   const clusters: Cluster[] = [];
@@ -108,11 +142,17 @@ async function setUp(t: ExecutionContext) {
       stack: `platform-local-${name}`,
       cluster,
       apps: kc.makeApiClient(k8s.AppsV1Api),
-      etcdEndpoint: etcd.endpoint,
+      etcd,
+      schedulerPort: 0,
+      xdsPort: 0,
+      baseline: backend.address,
     });
   }
   t.teardown(async () => {
-    for (const site of sites) await site.scheduler?.close();
+    for (const site of sites) {
+      await site.scheduler?.close();
+      await site.routing?.close();
+    }
   });
 
   const env = await testbedPulumi(tools, sites[0]!.cluster, work, "rollout-e2e-passphrase");
@@ -138,8 +178,19 @@ async function setUp(t: ExecutionContext) {
     await stack.setConfig("shardworks:platformToken", { value: TOKEN, secret: true });
     const up = await stack.up();
     t.is(up.summary.result, "succeeded");
+    await syncRuntime(site);
   }
-  const updater = new AutomationStackUpdater({
+  t.log(
+    `LOUD: Envoy is not installable here; on each cluster a real @grpc/grpc-js-xds client (node id "${GATEWAY_STANDIN}") stands in for the gateway, and the xds-acked gate waits for it`,
+  );
+  const gateways: XdsClientProcess[] = [];
+  for (const site of sites) {
+    const gateway = startXdsClientProcess(`127.0.0.1:${site.xdsPort}`, GATEWAY_STANDIN);
+    t.teardown(() => gateway.close());
+    t.is(await eventually(() => gateway.who("xds:///api"), "baseline"), "baseline");
+    gateways.push(gateway);
+  }
+  const automation = new AutomationStackUpdater({
     workDir: dir,
     program,
     projectName: "shardworks",
@@ -147,21 +198,44 @@ async function setUp(t: ExecutionContext) {
     pulumiCommand: env.pulumiCommand,
   });
   const byStack = new Map(sites.map((s) => [s.stack, s]));
-  const gates = schedulerGates({
-    token: TOKEN,
-    schedulerUrl: (stack) => syncRuntime(byStack.get(stack)!),
-    syntheticSandbox: { image, command: ["true"] },
-  });
+  // What the real provider's await and the kubelet would do: `up` returns with the new version running.
+  const updater: StackUpdater = {
+    currentVersion: (stack) => automation.currentVersion(stack),
+    deploy: async (stack, version) => {
+      await automation.deploy(stack, version);
+      await syncRuntime(byStack.get(stack)!);
+    },
+  };
   const plan = (state: string) =>
     parsePlan({
       waves: [
         { name: "canary", stacks: ["platform-local-a"] },
         { name: "rest", stacks: ["platform-local-b", "platform-local-c"] },
       ],
-      gates: { timeout: "6s", interval: "1s", syntheticSandboxSlo: "20s" },
+      gates: {
+        timeout: "20s",
+        interval: "1s",
+        syntheticSandboxSlo: "20s",
+        xdsNodeId: GATEWAY_STANDIN,
+      },
       bake: "2s",
       state: join(work, state),
+      targets: Object.fromEntries(
+        sites.map((site) => [
+          site.stack,
+          {
+            schedulerUrl: `http://127.0.0.1:${site.schedulerPort}`,
+            xdsAddress: `127.0.0.1:${site.xdsPort}`,
+          },
+        ]),
+      ),
     });
+  // The CLI's gates: the plan's targets, then the stacks' outputs (never read here).
+  const gates = rolloutGates(plan("unused.json"), {
+    token: TOKEN,
+    outputs: automation,
+    syntheticSandbox: { image, command: ["true"] },
+  });
   const updates = async (stack: string) =>
     (
       await (
@@ -171,13 +245,22 @@ async function setUp(t: ExecutionContext) {
         )
       ).history()
     ).filter((u) => u.kind === "update").length;
-  return { sites, updater, gates, plan, updates };
+  return { sites, updater, automation, gates, plan, updates };
 }
 
-test("three local clusters: good version everywhere, broken version stopped at the canary and rolled back, interrupted rollout resumed", async (t) => {
-  const { sites, updater, gates, plan, updates } = await setUp(t);
+test("three local clusters: good version everywhere, broken versions (scheduler, xDS) stopped at the canary and rolled back, interrupted rollout resumed", async (t) => {
+  const { sites, updater, automation, gates, plan, updates } = await setUp(t);
   const versions = () => Promise.all(sites.map((s) => deployedVersion(s)));
   t.deepEqual(await versions(), ["0.1.0", "0.1.0", "0.1.0"]);
+  t.deepEqual(
+    gates.map((g) => g.name),
+    ["scheduler-healthz", "node-agents-registered", "synthetic-sandbox", "xds-acked"],
+  );
+  // What the gates would ask without targets: the platform stack's own outputs.
+  t.is(
+    await automation.xdsAddress("platform-local-a"),
+    "shardworks-routing.shardworks-system.svc.cluster.local:18000",
+  );
   const log = (line: string) => t.log(line);
 
   const good = await runRollout({
@@ -202,11 +285,31 @@ test("three local clusters: good version everywhere, broken version stopped at t
   t.is(broken.status, "failed");
   t.regex(
     broken.failure ?? "",
-    /^wave "canary": platform-local-a: gate scheduler-healthz did not pass within 6s: GET \/healthz: 503/,
+    /^wave "canary": platform-local-a: gate scheduler-healthz did not pass within 20s: GET \/healthz: 503/,
   );
   t.deepEqual(await versions(), ["0.2.0", "0.2.0", "0.2.0"]);
   const after = await Promise.all(sites.map((s) => updates(s.stack)));
   t.deepEqual(after, [before[0]! + 2, before[1], before[2]]);
+
+  const xdsDown = await runRollout({
+    plan: plan("xds-down.json"),
+    version: "0.0.0-xds-down",
+    updater,
+    gates,
+    progress: log,
+  });
+  t.is(xdsDown.status, "failed");
+  t.regex(
+    xdsDown.failure ?? "",
+    /^wave "canary": platform-local-a: gate xds-acked did not pass within 20s: CSDS at 127\.0\.0\.1:\d+: 14 UNAVAILABLE/,
+  );
+  t.deepEqual(await versions(), ["0.2.0", "0.2.0", "0.2.0"]);
+  t.deepEqual(await Promise.all(sites.map((s) => updates(s.stack))), [
+    after[0]! + 2,
+    after[1],
+    after[2],
+  ]);
+  t.is(sites[0]!.runningVersion, "0.2.0", "the canary runs the version it had again");
 
   const abort = new AbortController();
   const first = await runRollout({
@@ -233,7 +336,7 @@ test("three local clusters: good version everywhere, broken version stopped at t
   t.is(resumed.status, "succeeded");
   t.deepEqual(await versions(), ["0.3.0", "0.3.0", "0.3.0"]);
   t.deepEqual(await Promise.all(sites.map((s) => updates(s.stack))), [
-    after[0]! + 1,
+    after[0]! + 3,
     after[1]! + 1,
     after[2]! + 1,
   ]);
