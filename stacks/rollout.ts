@@ -9,7 +9,7 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import { LocalWorkspace, type PulumiCommand, type PulumiFn } from "@pulumi/pulumi/automation";
 import { runtimeSchema } from "./config";
-import { loadPlan, RolloutPlanError } from "./rollout-plan";
+import { loadPlan, RolloutPlanError, type RolloutPlan } from "./rollout-plan";
 import {
   describePlan,
   RolloutError,
@@ -97,22 +97,43 @@ export class AutomationStackUpdater implements StackUpdater {
     try {
       result = await stack.up({ onOutput: this.#options.onOutput });
     } catch (error) {
-      // The engine's error is its whole stderr; its `error:` lines are what a person needs.
-      const lines = (error as Error).message
-        .split("\n")
-        .map((l) => l.trim())
-        .filter((l) => l.startsWith("error:"));
-      throw new Error(
-        lines.length > 0 ? [...new Set(lines)].join("; ") : (error as Error).message,
-        {
-          cause: error,
-        },
-      );
+      throw new Error(engineMessage(error), { cause: error });
     }
     if (result.summary.result !== "succeeded") {
       throw new Error(`pulumi up of ${name} ended ${result.summary.result}`);
     }
   }
+}
+
+/** The engine's error is its whole stderr; its `error:` lines are what a person needs. */
+export function engineMessage(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const lines = message
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("error:"));
+  return lines.length > 0 ? [...new Set(lines)].join("; ") : message;
+}
+
+/**
+ * Every stack of the plan with its configured version, read before anything changes: a stack that
+ * does not exist, or a backend that cannot be reached, stops the rollout before the canary.
+ */
+async function currentVersions(
+  plan: RolloutPlan,
+  updater: AutomationStackUpdater,
+): Promise<Map<string, string>> {
+  const current = new Map<string, string>();
+  const problems: string[] = [];
+  for (const stack of plan.waves.flatMap((w) => w.stacks)) {
+    try {
+      current.set(stack, await updater.currentVersion(stack));
+    } catch (error) {
+      problems.push(`stack ${stack}: ${engineMessage(error)}`);
+    }
+  }
+  if (problems.length > 0) throw new RolloutError(problems.join("\n"));
+  return current;
 }
 
 /** Our program (`index.ts`), evaluated afresh for each stack: it builds the stack on import. */
@@ -135,6 +156,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option("--resume", "continue the rollout saved in the plan's state file")
     .option("--platform-token <token>", "scheduler API token (default: $SHARDWORKS_PLATFORM_TOKEN)")
     .option(
+      "--work-dir <dir>",
+      "project directory with Pulumi.yaml and the stacks' config (default: this repository)",
+    )
+    .option(
       "--synthetic-image <image>",
       "image of the synthetic sandbox (runs `true`)",
       "docker.io/library/busybox:1.37",
@@ -151,6 +176,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     dryRun?: boolean;
     resume?: boolean;
     platformToken?: string;
+    workDir?: string;
     syntheticImage: string;
   }>();
   const version = runtimeSchema.shape.version.safeParse(opts.version);
@@ -162,24 +188,23 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     const plan = await loadPlan(opts.plan);
     const updater = new AutomationStackUpdater({
-      workDir: repoRoot,
+      workDir: resolve(opts.workDir ?? repoRoot),
       program: indexProgram(resolve(repoRoot, "index.ts")),
     });
     if (opts.dryRun) {
-      const current = new Map<string, string>();
-      for (const stack of plan.waves.flatMap((w) => w.stacks)) {
-        current.set(stack, await updater.currentVersion(stack));
-      }
+      const current = await currentVersions(plan, updater);
       for (const line of describePlan(plan, version.data, current)) console.log(line);
       return 0;
     }
-    const token = opts.platformToken ?? process.env.SHARDWORKS_PLATFORM_TOKEN;
-    if (token === undefined) {
+    // An empty value (e.g. `SHARDWORKS_PLATFORM_TOKEN=` in a CI file) is as good as none.
+    const token = opts.platformToken || process.env.SHARDWORKS_PLATFORM_TOKEN;
+    if (!token) {
       process.stderr.write(
         "--platform-token (or $SHARDWORKS_PLATFORM_TOKEN) is required: the health gates call the scheduler API\n",
       );
       return 2;
     }
+    await currentVersions(plan, updater);
     const abort = new AbortController();
     const stop = () => abort.abort();
     process.once("SIGINT", stop);

@@ -19,6 +19,7 @@
 import test, { type ExecutionContext } from "ava";
 import * as k8s from "@kubernetes/client-node";
 import { LocalWorkspace, type PulumiFn } from "@pulumi/pulumi/automation";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -245,11 +246,11 @@ async function setUp(t: ExecutionContext) {
         )
       ).history()
     ).filter((u) => u.kind === "update").length;
-  return { sites, updater, automation, gates, plan, updates };
+  return { sites, updater, automation, gates, plan, updates, dir, work, envVars: env.envVars };
 }
 
 test("three local clusters: good version everywhere, broken versions (scheduler, xDS) stopped at the canary and rolled back, interrupted rollout resumed", async (t) => {
-  const { sites, updater, automation, gates, plan, updates } = await setUp(t);
+  const { sites, updater, automation, gates, plan, updates, dir, work, envVars } = await setUp(t);
   const versions = () => Promise.all(sites.map((s) => deployedVersion(s)));
   t.deepEqual(await versions(), ["0.1.0", "0.1.0", "0.1.0"]);
   t.deepEqual(
@@ -340,4 +341,51 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
     after[1]! + 1,
     after[2]! + 1,
   ]);
+
+  // The CLI itself, on the same stacks: --dry-run reads every stack's version and shows the
+  // targets; a stack that does not exist stops it before anything changes.
+  const cli = async (file: string, text: string, extra: string[]) => {
+    await writeFile(join(work, file), text);
+    return spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        join(repoRoot, "stacks", "rollout.ts"),
+        ...["--plan", join(work, file), "--version", "0.4.0", "--work-dir", dir],
+        ...extra,
+      ],
+      { cwd: repoRoot, encoding: "utf8", env: { ...process.env, ...envVars }, timeout: 120_000 },
+    );
+  };
+  const targets = stringify({
+    targets: Object.fromEntries(
+      sites.map((s) => [s.stack, { schedulerUrl: `http://127.0.0.1:${s.schedulerPort}` }]),
+    ),
+  });
+  const dry = await cli(
+    "cli.yaml",
+    `waves:\n  - stacks: [platform-local-a]\n  - stacks: [platform-local-b, platform-local-c]\nstate: cli.json\n${targets}`,
+    ["--dry-run"],
+  );
+  t.is(dry.status, 0, dry.stderr);
+  for (const site of sites) {
+    t.true(
+      dry.stdout.includes(
+        `    ${site.stack}: 0.3.0 -> 0.4.0 (scheduler http://127.0.0.1:${site.schedulerPort}, xDS from outputs, 1 node agent(s), 1 xDS client(s))`,
+      ),
+      dry.stdout,
+    );
+  }
+  const missing = await cli(
+    "missing.yaml",
+    "waves:\n  - stacks: [platform-local-a, platform-local-x]\nstate: missing.json\n",
+    ["--platform-token", TOKEN],
+  );
+  t.is(missing.status, 2);
+  t.regex(
+    missing.stderr,
+    /^stack platform-local-x: error: no stack named 'platform-local-x' found/m,
+  );
+  t.deepEqual(await versions(), ["0.3.0", "0.3.0", "0.3.0"], "nothing was deployed");
 });
