@@ -1,6 +1,7 @@
 /**
  * The health gates of a rollout, in the order they run. Three ask a platform's scheduler API (the
- * same HTTP API the `shardworks` CLI uses): `/healthz` answers (the scheduler reaches etcd), the
+ * same HTTP API the `shardworks` CLI uses): `/healthz` answers (the scheduler reaches etcd) from
+ * a scheduler of the rolled-out version (when it reports one), the
  * expected node agents are registered (their `nodes/<node>` records live only as long as their
  * leases), and a synthetic sandbox runs to completion with exit code 0 within its SLO. The fourth
  * asks the routing controller's CSDS whether the gateway's xDS clients ACKed the current
@@ -23,6 +24,7 @@ export interface SchedulerGateOptions {
   readonly syntheticSandbox: { readonly image: string; readonly command: readonly string[] };
 }
 
+const healthzSchema = z.object({ version: z.string().optional() });
 const nodesSchema = z.object({ items: z.array(z.object({ name: z.string() })) });
 const sandboxSchema = z.object({
   id: z.string(),
@@ -53,12 +55,19 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
   const { token } = options;
   const healthz: HealthGate = {
     name: "scheduler-healthz",
-    async check({ stack, signal }: GateContext): Promise<GateResult> {
+    async check({ stack, version, signal }: GateContext): Promise<GateResult> {
       const base = await options.schedulerUrl(stack);
       const { status, body } = await call(`${base}/healthz`, token, { signal });
-      return status === 200
+      if (status !== 200) {
+        return { ok: false, reason: `GET /healthz: ${status} ${JSON.stringify(body)}` };
+      }
+      // A scheduler that reports its version must run the one rolled out: until it does, the
+      // answer came from a pod of the old version that is still serving.
+      const reported = healthzSchema.safeParse(body);
+      const running = reported.success ? reported.data.version : undefined;
+      return running === undefined || running === version
         ? { ok: true }
-        : { ok: false, reason: `GET /healthz: ${status} ${JSON.stringify(body)}` };
+        : { ok: false, reason: `the scheduler answering runs ${running}, not ${version} yet` };
     },
   };
   const nodes: HealthGate = {

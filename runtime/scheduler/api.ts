@@ -42,6 +42,8 @@ export interface ApiOptions {
   agentToken?: string;
   /** Sub-apps mounted under the authenticated API, e.g. `{ path: "/v1/shards", app: shardsApp }`. */
   mounts?: readonly { path: string; app: Hono<ApiEnv> }[];
+  /** The runtime version this process runs, reported by `/healthz` (the rollout checks it). */
+  version?: string;
 }
 
 /** The authenticated caller; the auth middleware always sets it. */
@@ -439,7 +441,9 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
   app.get("/healthz", async (c) => {
     try {
       await store.client.get(keys.nodesPrefix).exec();
-      return c.json({ ok: true });
+      return c.json(
+        options.version === undefined ? { ok: true } : { ok: true, version: options.version },
+      );
     } catch (error) {
       throw new HttpError(
         503,

@@ -2,7 +2,8 @@
  * `tsx runtime/scheduler/main.ts --etcd http://127.0.0.1:2379 --port 8080` (or `runtime/main.ts
  * scheduler`): one scheduler replica (API + placer candidate). Options fall back to the env vars
  * the RuntimeDeployment sets (`SHARDWORKS_ETCD_ENDPOINTS`, `SHARDWORKS_LISTEN_HOST`,
- * `SHARDWORKS_LISTEN_PORT`); the platform token comes from `SHARDWORKS_PLATFORM_TOKEN`.
+ * `SHARDWORKS_LISTEN_PORT`); the platform token comes from `SHARDWORKS_PLATFORM_TOKEN`, the
+ * version `/healthz` reports from `SHARDWORKS_RUNTIME_VERSION`.
  */
 import { Command, Option } from "commander";
 import { ZodError } from "zod";
@@ -48,6 +49,10 @@ async function main(argv: readonly string[]): Promise<void> {
     platformToken: process.env.SHARDWORKS_PLATFORM_TOKEN ?? "",
     ...(process.env.SHARDWORKS_AGENT_TOKEN
       ? { agentToken: process.env.SHARDWORKS_AGENT_TOKEN }
+      : {}),
+    // The image's version, as the RuntimeDeployment sets it; /healthz reports it.
+    ...(process.env.SHARDWORKS_RUNTIME_VERSION
+      ? { version: process.env.SHARDWORKS_RUNTIME_VERSION }
       : {}),
     host: o.host,
     port: Number(o.port),

@@ -42,6 +42,8 @@ export const schedulerConfigSchema = z.strictObject({
   name: z.string().optional(),
   /** Bearer token the node agents' APIs expect (default: the platform token). */
   agentToken: z.string().min(16).optional(),
+  /** The runtime version this process runs (the image tag), reported by `/healthz`. */
+  version: z.string().min(1).optional(),
 });
 export type SchedulerConfig = z.input<typeof schedulerConfigSchema>;
 
@@ -80,6 +82,7 @@ export async function startScheduler(
     platformToken: parsed.platformToken,
     bodyLimitBytes: parsed.bodyLimitBytes,
     ...(parsed.agentToken === undefined ? {} : { agentToken: parsed.agentToken }),
+    ...(parsed.version === undefined ? {} : { version: parsed.version }),
     mounts: [{ path: "/v1/shards", app: createShardsApi(new ShardStore(client)) }, ...mounts],
   });
   const server: ServerType = await new Promise((resolve) => {

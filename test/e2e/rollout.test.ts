@@ -94,6 +94,8 @@ async function syncRuntime(site: Site): Promise<void> {
     platformToken: TOKEN,
     electionTtlSeconds: 2,
     port: site.schedulerPort,
+    // As the RuntimeDeployment sets SHARDWORKS_RUNTIME_VERSION: /healthz reports it.
+    version,
   });
   site.schedulerPort = Number(new URL(site.scheduler.url).port);
   site.runningVersion = version;

@@ -234,3 +234,26 @@ test("xds-acked: a client that does not answer, one that NACKs, and no controlle
   t.false(down.ok);
   t.regex(down.ok ? "" : down.reason, /^CSDS at 127\.0\.0\.1:\d+: 14 UNAVAILABLE/);
 });
+
+test("scheduler-healthz: a scheduler that reports an older version does not pass", async (t) => {
+  const etcd = await etcdFor(t);
+  const old = await schedulerFor(t, etcd, { version: "0.1.0" });
+  const [healthz] = schedulerGates({
+    token: PLATFORM_TOKEN,
+    schedulerUrl: () => Promise.resolve(old.url),
+    syntheticSandbox: { image: "unused", command: ["true"] },
+  });
+  const response = await fetch(`${old.url}/healthz`);
+  t.deepEqual(await response.json(), { ok: true, version: "0.1.0" });
+  t.deepEqual(await healthz!.check(context(1_000)), {
+    ok: false,
+    reason: "the scheduler answering runs 0.1.0, not 0.2.0 yet",
+  });
+  const current = await schedulerFor(t, etcd, { version: "0.2.0" });
+  const [healthzNew] = schedulerGates({
+    token: PLATFORM_TOKEN,
+    schedulerUrl: () => Promise.resolve(current.url),
+    syntheticSandbox: { image: "unused", command: ["true"] },
+  });
+  t.deepEqual(await healthzNew!.check(context(1_000)), { ok: true });
+});
