@@ -14,11 +14,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { logger } from "../../../lib/logger";
 import { shellQuote } from "../launch-script";
 import { connectUnix, QmpClient } from "./qmp";
+import { SerialLines } from "./serial-lines";
 
 const log = logger.child({ component: "qemu-vm" });
 
 /** The frame marker of the guest agent's protocol (ASCII record separator). */
 const FRAME = "\x1e";
+/** The longest serial line kept while waiting for its newline (characters). */
+export const MAX_SERIAL_LINE = 4 * 1024 * 1024;
 
 /** How QEMU executes guest code. */
 export type Accelerator = "kvm" | "tcg";
@@ -164,7 +167,12 @@ export class QemuVm extends EventEmitter {
   readonly #child: ChildProcess;
   readonly #serial: Socket;
   readonly #socketDir: string;
-  #serialBuffer = "";
+  readonly #serialLines = new SerialLines(MAX_SERIAL_LINE, (dropped) =>
+    log.warn(
+      { pid: this.pid, dropped },
+      `guest wrote more than ${MAX_SERIAL_LINE} characters without a newline on the serial console; dropped`,
+    ),
+  );
   #readyCount = 0;
   /** The guest's last console lines (kernel messages): they explain a failed boot or a panic. */
   readonly #console: string[] = [];
@@ -370,13 +378,7 @@ export class QemuVm extends EventEmitter {
   }
 
   #onSerial(chunk: string): void {
-    this.#serialBuffer += chunk;
-    let newline: number;
-    while ((newline = this.#serialBuffer.indexOf("\n")) >= 0) {
-      const line = this.#serialBuffer.slice(0, newline).replace(/\r$/, "");
-      this.#serialBuffer = this.#serialBuffer.slice(newline + 1);
-      this.#onLine(line);
-    }
+    for (const line of this.#serialLines.push(chunk)) this.#onLine(line);
   }
 
   #onLine(line: string): void {
