@@ -43,6 +43,11 @@ export interface NodeAgentConfig {
   port?: number;
   /** Warm starts kept ready per image once that image has been run; default 1. */
   warmPerImage?: number;
+  /**
+   * An image's warm starts are released after this many seconds without a run of it, so images
+   * run once do not hold paused VMs (memory) forever; default 600.
+   */
+  warmIdleSeconds?: number;
   /** Safety-net reconcile interval in ms; default 2000. */
   resyncMs?: number;
   /**
@@ -96,6 +101,8 @@ export class NodeAgent {
   #server: ServerType | undefined;
   #address = "";
   #resync: NodeJS.Timeout | undefined;
+  /** Image → when a sandbox of it last started here (epoch ms): the warm pools this agent keeps. */
+  readonly #warmImages = new Map<string, number>();
   #reconciling = false;
   #reconcileQueued = false;
   #idle: Promise<void> = Promise.resolve();
@@ -107,6 +114,7 @@ export class NodeAgent {
     config.host ??= "127.0.0.1";
     config.port ??= 0;
     config.warmPerImage ??= 1;
+    config.warmIdleSeconds ??= 600;
     config.resyncMs ??= 2000;
     this.#config = config as Required<NodeAgentConfig>;
     this.#client = new Etcd3({ hosts: config.etcdEndpoints });
@@ -160,7 +168,10 @@ export class NodeAgent {
     this.#watcher.on("put", () => this.requestReconcile());
     this.#watcher.on("delete", () => this.requestReconcile());
     this.#watcher.on("error", (error) => this.events.emit("error", error));
-    this.#resync = setInterval(() => this.requestReconcile(), this.#config.resyncMs);
+    this.#resync = setInterval(() => {
+      this.requestReconcile();
+      this.#releaseIdleWarmPools();
+    }, this.#config.resyncMs);
     this.#resync.unref();
     this.requestReconcile();
   }
@@ -354,6 +365,7 @@ export class NodeAgent {
     );
     this.events.emit("started", { id, start: running.start, startMillis: running.startMillis });
     if (this.#config.warmPerImage > 0) {
+      this.#warmImages.set(record.spec.image, Date.now());
       this.#config.driver
         .warm(record.spec.image, this.#config.warmPerImage)
         .catch((error: unknown) =>
@@ -362,6 +374,24 @@ export class NodeAgent {
     }
     // Re-check: the assignment may have gone while we were starting.
     this.requestReconcile();
+  }
+
+  /** Releases the warm starts of images that have not run here for `warmIdleSeconds`. */
+  #releaseIdleWarmPools(): void {
+    const idleBefore = Date.now() - this.#config.warmIdleSeconds * 1000;
+    for (const [image, lastRun] of this.#warmImages) {
+      if (lastRun > idleBefore) continue;
+      this.#warmImages.delete(image);
+      logger.info(
+        { node: this.name, image, idleSeconds: this.#config.warmIdleSeconds },
+        "releasing the warm pool of an idle image",
+      );
+      this.#config.driver
+        .warm(image, 0)
+        .catch((error: unknown) =>
+          logger.warn({ node: this.name, err: error, image }, "could not release warm pool"),
+        );
+    }
   }
 
   /** Stops a sandbox that arrived (or is arriving) by migration and is not this node's. */

@@ -23,6 +23,7 @@ const optionsSchema = z.strictObject({
   cpu: z.coerce.number().int().positive().default(4000),
   memory: z.coerce.number().int().positive().default(4096),
   leaseTtl: z.coerce.number().int().min(1).default(10),
+  warmIdle: z.coerce.number().int().min(1).default(600),
   dataDir: z.string().optional(),
   host: z.string().default("127.0.0.1"),
   port: z.coerce.number().int().min(0).max(65535).default(0),
@@ -46,6 +47,12 @@ async function main(argv: readonly string[]): Promise<void> {
     .addOption(new Option("--memory <mib>", "memory capacity in MiB").env("SHARDWORKS_NODE_MEMORY"))
     .addOption(new Option("--lease-ttl <seconds>", "node lease TTL").env("SHARDWORKS_LEASE_TTL"))
     .addOption(new Option("--data-dir <dir>", "work dirs and logs").env("SHARDWORKS_DATA_DIR"))
+    .addOption(
+      new Option(
+        "--warm-idle <seconds>",
+        "release an image's warm starts after this long without a run (default 600)",
+      ).env("SHARDWORKS_WARM_IDLE_SECONDS"),
+    )
     .addOption(
       new Option("--host <host>", "address of the agent API").env("SHARDWORKS_LISTEN_HOST"),
     )
@@ -71,6 +78,7 @@ async function main(argv: readonly string[]): Promise<void> {
     capacity: { cpuMillis: o.cpu, memoryMiB: o.memory },
     dataDir: o.dataDir ?? join(tmpdir(), `shardworks-node-${o.name}`),
     leaseTtlSeconds: o.leaseTtl,
+    warmIdleSeconds: o.warmIdle,
     // The scheduler's token for this agent's API (logs, migration); without one the API is open
     // and must be fenced by the network (NetworkPolicy), which the agent then says in its log.
     ...(process.env.SHARDWORKS_AGENT_TOKEN ? { apiToken: process.env.SHARDWORKS_AGENT_TOKEN } : {}),

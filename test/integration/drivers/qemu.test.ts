@@ -5,7 +5,7 @@
  */
 import test from "ava";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { readdir, rm, stat, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
@@ -64,7 +64,8 @@ test.serial(
   "warm() builds the snapshot and a pool of paused VMs; a run takes one and the pool refills",
   async (t) => {
     const image = await busyboxRootfs(t);
-    const driver = await qemuDriver(t, image);
+    const cacheDir = await privateCacheDir(t);
+    const driver = await qemuDriver(t, image, cacheDir);
     await driver.warm("oci:/test/busybox", 1);
     const request = await runRequest(t, "pooled", ["sh", "-c", "echo pooled; exit 0"]);
     const sandbox = await driver.run(request);
@@ -77,8 +78,36 @@ test.serial(
     const second = await driver.run(again);
     t.is(second.start, "warm");
     t.deepEqual(await second.exit, { kind: "exited", code: 0 });
+
+    // Release (what the agent does for an idle image): the paused VMs are gone, their QEMU
+    // processes too; the snapshot stays, so the next run is still warm.
+    await driver.warm("oci:/test/busybox", 1);
+    t.is(driver.pooled(), 1);
+    t.is(qemuProcessesUsing(cacheDir).length, 1, "one paused VM in the pool");
+    await driver.warm("oci:/test/busybox", 0);
+    t.is(driver.pooled(), 0);
+    t.deepEqual(qemuProcessesUsing(cacheDir), [], "no QEMU of the pool is left");
+    const after = await runRequest(t, "after-release", ["true"]);
+    const third = await driver.run(after);
+    t.is(third.start, "warm", "restored from the snapshot");
+    t.deepEqual(await third.exit, { kind: "exited", code: 0 });
   },
 );
+
+/** pids of QEMU processes whose command line mentions `dir` (their snapshot and initramfs). */
+function qemuProcessesUsing(dir: string): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^[0-9]+$/.test(entry))
+    .filter((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+        return cmdline.startsWith("qemu-system") && cmdline.includes(dir);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 
 test.serial("stop() ends a command that would run forever and frees its VM", async (t) => {
   const image = await busyboxRootfs(t);

@@ -263,9 +263,23 @@ export class QemuDriver implements MigratingDriver {
     // The memory a default-sized sandbox of this image gets, so the snapshot serves its runs.
     const memoryMiB = prepared.minMemoryMiB;
     const key = await this.#snapshotKey(prepared, memoryMiB);
+    if (count === 0) {
+      // Release: the paused VMs go (their memory with them); the snapshot file stays on disk.
+      this.#poolTargets.delete(key);
+      await this.#refilling.get(key);
+      const pool = this.#pools.get(key) ?? [];
+      this.#pools.delete(key);
+      await Promise.all(pool.map((vm) => vm.kill()));
+      return;
+    }
     await this.#ensureSnapshot(key, prepared, memoryMiB);
     this.#poolTargets.set(key, { count, prepared, memoryMiB });
     await this.#refill(key);
+  }
+
+  /** Paused VMs waiting in the warm pools (all images). */
+  pooled(): number {
+    return [...this.#pools.values()].reduce((n, pool) => n + pool.length, 0);
   }
 
   async run(request: RunRequest): Promise<RunningSandbox> {

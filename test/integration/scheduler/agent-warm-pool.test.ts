@@ -1,0 +1,79 @@
+/**
+ * The node agent keeps warm starts for the images it ran, and releases them once an image has
+ * not run for `warmIdleSeconds`: checked on the real processes (bubblewrap launchers) the process
+ * driver keeps ready.
+ */
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test from "ava";
+import type { SandboxRecord } from "../../../runtime/lib";
+import { NodeAgent } from "../../../runtime/node-agent/agent";
+import { createDriver } from "../../../runtime/node-agent/drivers";
+import { buildBusyboxImage } from "../../helpers/images";
+import { eventually } from "../../helpers/grpc-backends";
+import { api, etcdFor, schedulerFor } from "../../helpers/runtime";
+
+/**
+ * How many processes' command lines mention `text` (the launchers' rootfs is under the cache;
+ * bubblewrap runs as two processes per launcher).
+ */
+async function processesMentioning(text: string): Promise<number> {
+  let count = 0;
+  for (const entry of await readdir("/proc")) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(text)) count++;
+  }
+  return count;
+}
+
+test("an image's warm starts are kept after a run and released once it has been idle", async (t) => {
+  const etcd = await etcdFor(t);
+  const scheduler = await schedulerFor(t, etcd);
+  const dir = await mkdtemp(join(tmpdir(), "sw-warm-pool-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const image = buildBusyboxImage(join(dir, "image"));
+  const cacheDir = join(dir, "cache");
+  const agent = new NodeAgent({
+    name: "warm-node",
+    etcdEndpoints: [etcd.endpoint],
+    driver: createDriver("process", { imageStore: { cacheDir } }),
+    capacity: { cpuMillis: 4000, memoryMiB: 4096 },
+    dataDir: join(dir, "data"),
+    warmPerImage: 1,
+    warmIdleSeconds: 8,
+    resyncMs: 200,
+  });
+  await agent.start();
+  t.teardown(() => agent.close());
+
+  const run = async (id: string) => {
+    const created = await api<SandboxRecord>(
+      scheduler.url,
+      "/v1/sandboxes?wait=exited&timeout=60",
+      { method: "POST", body: JSON.stringify({ id, image, command: ["true"] }) },
+    );
+    t.is(created.body.status.phase, "exited");
+    return created.body;
+  };
+  const warmKept = async () => (await processesMentioning(cacheDir)) > 0;
+  await run("first");
+  t.true(await eventually(warmKept, true), "a warm launcher is kept for the image");
+  const secondAt = Date.now();
+  const second = await run("second");
+  t.is(second.status.start, "warm", "a run within the idle time starts warm");
+  t.true(await eventually(warmKept, true), "the pool was refilled");
+
+  t.is(
+    await eventually(() => processesMentioning(cacheDir), 0, 30_000),
+    0,
+    "released after the image was idle",
+  );
+  const after = Date.now() - secondAt;
+  t.true(after >= 8_000, `not before warmIdleSeconds after the last run (${after} ms)`);
+  t.log(`warm pool released ${after} ms after the last run (warmIdleSeconds 8)`);
+  const third = await run("third");
+  t.is(third.status.start, "cold", "the next run starts cold, and the pool comes back");
+  t.true(await eventually(warmKept, true));
+});
