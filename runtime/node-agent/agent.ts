@@ -506,6 +506,18 @@ export class NodeAgent {
         return { port };
       },
       migrateOut: async (id: string, host: string, port: number): Promise<void> => {
+        // A sandbox's memory goes only to a node of this cluster: the host must be the address
+        // of a registered node (the scheduler asks the target for the port it listens on).
+        const nodeHosts = (await this.#store.listNodes()).map((n) =>
+          n.address.slice(0, n.address.lastIndexOf(":")),
+        );
+        if (!nodeHosts.includes(host)) {
+          throw new HttpError(
+            403,
+            "migration_target_refused",
+            `host ${host} is not the address of a registered node; a sandbox migrates only to nodes of this cluster`,
+          );
+        }
         const driver = this.#config.driver;
         const local = this.#local.get(id);
         if (!local)

@@ -45,6 +45,23 @@ test("an agent with an API token refuses callers without it; logs still flow thr
   });
   t.is(migrate.status, 401, "migration cannot be triggered without the token");
 
+  // With the token, a sandbox's memory still goes only to a registered node's host.
+  const migrateTo = (host: string) =>
+    fetch(`http://${agent.address}/v1/sandboxes/secret-log/migrate`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${PLATFORM_TOKEN}` },
+      body: JSON.stringify({ host, port: 4444 }),
+    });
+  const elsewhere = await migrateTo("169.254.169.254");
+  t.is(elsewhere.status, 403);
+  t.regex(
+    await elsewhere.text(),
+    /host 169\.254\.169\.254 is not the address of a registered node/,
+  );
+  const toNode = await migrateTo("127.0.0.1"); // this node's own host: allowed past the check
+  t.is(toNode.status, 404);
+  t.regex(await toNode.text(), /secret-log is not running on auth-node/);
+
   const viaScheduler = await fetch(`${scheduler.url}/v1/sandboxes/secret-log/logs`, {
     headers: { authorization: `Bearer ${PLATFORM_TOKEN}` },
   });
