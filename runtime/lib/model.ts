@@ -35,9 +35,25 @@ export const taintSchema = z.strictObject({
   effect: z.enum(["NoSchedule", "PreferNoSchedule"]).default("NoSchedule"),
 });
 
+/**
+ * A node's name: a DNS subdomain (RFC 1123), as Kubernetes names nodes, e.g.
+ * `ip-10-0-1-23.ec2.internal` on EKS: dot-separated DNS labels, at most 253 characters.
+ */
+export const nodeName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+    message:
+      "must be lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit (e.g. ip-10-0-1-23.ec2.internal)",
+  })
+  .refine((name) => name.split(".").every((label) => label.length <= 63), {
+    message: "each dot-separated part must be at most 63 characters",
+  });
+
 /** `nodes/<node>`: written by a node agent, bound to its lease (liveness). */
 export const nodeRecordSchema = z.strictObject({
-  name: dnsLabel,
+  name: nodeName,
   /** host:port of the node agent's HTTP API (logs, migration). */
   address: z.string().min(1),
   driver: driverSchema,
@@ -96,7 +112,7 @@ export const sandboxPhaseSchema = z.enum([
 /** Status, written by the scheduler (placement) and the node agent (everything after). */
 export const sandboxStatusSchema = z.strictObject({
   phase: sandboxPhaseSchema,
-  node: dnsLabel.optional(),
+  node: nodeName.optional(),
   exitCode: z.number().int().optional(),
   reason: z.string().optional(),
   /** Whether the start came from warm capacity (snapshot restore / pre-started sandbox). */
@@ -120,7 +136,7 @@ export type SandboxRecord = z.infer<typeof sandboxRecordSchema>;
 /** `assignments/<node>/<id>`: what a node agent must run. */
 export const assignmentRecordSchema = z.strictObject({
   sandboxId: dnsLabel,
-  node: dnsLabel,
+  node: nodeName,
   assignedAt: z.iso.datetime(),
 });
 export type AssignmentRecord = z.infer<typeof assignmentRecordSchema>;

@@ -9,12 +9,12 @@ import { Command, Option } from "commander";
 import { z } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
-import { dnsLabel, driverSchema } from "../lib/model";
+import { driverSchema, nodeName } from "../lib/model";
 import { NodeAgent } from "./agent";
 import { bestAvailableDriver, createDriver } from "./drivers";
 
 const optionsSchema = z.strictObject({
-  name: dnsLabel,
+  name: nodeName,
   etcd: z
     .string()
     .min(1)

@@ -5,7 +5,7 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { HttpError, badRequest } from "../lib/errors";
-import { dnsLabel, sandboxPhaseSchema, sandboxSpecSchema } from "../lib/model";
+import { dnsLabel, nodeName, sandboxPhaseSchema, sandboxSpecSchema } from "../lib/model";
 import { parseImageReference } from "../node-agent/images/reference";
 
 /**
@@ -66,7 +66,7 @@ export const createSandboxQuerySchema = z.strictObject({
 });
 
 /** Body of `POST /v1/sandboxes/:id/migrate`. */
-export const migrateBodySchema = z.strictObject({ node: dnsLabel });
+export const migrateBodySchema = z.strictObject({ node: nodeName });
 
 /** Query of `GET /v1/sandboxes/:id/logs`. */
 export const logsQuerySchema = z.strictObject({
@@ -79,7 +79,7 @@ export const logsQuerySchema = z.strictObject({
 /** Query of `GET /v1/sandboxes`. */
 export const listQuerySchema = z.strictObject({
   shard: dnsLabel.optional(),
-  node: dnsLabel.optional(),
+  node: nodeName.optional(),
   phase: sandboxPhaseSchema.optional(),
 });
 
