@@ -103,8 +103,7 @@ export class RoutingController {
     });
     this.server = new XdsServer(this.cache, {
       logger: this.#logger,
-      currentVersion: (node, typeUrl) =>
-        this.cache.getSnapshot(this.cache.nodeKey(node))?.version(typeUrl),
+      currentSnapshot: (node) => this.cache.getSnapshot(this.cache.nodeKey(node)),
     });
   }
 

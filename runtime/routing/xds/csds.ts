@@ -15,9 +15,10 @@ import * as protoLoader from "@grpc/proto-loader";
 import type { XdsNode } from "./cache";
 import { PROTO_INCLUDE_DIRS, type TypeUrl } from "./protos";
 import type { AckState, StreamClient } from "./server";
+import type { Snapshot, XdsResource } from "./snapshot";
 
-/** The version of a type a node should hold now (its current snapshot's), if there is one. */
-export type CurrentVersion = (node: XdsNode, typeUrl: TypeUrl) => string | undefined;
+/** The snapshot a node should hold now, if there is one. */
+export type CurrentSnapshot = (node: XdsNode) => Snapshot | undefined;
 
 /** `envoy.service.status.v3.ConfigStatus`. */
 export const ConfigStatus = {
@@ -133,63 +134,141 @@ function timestamp(ms: number | undefined): GenericXdsConfig["last_updated"] {
   return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
 }
 
-/** The status of one type of one stream, the same for every resource of it (versions are per type). */
-function typeStatus(state: Readonly<AckState>, current: string | undefined): ConfigStatus {
+/** Where a type of a stream stands, whatever the resource: not sent, not answered, rejected. */
+function answered(state: Readonly<AckState>): ConfigStatus | undefined {
   if (state.nonce === "") return ConfigStatus.NotSent;
   if (state.pending) return ConfigStatus.Stale;
-  if (state.rejectedVersion === state.sentVersion) return ConfigStatus.Error;
-  // ACKed, but the cache holds a newer version that is not on its way yet.
-  return current === undefined || state.ackedVersion === current
-    ? ConfigStatus.Synced
-    : ConfigStatus.NotSent;
+  // A NACK leaves the client on what it had; a later ACK (of a newer or re-sent version) clears it.
+  if (state.lastAnswer === "nack") return ConfigStatus.Error;
+  return undefined;
+}
+
+/** One resource line of CSDS. */
+interface Line {
+  readonly name: string;
+  readonly status: ConfigStatus;
+  readonly client: ClientResourceStatus;
+  readonly resource?: XdsResource;
+}
+
+/**
+ * State of the world: versions are per type. The client is SYNCED when it ACKed the version of
+ * the current snapshot; every resource of the last response shares that status. Names asked for
+ * and not sent do not exist (for the client).
+ */
+function sotwLines(
+  state: Readonly<AckState>,
+  current: Snapshot | undefined,
+  typeUrl: TypeUrl,
+): Line[] {
+  const sent = state.sent ?? [];
+  const early = answered(state);
+  const status =
+    early ??
+    (current === undefined || state.ackedVersion === current.version(typeUrl)
+      ? ConfigStatus.Synced
+      : ConfigStatus.NotSent);
+  const client =
+    status === ConfigStatus.Error
+      ? ClientResourceStatus.Nacked
+      : status === ConfigStatus.Stale || state.nonce === ""
+        ? ClientResourceStatus.Requested
+        : ClientResourceStatus.Acked;
+  const lines: Line[] = sent.map((resource) => ({ name: resource.name, status, client, resource }));
+  const names = new Set(sent.map((r) => r.name));
+  for (const name of state.requested) {
+    if (names.has(name)) continue;
+    lines.push({
+      name,
+      status,
+      client:
+        state.nonce === "" ? ClientResourceStatus.Requested : ClientResourceStatus.DoesNotExist,
+    });
+  }
+  return lines;
+}
+
+/**
+ * Delta: versions are per resource (content hashes), and an unchanged resource is never re-sent,
+ * so each resource the client holds is SYNCED when its hash is the current snapshot's; one the
+ * snapshot has (and the client subscribes to) but the client does not hold is NOT_SENT.
+ */
+function deltaLines(
+  state: Readonly<AckState>,
+  current: Snapshot | undefined,
+  typeUrl: TypeUrl,
+): Line[] {
+  const known = state.known ?? new Map<string, string>();
+  const early = answered(state);
+  const resources = current?.resources(typeUrl) ?? new Map<string, XdsResource>();
+  const lines: Line[] = [];
+  for (const [name, hash] of known) {
+    const resource = resources.get(name);
+    const status = early ?? (resource?.hash === hash ? ConfigStatus.Synced : ConfigStatus.NotSent);
+    const client =
+      status === ConfigStatus.Error
+        ? ClientResourceStatus.Nacked
+        : status === ConfigStatus.Stale
+          ? ClientResourceStatus.Requested
+          : ClientResourceStatus.Acked;
+    lines.push({ name, status, client, ...(resource ? { resource } : {}) });
+  }
+  const wanted = state.wildcard ? [...resources.keys()] : state.requested;
+  for (const name of wanted) {
+    if (known.has(name)) continue;
+    const exists = resources.has(name);
+    lines.push({
+      name,
+      status: early === ConfigStatus.Stale ? early : ConfigStatus.NotSent,
+      client:
+        exists || state.nonce === ""
+          ? ClientResourceStatus.Requested
+          : ClientResourceStatus.DoesNotExist,
+    });
+  }
+  return lines;
 }
 
 /** What CSDS says of one stream. */
 export function clientConfig(
   client: StreamClient,
-  currentVersion: CurrentVersion,
+  currentSnapshot: CurrentSnapshot,
   includeContents: boolean,
 ): ClientConfig {
+  const current = currentSnapshot(client.node);
   const configs: GenericXdsConfig[] = [];
   for (const [typeUrl, state] of client.types) {
-    const status = typeStatus(state, currentVersion(client.node, typeUrl));
-    const sent = state.nonce !== "";
-    const resourceStatus: ClientResourceStatus =
-      status === ConfigStatus.Error
-        ? ClientResourceStatus.Nacked
-        : status === ConfigStatus.Stale || !sent
-          ? ClientResourceStatus.Requested
-          : ClientResourceStatus.Acked;
-    const common = {
-      type_url: typeUrl,
-      version_info: state.sentVersion,
-      last_updated: timestamp(state.sentAt),
-      config_status: status,
-      error_state:
-        status === ConfigStatus.Error && state.rejection
-          ? { details: state.rejection.detail, version_info: state.rejectedVersion ?? "" }
-          : null,
-    };
-    for (const resource of state.held.values()) {
-      configs.push({
-        ...common,
-        name: resource.name,
-        client_status: resourceStatus,
-        xds_config: includeContents ? resource.any : null,
+    const lines = client.delta
+      ? deltaLines(state, current, typeUrl)
+      : sotwLines(state, current, typeUrl);
+    // Nothing to name (a wildcard subscription and nothing sent): report the type as a whole.
+    if (lines.length === 0) {
+      const status = answered(state) ?? ConfigStatus.Synced;
+      lines.push({
+        name: "",
+        status,
+        client:
+          status === ConfigStatus.Error
+            ? ClientResourceStatus.Nacked
+            : status === ConfigStatus.Synced
+              ? ClientResourceStatus.Acked
+              : ClientResourceStatus.Requested,
       });
     }
-    // Asked for by name but not in what was sent: the client learns it does not exist.
-    for (const name of state.requested) {
-      if (state.held.has(name)) continue;
+    for (const line of lines) {
       configs.push({
-        ...common,
-        name,
-        client_status: sent ? ClientResourceStatus.DoesNotExist : ClientResourceStatus.Requested,
+        type_url: typeUrl,
+        name: line.name,
+        version_info: client.delta ? (state.known?.get(line.name) ?? "") : state.sentVersion,
+        last_updated: timestamp(state.sentAt),
+        config_status: line.status,
+        client_status: line.client,
+        xds_config: includeContents && line.resource ? line.resource.any : null,
+        error_state:
+          line.status === ConfigStatus.Error && state.rejection
+            ? { details: state.rejection.detail, version_info: state.rejectedVersion ?? "" }
+            : null,
       });
-    }
-    // Nothing to name (a wildcard subscription with no resources): report the type as a whole.
-    if (state.held.size === 0 && state.requested.length === 0) {
-      configs.push({ ...common, name: "", client_status: resourceStatus });
     }
   }
   return { node: client.node, generic_xds_configs: configs };
@@ -199,12 +278,12 @@ export function clientConfig(
 export function addClientStatusService(
   server: grpc.Server,
   clients: () => readonly StreamClient[],
-  currentVersion: CurrentVersion,
+  currentSnapshot: CurrentSnapshot,
 ): void {
   const answer = (request: ClientStatusRequest) => ({
     config: clients()
       .filter((c) => matches(request, c.node))
-      .map((c) => clientConfig(c, currentVersion, !request.exclude_resource_contents)),
+      .map((c) => clientConfig(c, currentSnapshot, !request.exclude_resource_contents)),
   });
   const fail = (error: unknown): grpc.ServiceError => {
     const unsupported = error instanceof UnsupportedMatcher;
@@ -230,7 +309,8 @@ export function addClientStatusService(
         try {
           call.write(answer(request));
         } catch (error) {
-          call.destroy(fail(error));
+          // `destroy` would end the stream without a status; `error` ends it with this one.
+          call.emit("error", fail(error));
         }
       });
       call.on("end", () => call.end());
@@ -275,7 +355,9 @@ export async function fetchClientStatus(
         { deadline: Date.now() + (query.timeoutMs ?? 5000) },
         (error, response) => (error ? reject(error) : resolve(response?.config ?? [])),
       );
-      query.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+      const cancel = () => call.cancel();
+      query.signal?.addEventListener("abort", cancel, { once: true });
+      call.on("status", () => query.signal?.removeEventListener("abort", cancel));
     });
   } finally {
     client.close();

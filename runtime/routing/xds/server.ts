@@ -9,7 +9,7 @@ import { HealthImplementation } from "grpc-health-check";
 import { EventEmitter } from "node:events";
 import { logger as rootLogger, type Logger } from "../../lib/logger";
 import { isWildcard, type ConfigWatcher, type WatchResponse, type XdsNode } from "./cache";
-import { addClientStatusService, type CurrentVersion } from "./csds";
+import { addClientStatusService, type CurrentSnapshot } from "./csds";
 import type { XdsResource } from "./snapshot";
 import {
   adsService,
@@ -72,14 +72,18 @@ export interface AckState {
   cancel?: () => void;
   /** When the last response was sent (epoch ms). */
   sentAt?: number;
+  /** How the client answered the last response it answered (`nack`: it holds the one before). */
+  lastAnswer?: "ack" | "nack";
   /** The client's reason and the time of the last NACK. */
   rejection?: { readonly detail: string; readonly at: number };
-  /** What the client was last sent, by name (SotW: the last response; delta: all it holds). */
-  held: Map<string, XdsResource>;
   /** The names the client asked for; empty with `wildcard`. */
   requested: readonly string[];
   /** Subscribed to every resource of the type. */
   wildcard: boolean;
+  /** SotW: the resources of the last response (the cache's own array, not a copy). */
+  sent?: readonly XdsResource[];
+  /** Delta: name → content hash of each resource the client holds. */
+  known?: ReadonlyMap<string, string>;
 }
 
 /** Per delta stream and type: the subscription and what the client holds. */
@@ -121,11 +125,11 @@ export interface StreamClient {
 export interface XdsServerOptions {
   logger?: Logger;
   /**
-   * The version a node should hold of a type (the cache's current snapshot). With it, the server
-   * also answers Envoy's Client Status Discovery Service (CSDS) on the same port, so operators and
-   * the rollout's xDS gate can ask whether each client ACKed the current version.
+   * The snapshot a node should hold now (the cache's). With it, the server also answers Envoy's
+   * Client Status Discovery Service (CSDS) on the same port, so operators and the rollout's xDS
+   * gate can ask whether each client ACKed the current configuration.
    */
-  currentVersion?: CurrentVersion;
+  currentSnapshot?: CurrentSnapshot;
 }
 
 /** Events of {@link XdsServer}: `ack`, `nack`, `stream-open`, `stream-close`. */
@@ -142,7 +146,7 @@ export class XdsServer {
   readonly events = new EventEmitter<XdsServerEvents>();
   readonly #cache: ConfigWatcher;
   readonly #logger: Logger;
-  readonly #currentVersion: CurrentVersion | undefined;
+  readonly #currentSnapshot: CurrentSnapshot | undefined;
   readonly #streams = new Map<number, StreamClient & { node: XdsNode & Record<string, unknown> }>();
   readonly #calls = new Set<grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>>();
   #server: grpc.Server | undefined;
@@ -152,12 +156,17 @@ export class XdsServer {
   constructor(cache: ConfigWatcher, options: XdsServerOptions = {}) {
     this.#cache = cache;
     this.#logger = (options.logger ?? rootLogger).child({ component: "xds-server" });
-    this.#currentVersion = options.currentVersion;
+    this.#currentSnapshot = options.currentSnapshot;
   }
 
   /** Listen on `host:port` (port 0 = any free port); resolves to the bound port. */
   async listen(port: number, host = "127.0.0.1"): Promise<number> {
-    const server = new grpc.Server();
+    // Keepalive pings find streams whose client vanished without closing (a lost node), so they
+    // do not linger in the stream list (and in CSDS) until TCP gives up.
+    const server = new grpc.Server({
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+    });
     server.addService(adsService(), {
       StreamAggregatedResources: (
         call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
@@ -169,8 +178,8 @@ export class XdsServer {
     // grpc.health.v1 on the same port: the Kubernetes gRPC readiness probe asks it.
     this.#health = new HealthImplementation({ "": "SERVING", [ADS_SERVICE_NAME]: "SERVING" });
     this.#health.addToServer(server);
-    if (this.#currentVersion)
-      addClientStatusService(server, () => this.clients(), this.#currentVersion);
+    if (this.#currentSnapshot)
+      addClientStatusService(server, () => this.clients(), this.#currentSnapshot);
     const bound = await new Promise<number>((resolve, reject) => {
       server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, p) =>
         error ? reject(error) : resolve(p),
@@ -210,6 +219,7 @@ export class XdsServer {
     const event = { streamId, nodeId, typeUrl, version: state.sentVersion, nonce: state.nonce };
     if (request.error_detail) {
       state.rejectedVersion = state.sentVersion;
+      state.lastAnswer = "nack";
       state.rejection = { detail: request.error_detail.message, at: Date.now() };
       log.warn(
         { nodeId, typeUrl, version: state.sentVersion, error: request.error_detail },
@@ -219,6 +229,7 @@ export class XdsServer {
       return "nack";
     }
     state.ackedVersion = state.sentVersion;
+    state.lastAnswer = "ack";
     this.events.emit("ack", event);
     return "ack";
   }
@@ -277,7 +288,7 @@ export class XdsServer {
         state.sentVersion = response.version;
         state.pending = true;
         state.sentAt = Date.now();
-        state.held = new Map(response.resources.map((r) => [r.name, r]));
+        state.sent = response.resources;
         call.write({
           version_info: response.version,
           resources: response.resources.map((r) => r.any),
@@ -315,7 +326,6 @@ export class XdsServer {
           ackedVersion: "",
           pending: false,
           names: [],
-          held: new Map(),
           requested: [],
           wildcard: false,
         };
@@ -408,14 +418,8 @@ export class XdsServer {
           state.sentVersion = response.systemVersion;
           state.pending = true;
           state.sentAt = Date.now();
-          for (const r of response.resources) {
-            state.known.set(r.name, r.hash);
-            state.held.set(r.name, r);
-          }
-          for (const name of response.removed) {
-            state.known.delete(name);
-            state.held.delete(name);
-          }
+          for (const r of response.resources) state.known.set(r.name, r.hash);
+          for (const name of response.removed) state.known.delete(name);
           call.write({
             system_version_info: response.systemVersion,
             resources: response.resources.map((r) => ({
@@ -455,7 +459,6 @@ export class XdsServer {
           sentVersion: "",
           ackedVersion: "",
           pending: false,
-          held: new Map(),
           requested: [],
         };
         types.set(typeUrl, state);
@@ -470,7 +473,6 @@ export class XdsServer {
         if (name === "*") state.wildcard = false;
         state.subscribed.delete(name);
         state.known.delete(name);
-        state.held.delete(name);
       }
       state.requested = [...state.subscribed].sort();
       watch(typeUrl, state);

@@ -47,7 +47,7 @@ function state(shards: Record<string, string>): RoutingState {
 async function setup(t: ExecutionContext) {
   const cache = new SnapshotCache();
   const server = new XdsServer(cache, {
-    currentVersion: (node, typeUrl) => cache.getSnapshot(cache.nodeKey(node))?.version(typeUrl),
+    currentSnapshot: (node) => cache.getSnapshot(cache.nodeKey(node)),
   });
   const port = await server.listen(0);
   t.teardown(() => server.close());
@@ -262,9 +262,35 @@ test("CSDS follows one stream: NOT_SENT, STALE, SYNCED, ERROR with the client's 
   t.deepEqual(await status(TypeUrl.Cluster), each(TypeUrl.Cluster, v3, "SYNCED", "ACKED"));
 });
 
-test("incremental (delta) ADS sends only what changed, and what was removed", async (t) => {
+test("CSDS: a NACKed version that is sent again and ACKed is SYNCED, not ERROR", async (t) => {
+  const { cache, send, next, address } = await setup(t);
+  const status = async () => {
+    await new Promise((r) => setTimeout(r, 100));
+    const [client] = await fetchClientStatus(address, { nodeId: "envoy-1" });
+    return [...new Set(client!.generic_xds_configs.map((c) => c.config_status))];
+  };
+  cache.setSnapshot("envoy-1", new Snapshot(translate(state({ alice: "127.0.0.1:6000" }))));
+  send(TypeUrl.Cluster);
+  const v1 = (await next())!;
+  send(TypeUrl.Cluster, v1.version_info, v1.nonce);
+  const s2 = new Snapshot(translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001" })));
+  cache.setSnapshot("envoy-1", s2);
+  const v2 = (await next())!;
+  send(TypeUrl.Cluster, v1.version_info, v2.nonce, "not now");
+  t.deepEqual(await status(), ["ERROR"]);
+  // A changed subscription ("*" for the implicit wildcard) makes the server send v2 again.
+  send(TypeUrl.Cluster, v1.version_info, v2.nonce, undefined, ["*"]);
+  const again = (await next())!;
+  t.is(again.version_info, s2.version(TypeUrl.Cluster));
+  send(TypeUrl.Cluster, again.version_info, again.nonce, undefined, ["*"]);
+  t.deepEqual(await status(), ["SYNCED"], "the ACK of the re-sent version clears the error");
+});
+
+test("incremental (delta) ADS sends only what changed, and what was removed; CSDS follows it per resource", async (t) => {
   const cache = new SnapshotCache();
-  const server = new XdsServer(cache);
+  const server = new XdsServer(cache, {
+    currentSnapshot: (node) => cache.getSnapshot(cache.nodeKey(node)),
+  });
   const nacks: NackEvent[] = [];
   server.events.on("nack", (e) => nacks.push(e));
   const port = await server.listen(0);
@@ -303,10 +329,30 @@ test("incremental (delta) ADS sends only what changed, and what was removed", as
     t.is(r.version, s1.resources(TypeUrl.Cluster).get(r.name)!.hash);
   }
   send(TypeUrl.Cluster, { response_nonce: first.nonce });
+  const csds = async () => {
+    await new Promise((r) => setTimeout(r, 100));
+    const [one] = await fetchClientStatus(`127.0.0.1:${port}`, { nodeId: "envoy-1" });
+    return (one?.generic_xds_configs ?? [])
+      .map((c) => `${c.name} ${c.config_status} ${c.client_status} ${c.version_info.slice(0, 8)}`)
+      .sort();
+  };
+  const hash = (snapshot: Snapshot, name: string) =>
+    snapshot.resources(TypeUrl.Cluster).get(name)!.hash.slice(0, 8);
+  t.deepEqual(
+    await csds(),
+    [...s1.resources(TypeUrl.Cluster).keys()].map((n) => `${n} SYNCED ACKED ${hash(s1, n)}`).sort(),
+  );
 
   const s2 = new Snapshot(translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001" })));
   cache.setSnapshot("envoy-1", s2);
   const second = (await next())!;
+  t.deepEqual(
+    await csds(),
+    [...s2.resources(TypeUrl.Cluster).keys()]
+      .map((n) => `${n} STALE REQUESTED ${hash(s2, n)}`)
+      .sort(),
+    "sent, not answered yet",
+  );
   t.deepEqual(
     second.resources.map((r) => r.name),
     ["shard/bob/api"],
@@ -314,6 +360,11 @@ test("incremental (delta) ADS sends only what changed, and what was removed", as
   );
   t.deepEqual(second.removed_resources, []);
   send(TypeUrl.Cluster, { response_nonce: second.nonce });
+  t.deepEqual(
+    await csds(),
+    [...s2.resources(TypeUrl.Cluster).keys()].map((n) => `${n} SYNCED ACKED ${hash(s2, n)}`).sort(),
+    "the unchanged clusters (not re-sent) are SYNCED as well as the new one",
+  );
 
   cache.setSnapshot("envoy-1", new Snapshot(translate(state({ bob: "127.0.0.1:6001" }))));
   const third = (await next())!;
@@ -322,6 +373,10 @@ test("incremental (delta) ADS sends only what changed, and what was removed", as
   send(TypeUrl.Cluster, { response_nonce: third.nonce, error_detail: { code: 3, message: "no" } });
   t.is(await next(300), undefined, "a NACK is not answered by a re-send");
   t.is(nacks.length, 1);
+  t.true(
+    (await csds()).every((line) => / ERROR NACKED /.test(line)),
+    "after a NACK every resource of the type is ERROR",
+  );
 
   // EDS is not wildcard: only the named assignment comes.
   send(TypeUrl.Endpoint, { resource_names_subscribe: ["baseline/api"] });
