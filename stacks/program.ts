@@ -125,8 +125,8 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
     gatewayNamespace: gateway.namespace,
     gatewayAddress: gateway.address,
     runtimeApiUrl: runtime.schedulerUrl,
-    // The routing controller's ADS (and CSDS) address: the rollout's xDS gate asks it.
-    routingXdsAddress: pulumi.interpolate`${runtime.xdsHost}:${runtime.xdsPort}`,
+    // How many gateway xDS clients the rollout's xds-acked gate waits for.
+    gatewayReplicas: config.gateway.replicas,
     // Shard stacks register with the runtime API with it; a secret in the state.
     platformToken: pulumi.secret(config.platformToken),
     runtimeNamespace: runtime.namespace,

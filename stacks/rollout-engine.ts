@@ -18,8 +18,11 @@ import type { RolloutPlan } from "./rollout-plan";
 export interface StackUpdater {
   /** The runtime version the stack is configured with now. */
   currentVersion(stack: string): Promise<string>;
-  /** Configure `version` and deploy; rejects when the deployment fails. */
-  deploy(stack: string, version: string): Promise<void>;
+  /**
+   * Configure `version` and deploy; rejects when the deployment fails, or is cancelled when
+   * `signal` aborts (Ctrl-C: the rollout is then interrupted, not failed).
+   */
+  deploy(stack: string, version: string, signal?: AbortSignal): Promise<void>;
 }
 
 /** What a gate is told about the stack it checks. */
@@ -173,7 +176,7 @@ export function describePlan(
       const where =
         target === undefined
           ? ""
-          : ` (scheduler ${target.schedulerUrl ?? "from outputs"}, xDS ${target.xdsAddress ?? "from outputs"}, ${target.nodeAgents} node agent(s), ${target.xdsClients} xDS client(s))`;
+          : ` (scheduler ${target.schedulerUrl ?? "from outputs"}, ${target.nodeAgents} node agent(s), ${target.xdsClients ?? "gatewayReplicas"} xDS client(s))`;
       lines.push(`    ${stack}: ${from ?? "?"} -> ${version}${where}`);
     }
   });
@@ -230,7 +233,13 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutState>
       s.phase = StackPhase.RollingBack;
       await save();
       say(`[${wave.name}] ${stack}: rolling back to ${s.from}`);
-      await updater.deploy(stack, s.from);
+      try {
+        await updater.deploy(stack, s.from, signal);
+      } catch (error) {
+        // Cancelled: the rollback is saved half-done; --resume finishes it.
+        if (await interrupted()) return state;
+        throw error;
+      }
       s.phase = StackPhase.RolledBack;
       await save();
       say(`[${wave.name}] ${stack}: rolled back to ${s.from}`);
@@ -309,8 +318,10 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutState>
         await save();
         say(`[${wave.name}] ${stack}: ${s.from} -> ${version}: pulumi up`);
         try {
-          await updater.deploy(stack, version);
+          await updater.deploy(stack, version, signal);
         } catch (error) {
+          // Cancelled by Ctrl-C, not failed: saved as interrupted; --resume deploys it again.
+          if (await interrupted()) return state;
           s.error = (error as Error).message;
           return rollBack(w, `${stack}: update failed: ${s.error}`);
         }

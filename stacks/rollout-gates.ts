@@ -4,11 +4,10 @@
  * a scheduler of the rolled-out version (when it reports one), the
  * expected node agents are registered (their `nodes/<node>` records live only as long as their
  * leases), and a synthetic sandbox runs to completion with exit code 0 within its SLO. The fourth
- * asks the routing controller's CSDS whether the gateway's xDS clients ACKed the current
- * configuration (every resource SYNCED).
+ * asks the scheduler's `/v1/xds/clients` (every routing controller replica's CSDS) whether the
+ * gateway's xDS clients ACKed the current configuration of the rolled-out version.
  */
 import { z } from "zod";
-import { ConfigStatus, fetchClientStatus, type GenericXdsConfig } from "../runtime/routing/xds";
 import type { GateContext, GateResult, HealthGate } from "./rollout-engine";
 import { targetOf, type RolloutPlan } from "./rollout-plan";
 
@@ -31,15 +30,27 @@ const sandboxSchema = z.object({
   status: z.object({ phase: z.string(), exitCode: z.number().optional() }),
 });
 
+/** `fetch failed` says nothing: the cause (ENOTFOUND, ECONNREFUSED, …) is what a person needs. */
+export function fetchError(url: string, error: unknown): Error {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  const why = cause?.code ?? cause?.message ?? (error as Error).message;
+  return new Error(`${new URL(url).origin} does not answer (${why})`, { cause: error });
+}
+
 async function call(
   url: string,
   token: string,
   init: RequestInit & { signal: AbortSignal },
 ): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(url, {
-    ...init,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-  });
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      ...init,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    });
+  } catch (error) {
+    throw fetchError(url, error);
+  }
   const text = await response.text();
   let body: unknown = text;
   try {
@@ -61,13 +72,16 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
       if (status !== 200) {
         return { ok: false, reason: `GET /healthz: ${status} ${JSON.stringify(body)}` };
       }
-      // A scheduler that reports its version must run the one rolled out: until it does, the
-      // answer came from a pod of the old version that is still serving.
+      // The scheduler must run the version rolled out: until it does, the answer came from a pod
+      // of the old version that is still serving (RuntimeDeployment sets the version it reports).
       const reported = healthzSchema.safeParse(body);
       const running = reported.success ? reported.data.version : undefined;
-      return running === undefined || running === version
+      return running === version
         ? { ok: true }
-        : { ok: false, reason: `the scheduler answering runs ${running}, not ${version} yet` };
+        : {
+            ok: false,
+            reason: `the scheduler answering runs ${running ?? "an unreported version"}, not ${version} yet`,
+          };
     },
   };
   const nodes: HealthGate = {
@@ -129,65 +143,118 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
 
 /** Options of {@link xdsAckedGate}. */
 export interface XdsGateOptions {
-  /** The routing controller's ADS/CSDS `host:port` of a stack. */
-  readonly xdsAddress: (stack: string) => Promise<string>;
+  /** Bearer token of the scheduler API (platform token). */
+  readonly token: string;
+  /** The scheduler API base URL of a stack (it asks every routing controller replica). */
+  readonly schedulerUrl: (stack: string) => Promise<string>;
   /** Node id of the clients that must ACK (the gateway's, `shardworks-gateway`, in production). */
   readonly nodeId: string;
-  /** How many such clients must be connected; default 1. */
-  readonly expectedClients?: (stack: string) => number;
+  /** How many such clients must be connected (the gateway's replicas); default 1. */
+  readonly expectedClients?: (stack: string) => Promise<number>;
 }
 
-/** `type.googleapis.com/envoy.config.cluster.v3.Cluster` → `Cluster`. */
-function typeName(typeUrl: string): string {
-  return typeUrl.slice(typeUrl.lastIndexOf(".") + 1);
-}
+const resourceSchema = z.object({
+  type: z.string(),
+  name: z.string(),
+  version: z.string(),
+  status: z.string(),
+  client: z.string(),
+  error: z.string().optional(),
+});
+const reportSchema = z.object({
+  routers: z.array(
+    z.object({
+      name: z.string(),
+      address: z.string(),
+      version: z.string().optional(),
+      clients: z
+        .array(z.object({ node: z.object({ id: z.string() }), resources: z.array(resourceSchema) }))
+        .optional(),
+      error: z.string().optional(),
+    }),
+  ),
+});
 
-/** Why one resource is not SYNCED, in words. */
-function notSynced(entry: GenericXdsConfig): string {
-  const what = `${typeName(entry.type_url)}${entry.name === "" ? "" : ` "${entry.name}"`}`;
-  switch (entry.config_status) {
-    case ConfigStatus.Error:
-      return `${what} NACKed (version ${entry.version_info}: ${entry.error_state?.details ?? "no reason given"})`;
-    case ConfigStatus.Stale:
-      return `${what} sent at version ${entry.version_info}, not ACKed yet`;
-    case ConfigStatus.NotSent:
-      return entry.version_info === ""
+/** Why one resource is not taken, in words. */
+function notSynced(entry: z.infer<typeof resourceSchema>): string {
+  const what = `${entry.type}${entry.name === "" ? "" : ` "${entry.name}"`}`;
+  if (entry.client === "DOES_NOT_EXIST") return `${what} asked for, does not exist`;
+  switch (entry.status) {
+    case "ERROR":
+      return `${what} NACKed (version ${entry.version}: ${entry.error ?? "no reason given"})`;
+    case "STALE":
+      return `${what} sent at version ${entry.version}, not ACKed yet`;
+    case "NOT_SENT":
+      return entry.version === ""
         ? `${what} requested, nothing sent yet`
-        : `${what} holds version ${entry.version_info}, the current one is not sent yet`;
+        : `${what} holds version ${entry.version}, the current one is not sent yet`;
     default:
-      return `${what} ${entry.config_status}`;
+      return `${what} ${entry.status}`;
   }
 }
 
+/** Listeners and clusters: every xDS client needs both before it can route anything. */
+const REQUIRED_TYPES = ["Listener", "Cluster"] as const;
+
 /**
- * The gateway's xDS clients took the current configuration: the routing controller's CSDS lists at
- * least the expected number of clients with the node id, and every resource each holds is SYNCED
- * (sent at the current snapshot version and ACKed).
+ * The gateway's xDS clients took the current configuration of the rolled-out version: the
+ * scheduler's `/v1/xds/clients` (every routing controller replica's CSDS) shows every replica
+ * answering and running the version, at least the expected number of clients with the node id,
+ * and for each client listeners and clusters, every resource SYNCED (sent at the current
+ * snapshot's version and ACKed) and none missing.
  */
 export function xdsAckedGate(options: XdsGateOptions): HealthGate {
   return {
     name: "xds-acked",
-    async check({ stack, signal }: GateContext): Promise<GateResult> {
-      const address = await options.xdsAddress(stack);
-      const want = options.expectedClients?.(stack) ?? 1;
-      let clients;
-      try {
-        clients = await fetchClientStatus(address, { nodeId: options.nodeId, signal });
-      } catch (error) {
-        return { ok: false, reason: `CSDS at ${address}: ${(error as Error).message}` };
+    async check({ stack, version, signal }: GateContext): Promise<GateResult> {
+      const base = await options.schedulerUrl(stack);
+      const want = (await options.expectedClients?.(stack)) ?? 1;
+      const query = new URLSearchParams({ nodeId: options.nodeId });
+      const { status, body } = await call(
+        `${base}/v1/xds/clients?${query.toString()}`,
+        options.token,
+        {
+          signal,
+        },
+      );
+      if (status !== 200) {
+        return { ok: false, reason: `GET /v1/xds/clients: ${status} ${JSON.stringify(body)}` };
       }
+      const { routers } = reportSchema.parse(body);
+      if (routers.length === 0) {
+        return { ok: false, reason: "no routing controller is registered with the scheduler" };
+      }
+      for (const router of routers) {
+        if (router.error !== undefined) {
+          return {
+            ok: false,
+            reason: `routing controller ${router.name} (${router.address}) did not answer: ${router.error}`,
+          };
+        }
+        if (router.version !== version) {
+          return {
+            ok: false,
+            reason: `routing controller ${router.name} runs ${router.version ?? "an unreported version"}, not ${version} yet`,
+          };
+        }
+      }
+      const clients = routers.flatMap((r) => r.clients ?? []);
       if (clients.length < want) {
         return {
           ok: false,
-          reason: `${clients.length} of ${want} xDS client(s) with node id "${options.nodeId}" connected to ${address}`,
+          reason: `${clients.length} of ${want} xDS client(s) with node id "${options.nodeId}" connected to ${routers.length} routing controller(s)`,
         };
       }
       const problems = clients.flatMap((client, i) => {
         const who = clients.length > 1 ? `client ${i + 1}: ` : "";
-        if (client.generic_xds_configs.length === 0) return [`${who}has requested nothing yet`];
-        return client.generic_xds_configs
-          .filter((entry) => entry.config_status !== ConfigStatus.Synced)
-          .map((entry) => `${who}${notSynced(entry)}`);
+        const types = new Set(client.resources.map((r) => r.type));
+        const missing = REQUIRED_TYPES.filter((t) => !types.has(t)).map(
+          (t) => `${who}${t} not requested yet`,
+        );
+        const bad = client.resources
+          .filter((r) => r.status !== "SYNCED" || r.client === "DOES_NOT_EXIST")
+          .map((r) => `${who}${notSynced(r)}`);
+        return [...missing, ...bad];
       });
       if (problems.length === 0) return { ok: true };
       const shown = problems.slice(0, 3).join("; ");
@@ -200,12 +267,12 @@ export function xdsAckedGate(options: XdsGateOptions): HealthGate {
   };
 }
 
-/** Where the gates find a stack's runtime when the plan does not say: the stack's outputs. */
+/** What the gates read from a stack's outputs when the plan does not say. */
 export interface StackOutputs {
   /** `runtimeApiUrl`. */
   schedulerUrl(stack: string): Promise<string>;
-  /** `routingXdsAddress`. */
-  xdsAddress(stack: string): Promise<string>;
+  /** `gatewayReplicas`: how many gateway xDS clients must ACK (undefined: not exported). */
+  gatewayReplicas(stack: string): Promise<number | undefined>;
 }
 
 /** Options of {@link rolloutGates}. */
@@ -217,21 +284,32 @@ export interface RolloutGateOptions {
   readonly syntheticSandbox: SchedulerGateOptions["syntheticSandbox"];
 }
 
+/** A stack's scheduler API URL: the plan's target, else the stack's output. */
+export async function schedulerUrlOf(
+  plan: RolloutPlan,
+  outputs: Pick<StackOutputs, "schedulerUrl">,
+  stack: string,
+): Promise<string> {
+  return targetOf(plan, stack).schedulerUrl ?? outputs.schedulerUrl(stack);
+}
+
 /** Every gate of a plan: the plan's `targets` first, the stack's outputs where they say nothing. */
 export function rolloutGates(plan: RolloutPlan, options: RolloutGateOptions): HealthGate[] {
-  const { outputs } = options;
+  const { outputs, token } = options;
+  const schedulerUrl = (stack: string) => schedulerUrlOf(plan, outputs, stack);
   return [
     ...schedulerGates({
-      token: options.token,
-      schedulerUrl: async (stack) =>
-        targetOf(plan, stack).schedulerUrl ?? outputs.schedulerUrl(stack),
+      token,
+      schedulerUrl,
       expectedNodes: (stack) => Promise.resolve(targetOf(plan, stack).nodeAgents),
       syntheticSandbox: options.syntheticSandbox,
     }),
     xdsAckedGate({
-      xdsAddress: async (stack) => targetOf(plan, stack).xdsAddress ?? outputs.xdsAddress(stack),
+      token,
+      schedulerUrl,
       nodeId: plan.gates.xdsNodeId,
-      expectedClients: (stack) => targetOf(plan, stack).xdsClients,
+      expectedClients: async (stack) =>
+        targetOf(plan, stack).xdsClients ?? (await outputs.gatewayReplicas(stack)) ?? 1,
     }),
   ];
 }

@@ -70,31 +70,19 @@ export const gatesSchema = z.strictObject({
   xdsNodeId: z.string().min(1).default(GATEWAY_NODE_ID),
 });
 
-/** `host:port` of a gRPC server (the routing controller's ADS/CSDS port). */
-const HOST_PORT =
-  /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):([1-9][0-9]{0,4})$/;
-
 /**
- * How the gates reach one stack's runtime from where the rollout runs, when the stack's outputs
- * (in-cluster addresses) do not answer there: a port-forward or an internal load balancer.
+ * How the gates reach one stack's scheduler API from where the rollout runs, when the stack's
+ * output (an in-cluster address) does not answer there, and how much runtime it must have.
  */
 export const targetSchema = z.strictObject({
   /** Scheduler API base URL; default the stack's `runtimeApiUrl` output. */
   schedulerUrl: z
     .url({ protocol: /^https?$/, message: 'must be an http(s) URL, e.g. "http://127.0.0.1:7070"' })
     .optional(),
-  /** The routing controller's ADS/CSDS `host:port`; default the stack's `routingXdsAddress`. */
-  xdsAddress: z
-    .string()
-    .regex(HOST_PORT, { message: 'must be host:port, e.g. "127.0.0.1:18000"' })
-    .refine((a) => !HOST_PORT.test(a) || Number(a.slice(a.lastIndexOf(":") + 1)) <= 65535, {
-      message: "port must be at most 65535",
-    })
-    .optional(),
   /** Node agents that must be registered; default 1. */
   nodeAgents: z.number().int().min(1, { message: "must be at least 1" }).default(1),
-  /** xDS clients (of `gates.xdsNodeId`) that must be connected and ACK; default 1. */
-  xdsClients: z.number().int().min(1, { message: "must be at least 1" }).default(1),
+  /** xDS clients (of `gates.xdsNodeId`) that must ACK; default the stack's `gatewayReplicas`. */
+  xdsClients: z.number().int().min(1, { message: "must be at least 1" }).optional(),
 });
 /** A validated target. */
 export type Target = z.output<typeof targetSchema>;

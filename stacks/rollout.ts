@@ -6,7 +6,7 @@
  * `createOrSelectStack` in parallel in one workspace).
  */
 import { resolve } from "node:path";
-import { Command } from "commander";
+import { Command, CommanderError } from "commander";
 import { LocalWorkspace, type PulumiCommand, type PulumiFn } from "@pulumi/pulumi/automation";
 import { runtimeSchema } from "./config";
 import { loadPlan, RolloutPlanError, type RolloutPlan } from "./rollout-plan";
@@ -17,7 +17,7 @@ import {
   runRollout,
   type StackUpdater,
 } from "./rollout-engine";
-import { rolloutGates } from "./rollout-gates";
+import { fetchError, rolloutGates, schedulerUrlOf } from "./rollout-gates";
 
 /** The config key a rollout changes (a path into `shardworks:runtime`). */
 export const RUNTIME_VERSION_KEY = "shardworks:runtime.version";
@@ -56,26 +56,27 @@ export class AutomationStackUpdater implements StackUpdater {
     );
   }
 
-  /** A string output of a stack. */
-  async #output(name: string, key: string): Promise<string> {
+  /** An output of a stack (undefined when it does not export it). */
+  async #output(name: string, key: string): Promise<unknown> {
     const outputs = await (await this.#stack(name)).outputs();
-    const value: unknown = outputs[key]?.value;
-    if (typeof value !== "string") {
-      throw new Error(
-        `stack ${name} has no output ${key}; run \`pulumi up\` on it, or set targets.${name} in the plan`,
-      );
-    }
-    return value;
+    return outputs[key]?.value;
   }
 
   /** The scheduler API URL the platform stack exports (`runtimeApiUrl`). */
-  schedulerUrl(name: string): Promise<string> {
-    return this.#output(name, "runtimeApiUrl");
+  async schedulerUrl(name: string): Promise<string> {
+    const url = await this.#output(name, "runtimeApiUrl");
+    if (typeof url !== "string") {
+      throw new Error(
+        `stack ${name} has no output runtimeApiUrl; run \`pulumi up\` on it, or set targets.${name}.schedulerUrl in the plan`,
+      );
+    }
+    return url;
   }
 
-  /** The routing controller's ADS/CSDS address the platform stack exports (`routingXdsAddress`). */
-  xdsAddress(name: string): Promise<string> {
-    return this.#output(name, "routingXdsAddress");
+  /** How many gateway replicas the platform stack runs (`gatewayReplicas`), if it says. */
+  async gatewayReplicas(name: string): Promise<number | undefined> {
+    const replicas = await this.#output(name, "gatewayReplicas");
+    return typeof replicas === "number" ? replicas : undefined;
   }
 
   /** The configured version, or the schema's default when the stack does not set one. */
@@ -90,12 +91,18 @@ export class AutomationStackUpdater implements StackUpdater {
       : runtimeSchema.parse({}).version;
   }
 
-  async deploy(name: string, version: string): Promise<void> {
+  async deploy(name: string, version: string, signal?: AbortSignal): Promise<void> {
     const stack = await this.#stack(name);
     await stack.setConfig(RUNTIME_VERSION_KEY, { value: version }, true);
     let result;
     try {
-      result = await stack.up({ onOutput: this.#options.onOutput });
+      // The Automation API listens for an abort during `up` only: one that came earlier
+      // (during setConfig) would be missed, and the update would run anyway.
+      signal?.throwIfAborted();
+      result = await stack.up({
+        onOutput: this.#options.onOutput,
+        ...(signal === undefined ? {} : { signal }),
+      });
     } catch (error) {
       throw new Error(engineMessage(error), { cause: error });
     }
@@ -136,6 +143,31 @@ async function currentVersions(
   return current;
 }
 
+/**
+ * Every stack's scheduler API answers from here (any HTTP status will do): a rollout whose gates
+ * cannot reach a cluster would deploy the canary, time out and roll it back for nothing.
+ */
+async function reachable(plan: RolloutPlan, updater: AutomationStackUpdater): Promise<void> {
+  const problems: string[] = [];
+  for (const stack of plan.waves.flatMap((w) => w.stacks)) {
+    let url: string;
+    try {
+      url = await schedulerUrlOf(plan, updater, stack);
+    } catch (error) {
+      problems.push(`stack ${stack}: ${(error as Error).message}`);
+      continue;
+    }
+    try {
+      await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
+    } catch (error) {
+      problems.push(
+        `stack ${stack}: the scheduler API at ${fetchError(url, error).message}; set targets.${stack}.schedulerUrl in the plan (a port-forward or an internal load balancer)`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new RolloutError(problems.join("\n"));
+}
+
 /** Our program (`index.ts`), evaluated afresh for each stack: it builds the stack on import. */
 function indexProgram(indexPath: string): PulumiFn {
   return () => {
@@ -167,8 +199,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     .exitOverride();
   try {
     program.parse(argv, { from: "user" });
-  } catch {
-    return 2;
+  } catch (error) {
+    // --help and --version print and end with 0; a usage error has printed its message.
+    return error instanceof CommanderError ? (error.exitCode === 0 ? 0 : 2) : 2;
   }
   const opts = program.opts<{
     plan: string;
@@ -205,6 +238,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 2;
     }
     await currentVersions(plan, updater);
+    await reachable(plan, updater);
     const abort = new AbortController();
     const stop = () => abort.abort();
     process.once("SIGINT", stop);

@@ -21,6 +21,9 @@ export const keys = {
   shardsPrefix: `${KEY_PREFIX}shards/`,
   /** `routing-keys/<key>`: the name of the shard that owns a routing key (keeps keys unique). */
   routingKey: (key: string): string => `${KEY_PREFIX}routing-keys/${key}`,
+  /** `routers/<name>`: a RouterRecord (a routing controller replica), bound to its lease. */
+  router: (name: string): string => `${KEY_PREFIX}routers/${name}`,
+  routersPrefix: `${KEY_PREFIX}routers/`,
   /** Election key of the single placer among scheduler replicas. */
   placerElection: `${KEY_PREFIX}elections/placer`,
 } as const;

@@ -51,6 +51,21 @@ export const nodeName = z
     message: "each dot-separated part must be at most 63 characters",
   });
 
+/**
+ * `routers/<name>`: written by a routing controller replica, bound to its lease, so the scheduler
+ * can ask every replica which xDS clients hold which configuration (CSDS).
+ */
+export const routerRecordSchema = z.strictObject({
+  /** The replica's name (its pod name in a cluster). */
+  name: nodeName,
+  /** host:port of its ADS/CSDS server, as the scheduler reaches it. */
+  address: z.string().min(1),
+  /** The runtime version it runs, when known (the image tag). */
+  version: z.string().min(1).optional(),
+  startedAt: z.iso.datetime(),
+});
+export type RouterRecord = z.infer<typeof routerRecordSchema>;
+
 /** `nodes/<node>`: written by a node agent, bound to its lease (liveness). */
 export const nodeRecordSchema = z.strictObject({
   name: nodeName,

@@ -16,6 +16,8 @@ import {
   SandboxPhase,
   assignmentRecordSchema,
   nodeRecordSchema,
+  routerRecordSchema,
+  type RouterRecord,
   sandboxRecordSchema,
 } from "./model";
 
@@ -267,6 +269,14 @@ export class Store {
     const response = await this.client.get(keys.node(name)).exec();
     const kv = response.kvs[0];
     return kv ? decode(nodeRecordSchema, kv) : undefined;
+  }
+
+  // ---- routers ---------------------------------------------------------------------------------
+
+  /** Every live routing controller replica. */
+  async listRouters(): Promise<RouterRecord[]> {
+    const response = await this.client.getAll().prefix(keys.routersPrefix).exec();
+    return decodeEach(routerRecordSchema, response.kvs, (value) => value);
   }
 
   // ---- assignments -----------------------------------------------------------------------------

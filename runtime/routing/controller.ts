@@ -4,12 +4,13 @@
  * server answers from. The same process runs the reapers (expired shards are deleted from etcd, so
  * their routes vanish with the next snapshot).
  */
-import type { Etcd3, IKeyValue, Watcher } from "etcd3";
+import type { Etcd3, IKeyValue, Lease, Watcher } from "etcd3";
 import { EventEmitter } from "node:events";
 import type { z } from "zod";
 import { keyName, keys } from "../lib/keys";
 import { logger as rootLogger, type Logger } from "../lib/logger";
 import {
+  routerRecordSchema,
   sandboxRecordSchema,
   shardRecordSchema,
   type BaselineService,
@@ -58,6 +59,11 @@ export interface RoutingControllerOptions {
   reapIntervalMs?: number;
   /** Reapers run besides the shard reaper (e.g. JIT grants). */
   extraReapers?: readonly Reaper[];
+  /**
+   * Register this replica as `routers/<name>` (bound to a lease) so the scheduler can ask its
+   * CSDS; `address` is how the scheduler reaches it (default `127.0.0.1:<port>`).
+   */
+  advertise?: { name: string; address?: string; version?: string; leaseTtlSeconds?: number };
   logger?: Logger;
 }
 
@@ -93,6 +99,7 @@ export class RoutingController {
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #warnedUnserved = new Set<string>();
   #port = 0;
+  #lease: Lease | undefined;
 
   constructor(options: RoutingControllerOptions) {
     this.#options = options;
@@ -125,9 +132,32 @@ export class RoutingController {
     ]);
     this.#rebuild();
     this.#port = await this.server.listen(this.#options.xdsPort ?? 18_000, this.#options.xdsHost);
+    await this.#register();
     this.#scheduleReap();
     this.#logger.info({ port: this.#port }, "routing controller serving ADS");
     return this.#port;
+  }
+
+  /** Write `routers/<name>` under a lease kept alive; a lost lease registers again. */
+  async #register(): Promise<void> {
+    const advertise = this.#options.advertise;
+    if (!advertise || this.#abort.signal.aborted) return;
+    const record = routerRecordSchema.parse({
+      name: advertise.name,
+      address: advertise.address ?? `127.0.0.1:${this.#port}`,
+      ...(advertise.version === undefined ? {} : { version: advertise.version }),
+      startedAt: new Date().toISOString(),
+    });
+    const lease = this.#options.etcd.lease(advertise.leaseTtlSeconds ?? 10, {
+      autoKeepAlive: true,
+    });
+    lease.on("lost", (error) => {
+      if (this.#abort.signal.aborted || this.#lease !== lease) return;
+      this.#logger.warn({ err: error }, "router lease lost; registering again");
+      void this.#register().catch((e: unknown) => this.#fail(e as Error));
+    });
+    await lease.put(keys.router(record.name)).value(JSON.stringify(record));
+    this.#lease = lease;
   }
 
   /** Stop watching, reaping and serving. */
@@ -135,6 +165,8 @@ export class RoutingController {
     this.#abort.abort();
     clearTimeout(this.#reapTimer);
     clearTimeout(this.#expiryTimer);
+    // Revoking deletes `routers/<name>` at once: the scheduler stops asking this replica.
+    await this.#lease?.revoke().catch(() => undefined);
     await Promise.all(this.#watchers.map((w) => w.cancel()));
     await this.server.close();
   }

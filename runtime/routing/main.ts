@@ -2,14 +2,17 @@
  * `tsx runtime/routing/main.ts --etcd http://127.0.0.1:2379 --baseline api=10.0.0.5:8080`: the
  * routing controller process (ADS server + reapers). Every option has an environment variable, as
  * the RuntimeDeployment sets them (`SHARDWORKS_ETCD_ENDPOINTS`, `SHARDWORKS_LISTEN_HOST`,
- * `SHARDWORKS_LISTEN_PORT`, `SHARDWORKS_BASELINE_SERVICES`); also `runtime/main.ts routing-controller`.
+ * `SHARDWORKS_LISTEN_PORT`, `SHARDWORKS_BASELINE_SERVICES`, `SHARDWORKS_ROUTER_NAME`,
+ * `SHARDWORKS_ADVERTISE_ADDRESS`, `SHARDWORKS_RUNTIME_VERSION`); also
+ * `runtime/main.ts routing-controller`.
  */
 import { Command, Option } from "commander";
+import { hostname } from "node:os";
 import { Etcd3 } from "etcd3";
 import { z } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
-import { baselineServiceSchema } from "../lib/model";
+import { baselineServiceSchema, nodeName } from "../lib/model";
 import { createAccessReaper, type AccessReaper } from "../access/reaper";
 import { loadKubeConfig } from "../access/kubeconfig";
 import { RoutingController } from "./controller";
@@ -49,6 +52,15 @@ export const routingConfigSchema = z.strictObject({
     })
     .default("shardworks.local"),
   reapIntervalMs: z.number().int().min(100).default(1000),
+  /** Registered as `routers/<name>` so the scheduler can ask this replica's CSDS. */
+  name: nodeName.optional(),
+  /** host:port the scheduler reaches this replica's ADS/CSDS at; default 127.0.0.1:<port>. */
+  advertise: z
+    .string()
+    .regex(/^[^\s:]+:[0-9]{1,5}$/, { message: 'must be host:port, e.g. "10.0.3.7:18000"' })
+    .optional(),
+  /** The runtime version this replica runs (the image tag). */
+  version: z.string().min(1).optional(),
 });
 export type RoutingConfig = z.input<typeof routingConfigSchema>;
 
@@ -77,6 +89,15 @@ export async function startRoutingController(
     ingressPort: parsed.ingressPort,
     domain: parsed.domain,
     reapIntervalMs: parsed.reapIntervalMs,
+    ...(parsed.name === undefined
+      ? {}
+      : {
+          advertise: {
+            name: parsed.name,
+            ...(parsed.advertise === undefined ? {} : { address: parsed.advertise }),
+            ...(parsed.version === undefined ? {} : { version: parsed.version }),
+          },
+        }),
   });
   try {
     const port = await controller.start();
@@ -122,6 +143,17 @@ async function main(argv: readonly string[]): Promise<void> {
         .default("shardworks.local"),
     )
     .addOption(
+      new Option("--name <name>", "this replica's name in etcd (routers/<name>)")
+        .env("SHARDWORKS_ROUTER_NAME")
+        .default(hostname().toLowerCase()),
+    )
+    .addOption(
+      new Option(
+        "--advertise <host:port>",
+        "where the scheduler reaches this replica's ADS/CSDS (default 127.0.0.1:<port>)",
+      ).env("SHARDWORKS_ADVERTISE_ADDRESS"),
+    )
+    .addOption(
       new Option(
         "--kubeconfig <file>",
         "Kubernetes API for the access reaper (default: in-cluster when running in a pod)",
@@ -135,6 +167,8 @@ async function main(argv: readonly string[]): Promise<void> {
     port: string;
     ingressPort: string;
     domain: string;
+    name: string;
+    advertise?: string;
     kubeconfig?: string;
   }>();
   let baseline: unknown;
@@ -152,6 +186,11 @@ async function main(argv: readonly string[]): Promise<void> {
     xdsPort: Number(o.port),
     ingressPort: Number(o.ingressPort),
     domain: o.domain,
+    name: o.name,
+    ...(o.advertise === undefined ? {} : { advertise: o.advertise }),
+    ...(process.env.SHARDWORKS_RUNTIME_VERSION
+      ? { version: process.env.SHARDWORKS_RUNTIME_VERSION }
+      : {}),
   });
   // The access reaper deletes expired JIT grants through the Kubernetes API; it runs where this
   // process can reach one (in a pod, or with --kubeconfig), and says so when it cannot.

@@ -11,6 +11,7 @@ import type { ApiEnv } from "../lib/http";
 import { logger } from "../lib/logger";
 import { Store } from "../lib/store";
 import { createShardsApi } from "../routing/shards-api";
+import { createXdsStatusApi } from "../routing/xds-status-api";
 import { ShardStore } from "../routing/shard-store";
 import { createApi } from "./api";
 import { Autoscaler, type AutoscalerConfig, type NodeActuator } from "./autoscaler";
@@ -83,7 +84,11 @@ export async function startScheduler(
     bodyLimitBytes: parsed.bodyLimitBytes,
     ...(parsed.agentToken === undefined ? {} : { agentToken: parsed.agentToken }),
     ...(parsed.version === undefined ? {} : { version: parsed.version }),
-    mounts: [{ path: "/v1/shards", app: createShardsApi(new ShardStore(client)) }, ...mounts],
+    mounts: [
+      { path: "/v1/shards", app: createShardsApi(new ShardStore(client)) },
+      { path: "/v1/xds", app: createXdsStatusApi(store) },
+      ...mounts,
+    ],
   });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: parsed.host, port: parsed.port }, () =>

@@ -293,3 +293,42 @@ test.serial("an interrupted rollout resumes where it stopped", async (t) => {
   t.true(lines.some((l) => l.startsWith("[canary] baking")));
   t.true(JSON.parse(await readFile(p.plan.state, "utf8")).status === "succeeded");
 });
+
+test.serial(
+  "Ctrl-C during a pulumi up cancels it: the rollout is interrupted, not rolled back",
+  async (t) => {
+    const p = await project(t);
+    const abort = new AbortController();
+    const first = await runRollout({
+      plan: p.plan,
+      version: "0.2.0",
+      updater: p.updater,
+      gates: [versionGate(p, [])],
+      signal: abort.signal,
+      progress: (line) => {
+        // As Ctrl-C would, while the engine runs the canary's update.
+        if (line.endsWith("0.1.0 -> 0.2.0: pulumi up")) setTimeout(() => abort.abort(), 300);
+      },
+    });
+    t.is(first.status, "interrupted");
+    t.is(first.failure, undefined, "not a failure: nothing is rolled back");
+    t.deepEqual(
+      first.waves.map((w) => w.phase),
+      ["updating", "pending"],
+    );
+    t.is(first.stacks["platform-a"]?.phase, "updating");
+    t.is(first.stacks["platform-a"]?.from, "0.1.0");
+    t.is(await p.updates("platform-b"), 0);
+
+    const resumed = await runRollout({
+      plan: p.plan,
+      version: "0.2.0",
+      updater: p.updater,
+      gates: [versionGate(p, [])],
+      resume: true,
+      progress: () => undefined,
+    });
+    t.is(resumed.status, "succeeded");
+    for (const stack of STACKS) t.is(await p.deployed(stack), "0.2.0");
+  },
+);

@@ -108,6 +108,8 @@ async function syncRuntime(site: Site): Promise<void> {
     etcd: site.etcd.client,
     baseline: [{ name: "api", destination: site.baseline }],
     xdsPort: site.xdsPort,
+    // Registered as routers/<name> with its version: the scheduler asks it for the xds-acked gate.
+    advertise: { name: `routing-${site.stack}`, version },
   });
   site.xdsPort = await site.routing.start();
 }
@@ -204,8 +206,8 @@ async function setUp(t: ExecutionContext) {
   // What the real provider's await and the kubelet would do: `up` returns with the new version running.
   const updater: StackUpdater = {
     currentVersion: (stack) => automation.currentVersion(stack),
-    deploy: async (stack, version) => {
-      await automation.deploy(stack, version);
+    deploy: async (stack, version, signal) => {
+      await automation.deploy(stack, version, signal);
       await syncRuntime(byStack.get(stack)!);
     },
   };
@@ -226,10 +228,8 @@ async function setUp(t: ExecutionContext) {
       targets: Object.fromEntries(
         sites.map((site) => [
           site.stack,
-          {
-            schedulerUrl: `http://127.0.0.1:${site.schedulerPort}`,
-            xdsAddress: `127.0.0.1:${site.xdsPort}`,
-          },
+          // The xDS client count comes from the stack's output gatewayReplicas (1 here).
+          { schedulerUrl: `http://127.0.0.1:${site.schedulerPort}` },
         ]),
       ),
     });
@@ -259,11 +259,8 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
     gates.map((g) => g.name),
     ["scheduler-healthz", "node-agents-registered", "synthetic-sandbox", "xds-acked"],
   );
-  // What the gates would ask without targets: the platform stack's own outputs.
-  t.is(
-    await automation.xdsAddress("platform-local-a"),
-    "shardworks-routing.shardworks-system.svc.cluster.local:18000",
-  );
+  // What the gates read from the platform stacks: the gateway's replicas (one stand-in each).
+  t.is(await automation.gatewayReplicas("platform-local-a"), 1);
   const log = (line: string) => t.log(line);
 
   const good = await runRollout({
@@ -304,7 +301,7 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
   t.is(xdsDown.status, "failed");
   t.regex(
     xdsDown.failure ?? "",
-    /^wave "canary": platform-local-a: gate xds-acked did not pass within 20s: CSDS at 127\.0\.0\.1:\d+: 14 UNAVAILABLE/,
+    /^wave "canary": platform-local-a: gate xds-acked did not pass within 20s: no routing controller is registered with the scheduler/,
   );
   t.deepEqual(await versions(), ["0.2.0", "0.2.0", "0.2.0"]);
   t.deepEqual(await Promise.all(sites.map((s) => updates(s.stack))), [
@@ -374,7 +371,7 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
   for (const site of sites) {
     t.true(
       dry.stdout.includes(
-        `    ${site.stack}: 0.3.0 -> 0.4.0 (scheduler http://127.0.0.1:${site.schedulerPort}, xDS from outputs, 1 node agent(s), 1 xDS client(s))`,
+        `    ${site.stack}: 0.3.0 -> 0.4.0 (scheduler http://127.0.0.1:${site.schedulerPort}, 1 node agent(s), gatewayReplicas xDS client(s))`,
       ),
       dry.stdout,
     );
@@ -388,6 +385,18 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
   t.regex(
     missing.stderr,
     /^stack platform-local-x: error: no stack named 'platform-local-x' found/m,
+  );
+  // Without targets the gates would ask the in-cluster address, which does not answer here:
+  // refused before the canary is touched.
+  const unreachable = await cli(
+    "unreachable.yaml",
+    "waves:\n  - stacks: [platform-local-a]\nstate: unreachable.json\n",
+    ["--platform-token", TOKEN],
+  );
+  t.is(unreachable.status, 2, unreachable.stderr);
+  t.regex(
+    unreachable.stderr,
+    /^stack platform-local-a: the scheduler API at http:\/\/shardworks-scheduler\.shardworks-system\.svc\.cluster\.local:8080 does not answer \((ENOTFOUND|EAI_AGAIN)\); set targets\.platform-local-a\.schedulerUrl/m,
   );
   t.deepEqual(await versions(), ["0.3.0", "0.3.0", "0.3.0"], "nothing was deployed");
 });

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { spawnNodeAgent } from "../../runtime/node-agent/spawn";
 import { freePort } from "../../runtime/lib/ports";
 import { RoutingController } from "../../runtime/routing/controller";
+import { keys } from "../../runtime/lib/keys";
 import { adsClientConstructor, TypeUrl } from "../../runtime/routing/xds";
 import type { GateContext, GateResult, HealthGate } from "../../stacks/rollout-engine";
 import { rolloutGates, schedulerGates, xdsAckedGate } from "../../stacks/rollout-gates";
@@ -24,7 +25,7 @@ async function runtimeFor(t: ExecutionContext) {
   const dir = await mkdtemp(join(tmpdir(), "sw-rollout-gates-"));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const etcd = await etcdFor(t);
-  const scheduler = await schedulerFor(t, etcd);
+  const scheduler = await schedulerFor(t, etcd, { version: "0.2.0" });
   const agent = await spawnNodeAgent({
     name: "node-a",
     etcdEndpoints: [etcd.endpoint],
@@ -39,8 +40,13 @@ async function runtimeFor(t: ExecutionContext) {
   return { scheduler, image, etcd };
 }
 
-/** A routing controller with one baseline service; its ADS/CSDS address. */
-async function routingFor(t: ExecutionContext, etcd: Awaited<ReturnType<typeof etcdFor>>) {
+/** A routing controller replica registered as `routers/<name>`; its ADS/CSDS address. */
+async function routingFor(
+  t: ExecutionContext,
+  etcd: Awaited<ReturnType<typeof etcdFor>>,
+  name: string,
+  version = "0.2.0",
+) {
   const backend = await startBackend("baseline");
   t.teardown(() => backend.close());
   const port = await freePort();
@@ -48,6 +54,7 @@ async function routingFor(t: ExecutionContext, etcd: Awaited<ReturnType<typeof e
     etcd: etcd.client,
     baseline: [{ name: "api", destination: backend.address }],
     xdsPort: port,
+    advertise: { name, version },
   });
   t.teardown(() => controller.close());
   await controller.start();
@@ -132,21 +139,24 @@ test("a synthetic sandbox slower than its SLO fails the gate; a wrong token is r
   });
 });
 
-test("rolloutGates: a plan's targets reach the runtime; all four gates pass once the xDS client ACKs", async (t) => {
+test("rolloutGates: the plan's targets reach the runtime; xds-acked counts the clients of every routing controller replica", async (t) => {
   const { scheduler, image, etcd } = await runtimeFor(t);
-  const xdsAddress = await routingFor(t, etcd);
+  const [first, second] = [
+    await routingFor(t, etcd, "router-a"),
+    await routingFor(t, etcd, "router-b"),
+  ];
   const plan = parsePlan({
     waves: [{ stacks: ["platform-a"] }],
     state: "unused.json",
     gates: { xdsNodeId: "gateway-standin" },
-    targets: { "platform-a": { schedulerUrl: scheduler.url, xdsAddress } },
+    targets: { "platform-a": { schedulerUrl: scheduler.url, xdsClients: 2 } },
   });
   const gates = rolloutGates(plan, {
     token: PLATFORM_TOKEN,
-    // The plan names both addresses, so the stack's outputs are never read.
+    // The plan names the URL and the count, so the stack's outputs are never read.
     outputs: {
       schedulerUrl: () => Promise.reject(new Error("outputs read")),
-      xdsAddress: () => Promise.reject(new Error("outputs read")),
+      gatewayReplicas: () => Promise.reject(new Error("outputs read")),
     },
     syntheticSandbox: { image, command: ["true"] },
   });
@@ -157,14 +167,18 @@ test("rolloutGates: a plan's targets reach the runtime; all four gates pass once
   const xds = gates[3]!;
   t.deepEqual(await xds.check(context(30_000)), {
     ok: false,
-    reason: `0 of 1 xDS client(s) with node id "gateway-standin" connected to ${xdsAddress}`,
+    reason:
+      '0 of 2 xDS client(s) with node id "gateway-standin" connected to 2 routing controller(s)',
   });
-  // A real xDS client with the gate's node id takes the configuration.
-  const client = startXdsClientProcess(xdsAddress, "gateway-standin");
-  t.teardown(() => client.close());
-  t.is(await eventually(() => client.who("xds:///api"), "baseline"), "baseline");
+  // Two real xDS clients with the gate's node id, each on its own replica (as two gateway pods
+  // behind a Service would be): only the scheduler's view across replicas sees both.
+  for (const address of [first, second]) {
+    const client = startXdsClientProcess(address, "gateway-standin");
+    t.teardown(() => client.close());
+    t.is(await eventually(() => client.who("xds:///api"), "baseline"), "baseline");
+  }
   const passed = await eventually(async () => (await xds.check(context(30_000))).ok, true);
-  t.true(passed, "the xDS client ACKed every resource at the current version");
+  t.true(passed, "both clients ACKed every resource at the current version");
   t.deepEqual(await results(gates, 30_000), {
     "scheduler-healthz": { ok: true },
     "node-agents-registered": { ok: true },
@@ -172,27 +186,37 @@ test("rolloutGates: a plan's targets reach the runtime; all four gates pass once
     "xds-acked": { ok: true },
   });
 
-  // A stack without targets is reached at its outputs.
+  // A stack without targets: the URL and the count (the gateway's replicas) from its outputs.
   const fromOutputs = rolloutGates(parsePlan({ waves: [{ stacks: ["platform-a"] }], state: "s" }), {
     token: PLATFORM_TOKEN,
     outputs: {
       schedulerUrl: () => Promise.resolve(scheduler.url),
-      xdsAddress: () => Promise.resolve(xdsAddress),
+      gatewayReplicas: () => Promise.resolve(3),
     },
     syntheticSandbox: { image, command: ["true"] },
   });
   t.deepEqual(await fromOutputs[0]!.check(context(30_000)), { ok: true });
   t.deepEqual(await fromOutputs[3]!.check(context(30_000)), {
     ok: false,
-    reason: `0 of 1 xDS client(s) with node id "shardworks-gateway" connected to ${xdsAddress}`,
+    reason:
+      '0 of 3 xDS client(s) with node id "shardworks-gateway" connected to 2 routing controller(s)',
   });
 });
 
-test("xds-acked: a client that does not answer, one that NACKs, and no controller fail the gate", async (t) => {
+test("xds-acked: a silent client, a NACK, an old or dead replica, no replica, a shard token all fail", async (t) => {
   const etcd = await etcdFor(t);
-  const xdsAddress = await routingFor(t, etcd);
-  const gate = xdsAckedGate({ xdsAddress: () => Promise.resolve(xdsAddress), nodeId: "edge-1" });
-  // A raw ADS stream from Envoy's proto: it asks for clusters, then stays silent, then NACKs.
+  const scheduler = await schedulerFor(t, etcd);
+  const gate = xdsAckedGate({
+    token: PLATFORM_TOKEN,
+    schedulerUrl: () => Promise.resolve(scheduler.url),
+    nodeId: "edge-1",
+  });
+  t.deepEqual(await gate.check(context(1_000)), {
+    ok: false,
+    reason: "no routing controller is registered with the scheduler",
+  });
+  const xdsAddress = await routingFor(t, etcd, "router-a");
+  // A raw ADS stream from Envoy's proto: it asks for clusters and listeners, stays silent, NACKs.
   const Client = adsClientConstructor();
   const ads = new Client(xdsAddress, grpc.credentials.createInsecure());
   t.teardown(() => ads.close());
@@ -201,41 +225,62 @@ test("xds-acked: a client that does not answer, one that NACKs, and no controlle
   ).StreamAggregatedResources();
   call.on("error", () => undefined);
   t.teardown(() => call.cancel());
-  const responses: { version_info: string; nonce: string }[] = [];
-  call.on("data", (r: { version_info: string; nonce: string }) => responses.push(r));
-  const request = (extra: Record<string, unknown> = {}) =>
-    call.write({ node: { id: "edge-1" }, type_url: TypeUrl.Cluster, resource_names: [], ...extra });
-  request();
+  const responses: { version_info: string; nonce: string; type_url: string }[] = [];
+  call.on("data", (r: { version_info: string; nonce: string; type_url: string }) =>
+    responses.push(r),
+  );
+  const request = (typeUrl: string, extra: Record<string, unknown> = {}) =>
+    call.write({ node: { id: "edge-1" }, type_url: typeUrl, resource_names: [], ...extra });
+  request(TypeUrl.Cluster);
   while (responses.length === 0) await new Promise((r) => setTimeout(r, 20));
   const sent = responses[0]!;
-  const silent = await gate.check(context(1_000));
-  t.deepEqual(silent, {
+  t.deepEqual(await gate.check(context(1_000)), {
     ok: false,
-    reason: `"edge-1" has not ACKed the current configuration: Cluster "baseline/api" sent at version ${sent.version_info}, not ACKed yet`,
+    reason: `"edge-1" has not ACKed the current configuration: Listener not requested yet; Cluster "baseline/api" sent at version ${sent.version_info}, not ACKed yet`,
   });
-  request({
+  request(TypeUrl.Cluster, {
     response_nonce: sent.nonce,
     error_detail: { code: 3, message: "cluster api: unsupported lb_policy" },
   });
-  const nacked = await eventually(async () => {
+  const nacked = `"edge-1" has not ACKed the current configuration: Listener not requested yet; Cluster "baseline/api" NACKed (version ${sent.version_info}: cluster api: unsupported lb_policy)`;
+  const seen = await eventually(async () => {
     const result = await gate.check(context(1_000));
     return result.ok ? "ok" : result.reason;
-  }, `"edge-1" has not ACKed the current configuration: Cluster "baseline/api" NACKed (version ${sent.version_info}: cluster api: unsupported lb_policy)`);
-  t.is(
-    nacked,
-    `"edge-1" has not ACKed the current configuration: Cluster "baseline/api" NACKed (version ${sent.version_info}: cluster api: unsupported lb_policy)`,
+  }, nacked);
+  t.is(seen, nacked);
+
+  // A replica still on the old version, and one registered that does not answer.
+  await routingFor(t, etcd, "router-old", "0.1.0");
+  t.deepEqual(await gate.check(context(1_000)), {
+    ok: false,
+    reason: "routing controller router-old runs 0.1.0, not 0.2.0 yet",
+  });
+  const dead = await freePort();
+  const lease = etcd.client.lease(30);
+  t.teardown(() => lease.revoke().catch(() => undefined));
+  await lease.put(keys.router("router-dead")).value(
+    JSON.stringify({
+      name: "router-dead",
+      address: `127.0.0.1:${dead}`,
+      version: "0.2.0",
+      startedAt: new Date().toISOString(),
+    }),
+  );
+  const down = await gate.check(context(1_000));
+  t.false(down.ok);
+  t.regex(
+    down.ok ? "" : down.reason,
+    /^routing controller router-dead \(127\.0\.0\.1:\d+\) did not answer: 14 UNAVAILABLE/,
   );
 
-  const nowhere = xdsAckedGate({
-    xdsAddress: async () => `127.0.0.1:${await freePort()}`,
-    nodeId: "edge-1",
+  // The report is the platform's: a shard token is refused.
+  const shardToken = await fetch(`${scheduler.url}/v1/xds/clients`, {
+    headers: { authorization: "Bearer alice.0123456789abcdef0123456789abcdef" },
   });
-  const down = await nowhere.check(context(1_000));
-  t.false(down.ok);
-  t.regex(down.ok ? "" : down.reason, /^CSDS at 127\.0\.0\.1:\d+: 14 UNAVAILABLE/);
+  t.true([401, 403].includes(shardToken.status));
 });
 
-test("scheduler-healthz: a scheduler that reports an older version does not pass", async (t) => {
+test("scheduler-healthz: a scheduler that reports an older version, or none, does not pass", async (t) => {
   const etcd = await etcdFor(t);
   const old = await schedulerFor(t, etcd, { version: "0.1.0" });
   const [healthz] = schedulerGates({
@@ -256,4 +301,14 @@ test("scheduler-healthz: a scheduler that reports an older version does not pass
     syntheticSandbox: { image: "unused", command: ["true"] },
   });
   t.deepEqual(await healthzNew!.check(context(1_000)), { ok: true });
+  const unversioned = await schedulerFor(t, etcd);
+  const [healthzNone] = schedulerGates({
+    token: PLATFORM_TOKEN,
+    schedulerUrl: () => Promise.resolve(unversioned.url),
+    syntheticSandbox: { image: "unused", command: ["true"] },
+  });
+  t.deepEqual(await healthzNone!.check(context(1_000)), {
+    ok: false,
+    reason: "the scheduler answering runs an unreported version, not 0.2.0 yet",
+  });
 });

@@ -18,7 +18,7 @@ test("defaults: wave names, gates, bake", (t) => {
     xdsNodeId: "shardworks-gateway",
   });
   t.is(plan.bake, 600_000);
-  t.deepEqual(targetOf(plan, "platform-a"), { nodeAgents: 1, xdsClients: 1 });
+  t.deepEqual(targetOf(plan, "platform-a"), { nodeAgents: 1 });
 });
 
 test("targets: per-stack addresses and counts override the outputs; --dry-run shows them", (t) => {
@@ -26,25 +26,20 @@ test("targets: per-stack addresses and counts override the outputs; --dry-run sh
     ...valid,
     gates: { xdsNodeId: "edge" },
     targets: {
-      "platform-b": {
-        schedulerUrl: "http://127.0.0.1:7070",
-        xdsAddress: "127.0.0.1:18000",
-        nodeAgents: 3,
-      },
+      "platform-b": { schedulerUrl: "http://127.0.0.1:7070", nodeAgents: 3, xdsClients: 2 },
     },
   });
   t.deepEqual(targetOf(plan, "platform-b"), {
     schedulerUrl: "http://127.0.0.1:7070",
-    xdsAddress: "127.0.0.1:18000",
     nodeAgents: 3,
-    xdsClients: 1,
+    xdsClients: 2,
   });
-  t.deepEqual(targetOf(plan, "platform-a"), { nodeAgents: 1, xdsClients: 1 });
+  t.deepEqual(targetOf(plan, "platform-a"), { nodeAgents: 1 });
   const lines = describePlan(plan, "0.2.0", new Map([["platform-a", "0.1.0"]]));
   t.true(lines.includes("    platform-a: 0.1.0 -> 0.2.0"));
   t.true(
     lines.includes(
-      "    platform-b: ? -> 0.2.0 (scheduler http://127.0.0.1:7070, xDS 127.0.0.1:18000, 3 node agent(s), 1 xDS client(s))",
+      "    platform-b: ? -> 0.2.0 (scheduler http://127.0.0.1:7070, 3 node agent(s), 2 xDS client(s))",
     ),
   );
   t.true(lines.some((l) => l.endsWith('xDS clients "edge" must ACK')));
@@ -118,15 +113,13 @@ const invalid: Array<[string, unknown, string[]]> = [
     {
       ...valid,
       targets: {
-        "platform-a": { schedulerUrl: "ftp://x", xdsAddress: "localhost", nodeAgents: 0 },
-        "platform-b": { xdsAddress: "127.0.0.1:99999", xdsClients: 1.5 },
+        "platform-a": { schedulerUrl: "ftp://x", nodeAgents: 0 },
+        "platform-b": { xdsClients: 1.5 },
       },
     },
     [
       'targets.platform-a.schedulerUrl: must be an http(s) URL, e.g. "http://127.0.0.1:7070"',
-      'targets.platform-a.xdsAddress: must be host:port, e.g. "127.0.0.1:18000"',
       "targets.platform-a.nodeAgents: must be at least 1",
-      "targets.platform-b.xdsAddress: port must be at most 65535",
       "targets.platform-b.xdsClients: expected int, got 1.5",
     ],
   ],

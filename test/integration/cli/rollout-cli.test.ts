@@ -29,6 +29,13 @@ function planFile(name: string, text: string): string {
   return file;
 }
 
+test("--help prints the usage and exits 0", (t) => {
+  const help = rollout(["--help"]);
+  t.is(help.code, 0);
+  t.regex(help.stdout, /Usage: rollout \[options\]/);
+  t.regex(help.stdout, /--plan <file>/);
+});
+
 test("a missing required option or a bad --version is refused with exit code 2", (t) => {
   const noPlan = rollout(["--version", "0.2.0"]);
   t.is(noPlan.code, 2);
@@ -50,14 +57,14 @@ test("a plan file that is missing or invalid is named, one line per problem", (t
       "  - stacks: [platform-a]",
       "state: s.json",
       "targets:",
-      "  platform-z: { xdsAddress: nowhere }",
+      "  platform-z: { schedulerUrl: nowhere }",
       "",
     ].join("\n"),
   );
   const bad = rollout(["--plan", invalid, "--version", "0.2.0"]);
   t.is(bad.code, 2);
   t.deepEqual(bad.stderr.trim().split("\n").sort(), [
-    'targets.platform-z.xdsAddress: must be host:port, e.g. "127.0.0.1:18000"',
+    'targets.platform-z.schedulerUrl: must be an http(s) URL, e.g. "http://127.0.0.1:7070"',
     'targets.platform-z: "platform-z" is in no wave; list it in waves or remove it',
   ]);
 });

@@ -1,0 +1,104 @@
+/**
+ * `GET /v1/xds/clients[?nodeId=<id>]`: which xDS clients hold which configuration, across every
+ * routing controller replica. Each replica registers `routers/<name>` (with its address and
+ * version); this asks each one's CSDS in parallel and answers with one compact report, so a caller
+ * (the rollout's `xds-acked` gate, an operator) needs only the scheduler API and the platform
+ * token, however many replicas serve the gateways. The scheduler mounts it at `/v1/xds`.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { HttpError, badRequest } from "../lib/errors";
+import type { ApiEnv } from "../lib/http";
+import type { Store } from "../lib/store";
+import { fetchClientStatus, type ClientConfig } from "./xds";
+
+/** One resource a client holds (or asked for), as CSDS reports it. */
+export interface XdsResourceStatus {
+  /** The resource type's short name: `Listener`, `RouteConfiguration`, `Cluster`, … */
+  readonly type: string;
+  /** "" stands for the whole type when the client holds none of it. */
+  readonly name: string;
+  readonly version: string;
+  /** SYNCED, NOT_SENT, STALE or ERROR (the management server's view). */
+  readonly status: string;
+  /** ACKED, NACKED, REQUESTED or DOES_NOT_EXIST (what the client did). */
+  readonly client: string;
+  /** The client's reason, after a NACK. */
+  readonly error?: string;
+}
+
+/** One xDS client (one ADS stream). */
+export interface XdsClientStatus {
+  readonly node: { readonly id: string; readonly cluster: string };
+  readonly resources: readonly XdsResourceStatus[];
+}
+
+/** One routing controller replica and its clients, or why it did not answer. */
+export type RouterStatus = {
+  readonly name: string;
+  readonly address: string;
+  readonly version?: string;
+} & ({ readonly clients: readonly XdsClientStatus[] } | { readonly error: string });
+
+/** The body of `GET /v1/xds/clients`. */
+export interface XdsClientsReport {
+  readonly routers: readonly RouterStatus[];
+}
+
+const querySchema = z.strictObject({
+  nodeId: z.string().min(1).max(253).optional(),
+});
+
+/** `type.googleapis.com/envoy.config.cluster.v3.Cluster` → `Cluster`. */
+export function typeName(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf(".") + 1);
+}
+
+function compact(config: ClientConfig): XdsClientStatus {
+  return {
+    node: { id: config.node?.id ?? "", cluster: config.node?.cluster ?? "" },
+    resources: config.generic_xds_configs.map((entry) => ({
+      type: typeName(entry.type_url),
+      name: entry.name,
+      version: entry.version_info,
+      status: entry.config_status,
+      client: entry.client_status,
+      ...(entry.error_state?.details ? { error: entry.error_state.details } : {}),
+    })),
+  };
+}
+
+/** The `/v1/xds` sub-app (platform token only: it shows every shard's fork destinations). */
+export function createXdsStatusApi(store: Store): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  app.get("/clients", async (c) => {
+    if (c.get("principal").kind !== "platform") {
+      throw new HttpError(403, "forbidden", "xDS client status needs the platform token");
+    }
+    const query = querySchema.safeParse(c.req.query());
+    if (!query.success) throw badRequest(query.error);
+    const routers = await store.listRouters();
+    const report: XdsClientsReport = {
+      routers: await Promise.all(
+        routers.map(async (router): Promise<RouterStatus> => {
+          const base = {
+            name: router.name,
+            address: router.address,
+            ...(router.version === undefined ? {} : { version: router.version }),
+          };
+          try {
+            const configs = await fetchClientStatus(router.address, {
+              ...(query.data.nodeId === undefined ? {} : { nodeId: query.data.nodeId }),
+              timeoutMs: 3000,
+            });
+            return { ...base, clients: configs.map(compact) };
+          } catch (error) {
+            return { ...base, error: (error as Error).message };
+          }
+        }),
+      ),
+    };
+    return c.json(report);
+  });
+  return app;
+}
