@@ -2,6 +2,7 @@
  * A small typed client of the scheduler API, used by the CLI and `npm start`. Errors from the API
  * come back as {@link ApiError} carrying the server's message (which names the fix).
  */
+import type { XdsClientsReport } from "../routing/xds-status-api";
 import type { NodeRecord, Resources, SandboxRecord } from "../lib/model";
 
 /** An error answer of the API. */
@@ -109,5 +110,11 @@ export class SchedulerClient {
 
   async listNodes(): Promise<NodeView[]> {
     return (await this.#json<{ items: NodeView[] }>("/v1/nodes")).items;
+  }
+
+  /** Every routing controller replica's xDS clients (CSDS), optionally of one node id. */
+  async xdsClients(nodeId?: string): Promise<XdsClientsReport> {
+    const query = nodeId === undefined ? "" : `?${new URLSearchParams({ nodeId }).toString()}`;
+    return this.#json<XdsClientsReport>(`/v1/xds/clients${query}`);
   }
 }

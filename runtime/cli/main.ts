@@ -4,6 +4,7 @@
  * `--token`/`SHARDWORKS_TOKEN` say which scheduler and who we are; the `access` commands talk to
  * the Kubernetes API server of `--kubeconfig`/`KUBECONFIG` instead.
  */
+import type { XdsClientsReport, XdsResourceStatus } from "../routing/xds-status-api";
 import { Command, Option } from "commander";
 import { DEFAULT_MAX_JIT_MS } from "../../components/access-rules";
 import {
@@ -223,8 +224,57 @@ export function buildProgram(): Command {
         ),
       );
     });
+  program
+    .command("xds")
+    .description("the routing controllers' xDS clients")
+    .command("clients")
+    .description(
+      "which configuration each xDS client holds, per routing controller replica (CSDS): one row per client and resource type",
+    )
+    .option("--node-id <id>", "only clients with this node id (the gateway's: shardworks-gateway)")
+    .action(async (o: { nodeId?: string }, cmd: Command) => {
+      const { client, json } = clientOf(cmd);
+      const report = await client.xdsClients(o.nodeId);
+      print(json, report, () => xdsRows(report));
+    });
   addAccessCommands(program);
   return program;
+}
+
+/** One row per replica × client × resource type: how many resources, in which states. */
+function xdsRows(report: XdsClientsReport): string {
+  const rows: string[][] = [];
+  for (const router of report.routers) {
+    const where = `${router.name} (${router.version ?? "version ?"})`;
+    if ("error" in router) {
+      rows.push([where, "-", "-", "-", `did not answer: ${router.error}`]);
+      continue;
+    }
+    if (router.clients.length === 0) rows.push([where, "-", "-", "-", "no clients"]);
+    for (const c of router.clients) {
+      const byType = new Map<string, XdsResourceStatus[]>();
+      for (const r of c.resources) byType.set(r.type, [...(byType.get(r.type) ?? []), r]);
+      for (const [type, resources] of byType) {
+        const counts = new Map<string, number>();
+        for (const r of resources) {
+          const state = r.client === "DOES_NOT_EXIST" ? r.client : r.status;
+          counts.set(state, (counts.get(state) ?? 0) + 1);
+        }
+        const errors = resources.flatMap((r) => (r.error === undefined ? [] : [r.error]));
+        rows.push([
+          where,
+          c.node.id,
+          type,
+          resources[0]?.version || "-",
+          [
+            [...counts].map(([state, n]) => `${n} ${state}`).join(", "),
+            ...[...new Set(errors)].map((e) => `NACK: ${e}`),
+          ].join("; "),
+        ]);
+      }
+    }
+  }
+  return table(["ROUTER", "NODE ID", "TYPE", "VERSION", "RESOURCES"], rows);
 }
 
 function grantRows(grants: readonly Grant[]): string {

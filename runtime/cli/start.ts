@@ -106,6 +106,8 @@ async function main(): Promise<void> {
       etcd: etcd.client,
       baseline: [{ name: DEMO_SERVICE, destination: backends.baseline.address }],
       xdsPort: Number(process.env.SHARDWORKS_XDS_PORT ?? 0),
+      // So `shardworks xds clients` (through the scheduler) sees this replica's clients.
+      advertise: { name: "routing-local" },
     });
     cleanups.push(() => controller.close());
     const xdsAddress = `127.0.0.1:${await controller.start()}`;
