@@ -77,3 +77,26 @@ export const restrictedContainer: k8s.types.input.core.v1.SecurityContext = {
   capabilities: { drop: ["ALL"] },
   seccompProfile: { type: "RuntimeDefault" },
 };
+
+/** What a probe checks: an HTTP GET, a gRPC health check or a TCP connect. */
+export type ProbeCheck = Pick<k8s.types.input.core.v1.Probe, "httpGet" | "grpc" | "tcpSocket">;
+
+/**
+ * The readiness and liveness probes every platform container uses: ready is checked every 5 s;
+ * live every 10 s, from `livenessDelaySeconds` on (long enough for a slow start not to be
+ * killed), with `livenessCheck` when it differs from the readiness check.
+ */
+export function probes(
+  check: ProbeCheck,
+  livenessDelaySeconds: number,
+  livenessCheck: ProbeCheck = check,
+): Pick<k8s.types.input.core.v1.Container, "readinessProbe" | "livenessProbe"> {
+  return {
+    readinessProbe: { ...check, periodSeconds: 5 },
+    livenessProbe: {
+      ...livenessCheck,
+      initialDelaySeconds: livenessDelaySeconds,
+      periodSeconds: 10,
+    },
+  };
+}
