@@ -53,7 +53,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   }
 }
 
-/** `shardworks access grant` of `role` to `to` for a duration, in `shard` if given, then `extra`. */
+/** `shardworks access grant`: `role` to `to` for a duration, in `shard` if given, then `extra`. */
 function cliGrant(
   g: { role: string; to: string; for: string; shard?: string },
   ...extra: string[]

@@ -24,7 +24,7 @@ async function logTicks(base: string, id: string): Promise<number[]> {
   return [...(await response.text()).matchAll(/tick (\d+)/g)].map((m) => Number(m[1]));
 }
 
-/** A scheduler with two qemu node agents (`role: source` and `role: target`) and a counter on the source. */
+/** A scheduler, two qemu node agents (`role: source` / `role: target`), a counter on the source. */
 interface MigrationBed {
   scheduler: RunningScheduler;
   /** pid of each node agent process, by role. */
