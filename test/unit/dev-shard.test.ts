@@ -18,9 +18,9 @@ import { routingKeySchema } from "../../runtime/lib/model";
 import { podSpecOf } from "./helpers/k8s-schema";
 import {
   descendantsOf,
-  installMocks,
   named,
   ofType,
+  recordBuild,
   recorded,
   settled,
   unwrap,
@@ -37,40 +37,40 @@ let alice: DevShard;
 let bob: DevShard;
 
 test.before(async () => {
-  await installMocks();
-  alice = new DevShard("shard-alice", {
-    shardName: "alice",
-    owner: "alice@example.com",
-    forks: {
-      checkout: { image: "ghcr.io/acme/checkout:alice", env: { FEATURE_X: "on" } },
-      payments: { env: { LOG_LEVEL: "debug" } },
-    },
-    baseline,
-    gatewayNamespace: "shardworks-gateway",
-    ttlSeconds: 86_400,
-    now,
-    skipAwait: true,
-    register: (input, opts) => {
-      registrations.push(input);
-      return new pulumi.ComponentResource(
-        "test:index:Registration",
-        "shard-alice-registration",
-        {},
-        opts,
-      );
-    },
-  });
-  bob = new DevShard("shard-bob", {
-    shardName: "bob",
-    owner: "bob",
-    routingKey: "bob-key",
-    baseline,
-    gatewayNamespace: "shardworks-gateway",
-    ttlSeconds: 3600,
-    quota: { cpu: "2", memory: "4Gi", pods: 5 },
-    now,
-  });
-  await settled(alice.forkDestinations, bob.forkDestinations, alice.namespace, bob.namespace);
+  ({ alice, bob } = await recordBuild(() => ({
+    alice: new DevShard("shard-alice", {
+      shardName: "alice",
+      owner: "alice@example.com",
+      forks: {
+        checkout: { image: "ghcr.io/acme/checkout:alice", env: { FEATURE_X: "on" } },
+        payments: { env: { LOG_LEVEL: "debug" } },
+      },
+      baseline,
+      gatewayNamespace: "shardworks-gateway",
+      ttlSeconds: 86_400,
+      now,
+      skipAwait: true,
+      register: (input, opts) => {
+        registrations.push(input);
+        return new pulumi.ComponentResource(
+          "test:index:Registration",
+          "shard-alice-registration",
+          {},
+          opts,
+        );
+      },
+    }),
+    bob: new DevShard("shard-bob", {
+      shardName: "bob",
+      owner: "bob",
+      routingKey: "bob-key",
+      baseline,
+      gatewayNamespace: "shardworks-gateway",
+      ttlSeconds: 3600,
+      quota: { cpu: "2", memory: "4Gi", pods: 5 },
+      now,
+    }),
+  })));
 });
 
 test("every child is named after the shard and parented to it", (t) => {

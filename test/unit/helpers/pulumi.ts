@@ -38,6 +38,22 @@ export interface MockOptions {
 
 /** The record of one process's resources, in registration order. */
 export const recorded: RecordedResource[] = [];
+// DEDUPE-DUMP (temporary, never committed)
+import test from "ava";
+import { writeFileSync as __w } from "node:fs";
+if (process.env["DUMP_DIR"]) {
+  test.after.always(() => {
+    const file = test.meta.file.replace(/^.*\/test\//, "").replace(/\//g, "_");
+    __w(
+      `${process.env["DUMP_DIR"]}/${file}.json`,
+      JSON.stringify(
+        recorded.map((r) => ({ ...r })),
+        null,
+        1,
+      ),
+    );
+  });
+}
 
 interface RegisterRequest {
   getType(): string;
@@ -124,6 +140,32 @@ export async function settled(...outputs: pulumi.Output<unknown>[]): Promise<voi
   await Promise.all(outputs.map((o) => unwrap(o)));
   // Let the mock monitor finish registrations that were already on their way.
   await new Promise((r) => setTimeout(r, 50));
+}
+
+/** The outputs to wait for in what a test built: a resource's outputs, a record's values. */
+function outputsOf(built: unknown): pulumi.Output<unknown>[] {
+  if (pulumi.Output.isInstance(built)) return [built];
+  if (pulumi.Resource.isInstance(built))
+    return Object.values(built).filter((v) => pulumi.Output.isInstance(v));
+  if (built !== null && typeof built === "object")
+    return Object.values(built).map((v) => pulumi.output(v));
+  return [];
+}
+
+/**
+ * The prelude of a test file on the recording mock: install the mocks, build what the file
+ * tests, and resolve with it once every child is recorded, i.e. once every output of each
+ * built thing has resolved. `build` returns an array or record of resources, outputs, or
+ * records of outputs (e.g. a stack's outputs).
+ */
+export async function recordBuild<T extends readonly unknown[] | Record<string, unknown>>(
+  build: () => T | Promise<T>,
+  options: MockOptions = {},
+): Promise<T> {
+  await installMocks(options);
+  const built = await build();
+  await settled(...Object.values(built).flatMap(outputsOf));
+  return built;
 }
 
 /** Recorded resources of a type (optionally whose parent is `parent`). */
