@@ -38,22 +38,6 @@ export interface MockOptions {
 
 /** The record of one process's resources, in registration order. */
 export const recorded: RecordedResource[] = [];
-// DEDUPE-DUMP (temporary, never committed)
-import test from "ava";
-import { writeFileSync as __w } from "node:fs";
-if (process.env["DUMP_DIR"]) {
-  test.after.always(() => {
-    const file = test.meta.file.replace(/^.*\/test\//, "").replace(/\//g, "_");
-    __w(
-      `${process.env["DUMP_DIR"]}/${file}.json`,
-      JSON.stringify(
-        recorded.map((r) => ({ ...r })),
-        null,
-        1,
-      ),
-    );
-  });
-}
 
 interface RegisterRequest {
   getType(): string;
