@@ -12,7 +12,7 @@
  * with `pulumi.com/skipAwait`), detect replacement for immutable fields other than the object's
  * identity, compute field-level previews, or support Helm, YAML or CRD-typed resources.
  */
-import { servePlugin } from "../testbed-plugin";
+import { servePlugin, unary } from "../testbed-plugin";
 import * as grpc from "@grpc/grpc-js";
 import * as k8s from "@kubernetes/client-node";
 import { Empty } from "google-protobuf/google/protobuf/empty_pb";
@@ -199,23 +199,6 @@ class TestbedKubernetesProvider {
       `${object.kind ?? ""} ${idOf(object)} still exists ${Math.round(timeoutMs / 1000)} s after it was deleted`,
     );
   }
-}
-
-type Handler<Req, Res> = (request: Req) => Res | Promise<Res>;
-
-/** Adapt an async handler to grpc-js's callback style; errors go back as the call's status. */
-function unary<Req, Res>(handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    Promise.resolve(call.request)
-      .then(handler)
-      .then(
-        (response) => callback(null, response),
-        (error: unknown) => {
-          const message = error instanceof Error ? error.message : String(error);
-          callback({ code: grpc.status.UNKNOWN, details: message }, null);
-        },
-      );
-  };
 }
 
 function timeoutMs(seconds: number, fallbackMs: number): number {
