@@ -63,6 +63,14 @@ export function appLabels(instance: string, component: string): Record<string, s
   };
 }
 
+/** Labels that make Pod Security admission enforce `level` in a namespace, and warn at it. */
+export function podSecurityLabels(level: "baseline" | "restricted"): Record<string, string> {
+  return {
+    "pod-security.kubernetes.io/enforce": level,
+    "pod-security.kubernetes.io/warn": level,
+  };
+}
+
 /** The skipAwait annotation when asked for, else nothing. */
 export function awaitAnnotations(skipAwait: boolean | undefined): Record<string, string> {
   return skipAwait ? { [SKIP_AWAIT_ANNOTATION]: "true" } : {};

@@ -8,7 +8,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { dnsLabel } from "../runtime/lib/model";
 import { envoyBootstrap, GATEWAY_NODE_ID } from "../runtime/routing/bootstrap";
-import { appLabels, awaitAnnotations, probes, restrictedContainer } from "./common";
+import {
+  appLabels,
+  awaitAnnotations,
+  podSecurityLabels,
+  probes,
+  restrictedContainer,
+} from "./common";
 
 /** How the gateway Service is exposed. */
 export const GatewayServiceType = {
@@ -143,8 +149,7 @@ export function createEnvoyGateway(
         name: ns,
         labels: {
           ...labels,
-          "pod-security.kubernetes.io/enforce": "restricted",
-          "pod-security.kubernetes.io/warn": "restricted",
+          ...podSecurityLabels("restricted"),
         },
         annotations: skip,
       },
