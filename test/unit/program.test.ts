@@ -19,13 +19,12 @@ import {
   unwrap,
   type MockOptions,
 } from "./helpers/pulumi";
+import { checkoutBaseline } from "./helpers/shards";
 
 const TOKEN = "p".repeat(40);
 const REGISTRATION = "pulumi-nodejs:dynamic/shardworks:ShardRegistration";
 const KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n";
-const baseline = {
-  checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
-};
+const baseline = checkoutBaseline();
 const dir = mkdtempSync(join(tmpdir(), "shardworks-program-"));
 /** What the mocked providers answer: the platform's outputs to shards, EKS and AWS states. */
 const platformStackMocks: MockOptions = {
