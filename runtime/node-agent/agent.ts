@@ -13,6 +13,7 @@ import { Etcd3, type Lease, type Watcher } from "etcd3";
 import { HttpError } from "../lib/errors";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
+import { jitter, PassRunner } from "../lib/passes";
 import {
   type NodeRecord,
   type Resources,
@@ -69,11 +70,6 @@ interface LocalSandbox {
   detached: boolean;
 }
 
-/** Delay with ±50 % jitter. */
-function jitter(ms: number): number {
-  return Math.round(ms * (0.5 + Math.random()));
-}
-
 /** The agent of one node. */
 export class NodeAgent {
   readonly events = new EventEmitter<NodeAgentEvents>();
@@ -96,9 +92,15 @@ export class NodeAgent {
   #server: ServerType | undefined;
   #address = "";
   #resync: NodeJS.Timeout | undefined;
-  #reconciling = false;
-  #reconcileQueued = false;
-  #idle: Promise<void> = Promise.resolve();
+  readonly #reconciler = new PassRunner({
+    pass: () => this.#reconcile(),
+    active: () => !this.#abort.signal.aborted,
+    onError: (error) => {
+      this.events.emit("error", error);
+      logger.warn({ node: this.name, err: error }, "reconcile failed; will retry");
+    },
+    retryMs: 300,
+  });
 
   constructor(config: NodeAgentConfig) {
     config.labels ??= {};
@@ -170,7 +172,7 @@ export class NodeAgent {
     this.#abort.abort();
     if (this.#resync) clearInterval(this.#resync);
     await this.#watcher?.cancel().catch(() => undefined);
-    await this.#idle;
+    await this.#reconciler.idle();
     await Promise.all(
       [...this.#local.values()].map(async (local) => {
         local.detached = true;
@@ -221,26 +223,7 @@ export class NodeAgent {
 
   /** Ask for a reconcile pass; passes never overlap and requests coalesce. */
   requestReconcile(): void {
-    if (this.#abort.signal.aborted) return;
-    if (this.#reconciling) {
-      this.#reconcileQueued = true;
-      return;
-    }
-    this.#reconciling = true;
-    this.#idle = (async () => {
-      do {
-        this.#reconcileQueued = false;
-        try {
-          await this.#reconcile();
-        } catch (error) {
-          this.events.emit("error", error as Error);
-          logger.warn({ node: this.name, err: error }, "reconcile failed; will retry");
-          await new Promise((r) => setTimeout(r, jitter(300)));
-          this.#reconcileQueued = true;
-        }
-      } while (this.#reconcileQueued && !this.#abort.signal.aborted);
-      this.#reconciling = false;
-    })();
+    this.#reconciler.request();
   }
 
   async #reconcile(): Promise<void> {
