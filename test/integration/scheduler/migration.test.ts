@@ -3,16 +3,13 @@
  * qemu driver (real QEMU microVMs; TCG here, since KVM hangs on this host — said loudly below).
  */
 import { readFileSync, readdirSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import type { SandboxRecord } from "../../../runtime/lib";
 import { createDriver } from "../../../runtime/node-agent/drivers";
 import { spawnNodeAgent } from "../../../runtime/node-agent/spawn";
 import type { RunningScheduler } from "../../../runtime/scheduler";
-import { buildBusyboxImage } from "../../helpers/images";
-import { PLATFORM_TOKEN, api, etcdFor, eventually, schedulerFor } from "../../helpers/runtime";
+import { PLATFORM_TOKEN, api, eventually, schedulerWithImage } from "../../helpers/runtime";
 
 const COUNTER = ["sh", "-c", 'i=0; while :; do i=$((i+1)); echo "tick $i"; sleep 0.2; done'];
 
@@ -60,11 +57,7 @@ async function counterOnSource(
     );
     t.log(`UNDER TCG: ${tcg}`);
   }
-  const etcd = await etcdFor(t);
-  const dir = await mkdtemp(join(tmpdir(), "sw-migrate-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const image = buildBusyboxImage(join(dir, "image"));
-  const scheduler = await schedulerFor(t, etcd);
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-migrate-");
   const pids: MigrationBed["pids"] = { source: undefined, target: undefined };
   for (const role of ["source", "target"] as const) {
     const agent = await spawnNodeAgent({
@@ -107,14 +100,17 @@ test("migrate a running qemu sandbox to another node through the API: its counte
   );
   if (bed === undefined) return;
   const { scheduler } = bed;
-  const before = await eventually(
-    "5 ticks on the source",
-    async () => {
-      const ticks = await logTicks(scheduler.url, "counter");
-      return ticks.length >= 5 ? ticks : undefined;
-    },
-    60_000,
-  );
+  // The ticks in the counter's log, once there are at least 5.
+  const fiveTicks = (where: string) =>
+    eventually(
+      `5 ticks on the ${where}`,
+      async () => {
+        const ticks = await logTicks(scheduler.url, "counter");
+        return ticks.length >= 5 ? ticks : undefined;
+      },
+      60_000,
+    );
+  const before = await fiveTicks("source");
 
   const started = Date.now();
   const moved = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes/counter/migrate", {
@@ -126,14 +122,7 @@ test("migrate a running qemu sandbox to another node through the API: its counte
   t.is(moved.body.status.node, "mig-dst");
   t.is(moved.body.status.phase, "running");
   const lastOnSource = before.at(-1)!;
-  const after = await eventually(
-    "5 ticks on the target",
-    async () => {
-      const ticks = await logTicks(scheduler.url, "counter");
-      return ticks.length >= 5 ? ticks : undefined;
-    },
-    60_000,
-  );
+  const after = await fiveTicks("target");
   t.log(`source …${before.slice(-3).join(",")}; target ${after.slice(0, 3).join(",")}…`);
   t.true(after[0]! > lastOnSource, "the target continued the counter instead of restarting it");
   for (let i = 1; i < after.length; i++) t.true(after[i]! > after[i - 1]!);
