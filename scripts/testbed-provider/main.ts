@@ -201,6 +201,13 @@ class TestbedKubernetesProvider {
   }
 }
 
+/** A validation error as the engine's check failures: the property path and the reason. */
+function checkFailures(error: z.ZodError): provproto.CheckFailure[] {
+  return error.issues.map((issue) =>
+    new provproto.CheckFailure().setProperty(issue.path.join(".")).setReason(issue.message),
+  );
+}
+
 function timeoutMs(seconds: number, fallbackMs: number): number {
   return seconds > 0 ? seconds * 1000 : fallbackMs;
 }
@@ -216,13 +223,7 @@ function services(provider: TestbedKubernetesProvider): grpc.UntypedServiceImple
       const news = req.getNews();
       const parsed = ProviderConfig.safeParse(toJson(news));
       const response = new provproto.CheckResponse().setInputs(news);
-      if (!parsed.success) {
-        response.setFailuresList(
-          parsed.error.issues.map((i) =>
-            new provproto.CheckFailure().setProperty(i.path.join(".")).setReason(i.message),
-          ),
-        );
-      }
+      if (!parsed.success) response.setFailuresList(checkFailures(parsed.error));
       return response;
     }),
     diffConfig: unary((req: provproto.DiffRequest) => {
@@ -253,13 +254,7 @@ function services(provider: TestbedKubernetesProvider): grpc.UntypedServiceImple
       const named = autoName(news, olds, req.getName() || (req.getUrn().split("::").pop() ?? ""));
       const response = new provproto.CheckResponse().setInputs(toStruct(named));
       const identity = ObjectIdentity.safeParse(named);
-      if (!identity.success) {
-        response.setFailuresList(
-          identity.error.issues.map((i) =>
-            new provproto.CheckFailure().setProperty(i.path.join(".")).setReason(i.message),
-          ),
-        );
-      }
+      if (!identity.success) response.setFailuresList(checkFailures(identity.error));
       return response;
     }),
     diff: unary((req: provproto.DiffRequest) => {
