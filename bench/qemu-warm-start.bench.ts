@@ -9,7 +9,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { Driver, type SandboxSpec } from "../runtime/lib/model";
+import { Driver, sandboxSpecSchema, type SandboxSpec } from "../runtime/lib/model";
 import { createDriver } from "../runtime/node-agent/drivers";
 import { ensureGuestKernel, type QemuDriver } from "../runtime/node-agent/drivers/qemu";
 import type { Accelerator } from "../runtime/node-agent/drivers/qemu/vm";
@@ -21,16 +21,11 @@ import { writeWarmStartSection } from "./warm-start.bench";
 const SAMPLES = Number(process.env.SAMPLES ?? 10);
 const COLD_SAMPLES = Number(process.env.COLD_SAMPLES ?? 2);
 
-const spec: SandboxSpec = {
-  image: "", // set in main(): an OCI layout built from busybox-static
+/** `true`, with the spec's defaults (250 mCPU, 128 MiB, no network). */
+const spec: SandboxSpec = sandboxSpecSchema.parse({
+  image: "oci:/unset", // set in main(): an OCI layout built from busybox-static
   command: ["true"],
-  env: {},
-  resources: { cpuMillis: 250, memoryMiB: 128 },
-  nodeSelector: {},
-  tolerations: [],
-  ports: [],
-  network: false,
-};
+});
 
 interface Timing {
   /** run()/spawn → the command handed to the running guest. */

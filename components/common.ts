@@ -63,6 +63,14 @@ export function appLabels(instance: string, component: string): Record<string, s
   };
 }
 
+/** Labels that make Pod Security admission enforce `level` in a namespace, and warn at it. */
+export function podSecurityLabels(level: "baseline" | "restricted"): Record<string, string> {
+  return {
+    "pod-security.kubernetes.io/enforce": level,
+    "pod-security.kubernetes.io/warn": level,
+  };
+}
+
 /** The skipAwait annotation when asked for, else nothing. */
 export function awaitAnnotations(skipAwait: boolean | undefined): Record<string, string> {
   return skipAwait ? { [SKIP_AWAIT_ANNOTATION]: "true" } : {};
@@ -77,3 +85,26 @@ export const restrictedContainer: k8s.types.input.core.v1.SecurityContext = {
   capabilities: { drop: ["ALL"] },
   seccompProfile: { type: "RuntimeDefault" },
 };
+
+/** What a probe checks: an HTTP GET, a gRPC health check or a TCP connect. */
+export type ProbeCheck = Pick<k8s.types.input.core.v1.Probe, "httpGet" | "grpc" | "tcpSocket">;
+
+/**
+ * The readiness and liveness probes every platform container uses: ready is checked every 5 s;
+ * live every 10 s, from `livenessDelaySeconds` on (long enough for a slow start not to be
+ * killed), with `livenessCheck` when it differs from the readiness check.
+ */
+export function probes(
+  check: ProbeCheck,
+  livenessDelaySeconds: number,
+  livenessCheck: ProbeCheck = check,
+): Pick<k8s.types.input.core.v1.Container, "readinessProbe" | "livenessProbe"> {
+  return {
+    readinessProbe: { ...check, periodSeconds: 5 },
+    livenessProbe: {
+      ...livenessCheck,
+      initialDelaySeconds: livenessDelaySeconds,
+      periodSeconds: 10,
+    },
+  };
+}

@@ -14,6 +14,7 @@ import {
   SHARD_NAMESPACE_PREFIX,
   appLabels,
   awaitAnnotations,
+  podSecurityLabels,
 } from "./common";
 
 export { MAX_SHARD_TTL_SECONDS };
@@ -247,8 +248,7 @@ export function createDevShard(
         labels: {
           ...labels,
           // Forks are the developer's images: hold them to the "baseline" Pod Security level.
-          "pod-security.kubernetes.io/enforce": "baseline",
-          "pod-security.kubernetes.io/warn": "baseline",
+          ...podSecurityLabels("baseline"),
         },
         annotations: {
           ...skip,

@@ -8,7 +8,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { dnsLabel } from "../runtime/lib/model";
 import { envoyBootstrap, GATEWAY_NODE_ID } from "../runtime/routing/bootstrap";
-import { appLabels, awaitAnnotations, restrictedContainer } from "./common";
+import {
+  appLabels,
+  awaitAnnotations,
+  podSecurityLabels,
+  probes,
+  restrictedContainer,
+} from "./common";
 
 /** How the gateway Service is exposed. */
 export const GatewayServiceType = {
@@ -143,8 +149,7 @@ export function createEnvoyGateway(
         name: ns,
         labels: {
           ...labels,
-          "pod-security.kubernetes.io/enforce": "restricted",
-          "pod-security.kubernetes.io/warn": "restricted",
+          ...podSecurityLabels("restricted"),
         },
         annotations: skip,
       },
@@ -213,12 +218,7 @@ export function createEnvoyGateway(
                 ],
                 ports: [{ name: "http", containerPort: listenerPort }],
                 // The listener exists only once LDS delivered it: ready means configured.
-                readinessProbe: { tcpSocket: { port: listenerPort }, periodSeconds: 5 },
-                livenessProbe: {
-                  tcpSocket: { port: listenerPort },
-                  initialDelaySeconds: 30,
-                  periodSeconds: 10,
-                },
+                ...probes({ tcpSocket: { port: listenerPort } }, 30),
                 resources: {
                   requests: { cpu: "250m", memory: "256Mi" },
                   limits: { cpu: "2", memory: "1Gi" },

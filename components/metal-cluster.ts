@@ -115,24 +115,30 @@ export function createMetalCluster(
     { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }], tags },
     { parent },
   );
-  const publicSubnets = args.availabilityZones.map((az, i) => {
-    const subnet = new aws.ec2.Subnet(
-      `${name}-public-${i}`,
-      {
-        vpcId: vpc.id,
-        availabilityZone: az,
-        cidrBlock: subnetCidr(i),
-        mapPublicIpOnLaunch: false,
-        tags: { ...tags, "kubernetes.io/role/elb": "1" },
-      },
-      { parent },
-    );
-    new aws.ec2.RouteTableAssociation(
-      `${name}-public-${i}-rta`,
-      { subnetId: subnet.id, routeTableId: publicRt.id },
-      { parent },
-    );
-    return subnet;
+  // A tier's subnets: one per availability zone, from the `firstBlock`-th /20 of the VPC on,
+  // each routed by the tier's route table.
+  const subnetsOf = (
+    tier: "public" | "private",
+    routeTable: aws.ec2.RouteTable,
+    firstBlock: number,
+    extra: Pick<aws.ec2.SubnetArgs, "mapPublicIpOnLaunch" | "tags">,
+  ) =>
+    args.availabilityZones.map((az, i) => {
+      const subnet = new aws.ec2.Subnet(
+        `${name}-${tier}-${i}`,
+        { vpcId: vpc.id, availabilityZone: az, cidrBlock: subnetCidr(firstBlock + i), ...extra },
+        { parent },
+      );
+      new aws.ec2.RouteTableAssociation(
+        `${name}-${tier}-${i}-rta`,
+        { subnetId: subnet.id, routeTableId: routeTable.id },
+        { parent },
+      );
+      return subnet;
+    });
+  const publicSubnets = subnetsOf("public", publicRt, 0, {
+    mapPublicIpOnLaunch: false,
+    tags: { ...tags, "kubernetes.io/role/elb": "1" },
   });
   const natIp = new aws.ec2.Eip(`${name}-nat-ip`, { domain: "vpc", tags }, { parent });
   const nat = new aws.ec2.NatGateway(
@@ -145,23 +151,8 @@ export function createMetalCluster(
     { vpcId: vpc.id, routes: [{ cidrBlock: "0.0.0.0/0", natGatewayId: nat.id }], tags },
     { parent },
   );
-  const privateSubnets = args.availabilityZones.map((az, i) => {
-    const subnet = new aws.ec2.Subnet(
-      `${name}-private-${i}`,
-      {
-        vpcId: vpc.id,
-        availabilityZone: az,
-        cidrBlock: subnetCidr(i + 8),
-        tags: { ...tags, "kubernetes.io/role/internal-elb": "1" },
-      },
-      { parent },
-    );
-    new aws.ec2.RouteTableAssociation(
-      `${name}-private-${i}-rta`,
-      { subnetId: subnet.id, routeTableId: privateRt.id },
-      { parent },
-    );
-    return subnet;
+  const privateSubnets = subnetsOf("private", privateRt, 8, {
+    tags: { ...tags, "kubernetes.io/role/internal-elb": "1" },
   });
 
   const nodeRole = new aws.iam.Role(

@@ -15,7 +15,9 @@ import {
   SYSTEM_NAMESPACE,
   appLabels,
   awaitAnnotations,
+  probes,
   restrictedContainer,
+  type ProbeCheck,
 } from "./common";
 import type { BaselineService } from "./dev-shard";
 
@@ -121,6 +123,14 @@ export interface RuntimeDeploymentResult {
 }
 
 const ETCD_MEMBERS = 3;
+
+/** A port a runtime process listens on, exposed by its container and its Service. */
+interface RuntimePort {
+  name: string;
+  port: number;
+  /** The Service port's `appProtocol`, when there is one (e.g. `grpc`). */
+  appProtocol?: string;
+}
 /** Where the node agent keeps its state (a hostPath, so images survive pod restarts). */
 const NODE_AGENT_DATA_DIR = NODE_AGENT_HOST_PATHS.state;
 
@@ -264,15 +274,12 @@ export function createRuntimeDeployment(
                     { name: "client", containerPort: Ports.etcdClient },
                     { name: "peer", containerPort: Ports.etcdPeer },
                   ],
-                  readinessProbe: {
-                    httpGet: { path: "/health", port: Ports.etcdClient },
-                    periodSeconds: 5,
-                  },
-                  livenessProbe: {
-                    httpGet: { path: "/health?serializable=true", port: Ports.etcdClient },
-                    initialDelaySeconds: 15,
-                    periodSeconds: 10,
-                  },
+                  ...probes(
+                    { httpGet: { path: "/health", port: Ports.etcdClient } },
+                    15,
+                    // Serializable: a member without quorum is alive, just not ready.
+                    { httpGet: { path: "/health?serializable=true", port: Ports.etcdClient } },
+                  ),
                   resources: {
                     requests: { cpu: "200m", memory: "256Mi" },
                     limits: { cpu: "1", memory: "1Gi" },
@@ -307,63 +314,107 @@ export function createRuntimeDeployment(
     requests: { cpu: "100m", memory: "128Mi" },
     limits: { cpu: "1", memory: "512Mi" },
   };
-
-  // Scheduler: the HTTP API and the elected placer; needs no Kubernetes API access.
-  const schedulerSa = serviceAccount("scheduler", false);
-  new k8s.apps.v1.Deployment(
-    `${name}-scheduler`,
-    {
-      metadata: meta("scheduler", { name: RuntimeNames.scheduler }),
-      spec: {
-        replicas: args.schedulerReplicas ?? 2,
-        selector: { matchLabels: selectorOf("scheduler") },
-        template: {
-          metadata: { labels: appLabels(name, "scheduler") },
-          spec: {
-            serviceAccountName: "shardworks-scheduler",
-            automountServiceAccountToken: false,
-            containers: [
-              {
-                name: "scheduler",
-                image,
-                args: ["scheduler"],
-                env: [
-                  ...runtimeEnv,
-                  tokenEnv,
-                  listenAnywhere,
-                  { name: Env.listenPort, value: String(Ports.schedulerApi) },
-                ],
-                ports: [{ name: "http", containerPort: Ports.schedulerApi }],
-                readinessProbe: {
-                  httpGet: { path: "/healthz", port: Ports.schedulerApi },
-                  periodSeconds: 5,
-                },
-                livenessProbe: {
-                  httpGet: { path: "/healthz", port: Ports.schedulerApi },
-                  initialDelaySeconds: 10,
-                  periodSeconds: 10,
-                },
-                resources: small,
-                securityContext: restrictedContainer,
-              },
-            ],
+  // Every runtime workload waits for its ServiceAccount, the token Secret and etcd.
+  const runtimeDeps = (serviceAccount: pulumi.Resource) => ({
+    parent,
+    dependsOn: [namespace, serviceAccount, tokenSecret, ...etcdDeps],
+  });
+  /** A runtime process's container: the runtime image run as `args`, its port and probes. */
+  const runtimeContainer = (c: {
+    component: string;
+    args: string[];
+    env: k8s.types.input.core.v1.EnvVar[];
+    port: RuntimePort;
+    probe: ProbeCheck;
+    resources?: k8s.types.input.core.v1.ResourceRequirements;
+    securityContext?: k8s.types.input.core.v1.SecurityContext;
+    volumeMounts?: k8s.types.input.core.v1.VolumeMount[];
+  }): k8s.types.input.core.v1.Container => ({
+    name: c.component,
+    image,
+    args: c.args,
+    env: c.env,
+    ports: [{ name: c.port.name, containerPort: c.port.port }],
+    ...probes(c.probe, 10),
+    resources: c.resources ?? small,
+    securityContext: c.securityContext ?? restrictedContainer,
+    ...(c.volumeMounts === undefined ? {} : { volumeMounts: c.volumeMounts }),
+  });
+  /**
+   * A replicated runtime service: a Deployment of one {@link runtimeContainer} and a Service
+   * of the same name in front of its port.
+   */
+  const runtimeService = (
+    component: string,
+    s: {
+      objectName: string;
+      replicas: number;
+      serviceAccount: pulumi.Resource;
+      /** Mount the ServiceAccount's API token (only a process that calls the Kubernetes API). */
+      apiToken: boolean;
+      container: Parameters<typeof runtimeContainer>[0];
+    },
+  ) => {
+    const port = s.container.port;
+    new k8s.apps.v1.Deployment(
+      `${name}-${component}`,
+      {
+        metadata: meta(component, { name: s.objectName }),
+        spec: {
+          replicas: s.replicas,
+          selector: { matchLabels: selectorOf(component) },
+          template: {
+            metadata: { labels: appLabels(name, component) },
+            spec: {
+              serviceAccountName: `shardworks-${component}`,
+              ...(s.apiToken ? {} : { automountServiceAccountToken: false }),
+              containers: [runtimeContainer(s.container)],
+            },
           },
         },
       },
-    },
-    { parent, dependsOn: [namespace, schedulerSa, tokenSecret, ...etcdDeps] },
-  );
-  new k8s.core.v1.Service(
-    `${name}-scheduler-svc`,
-    {
-      metadata: meta("scheduler", { name: RuntimeNames.scheduler }),
-      spec: {
-        selector: selectorOf("scheduler"),
-        ports: [{ name: "http", port: Ports.schedulerApi, targetPort: Ports.schedulerApi }],
+      runtimeDeps(s.serviceAccount),
+    );
+    new k8s.core.v1.Service(
+      `${name}-${component}-svc`,
+      {
+        metadata: meta(component, { name: s.objectName }),
+        spec: {
+          selector: selectorOf(component),
+          ports: [
+            {
+              name: port.name,
+              port: port.port,
+              targetPort: port.port,
+              ...(port.appProtocol === undefined ? {} : { appProtocol: port.appProtocol }),
+            },
+          ],
+        },
       },
+      inNs,
+    );
+  };
+
+  // Scheduler: the HTTP API and the elected placer; needs no Kubernetes API access.
+  const schedulerSa = serviceAccount("scheduler", false);
+  runtimeService("scheduler", {
+    objectName: RuntimeNames.scheduler,
+    replicas: args.schedulerReplicas ?? 2,
+    serviceAccount: schedulerSa,
+    apiToken: false,
+    container: {
+      component: "scheduler",
+      args: ["scheduler"],
+      env: [
+        ...runtimeEnv,
+        tokenEnv,
+        listenAnywhere,
+        { name: Env.listenPort, value: String(Ports.schedulerApi) },
+      ],
+      port: { name: "http", port: Ports.schedulerApi },
+      probe: { httpGet: { path: "/healthz", port: Ports.schedulerApi } },
     },
-    inNs,
-  );
+  });
 
   // Node agent: one per microVM node, the platform's only privileged container (/dev/kvm).
   const nodeAgentSa = serviceAccount("node-agent", false);
@@ -381,9 +432,8 @@ export function createRuntimeDeployment(
             nodeSelector: { [MICROVM_KEY]: "true" },
             tolerations: [{ key: MICROVM_KEY, operator: "Exists", effect: "NoSchedule" }],
             containers: [
-              {
-                name: "node-agent",
-                image,
+              runtimeContainer({
+                component: "node-agent",
                 args: ["node-agent"],
                 env: [
                   ...runtimeEnv,
@@ -394,16 +444,8 @@ export function createRuntimeDeployment(
                   { name: Env.driver, value: args.nodeAgentDriver ?? NodeAgentDriver.Firecracker },
                   { name: Env.dataDir, value: NODE_AGENT_DATA_DIR },
                 ],
-                ports: [{ name: "http", containerPort: Ports.nodeAgent }],
-                readinessProbe: {
-                  httpGet: { path: "/healthz", port: Ports.nodeAgent },
-                  periodSeconds: 5,
-                },
-                livenessProbe: {
-                  httpGet: { path: "/healthz", port: Ports.nodeAgent },
-                  initialDelaySeconds: 10,
-                  periodSeconds: 10,
-                },
+                port: { name: "http", port: Ports.nodeAgent },
+                probe: { httpGet: { path: "/healthz", port: Ports.nodeAgent } },
                 resources: {
                   requests: { cpu: "250m", memory: "256Mi" },
                   limits: { cpu: "2", memory: "1Gi" },
@@ -415,7 +457,7 @@ export function createRuntimeDeployment(
                   { name: "kvm", mountPath: NODE_AGENT_HOST_PATHS.kvm },
                   { name: "state", mountPath: NODE_AGENT_DATA_DIR },
                 ],
-              },
+              }),
             ],
             volumes: [
               { name: "kvm", hostPath: { path: NODE_AGENT_HOST_PATHS.kvm, type: "CharDevice" } },
@@ -428,7 +470,7 @@ export function createRuntimeDeployment(
         },
       },
     },
-    { parent, dependsOn: [namespace, nodeAgentSa, tokenSecret, ...etcdDeps] },
+    runtimeDeps(nodeAgentSa),
   );
 
   // Routing controller: xDS for the gateway, plus the reapers (TTL and JIT grants).
@@ -466,62 +508,31 @@ export function createRuntimeDeployment(
     },
     { parent, dependsOn: [reaperRole, routingSa] },
   );
-  new k8s.apps.v1.Deployment(
-    `${name}-routing`,
-    {
-      metadata: meta("routing", { name: RuntimeNames.routing }),
-      spec: {
-        replicas: 2,
-        selector: { matchLabels: selectorOf("routing") },
-        template: {
-          metadata: { labels: appLabels(name, "routing") },
-          spec: {
-            serviceAccountName: "shardworks-routing",
-            containers: [
-              {
-                name: "routing",
-                image,
-                args: ["routing-controller"],
-                env: [
-                  ...runtimeEnv,
-                  listenAnywhere,
-                  { name: Env.listenPort, value: String(Ports.xds) },
-                  {
-                    name: Env.baselineServices,
-                    value: pulumi
-                      .output(args.baselineServices ?? {})
-                      .apply((services) => JSON.stringify(baselineDestinations(services))),
-                  },
-                ],
-                ports: [{ name: "grpc-xds", containerPort: Ports.xds }],
-                // grpc.health.v1 on the ADS port: ready once the xDS server serves.
-                readinessProbe: { grpc: { port: Ports.xds }, periodSeconds: 5 },
-                livenessProbe: {
-                  grpc: { port: Ports.xds },
-                  initialDelaySeconds: 10,
-                  periodSeconds: 10,
-                },
-                resources: small,
-                securityContext: restrictedContainer,
-              },
-            ],
-          },
+  runtimeService("routing", {
+    objectName: RuntimeNames.routing,
+    replicas: 2,
+    serviceAccount: routingSa,
+    // The reapers delete expired grants through the Kubernetes API.
+    apiToken: true,
+    container: {
+      component: "routing",
+      args: ["routing-controller"],
+      env: [
+        ...runtimeEnv,
+        listenAnywhere,
+        { name: Env.listenPort, value: String(Ports.xds) },
+        {
+          name: Env.baselineServices,
+          value: pulumi
+            .output(args.baselineServices ?? {})
+            .apply((services) => JSON.stringify(baselineDestinations(services))),
         },
-      },
+      ],
+      port: { name: "grpc-xds", port: Ports.xds, appProtocol: "grpc" },
+      // grpc.health.v1 on the ADS port: ready once the xDS server serves.
+      probe: { grpc: { port: Ports.xds } },
     },
-    { parent, dependsOn: [namespace, routingSa, tokenSecret, ...etcdDeps] },
-  );
-  new k8s.core.v1.Service(
-    `${name}-routing-svc`,
-    {
-      metadata: meta("routing", { name: RuntimeNames.routing }),
-      spec: {
-        selector: selectorOf("routing"),
-        ports: [{ name: "grpc-xds", port: Ports.xds, targetPort: Ports.xds, appProtocol: "grpc" }],
-      },
-    },
-    inNs,
-  );
+  });
 
   // NetworkPolicies: deny all ingress, then open exactly the paths the design uses.
   const policy = (role: string, spec: k8s.types.input.networking.v1.NetworkPolicySpec) =>

@@ -8,7 +8,7 @@
  * `kubeconfig` (admin, group `system:masters`), `kubeconfig-<user>` per test user, `state.json`
  * (pids and ports), `logs/`. There is no kubelet: pods are never run.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -18,6 +18,7 @@ import { Command } from "commander";
 import { stringify } from "yaml";
 import { z } from "zod";
 import { freePort } from "../runtime/lib/ports";
+import { makeCertificate, openssl } from "./pki";
 import { cacheRoot, ensureTools, toolsBinDir } from "./tools";
 
 /** Cluster names become directory names and kubeconfig context names. */
@@ -105,65 +106,29 @@ async function readState(dir: string): Promise<State | undefined> {
   return parsed.success ? parsed.data : undefined;
 }
 
-function openssl(args: string[], cwd: string): void {
-  const result = spawnSync("openssl", args, { cwd, encoding: "utf8" });
-  if (result.status !== 0) throw new Error(`openssl ${args[0] ?? ""} failed: ${result.stderr}`);
-}
-
 /** CA, API server serving cert and service-account key pair, made once per cluster. */
 function ensurePki(pki: string): void {
   if (existsSync(join(pki, "sa.pub"))) return;
-  const days = "3650";
-  openssl(
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.crt",
-      "-days",
-      days,
-      "-subj",
-      "/CN=shardworks-testbed-ca",
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
-    ],
-    pki,
-  );
-  openssl(
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "apiserver.key",
-      "-out",
-      "apiserver.crt",
-      "-days",
-      days,
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-subj",
-      "/CN=kube-apiserver",
-      "-addext",
+  const days = 3650;
+  makeCertificate(pki, {
+    key: "ca.key",
+    cert: "ca.crt",
+    days,
+    subject: "/CN=shardworks-testbed-ca",
+    extensions: ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"],
+  });
+  makeCertificate(pki, {
+    key: "apiserver.key",
+    cert: "apiserver.crt",
+    days,
+    ca: { cert: "ca.crt", key: "ca.key" },
+    subject: "/CN=kube-apiserver",
+    extensions: [
       "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc",
-      "-addext",
       "basicConstraints=critical,CA:FALSE",
-      "-addext",
       "extendedKeyUsage=serverAuth",
     ],
-    pki,
-  );
+  });
   openssl(["genrsa", "-out", "sa.key", "2048"], pki);
   openssl(["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], pki);
 }

@@ -20,3 +20,20 @@ export async function servePlugin<Impl extends grpc.UntypedServiceImplementation
   process.stdout.write(`${port}\n`);
   return server;
 }
+
+type Handler<Req, Res> = (request: Req) => Res | Promise<Res>;
+
+/** Adapt an async handler to grpc-js's callback style; errors go back as the call's status. */
+export function unary<Req, Res>(handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    Promise.resolve(call.request)
+      .then(handler)
+      .then(
+        (response) => callback(null, response),
+        (error: unknown) => {
+          const message = error instanceof Error ? error.message : String(error);
+          callback({ code: grpc.status.UNKNOWN, details: message }, null);
+        },
+      );
+  };
+}

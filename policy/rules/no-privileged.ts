@@ -1,13 +1,9 @@
 /**
  * Nothing privileged outside `shardworks-system`; inside it, host paths only for the node agent.
  */
-import type {
-  ReportViolation,
-  ResourceValidationArgs,
-  ResourceValidationPolicy,
-} from "@pulumi/policy";
+import type { ResourceValidationPolicy } from "@pulumi/policy";
 import { NODE_AGENT_HOST_PATHS, SYSTEM_NAMESPACE } from "../../components/common";
-import { type PodTemplate, containersOf, namespaceOf, podTemplateOf } from "./workloads";
+import { type PodTemplate, containersOf, namespaceOf, onEveryPodTemplate } from "./workloads";
 
 const NODE_AGENT_PATHS: readonly string[] = Object.values(NODE_AGENT_HOST_PATHS);
 
@@ -56,14 +52,7 @@ export function checkPodPrivileges(template: PodTemplate, report: (message: stri
 }
 
 /** The validate function: applies to every kind of workload. */
-export function validateNoPrivileged(
-  args: ResourceValidationArgs,
-  reportViolation: ReportViolation,
-): void {
-  const template = podTemplateOf(args);
-  if (template === undefined) return;
-  checkPodPrivileges(template, (message) => reportViolation(message));
-}
+export const validateNoPrivileged = onEveryPodTemplate(checkPodPrivileges);
 
 /** Policy: no privileged workload outside `shardworks-system`. */
 export const noPrivilegedWorkloads: ResourceValidationPolicy = {

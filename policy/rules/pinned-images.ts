@@ -1,11 +1,7 @@
 /** Platform images are pinned by digest, so every cluster runs the bytes that were tested. */
-import type {
-  ReportViolation,
-  ResourceValidationArgs,
-  ResourceValidationPolicy,
-} from "@pulumi/policy";
+import type { ResourceValidationPolicy } from "@pulumi/policy";
 import { SHARD_LABEL, SYSTEM_NAMESPACE } from "../../components/common";
-import { type PodTemplate, containersOf, namespaceOf, podTemplateOf } from "./workloads";
+import { type PodTemplate, containersOf, namespaceOf, onEveryPodTemplate } from "./workloads";
 
 const DIGEST = /@sha256:[0-9a-f]{64}$/;
 
@@ -31,14 +27,7 @@ export function checkPinnedImages(template: PodTemplate, report: (message: strin
 }
 
 /** The validate function: applies to every kind of workload. */
-export function validatePinnedImages(
-  args: ResourceValidationArgs,
-  reportViolation: ReportViolation,
-): void {
-  const template = podTemplateOf(args);
-  if (template === undefined) return;
-  checkPinnedImages(template, (message) => reportViolation(message));
-}
+export const validatePinnedImages = onEveryPodTemplate(checkPinnedImages);
 
 /** Policy (advisory): platform images pinned by digest. */
 export const platformImagesPinned: ResourceValidationPolicy = {

@@ -3,7 +3,7 @@
  * containers read every workload the same way.
  */
 import * as k8s from "@pulumi/kubernetes";
-import type { PolicyResource, ResourceValidationArgs } from "@pulumi/policy";
+import type { PolicyResource, ReportViolation, ResourceValidationArgs } from "@pulumi/policy";
 import type * as pulumi from "@pulumi/pulumi";
 
 /** A pod spec as the policy SDK passes it (inputs, resolved). */
@@ -79,4 +79,17 @@ export function containersOf(template: PodTemplate): { path: string; container: 
 /** Namespace of an object: unset means `default`, as the API server does. */
 export function namespaceOf(metadata: { namespace?: string } | undefined): string {
   return metadata?.namespace ?? "default";
+}
+
+/**
+ * A resource validation that runs `check` on the pod template of every kind of workload (see
+ * {@link podTemplateOf}) and passes over every other resource.
+ */
+export function onEveryPodTemplate(
+  check: (template: PodTemplate, report: (message: string) => void) => void,
+): (args: ResourceValidationArgs, reportViolation: ReportViolation) => void {
+  return (args, reportViolation) => {
+    const template = podTemplateOf(args);
+    if (template !== undefined) check(template, (message) => reportViolation(message));
+  };
 }

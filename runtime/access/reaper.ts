@@ -12,6 +12,7 @@ import * as k8s from "@kubernetes/client-node";
 import { parseRfc3339 } from "../../components/access-rules";
 import { EXPIRES_AT_ANNOTATION } from "../../components/common";
 import { logger as rootLogger, type Logger } from "../lib/logger";
+import { jitter } from "../lib/passes";
 
 /** Which kind of binding. */
 export type BindingKind = "RoleBinding" | "ClusterRoleBinding";
@@ -71,9 +72,7 @@ function keyOf(ref: BindingRef): string {
 }
 
 /** A delay around `ms` (±25 %) so many reapers never retry in step. */
-function jitter(ms: number): number {
-  return Math.round(ms * (0.75 + Math.random() * 0.5));
-}
+const reaperJitter = (ms: number): number => jitter(ms, 0.25);
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -161,7 +160,9 @@ export class AccessReaper {
       } catch (error) {
         if (signal.aborted) break;
         failures += 1;
-        const retryInMs = jitter(Math.min(this.#maxRetryMs, this.#retryMs * 2 ** (failures - 1)));
+        const retryInMs = reaperJitter(
+          Math.min(this.#maxRetryMs, this.#retryMs * 2 ** (failures - 1)),
+        );
         const err = error instanceof Error ? error : new Error(String(error));
         this.#log.warn({ kind, during, err, retryInMs }, "access reaper: retrying");
         this.events.emit("error", { during, error: err, retryInMs });
@@ -323,7 +324,7 @@ export class AccessReaper {
         return;
       }
       if (this.#scheduled.get(key) !== entry || this.#abort?.signal.aborted !== false) return;
-      const retryInMs = jitter(this.#retryMs);
+      const retryInMs = reaperJitter(this.#retryMs);
       const err = error instanceof Error ? error : new Error(String(error));
       this.#log.warn({ ...ref, err, retryInMs }, "access reaper: delete failed; retrying");
       this.events.emit("error", { during: "delete", error: err, retryInMs });

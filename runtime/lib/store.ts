@@ -4,7 +4,7 @@
  * mod revision, and an assignment is written in the same transaction that marks its sandbox
  * scheduled. Scheduler, placer and node agents all go through this module.
  */
-import type { Etcd3, IKeyValue, Lease } from "etcd3";
+import type { Etcd3, IKeyValue, IOperation, Lease } from "etcd3";
 import type { z } from "zod";
 import { HttpError } from "./errors";
 import { keys, keyName } from "./keys";
@@ -134,11 +134,26 @@ export class Store {
     modRevision: string,
     leaderKey?: string,
   ): Promise<Versioned<SandboxRecord>> {
+    return this.#writeSandboxIfUnchanged(record, modRevision, leaderKey);
+  }
+
+  /**
+   * Write `record` and the `also` operations in one transaction that holds only if the sandbox
+   * is still at `modRevision` and, when `leaderKey` is given, only while that election key exists
+   * (a deposed placer writes nothing); {@link ConflictError} otherwise.
+   */
+  async #writeSandboxIfUnchanged(
+    record: SandboxRecord,
+    modRevision: string,
+    leaderKey: string | undefined,
+    also: IOperation[] = [],
+  ): Promise<Versioned<SandboxRecord>> {
     const key = keys.sandbox(record.id);
     let txn = this.client.if(key, "Mod", "==", modRevision);
-    // A placer's writes hold only while it still leads (like bindSandbox).
     if (leaderKey !== undefined) txn = txn.and(leaderKey, "Create", ">", 0);
-    const result = await txn.then(this.client.put(key).value(JSON.stringify(record))).commit();
+    const result = await txn
+      .then(this.client.put(key).value(JSON.stringify(record)), ...also)
+      .commit();
     if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
     return { value: record, modRevision: String(result.header.revision) };
   }
@@ -159,16 +174,9 @@ export class Store {
       status: { phase: SandboxPhase.Scheduled, node, endpoints: {}, updatedAt: now },
     };
     const assignment: AssignmentRecord = { sandboxId: record.id, node, assignedAt: now };
-    let txn = this.client.if(keys.sandbox(record.id), "Mod", "==", current.modRevision);
-    if (leaderKey !== undefined) txn = txn.and(leaderKey, "Create", ">", 0);
-    const result = await txn
-      .then(
-        this.client.put(keys.sandbox(record.id)).value(JSON.stringify(record)),
-        this.client.put(keys.assignment(node, record.id)).value(JSON.stringify(assignment)),
-      )
-      .commit();
-    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
-    return { value: record, modRevision: String(result.header.revision) };
+    return this.#writeSandboxIfUnchanged(record, current.modRevision, leaderKey, [
+      this.client.put(keys.assignment(node, record.id)).value(JSON.stringify(assignment)),
+    ]);
   }
 
   /**
@@ -191,13 +199,12 @@ export class Store {
         updatedAt: new Date().toISOString(),
       },
     };
-    const ops = [this.client.put(keys.sandbox(record.id)).value(JSON.stringify(record))];
-    let txn = this.client.if(keys.sandbox(record.id), "Mod", "==", current.modRevision);
-    if (leaderKey !== undefined) txn = txn.and(leaderKey, "Create", ">", 0);
-    const result = await txn
-      .then(...ops, ...(node ? [this.client.delete().key(keys.assignment(node, record.id))] : []))
-      .commit();
-    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
+    await this.#writeSandboxIfUnchanged(
+      record,
+      current.modRevision,
+      leaderKey,
+      node ? [this.client.delete().key(keys.assignment(node, record.id))] : [],
+    );
   }
 
   /**
@@ -223,16 +230,10 @@ export class Store {
       },
     };
     const assignment: AssignmentRecord = { sandboxId: record.id, node: target, assignedAt: now };
-    const result = await this.client
-      .if(keys.sandbox(record.id), "Mod", "==", current.modRevision)
-      .then(
-        this.client.put(keys.sandbox(record.id)).value(JSON.stringify(record)),
-        ...(source ? [this.client.delete().key(keys.assignment(source, record.id))] : []),
-        this.client.put(keys.assignment(target, record.id)).value(JSON.stringify(assignment)),
-      )
-      .commit();
-    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
-    return { value: record, modRevision: String(result.header.revision) };
+    return this.#writeSandboxIfUnchanged(record, current.modRevision, undefined, [
+      ...(source ? [this.client.delete().key(keys.assignment(source, record.id))] : []),
+      this.client.put(keys.assignment(target, record.id)).value(JSON.stringify(assignment)),
+    ]);
   }
 
   /** Delete a sandbox and its assignment together; false if it did not exist. */

@@ -13,6 +13,7 @@ import { Etcd3, type Lease, type Watcher } from "etcd3";
 import { HttpError } from "../lib/errors";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
+import { jitter, PassRunner } from "../lib/passes";
 import {
   type NodeRecord,
   type Resources,
@@ -74,11 +75,6 @@ interface LocalSandbox {
   detached: boolean;
 }
 
-/** Delay with ±50 % jitter. */
-function jitter(ms: number): number {
-  return Math.round(ms * (0.5 + Math.random()));
-}
-
 /** The agent of one node. */
 export class NodeAgent {
   readonly events = new EventEmitter<NodeAgentEvents>();
@@ -103,9 +99,15 @@ export class NodeAgent {
   #resync: NodeJS.Timeout | undefined;
   /** Image → when a sandbox of it last started here (epoch ms): the warm pools this agent keeps. */
   readonly #warmImages = new Map<string, number>();
-  #reconciling = false;
-  #reconcileQueued = false;
-  #idle: Promise<void> = Promise.resolve();
+  readonly #reconciler = new PassRunner({
+    pass: () => this.#reconcile(),
+    active: () => !this.#abort.signal.aborted,
+    onError: (error) => {
+      this.events.emit("error", error);
+      logger.warn({ node: this.name, err: error }, "reconcile failed; will retry");
+    },
+    retryMs: 300,
+  });
 
   constructor(config: NodeAgentConfig) {
     config.labels ??= {};
@@ -181,7 +183,7 @@ export class NodeAgent {
     this.#abort.abort();
     if (this.#resync) clearInterval(this.#resync);
     await this.#watcher?.cancel().catch(() => undefined);
-    await this.#idle;
+    await this.#reconciler.idle();
     await Promise.all(
       [...this.#local.values()].map(async (local) => {
         local.detached = true;
@@ -232,26 +234,7 @@ export class NodeAgent {
 
   /** Ask for a reconcile pass; passes never overlap and requests coalesce. */
   requestReconcile(): void {
-    if (this.#abort.signal.aborted) return;
-    if (this.#reconciling) {
-      this.#reconcileQueued = true;
-      return;
-    }
-    this.#reconciling = true;
-    this.#idle = (async () => {
-      do {
-        this.#reconcileQueued = false;
-        try {
-          await this.#reconcile();
-        } catch (error) {
-          this.events.emit("error", error as Error);
-          logger.warn({ node: this.name, err: error }, "reconcile failed; will retry");
-          await new Promise((r) => setTimeout(r, jitter(300)));
-          this.#reconcileQueued = true;
-        }
-      } while (this.#reconcileQueued && !this.#abort.signal.aborted);
-      this.#reconciling = false;
-    })();
+    this.#reconciler.request();
   }
 
   async #reconcile(): Promise<void> {

@@ -9,6 +9,7 @@ import { Command, Option } from "commander";
 import { z } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
+import { closeOnSignals } from "../lib/shutdown";
 import { driverSchema, nodeName } from "../lib/model";
 import { NodeAgent } from "./agent";
 import { bestAvailableDriver, createDriver } from "./drivers";
@@ -105,20 +106,7 @@ async function main(argv: readonly string[]): Promise<void> {
       notes: agent.capabilities?.notes ?? [],
     }),
   );
-  let closing = false;
-  const stop = (): void => {
-    if (closing) return;
-    closing = true;
-    agent.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, "node agent did not stop cleanly");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  closeOnSignals("node agent", () => agent.close());
 }
 
 /** Run a node agent from command-line arguments (`process.argv` form); exits on error. */

@@ -9,6 +9,7 @@ import { Command, Option } from "commander";
 import { ZodError } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
+import { closeOnSignals } from "../lib/shutdown";
 import { startScheduler } from "./server";
 
 async function main(argv: readonly string[]): Promise<void> {
@@ -60,17 +61,7 @@ async function main(argv: readonly string[]): Promise<void> {
     electionTtlSeconds: Number(o.electionTtl),
   });
   console.log(JSON.stringify({ ready: true, url: scheduler.url }));
-  let closing = false;
-  const stop = (): void => {
-    if (closing) return;
-    closing = true;
-    scheduler.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  closeOnSignals("scheduler", () => scheduler.close());
 }
 
 /** Run a scheduler replica from command-line arguments (`process.argv` form); exits on error. */

@@ -9,6 +9,7 @@ import { EventEmitter } from "node:events";
 import { type Campaign, Election, type Watcher } from "etcd3";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
+import { jitter, PassRunner } from "../lib/passes";
 import { type Resources, SandboxPhase } from "../lib/model";
 import { ACTIVE_PHASES, ConflictError, type Store } from "../lib/store";
 import { addResources, placeSandbox, PlacementStrategy } from "./placement";
@@ -35,11 +36,6 @@ export interface PlacerEvents {
   error: [Error];
 }
 
-/** Delay with ±50 % jitter so that replicas do not retry in lockstep. */
-export function jitter(ms: number): number {
-  return Math.round(ms * (0.5 + Math.random()));
-}
-
 /** Campaigns for leadership and, while leader, places pending sandboxes. */
 export class Placer {
   readonly events = new EventEmitter<PlacerEvents>();
@@ -50,9 +46,15 @@ export class Placer {
   #leaderKey: string | undefined;
   #watchers: Watcher[] = [];
   #resync: NodeJS.Timeout | undefined;
-  #passRunning = false;
-  #passQueued = false;
-  #idle: Promise<void> = Promise.resolve();
+  readonly #passes = new PassRunner({
+    pass: () => this.#pass(),
+    active: () => this.leading && !this.#abort.signal.aborted,
+    onError: (error) => {
+      this.events.emit("error", error);
+      logger.warn({ err: error }, "placement pass failed; will retry");
+    },
+    retryMs: 200,
+  });
 
   constructor(store: Store, config: PlacerConfig = {}) {
     this.#store = store;
@@ -80,7 +82,7 @@ export class Placer {
     const campaign = this.#campaign;
     this.#campaign = undefined;
     await campaign?.resign().catch(() => undefined);
-    await this.#idle;
+    await this.#passes.idle();
   }
 
   #campaignLoop(): void {
@@ -150,26 +152,7 @@ export class Placer {
 
   /** Ask for a placement pass soon; passes never overlap and requests coalesce. */
   requestPass(): void {
-    if (!this.leading || this.#abort.signal.aborted) return;
-    if (this.#passRunning) {
-      this.#passQueued = true;
-      return;
-    }
-    this.#passRunning = true;
-    this.#idle = (async () => {
-      do {
-        this.#passQueued = false;
-        try {
-          await this.#pass();
-        } catch (error) {
-          this.events.emit("error", error instanceof Error ? error : new Error(String(error)));
-          logger.warn({ err: error }, "placement pass failed; will retry");
-          this.#passQueued = true;
-          await new Promise((r) => setTimeout(r, jitter(200)));
-        }
-      } while (this.#passQueued && this.leading && !this.#abort.signal.aborted);
-      this.#passRunning = false;
-    })();
+    this.#passes.request();
   }
 
   async #pass(): Promise<void> {
@@ -194,10 +177,10 @@ export class Placer {
           );
           metrics.rescheduled.inc();
           this.events.emit("rescheduled", { id: sandbox.value.id, node: status.node });
-          this.#passQueued = true;
+          this.#passes.requeue();
         } catch (error) {
           if (!(error instanceof ConflictError)) throw error;
-          this.#passQueued = true;
+          this.#passes.requeue();
         }
         continue;
       }
@@ -238,7 +221,7 @@ export class Placer {
       } catch (error) {
         if (!(error instanceof ConflictError)) throw error;
         // Changed under us (deleted, or we lost leadership): the next pass sees the new state.
-        this.#passQueued = true;
+        this.#passes.requeue();
         continue;
       }
       metrics.placementSeconds.observe((performance.now() - started) / 1000);

@@ -15,7 +15,7 @@
  * RunPlugin the real host's policy proxy (which asks the engine for the stack's config and passes it
  * to the pack as PULUMI_CONFIG/PULUMI_NODEJS_STACK/…; our pack reads no stack config) and `nodeargs`.
  */
-import { servePlugin } from "../testbed-plugin";
+import { servePlugin, unary } from "../testbed-plugin";
 import * as grpc from "@grpc/grpc-js";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -46,26 +46,6 @@ const BANNER = [
 
 /** The engine's plugin kind for a policy pack (`apitype.AnalyzerPlugin`). */
 const ANALYZER_KIND = "analyzer";
-
-type Handler<Req, Res> = (request: Req) => Res | Promise<Res>;
-
-function unary<Req, Res>(handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    Promise.resolve(call.request)
-      .then(handler)
-      .then(
-        (response) => callback(null, response),
-        (error: unknown) =>
-          callback(
-            {
-              code: grpc.status.UNKNOWN,
-              details: error instanceof Error ? error.message : String(error),
-            },
-            null,
-          ),
-      );
-  };
-}
 
 /** The arguments cmd/run takes (see `@pulumi/pulumi/cmd/run/index.js`). */
 function runArgs(req: langproto.RunRequest, engineAddress: string | undefined): string[] {

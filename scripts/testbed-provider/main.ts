@@ -12,7 +12,7 @@
  * with `pulumi.com/skipAwait`), detect replacement for immutable fields other than the object's
  * identity, compute field-level previews, or support Helm, YAML or CRD-typed resources.
  */
-import { servePlugin } from "../testbed-plugin";
+import { servePlugin, unary } from "../testbed-plugin";
 import * as grpc from "@grpc/grpc-js";
 import * as k8s from "@kubernetes/client-node";
 import { Empty } from "google-protobuf/google/protobuf/empty_pb";
@@ -201,21 +201,11 @@ class TestbedKubernetesProvider {
   }
 }
 
-type Handler<Req, Res> = (request: Req) => Res | Promise<Res>;
-
-/** Adapt an async handler to grpc-js's callback style; errors go back as the call's status. */
-function unary<Req, Res>(handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    Promise.resolve(call.request)
-      .then(handler)
-      .then(
-        (response) => callback(null, response),
-        (error: unknown) => {
-          const message = error instanceof Error ? error.message : String(error);
-          callback({ code: grpc.status.UNKNOWN, details: message }, null);
-        },
-      );
-  };
+/** A validation error as the engine's check failures: the property path and the reason. */
+function checkFailures(error: z.ZodError): provproto.CheckFailure[] {
+  return error.issues.map((issue) =>
+    new provproto.CheckFailure().setProperty(issue.path.join(".")).setReason(issue.message),
+  );
 }
 
 function timeoutMs(seconds: number, fallbackMs: number): number {
@@ -233,13 +223,7 @@ function services(provider: TestbedKubernetesProvider): grpc.UntypedServiceImple
       const news = req.getNews();
       const parsed = ProviderConfig.safeParse(toJson(news));
       const response = new provproto.CheckResponse().setInputs(news);
-      if (!parsed.success) {
-        response.setFailuresList(
-          parsed.error.issues.map((i) =>
-            new provproto.CheckFailure().setProperty(i.path.join(".")).setReason(i.message),
-          ),
-        );
-      }
+      if (!parsed.success) response.setFailuresList(checkFailures(parsed.error));
       return response;
     }),
     diffConfig: unary((req: provproto.DiffRequest) => {
@@ -270,13 +254,7 @@ function services(provider: TestbedKubernetesProvider): grpc.UntypedServiceImple
       const named = autoName(news, olds, req.getName() || (req.getUrn().split("::").pop() ?? ""));
       const response = new provproto.CheckResponse().setInputs(toStruct(named));
       const identity = ObjectIdentity.safeParse(named);
-      if (!identity.success) {
-        response.setFailuresList(
-          identity.error.issues.map((i) =>
-            new provproto.CheckFailure().setProperty(i.path.join(".")).setReason(i.message),
-          ),
-        );
-      }
+      if (!identity.success) response.setFailuresList(checkFailures(identity.error));
       return response;
     }),
     diff: unary((req: provproto.DiffRequest) => {

@@ -53,20 +53,56 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   }
 }
 
-/** Can `user` list pods in `namespace`? Polls briefly: the RBAC authorizer's cache lags writes. */
-async function podListStatus(user: string, namespace: string, want: number): Promise<number> {
-  const core = configOf(cluster.kubeconfigPathFor(user)).makeApiClient(k8s.CoreV1Api);
-  const deadline = Date.now() + 10_000;
+/** `shardworks access grant`: `role` to `to` for a duration, in `shard` if given, then `extra`. */
+function cliGrant(
+  g: { role: string; to: string; for: string; shard?: string },
+  ...extra: string[]
+): ReturnType<typeof cli> {
+  const shard = g.shard === undefined ? [] : ["--shard", g.shard];
+  return cli("grant", "--role", g.role, "--to", g.to, "--for", g.for, ...shard, ...extra);
+}
+
+/**
+ * The status `call` answers, polled until it is `want` or `withinMs` passed: the RBAC
+ * authorizer's cache lags writes, and the reaper deletes on its own time.
+ */
+async function statusWithin(
+  call: () => Promise<unknown>,
+  want: number,
+  withinMs = 10_000,
+): Promise<number> {
+  const deadline = Date.now() + withinMs;
   for (;;) {
-    const status = await statusOf(() => core.listNamespacedPod({ namespace }));
+    const status = await statusOf(call);
     if (status === want || Date.now() > deadline) return status;
     await new Promise((r) => setTimeout(r, 200));
   }
 }
 
+/** Can `user` list pods in `namespace`? Polls briefly for `want` (see {@link statusWithin}). */
+async function podListStatus(user: string, namespace: string, want: number): Promise<number> {
+  const core = configOf(cluster.kubeconfigPathFor(user)).makeApiClient(k8s.CoreV1Api);
+  return statusWithin(() => core.listNamespacedPod({ namespace }), want);
+}
+
+/** Status of reading a RoleBinding, once (200: it is there, 404: it is gone). */
 async function bindingStatus(namespace: string, binding: string): Promise<number> {
   const rbac = admin.makeApiClient(k8s.RbacAuthorizationV1Api);
   return statusOf(() => rbac.readNamespacedRoleBinding({ name: binding, namespace }));
+}
+
+/** Status of reading a RoleBinding once it is gone, or after `withinMs` if it stays. */
+async function bindingStatusOnceGone(
+  namespace: string,
+  binding: string,
+  withinMs: number,
+): Promise<number> {
+  const rbac = admin.makeApiClient(k8s.RbacAuthorizationV1Api);
+  return statusWithin(
+    () => rbac.readNamespacedRoleBinding({ name: binding, namespace }),
+    404,
+    withinMs,
+  );
 }
 
 test.before(async (t) => {
@@ -97,17 +133,7 @@ test.serial(
   "a grant lets the user act in that shard only, and access ls shows its time left",
   async (t) => {
     t.is(await podListStatus("alice", "shard-alice", 403), 403, "alice has no rights before");
-    const granted = await cli(
-      "grant",
-      "--role",
-      "shard-owner",
-      "--to",
-      "alice",
-      "--for",
-      "2h",
-      "--shard",
-      "alice",
-    );
+    const granted = await cliGrant({ role: "shard-owner", to: "alice", for: "2h", shard: "alice" });
     t.is(granted.code, 0, granted.stderr);
     t.regex(
       granted.stdout,
@@ -137,50 +163,24 @@ test.serial(
   "a grant past the maximum is refused with the flag and the fix, and nothing is created",
   async (t) => {
     const before = await listGrants(admin);
-    const refused = await cli(
-      "grant",
-      "--role",
-      "shard-owner",
-      "--to",
-      "bob",
-      "--for",
-      "9h",
-      "--shard",
-      "bob",
-    );
+    const refused = await cliGrant({ role: "shard-owner", to: "bob", for: "9h", shard: "bob" });
     t.is(refused.code, 1);
     t.is(
       refused.stderr.trim(),
       "error: --for: 9h is longer than the maximum 8h; ask for at most 8h",
     );
-    const zero = await cli("grant", "--role", "shard-owner", "--to", "bob", "--for", "0m");
+    const zero = await cliGrant({ role: "shard-owner", to: "bob", for: "0m" });
     t.is(zero.code, 1);
     t.is(zero.stderr.trim(), "error: --for: a grant must last more than 0s; ask for e.g. 1h");
-    const noShard = await cli(
-      "grant",
-      "--role",
-      "shard-owner",
-      "--to",
-      "bob",
-      "--for",
-      "1h",
-      "--shard",
-      "nobody",
-    );
+    const noShard = await cliGrant({ role: "shard-owner", to: "bob", for: "1h", shard: "nobody" });
     t.is(noShard.code, 1);
     t.is(
       noShard.stderr.trim(),
       "error: --shard: namespace shard-nobody does not exist; create the shard first (pulumi up on its stack)",
     );
     // Alice (no RBAC rights of her own) cannot grant herself anything.
-    const selfService = await cli(
-      "grant",
-      "--role",
-      "platform-admin",
-      "--to",
-      "alice",
-      "--for",
-      "1h",
+    const selfService = await cliGrant(
+      { role: "platform-admin", to: "alice", for: "1h" },
       "--kubeconfig",
       cluster.kubeconfigPathFor("alice"),
     );
@@ -201,16 +201,8 @@ test.serial(
 test.serial(
   "a short grant is deleted by the running reaper soon after expiry, and the user is refused again",
   async (t) => {
-    const granted = await cli(
-      "grant",
-      "--role",
-      "shard-viewer",
-      "--to",
-      "bob",
-      "--for",
-      "8s",
-      "--shard",
-      "bob",
+    const granted = await cliGrant(
+      { role: "shard-viewer", to: "bob", for: "8s", shard: "bob" },
       "--json",
     );
     t.is(granted.code, 0, granted.stderr);
@@ -226,16 +218,13 @@ test.serial(
     } else {
       t.log("grant expired before its use could be checked (slow CLI start); checking expiry only");
     }
-    let goneAt: number | undefined;
-    while (Date.now() < expiresAt + 60_000) {
-      if ((await bindingStatus("shard-bob", grant.name)) === 404) {
-        goneAt = Date.now();
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    t.truthy(goneAt, "the expired grant was still there 60 s after its expiry");
-    const delayMs = goneAt! - expiresAt;
+    const gone = await bindingStatusOnceGone(
+      "shard-bob",
+      grant.name,
+      expiresAt + 60_000 - Date.now(),
+    );
+    const delayMs = Date.now() - expiresAt;
+    t.is(gone, 404, "the expired grant was still there 60 s after its expiry");
     const event = deletions.find((d) => d.name === grant.name);
     t.log(
       `expired grant gone ${delayMs} ms after its expiry (reaper reports ${event?.lateMs} ms late)`,
@@ -277,11 +266,11 @@ test.serial(
     });
     t.is(await malformed, "next tuesday");
 
-    const deadline = Date.now() + 60_000;
-    while ((await bindingStatus("shard-alice", "carol-valid")) !== 404 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    t.is(await bindingStatus("shard-alice", "carol-valid"), 404, "the valid one was reaped");
+    t.is(
+      await bindingStatusOnceGone("shard-alice", "carol-valid", 60_000),
+      404,
+      "the valid one was reaped",
+    );
     t.is(
       await bindingStatus("shard-alice", "carol-by-hand"),
       200,
@@ -297,26 +286,15 @@ test.serial(
   "revoke ends a cluster-wide grant at once; revoking an unknown name says how to find one",
   async (t) => {
     const rbac = configOf(cluster.kubeconfigPathFor("carol")).makeApiClient(k8s.CoreV1Api);
-    t.is(await statusOf(() => rbac.listNamespace()), 403);
-    const granted = await cli(
-      "grant",
-      "--role",
-      "platform-admin",
-      "--to",
-      "carol",
-      "--for",
-      "1h30m",
-    );
+    const listNamespaces = () => rbac.listNamespace();
+    t.is(await statusOf(listNamespaces), 403);
+    const granted = await cliGrant({ role: "platform-admin", to: "carol", for: "1h30m" });
     t.is(granted.code, 0, granted.stderr);
     t.regex(
       granted.stdout,
       /cluster-wide until .* \(1h30m left\)\nrevoke early: shardworks access revoke jit-platform-admin-carol/,
     );
-    let status = 0;
-    for (const end = Date.now() + 10_000; status !== 200 && Date.now() < end;) {
-      status = await statusOf(() => rbac.listNamespace());
-    }
-    t.is(status, 200, "carol is a platform admin for now");
+    t.is(await statusWithin(listNamespaces, 200), 200, "carol is a platform admin for now");
     const ls = await cli("ls");
     t.regex(
       ls.stdout,
@@ -329,10 +307,7 @@ test.serial(
       revoked.stdout.trim(),
       "revoked jit-platform-admin-carol (shardworks:platform-admin cluster-wide)",
     );
-    for (const end = Date.now() + 10_000; status !== 403 && Date.now() < end;) {
-      status = await statusOf(() => rbac.listNamespace());
-    }
-    t.is(status, 403, "carol is refused again");
+    t.is(await statusWithin(listNamespaces, 403), 403, "carol is refused again");
     t.notRegex((await cli("ls")).stdout, /jit-platform-admin-carol/);
 
     const unknown = await cli("revoke", "jit-platform-admin-carol");

@@ -7,25 +7,21 @@
 import { DevShard } from "../../components";
 import { registerShardWith } from "../../components/shard-registration";
 import { installMocks, recorded, settled } from "../unit/helpers/pulumi";
+import { aliceShard } from "../unit/helpers/shards";
 
 async function main(): Promise<void> {
   await installMocks();
-  const shard = new DevShard("shard-alice", {
-    shardName: "alice",
-    owner: "alice@example.com",
-    forks: { checkout: { image: "ghcr.io/acme/checkout:alice" } },
-    baseline: {
-      checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
-    },
-    gatewayNamespace: "shardworks-gateway",
-    ttlSeconds: 3600,
-    now: new Date("2026-11-22T10:00:00.000Z"),
-    skipAwait: true,
-    register: registerShardWith({
-      apiUrl: "http://scheduler.example:8080",
-      token: "platform-secret-0123456789",
+  const shard = new DevShard(
+    "shard-alice",
+    aliceShard({
+      now: new Date("2026-11-22T10:00:00.000Z"),
+      skipAwait: true,
+      register: registerShardWith({
+        apiUrl: "http://scheduler.example:8080",
+        token: "platform-secret-0123456789",
+      }),
     }),
-  });
+  );
   await settled(shard.forkDestinations, shard.namespace);
   for (let i = 0; i < 50 && !recorded.some((r) => r.name === "alice-registration"); i++) {
     await new Promise((r) => setTimeout(r, 50));

@@ -1,4 +1,7 @@
 /** Shared set-up for the runtime integration tests: real etcd, schedulers, node records. */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import type { Etcd3, Lease } from "etcd3";
 import {
@@ -15,6 +18,7 @@ import {
   type SchedulerConfig,
   type SchedulerExtras,
 } from "../../runtime/scheduler";
+import { buildBusyboxImage } from "./images";
 
 export const PLATFORM_TOKEN = "test-platform-token-0123456789";
 
@@ -51,6 +55,35 @@ export async function schedulerFor(
   };
   t.teardown(once);
   return { ...scheduler, close: once };
+}
+
+/** A temp dir named `<prefix>…`, removed when the test ends. */
+export async function tempDirFor(t: ExecutionContext, prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** What most scheduler tests start from: see {@link schedulerWithImage}. */
+export interface SchedulerBed {
+  etcd: EtcdServer;
+  /** The test's temp dir (removed at teardown). */
+  dir: string;
+  /** A busybox OCI layout in `dir`, as an image reference. */
+  image: string;
+  scheduler: RunningScheduler;
+}
+
+/** A real etcd, a temp dir `<prefix>…` with a busybox image in it, and a scheduler on the etcd. */
+export async function schedulerWithImage(
+  t: ExecutionContext,
+  prefix: string,
+): Promise<SchedulerBed> {
+  const etcd = await etcdFor(t);
+  const dir = await tempDirFor(t, prefix);
+  const image = buildBusyboxImage(join(dir, "image"));
+  const scheduler = await schedulerFor(t, etcd);
+  return { etcd, dir, image, scheduler };
 }
 
 /** Register a node record bound to a lease, as an agent would (the lease is revoked at teardown). */

@@ -10,6 +10,7 @@ import {
   Snapshot,
   TypeUrl,
   type ConfigWatcher,
+  type WatchRequest,
   type WatchResponse,
 } from "../../runtime/routing/xds";
 
@@ -41,37 +42,36 @@ function snapshot(shards: string[]): Snapshot {
 /** Register the suite for one cache implementation. */
 export function xdsCacheConformance(name: string, make: () => ProducerCache): void {
   const node = { id: "n1" };
-  const collect = () => {
-    const got: WatchResponse[] = [];
-    return { got, respond: (r: WatchResponse) => got.push(r) };
-  };
-
-  test(`${name}: answers at once when it holds a version the client lacks`, (t) => {
+  /** A new cache holding a snapshot of `shards` for node n1, and a collector of its answers. */
+  const holding = (shards: string[]) => {
     const cache = make();
-    const s = snapshot(["a"]);
+    const s = snapshot(shards);
     cache.setSnapshot("n1", s);
-    const { got, respond } = collect();
+    const got: WatchResponse[] = [];
+    return { cache, s, got, respond: (r: WatchResponse) => got.push(r) };
+  };
+  /** n1 watches `cache`: CDS from scratch (no version, every name) unless `request` says else. */
+  const watchOf = (
+    cache: ProducerCache,
+    request: Partial<WatchRequest>,
+    respond: (r: WatchResponse) => void,
+  ) =>
     cache.createWatch(
-      { node, typeUrl: TypeUrl.Cluster, versionInfo: "", resourceNames: [] },
+      { node, typeUrl: TypeUrl.Cluster, versionInfo: "", resourceNames: [], ...request },
       respond,
     );
+
+  test(`${name}: answers at once when it holds a version the client lacks`, (t) => {
+    const { cache, s, got, respond } = holding(["a"]);
+    watchOf(cache, {}, respond);
     t.is(got.length, 1);
     t.is(got[0]!.version, s.version(TypeUrl.Cluster));
     t.is(got[0]!.resources.length, s.resources(TypeUrl.Cluster).size);
   });
 
   test(`${name}: waits while the client is current, answers the next different version`, (t) => {
-    const cache = make();
-    const s1 = snapshot(["a"]);
-    cache.setSnapshot("n1", s1);
-    const { got, respond } = collect();
-    const request = {
-      node,
-      typeUrl: TypeUrl.Cluster,
-      versionInfo: s1.version(TypeUrl.Cluster),
-      resourceNames: [],
-    };
-    cache.createWatch(request, respond);
+    const { cache, s: s1, got, respond } = holding(["a"]);
+    watchOf(cache, { versionInfo: s1.version(TypeUrl.Cluster) }, respond);
     t.is(got.length, 0);
     cache.setSnapshot("n1", snapshot(["a"]));
     t.is(got.length, 0, "same content, same version: nothing to send");
@@ -84,19 +84,11 @@ export function xdsCacheConformance(name: string, make: () => ProducerCache): vo
   });
 
   test(`${name}: never answers with a version the client rejected`, (t) => {
-    const cache = make();
     const s1 = snapshot(["a"]);
-    const s2 = snapshot(["a", "b"]);
-    cache.setSnapshot("n1", s2);
-    const { got, respond } = collect();
-    cache.createWatch(
-      {
-        node,
-        typeUrl: TypeUrl.Cluster,
-        versionInfo: s1.version(TypeUrl.Cluster),
-        resourceNames: [],
-        rejectedVersion: s2.version(TypeUrl.Cluster),
-      },
+    const { cache, s: s2, got, respond } = holding(["a", "b"]);
+    watchOf(
+      cache,
+      { versionInfo: s1.version(TypeUrl.Cluster), rejectedVersion: s2.version(TypeUrl.Cluster) },
       respond,
     );
     t.is(got.length, 0);
@@ -109,15 +101,10 @@ export function xdsCacheConformance(name: string, make: () => ProducerCache): vo
   });
 
   test(`${name}: after a NACK, a changed subscription (force) is answered at the current version`, (t) => {
-    const cache = make();
-    const s2 = snapshot(["a", "b"]);
-    cache.setSnapshot("n1", s2);
-    const { got, respond } = collect();
-    cache.createWatch(
+    const { cache, s: s2, got, respond } = holding(["a", "b"]);
+    watchOf(
+      cache,
       {
-        node,
-        typeUrl: TypeUrl.Cluster,
-        versionInfo: "",
         resourceNames: ["shard/a/api"],
         rejectedVersion: s2.version(TypeUrl.Cluster),
         force: true,
@@ -131,13 +118,9 @@ export function xdsCacheConformance(name: string, make: () => ProducerCache): vo
   });
 
   test(`${name}: empty resource names are a wildcard for CDS/LDS only, not for EDS/RDS`, (t) => {
-    const cache = make();
-    const s = snapshot(["a", "b"]);
-    cache.setSnapshot("n1", s);
-    const { got, respond } = collect();
-    const request = { node, versionInfo: "", resourceNames: [] };
-    cache.createWatch({ ...request, typeUrl: TypeUrl.Cluster }, respond);
-    cache.createWatch({ ...request, typeUrl: TypeUrl.Endpoint }, respond);
+    const { cache, s, got, respond } = holding(["a", "b"]);
+    watchOf(cache, {}, respond);
+    watchOf(cache, { typeUrl: TypeUrl.Endpoint }, respond);
     const [cds, eds] = got;
     t.is(cds?.resources.length, s.resources(TypeUrl.Cluster).size);
     t.true(s.resources(TypeUrl.Endpoint).size > 0, "the snapshot has endpoints to (not) send");
@@ -145,14 +128,10 @@ export function xdsCacheConformance(name: string, make: () => ProducerCache): vo
   });
 
   test(`${name}: a named subscription gets only the named resources; force answers a current client`, (t) => {
-    const cache = make();
-    const s = snapshot(["a", "b"]);
-    cache.setSnapshot("n1", s);
-    const { got, respond } = collect();
-    cache.createWatch(
+    const { cache, s, got, respond } = holding(["a", "b"]);
+    watchOf(
+      cache,
       {
-        node,
-        typeUrl: TypeUrl.Cluster,
         versionInfo: s.version(TypeUrl.Cluster),
         resourceNames: ["shard/b/api", "missing"],
         force: true,
@@ -179,11 +158,8 @@ export function xdsCacheConformance(name: string, make: () => ProducerCache): vo
 
   test(`${name}: a cancelled watch is not answered; other nodes' snapshots do not answer it`, (t) => {
     const cache = make();
-    const { got, respond } = collect();
-    const cancel = cache.createWatch(
-      { node, typeUrl: TypeUrl.Route, versionInfo: "", resourceNames: [] },
-      respond,
-    );
+    const got: WatchResponse[] = [];
+    const cancel = watchOf(cache, { typeUrl: TypeUrl.Route }, (r) => got.push(r));
     cache.setSnapshot("other-node", snapshot(["a"]));
     t.is(got.length, 0);
     cancel();
@@ -192,9 +168,7 @@ export function xdsCacheConformance(name: string, make: () => ProducerCache): vo
   });
 
   test(`${name}: a delta watch gets only changed resources and removed names`, (t) => {
-    const cache = make();
-    const s1 = snapshot(["a"]);
-    cache.setSnapshot("n1", s1);
+    const { cache, s: s1 } = holding(["a"]);
     const known = new Map([...s1.resources(TypeUrl.Cluster).values()].map((r) => [r.name, r.hash]));
     const got: { names: string[]; removed: readonly string[] }[] = [];
     const request = {

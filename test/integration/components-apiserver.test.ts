@@ -18,6 +18,7 @@ import {
 } from "../../components";
 import { isKubernetesObject, kubernetesSchemaProblems } from "../unit/helpers/k8s-schema";
 import { installMocks, recorded, settled } from "../unit/helpers/pulumi";
+import { aliceShard, checkoutBaseline } from "../unit/helpers/shards";
 import { clusterRequest, startCluster, stopCluster } from "../../scripts/cluster";
 import { toolsBinDir } from "../../scripts/tools";
 
@@ -69,25 +70,20 @@ async function emittedObjects(): Promise<{ name: string; object: Record<string, 
     skipAwait: true,
   });
   const gateway = new EnvoyGateway("gw", { adsHost: runtime.xdsHost, adsPort: runtime.xdsPort });
-  const shard = new DevShard("shard-alice", {
-    shardName: "alice",
-    owner: "alice",
-    forks: { checkout: { image: "ghcr.io/acme/checkout:alice", env: { A: "1" } } },
-    baseline: {
-      checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
-    },
-    gatewayNamespace: "shardworks-gateway",
-    ttlSeconds: 3600,
-  });
+  const shard = new DevShard(
+    "shard-alice",
+    aliceShard({
+      owner: "alice",
+      forks: { checkout: { image: "ghcr.io/acme/checkout:alice", env: { A: "1" } } },
+    }),
+  );
   // A quota below the LimitRange's 500m/512Mi defaults: the defaults must follow the quota, or
   // the API server refuses the LimitRange ("default value ... is greater than max value").
   const tiny = new DevShard("shard-tiny", {
     shardName: "tiny",
     owner: "tiny",
     forks: { checkout: {} },
-    baseline: {
-      checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
-    },
+    baseline: checkoutBaseline(),
     gatewayNamespace: "shardworks-gateway",
     ttlSeconds: 3600,
     quota: { cpu: "250m", memory: "64Mi", pods: 2 },

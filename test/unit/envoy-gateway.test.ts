@@ -11,29 +11,29 @@ import {
 } from "../../components";
 import { envoyBootstrap } from "../../runtime/routing/bootstrap";
 import { podSpecOf } from "./helpers/k8s-schema";
-import { installMocks, named, recorded, settled, unwrap } from "./helpers/pulumi";
+import { named, recordBuild, recorded, unwrap } from "./helpers/pulumi";
 import { reasonOf, testObjectsMatchOpenApi } from "./helpers/component-tests";
 
 let gateway: EnvoyGateway;
 let local: EnvoyGateway;
 
 test.before(async () => {
-  await installMocks();
-  gateway = new EnvoyGateway("gw", {
-    adsHost: pulumi.output("shardworks-routing.shardworks-system.svc.cluster.local"),
-    adsPort: 18000,
-    replicas: 3,
-    maxReplicas: 12,
-  });
-  local = new EnvoyGateway("gw-local", {
-    namespace: "edge",
-    adsHost: "routing",
-    adsPort: 18000,
-    serviceType: "ClusterIP",
-    internal: true,
-    skipAwait: true,
-  });
-  await settled(gateway.address, local.address, gateway.namespace);
+  ({ gateway, local } = await recordBuild(() => ({
+    gateway: new EnvoyGateway("gw", {
+      adsHost: pulumi.output("shardworks-routing.shardworks-system.svc.cluster.local"),
+      adsPort: 18000,
+      replicas: 3,
+      maxReplicas: 12,
+    }),
+    local: new EnvoyGateway("gw-local", {
+      namespace: "edge",
+      adsHost: "routing",
+      adsPort: 18000,
+      serviceType: "ClusterIP",
+      internal: true,
+      skipAwait: true,
+    }),
+  })));
 });
 
 test("children are gw-<role>, parented to the gateway, in its namespace", (t) => {

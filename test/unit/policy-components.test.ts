@@ -13,6 +13,7 @@ import {
 } from "../../components";
 import { createJitExpiryPolicy, createShardTtlPolicy, policies } from "../../policy/rules";
 import { installMocks, recorded, settled } from "./helpers/pulumi";
+import { aliceShard } from "./helpers/shards";
 import { runPolicy, type TestResource, type Violation } from "./helpers/policy";
 
 const now = new Date("2026-11-22T10:00:00.000Z");
@@ -69,17 +70,7 @@ test.before(async () => {
     now,
     awsPrincipalArn: "arn:aws:iam::123456789012:role/carol",
   });
-  const shard = new DevShard("shard-alice", {
-    shardName: "alice",
-    owner: "alice@example.com",
-    forks: { checkout: { image: "ghcr.io/acme/checkout:alice" } },
-    baseline: {
-      checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
-    },
-    gatewayNamespace: "shardworks-gateway",
-    ttlSeconds: 7 * 86_400,
-    now,
-  });
+  const shard = new DevShard("shard-alice", aliceShard({ ttlSeconds: 7 * 86_400, now }));
   await settled(
     cluster.nodeGroupNames,
     runtime.namespace,

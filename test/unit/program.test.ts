@@ -12,21 +12,37 @@ import { buildStack, loadConfigOrExplain } from "../../stacks/program";
 import { isKubernetesObject, kubernetesSchemaProblems, podSpecOf } from "./helpers/k8s-schema";
 import {
   descendantsOf,
-  installMocks,
   named,
   ofType,
+  recordBuild,
   recorded,
-  settled,
   unwrap,
+  type MockOptions,
 } from "./helpers/pulumi";
+import { checkoutBaseline } from "./helpers/shards";
 
 const TOKEN = "p".repeat(40);
 const REGISTRATION = "pulumi-nodejs:dynamic/shardworks:ShardRegistration";
 const KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n";
-const baseline = {
-  checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
-};
+const baseline = checkoutBaseline();
 const dir = mkdtempSync(join(tmpdir(), "shardworks-program-"));
+/** What the mocked providers answer: the platform's outputs to shards, EKS and AWS states. */
+const platformStackMocks: MockOptions = {
+  state: {
+    "pulumi:pulumi:StackReference": () => ({
+      outputs: {
+        kubeconfig: KUBECONFIG,
+        baselineServices: baseline,
+        gatewayNamespace: "shardworks-gateway",
+        gatewayAddress: "gw.example:80",
+        runtimeApiUrl: "http://shardworks-scheduler.shardworks-system.svc.cluster.local:8080",
+        platformToken: TOKEN,
+      },
+    }),
+    "eks:index:Cluster": () => ({ kubeconfigJson: '{"kind":"Config"}' }),
+    "aws:ec2/launchTemplate:LaunchTemplate": () => ({ latestVersion: 1 }),
+  },
+};
 let localOut: Record<string, unknown>;
 let awsOut: Record<string, unknown>;
 let shardOut: Record<string, unknown>;
@@ -34,74 +50,58 @@ let laptopShardOut: Record<string, unknown>;
 
 test.before(async () => {
   writeFileSync(join(dir, "kubeconfig"), KUBECONFIG);
-  await installMocks({
-    state: {
-      "pulumi:pulumi:StackReference": () => ({
-        outputs: {
-          kubeconfig: KUBECONFIG,
-          baselineServices: baseline,
-          gatewayNamespace: "shardworks-gateway",
-          gatewayAddress: "gw.example:80",
-          runtimeApiUrl: "http://shardworks-scheduler.shardworks-system.svc.cluster.local:8080",
+  ({ localOut, awsOut, shardOut, laptopShardOut } = await recordBuild(
+    async () => ({
+      localOut: await buildStack(
+        parseStackConfig({
+          kind: "platform",
+          target: "local",
+          clusterName: "local",
+          kubeconfig: join(dir, "kubeconfig"),
           platformToken: TOKEN,
-        },
-      }),
-      "eks:index:Cluster": () => ({ kubeconfigJson: '{"kind":"Config"}' }),
-      "aws:ec2/launchTemplate:LaunchTemplate": () => ({ latestVersion: 1 }),
-    },
-  });
-  localOut = await buildStack(
-    parseStackConfig({
-      kind: "platform",
-      target: "local",
-      clusterName: "local",
-      kubeconfig: join(dir, "kubeconfig"),
-      platformToken: TOKEN,
-      skipAwait: true,
-      baseline,
+          skipAwait: true,
+          baseline,
+        }),
+      ),
+      awsOut: await buildStack(
+        parseStackConfig({
+          kind: "platform",
+          target: "aws",
+          clusterName: "dev",
+          region: "eu-west-1",
+          platformToken: TOKEN,
+          nodeGroups: [
+            { name: "system", role: "system", instanceType: "m6i.large" },
+            { name: "metal", role: "microvm", instanceType: "c6i.metal" },
+          ],
+          gateway: { namespace: "edge" },
+        }),
+      ),
+      shardOut: await buildStack(
+        parseStackConfig({
+          kind: "shard",
+          owner: "alice",
+          platformStack: "organization/shardworks/platform-local",
+          forks: { checkout: { env: { FEATURE: "1" } } },
+          skipAwait: true,
+        }),
+      ),
+      // A shard whose `pulumi up` runs on a laptop: the API through a port-forward, its own token.
+      laptopShardOut: await buildStack(
+        parseStackConfig({
+          kind: "shard",
+          owner: "bob",
+          platformStack: "organization/shardworks/platform-local",
+          runtimeApiUrl: "http://127.0.0.1:18080",
+          platformToken: "b".repeat(40),
+          ttl: "2h",
+          forks: { checkout: {} },
+          skipAwait: true,
+        }),
+      ),
     }),
-  );
-  awsOut = await buildStack(
-    parseStackConfig({
-      kind: "platform",
-      target: "aws",
-      clusterName: "dev",
-      region: "eu-west-1",
-      platformToken: TOKEN,
-      nodeGroups: [
-        { name: "system", role: "system", instanceType: "m6i.large" },
-        { name: "metal", role: "microvm", instanceType: "c6i.metal" },
-      ],
-      gateway: { namespace: "edge" },
-    }),
-  );
-  shardOut = await buildStack(
-    parseStackConfig({
-      kind: "shard",
-      owner: "alice",
-      platformStack: "organization/shardworks/platform-local",
-      forks: { checkout: { env: { FEATURE: "1" } } },
-      skipAwait: true,
-    }),
-  );
-  // A shard whose `pulumi up` runs on a laptop: the API through a port-forward, its own token.
-  laptopShardOut = await buildStack(
-    parseStackConfig({
-      kind: "shard",
-      owner: "bob",
-      platformStack: "organization/shardworks/platform-local",
-      runtimeApiUrl: "http://127.0.0.1:18080",
-      platformToken: "b".repeat(40),
-      ttl: "2h",
-      forks: { checkout: {} },
-      skipAwait: true,
-    }),
-  );
-  await settled(
-    ...[localOut, awsOut, shardOut, laptopShardOut].flatMap((o) =>
-      Object.values(o).map((v) => pulumi.output(v)),
-    ),
-  );
+    platformStackMocks,
+  ));
 });
 
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));

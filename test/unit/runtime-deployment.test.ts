@@ -11,30 +11,30 @@ import {
   validateSchedulerReplicas,
 } from "../../components";
 import { podSpecOf } from "./helpers/k8s-schema";
-import { installMocks, named, ofType, recorded, settled, unwrap } from "./helpers/pulumi";
+import { named, ofType, recordBuild, recorded, unwrap } from "./helpers/pulumi";
 import { reasonOf, testObjectsMatchOpenApi } from "./helpers/component-tests";
 
 let runtime: RuntimeDeployment;
 let external: RuntimeDeployment;
 
 test.before(async () => {
-  await installMocks();
-  runtime = new RuntimeDeployment("rt", {
-    version: "0.1.0",
-    imageRepository: "ghcr.io/shardworks/runtime",
-    platformToken: "t".repeat(40),
-    gatewayNamespace: "shardworks-gateway",
-    schedulerReplicas: 3,
-    skipAwait: true,
-  });
-  external = new RuntimeDeployment("ext", {
-    version: "0.2.0",
-    imageRepository: "registry.local/runtime",
-    platformToken: "t".repeat(40),
-    gatewayNamespace: "gw",
-    etcdEndpoints: ["https://etcd-a:2379", "https://etcd-b:2379"],
-  });
-  await settled(runtime.schedulerUrl, runtime.namespace, external.namespace);
+  ({ runtime, external } = await recordBuild(() => ({
+    runtime: new RuntimeDeployment("rt", {
+      version: "0.1.0",
+      imageRepository: "ghcr.io/shardworks/runtime",
+      platformToken: "t".repeat(40),
+      gatewayNamespace: "shardworks-gateway",
+      schedulerReplicas: 3,
+      skipAwait: true,
+    }),
+    external: new RuntimeDeployment("ext", {
+      version: "0.2.0",
+      imageRepository: "registry.local/runtime",
+      platformToken: "t".repeat(40),
+      gatewayNamespace: "gw",
+      etcdEndpoints: ["https://etcd-a:2379", "https://etcd-b:2379"],
+    }),
+  })));
 });
 
 const rtChildren = () => recorded.filter((r) => r.parent === "rt");

@@ -20,6 +20,7 @@ import { join } from "node:path";
 import test from "ava";
 import { freePort } from "../../../runtime/lib/ports";
 import { ImageError, ImageStore, parseImageReference } from "../../../runtime/node-agent/images";
+import { makeCertificate } from "../../../scripts/pki";
 import { buildBusyboxImage } from "../../helpers/images";
 
 const root = mkdtempSync(join(tmpdir(), "sw-image-store-"));
@@ -276,26 +277,7 @@ test("a registry image is pulled over the distribution API (by tag and by digest
 async function startTokenService(dir: string, user: string, password: string) {
   const key = join(dir, "token.key");
   const cert = join(dir, "token.pem");
-  const made = spawnSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "1",
-      "-subj",
-      "/CN=shardworks-test-token",
-    ],
-    { encoding: "utf8" },
-  );
-  if (made.status !== 0) throw new Error(`openssl: ${made.stderr}`);
+  makeCertificate(dir, { key, cert, days: 1, subject: "/CN=shardworks-test-token" });
   const privateKey = createPrivateKey(readFileSync(key));
   const der = new X509Certificate(readFileSync(cert)).raw.toString("base64");
   const issued: string[] = [];

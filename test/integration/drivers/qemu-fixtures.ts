@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ExecutionContext } from "ava";
-import type { SandboxSpec } from "../../../runtime/lib/model";
+import { sandboxSpecSchema, type SandboxSpec } from "../../../runtime/lib/model";
 import type { RunRequest } from "../../../runtime/node-agent/driver";
 import { QemuDriver, type QemuImage } from "../../../runtime/node-agent/drivers/qemu";
 
@@ -88,17 +88,7 @@ export async function runRequest(
     id,
     workDir,
     logFile: join(workDir, "log"),
-    spec: {
-      image: "oci:/test/busybox",
-      command,
-      env: {},
-      resources: { cpuMillis: 250, memoryMiB: 128 },
-      nodeSelector: {},
-      tolerations: [],
-      ports: [],
-      network: false,
-      ...extra,
-    },
+    spec: sandboxSpecSchema.parse({ image: "oci:/test/busybox", command, ...extra }),
   };
 }
 

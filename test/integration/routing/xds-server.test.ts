@@ -44,7 +44,15 @@ function state(shards: Record<string, string>): RoutingState {
   };
 }
 
-async function setup(t: ExecutionContext) {
+/**
+ * A cache, an xDS server on it, and one stream (`method`: state of the world or delta) of a raw
+ * ADS client to it; all closed at teardown. `next()` is the next response, or undefined after
+ * `timeoutMs`.
+ */
+async function openStream<R>(
+  t: ExecutionContext,
+  method: "StreamAggregatedResources" | "DeltaAggregatedResources",
+) {
   const cache = new SnapshotCache();
   const server = new XdsServer(cache, {
     currentSnapshot: (node) => cache.getSnapshot(cache.nodeKey(node)),
@@ -55,17 +63,17 @@ async function setup(t: ExecutionContext) {
   const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   t.teardown(() => client.close());
   const call = (
-    client as unknown as { StreamAggregatedResources(): grpc.ClientDuplexStream<unknown, Response> }
-  ).StreamAggregatedResources();
+    client as unknown as Record<typeof method, () => grpc.ClientDuplexStream<unknown, R>>
+  )[method]();
   call.on("error", () => undefined);
   t.teardown(() => call.cancel());
-  const received: Response[] = [];
+  const received: R[] = [];
   let wake: (() => void) | undefined;
-  call.on("data", (r: Response) => {
+  call.on("data", (r: R) => {
     received.push(r);
     wake?.();
   });
-  const next = async (timeoutMs = 5000): Promise<Response | undefined> => {
+  const next = async (timeoutMs = 5000): Promise<R | undefined> => {
     const deadline = Date.now() + timeoutMs;
     while (received.length === 0 && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
@@ -75,6 +83,14 @@ async function setup(t: ExecutionContext) {
     }
     return received.shift();
   };
+  return { cache, server, call, next, address: `127.0.0.1:${port}` };
+}
+
+async function setup(t: ExecutionContext) {
+  const { cache, server, call, next, address } = await openStream<Response>(
+    t,
+    "StreamAggregatedResources",
+  );
   const node = { id: "envoy-1", cluster: "gateway" };
   const send = (typeUrl: string, version = "", nonce = "", error?: string, names: string[] = []) =>
     call.write({
@@ -85,7 +101,7 @@ async function setup(t: ExecutionContext) {
       resource_names: names,
       ...(error === undefined ? {} : { error_detail: { code: 3, message: error } }),
     });
-  return { cache, server, send, next, node, address: `127.0.0.1:${port}` };
+  return { cache, server, send, next, node, address };
 }
 
 test("pushes clusters and endpoints before listeners and routes; every resource decodes", async (t) => {
@@ -287,33 +303,12 @@ test("CSDS: a NACKed version that is sent again and ACKed is SYNCED, not ERROR",
 });
 
 test("incremental (delta) ADS sends only what changed, and what was removed; CSDS follows it per resource", async (t) => {
-  const cache = new SnapshotCache();
-  const server = new XdsServer(cache, {
-    currentSnapshot: (node) => cache.getSnapshot(cache.nodeKey(node)),
-  });
+  const { cache, server, call, next, address } = await openStream<DeltaResponse>(
+    t,
+    "DeltaAggregatedResources",
+  );
   const nacks: NackEvent[] = [];
   server.events.on("nack", (e) => nacks.push(e));
-  const port = await server.listen(0);
-  t.teardown(() => server.close());
-  const Client = adsClientConstructor();
-  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-  t.teardown(() => client.close());
-  const call = (
-    client as unknown as {
-      DeltaAggregatedResources(): grpc.ClientDuplexStream<unknown, DeltaResponse>;
-    }
-  ).DeltaAggregatedResources();
-  call.on("error", () => undefined);
-  t.teardown(() => call.cancel());
-  const received: DeltaResponse[] = [];
-  call.on("data", (r: DeltaResponse) => received.push(r));
-  const next = async (timeoutMs = 5000): Promise<DeltaResponse | undefined> => {
-    const deadline = Date.now() + timeoutMs;
-    while (received.length === 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return received.shift();
-  };
   const node = { id: "envoy-1" };
   const send = (typeUrl: string, fields: Record<string, unknown>) =>
     call.write({ node, type_url: typeUrl, ...fields });
@@ -331,7 +326,7 @@ test("incremental (delta) ADS sends only what changed, and what was removed; CSD
   send(TypeUrl.Cluster, { response_nonce: first.nonce });
   const csds = async () => {
     await new Promise((r) => setTimeout(r, 100));
-    const [one] = await fetchClientStatus(`127.0.0.1:${port}`, { nodeId: "envoy-1" });
+    const [one] = await fetchClientStatus(address, { nodeId: "envoy-1" });
     return (one?.generic_xds_configs ?? [])
       .map((c) => `${c.name} ${c.config_status} ${c.client_status} ${c.version_info.slice(0, 8)}`)
       .sort();

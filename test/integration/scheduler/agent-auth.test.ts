@@ -1,20 +1,13 @@
 /** The node agent's HTTP API demands the agent token; the scheduler presents it. */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
 import type { SandboxRecord } from "../../../runtime/lib";
 import { NodeAgent } from "../../../runtime/node-agent/agent";
 import { createDriver } from "../../../runtime/node-agent/drivers";
-import { buildBusyboxImage } from "../../helpers/images";
-import { PLATFORM_TOKEN, api, etcdFor, schedulerFor } from "../../helpers/runtime";
+import { PLATFORM_TOKEN, api, schedulerWithImage } from "../../helpers/runtime";
 
 test("an agent with an API token refuses callers without it; logs still flow through the scheduler", async (t) => {
-  const etcd = await etcdFor(t);
-  const dir = await mkdtemp(join(tmpdir(), "sw-agent-auth-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const image = buildBusyboxImage(join(dir, "image"));
-  const scheduler = await schedulerFor(t, etcd);
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-agent-auth-");
   const agent = new NodeAgent({
     name: "auth-node",
     etcdEndpoints: [etcd.endpoint],

@@ -1,19 +1,12 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
 import { keys, type SandboxRecord } from "../../../runtime/lib";
 import { NodeAgent } from "../../../runtime/node-agent/agent";
 import { createDriver } from "../../../runtime/node-agent/drivers";
-import { buildBusyboxImage } from "../../helpers/images";
-import { allSandboxes, api, etcdFor, eventually, schedulerFor } from "../../helpers/runtime";
+import { allSandboxes, api, eventually, schedulerWithImage } from "../../helpers/runtime";
 
 test("an agent whose lease is lost registers again, and its sandbox runs again", async (t) => {
-  const etcd = await etcdFor(t);
-  const dir = await mkdtemp(join(tmpdir(), "sw-lease-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const image = buildBusyboxImage(join(dir, "image"));
-  const scheduler = await schedulerFor(t, etcd);
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-lease-");
   const agent = new NodeAgent({
     name: "flaky",
     etcdEndpoints: [etcd.endpoint],

@@ -1,22 +1,15 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import test from "ava";
 import { spawnNodeAgent } from "../../../runtime/node-agent/spawn";
-import { buildBusyboxImage } from "../../helpers/images";
-import { PLATFORM_TOKEN, etcdFor, schedulerFor } from "../../helpers/runtime";
+import { PLATFORM_TOKEN, schedulerWithImage } from "../../helpers/runtime";
 
 const run = promisify(execFile);
 const bin = join(__dirname, "../../../runtime/cli/bin.cjs");
 
 test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as tables or JSON", async (t) => {
-  const etcd = await etcdFor(t);
-  const dir = await mkdtemp(join(tmpdir(), "sw-cli-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const image = buildBusyboxImage(join(dir, "image"));
-  const scheduler = await schedulerFor(t, etcd);
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-cli-");
   const agent = await spawnNodeAgent({
     name: "cli-node",
     etcdEndpoints: [etcd.endpoint],

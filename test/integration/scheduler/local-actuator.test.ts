@@ -1,12 +1,17 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
 import type { SandboxRecord } from "../../../runtime/lib";
 import { Store } from "../../../runtime/lib/store";
 import { Autoscaler, LocalNodeActuator } from "../../../runtime/scheduler";
-import { buildBusyboxImage } from "../../helpers/images";
-import { allSandboxes, api, etcdFor, eventually, schedulerFor } from "../../helpers/runtime";
+import {
+  allSandboxes,
+  api,
+  etcdFor,
+  eventually,
+  schedulerFor,
+  schedulerWithImage,
+  tempDirFor,
+} from "../../helpers/runtime";
 import { actuatorConformance } from "./actuator-conformance";
 
 const agent = {
@@ -17,8 +22,7 @@ const agent = {
 };
 
 actuatorConformance("LocalNodeActuator", async (t, etcd) => {
-  const dir = await mkdtemp(join(tmpdir(), "sw-actuator-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDirFor(t, "sw-actuator-");
   return new LocalNodeActuator({
     store: new Store(etcd.client),
     etcdEndpoints: [etcd.endpoint],
@@ -28,11 +32,7 @@ actuatorConformance("LocalNodeActuator", async (t, etcd) => {
 });
 
 test("the autoscaler starts node agents for pending sandboxes and stops idle ones", async (t) => {
-  const etcd = await etcdFor(t);
-  const dir = await mkdtemp(join(tmpdir(), "sw-autoscale-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const image = buildBusyboxImage(join(dir, "image"));
-  const scheduler = await schedulerFor(t, etcd);
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-autoscale-");
   const store = new Store(etcd.client);
   const actuator = new LocalNodeActuator({
     store,
@@ -92,8 +92,7 @@ test("the autoscaler starts node agents for pending sandboxes and stops idle one
 
 test("with two scheduler replicas only the elected placer's autoscaler acts, and the other takes over", async (t) => {
   const etcd = await etcdFor(t);
-  const dir = await mkdtemp(join(tmpdir(), "sw-autoscale-ha-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDirFor(t, "sw-autoscale-ha-");
   const store = new Store(etcd.client);
   const config = {
     nodeCapacity: { cpuMillis: 1000, memoryMiB: 1024 },

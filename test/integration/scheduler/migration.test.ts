@@ -3,15 +3,13 @@
  * qemu driver (real QEMU microVMs; TCG here, since KVM hangs on this host — said loudly below).
  */
 import { readFileSync, readdirSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import type { SandboxRecord } from "../../../runtime/lib";
 import { createDriver } from "../../../runtime/node-agent/drivers";
 import { spawnNodeAgent } from "../../../runtime/node-agent/spawn";
-import { buildBusyboxImage } from "../../helpers/images";
-import { PLATFORM_TOKEN, api, etcdFor, eventually, schedulerFor } from "../../helpers/runtime";
+import type { RunningScheduler } from "../../../runtime/scheduler";
+import { PLATFORM_TOKEN, api, eventually, schedulerWithImage } from "../../helpers/runtime";
 
 const COUNTER = ["sh", "-c", 'i=0; while :; do i=$((i+1)); echo "tick $i"; sleep 0.2; done'];
 
@@ -23,43 +21,56 @@ async function logTicks(base: string, id: string): Promise<number[]> {
   return [...(await response.text()).matchAll(/tick (\d+)/g)].map((m) => Number(m[1]));
 }
 
-test("migrate a running qemu sandbox to another node through the API: its counter keeps counting there", async (t) => {
+/** A scheduler, two qemu node agents (`role: source` / `role: target`), a counter on the source. */
+interface MigrationBed {
+  scheduler: RunningScheduler;
+  /** pid of each node agent process, by role. */
+  pids: Record<"source" | "target", number | undefined>;
+}
+
+/**
+ * Real etcd, a scheduler, two qemu node agents `nodes` (labelled `role: source` / `target`) and
+ * the sandbox `id` running {@link COUNTER} on the source; everything is stopped at teardown.
+ * When QEMU cannot run here it says LOUDLY that `what` is unverified, fails the test and
+ * returns undefined.
+ */
+async function counterOnSource(
+  t: ExecutionContext,
+  what: string,
+  nodes: { source: string; target: string },
+  id: string,
+): Promise<MigrationBed | undefined> {
   const prober = createDriver("qemu");
   const probe = await prober.probe();
   await prober.close();
   if (!probe.usable) {
     console.error(
-      `\n${"!".repeat(78)}\n!! qemu is NOT usable here (${probe.reason}):\n!! live migration through the API is UNVERIFIED on this host.\n${"!".repeat(78)}\n`,
+      `\n${"!".repeat(78)}\n!! qemu is NOT usable here (${probe.reason}):\n!! ${what} is UNVERIFIED on this host.\n${"!".repeat(78)}\n`,
     );
-    t.fail(`qemu unusable: ${probe.reason}`);
-    return;
+    t.fail(`qemu unusable: ${what} UNVERIFIED: ${probe.reason}`);
+    return undefined;
   }
   const tcg = probe.capabilities.notes.find((n) => /TCG/.test(n));
   if (tcg) {
     console.error(
-      `\n${"!".repeat(78)}\n!! migration test runs QEMU under TCG, NOT KVM: ${tcg}\n${"!".repeat(78)}\n`,
+      `\n${"!".repeat(78)}\n!! ${what} runs QEMU under TCG, NOT KVM: ${tcg}\n${"!".repeat(78)}\n`,
     );
     t.log(`UNDER TCG: ${tcg}`);
   }
-  const etcd = await etcdFor(t);
-  const dir = await mkdtemp(join(tmpdir(), "sw-migrate-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const image = buildBusyboxImage(join(dir, "image"));
-  const scheduler = await schedulerFor(t, etcd);
-  for (const [name, role] of [
-    ["mig-src", "source"],
-    ["mig-dst", "target"],
-  ] as const) {
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-migrate-");
+  const pids: MigrationBed["pids"] = { source: undefined, target: undefined };
+  for (const role of ["source", "target"] as const) {
     const agent = await spawnNodeAgent({
-      name,
+      name: nodes[role],
       etcdEndpoints: [etcd.endpoint],
       driver: "qemu",
-      dataDir: join(dir, name),
+      dataDir: join(dir, nodes[role]),
       env: { TMPDIR: dir },
       labels: { role },
       readyTimeoutMs: 120_000,
     });
     t.teardown(() => agent.stop(5000));
+    pids[role] = agent.process.pid;
   }
   const created = await api<SandboxRecord>(
     scheduler.url,
@@ -67,7 +78,7 @@ test("migrate a running qemu sandbox to another node through the API: its counte
     {
       method: "POST",
       body: JSON.stringify({
-        id: "counter",
+        id,
         image,
         command: COUNTER,
         driver: "qemu",
@@ -76,15 +87,30 @@ test("migrate a running qemu sandbox to another node through the API: its counte
     },
   );
   t.is(created.body.status.phase, "running", JSON.stringify(created.body.status));
-  t.is(created.body.status.node, "mig-src");
-  const before = await eventually(
-    "5 ticks on the source",
-    async () => {
-      const ticks = await logTicks(scheduler.url, "counter");
-      return ticks.length >= 5 ? ticks : undefined;
-    },
-    60_000,
+  t.is(created.body.status.node, nodes.source);
+  return { scheduler, pids };
+}
+
+test("migrate a running qemu sandbox to another node through the API: its counter keeps counting there", async (t) => {
+  const bed = await counterOnSource(
+    t,
+    "live migration through the API",
+    { source: "mig-src", target: "mig-dst" },
+    "counter",
   );
+  if (bed === undefined) return;
+  const { scheduler } = bed;
+  // The ticks in the counter's log, once there are at least 5.
+  const fiveTicks = (where: string) =>
+    eventually(
+      `5 ticks on the ${where}`,
+      async () => {
+        const ticks = await logTicks(scheduler.url, "counter");
+        return ticks.length >= 5 ? ticks : undefined;
+      },
+      60_000,
+    );
+  const before = await fiveTicks("source");
 
   const started = Date.now();
   const moved = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes/counter/migrate", {
@@ -96,14 +122,7 @@ test("migrate a running qemu sandbox to another node through the API: its counte
   t.is(moved.body.status.node, "mig-dst");
   t.is(moved.body.status.phase, "running");
   const lastOnSource = before.at(-1)!;
-  const after = await eventually(
-    "5 ticks on the target",
-    async () => {
-      const ticks = await logTicks(scheduler.url, "counter");
-      return ticks.length >= 5 ? ticks : undefined;
-    },
-    60_000,
-  );
+  const after = await fiveTicks("target");
   t.log(`source …${before.slice(-3).join(",")}; target ${after.slice(0, 3).join(",")}…`);
   t.true(after[0]! > lastOnSource, "the target continued the counter instead of restarting it");
   for (let i = 1; i < after.length; i++) t.true(after[i]! > after[i - 1]!);
@@ -133,51 +152,14 @@ function qemuChildren(agentPid: number | undefined): number[] {
 
 test("delete during a live migration leaves no QEMU on either node and the sandbox gone", async (t) => {
   t.timeout(600_000);
-  const probe = await createDriver("qemu").probe();
-  if (!probe.usable) {
-    t.log(
-      `\n${"!".repeat(78)}\n!! qemu is NOT usable here (${probe.reason}):\n!! delete-during-migration is UNVERIFIED on this host.\n${"!".repeat(78)}\n`,
-    );
-    t.fail("qemu unusable: delete during migration UNVERIFIED");
-    return;
-  }
-  const etcd = await etcdFor(t);
-  const dir = await mkdtemp(join(tmpdir(), "sw-migrate-delete-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const image = buildBusyboxImage(join(dir, "image"));
-  const scheduler = await schedulerFor(t, etcd);
-  const pids: Record<string, number | undefined> = {};
-  for (const [name, role] of [
-    ["del-src", "source"],
-    ["del-dst", "target"],
-  ] as const) {
-    const agent = await spawnNodeAgent({
-      name,
-      etcdEndpoints: [etcd.endpoint],
-      driver: "qemu",
-      dataDir: join(dir, name),
-      env: { TMPDIR: dir },
-      labels: { role },
-      readyTimeoutMs: 120_000,
-    });
-    t.teardown(() => agent.stop(5000));
-    pids[role] = agent.process.pid;
-  }
-  const created = await api<SandboxRecord>(
-    scheduler.url,
-    "/v1/sandboxes?wait=running&timeout=150",
-    {
-      method: "POST",
-      body: JSON.stringify({
-        id: "doomed",
-        image,
-        command: COUNTER,
-        driver: "qemu",
-        nodeSelector: { role: "source" },
-      }),
-    },
+  const bed = await counterOnSource(
+    t,
+    "delete during a live migration",
+    { source: "del-src", target: "del-dst" },
+    "doomed",
   );
-  t.is(created.body.status.phase, "running", JSON.stringify(created.body.status));
+  if (bed === undefined) return;
+  const { scheduler, pids } = bed;
   t.log("running on the source");
   await eventually(
     "ticks on the source",

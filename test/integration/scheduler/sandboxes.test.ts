@@ -1,18 +1,10 @@
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import type { SandboxRecord } from "../../../runtime/lib";
 import { spawnNodeAgent, type SpawnedNodeAgent } from "../../../runtime/node-agent/spawn";
-import { buildBusyboxImage } from "../../helpers/images";
-import { allSandboxes, api, etcdFor, eventually, schedulerFor } from "../../helpers/runtime";
-
-async function tempDir(t: ExecutionContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "sw-sched-test-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { allSandboxes, api, eventually, schedulerWithImage } from "../../helpers/runtime";
 
 async function agentFor(
   t: ExecutionContext,
@@ -36,10 +28,7 @@ async function agentFor(
 }
 
 test("submit → running → exit code and output are right; logs stream; delete stops it and cleans up", async (t) => {
-  const etcd = await etcdFor(t);
-  const dir = await tempDir(t);
-  const image = buildBusyboxImage(join(dir, "image"));
-  const scheduler = await schedulerFor(t, etcd);
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-sched-test-");
   await agentFor(t, etcd.endpoint, "node-a", dir);
 
   // Runs to completion: exit code 3 and the exact output.
@@ -118,10 +107,7 @@ test("submit → running → exit code and output are right; logs stream; delete
 
 test("kill -9 a node agent: its sandboxes are rescheduled on the other node within the lease TTL", async (t) => {
   const ttl = 3;
-  const etcd = await etcdFor(t);
-  const dir = await tempDir(t);
-  const image = buildBusyboxImage(join(dir, "image"));
-  const scheduler = await schedulerFor(t, etcd);
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-sched-test-");
   const victim = await agentFor(t, etcd.endpoint, "victim", dir, ttl);
   // Only the victim exists at first, so everything lands there.
   for (let i = 0; i < 3; i++) {

@@ -2,8 +2,8 @@
  * Test pieces every component test file shares: the reason a validator gives, and the check of
  * every recorded Kubernetes object against the official OpenAPI schema.
  */
-import test from "ava";
-import type * as pulumi from "@pulumi/pulumi";
+import test, { type ExecutionContext } from "ava";
+import * as pulumi from "@pulumi/pulumi";
 import { isKubernetesObject, kubernetesSchemaProblems } from "./k8s-schema";
 import { recorded } from "./pulumi";
 
@@ -29,4 +29,22 @@ export function testObjectsMatchOpenApi(count: { exactly: number } | { atLeast: 
     else t.true(objects.length >= count.atLeast, `${objects.length} objects`);
     for (const r of objects) t.deepEqual(kubernetesSchemaProblems(r.inputs), [], r.name);
   });
+}
+
+/**
+ * Construct a component named `name` with `construct`, expecting its validators to throw an
+ * `InputPropertyError` before any child (`<name>-…`) is registered; returns the error.
+ */
+export function throwsBeforeAnyChild(
+  t: ExecutionContext,
+  name: string,
+  construct: () => unknown,
+): pulumi.InputPropertyError | undefined {
+  const before = recorded.length;
+  const error = t.throws(construct, { instanceOf: pulumi.InputPropertyError });
+  t.false(
+    recorded.slice(before).some((r) => r.name.startsWith(`${name}-`)),
+    `${name} registered a child before it failed`,
+  );
+  return error;
 }

@@ -40,14 +40,24 @@ function isTypeOf(type: string) {
     (resourceClass as { __pulumiType?: string }).__pulumiType === type;
 }
 
-/** The args a resource policy receives for one resource. */
-export function resourceArgs(resource: TestResource): ResourceValidationArgs {
+/** What the analyzer tells every policy about a resource: its identity, inputs and type checks. */
+function describe(resource: TestResource) {
   const isType = isTypeOf(resource.type);
   return {
     type: resource.type,
     props: resource.inputs,
     urn: urnOf(resource.type, resource.name),
     name: resource.name,
+    isType,
+    asType: (cls: unknown) => (isType(cls) ? resource.inputs : undefined),
+  };
+}
+
+/** The args a resource policy receives for one resource. */
+export function resourceArgs(resource: TestResource): ResourceValidationArgs {
+  const described = describe(resource);
+  return {
+    ...described,
     opts: {
       protect: false,
       ignoreChanges: [],
@@ -56,9 +66,7 @@ export function resourceArgs(resource: TestResource): ResourceValidationArgs {
       customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 },
     },
     stackTags: new Map(),
-    isType,
-    asType: ((cls: unknown) =>
-      isType(cls) ? resource.inputs : undefined) as ResourceValidationArgs["asType"],
+    asType: described.asType as ResourceValidationArgs["asType"],
     getConfig: () => ({}) as never,
     notApplicable: (reason?: string) => {
       throw new NotApplicable(reason);
@@ -68,20 +76,15 @@ export function resourceArgs(resource: TestResource): ResourceValidationArgs {
 
 /** The resources a stack policy receives. */
 export function stackResources(resources: TestResource[]): PolicyResource[] {
-  return resources.map((resource) => {
-    const isType = isTypeOf(resource.type);
-    return {
-      type: resource.type,
-      props: resource.inputs,
-      urn: urnOf(resource.type, resource.name),
-      name: resource.name,
-      opts: {},
-      dependencies: [],
-      propertyDependencies: {},
-      isType,
-      asType: (cls: unknown) => (isType(cls) ? resource.inputs : undefined),
-    } as unknown as PolicyResource;
-  });
+  return resources.map(
+    (resource) =>
+      ({
+        ...describe(resource),
+        opts: {},
+        dependencies: [],
+        propertyDependencies: {},
+      }) as unknown as PolicyResource,
+  );
 }
 
 function isResourcePolicy(policy: Policy): policy is ResourceValidationPolicy {

@@ -126,6 +126,32 @@ export async function settled(...outputs: pulumi.Output<unknown>[]): Promise<voi
   await new Promise((r) => setTimeout(r, 50));
 }
 
+/** The outputs to wait for in what a test built: a resource's outputs, a record's values. */
+function outputsOf(built: unknown): pulumi.Output<unknown>[] {
+  if (pulumi.Output.isInstance(built)) return [built];
+  if (pulumi.Resource.isInstance(built))
+    return Object.values(built).filter((v) => pulumi.Output.isInstance(v));
+  if (built !== null && typeof built === "object")
+    return Object.values(built).map((v) => pulumi.output(v));
+  return [];
+}
+
+/**
+ * The prelude of a test file on the recording mock: install the mocks, build what the file
+ * tests, and resolve with it once every child is recorded, i.e. once every output of each
+ * built thing has resolved. `build` returns an array or record of resources, outputs, or
+ * records of outputs (e.g. a stack's outputs).
+ */
+export async function recordBuild<T extends readonly unknown[] | Record<string, unknown>>(
+  build: () => T | Promise<T>,
+  options: MockOptions = {},
+): Promise<T> {
+  await installMocks(options);
+  const built = await build();
+  await settled(...Object.values(built).flatMap(outputsOf));
+  return built;
+}
+
 /** Recorded resources of a type (optionally whose parent is `parent`). */
 export function ofType(type: string, parent?: string): RecordedResource[] {
   return recorded.filter((r) => r.type === type && (parent === undefined || r.parent === parent));

@@ -1,20 +1,26 @@
 import test from "ava";
+import type { IConversionOptions } from "protobufjs";
 import { envoyBootstrap, RE2_MAX_PROGRAM_SIZE } from "../../../runtime/routing/bootstrap";
 import { fromProtoJson, messageType } from "../../../runtime/routing/xds";
 
 const BOOTSTRAP = "envoy.config.bootstrap.v3.Bootstrap";
 
-test("the EnvoyGateway bootstrap decodes with Envoy's Bootstrap proto and points ADS at the controller", (t) => {
+/** The gateway's bootstrap (ADS at `adsHost`) as Envoy reads it: through its Bootstrap proto. */
+function decodedBootstrap(adsHost: string, options?: IConversionOptions): unknown {
   const json = envoyBootstrap({
     nodeId: "gateway",
     cluster: "edge",
-    adsHost: "shardworks-routing.shardworks-system.svc.cluster.local",
+    adsHost,
     adsPort: 18000,
     adminPort: 9901,
   });
   const message = fromProtoJson(BOOTSTRAP, json);
   const type = messageType(`type.googleapis.com/${BOOTSTRAP}`);
-  const decoded = type.toObject(type.decode(type.encode(message).finish()), {
+  return type.toObject(type.decode(type.encode(message).finish()), options);
+}
+
+test("the EnvoyGateway bootstrap decodes with Envoy's Bootstrap proto and points ADS at the controller", (t) => {
+  const decoded = decodedBootstrap("shardworks-routing.shardworks-system.svc.cluster.local", {
     enums: String,
     longs: String,
   }) as {
@@ -85,16 +91,7 @@ test("the strict proto-JSON decoder refuses what Envoy would refuse", (t) => {
 });
 
 test("the bootstrap raises Envoy's RE2 program size limit in a static runtime layer", (t) => {
-  const json = envoyBootstrap({
-    nodeId: "gateway",
-    cluster: "edge",
-    adsHost: "routing",
-    adsPort: 18000,
-    adminPort: 9901,
-  });
-  const message = fromProtoJson(BOOTSTRAP, json);
-  const type = messageType(`type.googleapis.com/${BOOTSTRAP}`);
-  const decoded = type.toObject(type.decode(type.encode(message).finish())) as {
+  const decoded = decodedBootstrap("routing") as {
     layered_runtime: {
       layers: {
         name: string;

@@ -1,0 +1,72 @@
+/**
+ * Retry timing and the level-triggered pass loop that the runtime's long-running loops share
+ * (the node agent's reconcile, the placer's placement pass).
+ */
+
+/**
+ * A delay around `ms`, `spread` above or below it at random (±50 % by default), so that replicas
+ * and retries never run in lockstep.
+ */
+export function jitter(ms: number, spread = 0.5): number {
+  return Math.round(ms * (1 - spread + Math.random() * 2 * spread));
+}
+
+/** Config of {@link PassRunner}. */
+export interface PassRunnerConfig {
+  /** One pass: reads the whole state and acts on it (level-triggered), so passes can coalesce. */
+  pass: () => Promise<void>;
+  /** Whether passes may run now (e.g. not closed, still leading); checked before each pass. */
+  active: () => boolean;
+  /** Called with a failed pass's error, before the retry. */
+  onError: (error: Error) => void;
+  /** Delay before a failed pass is retried, ms, with {@link jitter}. */
+  retryMs: number;
+}
+
+/**
+ * Runs `pass` on request: never two at once; requests made while a pass runs coalesce into one
+ * more pass after it; a failed pass is retried after a jittered delay, while `active()`.
+ */
+export class PassRunner {
+  readonly #config: PassRunnerConfig;
+  #running = false;
+  #queued = false;
+  #idle: Promise<void> = Promise.resolve();
+
+  constructor(config: PassRunnerConfig) {
+    this.#config = config;
+  }
+
+  /** Ask for a pass soon (ignored while not active). */
+  request(): void {
+    if (!this.#config.active()) return;
+    if (this.#running) {
+      this.#queued = true;
+      return;
+    }
+    this.#running = true;
+    this.#idle = (async () => {
+      do {
+        this.#queued = false;
+        try {
+          await this.#config.pass();
+        } catch (error) {
+          this.#config.onError(error instanceof Error ? error : new Error(String(error)));
+          this.#queued = true;
+          await new Promise((r) => setTimeout(r, jitter(this.#config.retryMs)));
+        }
+      } while (this.#queued && this.#config.active());
+      this.#running = false;
+    })();
+  }
+
+  /** From inside a pass: run one more after it (what it saw has changed under it). */
+  requeue(): void {
+    this.#queued = true;
+  }
+
+  /** Resolves once no pass is running. */
+  idle(): Promise<void> {
+    return this.#idle;
+  }
+}
