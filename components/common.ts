@@ -34,6 +34,16 @@ export const Ports = {
 export const Env = {
   etcdEndpoints: "SHARDWORKS_ETCD_ENDPOINTS",
   platformToken: "SHARDWORKS_PLATFORM_TOKEN",
+  /** Bearer token of the node agents' APIs: the scheduler sends it, the agents demand it. */
+  agentToken: "SHARDWORKS_AGENT_TOKEN",
+  /** The runtime version (the image tag): `/healthz` and `routers/<name>` report it. */
+  runtimeVersion: "SHARDWORKS_RUNTIME_VERSION",
+  /** The pod's IP (downward API), for addresses the pod advertises. */
+  podIp: "SHARDWORKS_POD_IP",
+  /** A routing controller replica's name in etcd (`routers/<name>`): its pod name. */
+  routerName: "SHARDWORKS_ROUTER_NAME",
+  /** Where the scheduler reaches a routing controller replica's ADS/CSDS. */
+  advertiseAddress: "SHARDWORKS_ADVERTISE_ADDRESS",
   nodeName: "SHARDWORKS_NODE_NAME",
   /** Address to listen on (the node agent also advertises it, so it gets the pod IP). */
   listenHost: "SHARDWORKS_LISTEN_HOST",

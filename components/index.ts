@@ -63,9 +63,11 @@ export {
   type NodeGroupSpec,
 } from "./metal-cluster";
 export {
+  AGENT_TOKEN_KEY,
   NodeAgentDriver,
   RuntimeDeployment,
   RuntimeNames,
+  agentTokenOf,
   baselineDestinations,
   createRuntimeDeployment,
   validateEtcdEndpoints,

@@ -5,6 +5,7 @@
  * The node agent is the one privileged container of the platform (it opens /dev/kvm).
  */
 import * as k8s from "@pulumi/kubernetes";
+import { createHmac } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import {
   EXPIRES_AT_ANNOTATION,
@@ -123,6 +124,13 @@ export interface RuntimeDeploymentResult {
 }
 
 const ETCD_MEMBERS = 3;
+/** The key of the node agents' API token in the token Secret. */
+export const AGENT_TOKEN_KEY = "agent-token";
+
+/** The node agents' API token: HMAC-SHA256 of a fixed label under the platform token. */
+export function agentTokenOf(platformToken: string): string {
+  return createHmac("sha256", platformToken).update("shardworks node agent API").digest("hex");
+}
 
 /** A port a runtime process listens on, exposed by its container and its Service. */
 interface RuntimePort {
@@ -203,7 +211,12 @@ export function createRuntimeDeployment(
         labels: appLabels(name, "runtime"),
       },
       type: "Opaque",
-      stringData: { token: pulumi.secret(args.platformToken) },
+      stringData: {
+        token: pulumi.secret(args.platformToken),
+        // The node agents' API token, derived from the platform token (stable across ups, so
+        // no churn): the agents get this key only, never the platform token itself.
+        [AGENT_TOKEN_KEY]: pulumi.secret(pulumi.output(args.platformToken).apply(agentTokenOf)),
+      },
     },
     inNs,
   );
@@ -303,7 +316,15 @@ export function createRuntimeDeployment(
     etcdDeps.push(etcd);
   }
 
-  const runtimeEnv = [{ name: Env.etcdEndpoints, value: etcdEndpoints }];
+  const runtimeEnv = [
+    { name: Env.etcdEndpoints, value: etcdEndpoints },
+    // Reported by /healthz and routers/<name>; the rollout's gates compare it.
+    { name: Env.runtimeVersion, value: args.version },
+  ];
+  const agentTokenEnv = {
+    name: Env.agentToken,
+    valueFrom: { secretKeyRef: { name: RuntimeNames.tokenSecret, key: AGENT_TOKEN_KEY } },
+  };
   // Only the scheduler checks tokens; the other processes never see the platform token.
   const tokenEnv = {
     name: Env.platformToken,
@@ -408,6 +429,7 @@ export function createRuntimeDeployment(
       env: [
         ...runtimeEnv,
         tokenEnv,
+        agentTokenEnv,
         listenAnywhere,
         { name: Env.listenPort, value: String(Ports.schedulerApi) },
       ],
@@ -437,6 +459,8 @@ export function createRuntimeDeployment(
                 args: ["node-agent"],
                 env: [
                   ...runtimeEnv,
+                  // The agent API (logs, migration) demands the token the scheduler sends.
+                  agentTokenEnv,
                   { name: Env.nodeName, valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
                   // The agent advertises its listen address to the scheduler: the pod IP.
                   { name: Env.listenHost, valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
@@ -521,6 +545,11 @@ export function createRuntimeDeployment(
         ...runtimeEnv,
         listenAnywhere,
         { name: Env.listenPort, value: String(Ports.xds) },
+        // Each replica registers routers/<pod name> at <pod IP>:<port>: the scheduler asks every
+        // replica's CSDS (the rollout's xds-acked gate, `shardworks xds clients`).
+        { name: Env.podIp, valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+        { name: Env.routerName, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+        { name: Env.advertiseAddress, value: `$(${Env.podIp}):${Ports.xds}` },
         {
           name: Env.baselineServices,
           value: pulumi
@@ -572,6 +601,8 @@ export function createRuntimeDeployment(
               matchLabels: { "kubernetes.io/metadata.name": args.gatewayNamespace },
             },
           },
+          // The scheduler asks each replica's CSDS (same port) for /v1/xds/clients.
+          { podSelector: { matchLabels: selectorOf("scheduler") } },
         ],
         ports: [{ port: Ports.xds }],
       },

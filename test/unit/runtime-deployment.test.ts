@@ -2,10 +2,12 @@
    Recorded resource inputs are untyped JSON; tests read into them freely. */
 import test from "ava";
 import {
+  AGENT_TOKEN_KEY,
   Env,
   MICROVM_KEY,
   RuntimeDeployment,
   SKIP_AWAIT_ANNOTATION,
+  agentTokenOf,
   validateEtcdEndpoints,
   validateNodeAgentDriver,
   validateSchedulerReplicas,
@@ -82,7 +84,30 @@ test("external etcd: no StatefulSet, endpoints passed to every runtime process",
       name,
     );
     t.is(podSpecOf(named(name).inputs)!.containers[0].image, "registry.local/runtime:0.2.0");
+    // The version the gates compare: what /healthz and routers/<name> report.
+    t.deepEqual(
+      env.find((e: { name: string }) => e.name === Env.runtimeVersion),
+      { name: Env.runtimeVersion, value: "0.2.0" },
+      name,
+    );
   }
+});
+
+test("routing replicas register at their pod IP under their pod name", (t) => {
+  const env = podSpecOf(named("rt-routing").inputs)!.containers[0].env as {
+    name: string;
+    value?: string;
+    valueFrom?: unknown;
+  }[];
+  const byName = new Map(env.map((e) => [e.name, e]));
+  t.deepEqual(byName.get(Env.podIp)?.valueFrom, { fieldRef: { fieldPath: "status.podIP" } });
+  t.deepEqual(byName.get(Env.routerName)?.valueFrom, { fieldRef: { fieldPath: "metadata.name" } });
+  // Kubernetes expands $(VAR) from variables defined before it in the list.
+  t.is(byName.get(Env.advertiseAddress)?.value, `$(${Env.podIp}):18000`);
+  t.true(
+    env.findIndex((e) => e.name === Env.podIp) <
+      env.findIndex((e) => e.name === Env.advertiseAddress),
+  );
 });
 
 test("scheduler: ≥2 replicas, token from the Secret, probes, requests and limits", async (t) => {
@@ -104,6 +129,9 @@ test("scheduler: ≥2 replicas, token from the Secret, probes, requests and limi
   const secret = named("rt-platform-token").inputs;
   t.is(secret["metadata"].name, "shardworks-platform-token");
   t.is(secret["stringData"].token, "t".repeat(40));
+  t.is(secret["stringData"][AGENT_TOKEN_KEY], agentTokenOf("t".repeat(40)));
+  t.not(agentTokenOf("t".repeat(40)), "t".repeat(40));
+  t.is(agentTokenOf("t".repeat(40)).length, 64);
 });
 
 test("node agent: only on microvm nodes, tolerates the taint, mounts /dev/kvm, knows its node", (t) => {
@@ -165,7 +193,7 @@ test("least privilege: only the routing controller gets an API token, to reap an
   ]);
 });
 
-test("NetworkPolicies: default deny, xDS only from the gateway namespace", (t) => {
+test("NetworkPolicies: default deny, xDS only from the gateway namespace and the scheduler", (t) => {
   const policies = new Map(
     ofType("kubernetes:networking.k8s.io/v1:NetworkPolicy", "rt").map((r) => [
       r.inputs["metadata"].name,
@@ -179,6 +207,14 @@ test("NetworkPolicies: default deny, xDS only from the gateway namespace", (t) =
         {
           namespaceSelector: {
             matchLabels: { "kubernetes.io/metadata.name": "shardworks-gateway" },
+          },
+        },
+        {
+          podSelector: {
+            matchLabels: {
+              "app.kubernetes.io/instance": "rt",
+              "app.kubernetes.io/name": "scheduler",
+            },
           },
         },
       ],
@@ -248,6 +284,15 @@ test("only the scheduler gets the platform token; the node agent driver is valid
   t.true(hasToken("rt-scheduler"));
   t.false(hasToken("rt-node-agent"));
   t.false(hasToken("rt-routing"));
+  // The agents' API token: the scheduler sends it, the agents demand it; routing never needs it.
+  const agentToken = (name: string) =>
+    podSpecOf(named(name).inputs)!.containers[0].env.find(
+      (e: { name: string }) => e.name === Env.agentToken,
+    )?.valueFrom;
+  const fromSecret = { secretKeyRef: { name: "shardworks-platform-token", key: AGENT_TOKEN_KEY } };
+  t.deepEqual(agentToken("rt-scheduler"), fromSecret);
+  t.deepEqual(agentToken("rt-node-agent"), fromSecret);
+  t.is(agentToken("rt-routing"), undefined);
   t.notThrows(() => validateNodeAgentDriver("qemu"));
   const error = t.throws(() => validateNodeAgentDriver("kvm"));
   t.is(error?.message, '"kvm" is not a driver; use one of firecracker, qemu, process');
