@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from "node:events";
 import { type Campaign, Election, type Watcher } from "etcd3";
+import { setTimeout as sleep } from "node:timers/promises";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
 import { jitter, PassRunner } from "../lib/passes";
@@ -82,6 +83,7 @@ export class Placer {
     const campaign = this.#campaign;
     this.#campaign = undefined;
     await campaign?.resign().catch(() => undefined);
+    if (campaign) await cancelCampaignWatches(campaign);
     await this.#passes.idle();
   }
 
@@ -111,7 +113,10 @@ export class Placer {
     void this.#stopLeading().then(() => {
       setTimeout(() => this.#campaignLoop(), jitter(1000)).unref();
     });
-    void campaign.resign().catch(() => undefined);
+    void campaign
+      .resign()
+      .catch(() => undefined)
+      .then(() => cancelCampaignWatches(campaign));
   }
 
   async #startLeading(leaderKey: string): Promise<void> {
@@ -231,4 +236,20 @@ export class Placer {
       this.events.emit("placed", { id: sandbox.value.id, node: choice.node.name });
     }
   }
+}
+
+/**
+ * etcd3's `Campaign.resign()` revokes the lease but leaves a follower's watch on the candidate
+ * ahead of it (its `waitForDeletes`): once etcd is gone that watch reconnects forever, and its timer
+ * keeps the process alive. Cancel what the campaign's namespace still watches. etcd3 exposes no
+ * way to do this, so this reaches into its private fields, defensively (absent fields: no-op).
+ */
+async function cancelCampaignWatches(campaign: Campaign): Promise<void> {
+  const internals = campaign as unknown as {
+    namespace?: { watchManager?: { watchers?: Watcher[] } };
+  };
+  const watchers = [...(internals.namespace?.watchManager?.watchers ?? [])];
+  await Promise.all(
+    watchers.map((watcher) => Promise.race([watcher.cancel().catch(() => undefined), sleep(1000)])),
+  );
 }
