@@ -8,7 +8,9 @@
  * or a probe the process does not answer fails here.
  *
  * What Kubernetes would supply is stood in for: `spec.nodeName` = "node-a", `status.podIP` =
- * 127.0.0.1, Secrets by their `stringData`, hostPath mounts by a temp dir.
+ * 127.0.0.1, `metadata.name` = "shardworks-routing-7d9f", Secrets by their `stringData`, hostPath
+ * mounts by a temp dir; `$(VAR)` in a value expands from variables defined before it, as the
+ * kubelet does.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -27,6 +29,7 @@ const ROOT = join(__dirname, "../../..");
 const TOKEN = "entrypoint-platform-token-0123456789abcdef";
 const NODE_NAME = "node-a";
 const POD_IP = "127.0.0.1";
+const POD_NAME = "shardworks-routing-7d9f";
 
 let etcd: EtcdServer;
 let dataRoot: string;
@@ -74,7 +77,11 @@ function resolveEnv(container: any, mounts: Map<string, string>): Record<string,
   const env: Record<string, string> = {};
   for (const v of container.env as EnvVar[]) {
     if (v.value !== undefined) {
-      env[v.name] = mounts.get(v.value) ?? v.value;
+      const expanded = v.value.replace(
+        /\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g,
+        (all, name: string) => env[name] ?? all,
+      );
+      env[v.name] = mounts.get(expanded) ?? expanded;
     } else if (v.valueFrom?.secretKeyRef) {
       const { name, key } = v.valueFrom.secretKeyRef;
       const secret = recorded.find(
@@ -84,7 +91,11 @@ function resolveEnv(container: any, mounts: Map<string, string>): Record<string,
       env[v.name] = String(secret.inputs["stringData"][key]);
     } else if (v.valueFrom?.fieldRef) {
       const path = v.valueFrom.fieldRef.fieldPath;
-      const field: Record<string, string> = { "spec.nodeName": NODE_NAME, "status.podIP": POD_IP };
+      const field: Record<string, string> = {
+        "spec.nodeName": NODE_NAME,
+        "status.podIP": POD_IP,
+        "metadata.name": POD_NAME,
+      };
       if (field[path] === undefined) throw new Error(`${v.name}: no stand-in for ${path}`);
       env[v.name] = field[path];
     } else {
@@ -235,6 +246,24 @@ test.serial("all three together: the node agent registers with the scheduler's e
   });
   t.is(nodes.status, 200, "the scheduler got the platform token from the Secret");
   t.regex(await nodes.text(), new RegExp(`"${NODE_NAME}"`), "the node agent registered its name");
+  // The version every process reports, and the routing replica the scheduler can ask.
+  const health = (await (await fetch(`http://${POD_IP}:${Ports.schedulerApi}/healthz`)).json()) as {
+    version?: string;
+  };
+  t.is(health.version, "0.1.0", "the scheduler reports the image tag");
+  const xds = (await (
+    await fetch(`http://${POD_IP}:${Ports.schedulerApi}/v1/xds/clients`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    })
+  ).json()) as { routers: { name: string; address: string; version?: string; clients?: [] }[] };
+  t.deepEqual(
+    xds.routers.map((r) => [r.name, r.address, r.version, r.clients?.length]),
+    [[POD_NAME, `${POD_IP}:${Ports.xds}`, "0.1.0", 0]],
+    "the routing replica registered under its pod name at its pod IP, and answers CSDS",
+  );
+  // The node agent's API demands the agent token; the scheduler has the same one.
+  const agentApi = await fetch(`http://${POD_IP}:${Ports.nodeAgent}/v1/sandboxes/x/logs`);
+  t.is(agentApi.status, 401, "the agent API is not open");
   const routingEnv = resolveEnv(containerOf("rt-routing").container, new Map());
   t.deepEqual(JSON.parse(routingEnv[Env.baselineServices]!), [
     { name: "checkout", destination: "checkout.shop.svc.cluster.local:8080" },
