@@ -549,7 +549,8 @@ export function createRuntimeDeployment(
         // replica's CSDS (the rollout's xds-acked gate, `shardworks xds clients`).
         { name: Env.podIp, valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
         { name: Env.routerName, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-        { name: Env.advertiseAddress, value: `$(${Env.podIp}):${Ports.xds}` },
+        // The pod IP alone: the process adds its port (and brackets an IPv6 address).
+        { name: Env.advertiseAddress, value: `$(${Env.podIp})` },
         {
           name: Env.baselineServices,
           value: pulumi

@@ -198,6 +198,11 @@ export interface RolloutOptions {
   readonly resume?: boolean;
   /** Aborting stops the rollout at the next step and saves it as interrupted. */
   readonly signal?: AbortSignal;
+  /**
+   * Aborting cancels a running `pulumi up`; default `signal`. The CLI keeps them apart: after
+   * Ctrl-C pulumi has had its SIGINT from the terminal already.
+   */
+  readonly cancelUpdates?: AbortSignal;
   /** Progress lines; default: stdout. */
   readonly progress?: (line: string) => void;
 }
@@ -206,6 +211,7 @@ export interface RolloutOptions {
 export async function runRollout(options: RolloutOptions): Promise<RolloutState> {
   const { plan, version, updater, gates } = options;
   const signal = options.signal ?? new AbortController().signal;
+  const cancelUpdates = options.cancelUpdates ?? signal;
   const say = options.progress ?? ((line: string) => process.stdout.write(`${line}\n`));
   const state = await startingState(plan, version, options.resume ?? false);
   const save = () => writeState(plan.state, state);
@@ -234,7 +240,7 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutState>
       await save();
       say(`[${wave.name}] ${stack}: rolling back to ${s.from}`);
       try {
-        await updater.deploy(stack, s.from, signal);
+        await updater.deploy(stack, s.from, cancelUpdates);
       } catch (error) {
         // Cancelled: the rollback is saved half-done; --resume finishes it.
         if (await interrupted()) return state;
@@ -318,7 +324,7 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutState>
         await save();
         say(`[${wave.name}] ${stack}: ${s.from} -> ${version}: pulumi up`);
         try {
-          await updater.deploy(stack, version, signal);
+          await updater.deploy(stack, version, cancelUpdates);
         } catch (error) {
           // Cancelled by Ctrl-C, not failed: saved as interrupted; --resume deploys it again.
           if (await interrupted()) return state;

@@ -23,6 +23,9 @@ export interface SchedulerGateOptions {
   readonly syntheticSandbox: { readonly image: string; readonly command: readonly string[] };
 }
 
+/** How long one gate call may take (beyond a wait it asks the server for). */
+const CALL_TIMEOUT_MS = 30_000;
+
 const healthzSchema = z.object({ version: z.string().optional() });
 const nodesSchema = z.object({ items: z.array(z.object({ name: z.string() })) });
 const sandboxSchema = z.object({
@@ -40,12 +43,19 @@ export function fetchError(url: string, error: unknown): Error {
 async function call(
   url: string,
   token: string,
-  init: RequestInit & { signal: AbortSignal },
+  init: RequestInit & { signal: AbortSignal; timeoutMs?: number },
 ): Promise<{ status: number; body: unknown }> {
   let response: Response;
+  // A scheduler (or port-forward) that accepts and never answers must fail the attempt, not hang
+  // the rollout: every call ends within CALL_TIMEOUT_MS past what it asks the server to wait.
+  const signal = AbortSignal.any([
+    init.signal,
+    AbortSignal.timeout(init.timeoutMs ?? CALL_TIMEOUT_MS),
+  ]);
   try {
     response = await fetch(url, {
       ...init,
+      signal,
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     });
   } catch (error) {
@@ -109,6 +119,7 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
         {
           method: "POST",
           signal,
+          timeoutMs: timeout * 1000 + CALL_TIMEOUT_MS,
           body: JSON.stringify({
             image: options.syntheticSandbox.image,
             command: options.syntheticSandbox.command,

@@ -144,10 +144,14 @@ async function currentVersions(
 }
 
 /**
- * Every stack's scheduler API answers from here (any HTTP status will do): a rollout whose gates
- * cannot reach a cluster would deploy the canary, time out and roll it back for nothing.
+ * Every stack's scheduler API answers from here and takes the token: a rollout whose gates cannot
+ * reach a cluster would deploy the canary, time out and roll it back for nothing.
  */
-async function reachable(plan: RolloutPlan, updater: AutomationStackUpdater): Promise<void> {
+async function reachable(
+  plan: RolloutPlan,
+  updater: AutomationStackUpdater,
+  token: string,
+): Promise<void> {
   const problems: string[] = [];
   for (const stack of plan.waves.flatMap((w) => w.stacks)) {
     let url: string;
@@ -158,7 +162,18 @@ async function reachable(plan: RolloutPlan, updater: AutomationStackUpdater): Pr
       continue;
     }
     try {
-      await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
+      // An authenticated call: a wrong token would fail every gate after the canary was deployed.
+      const response = await fetch(`${url}/v1/nodes`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(5000),
+      });
+      if (response.status === 401 || response.status === 403) {
+        problems.push(
+          `stack ${stack}: the scheduler API at ${url} refuses the platform token (${response.status}); pass the stack's platform token (--platform-token or $SHARDWORKS_PLATFORM_TOKEN)`,
+        );
+      } else if (response.status !== 200) {
+        problems.push(`stack ${stack}: GET ${url}/v1/nodes answered ${response.status}`);
+      }
     } catch (error) {
       problems.push(
         `stack ${stack}: the scheduler API at ${fetchError(url, error).message}; set targets.${stack}.schedulerUrl in the plan (a port-forward or an internal load balancer)`,
@@ -238,11 +253,19 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 2;
     }
     await currentVersions(plan, updater);
-    await reachable(plan, updater);
+    await reachable(plan, updater, token);
+    // Ctrl-C reaches pulumi too (same process group): the rollout only stops after it, as sending
+    // it a second SIGINT would make pulumi stop at once, not cleanly. SIGTERM (a CI cancel) does
+    // not reach pulumi: that one is forwarded to the running update.
     const abort = new AbortController();
+    const cancelUpdates = new AbortController();
     const stop = () => abort.abort();
+    const terminate = () => {
+      cancelUpdates.abort();
+      abort.abort();
+    };
     process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    process.once("SIGTERM", terminate);
     const state = await runRollout({
       plan,
       version: version.data,
@@ -254,9 +277,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       }),
       resume: opts.resume ?? false,
       signal: abort.signal,
+      cancelUpdates: cancelUpdates.signal,
     });
     process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+    process.off("SIGTERM", terminate);
     return state.status === RolloutStatus.Succeeded ? 0 : 1;
   } catch (error) {
     if (error instanceof RolloutPlanError || error instanceof RolloutError) {

@@ -274,6 +274,9 @@ function xdsRows(report: XdsClientsReport): string {
       }
     }
   }
+  if (report.routers.length === 0) {
+    return "no routing controller is registered (routers/ in etcd is empty): is one running?";
+  }
   return table(["ROUTER", "NODE ID", "TYPE", "VERSION", "RESOURCES"], rows);
 }
 

@@ -99,6 +99,8 @@ export class NodeAgent {
   #resync: NodeJS.Timeout | undefined;
   /** Image → when a sandbox of it last started here (epoch ms): the warm pools this agent keeps. */
   readonly #warmImages = new Map<string, number>();
+  /** Images whose warm pool is being released now. */
+  readonly #releasing = new Set<string>();
   readonly #reconciler = new PassRunner({
     pass: () => this.#reconcile(),
     active: () => !this.#abort.signal.aborted,
@@ -363,17 +365,26 @@ export class NodeAgent {
   #releaseIdleWarmPools(): void {
     const idleBefore = Date.now() - this.#config.warmIdleSeconds * 1000;
     for (const [image, lastRun] of this.#warmImages) {
-      if (lastRun > idleBefore) continue;
-      this.#warmImages.delete(image);
+      if (lastRun > idleBefore || this.#releasing.has(image)) continue;
+      this.#releasing.add(image);
       logger.info(
         { node: this.name, image, idleSeconds: this.#config.warmIdleSeconds },
         "releasing the warm pool of an idle image",
       );
       this.#config.driver
         .warm(image, 0)
-        .catch((error: unknown) =>
-          logger.warn({ node: this.name, err: error, image }, "could not release warm pool"),
-        );
+        .then(
+          // Forgotten only once released (a run meanwhile made it fresh again: keep it).
+          () => {
+            if (this.#warmImages.get(image) === lastRun) this.#warmImages.delete(image);
+          },
+          (error: unknown) =>
+            logger.warn(
+              { node: this.name, err: error, image },
+              "could not release warm pool; retrying",
+            ),
+        )
+        .finally(() => this.#releasing.delete(image));
     }
   }
 

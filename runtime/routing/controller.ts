@@ -6,6 +6,7 @@
  */
 import type { Etcd3, IKeyValue, Lease, Watcher } from "etcd3";
 import { EventEmitter } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { z } from "zod";
 import { keyName, keys } from "../lib/keys";
 import { logger as rootLogger, type Logger } from "../lib/logger";
@@ -138,26 +139,44 @@ export class RoutingController {
     return this.#port;
   }
 
-  /** Write `routers/<name>` under a lease kept alive; a lost lease registers again. */
+  /**
+   * Write `routers/<name>` under a lease kept alive. A lost lease (etcd unreachable for longer
+   * than its TTL) registers again, retrying with backoff until etcd answers or the controller
+   * closes, so a replica never keeps serving while invisible to the scheduler.
+   */
   async #register(): Promise<void> {
     const advertise = this.#options.advertise;
-    if (!advertise || this.#abort.signal.aborted) return;
+    if (!advertise) return;
     const record = routerRecordSchema.parse({
       name: advertise.name,
       address: advertise.address ?? `127.0.0.1:${this.#port}`,
       ...(advertise.version === undefined ? {} : { version: advertise.version }),
       startedAt: new Date().toISOString(),
     });
-    const lease = this.#options.etcd.lease(advertise.leaseTtlSeconds ?? 10, {
-      autoKeepAlive: true,
-    });
-    lease.on("lost", (error) => {
-      if (this.#abort.signal.aborted || this.#lease !== lease) return;
-      this.#logger.warn({ err: error }, "router lease lost; registering again");
-      void this.#register().catch((e: unknown) => this.#fail(e as Error));
-    });
-    await lease.put(keys.router(record.name)).value(JSON.stringify(record));
-    this.#lease = lease;
+    for (let attempt = 0; !this.#abort.signal.aborted; attempt++) {
+      const lease = this.#options.etcd.lease(advertise.leaseTtlSeconds ?? 10, {
+        autoKeepAlive: true,
+      });
+      // Set before the put: a lease lost while the put is on its way registers again too.
+      this.#lease = lease;
+      lease.on("lost", (error) => {
+        if (this.#abort.signal.aborted || this.#lease !== lease) return;
+        this.#logger.warn({ err: error }, "router lease lost; registering again");
+        void this.#register();
+      });
+      try {
+        await lease.put(keys.router(record.name)).value(JSON.stringify(record));
+        if (this.#abort.signal.aborted) await lease.revoke().catch(() => undefined);
+        return;
+      } catch (error) {
+        this.#logger.warn({ err: error, attempt }, "could not register routers/<name>; retrying");
+        this.#lease = undefined;
+        void lease.revoke().catch(() => undefined);
+        await sleep(Math.min(5000, 200 * 2 ** attempt), undefined, {
+          signal: this.#abort.signal,
+        }).catch(() => undefined);
+      }
+    }
   }
 
   /** Stop watching, reaping and serving. */

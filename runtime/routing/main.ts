@@ -7,6 +7,7 @@
  * `runtime/main.ts routing-controller`.
  */
 import { Command, Option } from "commander";
+import { isIPv6 } from "node:net";
 import { hostname } from "node:os";
 import { Etcd3 } from "etcd3";
 import { z } from "zod";
@@ -54,15 +55,42 @@ export const routingConfigSchema = z.strictObject({
   reapIntervalMs: z.number().int().min(100).default(1000),
   /** Registered as `routers/<name>` so the scheduler can ask this replica's CSDS. */
   name: nodeName.optional(),
-  /** host:port the scheduler reaches this replica's ADS/CSDS at; default 127.0.0.1:<port>. */
+  /**
+   * Where the scheduler reaches this replica's ADS/CSDS: `host`, `host:port` or `[v6]:port`, or a
+   * bare IPv6 address (a pod IP); the port defaults to the listen port. Default 127.0.0.1.
+   */
   advertise: z
     .string()
-    .regex(/^[^\s:]+:[0-9]{1,5}$/, { message: 'must be host:port, e.g. "10.0.3.7:18000"' })
+    .refine((a) => parseAdvertise(a, 1) !== undefined, {
+      message: 'must be a host, host:port or [IPv6]:port, e.g. "10.0.3.7" or "[fd00::5]:18000"',
+    })
     .optional(),
   /** The runtime version this replica runs (the image tag). */
   version: z.string().min(1).optional(),
 });
 export type RoutingConfig = z.input<typeof routingConfigSchema>;
+
+/** A router name from the host name (made a valid name) and the pid. */
+function defaultRouterName(): string {
+  const host =
+    hostname()
+      .toLowerCase()
+      .replace(/[^a-z0-9.-]+/g, "-")
+      .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, "") || "routing";
+  return `${host}-${process.pid}`;
+}
+
+/** `host`, `host:port`, `[v6]:port` or a bare IPv6 address as `host:port` (IPv6 bracketed). */
+export function parseAdvertise(address: string, port: number): string | undefined {
+  if (isIPv6(address)) return `[${address}]:${port}`;
+  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::([0-9]{1,5}))?$/.exec(address);
+  if (bracketed) {
+    return isIPv6(bracketed[1]!) ? `[${bracketed[1]}]:${bracketed[2] ?? port}` : undefined;
+  }
+  const plain = /^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(?::([0-9]{1,5}))?$/.exec(address);
+  if (!plain) return undefined;
+  return `${plain[1]}:${plain[3] ?? port}`;
+}
 
 /** Parse `--baseline`: a JSON list, or comma-separated `name=host:port`. */
 export function parseBaseline(text: string): unknown {
@@ -94,7 +122,9 @@ export async function startRoutingController(
       : {
           advertise: {
             name: parsed.name,
-            ...(parsed.advertise === undefined ? {} : { address: parsed.advertise }),
+            ...(parsed.advertise === undefined
+              ? {}
+              : { address: parseAdvertise(parsed.advertise, parsed.xdsPort)! }),
             ...(parsed.version === undefined ? {} : { version: parsed.version }),
           },
         }),
@@ -145,12 +175,13 @@ async function main(argv: readonly string[]): Promise<void> {
     .addOption(
       new Option("--name <name>", "this replica's name in etcd (routers/<name>)")
         .env("SHARDWORKS_ROUTER_NAME")
-        .default(hostname().toLowerCase()),
+        // Unique per process: two local controllers must not hide each other's registration.
+        .default(defaultRouterName()),
     )
     .addOption(
       new Option(
-        "--advertise <host:port>",
-        "where the scheduler reaches this replica's ADS/CSDS (default 127.0.0.1:<port>)",
+        "--advertise <address>",
+        "where the scheduler reaches this replica's ADS/CSDS: host, host:port or [IPv6]:port (default 127.0.0.1; port: --port)",
       ).env("SHARDWORKS_ADVERTISE_ADDRESS"),
     )
     .addOption(

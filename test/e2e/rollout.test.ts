@@ -386,6 +386,17 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
     missing.stderr,
     /^stack platform-local-x: error: no stack named 'platform-local-x' found/m,
   );
+  // A wrong platform token: refused before the canary is touched (every gate would get 401).
+  const wrongToken = await cli(
+    "wrong-token.yaml",
+    `waves:\n  - stacks: [platform-local-a]\n  - stacks: [platform-local-b, platform-local-c]\nstate: wrong-token.json\n${targets}`,
+    ["--platform-token", "not-the-platform-token-0123456789abcdef"],
+  );
+  t.is(wrongToken.status, 2, wrongToken.stderr);
+  t.regex(
+    wrongToken.stderr,
+    /^stack platform-local-a: the scheduler API at http:\/\/127\.0\.0\.1:\d+ refuses the platform token \(401\)/m,
+  );
   // Without targets the gates would ask the in-cluster address, which does not answer here:
   // refused before the canary is touched.
   const unreachable = await cli(

@@ -103,7 +103,7 @@ test("routing replicas register at their pod IP under their pod name", (t) => {
   t.deepEqual(byName.get(Env.podIp)?.valueFrom, { fieldRef: { fieldPath: "status.podIP" } });
   t.deepEqual(byName.get(Env.routerName)?.valueFrom, { fieldRef: { fieldPath: "metadata.name" } });
   // Kubernetes expands $(VAR) from variables defined before it in the list.
-  t.is(byName.get(Env.advertiseAddress)?.value, `$(${Env.podIp}):18000`);
+  t.is(byName.get(Env.advertiseAddress)?.value, `$(${Env.podIp})`);
   t.true(
     env.findIndex((e) => e.name === Env.podIp) <
       env.findIndex((e) => e.name === Env.advertiseAddress),

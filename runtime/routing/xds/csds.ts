@@ -199,7 +199,9 @@ function deltaLines(
   typeUrl: TypeUrl,
 ): Line[] {
   const known = state.known ?? new Map<string, string>();
-  const early = answered(state);
+  // Nothing sent on this stream yet: a reconnecting client may hold everything already (its
+  // initial_resource_versions), and then nothing needs sending; judge what it holds by hash.
+  const early = state.nonce === "" ? undefined : answered(state);
   const resources = current?.resources(typeUrl) ?? new Map<string, XdsResource>();
   const lines: Line[] = [];
   for (const [name, hash] of known) {
@@ -241,9 +243,13 @@ export function clientConfig(
     const lines = client.delta
       ? deltaLines(state, current, typeUrl)
       : sotwLines(state, current, typeUrl);
-    // Nothing to name (a wildcard subscription and nothing sent): report the type as a whole.
+    // Nothing to name (a wildcard subscription and nothing sent): report the type as a whole. A
+    // delta client that holds nothing of a type that has nothing is in step.
     if (lines.length === 0) {
-      const status = answered(state) ?? ConfigStatus.Synced;
+      const status =
+        client.delta && state.nonce === ""
+          ? ConfigStatus.Synced
+          : (answered(state) ?? ConfigStatus.Synced);
       lines.push({
         name: "",
         status,

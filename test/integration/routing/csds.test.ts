@@ -8,6 +8,7 @@ import test from "ava";
 import * as grpc from "@grpc/grpc-js";
 import { startEtcd } from "../../../runtime/lib/etcd-server";
 import { freePort } from "../../../runtime/lib/ports";
+import { keys } from "../../../runtime/lib/keys";
 import { RoutingController } from "../../../runtime/routing/controller";
 import { ShardStore } from "../../../runtime/routing/shard-store";
 import {
@@ -146,5 +147,36 @@ test.serial(
     );
     t.is((refused as grpc.ServiceError).code, grpc.status.UNIMPLEMENTED);
     t.regex(refused.message, /use exact, prefix, suffix or contains/);
+  },
+);
+
+test.serial(
+  "a replica whose lease is lost registers again; closing removes it at once",
+  async (t) => {
+    const etcd = await startEtcd();
+    t.teardown(() => etcd.stop());
+    const controller = new RoutingController({
+      etcd: etcd.client,
+      baseline: [],
+      xdsPort: await freePort(),
+      advertise: { name: "routing-lease", version: "0.2.0", leaseTtlSeconds: 2 },
+    });
+    t.teardown(() => controller.close());
+    await controller.start();
+    const leaseOf = async () => {
+      const { kvs } = await etcd.client.get(keys.router("routing-lease")).exec();
+      return kvs[0]?.lease;
+    };
+    const first = await leaseOf();
+    t.truthy(first, "registered");
+    // Revoked behind its back (what etcd does to a lease it could not keep alive).
+    await etcd.client.leaseClient.leaseRevoke({ ID: first! });
+    const again = await eventually(async () => {
+      const lease = await leaseOf();
+      return lease !== undefined && lease !== first;
+    }, true);
+    t.true(again, "registered again under a new lease");
+    await controller.close();
+    t.is(await leaseOf(), undefined, "closing revokes the lease: the record is gone at once");
   },
 );

@@ -53,4 +53,10 @@ test("xds clients lists each replica's clients and what they hold, as a table or
   t.true(lines.some((l) => /\sCluster\s+\S+\s+1 SYNCED$/.test(l)));
   const other = (await cli("xds", "clients", "--node-id", "nobody")).split("\n");
   t.regex(other[1] ?? "", /^routing-1 \(0\.2\.0\)\s+-\s+-\s+-\s+no clients$/);
+
+  await controller.close();
+  t.is(
+    (await cli("xds", "clients")).trim(),
+    "no routing controller is registered (routers/ in etcd is empty): is one running?",
+  );
 });

@@ -410,3 +410,30 @@ test("after a NACK, a change of subscribed names is answered", async (t) => {
     "the new subscription is answered",
   );
 });
+
+test("CSDS: a delta client that reconnects holding the current resources is SYNCED with nothing sent", async (t) => {
+  const { cache, call, next, address } = await openStream<DeltaResponse>(
+    t,
+    "DeltaAggregatedResources",
+  );
+  const s1 = new Snapshot(translate(state({ alice: "127.0.0.1:6000" })));
+  cache.setSnapshot("envoy-1", s1);
+  const held = Object.fromEntries(
+    [...s1.resources(TypeUrl.Cluster)].map(([name, r]) => [name, r.hash]),
+  );
+  call.write({
+    node: { id: "envoy-1" },
+    type_url: TypeUrl.Cluster,
+    initial_resource_versions: held,
+  });
+  t.is(await next(500), undefined, "the client holds every cluster already: nothing to send");
+  const [client] = await fetchClientStatus(address, { nodeId: "envoy-1" });
+  t.deepEqual(
+    client!.generic_xds_configs
+      .map((c) => `${c.name} ${c.config_status} ${c.client_status}`)
+      .sort(),
+    Object.keys(held)
+      .map((name) => `${name} SYNCED ACKED`)
+      .sort(),
+  );
+});
