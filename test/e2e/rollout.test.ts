@@ -19,7 +19,7 @@
 import test, { type ExecutionContext } from "ava";
 import * as k8s from "@kubernetes/client-node";
 import { LocalWorkspace, type PulumiFn } from "@pulumi/pulumi/automation";
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -343,19 +343,29 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
 
   // The CLI itself, on the same stacks: --dry-run reads every stack's version and shows the
   // targets; a stack that does not exist stops it before anything changes.
+  // Not spawnSync: the schedulers the CLI calls run in this process and must keep answering.
   const cli = async (file: string, text: string, extra: string[]) => {
     await writeFile(join(work, file), text);
-    return spawnSync(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        join(repoRoot, "stacks", "rollout.ts"),
-        ...["--plan", join(work, file), "--version", "0.4.0", "--work-dir", dir],
-        ...extra,
-      ],
-      { cwd: repoRoot, encoding: "utf8", env: { ...process.env, ...envVars }, timeout: 120_000 },
-    );
+    const args = [
+      "--import",
+      "tsx",
+      join(repoRoot, "stacks", "rollout.ts"),
+      ...["--plan", join(work, file), "--version", "0.4.0", "--work-dir", dir],
+      ...extra,
+    ];
+    return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        args,
+        { cwd: repoRoot, env: { ...process.env, ...envVars }, timeout: 120_000 },
+        (error, stdout, stderr) =>
+          resolve({
+            status: error ? (typeof error.code === "number" ? error.code : null) : 0,
+            stdout,
+            stderr,
+          }),
+      );
+    });
   };
   const targets = stringify({
     targets: Object.fromEntries(
