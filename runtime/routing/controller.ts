@@ -101,6 +101,7 @@ export class RoutingController {
   readonly #warnedUnserved = new Set<string>();
   #port = 0;
   #lease: Lease | undefined;
+  #closing: Promise<void> | undefined;
 
   constructor(options: RoutingControllerOptions) {
     this.#options = options;
@@ -179,8 +180,13 @@ export class RoutingController {
     }
   }
 
-  /** Stop watching, reaping and serving. */
-  async close(): Promise<void> {
+  /** Stop watching, reaping and serving. Idempotent: a second call waits for the first. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#abort.abort();
     clearTimeout(this.#reapTimer);
     clearTimeout(this.#expiryTimer);

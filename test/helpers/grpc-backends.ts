@@ -2,6 +2,9 @@
  * Real gRPC Who backends on loopback, an xDS client in its own process, and a retry helper: what
  * the routing tests send traffic with.
  */
+import type { Etcd3 } from "etcd3";
+import { freePort } from "../../runtime/lib/ports";
+import { RoutingController } from "../../runtime/routing/controller";
 import { startWhoBackend, type WhoBackend } from "../../runtime/routing/who";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -95,4 +98,28 @@ export function startXdsClientProcess(
       await exited;
     },
   };
+}
+
+/**
+ * A routing controller replica on `etcd`, with one baseline service ("api", a real backend
+ * answering "baseline"), registered as `routers/<name>` with `version`; closed at teardown.
+ */
+export async function routingReplicaFor(
+  t: { teardown(fn: () => unknown): void },
+  etcd: Etcd3,
+  name: string,
+  version = "0.2.0",
+): Promise<{ address: string; controller: RoutingController }> {
+  const backend = await startBackend("baseline");
+  t.teardown(() => backend.close());
+  const port = await freePort();
+  const controller = new RoutingController({
+    etcd,
+    baseline: [{ name: "api", destination: backend.address }],
+    xdsPort: port,
+    advertise: { name, version },
+  });
+  t.teardown(() => controller.close());
+  await controller.start();
+  return { address: `127.0.0.1:${port}`, controller };
 }

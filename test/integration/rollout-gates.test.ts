@@ -11,13 +11,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnNodeAgent } from "../../runtime/node-agent/spawn";
 import { freePort } from "../../runtime/lib/ports";
-import { RoutingController } from "../../runtime/routing/controller";
 import { keys } from "../../runtime/lib/keys";
 import { adsClientConstructor, TypeUrl } from "../../runtime/routing/xds";
 import type { GateContext, GateResult, HealthGate } from "../../stacks/rollout-engine";
 import { rolloutGates, schedulerGates, xdsAckedGate } from "../../stacks/rollout-gates";
 import { parsePlan } from "../../stacks/rollout-plan";
-import { eventually, startBackend, startXdsClientProcess } from "../helpers/grpc-backends";
+import { eventually, routingReplicaFor, startXdsClientProcess } from "../helpers/grpc-backends";
 import { buildBusyboxImage } from "../helpers/images";
 import { PLATFORM_TOKEN, etcdFor, schedulerFor } from "../helpers/runtime";
 
@@ -46,19 +45,8 @@ async function routingFor(
   etcd: Awaited<ReturnType<typeof etcdFor>>,
   name: string,
   version = "0.2.0",
-) {
-  const backend = await startBackend("baseline");
-  t.teardown(() => backend.close());
-  const port = await freePort();
-  const controller = new RoutingController({
-    etcd: etcd.client,
-    baseline: [{ name: "api", destination: backend.address }],
-    xdsPort: port,
-    advertise: { name, version },
-  });
-  t.teardown(() => controller.close());
-  await controller.start();
-  return `127.0.0.1:${port}`;
+): Promise<string> {
+  return (await routingReplicaFor(t, etcd.client, name, version)).address;
 }
 
 function context(sloMs: number): GateContext {

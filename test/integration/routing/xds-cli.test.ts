@@ -6,10 +6,8 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import test from "ava";
-import { freePort } from "../../../runtime/lib/ports";
-import { RoutingController } from "../../../runtime/routing/controller";
 import type { XdsClientsReport } from "../../../runtime/routing/xds-status-api";
-import { eventually, startBackend, startXdsClientProcess } from "../../helpers/grpc-backends";
+import { eventually, routingReplicaFor, startXdsClientProcess } from "../../helpers/grpc-backends";
 import { PLATFORM_TOKEN, etcdFor, schedulerFor } from "../../helpers/runtime";
 
 const run = promisify(execFile);
@@ -18,18 +16,8 @@ const bin = join(__dirname, "../../../runtime/cli/bin.cjs");
 test("xds clients lists each replica's clients and what they hold, as a table or JSON", async (t) => {
   const etcd = await etcdFor(t);
   const scheduler = await schedulerFor(t, etcd);
-  const backend = await startBackend("baseline");
-  t.teardown(() => backend.close());
-  const port = await freePort();
-  const controller = new RoutingController({
-    etcd: etcd.client,
-    baseline: [{ name: "api", destination: backend.address }],
-    xdsPort: port,
-    advertise: { name: "routing-1", version: "0.2.0" },
-  });
-  t.teardown(() => controller.close());
-  await controller.start();
-  const client = startXdsClientProcess(`127.0.0.1:${port}`, "cli-probe");
+  const { address, controller } = await routingReplicaFor(t, etcd.client, "routing-1");
+  const client = startXdsClientProcess(address, "cli-probe");
   t.teardown(() => client.close());
   t.is(await eventually(() => client.who("xds:///api"), "baseline"), "baseline");
 
