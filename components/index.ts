@@ -67,6 +67,7 @@ export {
   NodeAgentDriver,
   RuntimeDeployment,
   RuntimeNames,
+  TOKEN_CHECKSUM_ANNOTATION,
   agentTokenOf,
   baselineDestinations,
   createRuntimeDeployment,

@@ -5,7 +5,7 @@
  * The node agent is the one privileged container of the platform (it opens /dev/kvm).
  */
 import * as k8s from "@pulumi/kubernetes";
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import {
   EXPIRES_AT_ANNOTATION,
@@ -124,6 +124,9 @@ export interface RuntimeDeploymentResult {
 }
 
 const ETCD_MEMBERS = 3;
+/** Pod template annotation: a checksum of the tokens the pod reads from the Secret. */
+export const TOKEN_CHECKSUM_ANNOTATION = "shardworks.dev/token-checksum";
+
 /** The key of the node agents' API token in the token Secret. */
 export const AGENT_TOKEN_KEY = "agent-token";
 
@@ -321,6 +324,15 @@ export function createRuntimeDeployment(
     // Reported by /healthz and routers/<name>; the rollout's gates compare it.
     { name: Env.runtimeVersion, value: args.version },
   ];
+  // Env from a Secret is read at container start only: a checksum of the tokens in the pod
+  // templates of the processes that read them rolls those pods when the platform token changes.
+  const tokenAnnotations = {
+    [TOKEN_CHECKSUM_ANNOTATION]: pulumi.secret(
+      pulumi
+        .output(args.platformToken)
+        .apply((token) => createHash("sha256").update(agentTokenOf(token)).digest("hex")),
+    ),
+  };
   const agentTokenEnv = {
     name: Env.agentToken,
     valueFrom: { secretKeyRef: { name: RuntimeNames.tokenSecret, key: AGENT_TOKEN_KEY } },
@@ -374,6 +386,8 @@ export function createRuntimeDeployment(
       /** Mount the ServiceAccount's API token (only a process that calls the Kubernetes API). */
       apiToken: boolean;
       container: Parameters<typeof runtimeContainer>[0];
+      /** Annotations of the pod template (a change rolls the pods). */
+      podAnnotations?: Record<string, pulumi.Input<string>>;
     },
   ) => {
     const port = s.container.port;
@@ -385,7 +399,10 @@ export function createRuntimeDeployment(
           replicas: s.replicas,
           selector: { matchLabels: selectorOf(component) },
           template: {
-            metadata: { labels: appLabels(name, component) },
+            metadata: {
+              labels: appLabels(name, component),
+              ...(s.podAnnotations === undefined ? {} : { annotations: s.podAnnotations }),
+            },
             spec: {
               serviceAccountName: `shardworks-${component}`,
               ...(s.apiToken ? {} : { automountServiceAccountToken: false }),
@@ -420,6 +437,7 @@ export function createRuntimeDeployment(
   const schedulerSa = serviceAccount("scheduler", false);
   runtimeService("scheduler", {
     objectName: RuntimeNames.scheduler,
+    podAnnotations: tokenAnnotations,
     replicas: args.schedulerReplicas ?? 2,
     serviceAccount: schedulerSa,
     apiToken: false,
@@ -447,7 +465,7 @@ export function createRuntimeDeployment(
       spec: {
         selector: { matchLabels: selectorOf("node-agent") },
         template: {
-          metadata: { labels: appLabels(name, "node-agent") },
+          metadata: { labels: appLabels(name, "node-agent"), annotations: tokenAnnotations },
           spec: {
             serviceAccountName: "shardworks-node-agent",
             automountServiceAccountToken: false,

@@ -1,12 +1,14 @@
 /* eslint-disable @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return --
    Recorded resource inputs are untyped JSON; tests read into them freely. */
 import test from "ava";
+import { createHash } from "node:crypto";
 import {
   AGENT_TOKEN_KEY,
   Env,
   MICROVM_KEY,
   RuntimeDeployment,
   SKIP_AWAIT_ANNOTATION,
+  TOKEN_CHECKSUM_ANNOTATION,
   agentTokenOf,
   validateEtcdEndpoints,
   validateNodeAgentDriver,
@@ -293,6 +295,16 @@ test("only the scheduler gets the platform token; the node agent driver is valid
   t.deepEqual(agentToken("rt-scheduler"), fromSecret);
   t.deepEqual(agentToken("rt-node-agent"), fromSecret);
   t.is(agentToken("rt-routing"), undefined);
+  // A new platform token rolls the pods that read tokens from the Secret (env is read at start).
+  const checksum = (name: string) =>
+    podSpecOf(named(name).inputs) &&
+    named(name).inputs["spec"].template.metadata.annotations?.[TOKEN_CHECKSUM_ANNOTATION];
+  const expected = createHash("sha256")
+    .update(agentTokenOf("t".repeat(40)))
+    .digest("hex");
+  t.is(checksum("rt-scheduler"), expected);
+  t.is(checksum("rt-node-agent"), expected);
+  t.is(checksum("rt-routing"), undefined, "the routing controller reads no token");
   t.notThrows(() => validateNodeAgentDriver("qemu"));
   const error = t.throws(() => validateNodeAgentDriver("kvm"));
   t.is(error?.message, '"kvm" is not a driver; use one of firecracker, qemu, process');
