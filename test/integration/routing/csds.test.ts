@@ -9,6 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import { startEtcd } from "../../../runtime/lib/etcd-server";
 import { freePort } from "../../../runtime/lib/ports";
 import { keys } from "../../../runtime/lib/keys";
+import { Store } from "../../../runtime/lib/store";
 import { RoutingController } from "../../../runtime/routing/controller";
 import { ShardStore } from "../../../runtime/routing/shard-store";
 import {
@@ -178,5 +179,27 @@ test.serial(
     t.true(again, "registered again under a new lease");
     await controller.close();
     t.is(await leaseOf(), undefined, "closing revokes the lease: the record is gone at once");
+  },
+);
+
+test.serial(
+  "a router record with a field this version does not know is still listed",
+  async (t) => {
+    const etcd = await startEtcd();
+    t.teardown(() => etcd.stop());
+    await etcd.client.put(keys.router("routing-newer")).value(
+      JSON.stringify({
+        name: "routing-newer",
+        address: "127.0.0.1:1",
+        version: "9.9.9",
+        startedAt: new Date().toISOString(),
+        zone: "a field from a newer controller",
+      }),
+    );
+    const routers = await new Store(etcd.client).listRouters();
+    t.deepEqual(
+      routers.map((r) => [r.name, r.version]),
+      [["routing-newer", "9.9.9"]],
+    );
   },
 );
