@@ -4,6 +4,9 @@
  * shard (one fork) and requests through a real xDS client with and without the routing key; then
  * it prints what to try next and runs until Ctrl-C, which stops everything it started (no orphans,
  * temp dirs removed).
+ *
+ * `npm start` runs it as `node --import tsx`, not through tsx's CLI: under load that CLI SIGKILLs
+ * a child which does not acknowledge Ctrl-C within about 60 ms, and nothing would be cleaned up.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
