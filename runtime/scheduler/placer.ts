@@ -79,11 +79,14 @@ export class Placer {
   /** Resign (if leader) and stop every watch and timer. */
   async close(): Promise<void> {
     this.#abort.abort();
+    const wasLeader = this.leading;
     await this.#stopLeading();
     const campaign = this.#campaign;
     this.#campaign = undefined;
     await campaign?.resign().catch(() => undefined);
-    if (campaign) await cancelCampaignWatches(campaign);
+    // A follower may be about to open its watch (its wait loop was past the resign check): keep
+    // cancelling for a moment. A leader has no such watch.
+    if (campaign) await cancelCampaignWatches(campaign, wasLeader ? 0 : 1000);
     await this.#passes.idle();
   }
 
@@ -244,12 +247,19 @@ export class Placer {
  * keeps the process alive. Cancel what the campaign's namespace still watches. etcd3 exposes no
  * way to do this, so this reaches into its private fields, defensively (absent fields: no-op).
  */
-async function cancelCampaignWatches(campaign: Campaign): Promise<void> {
+async function cancelCampaignWatches(campaign: Campaign, forMs = 0): Promise<void> {
   const internals = campaign as unknown as {
     namespace?: { watchManager?: { watchers?: Watcher[] } };
   };
-  const watchers = [...(internals.namespace?.watchManager?.watchers ?? [])];
-  await Promise.all(
-    watchers.map((watcher) => Promise.race([watcher.cancel().catch(() => undefined), sleep(1000)])),
-  );
+  const until = Date.now() + forMs;
+  for (;;) {
+    const watchers = [...(internals.namespace?.watchManager?.watchers ?? [])];
+    await Promise.all(
+      watchers.map((watcher) =>
+        Promise.race([watcher.cancel().catch(() => undefined), sleep(1000)]),
+      ),
+    );
+    if (Date.now() >= until) return;
+    await sleep(100);
+  }
 }
