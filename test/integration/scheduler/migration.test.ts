@@ -91,48 +91,51 @@ async function counterOnSource(
   return { scheduler, pids };
 }
 
-test("migrate a running qemu sandbox to another node through the API: its counter keeps counting there", async (t) => {
-  const bed = await counterOnSource(
-    t,
-    "live migration through the API",
-    { source: "mig-src", target: "mig-dst" },
-    "counter",
-  );
-  if (bed === undefined) return;
-  const { scheduler } = bed;
-  // The ticks in the counter's log, once there are at least 5.
-  const fiveTicks = (where: string) =>
-    eventually(
-      `5 ticks on the ${where}`,
-      async () => {
-        const ticks = await logTicks(scheduler.url, "counter");
-        return ticks.length >= 5 ? ticks : undefined;
-      },
-      60_000,
+test.serial(
+  "migrate a running qemu sandbox to another node through the API: its counter keeps counting there",
+  async (t) => {
+    const bed = await counterOnSource(
+      t,
+      "live migration through the API",
+      { source: "mig-src", target: "mig-dst" },
+      "counter",
     );
-  const before = await fiveTicks("source");
+    if (bed === undefined) return;
+    const { scheduler } = bed;
+    // The ticks in the counter's log, once there are at least 5.
+    const fiveTicks = (where: string) =>
+      eventually(
+        `5 ticks on the ${where}`,
+        async () => {
+          const ticks = await logTicks(scheduler.url, "counter");
+          return ticks.length >= 5 ? ticks : undefined;
+        },
+        60_000,
+      );
+    const before = await fiveTicks("source");
 
-  const started = Date.now();
-  const moved = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes/counter/migrate", {
-    method: "POST",
-    body: JSON.stringify({ node: "mig-dst" }),
-  });
-  t.is(moved.status, 200, JSON.stringify(moved.body));
-  t.log(`migration through the API took ${Date.now() - started} ms`);
-  t.is(moved.body.status.node, "mig-dst");
-  t.is(moved.body.status.phase, "running");
-  const lastOnSource = before.at(-1)!;
-  const after = await fiveTicks("target");
-  t.log(`source …${before.slice(-3).join(",")}; target ${after.slice(0, 3).join(",")}…`);
-  t.true(after[0]! > lastOnSource, "the target continued the counter instead of restarting it");
-  for (let i = 1; i < after.length; i++) t.true(after[i]! > after[i - 1]!);
-  // The source no longer runs it (it stays running on the target, not reported failed).
-  await new Promise((r) => setTimeout(r, 1000));
-  const now = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes/counter");
-  t.is(now.body.status.phase, "running");
-  t.is(now.body.status.node, "mig-dst");
-  t.is((await api(scheduler.url, "/v1/sandboxes/counter", { method: "DELETE" })).status, 200);
-});
+    const started = Date.now();
+    const moved = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes/counter/migrate", {
+      method: "POST",
+      body: JSON.stringify({ node: "mig-dst" }),
+    });
+    t.is(moved.status, 200, JSON.stringify(moved.body));
+    t.log(`migration through the API took ${Date.now() - started} ms`);
+    t.is(moved.body.status.node, "mig-dst");
+    t.is(moved.body.status.phase, "running");
+    const lastOnSource = before.at(-1)!;
+    const after = await fiveTicks("target");
+    t.log(`source …${before.slice(-3).join(",")}; target ${after.slice(0, 3).join(",")}…`);
+    t.true(after[0]! > lastOnSource, "the target continued the counter instead of restarting it");
+    for (let i = 1; i < after.length; i++) t.true(after[i]! > after[i - 1]!);
+    // The source no longer runs it (it stays running on the target, not reported failed).
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes/counter");
+    t.is(now.body.status.phase, "running");
+    t.is(now.body.status.node, "mig-dst");
+    t.is((await api(scheduler.url, "/v1/sandboxes/counter", { method: "DELETE" })).status, 200);
+  },
+);
 
 /** pids of the QEMU processes a node agent process started (its children). */
 function qemuChildren(agentPid: number | undefined): number[] {
@@ -150,75 +153,82 @@ function qemuChildren(agentPid: number | undefined): number[] {
     .map(Number);
 }
 
-test("delete during a live migration leaves no QEMU on either node and the sandbox gone", async (t) => {
-  t.timeout(600_000);
-  const bed = await counterOnSource(
-    t,
-    "delete during a live migration",
-    { source: "del-src", target: "del-dst" },
-    "doomed",
-  );
-  if (bed === undefined) return;
-  const { scheduler, pids } = bed;
-  t.log("running on the source");
-  await eventually(
-    "ticks on the source",
-    async () => ((await logTicks(scheduler.url, "doomed")).length >= 3 ? true : undefined),
-    60_000,
-  );
-  // The source runs the sandbox's VM, plus a paused one in its warm pool once refilled.
-  const sourceBefore = await eventually(
-    "the source's warm pool refilled",
-    () => {
-      const found = qemuChildren(pids.source);
-      return Promise.resolve(found.length >= 2 ? found : undefined);
-    },
-    120_000,
-  );
-  t.log(`source QEMUs before: ${sourceBefore.length}`);
+test.serial(
+  "delete during a live migration leaves no QEMU on either node and the sandbox gone",
+  async (t) => {
+    t.timeout(600_000);
+    const bed = await counterOnSource(
+      t,
+      "delete during a live migration",
+      { source: "del-src", target: "del-dst" },
+      "doomed",
+    );
+    if (bed === undefined) return;
+    const { scheduler, pids } = bed;
+    t.log("running on the source");
+    await eventually(
+      "ticks on the source",
+      async () => ((await logTicks(scheduler.url, "doomed")).length >= 3 ? true : undefined),
+      60_000,
+    );
+    // The source runs the sandbox's VM, plus a paused one in its warm pool once refilled.
+    const sourceBefore = await eventually(
+      "the source's warm pool refilled",
+      () => {
+        const found = qemuChildren(pids.source);
+        return Promise.resolve(found.length >= 2 ? found : undefined);
+      },
+      120_000,
+    );
+    t.log(`source QEMUs before: ${sourceBefore.length}`);
 
-  const migrating = api(scheduler.url, "/v1/sandboxes/doomed/migrate", {
-    method: "POST",
-    body: JSON.stringify({ node: "del-dst" }),
-  });
-  await eventually(
-    "the sandbox is migrating",
-    async () =>
-      (await api<SandboxRecord>(scheduler.url, "/v1/sandboxes/doomed")).body.status.phase ===
-      "migrating"
-        ? true
-        : undefined,
-    30_000,
-  );
-  t.log("migrating; deleting it now");
-  const deleted = await api(scheduler.url, "/v1/sandboxes/doomed", { method: "DELETE" });
-  t.is(deleted.status, 200, JSON.stringify(deleted.body));
-  const migrated = await migrating;
-  t.log(`migrate answered ${migrated.status} after the delete`);
-  t.not(migrated.status, 500, JSON.stringify(migrated.body));
-  // The target keeps no VM; the source keeps only its warm-pool VM(s) (the sandbox's is gone).
-  const settled = () => {
-    const target = qemuChildren(pids.target);
-    const source = qemuChildren(pids.source);
-    return target.length === 0 && source.length === sourceBefore.length - 1 ? true : undefined;
-  };
-  await eventually(
-    "no QEMU of the deleted sandbox left on either node",
-    () => Promise.resolve(settled()),
-    60_000,
-  ).catch(() => undefined);
-  t.deepEqual(qemuChildren(pids.target), [], "no QEMU is left on the target");
-  t.is(
-    qemuChildren(pids.source).length,
-    sourceBefore.length - 1,
-    "the source stopped the sandbox's QEMU",
-  );
-  t.true(
-    qemuChildren(pids.source).every((pid) => sourceBefore.includes(pid)),
-    "no new QEMU on the source (the sandbox was not restarted)",
-  );
-  await new Promise((r) => setTimeout(r, 3000));
-  t.deepEqual(qemuChildren(pids.target), [], "and none comes back on the target");
-  t.is(qemuChildren(pids.source).length, sourceBefore.length - 1, "nor on the source");
-  t.is((await api(scheduler.url, "/v1/sandboxes/doomed")).status, 404, "the sandbox stays deleted");
-});
+    const migrating = api(scheduler.url, "/v1/sandboxes/doomed/migrate", {
+      method: "POST",
+      body: JSON.stringify({ node: "del-dst" }),
+    });
+    await eventually(
+      "the sandbox is migrating",
+      async () =>
+        (await api<SandboxRecord>(scheduler.url, "/v1/sandboxes/doomed")).body.status.phase ===
+        "migrating"
+          ? true
+          : undefined,
+      30_000,
+    );
+    t.log("migrating; deleting it now");
+    const deleted = await api(scheduler.url, "/v1/sandboxes/doomed", { method: "DELETE" });
+    t.is(deleted.status, 200, JSON.stringify(deleted.body));
+    const migrated = await migrating;
+    t.log(`migrate answered ${migrated.status} after the delete`);
+    t.not(migrated.status, 500, JSON.stringify(migrated.body));
+    // The target keeps no VM; the source keeps only its warm-pool VM(s) (the sandbox's is gone).
+    const settled = () => {
+      const target = qemuChildren(pids.target);
+      const source = qemuChildren(pids.source);
+      return target.length === 0 && source.length === sourceBefore.length - 1 ? true : undefined;
+    };
+    await eventually(
+      "no QEMU of the deleted sandbox left on either node",
+      () => Promise.resolve(settled()),
+      60_000,
+    ).catch(() => undefined);
+    t.deepEqual(qemuChildren(pids.target), [], "no QEMU is left on the target");
+    t.is(
+      qemuChildren(pids.source).length,
+      sourceBefore.length - 1,
+      "the source stopped the sandbox's QEMU",
+    );
+    t.true(
+      qemuChildren(pids.source).every((pid) => sourceBefore.includes(pid)),
+      "no new QEMU on the source (the sandbox was not restarted)",
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    t.deepEqual(qemuChildren(pids.target), [], "and none comes back on the target");
+    t.is(qemuChildren(pids.source).length, sourceBefore.length - 1, "nor on the source");
+    t.is(
+      (await api(scheduler.url, "/v1/sandboxes/doomed")).status,
+      404,
+      "the sandbox stays deleted",
+    );
+  },
+);
