@@ -11,9 +11,8 @@
  * (UNIMPLEMENTED) rather than ignored, so a query never silently matches more than it says.
  */
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import type { XdsNode } from "./cache";
-import { PROTO_INCLUDE_DIRS, type TypeUrl } from "./protos";
+import { envoyService, type TypeUrl } from "./protos";
 import type { AckState, StreamClient } from "./server";
 import type { Snapshot, XdsResource } from "./snapshot";
 
@@ -70,24 +69,12 @@ interface ClientStatusRequest {
   exclude_resource_contents: boolean;
 }
 
-const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: String,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  includeDirs: [...PROTO_INCLUDE_DIRS],
-};
-
 /** The CSDS service definition (server and client share it). */
 export function clientStatusService(): grpc.ServiceDefinition {
-  const definition = protoLoader.loadSync("envoy/service/status/v3/csds.proto", LOADER_OPTIONS);
-  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-    envoy: {
-      service: { status: { v3: { ClientStatusDiscoveryService: grpc.ServiceClientConstructor } } };
-    };
-  };
-  return loaded.envoy.service.status.v3.ClientStatusDiscoveryService.service;
+  return envoyService(
+    "envoy/service/status/v3/csds.proto",
+    "envoy.service.status.v3.ClientStatusDiscoveryService",
+  );
 }
 
 /** A CSDS client constructor (the rollout gate and tests ask the controller with it). */
@@ -143,6 +130,13 @@ function answered(state: Readonly<AckState>): ConfigStatus | undefined {
   return undefined;
 }
 
+/** What the client did with a resource, given the status and whether it holds something of it. */
+function clientStatusOf(status: ConfigStatus, holds: boolean): ClientResourceStatus {
+  if (status === ConfigStatus.Error) return ClientResourceStatus.Nacked;
+  if (status === ConfigStatus.Stale || !holds) return ClientResourceStatus.Requested;
+  return ClientResourceStatus.Acked;
+}
+
 /** One resource line of CSDS. */
 interface Line {
   readonly name: string;
@@ -168,12 +162,7 @@ function sotwLines(
     (current === undefined || state.ackedVersion === current.version(typeUrl)
       ? ConfigStatus.Synced
       : ConfigStatus.NotSent);
-  const client =
-    status === ConfigStatus.Error
-      ? ClientResourceStatus.Nacked
-      : status === ConfigStatus.Stale || state.nonce === ""
-        ? ClientResourceStatus.Requested
-        : ClientResourceStatus.Acked;
+  const client = clientStatusOf(status, state.nonce !== "");
   const lines: Line[] = sent.map((resource) => ({ name: resource.name, status, client, resource }));
   const names = new Set(sent.map((r) => r.name));
   for (const name of state.requested) {
@@ -207,13 +196,12 @@ function deltaLines(
   for (const [name, hash] of known) {
     const resource = resources.get(name);
     const status = early ?? (resource?.hash === hash ? ConfigStatus.Synced : ConfigStatus.NotSent);
-    const client =
-      status === ConfigStatus.Error
-        ? ClientResourceStatus.Nacked
-        : status === ConfigStatus.Stale
-          ? ClientResourceStatus.Requested
-          : ClientResourceStatus.Acked;
-    lines.push({ name, status, client, ...(resource ? { resource } : {}) });
+    lines.push({
+      name,
+      status,
+      client: clientStatusOf(status, true),
+      ...(resource ? { resource } : {}),
+    });
   }
   const wanted = state.wildcard ? [...resources.keys()] : state.requested;
   for (const name of wanted) {
@@ -253,12 +241,7 @@ export function clientConfig(
       lines.push({
         name: "",
         status,
-        client:
-          status === ConfigStatus.Error
-            ? ClientResourceStatus.Nacked
-            : status === ConfigStatus.Synced
-              ? ClientResourceStatus.Acked
-              : ClientResourceStatus.Requested,
+        client: clientStatusOf(status, client.delta || state.nonce !== ""),
       });
     }
     for (const line of lines) {

@@ -128,9 +128,16 @@ export function unpack(any: AnyMessage): Record<string, unknown> {
   });
 }
 
-/** The gRPC constructor of `envoy.service.discovery.v3.AggregatedDiscoveryService`. */
-export function adsService(): grpc.ServiceDefinition {
-  const definition = protoLoader.loadSync("envoy/service/discovery/v3/ads.proto", {
+const services = new Map<string, grpc.ServiceDefinition>();
+
+/**
+ * A gRPC service of Envoy's protos (`file`, the service's full name), loaded once per process:
+ * parsing the protos takes long enough to keep off every call that needs the definition.
+ */
+export function envoyService(file: string, fullName: string): grpc.ServiceDefinition {
+  const cached = services.get(fullName);
+  if (cached) return cached;
+  const definition = protoLoader.loadSync(file, {
     keepCase: true,
     longs: String,
     enums: String,
@@ -138,16 +145,22 @@ export function adsService(): grpc.ServiceDefinition {
     oneofs: true,
     includeDirs: [...PROTO_INCLUDE_DIRS],
   });
-  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-    envoy: {
-      service: {
-        discovery: {
-          v3: { AggregatedDiscoveryService: grpc.ServiceClientConstructor };
-        };
-      };
-    };
-  };
-  return loaded.envoy.service.discovery.v3.AggregatedDiscoveryService.service;
+  const constructor = fullName
+    .split(".")
+    .reduce<unknown>(
+      (node, part) => (node as Record<string, unknown>)[part],
+      grpc.loadPackageDefinition(definition),
+    ) as grpc.ServiceClientConstructor;
+  services.set(fullName, constructor.service);
+  return constructor.service;
+}
+
+/** The gRPC definition of `envoy.service.discovery.v3.AggregatedDiscoveryService`. */
+export function adsService(): grpc.ServiceDefinition {
+  return envoyService(
+    "envoy/service/discovery/v3/ads.proto",
+    "envoy.service.discovery.v3.AggregatedDiscoveryService",
+  );
 }
 
 /** Client constructor of the ADS service (tests and the bench act as an ADS client with it). */
