@@ -34,13 +34,14 @@ const sandboxSchema = z.object({
 });
 
 /** `fetch failed` says nothing: the cause (ENOTFOUND, ECONNREFUSED, …) is what a person needs. */
-export function fetchError(url: string, error: unknown): Error {
+function fetchError(url: string, error: unknown): Error {
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;
   const why = cause?.code ?? cause?.message ?? (error as Error).message;
   return new Error(`${new URL(url).origin} does not answer (${why})`, { cause: error });
 }
 
-async function call(
+/** One authenticated call of the scheduler API, bounded in time; the body parsed when JSON. */
+export async function schedulerCall(
   url: string,
   token: string,
   init: RequestInit & { signal: AbortSignal; timeoutMs?: number },
@@ -78,7 +79,7 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
     name: "scheduler-healthz",
     async check({ stack, version, signal }: GateContext): Promise<GateResult> {
       const base = await options.schedulerUrl(stack);
-      const { status, body } = await call(`${base}/healthz`, token, { signal });
+      const { status, body } = await schedulerCall(`${base}/healthz`, token, { signal });
       if (status !== 200) {
         return { ok: false, reason: `GET /healthz: ${status} ${JSON.stringify(body)}` };
       }
@@ -99,7 +100,7 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
     async check({ stack, signal }: GateContext): Promise<GateResult> {
       const base = await options.schedulerUrl(stack);
       const want = (await options.expectedNodes?.(stack)) ?? 1;
-      const { status, body } = await call(`${base}/v1/nodes`, token, { signal });
+      const { status, body } = await schedulerCall(`${base}/v1/nodes`, token, { signal });
       if (status !== 200) return { ok: false, reason: `GET /v1/nodes: ${status}` };
       const have = nodesSchema.parse(body).items.length;
       return have >= want
@@ -113,7 +114,7 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
       const base = await options.schedulerUrl(stack);
       const started = Date.now();
       const timeout = Math.max(1, Math.ceil(syntheticSandboxSloMs / 1000));
-      const { status, body } = await call(
+      const { status, body } = await schedulerCall(
         `${base}/v1/sandboxes?wait=exited&timeout=${timeout}`,
         token,
         {
@@ -132,9 +133,10 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
       }
       const sandbox = sandboxSchema.parse(body);
       // The sandbox is only a probe: delete it whatever happened (best effort).
-      await call(`${base}/v1/sandboxes/${sandbox.id}`, token, { method: "DELETE", signal }).catch(
-        () => undefined,
-      );
+      await schedulerCall(`${base}/v1/sandboxes/${sandbox.id}`, token, {
+        method: "DELETE",
+        signal,
+      }).catch(() => undefined);
       if (sandbox.status.phase !== "exited" || sandbox.status.exitCode !== 0) {
         return {
           ok: false,
@@ -221,7 +223,7 @@ export function xdsAckedGate(options: XdsGateOptions): HealthGate {
       const base = await options.schedulerUrl(stack);
       const want = (await options.expectedClients?.(stack)) ?? 1;
       const query = new URLSearchParams({ nodeId: options.nodeId });
-      const { status, body } = await call(
+      const { status, body } = await schedulerCall(
         `${base}/v1/xds/clients?${query.toString()}`,
         options.token,
         {

@@ -17,7 +17,7 @@ import {
   runRollout,
   type StackUpdater,
 } from "./rollout-engine";
-import { fetchError, rolloutGates, schedulerUrlOf } from "./rollout-gates";
+import { rolloutGates, schedulerCall, schedulerUrlOf } from "./rollout-gates";
 
 /** The config key a rollout changes (a path into `shardworks:runtime`). */
 export const RUNTIME_VERSION_KEY = "shardworks:runtime.version";
@@ -163,20 +163,21 @@ async function reachable(
     }
     try {
       // An authenticated call: a wrong token would fail every gate after the canary was deployed.
-      const response = await fetch(`${url}/v1/nodes`, {
-        headers: { authorization: `Bearer ${token}` },
-        signal: AbortSignal.timeout(5000),
+      const { status } = await schedulerCall(`${url}/v1/nodes`, token, {
+        signal: new AbortController().signal,
+        timeoutMs: 5000,
       });
-      if (response.status === 401 || response.status === 403) {
+      if (status === 401 || status === 403) {
         problems.push(
-          `stack ${stack}: the scheduler API at ${url} refuses the platform token (${response.status}); pass the stack's platform token (--platform-token or $SHARDWORKS_PLATFORM_TOKEN)`,
+          `stack ${stack}: the scheduler API at ${url} refuses the platform token (${status}); pass the stack's platform token (--platform-token or $SHARDWORKS_PLATFORM_TOKEN)`,
         );
-      } else if (response.status !== 200) {
-        problems.push(`stack ${stack}: GET ${url}/v1/nodes answered ${response.status}`);
+      } else if (status !== 200) {
+        problems.push(`stack ${stack}: GET ${url}/v1/nodes answered ${status}`);
       }
     } catch (error) {
+      // schedulerCall's error already says "<origin> does not answer (<cause>)".
       problems.push(
-        `stack ${stack}: the scheduler API at ${fetchError(url, error).message}; set targets.${stack}.schedulerUrl in the plan (a port-forward or an internal load balancer)`,
+        `stack ${stack}: the scheduler API at ${(error as Error).message}; set targets.${stack}.schedulerUrl in the plan (a port-forward or an internal load balancer)`,
       );
     }
   }

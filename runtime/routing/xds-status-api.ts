@@ -50,7 +50,7 @@ const querySchema = z.strictObject({
 });
 
 /** `type.googleapis.com/envoy.config.cluster.v3.Cluster` → `Cluster`. */
-export function typeName(typeUrl: string): string {
+function typeName(typeUrl: string): string {
   return typeUrl.slice(typeUrl.lastIndexOf(".") + 1);
 }
 
