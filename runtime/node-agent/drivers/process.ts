@@ -50,6 +50,47 @@ export interface ProcessDriverOptions {
   readonly maxPids?: number;
   /** The cgroup v1 `pids` hierarchy (or a cgroup v2 directory with the pids controller). */
   readonly pidsCgroupRoot?: string;
+  /**
+   * Host loopback ports the driver forwards `spec.ports` from, `{ min, max }` (inclusive). The
+   * sandbox never chooses its host port: slirp4netns binds it as root, so a sandbox naming its
+   * own could take a privileged port or one a node service is about to use. Default:
+   * `SHARDWORKS_HOST_PORTS` ("30000-32767"), Kubernetes' NodePort range, below Linux's ephemeral
+   * range (32768-60999) so outgoing connections and `port: 0` listeners never land in it.
+   */
+  readonly hostPorts?: HostPortRange;
+}
+
+/** An inclusive range of host ports; both ends at least 1024 (never a privileged port). */
+export interface HostPortRange {
+  readonly min: number;
+  readonly max: number;
+}
+
+/** The default host port range, from `SHARDWORKS_HOST_PORTS` ("min-max") or 30000-32767. */
+export function defaultHostPorts(env: string | undefined = process.env.SHARDWORKS_HOST_PORTS) {
+  if (env === undefined || env === "") return { min: 30_000, max: 32_767 };
+  const match = /^([0-9]{4,5})-([0-9]{4,5})$/.exec(env.trim());
+  if (!match) {
+    throw new Error(
+      `SHARDWORKS_HOST_PORTS="${env}" must be "min-max", e.g. "30000-32767" (ports 1024-65535)`,
+    );
+  }
+  return checkHostPorts({ min: Number(match[1]), max: Number(match[2]) });
+}
+
+function checkHostPorts(range: HostPortRange): HostPortRange {
+  if (
+    !Number.isInteger(range.min) ||
+    !Number.isInteger(range.max) ||
+    range.min < 1024 ||
+    range.max > 65_535 ||
+    range.min > range.max
+  ) {
+    throw new Error(
+      `process driver: hostPorts ${range.min}-${range.max} must be a range within 1024-65535 (privileged ports are never forwarded)`,
+    );
+  }
+  return range;
 }
 
 /** The uid/gid the command runs as, inside the sandbox's own user namespace. */
@@ -77,6 +118,9 @@ export class ProcessDriver implements SandboxDriver {
   readonly #slirp: string;
   readonly #maxPids: number;
   readonly #pidsRoot: string | undefined;
+  readonly #hostPorts: HostPortRange;
+  /** Host ports forwarded to a live sandbox now (slirp4netns refuses a taken one anyway). */
+  readonly #usedHostPorts = new Set<number>();
   #stateDir: Promise<string> | undefined;
   #closed = false;
   #launched = 0;
@@ -89,6 +133,7 @@ export class ProcessDriver implements SandboxDriver {
     this.#slirp = options.slirp4netnsPath ?? "slirp4netns";
     this.#maxPids = options.maxPids ?? 256;
     this.#pidsRoot = options.pidsCgroupRoot ?? defaultPidsRoot();
+    this.#hostPorts = checkHostPorts(options.hostPorts ?? defaultHostPorts());
   }
 
   async probe(): Promise<ProbeResult> {
@@ -137,7 +182,7 @@ export class ProcessDriver implements SandboxDriver {
         notes: [
           "process driver: Linux namespaces only (bubblewrap), NOT hardware-isolated; the sandbox shares the host kernel",
           "memory limit enforced as an address-space limit (RLIMIT_AS = resources.memoryMiB); CPU is not limited",
-          "network: none unless spec.network; with it, the sandbox gets its own network namespace with user-mode networking (slirp4netns --disable-host-loopback): it cannot reach the host's loopback (etcd, agent API); ports are forwarded from the host's loopback to the sandbox (listen on 0.0.0.0 inside)",
+          `network: none unless spec.network; with it, the sandbox gets its own network namespace with user-mode networking (slirp4netns --disable-host-loopback): it cannot reach the host's loopback (etcd, agent API); each of spec.ports is forwarded from a host loopback port the driver picks in ${this.#hostPorts.min}-${this.#hostPorts.max} (listen on 0.0.0.0 inside; status.endpoints says where)`,
           `runs as uid ${sandboxUid} in its own user namespace, all capabilities dropped`,
           this.#pidsRoot
             ? `at most ${this.#maxPids} processes per sandbox (pids cgroup)`
@@ -175,7 +220,8 @@ export class ProcessDriver implements SandboxDriver {
     const script = `exec 3<&-\n${launchScript(spec, prepared.config, { beforeExec: ["printf s >&4", "exec 4>&-"] })}`;
     let launcher = spec.network ? undefined : this.#takeWarm(spec.image);
     const start = launcher ? "warm" : "cold";
-    launcher ??= await this.#launch(prepared, spec.network, spec.ports);
+    const forwarded = new Map<number, number>();
+    launcher ??= await this.#launch(prepared, spec.network, spec.ports, forwarded);
     const exit = launcher.attach(request.logFile);
     await launcher.start(script);
     if (start === "warm") {
@@ -185,7 +231,7 @@ export class ProcessDriver implements SandboxDriver {
       );
     }
     const endpoints: Record<string, string> = {};
-    for (const port of spec.ports) endpoints[String(port)] = `127.0.0.1:${port}`;
+    for (const [guest, host] of forwarded) endpoints[String(guest)] = `127.0.0.1:${host}`;
     const startMillis = performance.now() - started;
     log.debug({ id: request.id, start, startMillis }, "sandbox started");
     const owned = launcher;
@@ -284,6 +330,7 @@ export class ProcessDriver implements SandboxDriver {
     prepared: PreparedImage,
     network: boolean,
     ports: readonly number[] = [],
+    forwarded = new Map<number, number>(),
   ): Promise<Launcher> {
     const state = await this.#state();
     this.#launched += 1;
@@ -360,19 +407,52 @@ export class ProcessDriver implements SandboxDriver {
     await launcher.ready;
     if (network) {
       try {
+        launcher.onExit(() => {
+          for (const host of forwarded.values()) this.#usedHostPorts.delete(host);
+        });
         const slirp = await startSlirp(
           this.#slirp,
           await childPid,
           join(state, `slirp-${name}.sock`),
-          ports,
         );
         launcher.onExit(() => slirp.kill("SIGKILL"));
+        for (const guest of ports) {
+          forwarded.set(guest, await this.#forward(join(state, `slirp-${name}.sock`), guest));
+        }
       } catch (error) {
         launcher.kill();
         throw error;
       }
     }
     return launcher;
+  }
+
+  /**
+   * Forwards a free host port of {@link ProcessDriverOptions.hostPorts} to `guest`; tries the
+   * range from a random point, skipping ports in use (ours, or bound by anything else on the host:
+   * slirp4netns's bind fails then).
+   */
+  async #forward(apiSocket: string, guest: number): Promise<number> {
+    const { min, max } = this.#hostPorts;
+    const size = max - min + 1;
+    const first = Math.floor(Math.random() * size);
+    let lastError: Error | undefined;
+    for (let i = 0, tries = 0; i < size && tries < 64; i += 1) {
+      const host = min + ((first + i) % size);
+      if (this.#usedHostPorts.has(host)) continue;
+      tries += 1;
+      this.#usedHostPorts.add(host);
+      try {
+        await slirpForward(apiSocket, host, guest);
+        return host;
+      } catch (error) {
+        this.#usedHostPorts.delete(host);
+        lastError = error as Error;
+      }
+    }
+    throw new Error(
+      `process driver: no free host port in ${min}-${max} to forward guest port ${guest} (${lastError?.message ?? "all in use"}); widen hostPorts (SHARDWORKS_HOST_PORTS)`,
+    );
   }
 }
 
@@ -546,15 +626,10 @@ function readInfoPid(stream: Readable): Promise<number> {
 
 /**
  * Starts slirp4netns on the sandbox's network namespace: a user-mode NAT (10.0.2.0/24) with the
- * host's loopback NOT reachable (`--disable-host-loopback`), then forwards each port from the
- * host's 127.0.0.1 to the sandbox over its API socket. Resolves once the network is configured.
+ * host's loopback NOT reachable (`--disable-host-loopback`) and an API socket for port forwards.
+ * Resolves once the network is configured.
  */
-async function startSlirp(
-  binary: string,
-  pid: number,
-  apiSocket: string,
-  ports: readonly number[],
-): Promise<ChildProcess> {
+async function startSlirp(binary: string, pid: number, apiSocket: string): Promise<ChildProcess> {
   const slirp = spawn(
     binary,
     [
@@ -590,7 +665,6 @@ async function startSlirp(
   });
   try {
     await ready;
-    for (const port of ports) await slirpForward(apiSocket, port);
   } catch (error) {
     slirp.kill("SIGKILL");
     throw error;
@@ -598,20 +672,25 @@ async function startSlirp(
   return slirp;
 }
 
-async function slirpForward(apiSocket: string, port: number): Promise<void> {
+async function slirpForward(apiSocket: string, hostPort: number, guestPort: number): Promise<void> {
   const socket = createConnection(apiSocket);
   await once(socket, "connect");
   socket.end(
     JSON.stringify({
       execute: "add_hostfwd",
-      arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: port, guest_port: port },
+      arguments: {
+        proto: "tcp",
+        host_addr: "127.0.0.1",
+        host_port: hostPort,
+        guest_port: guestPort,
+      },
     }),
   );
   let reply = "";
   for await (const chunk of socket) reply += (chunk as Buffer).toString("utf8");
   if (!reply.includes('"return"')) {
     throw new Error(
-      `slirp4netns could not forward port ${port} (${reply.trim() || "no reply"}); is it in use on the host?`,
+      `slirp4netns could not forward host port ${hostPort} (${reply.trim() || "no reply"}); is it in use on the host?`,
     );
   }
 }

@@ -59,7 +59,7 @@ test.serial(
 );
 
 test.serial(
-  "process: ports need network: true and are then reachable on the host loopback",
+  "process: ports need network: true and are then reachable on a host port the driver picks",
   async (t) => {
     const port = await freePort();
     await t.throwsAsync(run(["true"], { ports: [port] }), {
@@ -75,18 +75,75 @@ test.serial(
       "cold",
       "sandboxes with network are not served from the (network-less) warm pool",
     );
-    t.deepEqual(sandbox.endpoints, { [String(port)]: `127.0.0.1:${port}` });
-    let body = "";
-    for (let attempt = 0; attempt < 50 && !body; attempt += 1) {
-      body = await fetch(`http://${sandbox.endpoints[String(port)]}/image-marker`).then(
-        (r) => r.text(),
-        () => "",
-      );
-      if (!body) await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    t.regex(body, /busybox test image/);
+    t.regex(sandbox.endpoints[String(port)] ?? "", /^127\.0\.0\.1:[0-9]+$/);
+    t.regex(
+      await httpGet(sandbox.endpoints[String(port)] ?? "", "/image-marker"),
+      /busybox test image/,
+    );
   },
 );
+
+test.serial(
+  "process: a sandbox cannot choose its host port: not a privileged one, not one the node uses",
+  async (t) => {
+    // A node service on loopback (like etcd or the agent API): the sandbox asks for its port.
+    const nodeService = createServer((_, res) => res.end("node service"));
+    nodeService.listen(0, "127.0.0.1");
+    await once(nodeService, "listening");
+    t.teardown(() => nodeService.close());
+    const nodePort = (nodeService.address() as AddressInfo).port;
+    const own = createProcessDriver({
+      imageStore: { cacheDir: join(root, "cache") },
+      hostPorts: { min: 31_000, max: 31_099 },
+    });
+    t.teardown(() => own.close());
+    const workDir = mkdtempSync(join(root, "ports-"));
+    const sandbox = await own.run({
+      id: "ports",
+      spec: sandboxSpecSchema.parse({
+        image,
+        // Port 80 cannot be listened on inside (uid 1000), but before the fix asking for it took
+        // the host's port 80 (slirp4netns binds as root).
+        command: ["httpd", "-f", "-p", String(nodePort), "-h", "/etc"],
+        ports: [80, nodePort],
+        network: true,
+      }),
+      workDir,
+      logFile: join(workDir, "log"),
+    });
+    t.teardown(() => sandbox.stop());
+    const hostPorts = [80, nodePort].map((guest) => {
+      const endpoint = sandbox.endpoints[String(guest)] ?? "";
+      t.regex(endpoint, /^127\.0\.0\.1:[0-9]+$/, `guest port ${guest} has an endpoint`);
+      return Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
+    });
+    for (const host of hostPorts) {
+      t.true(host >= 31_000 && host <= 31_099, `host port ${host} is in the node's range`);
+    }
+    t.not(hostPorts[0], hostPorts[1]);
+    // The guest's server answers through its forwarded host port …
+    t.regex(await httpGet(`127.0.0.1:${hostPorts[1]}`, "/image-marker"), /busybox test image/);
+    // … and the node's own service still answers on its port, not the sandbox.
+    t.is(await httpGet(`127.0.0.1:${nodePort}`, "/"), "node service");
+    await t.throwsAsync(
+      Promise.resolve().then(() => createProcessDriver({ hostPorts: { min: 80, max: 2000 } })),
+      { message: /within 1024-65535/ },
+    );
+  },
+);
+
+/** GET http://<address><path>, retried for up to 5 s while the sandbox's server starts. */
+async function httpGet(address: string, path: string): Promise<string> {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const body = await fetch(`http://${address}${path}`).then(
+      (r) => r.text(),
+      () => "",
+    );
+    if (body) return body;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return "";
+}
 
 test.serial(
   "process: a command that does not exist exits 127 with a message in the log",
