@@ -3,6 +3,7 @@
  * scheduler, the node agents and the routing controller: each process parses what it reads with
  * these schemas, so a record written by one is understood by all.
  */
+import { createHash } from "node:crypto";
 import { z } from "zod";
 
 /** DNS-1123 label: what a Kubernetes namespace suffix, a node name or a sandbox id may look like. */
@@ -102,6 +103,14 @@ export const sandboxSpecSchema = z.strictObject({
   network: z.boolean().default(false),
   /** The shard this sandbox belongs to, if any (per-shard tokens only reach their own). */
   shard: dnsLabel.optional(),
+  /**
+   * The uid of that shard when the sandbox was created (set by the API, never by the caller): a
+   * later shard of the same name has another uid, so its token cannot reach this sandbox.
+   */
+  shardUid: z
+    .string()
+    .regex(/^[a-f0-9]{32}$/)
+    .optional(),
 });
 export type SandboxSpec = z.infer<typeof sandboxSpecSchema>;
 
@@ -197,6 +206,15 @@ export const MAX_SHARD_TTL_SECONDS = 7 * 86_400;
 /** `shards/<name>`: a registered dev shard. */
 export const shardRecordSchema = z.strictObject({
   name: dnsLabel,
+  /**
+   * Random identity of this shard, fixed at creation: a shard deleted and created again under the
+   * same name is another shard (another uid). Absent in records written before it existed; see
+   * {@link shardUidOf}.
+   */
+  uid: z
+    .string()
+    .regex(/^[a-f0-9]{32}$/)
+    .optional(),
   routingKey: routingKeySchema,
   owner: z.string().min(1).max(253),
   /** Baseline service name → the fork's destination host:port. */
@@ -208,6 +226,19 @@ export const shardRecordSchema = z.strictObject({
   createdAt: z.iso.datetime(),
 });
 export type ShardRecord = z.infer<typeof shardRecordSchema>;
+
+/**
+ * The identity of a shard: its `uid`, or for a record written before uids existed, a digest of
+ * what is fixed at its creation (name, creation time, token hash), so it too changes when the
+ * name is reused.
+ */
+export function shardUidOf(record: ShardRecord): string {
+  if (record.uid !== undefined) return record.uid;
+  return createHash("sha256")
+    .update(`${record.name}\n${record.createdAt}\n${record.tokenHash}`)
+    .digest("hex")
+    .slice(0, 32);
+}
 
 /** A baseline service that shards may fork: what the routing controller routes by default. */
 export const baselineServiceSchema = z.strictObject({

@@ -38,9 +38,11 @@ export const createSandboxBodySchema = sandboxSpecSchema
     image: imageReferenceSchema,
     command: z.array(noNul("a command argument")).min(1).max(256),
     env: z.record(noNul("an environment name"), noNul("an environment value")).default({}),
-    /** Default: `sb-<random>`. */
+    /** Default: `sb-<random>`. A shard token's id is scoped to its shard (see `sandboxId`). */
     id: dnsLabel.optional(),
   })
+  // Set by the API from the caller's token, never by the caller.
+  .omit({ shardUid: true })
   .superRefine((spec, ctx) => {
     const bytes =
       spec.command.reduce((n, arg) => n + Buffer.byteLength(arg) + 1, 0) +
@@ -75,6 +77,9 @@ export const logsQuerySchema = z.strictObject({
     .default("false")
     .transform((v) => v === "true" || v === "1"),
 });
+
+/** Query of `GET /v1/nodes`: none (unknown parameters are refused, not ignored). */
+export const nodesQuerySchema = z.strictObject({});
 
 /** Query of `GET /v1/sandboxes`. */
 export const listQuerySchema = z.strictObject({
