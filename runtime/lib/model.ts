@@ -4,6 +4,7 @@
  * these schemas, so a record written by one is understood by all.
  */
 import { createHash } from "node:crypto";
+import { isIPv4 } from "node:net";
 import { z } from "zod";
 
 /** DNS-1123 label: what a Kubernetes namespace suffix, a node name or a sandbox id may look like. */
@@ -189,6 +190,29 @@ export const routingKeySchema = z
     message: "must be lowercase letters, digits and '-' (it travels in headers and baggage)",
   });
 
+/**
+ * Why the host of a destination is not one a resolver or URL parser reads as written, or
+ * undefined. A name whose last label is numeric is read as an IPv4 address (`a.1`, `999.1.1.1`,
+ * `1.2.3.4.5` are no host at all), and `2852039166` or `0xa9.0xfe.0xa9.0xfe` are 169.254.169.254:
+ * only a dotted-quad IPv4 or a DNS name is a destination.
+ */
+function destinationHostProblem(host: string): string | undefined {
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${host}`).hostname;
+  } catch {
+    return `"${host}" is neither a DNS name nor an IPv4 address a.b.c.d (each 0-255); e.g. api.shard-alice.svc or 10.0.0.7`;
+  }
+  if (isIPv4(hostname) && hostname !== host.toLowerCase()) {
+    return `"${host}" is an IPv4 address in a non-canonical form; write it as ${hostname}`;
+  }
+  const labels = host.replace(/\.$/, "").split(".");
+  if (!labels.every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l))) {
+    return `"${host}" is not a DNS name: dot-separated labels of 1-63 letters, digits and '-', not starting or ending with '-'`;
+  }
+  return undefined;
+}
+
 /** host:port of a fork's backend. */
 export const destinationSchema = z
   .string()
@@ -198,7 +222,11 @@ export const destinationSchema = z
   .refine((d) => {
     const port = Number(d.slice(d.lastIndexOf(":") + 1));
     return port >= 1 && port <= 65535;
-  }, "port must be 1-65535");
+  }, "port must be 1-65535")
+  .superRefine((d, ctx) => {
+    const problem = destinationHostProblem(d.slice(0, d.lastIndexOf(":")));
+    if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+  });
 
 /** Longest TTL a shard may have: 7 days (the platform policy; every layer enforces this one value). */
 export const MAX_SHARD_TTL_SECONDS = 7 * 86_400;
