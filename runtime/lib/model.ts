@@ -17,6 +17,18 @@ export const dnsLabel = z
       "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
   });
 
+/**
+ * Whether `value` holds a C0 control character or DEL (NUL, CR, LF, TAB, ESC, …): never part of a
+ * name, a reference or an owner, and the stuff of header and log injection.
+ */
+export function hasControlCharacter(value: string): boolean {
+  for (let i = 0; i < value.length; i += 1) {
+    const code = value.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
+
 /** The VM/sandbox drivers a node agent can run. */
 export const Driver = { Firecracker: "firecracker", Qemu: "qemu", Process: "process" } as const;
 /** One of the driver names in {@link Driver}. */

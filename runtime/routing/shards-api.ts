@@ -14,6 +14,7 @@ import {
   MAX_SHARD_TTL_SECONDS,
   destinationSchema,
   dnsLabel,
+  hasControlCharacter,
   routingKeySchema,
   type ShardRecord,
 } from "../lib/model";
@@ -47,7 +48,7 @@ export const shardBodySchema = z.strictObject({
     .string()
     .min(1)
     .max(253)
-    .regex(/^[^\u0000-\u001f\u007f]+$/, {
+    .refine((owner) => !hasControlCharacter(owner), {
       message:
         "must not contain control characters (NUL, CR, LF, …): it is shown in logs and headers",
     }),

@@ -5,7 +5,13 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { badRequest } from "../lib/errors";
-import { dnsLabel, nodeName, sandboxPhaseSchema, sandboxSpecSchema } from "../lib/model";
+import {
+  dnsLabel,
+  hasControlCharacter,
+  nodeName,
+  sandboxPhaseSchema,
+  sandboxSpecSchema,
+} from "../lib/model";
 import { parseImageReference } from "../node-agent/images/reference";
 
 /**
@@ -17,7 +23,7 @@ export const imageReferenceSchema = z
   .min(1)
   .max(512)
   .superRefine((image, ctx) => {
-    if (/[\u0000-\u001f\u007f]/.test(image)) {
+    if (hasControlCharacter(image)) {
       ctx.addIssue({
         code: "custom",
         message:
