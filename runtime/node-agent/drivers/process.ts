@@ -12,9 +12,11 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import {
   accessSync,
+  closeSync,
   constants as fsConstants,
   createWriteStream,
   existsSync,
+  openSync,
   readFileSync,
 } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
@@ -58,6 +60,20 @@ export interface ProcessDriverOptions {
    * range (32768-60999) so outgoing connections and `port: 0` listeners never land in it.
    */
   readonly hostPorts?: HostPortRange;
+  /**
+   * Load the seccomp filter of `seccomp-filter.py` into every sandbox (default true). It is
+   * compiled by libseccomp's Python bindings (Debian `python3-seccomp`) run with `python`.
+   * Without them the driver is not usable unless this is false (then probe() says so).
+   */
+  readonly seccomp?: boolean;
+  /** The Python that has libseccomp's bindings. Default: `/usr/bin/python3` (Debian's). */
+  readonly python?: string;
+  /**
+   * The memory limit warm launchers are made for (their tmpfs sizes and /proc/meminfo are fixed
+   * when they start): a sandbox asking for another limit starts cold. Default 128, the spec's
+   * default `resources.memoryMiB`.
+   */
+  readonly warmMemoryMiB?: number;
 }
 
 /** An inclusive range of host ports; both ends at least 1024 (never a privileged port). */
@@ -121,6 +137,9 @@ export class ProcessDriver implements SandboxDriver {
   readonly #hostPorts: HostPortRange;
   /** Host ports forwarded to a live sandbox now (slirp4netns refuses a taken one anyway). */
   readonly #usedHostPorts = new Set<number>();
+  readonly #seccomp: boolean;
+  readonly #python: string;
+  readonly #warmMemoryMiB: number;
   #stateDir: Promise<string> | undefined;
   #closed = false;
   #launched = 0;
@@ -134,6 +153,9 @@ export class ProcessDriver implements SandboxDriver {
     this.#maxPids = options.maxPids ?? 256;
     this.#pidsRoot = options.pidsCgroupRoot ?? defaultPidsRoot();
     this.#hostPorts = checkHostPorts(options.hostPorts ?? defaultHostPorts());
+    this.#seccomp = options.seccomp ?? true;
+    this.#python = options.python ?? "/usr/bin/python3";
+    this.#warmMemoryMiB = options.warmMemoryMiB ?? 128;
   }
 
   async probe(): Promise<ProbeResult> {
@@ -171,6 +193,13 @@ export class ProcessDriver implements SandboxDriver {
         : `bubblewrap cannot create namespaces here (${stderr || `exit ${bwrap.status}`})`;
       return { usable: false, reason };
     }
+    if (this.#seccomp) {
+      try {
+        compileSeccompFilter(this.#python);
+      } catch (error) {
+        return { usable: false, reason: (error as Error).message };
+      }
+    }
     return {
       usable: true,
       capabilities: {
@@ -183,7 +212,11 @@ export class ProcessDriver implements SandboxDriver {
           "process driver: Linux namespaces only (bubblewrap), NOT hardware-isolated; the sandbox shares the host kernel",
           "memory limit enforced as an address-space limit (RLIMIT_AS = resources.memoryMiB); CPU is not limited",
           `network: none unless spec.network; with it, the sandbox gets its own network namespace with user-mode networking (slirp4netns --disable-host-loopback): it cannot reach the host's loopback (etcd, agent API); each of spec.ports is forwarded from a host loopback port the driver picks in ${this.#hostPorts.min}-${this.#hostPorts.max} (listen on 0.0.0.0 inside; status.endpoints says where)`,
-          `runs as uid ${sandboxUid} in its own user namespace, all capabilities dropped`,
+          `runs as uid ${sandboxUid} in its own user namespace, all capabilities dropped, no nested user namespaces (bwrap --disable-userns)`,
+          this.#seccomp
+            ? "seccomp filter: keyrings, bpf, perf, io_uring, ptrace, mount/unshare/setns, modules, kexec, clocks and other host-wide syscalls fail with EPERM"
+            : "NO seccomp filter (seccomp: false)",
+          "/tmp and /work are tmpfs of half the memory limit each; /proc/meminfo shows the memory limit, /proc/loadavg zeros (other /proc files still show host figures)",
           this.#pidsRoot
             ? `at most ${this.#maxPids} processes per sandbox (pids cgroup)`
             : "process count NOT limited (no writable pids cgroup on this host)",
@@ -218,10 +251,17 @@ export class ProcessDriver implements SandboxDriver {
     }
     const prepared = await this.#prepare(spec.image);
     const script = `exec 3<&-\n${launchScript(spec, prepared.config, { beforeExec: ["printf s >&4", "exec 4>&-"] })}`;
-    let launcher = spec.network ? undefined : this.#takeWarm(spec.image);
+    // Warm launchers have the network, tmpfs sizes and /proc/meminfo of the default sandbox.
+    const warmable = !spec.network && spec.resources.memoryMiB === this.#warmMemoryMiB;
+    let launcher = warmable ? this.#takeWarm(spec.image) : undefined;
     const start = launcher ? "warm" : "cold";
     const forwarded = new Map<number, number>();
-    launcher ??= await this.#launch(prepared, spec.network, spec.ports, forwarded);
+    launcher ??= await this.#launch(prepared, {
+      network: spec.network,
+      ports: spec.ports,
+      forwarded,
+      memoryMiB: spec.resources.memoryMiB,
+    });
     const exit = launcher.attach(request.logFile);
     await launcher.start(script);
     if (start === "warm") {
@@ -295,7 +335,9 @@ export class ProcessDriver implements SandboxDriver {
     if (missing <= 0) return;
     pool.filling += missing;
     const launching = Promise.allSettled(
-      Array.from({ length: missing }, () => this.#launch(prepared, false)),
+      Array.from({ length: missing }, () =>
+        this.#launch(prepared, { network: false, memoryMiB: this.#warmMemoryMiB }),
+      ),
     );
     this.#filling.add(launching);
     const launched = await launching;
@@ -317,6 +359,11 @@ export class ProcessDriver implements SandboxDriver {
       const dir = await mkdtemp(join(tmpdir(), "shardworks-process-"));
       await mkdir(join(dir, "launcher"));
       await copyFile(this.#busybox, join(dir, "launcher", "busybox"));
+      if (this.#seccomp)
+        await writeFile(join(dir, "seccomp.bpf"), compileSeccompFilter(this.#python));
+      // What the sandbox reads as the system's load: nothing (the host's would tell it what
+      // else runs on the node).
+      await writeFile(join(dir, "loadavg"), "0.00 0.00 0.00 1/1 1\n");
       return dir;
     })();
     return this.#stateDir;
@@ -326,15 +373,18 @@ export class ProcessDriver implements SandboxDriver {
    * Starts bwrap with the launcher waiting for its script; resolves once it is ready (and, with
    * network, once its user-mode network is up and its ports are forwarded).
    */
-  async #launch(
-    prepared: PreparedImage,
-    network: boolean,
-    ports: readonly number[] = [],
-    forwarded = new Map<number, number>(),
-  ): Promise<Launcher> {
+  async #launch(prepared: PreparedImage, how: LaunchOptions): Promise<Launcher> {
+    const { network, memoryMiB } = how;
+    const ports = how.ports ?? [];
+    const forwarded = how.forwarded ?? new Map<number, number>();
     const state = await this.#state();
     this.#launched += 1;
     const name = `${process.pid}-${this.#launched}`;
+    const meminfo = join(state, `meminfo-${memoryMiB}`);
+    if (!existsSync(meminfo)) await writeFile(meminfo, meminfoFor(memoryMiB));
+    // Each tmpfs gets half the memory limit: writing files there spends kernel memory that the
+    // address-space limit does not count, so both together stay within the limit.
+    const tmpfsBytes = String(Math.max(1, Math.floor(memoryMiB / 2)) * 1024 * 1024);
     const cgroup = this.#pidsRoot
       ? await pidsCgroup(this.#pidsRoot, name, this.#maxPids)
       : undefined;
@@ -353,6 +403,9 @@ export class ProcessDriver implements SandboxDriver {
       "--new-session",
       "--cap-drop",
       "ALL",
+      // No user namespace inside this one (the kernel's userns code is a frequent escape path).
+      "--disable-userns",
+      ...(this.#seccomp ? ["--seccomp", "6"] : []),
       "--clearenv",
       "--hostname",
       "sandbox",
@@ -364,10 +417,21 @@ export class ProcessDriver implements SandboxDriver {
       launcherDir,
       "--proc",
       "/proc",
+      // The sandbox's own figures, not the host's: its memory limit, no load.
+      "--ro-bind",
+      meminfo,
+      "/proc/meminfo",
+      "--ro-bind",
+      join(state, "loadavg"),
+      "/proc/loadavg",
       "--dev",
       "/dev",
+      "--size",
+      tmpfsBytes,
       "--tmpfs",
       "/tmp",
+      "--size",
+      tmpfsBytes,
       "--tmpfs",
       "/work",
       `${launcherDir}/busybox`,
@@ -375,7 +439,18 @@ export class ProcessDriver implements SandboxDriver {
       "-c",
       `printf r >&4; IFS= read -r -d "" script <&3; eval "$script"`,
     ];
-    const stdio: ("ignore" | "pipe")[] = ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe"];
+    // fd 6: the seccomp program, opened per launch (bwrap reads it to the end; a shared
+    // descriptor would share the read offset).
+    const filter = this.#seccomp ? openSync(join(state, "seccomp.bpf"), "r") : undefined;
+    const stdio: ("ignore" | "pipe" | number)[] = [
+      "ignore",
+      "pipe",
+      "pipe",
+      "pipe",
+      "pipe",
+      "pipe",
+    ];
+    if (filter !== undefined) stdio.push(filter);
     // The wrapper shell joins the pids cgroup before exec'ing bwrap, so every process of the
     // sandbox is counted from its first fork (no window for a fork bomb to escape the cap).
     const child = cgroup
@@ -392,6 +467,7 @@ export class ProcessDriver implements SandboxDriver {
           { stdio },
         )
       : spawn(this.#bwrap, args, { stdio });
+    if (filter !== undefined) closeSync(filter);
     const launcher = new Launcher(child);
     this.#live.add(launcher);
     const cleanup = launcher.exited.then(async () => {
@@ -454,6 +530,49 @@ export class ProcessDriver implements SandboxDriver {
       `process driver: no free host port in ${min}-${max} to forward guest port ${guest} (${lastError?.message ?? "all in use"}); widen hostPorts (SHARDWORKS_HOST_PORTS)`,
     );
   }
+}
+
+/** How {@link ProcessDriver} starts one launcher. */
+interface LaunchOptions {
+  readonly network: boolean;
+  /** The sandbox's memory limit: sizes its tmpfs mounts and its /proc/meminfo. */
+  readonly memoryMiB: number;
+  readonly ports?: readonly number[];
+  /** Filled with guest port → host port as ports are forwarded. */
+  readonly forwarded?: Map<number, number>;
+}
+
+/** A /proc/meminfo whose totals are the sandbox's memory limit (what `free` and runtimes read). */
+function meminfoFor(memoryMiB: number): string {
+  const kb = memoryMiB * 1024;
+  const line = (name: string, value: number): string =>
+    `${`${name}:`.padEnd(16)}${String(value).padStart(8)} kB`;
+  return `${[
+    line("MemTotal", kb),
+    line("MemFree", kb),
+    line("MemAvailable", kb),
+    line("Buffers", 0),
+    line("Cached", 0),
+    line("SwapCached", 0),
+    line("SwapTotal", 0),
+    line("SwapFree", 0),
+  ].join("\n")}\n`;
+}
+
+/**
+ * The seccomp filter as the BPF program bwrap loads, compiled by libseccomp (see
+ * `seccomp-filter.py`: libseccomp has no maintained Node binding, its own Python one is in Debian).
+ */
+export function compileSeccompFilter(python = "/usr/bin/python3"): Buffer {
+  const script = join(__dirname, "seccomp-filter.py");
+  const result = spawnSync(python, [script], { timeout: 20_000, maxBuffer: 1024 * 1024 });
+  if (result.error || result.status !== 0 || result.stdout.length === 0) {
+    const why = result.error?.message ?? result.stderr.toString().trim().split("\n").pop() ?? "";
+    throw new Error(
+      `cannot compile the seccomp filter with ${python} (${why || `exit ${result.status}`}); install Debian's python3-seccomp, or set seccomp: false to run sandboxes without it`,
+    );
+  }
+  return result.stdout;
 }
 
 /**

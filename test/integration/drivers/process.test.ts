@@ -265,3 +265,63 @@ test.serial("process: a fork bomb is contained by the sandbox's process cap", as
   t.is(exit.kind, "exited");
   t.notThrows(() => execFileSync("/bin/true"), "the host can still fork");
 });
+
+test.serial(
+  "process: tmpfs writes stay within the memory limit (each of /tmp and /work gets half)",
+  async (t) => {
+    const { sandbox, logFile } = await run(
+      [
+        "sh",
+        "-c",
+        "df -k /tmp /work | tail -2; dd if=/dev/zero of=/tmp/big bs=1M count=400 2>&1; du -k /tmp/big",
+      ],
+      { resources: { cpuMillis: 100, memoryMiB: 64 } },
+    );
+    await sandbox.exit;
+    const log = readFileSync(logFile, "utf8");
+    t.regex(log, /tmpfs\s+32768\s.*\/tmp/, "/tmp is 32 MiB under a 64 MiB limit");
+    t.regex(log, /tmpfs\s+32768\s.*\/work/, "/work too");
+    t.regex(log, /No space left on device/);
+    const written = Number(/^([0-9]+)\s+\/tmp\/big/m.exec(log)?.[1] ?? "Infinity");
+    t.true(written <= 32 * 1024, `at most 32 MiB landed in /tmp (${written} KiB)`);
+  },
+);
+
+test.serial(
+  "process: a seccomp filter is loaded, nested user namespaces are refused, host memory and load are hidden",
+  async (t) => {
+    const { sandbox, logFile } = await run(
+      [
+        "sh",
+        "-c",
+        [
+          "grep -E '^Seccomp(_filters)?:' /proc/self/status",
+          "unshare -U true 2>&1; echo userns=$?",
+          "unshare -r true 2>&1; echo rootmap=$?",
+          "head -1 /proc/meminfo",
+          "cat /proc/loadavg",
+        ].join("; "),
+      ],
+      { resources: { cpuMillis: 100, memoryMiB: 96 } },
+    );
+    await sandbox.exit;
+    const log = readFileSync(logFile, "utf8");
+    t.regex(log, /^Seccomp:\s+2$/m, "seccomp in filter mode");
+    t.regex(log, /^Seccomp_filters:\s+[1-9]/m);
+    t.regex(log, /userns=[1-9]/, "no new user namespace");
+    t.regex(log, /rootmap=[1-9]/);
+    t.regex(log, /^MemTotal:\s+98304 kB$/m, "MemTotal is the sandbox's 96 MiB, not the host's");
+    t.regex(log, /^0\.00 0\.00 0\.00 /m, "no host load figures");
+  },
+);
+
+test.serial(
+  "process: without python3-seccomp the driver is not usable (fails closed)",
+  async (t) => {
+    const own = createProcessDriver({ python: "/nonexistent/python3" });
+    t.teardown(() => own.close());
+    const probe = await own.probe();
+    t.false(probe.usable);
+    t.regex(probe.usable ? "" : probe.reason, /install Debian's python3-seccomp/);
+  },
+);
