@@ -63,10 +63,16 @@ function principalOf(c: { get(key: "principal"): Principal }): Principal {
   return c.get("principal");
 }
 
-/** Whether the principal may see this sandbox: the platform, or the shard (same name and uid). */
+/**
+ * Whether the principal may see this sandbox: the platform, or the shard of the same name and uid.
+ * A sandbox written before uids existed (no `shardUid`) is the shard's only if it was created
+ * after the shard: one left over from an earlier shard of the same name is older than this one.
+ */
 export function canReachSandbox(principal: Principal, record: SandboxRecord): boolean {
   if (principal.kind === "platform") return true;
-  return record.spec.shard === principal.shard && record.spec.shardUid === principal.uid;
+  if (record.spec.shard !== principal.shard) return false;
+  if (record.spec.shardUid !== undefined) return record.spec.shardUid === principal.uid;
+  return Date.parse(record.createdAt) >= Date.parse(principal.createdAt);
 }
 
 /** The one answer for "no such sandbox" and "not yours": the two must not be told apart. */
@@ -141,7 +147,12 @@ export function authMiddleware(store: Store, platformToken: string): MiddlewareH
           `shard ${shard} expired at ${stored.expiresAt}; its token no longer works (the platform token can create it again)`,
         );
       }
-      c.set("principal", { kind: "shard", shard, uid: shardUidOf(stored) });
+      c.set("principal", {
+        kind: "shard",
+        shard,
+        uid: shardUidOf(stored),
+        createdAt: stored.createdAt,
+      });
       return next();
     }
     throw new HttpError(

@@ -37,7 +37,12 @@ export async function startShardApi(
     const shard = shardOfToken(token);
     const stored = shard ? await store.get(shard) : undefined;
     if (shard && stored && digestsEqual(hashToken(token), stored.record.tokenHash)) {
-      c.set("principal", { kind: "shard", shard, uid: shardUidOf(stored.record) });
+      c.set("principal", {
+        kind: "shard",
+        shard,
+        uid: shardUidOf(stored.record),
+        createdAt: stored.record.createdAt,
+      });
       return next();
     }
     throw new HttpError(401, "unauthorized", "send 'Authorization: Bearer <token>'");

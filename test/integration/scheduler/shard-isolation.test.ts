@@ -251,3 +251,40 @@ test("no existence oracle: another shard's ids answer like unknown ones, and cho
   t.is(wrong.status, 401);
   t.deepEqual(wrong.body, nobody.body);
 });
+
+test("a sandbox written before shard uids existed belongs to a shard of its name only if it is not older than the shard", async (t) => {
+  const { call, shard, etcd } = await setup(t);
+  const token = await shard("legacy");
+  const created = JSON.parse(
+    (await etcd.client.get(keys.shard("legacy")).string()) ?? "{}",
+  ) as ShardRecord;
+  const legacy = (id: string, createdAt: string) =>
+    etcd.client.put(keys.sandbox(id)).value(
+      JSON.stringify({
+        id,
+        spec: {
+          ...JSON.parse(sandbox("registry.example.com/x:1")),
+          env: {},
+          resources: { cpuMillis: 250, memoryMiB: 128 },
+          nodeSelector: {},
+          tolerations: [],
+          ports: [],
+          network: false,
+          shard: "legacy",
+        },
+        status: { phase: "pending", endpoints: {}, updatedAt: createdAt },
+        createdAt,
+      }),
+    );
+  await legacy(
+    "from-an-earlier-shard",
+    new Date(Date.parse(created.createdAt) - 60_000).toISOString(),
+  );
+  await legacy("from-this-shard", new Date(Date.parse(created.createdAt) + 1_000).toISOString());
+  t.is((await call("/v1/sandboxes/from-an-earlier-shard", { token })).status, 404);
+  t.is((await call("/v1/sandboxes/from-this-shard", { token })).status, 200);
+  const ids = ((await call("/v1/sandboxes", { token })).body.items as { id: string }[]).map(
+    (s) => s.id,
+  );
+  t.deepEqual(ids, ["from-this-shard"]);
+});
