@@ -5,9 +5,20 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 
-/** Who a request acts for. */
+/**
+ * Who a request acts for. A shard principal carries its shard's uid (`ShardRecord.uid`) and
+ * creation time: what it may reach is bound to that identity, not only to the name, which a later
+ * shard can reuse.
+ */
 export type Principal =
-  { readonly kind: "platform" } | { readonly kind: "shard"; readonly shard: string };
+  | { readonly kind: "platform" }
+  | {
+      readonly kind: "shard";
+      readonly shard: string;
+      readonly uid: string;
+      /** `ShardRecord.createdAt`: sandboxes from before uids existed count as its if not older. */
+      readonly createdAt: string;
+    };
 
 /** sha256 hex of a token. */
 export function hashToken(token: string): string {

@@ -3,6 +3,8 @@
  * scheduler, the node agents and the routing controller: each process parses what it reads with
  * these schemas, so a record written by one is understood by all.
  */
+import { createHash } from "node:crypto";
+import { isIPv4 } from "node:net";
 import { z } from "zod";
 
 /** DNS-1123 label: what a Kubernetes namespace suffix, a node name or a sandbox id may look like. */
@@ -14,6 +16,18 @@ export const dnsLabel = z
     message:
       "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
   });
+
+/**
+ * Whether `value` holds a C0 control character or DEL (NUL, CR, LF, TAB, ESC, …): never part of a
+ * name, a reference or an owner, and the stuff of header and log injection.
+ */
+export function hasControlCharacter(value: string): boolean {
+  for (let i = 0; i < value.length; i += 1) {
+    const code = value.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
 
 /** The VM/sandbox drivers a node agent can run. */
 export const Driver = { Firecracker: "firecracker", Qemu: "qemu", Process: "process" } as const;
@@ -102,6 +116,14 @@ export const sandboxSpecSchema = z.strictObject({
   network: z.boolean().default(false),
   /** The shard this sandbox belongs to, if any (per-shard tokens only reach their own). */
   shard: dnsLabel.optional(),
+  /**
+   * The uid of that shard when the sandbox was created (set by the API, never by the caller): a
+   * later shard of the same name has another uid, so its token cannot reach this sandbox.
+   */
+  shardUid: z
+    .string()
+    .regex(/^[a-f0-9]{32}$/)
+    .optional(),
 });
 export type SandboxSpec = z.infer<typeof sandboxSpecSchema>;
 
@@ -180,6 +202,29 @@ export const routingKeySchema = z
     message: "must be lowercase letters, digits and '-' (it travels in headers and baggage)",
   });
 
+/**
+ * Why the host of a destination is not one a resolver or URL parser reads as written, or
+ * undefined. A name whose last label is numeric is read as an IPv4 address (`a.1`, `999.1.1.1`,
+ * `1.2.3.4.5` are no host at all), and `2852039166` or `0xa9.0xfe.0xa9.0xfe` are 169.254.169.254:
+ * only a dotted-quad IPv4 or a DNS name is a destination.
+ */
+function destinationHostProblem(host: string): string | undefined {
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${host}`).hostname;
+  } catch {
+    return `"${host}" is neither a DNS name nor an IPv4 address a.b.c.d (each 0-255); e.g. api.shard-alice.svc or 10.0.0.7`;
+  }
+  if (isIPv4(hostname) && hostname !== host.toLowerCase()) {
+    return `"${host}" is an IPv4 address in a non-canonical form; write it as ${hostname}`;
+  }
+  const labels = host.replace(/\.$/, "").split(".");
+  if (!labels.every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l))) {
+    return `"${host}" is not a DNS name: dot-separated labels of 1-63 letters, digits and '-', not starting or ending with '-'`;
+  }
+  return undefined;
+}
+
 /** host:port of a fork's backend. */
 export const destinationSchema = z
   .string()
@@ -189,7 +234,11 @@ export const destinationSchema = z
   .refine((d) => {
     const port = Number(d.slice(d.lastIndexOf(":") + 1));
     return port >= 1 && port <= 65535;
-  }, "port must be 1-65535");
+  }, "port must be 1-65535")
+  .superRefine((d, ctx) => {
+    const problem = destinationHostProblem(d.slice(0, d.lastIndexOf(":")));
+    if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+  });
 
 /** Longest TTL a shard may have: 7 days (the platform policy; every layer enforces this one value). */
 export const MAX_SHARD_TTL_SECONDS = 7 * 86_400;
@@ -197,6 +246,15 @@ export const MAX_SHARD_TTL_SECONDS = 7 * 86_400;
 /** `shards/<name>`: a registered dev shard. */
 export const shardRecordSchema = z.strictObject({
   name: dnsLabel,
+  /**
+   * Random identity of this shard, fixed at creation: a shard deleted and created again under the
+   * same name is another shard (another uid). Absent in records written before it existed; see
+   * {@link shardUidOf}.
+   */
+  uid: z
+    .string()
+    .regex(/^[a-f0-9]{32}$/)
+    .optional(),
   routingKey: routingKeySchema,
   owner: z.string().min(1).max(253),
   /** Baseline service name → the fork's destination host:port. */
@@ -208,6 +266,19 @@ export const shardRecordSchema = z.strictObject({
   createdAt: z.iso.datetime(),
 });
 export type ShardRecord = z.infer<typeof shardRecordSchema>;
+
+/**
+ * The identity of a shard: its `uid`, or for a record written before uids existed, a digest of
+ * what is fixed at its creation (name, creation time, token hash), so it too changes when the
+ * name is reused.
+ */
+export function shardUidOf(record: ShardRecord): string {
+  if (record.uid !== undefined) return record.uid;
+  return createHash("sha256")
+    .update(`${record.name}\n${record.createdAt}\n${record.tokenHash}`)
+    .digest("hex")
+    .slice(0, 32);
+}
 
 /** A baseline service that shards may fork: what the routing controller routes by default. */
 export const baselineServiceSchema = z.strictObject({

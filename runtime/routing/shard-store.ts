@@ -4,11 +4,13 @@
  * by compare-and-swap, so two shards can never hold the same routing key and a concurrent update is
  * refused rather than lost. Only the sha256 of a shard's token is stored.
  */
+import { randomBytes } from "node:crypto";
 import type { Etcd3 } from "etcd3";
 import { hashToken, newShardToken } from "../lib/auth";
 import { HttpError } from "../lib/errors";
 import { keys } from "../lib/keys";
-import { shardRecordSchema, type ShardRecord } from "../lib/model";
+import { shardRecordSchema, shardUidOf, type ShardRecord } from "../lib/model";
+import { Store } from "../lib/store";
 
 /** What a caller may set on a shard (the rest is derived). */
 export interface ShardInput {
@@ -63,6 +65,7 @@ export class ShardStore {
     const token = newShardToken(name);
     const record = shardRecordSchema.parse({
       name,
+      uid: randomBytes(16).toString("hex"),
       routingKey: input.routingKey,
       owner: input.owner,
       forks: input.forks,
@@ -127,9 +130,12 @@ export class ShardStore {
   }
 
   /**
-   * Delete a shard and release its routing key. With `expectedModRevision`, only if the shard was
+   * Delete a shard and release its routing key, then delete its sandboxes (those created under
+   * this shard's uid, or before uids existed). With `expectedModRevision`, only if the shard was
    * not changed since (the reaper uses this so a renewed shard survives). Returns whether it was
-   * deleted.
+   * deleted. The sandboxes go after the shard, one by one: should that stop half way, what is left
+   * is unreachable by any later shard of the name (another uid) and the next delete or the
+   * platform removes it.
    */
   async delete(name: string, expectedModRevision?: string): Promise<boolean> {
     const current = await this.get(name);
@@ -144,7 +150,20 @@ export class ShardStore {
         this.#etcd.delete().key(keys.routingKey(current.record.routingKey)),
       )
       .commit();
+    if (result.succeeded) await this.#deleteSandboxesOf(current.record);
     return result.succeeded;
+  }
+
+  async #deleteSandboxesOf(shard: ShardRecord): Promise<void> {
+    const sandboxes = new Store(this.#etcd);
+    const uid = shardUidOf(shard);
+    const { items } = await sandboxes.listSandboxes();
+    for (const { value } of items) {
+      const { shard: name, shardUid } = value.spec;
+      if (name === shard.name && (shardUid === undefined || shardUid === uid)) {
+        await sandboxes.deleteSandbox(value.id);
+      }
+    }
   }
 
   async #routingKeyTaken(routingKey: string): Promise<HttpError> {

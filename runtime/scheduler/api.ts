@@ -3,7 +3,7 @@
  * middleware that sets the {@link Principal}, the sandboxes and nodes sub-apps, and one central
  * error handler. Other sub-apps (e.g. `/v1/shards`) are mounted through `mounts`.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
@@ -14,10 +14,15 @@ import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
 import {
   type SandboxRecord,
+  type SandboxSpec,
+  type ShardRecord,
   SandboxPhase,
   shardRecordSchema,
+  shardUidOf,
   sandboxRecordSchema,
 } from "../lib/model";
+import { hostOf, nonPublicHostReason } from "../lib/addresses";
+import { parseImageReference } from "../node-agent/images/reference";
 import { decode, TERMINAL_PHASES, type Store, type Versioned } from "../lib/store";
 import { metrics, registry } from "./metrics";
 import {
@@ -26,6 +31,7 @@ import {
   listQuerySchema,
   logsQuerySchema,
   migrateBodySchema,
+  nodesQuerySchema,
   parseJsonBody,
   parseName,
   parseQuery,
@@ -44,6 +50,12 @@ export interface ApiOptions {
   mounts?: readonly { path: string; app: Hono<ApiEnv> }[];
   /** The runtime version this process runs, reported by `/healthz` (the rollout checks it). */
   version?: string;
+  /**
+   * Registries (`host[:port]`, exactly as in image references) shard tokens may pull from. Unset:
+   * any registry on a public host. Set: only these (they may be private, e.g. an in-cluster
+   * registry); the platform token may name any registry either way.
+   */
+  shardRegistries?: readonly string[];
 }
 
 /** The authenticated caller; the auth middleware always sets it. */
@@ -51,19 +63,57 @@ function principalOf(c: { get(key: "principal"): Principal }): Principal {
   return c.get("principal");
 }
 
-/** 403 unless the principal may touch this sandbox. */
-export function assertSandboxAccess(principal: Principal, record: SandboxRecord): void {
-  if (principal.kind === "platform") return;
-  if (record.spec.shard !== principal.shard) {
-    throw new HttpError(
-      403,
-      "forbidden",
-      `the token of shard ${principal.shard} may only reach sandboxes of that shard; use the platform token or that sandbox's shard token`,
-    );
-  }
+/**
+ * Whether the principal may see this sandbox: the platform, or the shard of the same name and uid.
+ * A sandbox written before uids existed (no `shardUid`) is the shard's only if it was created
+ * after the shard: one left over from an earlier shard of the same name is older than this one.
+ */
+export function canReachSandbox(principal: Principal, record: SandboxRecord): boolean {
+  if (principal.kind === "platform") return true;
+  if (record.spec.shard !== principal.shard) return false;
+  if (record.spec.shardUid !== undefined) return record.spec.shardUid === principal.uid;
+  return Date.parse(record.createdAt) >= Date.parse(principal.createdAt);
 }
 
-/** Bearer-token auth: platform token, or `<shard>.<secret>` checked against `shards/<shard>`. */
+/** The one answer for "no such sandbox" and "not yours": the two must not be told apart. */
+function sandboxNotFound(id: string): HttpError {
+  return new HttpError(
+    404,
+    "not_found",
+    `sandbox ${id} does not exist (list them with GET /v1/sandboxes)`,
+  );
+}
+
+/**
+ * 404 unless the principal may touch this sandbox: another shard's sandbox is answered exactly
+ * like a missing one, so a shard token cannot learn which ids exist.
+ */
+export function assertSandboxAccess(principal: Principal, record: SandboxRecord): void {
+  if (!canReachSandbox(principal, record)) throw sandboxNotFound(record.id);
+}
+
+/**
+ * Stands in for an unknown shard's record, so that authenticating an unknown shard name costs
+ * the same work (one etcd read, one JSON parse and schema check, one constant-time comparison)
+ * as a known one with a wrong secret: response time does not tell which shard names exist.
+ */
+const absentShard = JSON.stringify({
+  name: "absent",
+  uid: "0".repeat(32),
+  routingKey: "absent",
+  owner: "absent",
+  forks: {},
+  ttlSeconds: 1,
+  expiresAt: new Date(0).toISOString(),
+  tokenHash: "0".repeat(64),
+  createdAt: new Date(0).toISOString(),
+} satisfies ShardRecord);
+
+/**
+ * Bearer-token auth: platform token, or `<shard>.<secret>` checked against `shards/<shard>`; a
+ * shard whose `expiresAt` has passed is refused at once (the routing controller's reaper deletes
+ * its record later).
+ */
 export function authMiddleware(store: Store, platformToken: string): MiddlewareHandler<ApiEnv> {
   const platformHash = hashToken(platformToken);
   return async (c, next) => {
@@ -82,14 +132,28 @@ export function authMiddleware(store: Store, platformToken: string): MiddlewareH
       c.set("principal", { kind: "platform" });
       return next();
     }
-    const shard = shardOfToken(token);
-    if (shard !== undefined && /^[a-z0-9-]{1,63}$/.test(shard)) {
-      const response = await store.client.get(keys.shard(shard)).exec();
-      const kv = response.kvs[0];
-      if (kv && digestsEqual(digest, decode(shardRecordSchema, kv).tokenHash)) {
-        c.set("principal", { kind: "shard", shard });
-        return next();
+    const claimed = shardOfToken(token);
+    const shard = claimed !== undefined && /^[a-z0-9-]{1,63}$/.test(claimed) ? claimed : undefined;
+    // Always one read, even for a name that cannot be a shard (the key cannot exist).
+    const response = await store.client.get(keys.shard(shard ?? "-")).exec();
+    const kv = response.kvs[0];
+    const stored = shardRecordSchema.parse(JSON.parse(kv ? kv.value.toString() : absentShard));
+    const matches = digestsEqual(digest, stored.tokenHash);
+    if (kv && shard !== undefined && matches) {
+      if (Date.parse(stored.expiresAt) <= Date.now()) {
+        throw new HttpError(
+          401,
+          "token_expired",
+          `shard ${shard} expired at ${stored.expiresAt}; its token no longer works (the platform token can create it again)`,
+        );
       }
+      c.set("principal", {
+        kind: "shard",
+        shard,
+        uid: shardUidOf(stored),
+        createdAt: stored.createdAt,
+      });
+      return next();
     }
     throw new HttpError(
       401,
@@ -171,8 +235,67 @@ async function callAgent(address: string, path: string, init: RequestInit = {}):
   return response;
 }
 
+/**
+ * A shard token's image must come from a registry it may make the node connect to: one of
+ * `allowed` when configured, else any registry on a public host (never loopback, private,
+ * link-local, local names). Refused here, before any connection, so the answer is the same
+ * whether anything listens there or not (no port scan through pulls).
+ */
+export function checkShardRegistry(image: string, allowed: readonly string[] | undefined): void {
+  const ref = parseImageReference(image);
+  if (ref.kind !== "registry") return;
+  if (allowed !== undefined) {
+    if (allowed.includes(ref.registry)) return;
+    throw new HttpError(
+      403,
+      "forbidden",
+      `image: registry "${ref.registry}" is not one a shard token may pull from (${allowed.join(", ") || "none configured"}); push the image there or use the platform token`,
+    );
+  }
+  const reason = nonPublicHostReason(hostOf(ref.registry));
+  if (reason !== undefined) {
+    throw new HttpError(
+      403,
+      "forbidden",
+      `image: registry "${ref.registry}" is ${reason}; a shard token may pull only from public registries (or those the platform allows: shardRegistries)`,
+    );
+  }
+}
+
+/** Longest `id` a shard token may ask for: room for the `-<10 hex>` of {@link sandboxId}. */
+export const maxShardSandboxIdLength = 52;
+
+/**
+ * The id a new sandbox gets. Ids are one global key space, so a shard token's chosen id is scoped
+ * to its shard: stored as `<id>-<10 hex of sha256(shard uid, id)>`. The same shard asking twice
+ * gets the same id (a retry is a 409 on its own sandbox); another shard can neither reach nor
+ * collide with it, so a 409 tells nobody about sandboxes they cannot see.
+ */
+export function sandboxId(principal: Principal, requested: string | undefined): string {
+  if (requested === undefined) return `sb-${randomBytes(5).toString("hex")}`;
+  if (principal.kind === "platform") return requested;
+  if (requested.length > maxShardSandboxIdLength) {
+    throw new HttpError(
+      400,
+      "invalid_request",
+      `id: a shard token's id is at most ${maxShardSandboxIdLength} characters (the API appends "-<10 hex>" to scope it to the shard); shorten it`,
+    );
+  }
+  const scope = createHash("sha256").update(`${principal.uid}\n${requested}`).digest("hex");
+  return `${requested}-${scope.slice(0, 10)}`;
+}
+
+/** Options of {@link sandboxesApp}. */
+export interface SandboxesAppOptions {
+  /** Bearer token sent to node agents. */
+  agentToken?: string;
+  /** See {@link ApiOptions.shardRegistries}. */
+  shardRegistries?: readonly string[];
+}
+
 /** The sandboxes sub-app (`/v1/sandboxes`). */
-export function sandboxesApp(store: Store, agentToken?: string): Hono<ApiEnv> {
+export function sandboxesApp(store: Store, options: SandboxesAppOptions = {}): Hono<ApiEnv> {
+  const { agentToken } = options;
   const app = new Hono<ApiEnv>();
   const authorization: Record<string, string> =
     agentToken === undefined ? {} : { authorization: `Bearer ${agentToken}` };
@@ -184,7 +307,8 @@ export function sandboxesApp(store: Store, agentToken?: string): Hono<ApiEnv> {
 
   app.post("/", async (c) => {
     const query = parseQuery(c, createSandboxQuerySchema);
-    const { id: requestedId, ...spec } = await parseJsonBody(c, createSandboxBodySchema);
+    const { id: requestedId, ...body } = await parseJsonBody(c, createSandboxBodySchema);
+    const spec: SandboxSpec = body;
     const principal = principalOf(c);
     if (principal.kind === "shard") {
       if (spec.shard !== undefined && spec.shard !== principal.shard) {
@@ -203,10 +327,17 @@ export function sandboxesApp(store: Store, agentToken?: string): Hono<ApiEnv> {
           `image: "oci:" layout paths are for the platform token only; a shard token must use a registry reference (host/repository:tag or @sha256:…)`,
         );
       }
+      checkShardRegistry(spec.image, options.shardRegistries);
+      spec.shardUid = principal.uid;
+    } else if (spec.shard !== undefined) {
+      // The platform creating into a shard binds the sandbox to that shard as it is now.
+      const shard = await store.client.get(keys.shard(spec.shard)).exec();
+      const kv = shard.kvs[0];
+      if (kv) spec.shardUid = shardUidOf(decode(shardRecordSchema, kv));
     }
     const now = new Date().toISOString();
     const record: SandboxRecord = {
-      id: requestedId ?? `sb-${randomBytes(5).toString("hex")}`,
+      id: sandboxId(principal, requestedId),
       spec,
       status: { phase: SandboxPhase.Pending, endpoints: {}, updatedAt: now },
       createdAt: now,
@@ -232,7 +363,7 @@ export function sandboxesApp(store: Store, agentToken?: string): Hono<ApiEnv> {
     const { items } = await store.listSandboxes();
     const visible = items
       .map((i) => i.value)
-      .filter((r) => principal.kind === "platform" || r.spec.shard === principal.shard)
+      .filter((r) => canReachSandbox(principal, r))
       .filter((r) => query.shard === undefined || r.spec.shard === query.shard)
       .filter((r) => query.node === undefined || r.status.node === query.node)
       .filter((r) => query.phase === undefined || r.status.phase === query.phase);
@@ -244,12 +375,7 @@ export function sandboxesApp(store: Store, agentToken?: string): Hono<ApiEnv> {
   ): Promise<Versioned<SandboxRecord>> => {
     const id = parseName(c.req.param("id"), "id");
     const found = await store.getSandbox(id);
-    if (!found)
-      throw new HttpError(
-        404,
-        "not_found",
-        `sandbox ${id} does not exist (list them with GET /v1/sandboxes)`,
-      );
+    if (!found) throw sandboxNotFound(id);
     assertSandboxAccess(principalOf(c), found.value);
     return found;
   };
@@ -395,6 +521,16 @@ export function sandboxesApp(store: Store, agentToken?: string): Hono<ApiEnv> {
 export function nodesApp(store: Store): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   app.get("/", async (c) => {
+    parseQuery(c, nodesQuerySchema);
+    // Nodes (agent addresses, capacity, what runs where) are the platform's: a shard has no use
+    // for them, and an address is a target.
+    if (principalOf(c).kind !== "platform") {
+      throw new HttpError(
+        403,
+        "forbidden",
+        "GET /v1/nodes needs the platform token; a shard token sees its sandboxes (GET /v1/sandboxes), not the nodes",
+      );
+    }
     const [nodes, { items }] = await Promise.all([store.listNodes(), store.listSandboxes()]);
     const allocated = new Map<
       string,
@@ -470,7 +606,15 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
     }),
   );
   app.use("/v1/*", authMiddleware(store, options.platformToken));
-  app.route("/v1/sandboxes", sandboxesApp(store, options.agentToken ?? options.platformToken));
+  app.route(
+    "/v1/sandboxes",
+    sandboxesApp(store, {
+      agentToken: options.agentToken ?? options.platformToken,
+      ...(options.shardRegistries === undefined
+        ? {}
+        : { shardRegistries: options.shardRegistries }),
+    }),
+  );
   app.route("/v1/nodes", nodesApp(store));
   for (const mount of options.mounts ?? []) app.route(mount.path, mount.app);
 

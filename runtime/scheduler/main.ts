@@ -55,6 +55,10 @@ async function main(argv: readonly string[]): Promise<void> {
     ...(process.env.SHARDWORKS_RUNTIME_VERSION
       ? { version: process.env.SHARDWORKS_RUNTIME_VERSION }
       : {}),
+    // Registries shard tokens may pull from, comma-separated host[:port]; unset = public ones.
+    ...(process.env.SHARDWORKS_SHARD_REGISTRIES
+      ? { shardRegistries: process.env.SHARDWORKS_SHARD_REGISTRIES.split(",").filter(Boolean) }
+      : {}),
     host: o.host,
     port: Number(o.port),
     strategy: o.strategy as "binpack",

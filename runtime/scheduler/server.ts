@@ -45,6 +45,8 @@ export const schedulerConfigSchema = z.strictObject({
   agentToken: z.string().min(16).optional(),
   /** The runtime version this process runs (the image tag), reported by `/healthz`. */
   version: z.string().min(1).optional(),
+  /** Registries (host[:port]) shard tokens may pull from; unset = any public registry. */
+  shardRegistries: z.array(z.string().min(1).max(260)).optional(),
 });
 export type SchedulerConfig = z.input<typeof schedulerConfigSchema>;
 
@@ -84,6 +86,7 @@ export async function startScheduler(
     bodyLimitBytes: parsed.bodyLimitBytes,
     ...(parsed.agentToken === undefined ? {} : { agentToken: parsed.agentToken }),
     ...(parsed.version === undefined ? {} : { version: parsed.version }),
+    ...(parsed.shardRegistries === undefined ? {} : { shardRegistries: parsed.shardRegistries }),
     mounts: [
       { path: "/v1/shards", app: createShardsApi(new ShardStore(client)) },
       { path: "/v1/xds", app: createXdsStatusApi(store) },

@@ -4,8 +4,14 @@
  */
 import type { Context } from "hono";
 import { z } from "zod";
-import { HttpError, badRequest } from "../lib/errors";
-import { dnsLabel, nodeName, sandboxPhaseSchema, sandboxSpecSchema } from "../lib/model";
+import { badRequest } from "../lib/errors";
+import {
+  dnsLabel,
+  hasControlCharacter,
+  nodeName,
+  sandboxPhaseSchema,
+  sandboxSpecSchema,
+} from "../lib/model";
 import { parseImageReference } from "../node-agent/images/reference";
 
 /**
@@ -17,6 +23,14 @@ export const imageReferenceSchema = z
   .min(1)
   .max(512)
   .superRefine((image, ctx) => {
+    if (hasControlCharacter(image)) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "must not contain control characters (NUL, CR, LF, …): no image reference or layout path has them",
+      });
+      return;
+    }
     try {
       parseImageReference(image);
     } catch (error) {
@@ -37,10 +51,33 @@ export const createSandboxBodySchema = sandboxSpecSchema
   .extend({
     image: imageReferenceSchema,
     command: z.array(noNul("a command argument")).min(1).max(256),
-    env: z.record(noNul("an environment name"), noNul("an environment value")).default({}),
-    /** Default: `sb-<random>`. */
+    env: z
+      .record(z.string(), noNul("an environment value"))
+      .superRefine((env, ctx) => {
+        for (const name of Object.keys(env)) {
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+            ctx.addIssue({
+              code: "custom",
+              path: [name],
+              message:
+                "an environment variable name is letters, digits and '_', not starting with a digit (e.g. LOG_LEVEL)",
+            });
+          }
+        }
+      })
+      .default({}),
+    ports: z
+      .array(z.number().int().min(1).max(65535))
+      .max(32, { message: "at most 32 ports per sandbox" })
+      .default([])
+      .refine((ports) => new Set(ports).size === ports.length, {
+        message: "each port at most once",
+      }),
+    /** Default: `sb-<random>`. A shard token's id is scoped to its shard (see `sandboxId`). */
     id: dnsLabel.optional(),
   })
+  // Set by the API from the caller's token, never by the caller.
+  .omit({ shardUid: true })
   .superRefine((spec, ctx) => {
     const bytes =
       spec.command.reduce((n, arg) => n + Buffer.byteLength(arg) + 1, 0) +
@@ -76,6 +113,9 @@ export const logsQuerySchema = z.strictObject({
     .transform((v) => v === "true" || v === "1"),
 });
 
+/** Query of `GET /v1/nodes`: none (unknown parameters are refused, not ignored). */
+export const nodesQuerySchema = z.strictObject({});
+
 /** Query of `GET /v1/sandboxes`. */
 export const listQuerySchema = z.strictObject({
   shard: dnsLabel.optional(),
@@ -97,31 +137,5 @@ export function parseQuery<S extends z.ZodType>(c: Context, schema: S): z.infer<
   return parsed.data;
 }
 
-/** Read a JSON body and parse it with a schema: 415, 400 malformed_json or 400 naming the fields. */
-export async function parseJsonBody<S extends z.ZodType>(
-  c: Context,
-  schema: S,
-): Promise<z.infer<S>> {
-  const type = c.req.header("content-type");
-  if (type !== undefined && !/^application\/json\b/i.test(type)) {
-    throw new HttpError(
-      415,
-      "unsupported_media_type",
-      `send JSON with "content-type: application/json" (got "${type}")`,
-    );
-  }
-  const text = await c.req.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new HttpError(
-      400,
-      "malformed_json",
-      `the request body is not valid JSON: ${(error as Error).message}`,
-    );
-  }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) throw badRequest(parsed.error);
-  return parsed.data;
-}
+/** Read a JSON body and parse it with a schema (see `lib/json-body.ts`). */
+export { parseJsonBody } from "../lib/json-body";

@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { digestsEqual, hashToken, shardOfToken } from "../../runtime/lib/auth";
 import { HttpError } from "../../runtime/lib/errors";
 import type { ApiEnv } from "../../runtime/lib/http";
+import { shardUidOf } from "../../runtime/lib/model";
 import { createShardsApi } from "../../runtime/routing/shards-api";
 import { ShardStore } from "../../runtime/routing/shard-store";
 
@@ -36,7 +37,12 @@ export async function startShardApi(
     const shard = shardOfToken(token);
     const stored = shard ? await store.get(shard) : undefined;
     if (shard && stored && digestsEqual(hashToken(token), stored.record.tokenHash)) {
-      c.set("principal", { kind: "shard", shard });
+      c.set("principal", {
+        kind: "shard",
+        shard,
+        uid: shardUidOf(stored.record),
+        createdAt: stored.record.createdAt,
+      });
       return next();
     }
     throw new HttpError(401, "unauthorized", "send 'Authorization: Bearer <token>'");

@@ -12,9 +12,11 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import {
   accessSync,
+  closeSync,
   constants as fsConstants,
   createWriteStream,
   existsSync,
+  openSync,
   readFileSync,
 } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
@@ -50,6 +52,61 @@ export interface ProcessDriverOptions {
   readonly maxPids?: number;
   /** The cgroup v1 `pids` hierarchy (or a cgroup v2 directory with the pids controller). */
   readonly pidsCgroupRoot?: string;
+  /**
+   * Host loopback ports the driver forwards `spec.ports` from, `{ min, max }` (inclusive). The
+   * sandbox never chooses its host port: slirp4netns binds it as root, so a sandbox naming its
+   * own could take a privileged port or one a node service is about to use. Default:
+   * `SHARDWORKS_HOST_PORTS` ("30000-32767"), Kubernetes' NodePort range, below Linux's ephemeral
+   * range (32768-60999) so outgoing connections and `port: 0` listeners never land in it.
+   */
+  readonly hostPorts?: HostPortRange;
+  /**
+   * Load the seccomp filter of `seccomp-filter.py` into every sandbox (default true). It is
+   * compiled by libseccomp's Python bindings (Debian `python3-seccomp`) run with `python`.
+   * Without them the driver is not usable unless this is false (then probe() says so).
+   */
+  readonly seccomp?: boolean;
+  /** The Python that has libseccomp's bindings. Default: `/usr/bin/python3` (Debian's). */
+  readonly python?: string;
+  /**
+   * The memory limit warm launchers are made for (their tmpfs sizes and /proc/meminfo are fixed
+   * when they start): a sandbox asking for another limit starts cold. Default 128, the spec's
+   * default `resources.memoryMiB`.
+   */
+  readonly warmMemoryMiB?: number;
+}
+
+/** An inclusive range of host ports; both ends at least 1024 (never a privileged port). */
+export interface HostPortRange {
+  readonly min: number;
+  readonly max: number;
+}
+
+/** The default host port range, from `SHARDWORKS_HOST_PORTS` ("min-max") or 30000-32767. */
+export function defaultHostPorts(env: string | undefined = process.env.SHARDWORKS_HOST_PORTS) {
+  if (env === undefined || env === "") return { min: 30_000, max: 32_767 };
+  const match = /^([0-9]{4,5})-([0-9]{4,5})$/.exec(env.trim());
+  if (!match) {
+    throw new Error(
+      `SHARDWORKS_HOST_PORTS="${env}" must be "min-max", e.g. "30000-32767" (ports 1024-65535)`,
+    );
+  }
+  return checkHostPorts({ min: Number(match[1]), max: Number(match[2]) });
+}
+
+function checkHostPorts(range: HostPortRange): HostPortRange {
+  if (
+    !Number.isInteger(range.min) ||
+    !Number.isInteger(range.max) ||
+    range.min < 1024 ||
+    range.max > 65_535 ||
+    range.min > range.max
+  ) {
+    throw new Error(
+      `process driver: hostPorts ${range.min}-${range.max} must be a range within 1024-65535 (privileged ports are never forwarded)`,
+    );
+  }
+  return range;
 }
 
 /** The uid/gid the command runs as, inside the sandbox's own user namespace. */
@@ -77,6 +134,12 @@ export class ProcessDriver implements SandboxDriver {
   readonly #slirp: string;
   readonly #maxPids: number;
   readonly #pidsRoot: string | undefined;
+  readonly #hostPorts: HostPortRange;
+  /** Host ports forwarded to a live sandbox now (slirp4netns refuses a taken one anyway). */
+  readonly #usedHostPorts = new Set<number>();
+  readonly #seccomp: boolean;
+  readonly #python: string;
+  readonly #warmMemoryMiB: number;
   #stateDir: Promise<string> | undefined;
   #closed = false;
   #launched = 0;
@@ -89,6 +152,10 @@ export class ProcessDriver implements SandboxDriver {
     this.#slirp = options.slirp4netnsPath ?? "slirp4netns";
     this.#maxPids = options.maxPids ?? 256;
     this.#pidsRoot = options.pidsCgroupRoot ?? defaultPidsRoot();
+    this.#hostPorts = checkHostPorts(options.hostPorts ?? defaultHostPorts());
+    this.#seccomp = options.seccomp ?? true;
+    this.#python = options.python ?? "/usr/bin/python3";
+    this.#warmMemoryMiB = options.warmMemoryMiB ?? 128;
   }
 
   async probe(): Promise<ProbeResult> {
@@ -126,6 +193,13 @@ export class ProcessDriver implements SandboxDriver {
         : `bubblewrap cannot create namespaces here (${stderr || `exit ${bwrap.status}`})`;
       return { usable: false, reason };
     }
+    if (this.#seccomp) {
+      try {
+        compileSeccompFilter(this.#python);
+      } catch (error) {
+        return { usable: false, reason: (error as Error).message };
+      }
+    }
     return {
       usable: true,
       capabilities: {
@@ -137,8 +211,12 @@ export class ProcessDriver implements SandboxDriver {
         notes: [
           "process driver: Linux namespaces only (bubblewrap), NOT hardware-isolated; the sandbox shares the host kernel",
           "memory limit enforced as an address-space limit (RLIMIT_AS = resources.memoryMiB); CPU is not limited",
-          "network: none unless spec.network; with it, the sandbox gets its own network namespace with user-mode networking (slirp4netns --disable-host-loopback): it cannot reach the host's loopback (etcd, agent API); ports are forwarded from the host's loopback to the sandbox (listen on 0.0.0.0 inside)",
-          `runs as uid ${sandboxUid} in its own user namespace, all capabilities dropped`,
+          `network: none unless spec.network; with it, the sandbox gets its own network namespace with user-mode networking (slirp4netns --disable-host-loopback): it cannot reach the host's loopback (etcd, agent API); each of spec.ports is forwarded from a host loopback port the driver picks in ${this.#hostPorts.min}-${this.#hostPorts.max} (listen on 0.0.0.0 inside; status.endpoints says where)`,
+          `runs as uid ${sandboxUid} in its own user namespace, all capabilities dropped, no nested user namespaces (bwrap --disable-userns)`,
+          this.#seccomp
+            ? "seccomp filter: keyrings, bpf, perf, io_uring, ptrace, mount/unshare/setns, modules, kexec, clocks and other host-wide syscalls fail with EPERM"
+            : "NO seccomp filter (seccomp: false)",
+          "/tmp and /work are tmpfs of half the memory limit each; /proc/meminfo shows the memory limit, /proc/loadavg zeros (other /proc files still show host figures)",
           this.#pidsRoot
             ? `at most ${this.#maxPids} processes per sandbox (pids cgroup)`
             : "process count NOT limited (no writable pids cgroup on this host)",
@@ -173,9 +251,17 @@ export class ProcessDriver implements SandboxDriver {
     }
     const prepared = await this.#prepare(spec.image);
     const script = `exec 3<&-\n${launchScript(spec, prepared.config, { beforeExec: ["printf s >&4", "exec 4>&-"] })}`;
-    let launcher = spec.network ? undefined : this.#takeWarm(spec.image);
+    // Warm launchers have the network, tmpfs sizes and /proc/meminfo of the default sandbox.
+    const warmable = !spec.network && spec.resources.memoryMiB === this.#warmMemoryMiB;
+    let launcher = warmable ? this.#takeWarm(spec.image) : undefined;
     const start = launcher ? "warm" : "cold";
-    launcher ??= await this.#launch(prepared, spec.network, spec.ports);
+    const forwarded = new Map<number, number>();
+    launcher ??= await this.#launch(prepared, {
+      network: spec.network,
+      ports: spec.ports,
+      forwarded,
+      memoryMiB: spec.resources.memoryMiB,
+    });
     const exit = launcher.attach(request.logFile);
     await launcher.start(script);
     if (start === "warm") {
@@ -185,7 +271,7 @@ export class ProcessDriver implements SandboxDriver {
       );
     }
     const endpoints: Record<string, string> = {};
-    for (const port of spec.ports) endpoints[String(port)] = `127.0.0.1:${port}`;
+    for (const [guest, host] of forwarded) endpoints[String(guest)] = `127.0.0.1:${host}`;
     const startMillis = performance.now() - started;
     log.debug({ id: request.id, start, startMillis }, "sandbox started");
     const owned = launcher;
@@ -249,7 +335,9 @@ export class ProcessDriver implements SandboxDriver {
     if (missing <= 0) return;
     pool.filling += missing;
     const launching = Promise.allSettled(
-      Array.from({ length: missing }, () => this.#launch(prepared, false)),
+      Array.from({ length: missing }, () =>
+        this.#launch(prepared, { network: false, memoryMiB: this.#warmMemoryMiB }),
+      ),
     );
     this.#filling.add(launching);
     const launched = await launching;
@@ -271,6 +359,11 @@ export class ProcessDriver implements SandboxDriver {
       const dir = await mkdtemp(join(tmpdir(), "shardworks-process-"));
       await mkdir(join(dir, "launcher"));
       await copyFile(this.#busybox, join(dir, "launcher", "busybox"));
+      if (this.#seccomp)
+        await writeFile(join(dir, "seccomp.bpf"), compileSeccompFilter(this.#python));
+      // What the sandbox reads as the system's load: nothing (the host's would tell it what
+      // else runs on the node).
+      await writeFile(join(dir, "loadavg"), "0.00 0.00 0.00 1/1 1\n");
       return dir;
     })();
     return this.#stateDir;
@@ -280,14 +373,18 @@ export class ProcessDriver implements SandboxDriver {
    * Starts bwrap with the launcher waiting for its script; resolves once it is ready (and, with
    * network, once its user-mode network is up and its ports are forwarded).
    */
-  async #launch(
-    prepared: PreparedImage,
-    network: boolean,
-    ports: readonly number[] = [],
-  ): Promise<Launcher> {
+  async #launch(prepared: PreparedImage, how: LaunchOptions): Promise<Launcher> {
+    const { network, memoryMiB } = how;
+    const ports = how.ports ?? [];
+    const forwarded = how.forwarded ?? new Map<number, number>();
     const state = await this.#state();
     this.#launched += 1;
     const name = `${process.pid}-${this.#launched}`;
+    const meminfo = join(state, `meminfo-${memoryMiB}`);
+    if (!existsSync(meminfo)) await writeFile(meminfo, meminfoFor(memoryMiB));
+    // Each tmpfs gets half the memory limit: writing files there spends kernel memory that the
+    // address-space limit does not count, so both together stay within the limit.
+    const tmpfsBytes = String(Math.max(1, Math.floor(memoryMiB / 2)) * 1024 * 1024);
     const cgroup = this.#pidsRoot
       ? await pidsCgroup(this.#pidsRoot, name, this.#maxPids)
       : undefined;
@@ -306,6 +403,9 @@ export class ProcessDriver implements SandboxDriver {
       "--new-session",
       "--cap-drop",
       "ALL",
+      // No user namespace inside this one (the kernel's userns code is a frequent escape path).
+      "--disable-userns",
+      ...(this.#seccomp ? ["--seccomp", "6"] : []),
       "--clearenv",
       "--hostname",
       "sandbox",
@@ -317,10 +417,21 @@ export class ProcessDriver implements SandboxDriver {
       launcherDir,
       "--proc",
       "/proc",
+      // The sandbox's own figures, not the host's: its memory limit, no load.
+      "--ro-bind",
+      meminfo,
+      "/proc/meminfo",
+      "--ro-bind",
+      join(state, "loadavg"),
+      "/proc/loadavg",
       "--dev",
       "/dev",
+      "--size",
+      tmpfsBytes,
       "--tmpfs",
       "/tmp",
+      "--size",
+      tmpfsBytes,
       "--tmpfs",
       "/work",
       `${launcherDir}/busybox`,
@@ -328,7 +439,18 @@ export class ProcessDriver implements SandboxDriver {
       "-c",
       `printf r >&4; IFS= read -r -d "" script <&3; eval "$script"`,
     ];
-    const stdio: ("ignore" | "pipe")[] = ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe"];
+    // fd 6: the seccomp program, opened per launch (bwrap reads it to the end; a shared
+    // descriptor would share the read offset).
+    const filter = this.#seccomp ? openSync(join(state, "seccomp.bpf"), "r") : undefined;
+    const stdio: ("ignore" | "pipe" | number)[] = [
+      "ignore",
+      "pipe",
+      "pipe",
+      "pipe",
+      "pipe",
+      "pipe",
+    ];
+    if (filter !== undefined) stdio.push(filter);
     // The wrapper shell joins the pids cgroup before exec'ing bwrap, so every process of the
     // sandbox is counted from its first fork (no window for a fork bomb to escape the cap).
     const child = cgroup
@@ -345,6 +467,7 @@ export class ProcessDriver implements SandboxDriver {
           { stdio },
         )
       : spawn(this.#bwrap, args, { stdio });
+    if (filter !== undefined) closeSync(filter);
     const launcher = new Launcher(child);
     this.#live.add(launcher);
     const cleanup = launcher.exited.then(async () => {
@@ -360,13 +483,18 @@ export class ProcessDriver implements SandboxDriver {
     await launcher.ready;
     if (network) {
       try {
+        launcher.onExit(() => {
+          for (const host of forwarded.values()) this.#usedHostPorts.delete(host);
+        });
         const slirp = await startSlirp(
           this.#slirp,
           await childPid,
           join(state, `slirp-${name}.sock`),
-          ports,
         );
         launcher.onExit(() => slirp.kill("SIGKILL"));
+        for (const guest of ports) {
+          forwarded.set(guest, await this.#forward(join(state, `slirp-${name}.sock`), guest));
+        }
       } catch (error) {
         launcher.kill();
         throw error;
@@ -374,6 +502,77 @@ export class ProcessDriver implements SandboxDriver {
     }
     return launcher;
   }
+
+  /**
+   * Forwards a free host port of {@link ProcessDriverOptions.hostPorts} to `guest`; tries the
+   * range from a random point, skipping ports in use (ours, or bound by anything else on the host:
+   * slirp4netns's bind fails then).
+   */
+  async #forward(apiSocket: string, guest: number): Promise<number> {
+    const { min, max } = this.#hostPorts;
+    const size = max - min + 1;
+    const first = Math.floor(Math.random() * size);
+    let lastError: Error | undefined;
+    for (let i = 0, tries = 0; i < size && tries < 64; i += 1) {
+      const host = min + ((first + i) % size);
+      if (this.#usedHostPorts.has(host)) continue;
+      tries += 1;
+      this.#usedHostPorts.add(host);
+      try {
+        await slirpForward(apiSocket, host, guest);
+        return host;
+      } catch (error) {
+        this.#usedHostPorts.delete(host);
+        lastError = error as Error;
+      }
+    }
+    throw new Error(
+      `process driver: no free host port in ${min}-${max} to forward guest port ${guest} (${lastError?.message ?? "all in use"}); widen hostPorts (SHARDWORKS_HOST_PORTS)`,
+    );
+  }
+}
+
+/** How {@link ProcessDriver} starts one launcher. */
+interface LaunchOptions {
+  readonly network: boolean;
+  /** The sandbox's memory limit: sizes its tmpfs mounts and its /proc/meminfo. */
+  readonly memoryMiB: number;
+  readonly ports?: readonly number[];
+  /** Filled with guest port → host port as ports are forwarded. */
+  readonly forwarded?: Map<number, number>;
+}
+
+/** A /proc/meminfo whose totals are the sandbox's memory limit (what `free` and runtimes read). */
+function meminfoFor(memoryMiB: number): string {
+  const kb = memoryMiB * 1024;
+  const line = (name: string, value: number): string =>
+    `${`${name}:`.padEnd(16)}${String(value).padStart(8)} kB`;
+  return `${[
+    line("MemTotal", kb),
+    line("MemFree", kb),
+    line("MemAvailable", kb),
+    line("Buffers", 0),
+    line("Cached", 0),
+    line("SwapCached", 0),
+    line("SwapTotal", 0),
+    line("SwapFree", 0),
+  ].join("\n")}\n`;
+}
+
+/**
+ * The seccomp filter as the BPF program bwrap loads, compiled by libseccomp (see
+ * `seccomp-filter.py`: libseccomp has no maintained Node binding, its own Python one is in Debian).
+ */
+export function compileSeccompFilter(python = "/usr/bin/python3"): Buffer {
+  const script = join(__dirname, "seccomp-filter.py");
+  const result = spawnSync(python, [script], { timeout: 20_000, maxBuffer: 1024 * 1024 });
+  if (result.error || result.status !== 0 || result.stdout.length === 0) {
+    const why = result.error?.message ?? result.stderr.toString().trim().split("\n").pop() ?? "";
+    throw new Error(
+      `cannot compile the seccomp filter with ${python} (${why || `exit ${result.status}`}); install Debian's python3-seccomp, or set seccomp: false to run sandboxes without it`,
+    );
+  }
+  return result.stdout;
 }
 
 /**
@@ -546,15 +745,10 @@ function readInfoPid(stream: Readable): Promise<number> {
 
 /**
  * Starts slirp4netns on the sandbox's network namespace: a user-mode NAT (10.0.2.0/24) with the
- * host's loopback NOT reachable (`--disable-host-loopback`), then forwards each port from the
- * host's 127.0.0.1 to the sandbox over its API socket. Resolves once the network is configured.
+ * host's loopback NOT reachable (`--disable-host-loopback`) and an API socket for port forwards.
+ * Resolves once the network is configured.
  */
-async function startSlirp(
-  binary: string,
-  pid: number,
-  apiSocket: string,
-  ports: readonly number[],
-): Promise<ChildProcess> {
+async function startSlirp(binary: string, pid: number, apiSocket: string): Promise<ChildProcess> {
   const slirp = spawn(
     binary,
     [
@@ -590,7 +784,6 @@ async function startSlirp(
   });
   try {
     await ready;
-    for (const port of ports) await slirpForward(apiSocket, port);
   } catch (error) {
     slirp.kill("SIGKILL");
     throw error;
@@ -598,20 +791,25 @@ async function startSlirp(
   return slirp;
 }
 
-async function slirpForward(apiSocket: string, port: number): Promise<void> {
+async function slirpForward(apiSocket: string, hostPort: number, guestPort: number): Promise<void> {
   const socket = createConnection(apiSocket);
   await once(socket, "connect");
   socket.end(
     JSON.stringify({
       execute: "add_hostfwd",
-      arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: port, guest_port: port },
+      arguments: {
+        proto: "tcp",
+        host_addr: "127.0.0.1",
+        host_port: hostPort,
+        guest_port: guestPort,
+      },
     }),
   );
   let reply = "";
   for await (const chunk of socket) reply += (chunk as Buffer).toString("utf8");
   if (!reply.includes('"return"')) {
     throw new Error(
-      `slirp4netns could not forward port ${port} (${reply.trim() || "no reply"}); is it in use on the host?`,
+      `slirp4netns could not forward host port ${hostPort} (${reply.trim() || "no reply"}); is it in use on the host?`,
     );
   }
 }

@@ -49,6 +49,10 @@ export function parseImageReference(image: string): ImageReference {
       `"${registry}" is not a registry host (there is no default registry: name it, e.g. 127.0.0.1:5000)`,
     );
   }
+  const port = /:([0-9]+)$/.exec(registry)?.[1];
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+    throw bad(`port ${port} of registry "${registry}" is not 1-65535`);
+  }
   let rest = image.slice(slash + 1);
   let reference = "latest";
   const at = rest.indexOf("@");

@@ -10,6 +10,7 @@ import { dirname } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { hostOf, isLinkLocalAddress, nonPublicHostReason } from "../../lib/addresses";
 import { ImageError } from "./errors";
 import { MediaType, sha256Digest, type Descriptor } from "./oci";
 import type { RegistryReference } from "./reference";
@@ -28,6 +29,9 @@ export interface RegistryClientOptions {
   /** Longest one registry request may take, body included, in ms; default 600000 (10 min). */
   readonly fetchTimeoutMs?: number;
 }
+
+/** Most redirects one registry request follows (each hop is checked, see `#fetch`). */
+const maxRedirects = 5;
 
 const manifestAccept = [
   MediaType.OciManifest,
@@ -174,19 +178,78 @@ export class RegistryClient {
     return response;
   }
 
+  /**
+   * GET `url`, following redirects by hand so that every hop is checked (`fetch`'s own
+   * `redirect: "follow"` would go anywhere): a hop may stay on the registry's host, or go to a
+   * public host (registries send blobs to a CDN or object store), never to a loopback, private,
+   * link-local or local-name host — else a registry (or whoever answers for it) could make the node
+   * probe its own network. `headers` (credentials) go to the first hop's host only (the registry,
+   * or the token realm it named), never along a redirect to another host.
+   */
   async #fetch(url: string, headers: Record<string, string>): Promise<Response> {
-    try {
-      return await fetch(url, {
-        headers,
-        redirect: "follow",
-        // Bounds the whole request, body included: a stalled registry cannot hang an unpack.
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
-    } catch (error) {
+    // Bounds the whole request, body included: a stalled registry cannot hang an unpack.
+    const signal = AbortSignal.timeout(this.#timeoutMs);
+    const registryHost = hostOf(this.#ref.registry).toLowerCase();
+    let current = new URL(url);
+    const firstHost = current.host;
+    for (let hop = 0; ; hop += 1) {
+      this.#checkHop(current, registryHost);
+      const sameHost = current.host === firstHost;
+      let response: Response;
+      try {
+        response = await fetch(current, {
+          headers: sameHost ? headers : { accept: headers.accept ?? "*/*" },
+          redirect: "manual",
+          signal,
+        });
+      } catch (error) {
+        throw new ImageError(
+          "registry",
+          `${this.#describe()}: cannot reach ${current.origin} (${(error as Error).message}); is the registry running?`,
+          { cause: error },
+        );
+      }
+      const location = response.headers.get("location");
+      if (response.status < 300 || response.status >= 400 || location === null) return response;
+      await response.body?.cancel().catch(() => undefined);
+      if (hop >= maxRedirects) {
+        throw new ImageError(
+          "registry",
+          `${this.#describe()}: more than ${maxRedirects} redirects for ${url}; refusing to follow more`,
+        );
+      }
+      try {
+        current = new URL(location, current);
+      } catch {
+        throw new ImageError(
+          "registry",
+          `${this.#describe()}: redirect to an unparsable location "${location.slice(0, 200)}"`,
+        );
+      }
+    }
+  }
+
+  /** Refuses a hop to a host the node must not be made to connect to (see `#fetch`). */
+  #checkHop(url: URL, registryHost: string): void {
+    const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new ImageError(
         "registry",
-        `${this.#describe()}: cannot reach ${url} (${(error as Error).message}); is the registry running?`,
-        { cause: error },
+        `${this.#describe()}: refusing a ${url.protocol} URL; registries are reached over HTTP(S) only`,
+      );
+    }
+    if (isLinkLocalAddress(host)) {
+      throw new ImageError(
+        "registry",
+        `${this.#describe()}: refusing to connect to ${host}, a link-local (metadata service) address`,
+      );
+    }
+    if (host === registryHost) return;
+    const reason = nonPublicHostReason(host);
+    if (reason !== undefined) {
+      throw new ImageError(
+        "registry",
+        `${this.#describe()}: refusing a redirect or token realm to ${host}, ${reason}; only the registry's own host or public hosts are followed`,
       );
     }
   }

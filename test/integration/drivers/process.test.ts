@@ -59,7 +59,7 @@ test.serial(
 );
 
 test.serial(
-  "process: ports need network: true and are then reachable on the host loopback",
+  "process: ports need network: true and are then reachable on a host port the driver picks",
   async (t) => {
     const port = await freePort();
     await t.throwsAsync(run(["true"], { ports: [port] }), {
@@ -75,18 +75,75 @@ test.serial(
       "cold",
       "sandboxes with network are not served from the (network-less) warm pool",
     );
-    t.deepEqual(sandbox.endpoints, { [String(port)]: `127.0.0.1:${port}` });
-    let body = "";
-    for (let attempt = 0; attempt < 50 && !body; attempt += 1) {
-      body = await fetch(`http://${sandbox.endpoints[String(port)]}/image-marker`).then(
-        (r) => r.text(),
-        () => "",
-      );
-      if (!body) await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    t.regex(body, /busybox test image/);
+    t.regex(sandbox.endpoints[String(port)] ?? "", /^127\.0\.0\.1:[0-9]+$/);
+    t.regex(
+      await httpGet(sandbox.endpoints[String(port)] ?? "", "/image-marker"),
+      /busybox test image/,
+    );
   },
 );
+
+test.serial(
+  "process: a sandbox cannot choose its host port: not a privileged one, not one the node uses",
+  async (t) => {
+    // A node service on loopback (like etcd or the agent API): the sandbox asks for its port.
+    const nodeService = createServer((_, res) => res.end("node service"));
+    nodeService.listen(0, "127.0.0.1");
+    await once(nodeService, "listening");
+    t.teardown(() => nodeService.close());
+    const nodePort = (nodeService.address() as AddressInfo).port;
+    const own = createProcessDriver({
+      imageStore: { cacheDir: join(root, "cache") },
+      hostPorts: { min: 31_000, max: 31_099 },
+    });
+    t.teardown(() => own.close());
+    const workDir = mkdtempSync(join(root, "ports-"));
+    const sandbox = await own.run({
+      id: "ports",
+      spec: sandboxSpecSchema.parse({
+        image,
+        // Port 80 cannot be listened on inside (uid 1000), but before the fix asking for it took
+        // the host's port 80 (slirp4netns binds as root).
+        command: ["httpd", "-f", "-p", String(nodePort), "-h", "/etc"],
+        ports: [80, nodePort],
+        network: true,
+      }),
+      workDir,
+      logFile: join(workDir, "log"),
+    });
+    t.teardown(() => sandbox.stop());
+    const hostPorts = [80, nodePort].map((guest) => {
+      const endpoint = sandbox.endpoints[String(guest)] ?? "";
+      t.regex(endpoint, /^127\.0\.0\.1:[0-9]+$/, `guest port ${guest} has an endpoint`);
+      return Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
+    });
+    for (const host of hostPorts) {
+      t.true(host >= 31_000 && host <= 31_099, `host port ${host} is in the node's range`);
+    }
+    t.not(hostPorts[0], hostPorts[1]);
+    // The guest's server answers through its forwarded host port …
+    t.regex(await httpGet(`127.0.0.1:${hostPorts[1]}`, "/image-marker"), /busybox test image/);
+    // … and the node's own service still answers on its port, not the sandbox.
+    t.is(await httpGet(`127.0.0.1:${nodePort}`, "/"), "node service");
+    await t.throwsAsync(
+      Promise.resolve().then(() => createProcessDriver({ hostPorts: { min: 80, max: 2000 } })),
+      { message: /within 1024-65535/ },
+    );
+  },
+);
+
+/** GET http://<address><path>, retried for up to 5 s while the sandbox's server starts. */
+async function httpGet(address: string, path: string): Promise<string> {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const body = await fetch(`http://${address}${path}`).then(
+      (r) => r.text(),
+      () => "",
+    );
+    if (body) return body;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return "";
+}
 
 test.serial(
   "process: a command that does not exist exits 127 with a message in the log",
@@ -208,3 +265,63 @@ test.serial("process: a fork bomb is contained by the sandbox's process cap", as
   t.is(exit.kind, "exited");
   t.notThrows(() => execFileSync("/bin/true"), "the host can still fork");
 });
+
+test.serial(
+  "process: tmpfs writes stay within the memory limit (each of /tmp and /work gets half)",
+  async (t) => {
+    const { sandbox, logFile } = await run(
+      [
+        "sh",
+        "-c",
+        "df -k /tmp /work | tail -2; dd if=/dev/zero of=/tmp/big bs=1M count=400 2>&1; du -k /tmp/big",
+      ],
+      { resources: { cpuMillis: 100, memoryMiB: 64 } },
+    );
+    await sandbox.exit;
+    const log = readFileSync(logFile, "utf8");
+    t.regex(log, /tmpfs\s+32768\s.*\/tmp/, "/tmp is 32 MiB under a 64 MiB limit");
+    t.regex(log, /tmpfs\s+32768\s.*\/work/, "/work too");
+    t.regex(log, /No space left on device/);
+    const written = Number(/^([0-9]+)\s+\/tmp\/big/m.exec(log)?.[1] ?? "Infinity");
+    t.true(written <= 32 * 1024, `at most 32 MiB landed in /tmp (${written} KiB)`);
+  },
+);
+
+test.serial(
+  "process: a seccomp filter is loaded, nested user namespaces are refused, host memory and load are hidden",
+  async (t) => {
+    const { sandbox, logFile } = await run(
+      [
+        "sh",
+        "-c",
+        [
+          "grep -E '^Seccomp(_filters)?:' /proc/self/status",
+          "unshare -U true 2>&1; echo userns=$?",
+          "unshare -r true 2>&1; echo rootmap=$?",
+          "head -1 /proc/meminfo",
+          "cat /proc/loadavg",
+        ].join("; "),
+      ],
+      { resources: { cpuMillis: 100, memoryMiB: 96 } },
+    );
+    await sandbox.exit;
+    const log = readFileSync(logFile, "utf8");
+    t.regex(log, /^Seccomp:\s+2$/m, "seccomp in filter mode");
+    t.regex(log, /^Seccomp_filters:\s+[1-9]/m);
+    t.regex(log, /userns=[1-9]/, "no new user namespace");
+    t.regex(log, /rootmap=[1-9]/);
+    t.regex(log, /^MemTotal:\s+98304 kB$/m, "MemTotal is the sandbox's 96 MiB, not the host's");
+    t.regex(log, /^0\.00 0\.00 0\.00 /m, "no host load figures");
+  },
+);
+
+test.serial(
+  "process: without python3-seccomp the driver is not usable (fails closed)",
+  async (t) => {
+    const own = createProcessDriver({ python: "/nonexistent/python3" });
+    t.teardown(() => own.close());
+    const probe = await own.probe();
+    t.false(probe.usable);
+    t.regex(probe.usable ? "" : probe.reason, /install Debian's python3-seccomp/);
+  },
+);

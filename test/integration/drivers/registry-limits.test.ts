@@ -76,3 +76,39 @@ test("a registry that stalls mid-blob hits the fetch timeout", async (t) => {
   t.regex(error?.message ?? "", /did not arrive within 1000 ms/);
   t.true(Date.now() - started < 10_000, "gave up at the timeout, not never");
 });
+
+test("a registry's redirect to another host on the node's own network is refused, not followed", async (t) => {
+  // The "victim": a service on another loopback address, which must see no request at all.
+  let victimHits = 0;
+  const victim = createServer((_req, res) => {
+    victimHits += 1;
+    res.end("{}");
+  });
+  victim.listen(0, "127.0.0.2");
+  await once(victim, "listening");
+  t.teardown(() => victim.close());
+  const victimPort = (victim.address() as AddressInfo).port;
+  const ref = await registry(t, (res) => {
+    res.writeHead(307, { location: `http://127.0.0.2:${victimPort}/v2/x/manifests/1` });
+    res.end();
+  });
+  const error = await t.throwsAsync(new RegistryClient(ref).manifest("1"), {
+    instanceOf: ImageError,
+  });
+  t.regex(error?.message ?? "", /refusing a redirect or token realm to 127\.0\.0\.2/);
+  t.is(victimHits, 0, "the redirect target was never contacted");
+});
+
+test("a registry's redirect on its own host is followed, and a redirect loop is cut off", async (t) => {
+  let hits = 0;
+  const ref = await registry(t, (res) => {
+    hits += 1;
+    res.writeHead(302, { location: `/v2/busybox/manifests/hop-${hits}` });
+    res.end();
+  });
+  const error = await t.throwsAsync(new RegistryClient(ref).manifest("1"), {
+    instanceOf: ImageError,
+  });
+  t.regex(error?.message ?? "", /more than 5 redirects/);
+  t.is(hits, 6, "the first request and five redirects");
+});

@@ -204,17 +204,27 @@ test("a shard token reaches only its own shard's sandboxes", async (t) => {
     body: JSON.stringify({ ...good, image: "registry.example:5000/busybox:1", id: "alice-sb" }),
   });
   t.is(created.status, 201);
-  t.is(((await created.json()) as { spec: { shard: string } }).spec.shard, "alice");
+  const alices = (await created.json()) as { id: string; spec: { shard: string } };
+  t.is(alices.spec.shard, "alice");
+  // A shard's chosen id is scoped to the shard: "alice-sb-<10 hex>".
+  t.regex(alices.id, /^alice-sb-[a-f0-9]{10}$/);
+  const sb = alices.id;
   for (const [method, path] of [
-    ["GET", "/v1/sandboxes/alice-sb"],
-    ["DELETE", "/v1/sandboxes/alice-sb"],
-    ["GET", "/v1/sandboxes/alice-sb/logs"],
+    ["GET", `/v1/sandboxes/${sb}`],
+    ["DELETE", `/v1/sandboxes/${sb}`],
+    ["GET", `/v1/sandboxes/${sb}/logs`],
   ] as const) {
+    // Another shard's sandbox is answered exactly like one that does not exist.
     const r = await call(path, { method, token: tokens.bob });
-    t.is(r.status, 403, `${method} ${path}`);
-    t.regex(
+    const missing = await call(path.replace(sb, "no-such-sb"), { method, token: tokens.bob });
+    t.is(r.status, 404, `${method} ${path}`);
+    t.is(missing.status, 404);
+    t.is(
       ((await r.json()) as { error: { message: string } }).error.message,
-      /shard bob may only reach/,
+      ((await missing.json()) as { error: { message: string } }).error.message.replace(
+        "no-such-sb",
+        sb,
+      ),
     );
   }
   const intoAlice = await call("/v1/sandboxes", {
@@ -229,8 +239,8 @@ test("a shard token reaches only its own shard's sandboxes", async (t) => {
   };
   t.is(bobList.items.length, 0);
   t.is((await call("/v1/sandboxes", { token: "alice.forged-secret" })).status, 401);
-  t.is((await call("/v1/sandboxes/alice-sb", { token: tokens.alice })).status, 200);
-  t.is((await call("/v1/sandboxes/alice-sb")).status, 200);
+  t.is((await call(`/v1/sandboxes/${sb}`, { token: tokens.alice })).status, 200);
+  t.is((await call(`/v1/sandboxes/${sb}`)).status, 200);
 });
 
 test("healthz and metrics answer without a token", async (t) => {
