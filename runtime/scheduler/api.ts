@@ -18,7 +18,14 @@ import {
   shardRecordSchema,
   sandboxRecordSchema,
 } from "../lib/model";
-import { decode, TERMINAL_PHASES, type Store, type Versioned } from "../lib/store";
+import {
+  decode,
+  STORE_RETRY_AFTER_SECONDS,
+  storeUnavailableError,
+  TERMINAL_PHASES,
+  type Store,
+  type Versioned,
+} from "../lib/store";
 import { metrics, registry } from "./metrics";
 import {
   createSandboxBodySchema,
@@ -486,6 +493,12 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
   );
   app.onError((error, c) => {
     if (error instanceof HttpError) return c.json(error.toJSON(), error.status);
+    // etcd away is not our bug: 503 + Retry-After, so clients retry (defect 7 of issue 13).
+    const unavailable = storeUnavailableError(error);
+    if (unavailable) {
+      c.header("retry-after", String(STORE_RETRY_AFTER_SECONDS));
+      return c.json(unavailable.toJSON(), 503);
+    }
     const id = c.get("requestId");
     logger.error(
       { err: error, requestId: id, path: c.req.path },
