@@ -183,6 +183,8 @@ export async function burst(
     prefix: string;
     parallel?: number;
     deadlineMs?: number;
+    /** Sandbox `i` sleeps `((7 i) mod 10) / 10 × sleepScale` s after printing; default 1. */
+    sleepScale?: number;
     onAcknowledged?: (n: number) => void;
   },
 ): Promise<Burst> {
@@ -197,7 +199,11 @@ export async function burst(
     const body = JSON.stringify({
       id,
       image,
-      command: ["sh", "-c", `echo "ran $SBID"; sleep 0.${(i * 7) % 10}`],
+      command: [
+        "sh",
+        "-c",
+        `echo "ran $SBID"; sleep ${((((i * 7) % 10) / 10) * (options.sleepScale ?? 1)).toFixed(1)}`,
+      ],
       env: { SBID: id },
       resources: { cpuMillis: 100, memoryMiB: 64 },
     });
