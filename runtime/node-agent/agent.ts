@@ -33,6 +33,7 @@ import {
 } from "../lib/model";
 import {
   ConflictError,
+  isStoreUnavailable,
   Store,
   TERMINAL_PHASES,
   type Versioned,
@@ -306,10 +307,23 @@ export class NodeAgent {
   async #reconcile(): Promise<void> {
     const { items, generations } = await this.#store.listAssignments(this.name);
     const assigned = new Set(items.map((a) => a.sandboxId));
+    // One sandbox whose record cannot be handled (corrupt, endless conflicts) must not hold up
+    // the others: its error is kept, the pass goes on, and then fails (so it is retried with
+    // backoff). etcd being away fails the pass at once: nothing else would work either.
+    const failures: Error[] = [];
+    const each = async (id: string, work: () => Promise<void>): Promise<void> => {
+      try {
+        await work();
+      } catch (error) {
+        if (isStoreUnavailable(error)) throw error;
+        failures.push(new Error(`sandbox ${id}: ${(error as Error).message}`, { cause: error }));
+      }
+    };
     // Level-triggered reports first: every state observed here that etcd does not hold yet.
     for (const [id, local] of this.#local) {
       local.generation ??= generations.get(id);
-      if (local.unreported && local.generation !== undefined) await this.#writeRunning(id, local);
+      if (local.unreported && local.generation !== undefined)
+        await each(id, () => this.#writeRunning(id, local));
     }
     for (const [id, report] of this.#final) {
       if (report.written) continue;
@@ -318,49 +332,61 @@ export class NodeAgent {
         report.written = true;
         continue;
       }
-      await this.#writeFinal(id, report);
+      await each(id, () => this.#writeFinal(id, report));
     }
     for (const id of assigned) {
-      this.#incoming.delete(id);
-      if (this.#local.has(id) || this.#starting.has(id)) continue;
-      const generation = generations.get(id)!;
-      const ended = this.#final.get(id);
-      if (ended) {
-        if (ended.generation === null || ended.generation === generation) continue;
-        // A report of an earlier assignment with the same id (deleted and created again).
-        this.#final.delete(id);
-        await rm(this.#sandboxDir(id), { recursive: true, force: true });
-      }
-      const found = await this.#store.getSandbox(id);
-      if (!found || found.value.status.node !== this.name) continue;
-      const phase = found.value.status.phase;
-      if (TERMINAL_PHASES.has(phase)) {
-        this.#final.set(id, {
-          generation,
-          phase: phase as FinalReport["phase"],
-          written: true,
-        });
-        continue;
-      }
-      if (phase === SandboxPhase.Migrating) continue;
-      this.#known.set(id, found);
-      if (phase !== SandboxPhase.Scheduled) {
-        // `starting` or `running` here, yet this process does not run it: an earlier agent on
-        // this node began it and died with it (its sandboxes die with it). A run that began is
-        // never started again.
-        await this.#recordFinal(id, generation, {
-          phase: SandboxPhase.Failed,
-          reason: `interrupted: the node agent on ${this.name} restarted while the sandbox was ${phase}; a run that began is never started again`,
-        });
-        continue;
-      }
-      this.#starting.add(id);
-      const task = this.#startSandbox(found.value, generation).finally(() => {
-        this.#starting.delete(id);
-        this.#startTasks.delete(task);
-      });
-      this.#startTasks.add(task);
+      await each(id, () => this.#reconcileAssigned(id, generations.get(id)!));
     }
+    await this.#reconcileRest(assigned);
+    if (failures.length > 0) {
+      throw new AggregateError(failures, failures.map((f) => f.message).join("; "));
+    }
+  }
+
+  /** One sandbox assigned here: leave it, start it, or report its earlier run as over. */
+  async #reconcileAssigned(id: string, generation: string): Promise<void> {
+    this.#incoming.delete(id);
+    if (this.#local.has(id) || this.#starting.has(id)) return;
+    const ended = this.#final.get(id);
+    if (ended) {
+      if (ended.generation === null || ended.generation === generation) return;
+      // A report of an earlier assignment with the same id (deleted and created again).
+      this.#final.delete(id);
+      await rm(this.#sandboxDir(id), { recursive: true, force: true });
+    }
+    const found = await this.#store.getSandbox(id);
+    if (!found || found.value.status.node !== this.name) return;
+    const phase = found.value.status.phase;
+    if (TERMINAL_PHASES.has(phase)) {
+      this.#final.set(id, {
+        generation,
+        phase: phase as FinalReport["phase"],
+        written: true,
+      });
+      return;
+    }
+    if (phase === SandboxPhase.Migrating) return;
+    this.#known.set(id, found);
+    if (phase !== SandboxPhase.Scheduled) {
+      // `starting` or `running` here, yet this process does not run it: an earlier agent on
+      // this node began it and died with it (its sandboxes die with it). A run that began is
+      // never started again.
+      await this.#recordFinal(id, generation, {
+        phase: SandboxPhase.Failed,
+        reason: `interrupted: the node agent on ${this.name} restarted while the sandbox was ${phase}; a run that began is never started again`,
+      });
+      return;
+    }
+    this.#starting.add(id);
+    const task = this.#startSandbox(found.value, generation).finally(() => {
+      this.#starting.delete(id);
+      this.#startTasks.delete(task);
+    });
+    this.#startTasks.add(task);
+  }
+
+  /** The rest of a pass: migration arrivals, sandboxes no longer assigned, files. */
+  async #reconcileRest(assigned: ReadonlySet<string>): Promise<void> {
     // An arrival whose migration is over without its assignment coming here (the sandbox was
     // deleted, or the migration failed and it stays on its source) is stopped, not kept forever.
     for (const id of [...this.#incoming.keys()]) {
@@ -650,7 +676,7 @@ export class NodeAgent {
     // First try the version this agent last read or wrote (saves a round trip on the start
     // path); a stale guess only costs a conflict and a fresh read.
     let guess = this.#known.get(id);
-    for (let conflicts = 0; ; ) {
+    for (let conflicts = 0; ;) {
       const current = guess ?? (await this.#store.getSandbox(id));
       const guessed = guess !== undefined;
       guess = undefined;

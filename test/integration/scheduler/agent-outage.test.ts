@@ -134,6 +134,9 @@ test("agent killed -9 while its sandbox runs, restarted on the same data dir: th
     body: JSON.stringify({ id: "cut-short", image, command: ["sh", "-c", "echo ran; sleep 600"] }),
   });
   t.is(created.body.status.phase, "running");
+  await eventually("its output in the log", async () =>
+    (await runs(dir, "node-a", "cut-short")) === 1 ? true : undefined,
+  );
   agent.process.kill("SIGKILL");
   await new Promise((r) => agent.process.once("exit", r));
   // Back within the lease TTL (30 s): the node never vanished, the assignment is still here.
