@@ -16,6 +16,10 @@ export interface EtcdServer {
   readonly client: Etcd3;
   /** The etcd process (tests kill it to exercise failures). */
   readonly process: ChildProcess;
+  /** Its data directory and ports (to restart it on the same ones). */
+  readonly dataDir: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
   /** Stops etcd and deletes its data directory. */
   stop(): Promise<void>;
 }
@@ -28,6 +32,12 @@ export interface StartEtcdOptions {
   dataDir?: string;
   /** How long to wait for the first successful request; default 15 s. */
   readyTimeoutMs?: number;
+  /**
+   * Client and peer ports; default free ones. Fault tests restart etcd on its data dir and its
+   * ports (`{ dataDir, clientPort, peerPort }` of the first), so clients reconnect to the same URL.
+   */
+  clientPort?: number;
+  peerPort?: number;
 }
 
 /** Start etcd on free loopback ports and wait until it answers. */
@@ -35,7 +45,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
   const binary = options.binary ?? process.env.SHARDWORKS_ETCD ?? "etcd";
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "shardworks-etcd-")));
-  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const clientPort = options.clientPort ?? (await freePort());
+  const peerPort = options.peerPort ?? (await freePort());
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const child = spawn(
     binary,
@@ -94,6 +105,9 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
     endpoint,
     client,
     process: child,
+    dataDir,
+    clientPort,
+    peerPort,
     async stop() {
       client.close();
       if (child.exitCode === null && child.signalCode === null) {

@@ -21,17 +21,24 @@ export interface PassRunnerConfig {
   onError: (error: Error) => void;
   /** Delay before a failed pass is retried, ms, with {@link jitter}. */
   retryMs: number;
+  /**
+   * Each further failure in a row doubles the delay, up to this many ms (default 5000): a long
+   * etcd outage is retried for as long as it lasts, without every agent hammering it at once.
+   */
+  maxRetryMs?: number;
 }
 
 /**
  * Runs `pass` on request: never two at once; requests made while a pass runs coalesce into one
- * more pass after it; a failed pass is retried after a jittered delay, while `active()`.
+ * more pass after it; a failed pass is retried after a jittered, growing delay, while `active()`
+ * (never given up: what a pass does is retried until it is done).
  */
 export class PassRunner {
   readonly #config: PassRunnerConfig;
   #running = false;
   #queued = false;
   #idle: Promise<void> = Promise.resolve();
+  #failures = 0;
 
   constructor(config: PassRunnerConfig) {
     this.#config = config;
@@ -50,10 +57,16 @@ export class PassRunner {
         this.#queued = false;
         try {
           await this.#config.pass();
+          this.#failures = 0;
         } catch (error) {
           this.#config.onError(error instanceof Error ? error : new Error(String(error)));
           this.#queued = true;
-          await new Promise((r) => setTimeout(r, jitter(this.#config.retryMs)));
+          const delay = Math.min(
+            this.#config.retryMs * 2 ** Math.min(this.#failures, 16),
+            this.#config.maxRetryMs ?? 5000,
+          );
+          this.#failures += 1;
+          await new Promise((r) => setTimeout(r, jitter(delay)));
         }
       } while (this.#queued && this.#config.active());
       this.#running = false;

@@ -4,7 +4,7 @@
  * mod revision, and an assignment is written in the same transaction that marks its sandbox
  * scheduled. Scheduler, placer and node agents all go through this module.
  */
-import type { Etcd3, IKeyValue, IOperation, Lease } from "etcd3";
+import { type Etcd3, type IKeyValue, type IOperation, isRecoverableError, type Lease } from "etcd3";
 import type { z } from "zod";
 import { HttpError } from "./errors";
 import { keys, keyName } from "./keys";
@@ -46,6 +46,38 @@ export class ConflictError extends HttpError {
   constructor(what: string) {
     super(409, "conflict", `${what} was changed concurrently; read it again and retry your update`);
   }
+}
+
+/** Seconds a caller should wait before retrying while etcd is unavailable (`Retry-After`). */
+export const STORE_RETRY_AFTER_SECONDS = 2;
+
+/**
+ * Whether `error` (or an error in its `cause` chain) means etcd could not be reached or did not
+ * answer in time, so the same request may succeed later: etcd3's recoverable gRPC errors
+ * (unavailable, deadline exceeded, …) and the open circuit breaker it reports once a host failed
+ * several times in a row. A write that failed this way may or may not have been applied.
+ */
+export function isStoreUnavailable(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; depth++) {
+    if (isRecoverableError(e) || "isBrokenCircuitError" in e) return true;
+    e = e.cause;
+  }
+  return false;
+}
+
+/**
+ * The 503 an API answers while etcd is unavailable ({@link isStoreUnavailable}), or undefined for
+ * any other error. Send it with `Retry-After: {@link STORE_RETRY_AFTER_SECONDS}`.
+ */
+export function storeUnavailableError(error: unknown): HttpError | undefined {
+  if (!isStoreUnavailable(error)) return undefined;
+  return new HttpError(
+    503,
+    "store_unavailable",
+    `the state store (etcd) is unavailable (${(error as Error).message}); retry in ${STORE_RETRY_AFTER_SECONDS} s. A create answered this way may have been applied: retry it with the same id (409 then means it exists)`,
+    undefined,
+    { cause: error },
+  );
 }
 
 /** Parse one etcd value with a record schema; a corrupt record names its key. */
@@ -208,6 +240,57 @@ export class Store {
   }
 
   /**
+   * Record a sandbox as failed because its node was lost while its run had begun (`starting`,
+   * `running`, `migrating`) and drop its assignment, guarded like {@link unbindSandbox}. A run
+   * that began is never started again: the node may have run the command in part or to the end.
+   */
+  async failLostSandbox(
+    current: Versioned<SandboxRecord>,
+    reason: string,
+    leaderKey?: string,
+  ): Promise<void> {
+    const node = current.value.status.node;
+    const record: SandboxRecord = {
+      ...current.value,
+      status: {
+        phase: SandboxPhase.Failed,
+        ...(node === undefined ? {} : { node }),
+        reason,
+        endpoints: {},
+        updatedAt: new Date().toISOString(),
+      },
+    };
+    await this.#writeSandboxIfUnchanged(
+      record,
+      current.modRevision,
+      leaderKey,
+      node ? [this.client.delete().key(keys.assignment(node, record.id))] : [],
+    );
+  }
+
+  /**
+   * Replace a sandbox if it is still at `modRevision` **and** its assignment to `node` is still
+   * the one created at etcd revision `generation` (see {@link listAssignments}); a node agent
+   * reports status this way, so a report about one assignment never lands on a later one (the
+   * sandbox deleted and created again, or placed anew). {@link ConflictError} otherwise.
+   */
+  async updateSandboxForAssignment(
+    record: SandboxRecord,
+    modRevision: string,
+    node: string,
+    generation: string,
+  ): Promise<Versioned<SandboxRecord>> {
+    const key = keys.sandbox(record.id);
+    const result = await this.client
+      .if(key, "Mod", "==", modRevision)
+      .and(keys.assignment(node, record.id), "Create", "==", generation)
+      .then(this.client.put(key).value(JSON.stringify(record)))
+      .commit();
+    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
+    return { value: record, modRevision: String(result.header.revision) };
+  }
+
+  /**
    * Move a sandbox's assignment from its node to `target` and record it running there (the end of
    * a live migration), guarded by the sandbox's mod revision.
    */
@@ -282,13 +365,29 @@ export class Store {
 
   // ---- assignments -----------------------------------------------------------------------------
 
-  /** The assignments of one node, and the revision of the read (to watch from). */
-  async listAssignments(node: string): Promise<{ items: AssignmentRecord[]; revision: string }> {
+  /**
+   * The assignments of one node, the revision of the read (to watch from), and each assignment's
+   * generation by sandbox id: the etcd revision that created its key. etcd never reuses a
+   * revision, so a generation names one placement of one sandbox on this node for good.
+   */
+  async listAssignments(node: string): Promise<{
+    items: AssignmentRecord[];
+    generations: ReadonlyMap<string, string>;
+    revision: string;
+  }> {
     const response = await this.client.getAll().prefix(keys.assignmentsPrefix(node)).exec();
-    return {
-      items: decodeEach(assignmentRecordSchema, response.kvs, (value) => value),
-      revision: response.header.revision,
-    };
+    const generations = new Map<string, string>();
+    const items = decodeEach(assignmentRecordSchema, response.kvs, (value, kv) => {
+      generations.set(value.sandboxId, kv.create_revision);
+      return value;
+    });
+    return { items, generations, revision: response.header.revision };
+  }
+
+  /** The generation of the assignment of sandbox `id` to `node` (see {@link listAssignments}). */
+  async assignmentGeneration(node: string, id: string): Promise<string | undefined> {
+    const response = await this.client.get(keys.assignment(node, id)).exec();
+    return response.kvs[0]?.create_revision;
   }
 }
 

@@ -3,13 +3,23 @@
  * reconciles level-triggered (every pass lists what is assigned and compares it with what runs
  * here), reports each sandbox's status by compare-and-swap, keeps each sandbox's output in a file
  * and serves it (and the migration endpoints) over a small HTTP API.
+ *
+ * Status reports are level-triggered too: the agent keeps the last state it observed of each of
+ * its sandboxes and every reconcile pass writes what etcd does not hold yet, however long etcd is
+ * away. A run starts only by moving its sandbox from `scheduled` to `starting` (a CAS guarded by
+ * the assignment's generation), so a run that began is never started again, here or elsewhere;
+ * an exit is written to the sandbox's directory (fsync) before it is reported, so an agent
+ * restarted on the same data dir still reports it.
  */
 import { EventEmitter } from "node:events";
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { isDeepStrictEqual } from "node:util";
 import { serve, type ServerType } from "@hono/node-server";
 import { Etcd3, type Lease, type Watcher } from "etcd3";
+import { z } from "zod";
 import { HttpError } from "../lib/errors";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
@@ -21,7 +31,13 @@ import {
   type SandboxStatus,
   SandboxPhase,
 } from "../lib/model";
-import { ConflictError, Store, TERMINAL_PHASES, type Versioned } from "../lib/store";
+import {
+  ConflictError,
+  isStoreUnavailable,
+  Store,
+  TERMINAL_PHASES,
+  type Versioned,
+} from "../lib/store";
 import type { DriverCapabilities, RunningSandbox, SandboxDriver } from "./driver";
 import { isMigratingDriver } from "./driver";
 import { type AgentApiHooks, createAgentApi } from "./http";
@@ -73,6 +89,32 @@ interface LocalSandbox {
   running: RunningSandbox;
   /** Set when the sandbox left this node by migration or was stopped on purpose: no status report. */
   detached: boolean;
+  /** Generation of the assignment it runs for (undefined: arrived by migration, not assigned yet). */
+  generation: string | undefined;
+  /** The `running` status etcd does not hold yet (written by the next pass), if any. */
+  unreported: Partial<SandboxStatus> | undefined;
+}
+
+/**
+ * How a run here ended, as this agent observed it: kept (in memory and in the sandbox's
+ * directory) until etcd holds it or it no longer matters (the assignment is gone).
+ */
+const finalReportSchema = z.strictObject({
+  generation: z.string().nullable(),
+  phase: z.enum([SandboxPhase.Exited, SandboxPhase.Failed]),
+  exitCode: z.number().int().optional(),
+  reason: z.string().optional(),
+});
+type FinalReport = z.infer<typeof finalReportSchema> & { written: boolean };
+
+/** The record an update wrote, kept across retries: a write whose answer was lost may have landed. */
+interface WriteAttempt {
+  attempted?: SandboxRecord;
+}
+
+/** Delay before retry `n` (from 0) of a status write while etcd is away: 200 ms doubling to 5 s. */
+function backoffMs(n: number): number {
+  return jitter(Math.min(200 * 2 ** Math.min(n, 5), 5000));
 }
 
 /** The agent of one node. */
@@ -85,8 +127,13 @@ export class NodeAgent {
   readonly #local = new Map<string, LocalSandbox>();
   /** Ids being started right now (so two passes do not start one twice). */
   readonly #starting = new Set<string>();
-  /** Ids whose sandbox finished here; not run again while the assignment stays. */
-  readonly #finished = new Set<string>();
+  /**
+   * Ids whose run here is over (or was found over), with how it ended; never run again while the
+   * assignment stays. Entries not `written` are reported by every pass until etcd holds them.
+   */
+  readonly #final = new Map<string, FinalReport>();
+  /** Starts in flight (close waits for them). */
+  readonly #startTasks = new Set<Promise<void>>();
   /** Ids arriving by migration, protected from reconcile until their assignment shows up. */
   readonly #incoming = new Map<string, Promise<RunningSandbox>>();
   /** The last version of each of its sandboxes this agent read or wrote (a CAS guess, not truth). */
@@ -109,6 +156,7 @@ export class NodeAgent {
       logger.warn({ node: this.name, err: error }, "reconcile failed; will retry");
     },
     retryMs: 300,
+    maxRetryMs: 5000,
   });
 
   constructor(config: NodeAgentConfig) {
@@ -159,6 +207,7 @@ export class NodeAgent {
     this.#capabilities = probe.capabilities;
     for (const note of probe.capabilities.notes) logger.info({ node: this.name }, note);
     await mkdir(join(this.#config.dataDir, "sandboxes"), { recursive: true });
+    await this.#loadFinalReports();
     const app = createAgentApi(this.#apiHooks(), this.#config.apiToken);
     this.#server = await new Promise<ServerType>((resolve) => {
       const s = serve(
@@ -180,19 +229,35 @@ export class NodeAgent {
     this.requestReconcile();
   }
 
-  /** Stop every sandbox here, revoke the lease (the node disappears at once) and disconnect. */
-  async close(): Promise<void> {
+  /**
+   * Stop every sandbox here (each is reported failed: its run is over and is not repeated), write
+   * the reports etcd does not hold yet (for up to `flushMs`, default 3 s), revoke the lease (the
+   * node disappears at once) and disconnect.
+   */
+  async close(flushMs = 3000): Promise<void> {
     this.#abort.abort();
     if (this.#resync) clearInterval(this.#resync);
     await this.#watcher?.cancel().catch(() => undefined);
     await this.#reconciler.idle();
+    await Promise.all([...this.#startTasks]);
     await Promise.all(
       [...this.#local.values()].map(async (local) => {
         local.detached = true;
         await local.running.stop().catch(() => undefined);
+        await this.#recordFinal(local.id, local.generation, {
+          phase: SandboxPhase.Failed,
+          reason: `stopped: the node agent on ${this.name} shut down while the sandbox ran`,
+        });
       }),
     );
     this.#local.clear();
+    const flush = (async () => {
+      for (const [id, report] of this.#final) {
+        if (report.written) continue;
+        await this.#writeFinal(id, report).catch(() => undefined);
+      }
+    })();
+    await Promise.race([flush, sleep(flushMs)]);
     await this.#config.driver.close().catch(() => undefined);
     await this.#lease?.revoke().catch(() => undefined);
     await new Promise<void>((resolve) => {
@@ -240,23 +305,88 @@ export class NodeAgent {
   }
 
   async #reconcile(): Promise<void> {
-    const { items } = await this.#store.listAssignments(this.name);
+    const { items, generations } = await this.#store.listAssignments(this.name);
     const assigned = new Set(items.map((a) => a.sandboxId));
-    for (const id of assigned) {
-      this.#incoming.delete(id);
-      if (this.#local.has(id) || this.#starting.has(id) || this.#finished.has(id)) continue;
-      const found = await this.#store.getSandbox(id);
-      if (!found || found.value.status.node !== this.name) continue;
-      const phase = found.value.status.phase;
-      if (TERMINAL_PHASES.has(phase)) {
-        this.#finished.add(id);
+    // One sandbox whose record cannot be handled (corrupt, endless conflicts) must not hold up
+    // the others: its error is kept, the pass goes on, and then fails (so it is retried with
+    // backoff). etcd being away fails the pass at once: nothing else would work either.
+    const failures: Error[] = [];
+    const each = async (id: string, work: () => Promise<void>): Promise<void> => {
+      try {
+        await work();
+      } catch (error) {
+        if (isStoreUnavailable(error)) throw error;
+        failures.push(new Error(`sandbox ${id}: ${(error as Error).message}`, { cause: error }));
+      }
+    };
+    // Level-triggered reports first: every state observed here that etcd does not hold yet.
+    for (const [id, local] of this.#local) {
+      local.generation ??= generations.get(id);
+      if (local.unreported && local.generation !== undefined)
+        await each(id, () => this.#writeRunning(id, local));
+    }
+    for (const [id, report] of this.#final) {
+      if (report.written) continue;
+      if (!assigned.has(id) && !this.#incoming.has(id)) {
+        // Its assignment is gone (deleted, or failed by the placer): nothing to report any more.
+        report.written = true;
         continue;
       }
-      if (phase === SandboxPhase.Migrating) continue;
-      this.#known.set(id, found);
-      this.#starting.add(id);
-      void this.#startSandbox(found.value).finally(() => this.#starting.delete(id));
+      await each(id, () => this.#writeFinal(id, report));
     }
+    for (const id of assigned) {
+      await each(id, () => this.#reconcileAssigned(id, generations.get(id)!));
+    }
+    await this.#reconcileRest(assigned);
+    if (failures.length > 0) {
+      throw new AggregateError(failures, failures.map((f) => f.message).join("; "));
+    }
+  }
+
+  /** One sandbox assigned here: leave it, start it, or report its earlier run as over. */
+  async #reconcileAssigned(id: string, generation: string): Promise<void> {
+    this.#incoming.delete(id);
+    if (this.#local.has(id) || this.#starting.has(id)) return;
+    const ended = this.#final.get(id);
+    if (ended) {
+      if (ended.generation === null || ended.generation === generation) return;
+      // A report of an earlier assignment with the same id (deleted and created again).
+      this.#final.delete(id);
+      await rm(this.#sandboxDir(id), { recursive: true, force: true });
+    }
+    const found = await this.#store.getSandbox(id);
+    if (!found || found.value.status.node !== this.name) return;
+    const phase = found.value.status.phase;
+    if (TERMINAL_PHASES.has(phase)) {
+      this.#final.set(id, {
+        generation,
+        phase: phase as FinalReport["phase"],
+        written: true,
+      });
+      return;
+    }
+    if (phase === SandboxPhase.Migrating) return;
+    this.#known.set(id, found);
+    if (phase !== SandboxPhase.Scheduled) {
+      // `starting` or `running` here, yet this process does not run it: an earlier agent on
+      // this node began it and died with it (its sandboxes die with it). A run that began is
+      // never started again.
+      await this.#recordFinal(id, generation, {
+        phase: SandboxPhase.Failed,
+        reason: `interrupted: the node agent on ${this.name} restarted while the sandbox was ${phase}; a run that began is never started again`,
+      });
+      return;
+    }
+    this.#starting.add(id);
+    const task = this.#startSandbox(found.value, generation).finally(() => {
+      this.#starting.delete(id);
+      this.#startTasks.delete(task);
+    });
+    this.#startTasks.add(task);
+  }
+
+  /** The rest of a pass: migration arrivals, sandboxes no longer assigned, files. */
+  async #reconcileRest(assigned: ReadonlySet<string>): Promise<void> {
     // An arrival whose migration is over without its assignment coming here (the sandbox was
     // deleted, or the migration failed and it stays on its source) is stopped, not kept forever.
     for (const id of [...this.#incoming.keys()]) {
@@ -274,7 +404,8 @@ export class NodeAgent {
         .catch((error: unknown) => this.events.emit("error", error as Error));
       this.events.emit("stopped", { id });
     }
-    for (const id of this.#finished) if (!assigned.has(id)) this.#finished.delete(id);
+    for (const [id, report] of this.#final)
+      if (!assigned.has(id) && report.written) this.#final.delete(id);
     for (const id of this.#known.keys())
       if (!assigned.has(id) && !this.#local.has(id)) this.#known.delete(id);
     // Clean up the files of every sandbox that is neither assigned nor running here.
@@ -284,11 +415,92 @@ export class NodeAgent {
         assigned.has(id) ||
         this.#local.has(id) ||
         this.#incoming.has(id) ||
-        this.#starting.has(id)
+        this.#starting.has(id) ||
+        this.#final.has(id)
       )
         continue;
       await rm(this.#sandboxDir(id), { recursive: true, force: true });
     }
+  }
+
+  /** `final.json` in a sandbox's directory: how its run here ended, until etcd holds it. */
+  #finalFile(id: string): string {
+    return join(this.#sandboxDir(id), "final.json");
+  }
+
+  /** Reads the final reports an earlier agent on this data dir wrote and may not have reported. */
+  async #loadFinalReports(): Promise<void> {
+    const dirs = await readdir(join(this.#config.dataDir, "sandboxes")).catch(() => [] as string[]);
+    for (const id of dirs) {
+      const text = await readFile(this.#finalFile(id), "utf8").catch(() => undefined);
+      if (text === undefined) continue;
+      try {
+        this.#final.set(id, { ...finalReportSchema.parse(JSON.parse(text)), written: false });
+      } catch (error) {
+        logger.warn({ node: this.name, sandbox: id, err: error }, "ignoring a corrupt final.json");
+      }
+    }
+  }
+
+  /**
+   * Keep how a run ended: in memory at once (so no pass mistakes it for an interrupted run), then
+   * in `final.json` (written, fsynced and renamed into place), then in etcd (by this call or, if
+   * etcd is away, by a later pass).
+   */
+  async #recordFinal(
+    id: string,
+    generation: string | undefined,
+    end: Pick<FinalReport, "phase" | "exitCode" | "reason">,
+  ): Promise<void> {
+    const report: FinalReport = { generation: generation ?? null, ...end, written: false };
+    this.#final.set(id, report);
+    try {
+      await mkdir(this.#sandboxDir(id), { recursive: true });
+      const tmp = `${this.#finalFile(id)}.tmp`;
+      const file = await open(tmp, "w");
+      try {
+        const { written: _written, ...persisted } = report;
+        await file.writeFile(JSON.stringify(persisted));
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+      await rename(tmp, this.#finalFile(id));
+    } catch (error) {
+      logger.warn({ node: this.name, sandbox: id, err: error }, "could not persist a final report");
+    }
+    if (this.#abort.signal.aborted) return; // close() flushes
+    await this.#writeFinal(id, report).catch((error: unknown) => {
+      this.events.emit("error", error as Error);
+      this.requestReconcile(); // the pass retries it, with backoff, until etcd holds it
+    });
+  }
+
+  /** Write a final report unless etcd holds it already or it no longer matters. */
+  async #writeFinal(id: string, report: FinalReport): Promise<void> {
+    if (report.written) return;
+    const generation =
+      report.generation ?? (await this.#store.assignmentGeneration(this.name, id)) ?? null;
+    if (generation === null) return; // a migration arrival not assigned here (yet)
+    report.generation = generation;
+    const patch: Partial<SandboxStatus> =
+      report.phase === SandboxPhase.Exited
+        ? { phase: report.phase, exitCode: report.exitCode, reason: undefined }
+        : { phase: report.phase, reason: report.reason };
+    await this.#report(id, generation, (s) => (TERMINAL_PHASES.has(s.phase) ? undefined : patch));
+    // Written, or refused because it no longer applies (record gone, final already, the
+    // assignment replaced): either way there is nothing left to write.
+    report.written = true;
+  }
+
+  /** Write the `running` status of a local sandbox, if etcd does not hold it yet. */
+  async #writeRunning(id: string, local: LocalSandbox): Promise<void> {
+    const patch = local.unreported;
+    if (!patch || local.generation === undefined) return;
+    await this.#report(id, local.generation, (s) =>
+      s.phase === SandboxPhase.Starting ? patch : undefined,
+    );
+    if (local.unreported === patch) local.unreported = undefined;
   }
 
   #sandboxDir(id: string): string {
@@ -309,45 +521,65 @@ export class NodeAgent {
     };
   }
 
-  async #startSandbox(record: SandboxRecord): Promise<void> {
+  async #startSandbox(record: SandboxRecord, generation: string): Promise<void> {
     const id = record.id;
-    const ok = await this.#report(id, (s) =>
-      s.phase === SandboxPhase.Scheduled ||
-      s.phase === SandboxPhase.Starting ||
-      s.phase === SandboxPhase.Running
-        ? { phase: SandboxPhase.Starting, reason: undefined }
-        : undefined,
-    );
-    if (!ok) return;
+    // The claim: `scheduled` → `starting`, by CAS on the record and the assignment's generation.
+    // Only the writer of that transition runs the sandbox; the placer reschedules only what is
+    // still `scheduled`. While etcd is away the claim is retried for as long as it takes (a lost
+    // answer is recognised: the record then holds exactly what was written).
+    const attempt: WriteAttempt = {};
+    let claimed = false;
+    for (let failures = 0; ; failures++) {
+      if (this.#abort.signal.aborted) return;
+      try {
+        claimed = await this.#report(
+          id,
+          generation,
+          (s) =>
+            s.phase === SandboxPhase.Scheduled
+              ? { phase: SandboxPhase.Starting, reason: undefined }
+              : undefined,
+          attempt,
+        );
+        break;
+      } catch (error) {
+        this.events.emit("error", error as Error);
+        await sleep(backoffMs(failures));
+      }
+    }
+    if (!claimed) return;
     const request = this.#request(record);
-    await mkdir(request.workDir, { recursive: true });
     let running: RunningSandbox;
     try {
+      await mkdir(request.workDir, { recursive: true });
       await this.#config.driver.prepare(record.spec.image);
       running = await this.#config.driver.run(request);
     } catch (error) {
       const reason = `could not start: ${(error as Error).message}`;
       logger.warn({ node: this.name, sandbox: id, err: error }, "sandbox failed to start");
-      this.#finished.add(id);
-      await this.#report(id, () => ({ phase: SandboxPhase.Failed, reason }));
+      await this.#recordFinal(id, generation, { phase: SandboxPhase.Failed, reason });
       this.events.emit("finished", { id, phase: SandboxPhase.Failed });
       return;
     }
     if (this.#abort.signal.aborted) {
       await running.stop();
+      await this.#recordFinal(id, generation, {
+        phase: SandboxPhase.Failed,
+        reason: `stopped: the node agent on ${this.name} shut down while the sandbox started`,
+      });
       return;
     }
-    this.#adopt(id, running);
-    await this.#report(id, (s) =>
-      s.phase === SandboxPhase.Starting
-        ? {
-            phase: SandboxPhase.Running,
-            start: running.start,
-            startMillis: running.startMillis,
-            endpoints: { ...running.endpoints },
-          }
-        : undefined,
-    );
+    const local = this.#adopt(id, running, generation);
+    local.unreported = {
+      phase: SandboxPhase.Running,
+      start: running.start,
+      startMillis: running.startMillis,
+      endpoints: { ...running.endpoints },
+    };
+    await this.#writeRunning(id, local).catch((error: unknown) => {
+      this.events.emit("error", error as Error);
+      this.requestReconcile(); // the next pass writes it
+    });
     this.events.emit("started", { id, start: running.start, startMillis: running.startMillis });
     if (this.#config.warmPerImage > 0) {
       this.#warmImages.set(record.spec.image, Date.now());
@@ -409,69 +641,81 @@ export class NodeAgent {
   }
 
   /** Track a running sandbox here and report its end. */
-  #adopt(id: string, running: RunningSandbox): void {
-    const local: LocalSandbox = { id, running, detached: false };
+  #adopt(id: string, running: RunningSandbox, generation: string | undefined): LocalSandbox {
+    const local: LocalSandbox = { id, running, detached: false, generation, unreported: undefined };
     this.#local.set(id, local);
     void running.exit.then(async (exit) => {
       if (local.detached || this.#abort.signal.aborted) return;
       this.#local.delete(id);
-      this.#finished.add(id);
       const phase = exit.kind === "exited" ? SandboxPhase.Exited : SandboxPhase.Failed;
-      await this.#report(id, () =>
+      await this.#recordFinal(
+        id,
+        local.generation,
         exit.kind === "exited" ? { phase, exitCode: exit.code } : { phase, reason: exit.reason },
       );
       await running.stop().catch(() => undefined);
       this.events.emit("finished", { id, phase });
     });
+    return local;
   }
 
   /**
-   * Update a sandbox's status by compare-and-swap, retrying on conflicts, and only while the
-   * sandbox is still this node's. `change` returns the fields to set, or undefined to leave it.
-   * Returns whether the update was written.
+   * Update a sandbox's status by compare-and-swap on its record and on the assignment's
+   * `generation`, retrying on conflicts, and only while the sandbox is still this node's under
+   * that assignment. `change` returns the fields to set, or undefined to leave it. Returns whether
+   * the update was written (false: declined, or no longer this node's); throws while etcd is
+   * unavailable (callers retry; `attempt` carried across retries recognises a write that landed
+   * though its answer was lost).
    */
   async #report(
     id: string,
+    generation: string,
     change: (status: SandboxStatus) => Partial<SandboxStatus> | undefined,
+    attempt: WriteAttempt = {},
   ): Promise<boolean> {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      // First try the version this agent last read or wrote (saves a round trip on the start
-      // path); a stale guess only costs a conflict and a fresh read.
-      let current = attempt === 0 ? this.#known.get(id) : undefined;
-      if (!current) {
-        try {
-          current = await this.#store.getSandbox(id);
-        } catch (error) {
-          this.events.emit("error", error as Error);
-          await new Promise((r) => setTimeout(r, jitter(200)));
-          continue;
-        }
-      }
+    // First try the version this agent last read or wrote (saves a round trip on the start
+    // path); a stale guess only costs a conflict and a fresh read.
+    let guess = this.#known.get(id);
+    for (let conflicts = 0; ;) {
+      const current = guess ?? (await this.#store.getSandbox(id));
+      const guessed = guess !== undefined;
+      guess = undefined;
       if (!current || current.value.status.node !== this.name) return false;
+      if (attempt.attempted && isDeepStrictEqual(current.value, attempt.attempted)) {
+        this.#known.set(id, current);
+        return true; // an earlier try landed
+      }
       const patch = change(current.value.status);
       if (!patch) {
-        if (attempt === 0 && this.#known.has(id)) continue; // the guess may be stale: re-read
+        if (guessed) continue; // the guess may be stale: re-read
         return false;
       }
       const status = { ...current.value.status, ...patch, updatedAt: new Date().toISOString() };
       for (const k of Object.keys(status) as (keyof SandboxStatus)[]) {
         if (status[k] === undefined) delete status[k];
       }
+      const record: SandboxRecord = { ...current.value, status };
+      attempt.attempted = JSON.parse(JSON.stringify(record)) as SandboxRecord;
       try {
         this.#known.set(
           id,
-          await this.#store.updateSandbox({ ...current.value, status }, current.modRevision),
+          await this.#store.updateSandboxForAssignment(
+            record,
+            current.modRevision,
+            this.name,
+            generation,
+          ),
         );
         return true;
       } catch (error) {
         this.#known.delete(id);
-        if (!(error instanceof ConflictError)) {
-          this.events.emit("error", error as Error);
-          await new Promise((r) => setTimeout(r, jitter(200)));
-        }
+        if (!(error instanceof ConflictError)) throw error;
+        if (guessed) continue;
+        // Lost the CAS: the record changed, or the assignment is not this generation any more.
+        if ((await this.#store.assignmentGeneration(this.name, id)) !== generation) return false;
+        if (++conflicts >= 20) throw error; // a pass retries later
       }
     }
-    return false;
   }
 
   #apiHooks(): AgentApiHooks {
@@ -550,7 +794,7 @@ export class NodeAgent {
             `the migration of ${id} to ${this.name} was abandoned`,
           );
         }
-        this.#adopt(id, running);
+        this.#adopt(id, running, undefined);
         return { endpoints: { ...running.endpoints } };
       },
       abandonMigration: async (id: string) => ({ abandoned: await this.#abandonIncoming(id) }),

@@ -10,6 +10,7 @@ import { z } from "zod";
 import { HttpError, badRequest } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { dnsLabel } from "../lib/model";
+import { STORE_RETRY_AFTER_SECONDS, storeUnavailableError } from "../lib/store";
 import type { DriverCapabilities } from "./driver";
 
 /** What the HTTP API asks of the agent. */
@@ -133,6 +134,11 @@ export function createAgentApi(hooks: AgentApiHooks, token?: string): Hono {
   );
   app.onError((error, c) => {
     if (error instanceof HttpError) return c.json(error.toJSON(), error.status);
+    const unavailable = storeUnavailableError(error);
+    if (unavailable) {
+      c.header("retry-after", String(STORE_RETRY_AFTER_SECONDS));
+      return c.json(unavailable.toJSON(), 503);
+    }
     logger.error({ err: error, path: c.req.path }, "node agent API error");
     return c.json({ error: { code: "internal", message: error.message } }, 500);
   });

@@ -23,7 +23,14 @@ import {
 } from "../lib/model";
 import { hostOf, nonPublicHostReason } from "../lib/addresses";
 import { parseImageReference } from "../node-agent/images/reference";
-import { decode, TERMINAL_PHASES, type Store, type Versioned } from "../lib/store";
+import {
+  decode,
+  STORE_RETRY_AFTER_SECONDS,
+  storeUnavailableError,
+  TERMINAL_PHASES,
+  type Store,
+  type Versioned,
+} from "../lib/store";
 import { metrics, registry } from "./metrics";
 import {
   createSandboxBodySchema,
@@ -630,6 +637,12 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
   );
   app.onError((error, c) => {
     if (error instanceof HttpError) return c.json(error.toJSON(), error.status);
+    // etcd away is not our bug: 503 + Retry-After, so clients retry (defect 7 of issue 13).
+    const unavailable = storeUnavailableError(error);
+    if (unavailable) {
+      c.header("retry-after", String(STORE_RETRY_AFTER_SECONDS));
+      return c.json(unavailable.toJSON(), 503);
+    }
     const id = c.get("requestId");
     logger.error(
       { err: error, requestId: id, path: c.req.path },

@@ -20,7 +20,12 @@ export const metrics = {
   }),
   rescheduled: new Counter({
     name: "shardworks_rescheduled_total",
-    help: "Sandboxes put back to pending because their node was lost",
+    help: "Sandboxes put back to pending because their node was lost before they started",
+    registers: [registry],
+  }),
+  lost: new Counter({
+    name: "shardworks_lost_sandboxes_total",
+    help: "Sandboxes failed because their node was lost after their run began (never rerun)",
     registers: [registry],
   }),
   pending: new Gauge({

@@ -1,8 +1,9 @@
 /**
  * The single elected placer. Every scheduler process campaigns in an etcd election; only the
  * leader places. While leading it watches nodes and sandboxes and runs level-triggered passes:
- * each pass reads the whole state from etcd, puts sandboxes of vanished nodes back to pending,
- * and binds every pending sandbox it can fit. Binds are transactions guarded by the sandbox's mod
+ * each pass reads the whole state from etcd, puts sandboxes of vanished nodes that had not started
+ * back to pending (and fails those that had: a run is never repeated), and binds every pending
+ * sandbox it can fit. Binds are transactions guarded by the sandbox's mod
  * revision and the leader's election key, so even a deposed leader cannot double-place.
  */
 import { EventEmitter } from "node:events";
@@ -33,7 +34,10 @@ export interface PlacerEvents {
   elected: [];
   deposed: [];
   placed: [{ id: string; node: string }];
+  /** A sandbox that had not started yet went back to pending: its node was lost. */
   rescheduled: [{ id: string; node: string }];
+  /** A sandbox whose run had begun was failed: its node was lost. */
+  lost: [{ id: string; node: string }];
   error: [Error];
 }
 
@@ -176,15 +180,28 @@ export class Placer {
       const { status, spec } = sandbox.value;
       if (!ACTIVE_PHASES.has(status.phase) || status.node === undefined) continue;
       if (!live.has(status.node)) {
-        // Its node's lease expired: run it again elsewhere.
+        // Its node's lease expired. A sandbox still `scheduled` never began there (the agent
+        // starts a run only by moving it to `starting`, a CAS this unbind would make fail): it is
+        // placed again. One whose run began may have run in part or to the end: it is failed,
+        // never run a second time (a pod bound to a lost node is not rescheduled either).
         try {
-          await this.#store.unbindSandbox(
-            sandbox,
-            `node ${status.node} was lost; rescheduling`,
-            leaderKey,
-          );
-          metrics.rescheduled.inc();
-          this.events.emit("rescheduled", { id: sandbox.value.id, node: status.node });
+          if (status.phase === SandboxPhase.Scheduled) {
+            await this.#store.unbindSandbox(
+              sandbox,
+              `node ${status.node} was lost before the sandbox started; rescheduling`,
+              leaderKey,
+            );
+            metrics.rescheduled.inc();
+            this.events.emit("rescheduled", { id: sandbox.value.id, node: status.node });
+          } else {
+            await this.#store.failLostSandbox(
+              sandbox,
+              `node ${status.node} was lost while the sandbox was ${status.phase}; a run that began is never started again (it may have run in part or to the end): create it again to rerun it`,
+              leaderKey,
+            );
+            metrics.lost.inc();
+            this.events.emit("lost", { id: sandbox.value.id, node: status.node });
+          }
           this.#passes.requeue();
         } catch (error) {
           if (!(error instanceof ConflictError)) throw error;

@@ -174,3 +174,42 @@ export async function assignmentPutsById(client: Etcd3): Promise<Map<string, str
   await watcher.cancel();
   return puts;
 }
+
+/** A real etcd that a test kills with SIGKILL and starts again on the same data dir and ports. */
+export interface RestartableEtcd {
+  /** Client URL; the same across restarts. */
+  readonly endpoint: string;
+  /** The server now running (its client is closed on kill). */
+  current(): EtcdServer;
+  /** kill -9, and wait until the process is gone. */
+  kill(): Promise<void>;
+  /** Start again on the same data dir and ports; resolves once it answers. */
+  restart(): Promise<EtcdServer>;
+}
+
+/** A {@link RestartableEtcd} with its data in `dir`, stopped when the test ends. */
+export async function restartableEtcdFor(
+  t: ExecutionContext,
+  dir: string,
+): Promise<RestartableEtcd> {
+  const dataDir = join(dir, "etcd");
+  let server = await startEtcd({ dataDir });
+  const { clientPort, peerPort } = server;
+  t.teardown(() => server.stop());
+  return {
+    endpoint: server.endpoint,
+    current: () => server,
+    async kill() {
+      const child = server.process;
+      server.client.close();
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await exited;
+    },
+    async restart() {
+      server = await startEtcd({ dataDir, clientPort, peerPort, readyTimeoutMs: 30_000 });
+      return server;
+    },
+  };
+}

@@ -5,7 +5,7 @@ import { NodeAgent } from "../../../runtime/node-agent/agent";
 import { createDriver } from "../../../runtime/node-agent/drivers";
 import { allSandboxes, api, eventually, schedulerWithImage } from "../../helpers/runtime";
 
-test("an agent whose lease is lost registers again, and its sandbox runs again", async (t) => {
+test("an agent whose lease is lost registers again; its begun sandbox is failed and stopped, not run twice; new ones run", async (t) => {
   const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-lease-");
   const agent = new NodeAgent({
     name: "flaky",
@@ -34,28 +34,33 @@ test("an agent whose lease is lost registers again, and its sandbox runs again",
   );
   t.teardown(() => watcher.cancel());
   await etcd.client.leaseClient.leaseRevoke({ ID: kv.lease });
-  // The placer sees the node vanish and puts the sandbox back to pending; the agent registers again
-  // (new lease), stops the copy that lost its assignment, and the sandbox is placed and run again.
+  // The placer sees the node vanish and fails the sandbox (its run began: never started again)
+  // and drops its assignment; the agent registers again (new lease) and stops the copy that lost
+  // its assignment. The node serves new sandboxes as before.
   await eventually("node registered again with a new lease", async () => {
     const again = (await etcd.client.get(keys.node("flaky")).exec()).kvs[0];
     return again && again.lease !== kv.lease ? true : undefined;
   });
-  const back = await eventually(
-    "running again on the node",
+  const failed = await eventually(
+    "the begun sandbox failed",
     async () => {
       const s = (await allSandboxes(etcd.client)).find((x) => x.id === "survives");
-      return s?.status.phase === "running" &&
-        s.status.node === "flaky" &&
-        s.status.reason === undefined
-        ? s
-        : undefined;
+      return s?.status.phase === "failed" ? s : undefined;
     },
     30_000,
   );
-  t.is(back.status.node, "flaky");
-  t.log(
-    `phases after the lease was revoked: ${phases.join(" → ") || "(none: re-registered before the placer looked)"}`,
+  t.regex(failed.status.reason ?? "", /node flaky was lost while the sandbox was running/);
+  t.log(`phases after the lease was revoked: ${phases.join(" → ")}`);
+  t.false(phases.includes("pending"), "never put back to pending: it would run a second time");
+  await eventually("the agent stopped its copy", () =>
+    Promise.resolve(agent.running.length === 0 ? true : undefined),
   );
-  t.deepEqual(agent.running, ["survives"], "exactly one copy runs on the node");
+  const next = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes?wait=running&timeout=60", {
+    method: "POST",
+    body: JSON.stringify({ id: "afterwards", image, command: ["sleep", "600"] }),
+  });
+  t.is(next.body.status.phase, "running");
+  t.is(next.body.status.node, "flaky");
+  t.deepEqual(agent.running, ["afterwards"], "exactly one copy runs on the node");
   t.true(errors.length > 0, "the lost lease was reported as an event, not a crash");
 });

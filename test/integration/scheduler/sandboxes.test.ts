@@ -4,7 +4,13 @@ import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import type { SandboxRecord } from "../../../runtime/lib";
 import { spawnNodeAgent, type SpawnedNodeAgent } from "../../../runtime/node-agent/spawn";
-import { allSandboxes, api, eventually, schedulerWithImage } from "../../helpers/runtime";
+import {
+  allSandboxes,
+  api,
+  eventually,
+  registerNode,
+  schedulerWithImage,
+} from "../../helpers/runtime";
 
 async function agentFor(
   t: ExecutionContext,
@@ -12,6 +18,7 @@ async function agentFor(
   name: string,
   dir: string,
   leaseTtlSeconds = 10,
+  labels: Record<string, string> = {},
 ): Promise<SpawnedNodeAgent> {
   const agent = await spawnNodeAgent({
     name,
@@ -20,6 +27,7 @@ async function agentFor(
     dataDir: join(dir, name),
     env: { TMPDIR: dir }, // even a kill -9 leaves nothing behind outside the test dir
     leaseTtlSeconds,
+    labels,
     cpuMillis: 2000,
     memoryMiB: 2048,
   });
@@ -105,7 +113,7 @@ test("submit → running → exit code and output are right; logs stream; delete
   t.regex(bad.body.status.reason ?? "", /could not start: .*missing/);
 });
 
-test("kill -9 a node agent: its sandboxes are rescheduled on the other node within the lease TTL", async (t) => {
+test("kill -9 a node agent: within the lease TTL its running sandboxes are failed (never run twice), a never-started one is placed elsewhere", async (t) => {
   const ttl = 3;
   const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-sched-test-");
   const victim = await agentFor(t, etcd.endpoint, "victim", dir, ttl);
@@ -118,27 +126,66 @@ test("kill -9 a node agent: its sandboxes are rescheduled on the other node with
     t.is(r.body.status.phase, "running");
     t.is(r.body.status.node, "victim");
   }
-  await agentFor(t, etcd.endpoint, "survivor", dir, ttl);
+  // A node record nobody serves: what it is assigned stays `scheduled` (never started).
+  const ghost = await registerNode(
+    t,
+    etcd.client,
+    "ghost",
+    { cpuMillis: 8000, memoryMiB: 8192 },
+    { labels: { pool: "b" } },
+  );
+  const waiting = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes", {
+    method: "POST",
+    body: JSON.stringify({
+      id: "never-started",
+      image,
+      command: ["sleep", "600"],
+      nodeSelector: { pool: "b" },
+    }),
+  });
+  t.is(waiting.status, 201);
+  await eventually("never-started bound to ghost", async () =>
+    (await allSandboxes(etcd.client)).find((s) => s.id === "never-started")?.status.node === "ghost"
+      ? true
+      : undefined,
+  );
+  await agentFor(t, etcd.endpoint, "survivor", dir, ttl, { pool: "b" });
   const killedAt = Date.now();
   victim.process.kill("SIGKILL");
-  const moved = await eventually(
-    "all three running on survivor",
+  await ghost.revoke();
+  const settled = await eventually(
+    "the victim's three failed, never-started running on survivor",
     async () => {
       const all = await allSandboxes(etcd.client);
-      return all.every((s) => s.status.node === "survivor" && s.status.phase === "running")
-        ? all
+      const long = all.filter((s) => s.id.startsWith("long-"));
+      const moved = all.find((s) => s.id === "never-started");
+      return long.length === 3 &&
+        long.every((s) => s.status.phase === "failed") &&
+        moved?.status.node === "survivor" &&
+        moved.status.phase === "running"
+        ? long
         : undefined;
     },
     30_000,
   );
   const seconds = (Date.now() - killedAt) / 1000;
-  t.log(`rescheduled and running again ${seconds.toFixed(1)} s after kill -9 (lease TTL ${ttl} s)`);
-  t.is(moved.length, 3);
-  // Lease expiry ≤ TTL (+ etcd's lease check granularity), then placement and a start.
+  t.log(`settled ${seconds.toFixed(1)} s after kill -9 (lease TTL ${ttl} s)`);
+  // Lease expiry ≤ TTL (+ etcd's lease check granularity), then one placer pass and a start.
   t.true(seconds < ttl + 4, `took ${seconds} s`);
-  t.true(
-    moved.every(
-      (s) => /node victim was lost/.test(s.status.reason ?? "") || s.status.reason === undefined,
-    ),
+  for (const s of settled) {
+    t.regex(
+      s.status.reason ?? "",
+      /node victim was lost while the sandbox was running; a run that began is never started again/,
+    );
+    t.is(s.status.node, "victim", "the record says where it was lost");
+  }
+  const nodes = await api<{ items: { name: string; allocated: { sandboxes: number } }[] }>(
+    scheduler.url,
+    "/v1/nodes",
+  );
+  t.deepEqual(
+    nodes.body.items.map((n) => [n.name, n.allocated.sandboxes]),
+    [["survivor", 1]],
+    "the failed ones hold no capacity; only never-started runs",
   );
 });
