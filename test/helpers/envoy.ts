@@ -35,7 +35,8 @@ export interface TestBackend {
  * `<name>` (then it echoes).
  */
 export async function startHttpBackend(name: string): Promise<TestBackend> {
-  const server = createHttpServer((_req, res) => {
+  // Headers up to Envoy's own limit (60 KiB) reach the backend (Node's default is 16 KiB).
+  const server = createHttpServer({ maxHeaderSize: 64 * 1024 }, (_req, res) => {
     res.setHeader("content-type", "text/plain");
     res.end(name);
   });
