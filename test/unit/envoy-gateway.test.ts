@@ -6,6 +6,7 @@ import {
   EnvoyGateway,
   GATEWAY_NODE_ID,
   SKIP_AWAIT_ANNOTATION,
+  validateGatewayAdminHost,
   validateGatewayPorts,
   validateGatewayReplicas,
 } from "../../components";
@@ -183,6 +184,11 @@ const bad: [string, () => unknown, string][] = [
     () => validateGatewayPorts(0, 9901),
     "listenerPort: 0 is not a port (1-65535)",
   ],
+  [
+    "an admin host name",
+    () => validateGatewayAdminHost("localhost"),
+    'adminHost: "localhost" must be an IP address, e.g. "127.0.0.1" (admin) or "0.0.0.0" (listener)',
+  ],
 ];
 for (const [title, fn, expected] of bad) {
   test(`validator rejects: ${title}`, (t) => t.is(reasonOf(fn), expected));
@@ -194,6 +200,10 @@ test("validators accept good values", (t) => {
   );
   t.is(
     reasonOf(() => validateGatewayPorts(8080, 9901)),
+    "no error",
+  );
+  t.is(
+    reasonOf(() => validateGatewayAdminHost("0.0.0.0")),
     "no error",
   );
 });
