@@ -129,15 +129,11 @@ export class Snapshot {
       }
     }
     for (const route of routes.values()) {
-      const config = route.message as RouteConfigurationShape;
-      for (const vhost of config.virtual_hosts ?? []) {
-        for (const r of [...(vhost.routes ?? []), ...matcherRoutes(vhost.matcher)]) {
-          const target = r.route?.cluster;
-          if (target !== undefined && !clusters.has(target)) {
-            problems.push(
-              `route configuration ${route.name}, virtual host ${vhost.name}: cluster ${target} does not exist`,
-            );
-          }
+      for (const { vhost, cluster } of clusterReferences(route)) {
+        if (!clusters.has(cluster)) {
+          problems.push(
+            `route configuration ${route.name}, virtual host ${vhost}: cluster ${cluster} does not exist`,
+          );
         }
       }
     }
@@ -173,6 +169,25 @@ interface MatcherShape {
 }
 interface RouteConfigurationShape {
   virtual_hosts?: { name: string; routes?: RouteShape[]; matcher?: MatcherShape }[];
+}
+
+/** The clusters a RouteConfiguration's routes name, per resource (resources are immutable). */
+const references = new WeakMap<XdsResource, readonly { vhost: string; cluster: string }[]>();
+
+function clusterReferences(route: XdsResource): readonly { vhost: string; cluster: string }[] {
+  const cached = references.get(route);
+  if (cached) return cached;
+  const found: { vhost: string; cluster: string }[] = [];
+  for (const vhost of (route.message as RouteConfigurationShape).virtual_hosts ?? []) {
+    const add = (r: RouteShape): void => {
+      const cluster = r.route?.cluster;
+      if (cluster !== undefined) found.push({ vhost: vhost.name, cluster });
+    };
+    for (const r of vhost.routes ?? []) add(r);
+    for (const r of matcherRoutes(vhost.matcher)) add(r);
+  }
+  references.set(route, found);
+  return found;
 }
 
 /** Decoded Route actions, by the identity of their (memoized) packed Any: decoded once each. */
