@@ -49,6 +49,7 @@ export {
   createEnvoyGateway,
   RESERVED_NAMESPACES,
   validateGatewayNamespace,
+  validateGatewayAdminHost,
   validateGatewayPorts,
   validateGatewayReplicas,
   type EnvoyGatewayArgs,
