@@ -2,7 +2,8 @@
 # Installs the Debian packages the runtime and its tests use, once. Idempotent: when everything is
 # present it only checks (well under a second). Needs root (or sudo) the first time.
 set -euo pipefail
-packages=(etcd-server qemu-system-x86 bubblewrap slirp4netns openssl busybox-static docker-registry skopeo umoci cpio zstd)
+packages=(etcd-server qemu-system-x86 bubblewrap slirp4netns openssl busybox-static docker-registry skopeo umoci cpio zstd
+  containerd runc containernetworking-plugins iptables conntrack socat iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
