@@ -5,8 +5,8 @@
  * sandbox, and the xDS ACK gate over the routing controller's CSDS), reached at the addresses the
  * plan's `targets` give.
  *
- * The testbed's clusters run no pods (no kubelet), so each cluster's runtime runs as local
- * processes at fixed addresses (a real etcd, scheduler, node agent and routing controller per
+ * The platform stacks keep `skipAwait` (the runtime and Envoy images are not in the testbed's
+ * registry), so each cluster's runtime runs as local processes at fixed addresses (a real etcd, scheduler, node agent and routing controller per
  * cluster). The mapping from the version Pulumi deployed to those processes: when a `pulumi up`
  * returns (the real provider would have awaited the Deployment's rollout), the scheduler
  * Deployment's image tag is read from the cluster's API server (what the platform stack really
