@@ -585,8 +585,14 @@ export interface Tools {
   readonly coredns: string;
 }
 
-/** Install everything; idempotent. */
-export async function ensureTools(): Promise<Tools> {
+/** Names of the Go tools `ensureTools({ only })` and `npm run tools -- <name…>` accept. */
+export const GO_TOOL_NAMES: readonly string[] = goTools.map((t) => t.name);
+
+/**
+ * Install everything (or, with `only`, the named Go tools: CI builds `kubernetes` first, which
+ * `npm test` needs, and the rest in the background while the tests run); idempotent.
+ */
+export async function ensureTools(options: { only?: readonly string[] } = {}): Promise<Tools> {
   const started = Date.now();
   await mkdir(join(toolsDir(), "logs"), { recursive: true });
   say(`cache: ${toolsDir()}`);
@@ -594,7 +600,7 @@ export async function ensureTools(): Promise<Tools> {
     stdio: "inherit",
   });
   if (debian.status !== 0) throw new Error("scripts/install-debian-packages.sh failed (see above)");
-  await withLock(() => ensureGoTools());
+  await withLock(() => ensureGoTools(options.only));
   say(`ready in ${elapsed(started)}; add ${toolsBinDir()} to PATH`);
   const bin = toolsBinDir();
   const own = userPulumi();
@@ -610,10 +616,10 @@ export async function ensureTools(): Promise<Tools> {
   };
 }
 
-async function ensureGoTools(): Promise<void> {
+async function ensureGoTools(only: readonly string[] | undefined): Promise<void> {
   const own = userPulumi();
   if (own !== undefined) say(`pulumi ${PULUMI_VERSION}: using ${own} from PATH`);
-  for (const tool of goTools) {
+  for (const tool of goTools.filter((t) => only === undefined || only.includes(t.name))) {
     if (tool.name === "pulumi" && own !== undefined) continue;
     if (!(await ensureGoTool(tool))) {
       throw new Error(`${tool.name} could not be fetched from the Go module proxy; see above`);
@@ -631,7 +637,15 @@ async function ensureGoTools(): Promise<void> {
 }
 
 if (require.main === module) {
-  ensureTools().catch((error: unknown) => {
+  const only = process.argv.slice(2);
+  const unknown = only.filter((name) => !GO_TOOL_NAMES.includes(name));
+  if (unknown.length > 0) {
+    say(
+      `unknown tool ${unknown.join(", ")}: name one of ${GO_TOOL_NAMES.join(", ")}, or none for all`,
+    );
+    process.exit(2);
+  }
+  ensureTools(only.length > 0 ? { only } : {}).catch((error: unknown) => {
     say(error instanceof Error ? error.message : String(error));
     process.exit(1);
   });
