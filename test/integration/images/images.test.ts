@@ -4,6 +4,7 @@
  * digests are stable across builds; bad names and registries fail with errors naming the field.
  */
 import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -133,7 +134,8 @@ test("build → push → inspect: the config is the spec's, the digest is stable
   t.is(await exitOf(run), 0);
   t.is(out, "probe-a\n");
 
-  const changed = await buildImage(probeSpec("probe-b"), quiet);
+  // A marker no earlier run has built: the builder's cache outlives test runs (as it should).
+  const changed = await buildImage(probeSpec(`probe-${randomBytes(4).toString("hex")}`), quiet);
   t.false(changed.cached);
   t.not(changed.digest, first.digest);
   // The unchanged busybox layer is shared: same blob, so a pull of the new image skips it.
