@@ -62,6 +62,7 @@ export async function testbedPulumi(
     NODE_EXTRA_CA_CERTS: caFile,
     KUBECONFIG: cluster.kubeconfigPath,
   };
-  const pulumiCommand = await PulumiCommand.get({ root: dirname(dirname(tools.pulumi)) });
+  const cli = options.policy === true ? tools.policyPulumi : tools.pulumi;
+  const pulumiCommand = await PulumiCommand.get({ root: dirname(dirname(cli)) });
   return { pulumiCommand, envVars, backendUrl };
 }

@@ -11,7 +11,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { z } from "zod";
@@ -545,7 +545,7 @@ async function ensureSdkScriptShim(binary: string, sdkCommand: string): Promise<
 
 /** Where the policy-pack language host lives: a PATH directory of its own (see below). */
 export function policyBinDir(): string {
-  return join(toolsDir(), "policy-bin");
+  return join(toolsDir(), "policy", "bin");
 }
 
 const POLICY_LANGUAGE_HOST = join(repoRoot, "scripts", "testbed-language-host", "main.ts");
@@ -560,7 +560,7 @@ const POLICY_LANGUAGE_HOST_MARKER =
  * every other call goes to the real host. Only runs with a policy pack put that directory first on
  * PATH.
  */
-async function ensurePolicyLanguageHost(): Promise<void> {
+async function ensurePolicyLanguageHost(pulumi: string): Promise<void> {
   const target = join(policyBinDir(), "pulumi-language-nodejs");
   const script = [
     "#!/bin/sh",
@@ -572,6 +572,14 @@ async function ensurePolicyLanguageHost(): Promise<void> {
   if (existsSync(target) && readFileSync(target, "utf8") === script) return;
   await mkdir(policyBinDir(), { recursive: true });
   await writeFile(target, script, { mode: 0o755 });
+  // The engine prefers a language host in its own executable's directory to one on PATH, so
+  // policy runs use a `pulumi` in this directory too: a hard link of the real CLI (a symlink would
+  // resolve back to bin/), a copy when the two are on different file systems.
+  const cli = join(policyBinDir(), "pulumi");
+  const [source, linked] = await Promise.all([stat(pulumi), stat(cli).catch(() => undefined)]);
+  if (linked?.ino === source.ino && linked.dev === source.dev) return;
+  await rm(cli, { force: true });
+  await link(pulumi, cli).catch(() => copyFile(pulumi, cli));
 }
 
 export interface Tools {
@@ -579,6 +587,8 @@ export interface Tools {
   readonly binDir: string;
   /** Put before `binDir` on PATH only for runs with a policy pack (its language host). */
   readonly policyBinDir: string;
+  /** The CLI for runs with a policy pack: the same binary, beside the policy pack host. */
+  readonly policyPulumi: string;
   readonly pulumi: string;
   /** Absolute paths of the Kubernetes components, by binary name. */
   readonly kubernetes: Readonly<Record<(typeof KUBERNETES_BINARIES)[number], string>>;
@@ -607,6 +617,7 @@ export async function ensureTools(options: { only?: readonly string[] } = {}): P
   return {
     binDir: bin,
     policyBinDir: policyBinDir(),
+    policyPulumi: join(policyBinDir(), "pulumi"),
     pulumi: own ?? join(bin, "pulumi"),
     kubernetes: Object.fromEntries(KUBERNETES_BINARIES.map((b) => [b, join(bin, b)])) as Record<
       (typeof KUBERNETES_BINARIES)[number],
@@ -626,7 +637,7 @@ async function ensureGoTools(only: readonly string[] | undefined): Promise<void>
     }
   }
   await ensureNodejsProviderShim();
-  await ensurePolicyLanguageHost();
+  await ensurePolicyLanguageHost(userPulumi() ?? join(toolsBinDir(), "pulumi"));
   // Left by earlier installers: the policy analyzer shim and the stand-ins' shims (never a binary).
   for (const stale of ["pulumi-analyzer-policy-nodejs"]) {
     const path = join(toolsBinDir(), stale);

@@ -138,7 +138,7 @@ test.serial(
     const { tools, work, pulumi } = theBed();
     const project = await policyProject(work);
     const cli = (args: string[]) =>
-      execFileAsync(tools.pulumi, [...args, "--non-interactive", "--cwd", project], {
+      execFileAsync(tools.policyPulumi, [...args, "--non-interactive", "--cwd", project], {
         env: { ...process.env, ...pulumi.envVars },
         maxBuffer: 64 * 1024 * 1024,
       }).then(
@@ -149,8 +149,9 @@ test.serial(
         }),
       );
 
+    // The Automation API test above may have made these stacks in the same backend already.
     for (const stack of ["bad", "good"]) {
-      const init = await cli(["stack", "init", stack]);
+      const init = await cli(["stack", "select", "--create", stack]);
       t.true(init.ok, init.output);
     }
     const started = Date.now();
