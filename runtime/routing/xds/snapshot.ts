@@ -210,15 +210,15 @@ export class Snapshot {
     if (this.#problems) return [...this.#problems];
     const base = this.#base;
     this.#base = undefined;
-    if (base !== undefined && base.#references !== undefined && this.#incrementalCheck(base)) {
-      this.#problems = [];
-      return [];
-    }
-    this.#problems = this.#fullCheck();
+    const incremental =
+      base !== undefined && base.#references !== undefined && this.#incrementalCheck(base);
+    this.#problems = incremental ? [] : this.#fullCheck();
+    // The diffs hold the predecessor's replaced resources; only the check needed them.
+    this.#diffs.clear();
     return [...this.#problems];
   }
 
-  /** Checks the diffs against `before`'s counts (kept updated); false when a change may be a problem. */
+  /** Checks the diffs against `base`'s counts (moved here); false when a change may be a problem. */
   #incrementalCheck(base: Snapshot): boolean {
     // The counts move from the predecessor to this snapshot (copying them would cost as much as
     // the full walk); every change is journaled and undone if the check fails, so the
