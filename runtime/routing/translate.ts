@@ -76,7 +76,7 @@ export interface RoutingState {
 export function nextExpiry(shards: readonly ShardRecord[], now: Date): Date | undefined {
   let next: number | undefined;
   for (const shard of shards) {
-    const at = Date.parse(shard.expiresAt);
+    const at = expiry(shard);
     if (at > now.getTime() && (next === undefined || at < next)) next = at;
   }
   return next === undefined ? undefined : new Date(next);
@@ -84,12 +84,13 @@ export function nextExpiry(shards: readonly ShardRecord[], now: Date): Date | un
 
 /** `shard/service` of every fork whose service is not in the baseline (such forks route nowhere). */
 export function unservedForks(state: RoutingState): string[] {
+  // Plain loops: the controller runs this on every change, over every shard.
   const services = new Set(state.baseline.map((b) => b.name));
-  return state.shards.flatMap((s) =>
-    Object.keys(s.forks)
-      .filter((service) => !services.has(service))
-      .map((service) => `${s.name}/${service}`),
-  );
+  const out: string[] = [];
+  for (const s of state.shards) {
+    for (const service in s.forks) if (!services.has(service)) out.push(`${s.name}/${service}`);
+  }
+  return out;
 }
 
 /** Which kind of xDS client a node is: the Envoy gateway, or a gRPC xDS client. */
