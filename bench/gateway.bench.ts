@@ -255,8 +255,16 @@ async function main(): Promise<void> {
         }
         // Take them out again so the next scale has exactly its count.
         await etcd.client.delete().prefix(keys.shard(`p-${n}-`));
-        push.push({ shards: n, shardPutToFirstRoutedRequestMillis: stats(samples) });
-        say(`${n} shards: push ${JSON.stringify(stats(samples))}`);
+        // Envoy's side of a push: how long it takes to apply the ingress RouteConfiguration.
+        const envoyStats = (
+          await envoy.admin(
+            "/stats?filter=rds.ingress.update_duration|rds.ingress.config_reload$|control_plane.rate_limit_enforced",
+          )
+        )
+          .trim()
+          .split("\n");
+        push.push({ shards: n, shardPutToFirstRoutedRequestMillis: stats(samples), envoyStats });
+        say(`${n} shards: push ${JSON.stringify(stats(samples))} ${envoyStats.join(" | ")}`);
       }
     }
     const first = scales[0] as { envoyRssMiB: number; perRequest: Record<string, KindResult> };

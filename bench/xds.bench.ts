@@ -8,8 +8,9 @@
  *    RDS `ingress`, EDS the EDS clusters' names), that ACKs each response at once. Compared, in
  *    the same run, with the raw primitive underneath: an etcd put → the watch event. 100 samples
  *    per size.
- * 2. Translation time for one changed shard (memoized `Translator` + `Snapshot`) at 10,000 vs 100
- *    shards, and at 10,000 against translating everything from scratch.
+ * 2. Translation time for one changed shard (memoized `Translator` + a `Snapshot` built from the
+ *    one it replaces + its consistency check) at 10,000 vs 100 shards, and at 10,000 against
+ *    translating everything from scratch.
  *
  * Writes `bench/results/xds.json`.
  */
@@ -222,15 +223,19 @@ function translationOneChange(shards: number, repeats: number) {
   const records = Array.from({ length: shards }, (_, i) => shardRecord(i, now));
   const translator = new Translator();
   const state = { baseline, shards: records, sandboxes: [] };
-  new Snapshot(translator.translate(state));
+  // As the controller does: each snapshot built from the one it replaces, and checked.
+  let previous = new Snapshot(translator.translate(state));
+  if (!previous.consistent()) throw new Error("inconsistent snapshot");
   const times: number[] = [];
   for (let r = 0; r < repeats; r++) {
     const changed = [...records];
     const i = (r * 7919) % shards;
     changed[i] = { ...records[i]!, routingKey: `key-${i}-r${r}` };
     const t0 = performance.now();
-    new Snapshot(translator.translate({ ...state, shards: changed }));
+    const snapshot = new Snapshot(translator.translate({ ...state, shards: changed }), previous);
+    if (!snapshot.consistent()) throw new Error("inconsistent snapshot");
     times.push(performance.now() - t0);
+    previous = snapshot;
   }
   const scratch: number[] = [];
   for (let r = 0; r < Math.min(3, repeats); r++) {

@@ -30,6 +30,7 @@
  * {@link Translator} memoizes per shard, per service and per sandbox, so changing one shard among
  * 10,000 rebuilds only that shard's resources and the virtual hosts of the services it forks.
  */
+import { createHash } from "node:crypto";
 import { isIPv4 } from "node:net";
 import {
   DEFAULT_SERVICE_PROTOCOL,
@@ -75,7 +76,7 @@ export interface RoutingState {
 export function nextExpiry(shards: readonly ShardRecord[], now: Date): Date | undefined {
   let next: number | undefined;
   for (const shard of shards) {
-    const at = Date.parse(shard.expiresAt);
+    const at = expiry(shard);
     if (at > now.getTime() && (next === undefined || at < next)) next = at;
   }
   return next === undefined ? undefined : new Date(next);
@@ -83,12 +84,13 @@ export function nextExpiry(shards: readonly ShardRecord[], now: Date): Date | un
 
 /** `shard/service` of every fork whose service is not in the baseline (such forks route nowhere). */
 export function unservedForks(state: RoutingState): string[] {
+  // Plain loops: the controller runs this on every change, over every shard.
   const services = new Set(state.baseline.map((b) => b.name));
-  return state.shards.flatMap((s) =>
-    Object.keys(s.forks)
-      .filter((service) => !services.has(service))
-      .map((service) => `${s.name}/${service}`),
-  );
+  const out: string[] = [];
+  for (const s of state.shards) {
+    for (const service in s.forks) if (!services.has(service)) out.push(`${s.name}/${service}`);
+  }
+  return out;
 }
 
 /** Which kind of xDS client a node is: the Envoy gateway, or a gRPC xDS client. */
@@ -100,17 +102,55 @@ export type NodeKind = "gateway" | "grpc";
  * per-service (and per-sandbox) route configurations.
  */
 export function forNode(resources: SnapshotResources, kind: NodeKind): SnapshotResources {
-  const ingress = (r: XdsResource): boolean => r.name === INGRESS_NAME;
-  const keep = kind === "gateway" ? ingress : (r: XdsResource) => !ingress(r);
-  // The gateway's own clusters are `gateway/…`; the gRPC clients' per-fork ones are `shard/…`.
-  const own = kind === "gateway" ? "shard/" : "gateway/";
-  const upstream = (r: XdsResource): boolean => !r.name.startsWith(own);
+  const split = perNode.get(resources);
+  if (split) return split[kind];
+  const keep = (r: XdsResource): boolean => keptFor(r, kind);
   return {
-    [TypeUrl.Cluster]: resources[TypeUrl.Cluster].filter(upstream),
-    [TypeUrl.Endpoint]: resources[TypeUrl.Endpoint].filter(upstream),
+    [TypeUrl.Cluster]: resources[TypeUrl.Cluster].filter(keep),
+    [TypeUrl.Endpoint]: resources[TypeUrl.Endpoint].filter(keep),
     [TypeUrl.Listener]: resources[TypeUrl.Listener].filter(keep),
     [TypeUrl.Route]: resources[TypeUrl.Route].filter(keep),
   };
+}
+
+type Lists = Record<TypeUrl, XdsResource[]>;
+/** A part's resources, all and per kind of node. */
+interface Split {
+  readonly all: Lists;
+  readonly gateway: Lists;
+  readonly grpc: Lists;
+}
+const splits = new WeakMap<object, Split>();
+/** `resources` (the part `owner`'s) by type, all and per kind; memoized per (immutable) part. */
+function splitOf(owner: object, resources: readonly XdsResource[]): Split {
+  let split = splits.get(owner);
+  if (split) return split;
+  const empty = (): Lists => ({
+    [TypeUrl.Cluster]: [],
+    [TypeUrl.Endpoint]: [],
+    [TypeUrl.Listener]: [],
+    [TypeUrl.Route]: [],
+  });
+  split = { all: empty(), gateway: empty(), grpc: empty() };
+  for (const r of resources) {
+    split.all[r.typeUrl].push(r);
+    if (keptFor(r, "gateway")) split.gateway[r.typeUrl].push(r);
+    if (keptFor(r, "grpc")) split.grpc[r.typeUrl].push(r);
+  }
+  splits.set(owner, split);
+  return split;
+}
+
+/** The per-kind lists {@link Translator.translate} filled beside its output. */
+const perNode = new WeakMap<SnapshotResources, Record<NodeKind, SnapshotResources>>();
+
+/** Whether a kind of node gets a resource (see {@link forNode}). */
+function keptFor(r: XdsResource, kind: NodeKind): boolean {
+  if (r.typeUrl === TypeUrl.Listener || r.typeUrl === TypeUrl.Route) {
+    return (r.name === INGRESS_NAME) === (kind === "gateway");
+  }
+  // The gateway's own clusters are `gateway/…`; the gRPC clients' per-fork ones are `shard/…`.
+  return !r.name.startsWith(kind === "gateway" ? "shard/" : "gateway/");
 }
 
 /** Options of translation. */
@@ -192,10 +232,14 @@ interface ShardPart {
 interface ServicePart {
   readonly baseline: BaselineService;
   readonly shardParts: readonly ShardPart[];
+  /** The gRPC clients' cluster (and load assignment) of each fork of this service. */
+  readonly forkResources: readonly XdsResource[];
   readonly virtualHost: Record<string, unknown>;
   /** The gateway's virtual host (exact-match matcher) and its encoded ingress part. */
   readonly gatewayVirtualHost: Record<string, unknown>;
   readonly ingressPart: Uint8Array;
+  /** sha256 of `ingressPart` (the ingress' hash is the hash of its parts' hashes). */
+  readonly ingressHash: string;
   readonly resources: XdsResource[];
 }
 interface SandboxPart {
@@ -204,6 +248,7 @@ interface SandboxPart {
   readonly endpoints: XdsResource[];
   readonly virtualHosts: Record<string, unknown>[];
   readonly ingressPart: Uint8Array;
+  readonly ingressHash: string;
   readonly resources: XdsResource[];
 }
 
@@ -213,6 +258,8 @@ export class Translator {
   readonly #ingressPort: number;
   readonly #ingressHost: string;
   #shards = new Map<string, ShardPart>();
+  /** Service → the parts of the shards forking it, sorted by shard name. */
+  readonly #forksByService = new Map<string, ShardPart[]>();
   #services = new Map<string, ServicePart>();
   #sandboxes = new Map<string, SandboxPart>();
   #ingress: { key: unknown[]; resources: XdsResource[] } | undefined;
@@ -236,32 +283,56 @@ export class Translator {
       }
     }
     const now = state.now?.getTime();
-    const live =
-      now === undefined ? state.shards : state.shards.filter((s) => Date.parse(s.expiresAt) > now);
+    const live = now === undefined ? state.shards : state.shards.filter((s) => expiry(s) > now);
+    // Only the fork lists of services a new, changed or removed shard forks are rebuilt (and only
+    // they are sorted): one change among 10,000 shards costs a map lookup per shard, not a sort.
     const shards = new Map<string, ShardPart>();
-    const forksByService = new Map<string, ShardPart[]>();
-    for (const record of [...live].sort(byName)) {
+    const dirty = new Set<string>();
+    const added: ShardPart[] = [];
+    let kept = 0;
+    for (const record of live) {
       const previous = this.#shards.get(record.name);
+      if (previous?.record === record && !shards.has(record.name)) {
+        shards.set(record.name, previous);
+        kept++;
+        continue;
+      }
       const part = previous?.record === record ? previous : this.#shardPart(record);
+      const replaced = shards.get(record.name) ?? previous;
+      for (const service of replaced?.routes.keys() ?? []) dirty.add(service);
+      for (const service of part.routes.keys()) dirty.add(service);
       shards.set(record.name, part);
-      for (const service of part.routes.keys()) {
-        let list = forksByService.get(service);
-        if (!list) forksByService.set(service, (list = []));
-        list.push(part);
+      added.push(part);
+    }
+    if (kept < this.#shards.size) {
+      for (const [name, part] of this.#shards) {
+        if (shards.get(name) === part) continue;
+        for (const service of part.routes.keys()) dirty.add(service);
       }
     }
     this.#shards = shards;
+    const forksByService = this.#forksByService;
+    for (const service of dirty) {
+      const list = (forksByService.get(service) ?? []).filter(
+        (p) => shards.get(p.record.name) === p,
+      );
+      for (const part of added) {
+        if (part.routes.has(service) && shards.get(part.record.name) === part) list.push(part);
+      }
+      list.sort((a, b) => compare(a.record.name, b.record.name));
+      if (list.length === 0) forksByService.delete(service);
+      else forksByService.set(service, list);
+    }
 
     const services = new Map<string, ServicePart>();
     for (const baseline of [...state.baseline].sort(byName)) {
-      const forks = forksByService.get(baseline.name) ?? [];
+      const forks = forksByService.get(baseline.name) ?? NO_FORKS;
       const previous = this.#services.get(baseline.name);
       const unchanged =
         previous !== undefined &&
         previous.baseline.destination === baseline.destination &&
         upstreamHttp(previous.baseline.protocol) === upstreamHttp(baseline.protocol) &&
-        previous.shardParts.length === forks.length &&
-        previous.shardParts.every((p, i) => p === forks[i]);
+        previous.shardParts === forks;
       services.set(baseline.name, unchanged ? previous : this.#servicePart(baseline, forks));
     }
     this.#services = services;
@@ -285,25 +356,34 @@ export class Translator {
       this.#ingress = { key: ingressKey, resources: this.#ingressResources() };
     }
 
-    const out: Record<TypeUrl, XdsResource[]> = {
-      [TypeUrl.Cluster]: [...this.#sharedClusters],
+    // Each kind's lists are filled beside the whole (what forNode would filter, in the same
+    // order), so the controller does not filter 20,000 resources by name on every change.
+    const empty = (): Record<TypeUrl, XdsResource[]> => ({
+      [TypeUrl.Cluster]: [],
       [TypeUrl.Endpoint]: [],
       [TypeUrl.Listener]: [],
       [TypeUrl.Route]: [],
+    });
+    const out = empty();
+    const gateway = empty();
+    const grpc = empty();
+    const lists = { all: out, gateway, grpc };
+    const add = (split: Split): void => {
+      for (const key of ["all", "gateway", "grpc"] as const) {
+        for (const [typeUrl, list] of Object.entries(split[key]) as [TypeUrl, XdsResource[]][]) {
+          for (const r of list) lists[key][typeUrl].push(r);
+        }
+      }
     };
-    const add = (resources: readonly XdsResource[]): void => {
-      for (const r of resources) out[r.typeUrl].push(r);
-    };
-    for (const part of services.values()) add(part.resources);
-    // A fork of a service that is not (or no longer) in the baseline routes nowhere: not sent.
-    const served = (r: XdsResource): boolean =>
-      services.has(r.name.slice(r.name.lastIndexOf("/") + 1));
-    for (const part of shards.values()) {
-      add(part.clusters.filter(served));
-      add(part.endpoints.filter(served));
-    }
-    for (const part of sandboxes.values()) add(part.resources);
-    add(this.#ingress.resources);
+    add(splitOf(this.#sharedClusters, this.#sharedClusters));
+    // A fork of a service that is not (or no longer) in the baseline routes nowhere: not sent
+    // (only baseline services have a part). Fork clusters `shard/…` are the gRPC clients'.
+    // Each part's split is computed once; a change re-splits only the parts it rebuilt.
+    for (const part of services.values())
+      add(splitOf(part, [...part.resources, ...part.forkResources]));
+    for (const part of sandboxes.values()) add(splitOf(part, part.resources));
+    add(splitOf(this.#ingress, this.#ingress.resources));
+    perNode.set(out, { gateway, grpc });
     return out;
   }
 
@@ -442,12 +522,18 @@ export class Translator {
       ),
       apiListener(baseline.name, baseline.name),
     ];
+    const ingressPart = virtualHostsPart(gateway.bytes);
     return {
       baseline,
       shardParts: forks,
+      forkResources: forks.flatMap((p) => {
+        const name = forkClusterName(p.record.name, baseline.name);
+        return [...p.clusters, ...p.endpoints].filter((r) => r.name === name);
+      }),
       virtualHost,
       gatewayVirtualHost: gateway.message,
-      ingressPart: virtualHostsPart(gateway.bytes),
+      ingressPart,
+      ingressHash: hashOf(ingressPart),
       resources,
     };
   }
@@ -485,7 +571,15 @@ export class Translator {
       ),
       apiListener(host, routeName),
     ];
-    return { record, clusters, endpoints, virtualHosts, ingressPart, resources };
+    return {
+      record,
+      clusters,
+      endpoints,
+      virtualHosts,
+      ingressPart,
+      ingressHash: hashOf(ingressPart),
+      resources,
+    };
   }
 
   #ingressResources(): XdsResource[] {
@@ -505,15 +599,17 @@ export class Translator {
       // The routing key is read from baggage once per request, before the route lookup.
       http_filters: [routingKeyFilter(), ROUTER_FILTER()],
     });
+    const head = pack(TypeUrl.Route, { name: INGRESS_NAME }).value;
     return [
       makeResourceFromParts(
         TypeUrl.Route,
         INGRESS_NAME,
         { name: INGRESS_NAME, virtual_hosts: virtualHosts },
+        [head, ...services.map((p) => p.ingressPart), ...sandboxes.map((p) => p.ingressPart)],
         [
-          pack(TypeUrl.Route, { name: INGRESS_NAME }).value,
-          ...services.map((p) => p.ingressPart),
-          ...sandboxes.map((p) => p.ingressPart),
+          hashOf(head),
+          ...services.map((p) => p.ingressHash),
+          ...sandboxes.map((p) => p.ingressHash),
         ],
       ),
       makeResource(TypeUrl.Listener, INGRESS_NAME, {
@@ -529,6 +625,20 @@ export class Translator {
       }),
     ];
   }
+}
+
+const NO_FORKS: readonly ShardPart[] = [];
+
+function hashOf(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** A shard's `expiresAt` in ms, parsed once per (immutable) record. */
+const expiries = new WeakMap<ShardRecord, number>();
+function expiry(record: ShardRecord): number {
+  let at = expiries.get(record);
+  if (at === undefined) expiries.set(record, (at = Date.parse(record.expiresAt)));
+  return at;
 }
 
 const ADS_SOURCE = { ads: {}, resource_api_version: "V3" };

@@ -35,33 +35,90 @@ export function makeResource(
  * append), so a RouteConfiguration of 10,000 virtual-host routes is re-assembled from the memoized
  * encoding of each virtual host instead of re-encoding all of them. `message` must be the merged
  * message (it is what `consistent()` reads); a unit test checks the bytes equal a full encode.
+ * `partHashes` (one per part, in order) makes the hash the hash of the parts' hashes.
  */
 export function makeResourceFromParts(
   typeUrl: TypeUrl,
   name: string,
   message: Record<string, unknown>,
   parts: readonly Uint8Array[],
+  partHashes?: readonly string[],
 ): XdsResource {
   const value = Buffer.concat(parts);
   const any = { type_url: typeUrl, value };
-  const hash = createHash("sha256").update(value).digest("hex");
+  // Given each part's (memoized) hash, the resource's hash is the hash of those: still a function
+  // of the bytes, without hashing megabytes again when one part of many changed.
+  const hash = partHashes
+    ? createHash("sha256").update(partHashes.join(",")).digest("hex")
+    : createHash("sha256").update(value).digest("hex");
   return Object.freeze({ name, typeUrl, message: Object.freeze(message), any, hash });
 }
 
 /** Resources of a snapshot, by type. */
 export type SnapshotResources = Readonly<Record<TypeUrl, readonly XdsResource[]>>;
 
-/** An immutable, versioned set of resources for one node (or group of nodes). */
+/** What changed in one type against the snapshot a successor was built from. */
+interface TypeDiff {
+  /** Resources added or whose content changed (the new ones). */
+  readonly changed: readonly XdsResource[];
+  /** The previous resources of names now gone or changed (what their old versions referenced). */
+  readonly replaced: readonly XdsResource[];
+  /** Names no longer present. */
+  readonly removed: readonly string[];
+}
+
+/** How many references name each cluster (routes) and each load assignment (EDS clusters). */
+interface ReferenceCounts {
+  readonly clusters: Map<string, number>;
+  readonly endpoints: Map<string, number>;
+}
+
+const FINGERPRINT_BYTES = 16;
+/** sha256(name, hash) of a resource, memoized per (immutable) resource. */
+const fingerprints = new WeakMap<XdsResource, Buffer>();
+function fingerprint(resource: XdsResource): Buffer {
+  let found = fingerprints.get(resource);
+  if (!found) {
+    found = createHash("sha256")
+      .update(resource.name)
+      .update("\0")
+      .update(resource.hash)
+      .digest()
+      .subarray(0, FINGERPRINT_BYTES);
+    fingerprints.set(resource, found);
+  }
+  return found;
+}
+function xorInto(acc: Buffer, resource: XdsResource): void {
+  const f = fingerprint(resource);
+  for (let i = 0; i < FINGERPRINT_BYTES; i++) acc[i]! ^= f[i]!;
+}
+
+/**
+ * An immutable, versioned set of resources for one node (or group of nodes).
+ *
+ * A type's version is the XOR of sha256(name, content hash) over its resources: content-derived
+ * and independent of order (ADR 0005), and updatable per changed resource, so a successor built
+ * from the snapshot it replaces costs one map lookup per resource plus a hash per changed one,
+ * not a sort and a hash of everything. The consistency check is incremental the same way.
+ */
 export class Snapshot {
   readonly #byType: ReadonlyMap<TypeUrl, ReadonlyMap<string, XdsResource>>;
   readonly #versions: ReadonlyMap<TypeUrl, string>;
+  readonly #accumulators = new Map<TypeUrl, Buffer>();
   /** The lists given, per type (so a successor given the same list reuses this type's work). */
   readonly #inputs = new Map<TypeUrl, readonly XdsResource[]>();
+  /** Per type, what changed against `previous` (absent: built from scratch). */
+  readonly #diffs = new Map<TypeUrl, TypeDiff>();
+  /** A checked, consistent predecessor, until this snapshot is checked (then dropped). */
+  #base: Snapshot | undefined;
+  #problems: string[] | undefined;
+  #references: ReferenceCounts | undefined;
 
   /**
    * `previous` (optional) is the snapshot this one replaces: a type whose resource list holds the
-   * same resources (name and content hash) in the same order reuses its sorted map and version
-   * instead of sorting and hashing every resource again (an unchanged cluster costs a comparison).
+   * same resources in the same order reuses its map and version; otherwise only the resources
+   * whose name or content hash differ are hashed into the version.
    */
   constructor(resources: Partial<SnapshotResources>, previous?: Snapshot) {
     const byType = new Map<TypeUrl, ReadonlyMap<string, XdsResource>>();
@@ -81,24 +138,53 @@ export class Snapshot {
       ) {
         byType.set(typeUrl, previous.resources(typeUrl));
         versions.set(typeUrl, previous.version(typeUrl));
+        this.#accumulators.set(typeUrl, previous.#accumulators.get(typeUrl)!);
+        this.#diffs.set(typeUrl, { changed: [], replaced: [], removed: [] });
         continue;
       }
-      const list = [...given].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const map = new Map<string, XdsResource>();
-      const digest = createHash("sha256");
-      for (const resource of list) {
+      for (const resource of given) {
         if (resource.typeUrl !== typeUrl) {
           throw new Error(`resource ${resource.name} is a ${resource.typeUrl}, not a ${typeUrl}`);
         }
         if (map.has(resource.name)) throw new Error(`duplicate ${typeUrl} named ${resource.name}`);
         map.set(resource.name, resource);
-        digest.update(resource.name).update("\0").update(resource.hash).update("\0");
       }
+      const acc = Buffer.alloc(FINGERPRINT_BYTES);
+      if (previous) {
+        const old = previous.resources(typeUrl);
+        previous.#accumulators.get(typeUrl)!.copy(acc);
+        const changed: XdsResource[] = [];
+        const replaced: XdsResource[] = [];
+        const removed: string[] = [];
+        for (const resource of map.values()) {
+          const was = old.get(resource.name);
+          if (was === resource || was?.hash === resource.hash) continue;
+          if (was) {
+            xorInto(acc, was);
+            replaced.push(was);
+          }
+          xorInto(acc, resource);
+          changed.push(resource);
+        }
+        for (const [name, was] of old) {
+          if (map.has(name)) continue;
+          xorInto(acc, was);
+          replaced.push(was);
+          removed.push(name);
+        }
+        this.#diffs.set(typeUrl, { changed, replaced, removed });
+      } else {
+        for (const resource of map.values()) xorInto(acc, resource);
+      }
+      this.#accumulators.set(typeUrl, acc);
       byType.set(typeUrl, map);
-      versions.set(typeUrl, digest.digest("hex").slice(0, 16));
+      versions.set(typeUrl, acc.toString("hex"));
     }
     this.#byType = byType;
     this.#versions = versions;
+    // Only what the check needs is kept of the predecessor, not the predecessor (no chain).
+    this.#base = previous !== undefined && previous.#problems?.length === 0 ? previous : undefined;
   }
 
   /** The version of one resource type (content-derived). */
@@ -114,22 +200,111 @@ export class Snapshot {
   /**
    * What makes this snapshot unsafe to serve: a route to a missing cluster, a listener naming a
    * missing route configuration, an EDS cluster without its load assignment. Empty = consistent.
+   *
+   * Built from a consistent, checked predecessor, only the changes are checked: each changed
+   * route's and EDS cluster's references, and, through reference counts carried from snapshot to
+   * snapshot, whether anything still names a removed cluster or load assignment. A problem found
+   * that way (or no checked predecessor) runs the full walk, which words the messages.
    */
   inconsistencies(): string[] {
+    if (this.#problems) return [...this.#problems];
+    const base = this.#base;
+    this.#base = undefined;
+    const incremental =
+      base !== undefined && base.#references !== undefined && this.#incrementalCheck(base);
+    this.#problems = incremental ? [] : this.#fullCheck();
+    // The diffs hold the predecessor's replaced resources; only the check needed them.
+    this.#diffs.clear();
+    return [...this.#problems];
+  }
+
+  /** Checks the diffs against `base`'s counts (moved here); false when a change may be a problem. */
+  #incrementalCheck(base: Snapshot): boolean {
+    // The counts move from the predecessor to this snapshot (copying them would cost as much as
+    // the full walk); every change is journaled and undone if the check fails, so the
+    // predecessor keeps them and a retry from it stays incremental.
+    const counts = base.#references!;
+    const journal: [Map<string, number>, string, number][] = [];
+    const bump = (map: Map<string, number>, name: string, by: number): void => {
+      journal.push([map, name, by]);
+      map.set(name, (map.get(name) ?? 0) + by);
+    };
+    if (this.#applyDiffs(counts, bump)) {
+      base.#references = undefined;
+      this.#references = counts;
+      return true;
+    }
+    for (const [map, name, by] of journal.reverse()) map.set(name, (map.get(name) ?? 0) - by);
+    return false;
+  }
+
+  #applyDiffs(
+    counts: ReferenceCounts,
+    bump: (map: Map<string, number>, name: string, by: number) => void,
+  ): boolean {
+    const clusters = this.resources(TypeUrl.Cluster);
+    const endpoints = this.resources(TypeUrl.Endpoint);
+    const routeDiff = this.#diffs.get(TypeUrl.Route);
+    const clusterDiff = this.#diffs.get(TypeUrl.Cluster);
+    const endpointDiff = this.#diffs.get(TypeUrl.Endpoint);
+    if (!routeDiff || !clusterDiff || !endpointDiff) return false;
+    // A changed RouteConfiguration usually keeps most of its virtual hosts (translation reuses
+    // them): only virtual hosts that are not in both versions are counted.
+    const oldRoutes = new Map(routeDiff.replaced.map((r) => [r.name, r]));
+    const kept = new Set<object>();
+    for (const route of routeDiff.changed) {
+      for (const vhost of virtualHosts(route)) kept.add(vhost);
+    }
+    for (const route of routeDiff.replaced) {
+      for (const vhost of virtualHosts(route)) {
+        if (kept.has(vhost)) continue;
+        for (const cluster of vhostClusters(vhost)) bump(counts.clusters, cluster, -1);
+      }
+    }
+    for (const route of routeDiff.changed) {
+      const was = new Set<object>(virtualHosts(oldRoutes.get(route.name)));
+      for (const vhost of virtualHosts(route)) {
+        if (was.has(vhost)) continue;
+        for (const cluster of vhostClusters(vhost)) {
+          if (!clusters.has(cluster)) return false;
+          bump(counts.clusters, cluster, 1);
+        }
+      }
+    }
+    for (const cluster of clusterDiff.replaced) {
+      const needs = edsServiceName(cluster);
+      if (needs !== undefined) bump(counts.endpoints, needs, -1);
+    }
+    for (const cluster of clusterDiff.changed) {
+      const needs = edsServiceName(cluster);
+      if (needs === undefined) continue;
+      if (!endpoints.has(needs)) return false;
+      bump(counts.endpoints, needs, 1);
+    }
+    for (const name of clusterDiff.removed) if ((counts.clusters.get(name) ?? 0) > 0) return false;
+    for (const name of endpointDiff.removed) {
+      if ((counts.endpoints.get(name) ?? 0) > 0) return false;
+    }
+    return this.#listenerProblems().length === 0;
+  }
+
+  #fullCheck(): string[] {
     const problems: string[] = [];
     const clusters = this.resources(TypeUrl.Cluster);
     const endpoints = this.resources(TypeUrl.Endpoint);
     const routes = this.resources(TypeUrl.Route);
+    const counts: ReferenceCounts = { clusters: new Map(), endpoints: new Map() };
     for (const cluster of clusters.values()) {
-      const message = cluster.message as ClusterShape;
-      if (message.type !== "EDS") continue;
-      const serviceName = message.eds_cluster_config?.service_name || cluster.name;
+      const serviceName = edsServiceName(cluster);
+      if (serviceName === undefined) continue;
+      counts.endpoints.set(serviceName, (counts.endpoints.get(serviceName) ?? 0) + 1);
       if (!endpoints.has(serviceName)) {
         problems.push(`EDS cluster ${cluster.name} has no ClusterLoadAssignment "${serviceName}"`);
       }
     }
     for (const route of routes.values()) {
       for (const { vhost, cluster } of clusterReferences(route)) {
+        counts.clusters.set(cluster, (counts.clusters.get(cluster) ?? 0) + 1);
         if (!clusters.has(cluster)) {
           problems.push(
             `route configuration ${route.name}, virtual host ${vhost}: cluster ${cluster} does not exist`,
@@ -137,8 +312,16 @@ export class Snapshot {
         }
       }
     }
+    problems.push(...this.#listenerProblems());
+    this.#references = counts;
+    return problems;
+  }
+
+  #listenerProblems(): string[] {
+    const routes = this.resources(TypeUrl.Route);
+    const problems: string[] = [];
     for (const listener of this.resources(TypeUrl.Listener).values()) {
-      for (const name of rdsNames(listener.message)) {
+      for (const name of rdsNames(listener)) {
         if (!routes.has(name)) {
           problems.push(`listener ${listener.name}: route configuration ${name} does not exist`);
         }
@@ -151,6 +334,13 @@ export class Snapshot {
   consistent(): boolean {
     return this.inconsistencies().length === 0;
   }
+}
+
+/** The load assignment an EDS cluster needs (undefined: not an EDS cluster). */
+function edsServiceName(cluster: XdsResource): string | undefined {
+  const message = cluster.message as ClusterShape;
+  if (message.type !== "EDS") return undefined;
+  return message.eds_cluster_config?.service_name || cluster.name;
 }
 
 interface ClusterShape {
@@ -171,23 +361,36 @@ interface RouteConfigurationShape {
   virtual_hosts?: { name: string; routes?: RouteShape[]; matcher?: MatcherShape }[];
 }
 
-/** The clusters a RouteConfiguration's routes name, per resource (resources are immutable). */
-const references = new WeakMap<XdsResource, readonly { vhost: string; cluster: string }[]>();
+type VirtualHostShape = NonNullable<RouteConfigurationShape["virtual_hosts"]>[number];
 
-function clusterReferences(route: XdsResource): readonly { vhost: string; cluster: string }[] {
-  const cached = references.get(route);
+function virtualHosts(route: XdsResource | undefined): readonly VirtualHostShape[] {
+  return (route?.message as RouteConfigurationShape | undefined)?.virtual_hosts ?? [];
+}
+
+/**
+ * The clusters a virtual host's routes name, per virtual host object: translation reuses the
+ * (frozen) message of an unchanged service's virtual host, so a RouteConfiguration rebuilt for one
+ * change walks only the virtual host that changed.
+ */
+const vhostReferences = new WeakMap<object, readonly string[]>();
+function vhostClusters(vhost: VirtualHostShape): readonly string[] {
+  const cached = vhostReferences.get(vhost);
   if (cached) return cached;
-  const found: { vhost: string; cluster: string }[] = [];
-  for (const vhost of (route.message as RouteConfigurationShape).virtual_hosts ?? []) {
-    const add = (r: RouteShape): void => {
-      const cluster = r.route?.cluster;
-      if (cluster !== undefined) found.push({ vhost: vhost.name, cluster });
-    };
-    for (const r of vhost.routes ?? []) add(r);
-    for (const r of matcherRoutes(vhost.matcher)) add(r);
-  }
-  references.set(route, found);
+  const found: string[] = [];
+  const add = (r: RouteShape): void => {
+    const cluster = r.route?.cluster;
+    if (cluster !== undefined) found.push(cluster);
+  };
+  for (const r of vhost.routes ?? []) add(r);
+  for (const r of matcherRoutes(vhost.matcher)) add(r);
+  vhostReferences.set(vhost, found);
   return found;
+}
+
+function clusterReferences(route: XdsResource): { vhost: string; cluster: string }[] {
+  return virtualHosts(route).flatMap((vhost) =>
+    vhostClusters(vhost).map((cluster) => ({ vhost: vhost.name, cluster })),
+  );
 }
 
 /** Decoded Route actions, by the identity of their (memoized) packed Any: decoded once each. */
@@ -213,14 +416,20 @@ interface ListenerShape {
   filter_chains?: { filters?: { typed_config?: AnyMessage }[] }[];
 }
 
-/** The route configurations a listener's HttpConnectionManagers load over RDS. */
-function rdsNames(listener: ListenerShape): string[] {
+/** The route configurations a listener's HttpConnectionManagers load over RDS (memoized). */
+const rdsByListener = new WeakMap<XdsResource, readonly string[]>();
+function rdsNames(resource: XdsResource): readonly string[] {
+  const cached = rdsByListener.get(resource);
+  if (cached) return cached;
+  const listener = resource.message as ListenerShape;
   const packed = [
     listener.api_listener?.api_listener,
     ...(listener.filter_chains ?? []).flatMap((c) => (c.filters ?? []).map((f) => f.typed_config)),
   ];
-  return packed
+  const names = packed
     .filter((a): a is AnyMessage => a?.type_url === ExtensionTypeUrl.HttpConnectionManager)
     .map((a) => (unpack(a) as { rds?: { route_config_name?: string } }).rds?.route_config_name)
     .filter((n): n is string => n !== undefined);
+  rdsByListener.set(resource, names);
+  return names;
 }

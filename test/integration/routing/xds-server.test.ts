@@ -317,7 +317,10 @@ test("incremental (delta) ADS sends only what changed, and what was removed; CSD
   cache.setSnapshot("envoy-1", s1);
   send(TypeUrl.Cluster, {}); // CDS: wildcard by default
   const first = (await next())!;
-  t.deepEqual(first.resources.map((r) => r.name).sort(), [...s1.resources(TypeUrl.Cluster).keys()]);
+  t.deepEqual(
+    first.resources.map((r) => r.name).sort(),
+    [...s1.resources(TypeUrl.Cluster).keys()].sort(),
+  );
   for (const r of first.resources) {
     t.is(r.resource.type_url, TypeUrl.Cluster);
     t.is(unpack(r.resource).name, r.name);

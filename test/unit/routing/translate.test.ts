@@ -77,21 +77,18 @@ test("every resource decodes with Envoy's protos into its type and the snapshot 
       t.is(decoded[typeUrl === TypeUrl.Endpoint ? "cluster_name" : "name"], name);
     }
   }
-  t.deepEqual(
-    [...snapshot.resources(TypeUrl.Cluster).keys()],
-    [
-      "baseline/api",
-      "baseline/web",
-      "gateway/forks/http1",
-      "gateway/forks/http2",
-      "gateway/shard/alice/web",
-      "sandbox/sb1/8080",
-      "sandbox/sb1/9090",
-      "shard/alice/api",
-      "shard/alice/web",
-      "shard/bob/api",
-    ],
-  );
+  t.deepEqual([...snapshot.resources(TypeUrl.Cluster).keys()].sort(), [
+    "baseline/api",
+    "baseline/web",
+    "gateway/forks/http1",
+    "gateway/forks/http2",
+    "gateway/shard/alice/web",
+    "sandbox/sb1/8080",
+    "sandbox/sb1/9090",
+    "shard/alice/api",
+    "shard/alice/web",
+    "shard/bob/api",
+  ]);
   // DNS destinations are LOGICAL_DNS (resolved by the client), IPs are EDS with an assignment.
   t.is(unpack(snapshot.resources(TypeUrl.Cluster).get("shard/alice/web")!.any).type, "LOGICAL_DNS");
   t.is(unpack(snapshot.resources(TypeUrl.Cluster).get("shard/alice/api")!.any).type, "EDS");
@@ -333,30 +330,24 @@ test("the gateway gets the ingress listener and no api_listeners; gRPC clients t
   t.true(grpc.consistent());
   // The gateway: shared ORIGINAL_DST clusters for IP forks, its own cluster per DNS fork; gRPC
   // clients (no ORIGINAL_DST) keep a cluster per fork.
-  t.deepEqual(
-    [...gateway.resources(TypeUrl.Cluster).keys()],
-    [
-      "baseline/api",
-      "baseline/web",
-      "gateway/forks/http1",
-      "gateway/forks/http2",
-      "gateway/shard/alice/web",
-      "sandbox/sb1/8080",
-      "sandbox/sb1/9090",
-    ],
-  );
-  t.deepEqual(
-    [...grpc.resources(TypeUrl.Cluster).keys()],
-    [
-      "baseline/api",
-      "baseline/web",
-      "sandbox/sb1/8080",
-      "sandbox/sb1/9090",
-      "shard/alice/api",
-      "shard/alice/web",
-      "shard/bob/api",
-    ],
-  );
+  t.deepEqual([...gateway.resources(TypeUrl.Cluster).keys()].sort(), [
+    "baseline/api",
+    "baseline/web",
+    "gateway/forks/http1",
+    "gateway/forks/http2",
+    "gateway/shard/alice/web",
+    "sandbox/sb1/8080",
+    "sandbox/sb1/9090",
+  ]);
+  t.deepEqual([...grpc.resources(TypeUrl.Cluster).keys()].sort(), [
+    "baseline/api",
+    "baseline/web",
+    "sandbox/sb1/8080",
+    "sandbox/sb1/9090",
+    "shard/alice/api",
+    "shard/alice/web",
+    "shard/bob/api",
+  ]);
 });
 
 interface GatewayVirtualHost {
@@ -496,8 +487,64 @@ test("a snapshot built from the one it replaces has the versions and resources o
   const fresh = new Snapshot(next);
   for (const typeUrl of Object.values(TypeUrl)) {
     t.is(reused.version(typeUrl), fresh.version(typeUrl), typeUrl);
-    t.deepEqual([...reused.resources(typeUrl).keys()], [...fresh.resources(typeUrl).keys()]);
+    t.deepEqual(
+      [...reused.resources(typeUrl).keys()].sort(),
+      [...fresh.resources(typeUrl).keys()].sort(),
+    );
   }
   t.is(reused.resources(TypeUrl.Cluster), first.resources(TypeUrl.Cluster), "clusters reused");
   t.not(reused.version(TypeUrl.Route), first.version(TypeUrl.Route), "routes recomputed");
+});
+
+test("a snapshot checked against the one it replaces finds what a change broke, and what it fixed", (t) => {
+  const resources = translate(state);
+  const first = new Snapshot(resources);
+  t.deepEqual(first.inconsistencies(), []);
+  // Removing a cluster a route still names, or the load assignment of an EDS cluster.
+  const noCluster = new Snapshot(
+    {
+      ...resources,
+      [TypeUrl.Cluster]: resources[TypeUrl.Cluster].filter((c) => c.name !== "shard/bob/api"),
+    },
+    first,
+  );
+  t.true(
+    noCluster.inconsistencies().some((p) => p.includes("cluster shard/bob/api does not exist")),
+  );
+  const noEndpoints = new Snapshot(
+    {
+      ...resources,
+      [TypeUrl.Endpoint]: resources[TypeUrl.Endpoint].filter((c) => c.name !== "baseline/api"),
+    },
+    first,
+  );
+  t.true(
+    noEndpoints
+      .inconsistencies()
+      .some((p) => p.includes("EDS cluster baseline/api has no ClusterLoadAssignment")),
+  );
+  // A failed check leaves the predecessor's reference counts intact: a retry from it that drops
+  // bob's shard (its routes and its cluster together) is consistent, and the one after it that
+  // drops only a cluster still named is not.
+  const withoutBob = translate({ ...state, shards: state.shards.filter((s) => s.name !== "bob") });
+  const second = new Snapshot(withoutBob, first);
+  t.deepEqual(second.inconsistencies(), []);
+  const third = new Snapshot(
+    {
+      ...withoutBob,
+      [TypeUrl.Cluster]: withoutBob[TypeUrl.Cluster].filter((c) => c.name !== "baseline/api"),
+    },
+    second,
+  );
+  t.true(third.inconsistencies().some((p) => p.includes("cluster baseline/api does not exist")));
+  // The same state as a fresh snapshot gives the same answers.
+  t.deepEqual(
+    third.inconsistencies().sort(),
+    new Snapshot({
+      ...withoutBob,
+      [TypeUrl.Cluster]: withoutBob[TypeUrl.Cluster].filter((c) => c.name !== "baseline/api"),
+    })
+      .inconsistencies()
+      .sort(),
+  );
 });
