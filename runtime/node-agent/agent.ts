@@ -20,7 +20,7 @@ import { isDeepStrictEqual } from "node:util";
 import { serve, type ServerType } from "@hono/node-server";
 import { Etcd3, type Lease, type Watcher } from "etcd3";
 import { z } from "zod";
-import { HttpError } from "../lib/errors";
+import { ConflictError, ForbiddenError, NotFoundError, StaleRevisionError } from "../lib/errors";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
 import { jitter, PassRunner } from "../lib/passes";
@@ -31,13 +31,7 @@ import {
   type SandboxStatus,
   SandboxPhase,
 } from "../lib/model";
-import {
-  ConflictError,
-  isStoreUnavailable,
-  Store,
-  TERMINAL_PHASES,
-  type Versioned,
-} from "../lib/store";
+import { isStoreUnavailable, Store, TERMINAL_PHASES, type Versioned } from "../lib/store";
 import type { DriverCapabilities, RunningSandbox, SandboxDriver } from "./driver";
 import { isMigratingDriver } from "./driver";
 import { type AgentApiHooks, createAgentApi } from "./http";
@@ -709,7 +703,7 @@ export class NodeAgent {
         return true;
       } catch (error) {
         this.#known.delete(id);
-        if (!(error instanceof ConflictError)) throw error;
+        if (!(error instanceof StaleRevisionError)) throw error;
         if (guessed) continue;
         // Lost the CAS: the record changed, or the assignment is not this generation any more.
         if ((await this.#store.assignmentGeneration(this.name, id)) !== generation) return false;
@@ -725,14 +719,13 @@ export class NodeAgent {
       acceptMigration: async (id: string): Promise<{ port: number }> => {
         const driver = this.#config.driver;
         if (!isMigratingDriver(driver)) {
-          throw new HttpError(
-            409,
+          throw new ConflictError(
             "migration_unsupported",
             `driver ${driver.name} of node ${this.name} cannot live-migrate; migrate between qemu nodes`,
           );
         }
         const found = await this.#store.getSandbox(id);
-        if (!found) throw new HttpError(404, "not_found", `sandbox ${id} does not exist`);
+        if (!found) throw new NotFoundError("not_found", `sandbox ${id} does not exist`);
         const request = this.#request(found.value);
         await mkdir(request.workDir, { recursive: true });
         const { port, sandbox } = await driver.acceptMigration(request);
@@ -750,8 +743,7 @@ export class NodeAgent {
           n.address.slice(0, n.address.lastIndexOf(":")),
         );
         if (!nodeHosts.includes(host)) {
-          throw new HttpError(
-            403,
+          throw new ForbiddenError(
             "migration_target_refused",
             `host ${host} is not the address of a registered node; a sandbox migrates only to nodes of this cluster`,
           );
@@ -759,10 +751,9 @@ export class NodeAgent {
         const driver = this.#config.driver;
         const local = this.#local.get(id);
         if (!local)
-          throw new HttpError(404, "not_found", `sandbox ${id} is not running on ${this.name}`);
+          throw new NotFoundError("not_found", `sandbox ${id} is not running on ${this.name}`);
         if (!isMigratingDriver(driver)) {
-          throw new HttpError(
-            409,
+          throw new ConflictError(
             "migration_unsupported",
             `driver ${driver.name} of node ${this.name} cannot live-migrate`,
           );
@@ -779,17 +770,12 @@ export class NodeAgent {
       adopt: async (id: string): Promise<{ endpoints: Record<string, string> }> => {
         const incoming = this.#incoming.get(id);
         if (!incoming)
-          throw new HttpError(
-            404,
-            "not_found",
-            `no migration of ${id} is arriving on ${this.name}`,
-          );
+          throw new NotFoundError("not_found", `no migration of ${id} is arriving on ${this.name}`);
         const running = await incoming;
         // Stays in #incoming (protected from reconcile) until its assignment arrives here, or
         // reconcile / abandonMigration sees the migration is over without it.
         if (this.#incoming.get(id) !== incoming) {
-          throw new HttpError(
-            409,
+          throw new ConflictError(
             "abandoned",
             `the migration of ${id} to ${this.name} was abandoned`,
           );
