@@ -23,7 +23,8 @@ import { z } from "zod";
 import { ConflictError, ForbiddenError, NotFoundError, StaleRevisionError } from "../lib/errors";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
-import { jitter, PassRunner } from "../lib/passes";
+import { backoffDelay, jitter } from "../lib/backoff";
+import { PassRunner } from "../lib/passes";
 import {
   type NodeRecord,
   type Resources,
@@ -106,10 +107,8 @@ interface WriteAttempt {
   attempted?: SandboxRecord;
 }
 
-/** Delay before retry `n` (from 0) of a status write while etcd is away: 200 ms doubling to 5 s. */
-function backoffMs(n: number): number {
-  return jitter(Math.min(200 * 2 ** Math.min(n, 5), 5000));
-}
+/** Retries of a status write while etcd is away: 200 ms doubling to 5 s. */
+const STATUS_WRITE_BACKOFF = { baseMs: 200, maxMs: 5000 } as const;
 
 /** The agent of one node. */
 export class NodeAgent {
@@ -538,7 +537,7 @@ export class NodeAgent {
         break;
       } catch (error) {
         this.events.emit("error", error as Error);
-        await sleep(backoffMs(failures));
+        await sleep(backoffDelay(failures, STATUS_WRITE_BACKOFF));
       }
     }
     if (!claimed) return;
