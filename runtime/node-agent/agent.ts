@@ -152,7 +152,9 @@ export class NodeAgent {
     maxRetryMs: 5000,
   });
 
-  constructor(config: NodeAgentConfig) {
+  constructor(options: NodeAgentConfig) {
+    // A copy: the defaults are this agent's, not written into the caller's object.
+    const config = { ...options };
     config.labels ??= {};
     config.taints ??= [];
     config.leaseTtlSeconds ??= 10;

@@ -8,7 +8,7 @@
  * command) from fd 3 and `exec`s the command. A warm start hands that script to a launcher that
  * was started earlier; a cold start starts the launcher first.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import {
   accessSync,
@@ -24,6 +24,7 @@ import { createConnection } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { constants as osConstants, tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import type { Readable, Writable } from "node:stream";
 import { logger } from "../../lib/logger";
 import { Driver } from "../../lib/model";
@@ -159,8 +160,7 @@ export class ProcessDriver implements SandboxDriver {
   }
 
   async probe(): Promise<ProbeResult> {
-    await Promise.resolve();
-    const bwrap = spawnSync(
+    const bwrap = await runCaptured(
       this.#bwrap,
       [
         "--unshare-all",
@@ -177,17 +177,16 @@ export class ProcessDriver implements SandboxDriver {
         this.#busybox,
         "true",
       ],
-      { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8", timeout: 10_000 },
+      10_000,
     );
-    if (bwrap.error) {
-      const code = (bwrap.error as NodeJS.ErrnoException).code;
+    if (bwrap.spawnError !== undefined) {
       return {
         usable: false,
-        reason: `cannot run bubblewrap "${this.#bwrap}" (${code ?? bwrap.error.message}); install Debian's bubblewrap`,
+        reason: `cannot run bubblewrap "${this.#bwrap}" (${bwrap.spawnError}); install Debian's bubblewrap`,
       };
     }
     if (bwrap.status !== 0) {
-      const stderr = bwrap.stderr.trim();
+      const stderr = bwrap.stderr.toString().trim();
       const reason = /busybox|No such file/.test(stderr)
         ? `the launcher ${this.#busybox} is missing; install Debian's busybox-static`
         : `bubblewrap cannot create namespaces here (${stderr || `exit ${bwrap.status}`})`;
@@ -195,7 +194,7 @@ export class ProcessDriver implements SandboxDriver {
     }
     if (this.#seccomp) {
       try {
-        compileSeccompFilter(this.#python);
+        await compileSeccompFilter(this.#python);
       } catch (error) {
         return { usable: false, reason: (error as Error).message };
       }
@@ -360,7 +359,7 @@ export class ProcessDriver implements SandboxDriver {
       await mkdir(join(dir, "launcher"));
       await copyFile(this.#busybox, join(dir, "launcher", "busybox"));
       if (this.#seccomp)
-        await writeFile(join(dir, "seccomp.bpf"), compileSeccompFilter(this.#python));
+        await writeFile(join(dir, "seccomp.bpf"), await compileSeccompFilter(this.#python));
       // What the sandbox reads as the system's load: nothing (the host's would tell it what
       // else runs on the node).
       await writeFile(join(dir, "loadavg"), "0.00 0.00 0.00 1/1 1\n");
@@ -563,11 +562,11 @@ function meminfoFor(memoryMiB: number): string {
  * The seccomp filter as the BPF program bwrap loads, compiled by libseccomp (see
  * `seccomp-filter.py`: libseccomp has no maintained Node binding, its own Python one is in Debian).
  */
-export function compileSeccompFilter(python = "/usr/bin/python3"): Buffer {
+export async function compileSeccompFilter(python = "/usr/bin/python3"): Promise<Buffer> {
   const script = join(__dirname, "seccomp-filter.py");
-  const result = spawnSync(python, [script], { timeout: 20_000, maxBuffer: 1024 * 1024 });
-  if (result.error || result.status !== 0 || result.stdout.length === 0) {
-    const why = result.error?.message ?? result.stderr.toString().trim().split("\n").pop() ?? "";
+  const result = await runCaptured(python, [script], 20_000);
+  if (result.spawnError !== undefined || result.status !== 0 || result.stdout.length === 0) {
+    const why = result.spawnError ?? result.stderr.toString().trim().split("\n").pop() ?? "";
     throw new Error(
       `cannot compile the seccomp filter with ${python} (${why || `exit ${result.status}`}); install Debian's python3-seccomp, or set seccomp: false to run sandboxes without it`,
     );
@@ -575,14 +574,67 @@ export function compileSeccompFilter(python = "/usr/bin/python3"): Buffer {
   return result.stdout;
 }
 
+const execFileAsync = promisify(execFile);
+
+/** What {@link runCaptured} saw: the spawn failure (errno or timeout), or the exit status and output. */
+interface Captured {
+  spawnError?: string;
+  status: number | null;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+/** Run a short command without blocking the event loop; never rejects. */
+async function runCaptured(file: string, args: string[], timeoutMs: number): Promise<Captured> {
+  try {
+    const { stdout, stderr } = await execFileAsync(file, args, {
+      timeout: timeoutMs,
+      maxBuffer: 1024 * 1024,
+      encoding: "buffer",
+    });
+    return { status: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException & {
+      code?: string | number;
+      killed?: boolean;
+      stdout?: Buffer;
+      stderr?: Buffer;
+    };
+    const empty = Buffer.alloc(0);
+    const spawnError =
+      typeof e.code === "string"
+        ? e.code
+        : e.killed
+          ? `timed out after ${timeoutMs} ms`
+          : undefined;
+    return {
+      ...(spawnError === undefined ? {} : { spawnError }),
+      status: typeof e.code === "number" ? e.code : null,
+      stdout: e.stdout ?? empty,
+      stderr: e.stderr ?? empty,
+    };
+  }
+}
+
 /**
  * Every bwrap this process started and that still runs. bwrap's --die-with-parent kills the
  * sandbox when we die, but a bwrap caught mid-setup can outlive us; killing them on exit is cheap.
+ * The exit hook is installed with the first launcher, not on import.
  */
 const allLaunchers = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const child of allLaunchers) child.kill("SIGKILL");
-});
+let exitHookInstalled = false;
+
+/** Track a launcher until it exits; the first one installs the kill-on-exit hook. */
+function trackLauncher(child: ChildProcess): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once("exit", () => {
+      for (const c of allLaunchers) c.kill("SIGKILL");
+    });
+  }
+  allLaunchers.add(child);
+  child.once("exit", () => allLaunchers.delete(child));
+}
 
 /** One bwrap process running the launcher. */
 class Launcher {
@@ -595,8 +647,7 @@ class Launcher {
 
   constructor(child: ChildProcess) {
     this.#child = child;
-    allLaunchers.add(child);
-    child.once("exit", () => allLaunchers.delete(child));
+    trackLauncher(child);
     this.#signals = child.stdio[4] as Readable;
     this.exited = new Promise((resolve) => {
       child.once("close", (code, signal) => resolve({ code, signal }));

@@ -25,6 +25,7 @@ import type {
   RunRequest,
   SandboxExit,
 } from "../../driver";
+import { accelFromEnv } from "./config";
 import { ensureInitramfs, guestAgentFingerprint, hostBusybox } from "./initramfs";
 import { ensureGuestKernel, shardworksCacheDir, type GuestKernel } from "./kernel";
 import {
@@ -483,10 +484,7 @@ export class QemuDriver implements MigratingDriver {
     qemuVersion: string,
     notes: string[],
   ): Promise<Accelerator> {
-    const wanted =
-      this.#options.accel ??
-      (process.env.SHARDWORKS_QEMU_ACCEL as Accelerator | "auto" | undefined) ??
-      "auto";
+    const wanted = this.#options.accel ?? accelFromEnv() ?? "auto";
     if (wanted === "tcg") {
       notes.push(
         "TCG (software emulation) chosen by configuration: no hardware virtualization, slow",
