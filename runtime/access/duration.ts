@@ -1,36 +1,26 @@
 /** JIT grant lengths as people write them (`90m`, `2h`, `1h30m`), parsed and checked with zod. */
 import { z } from "zod";
+import { formatDuration, parseDurationMs } from "../lib/duration";
 
-const UNIT_MS = { h: 3_600_000, m: 60_000, s: 1_000 } as const;
-// Each unit at most once, in h-m-s order, so "1h30m" has one meaning and "30m1h" is refused.
-const DURATION = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/;
+/** Milliseconds as the shortest `1h30m` form (see `lib/duration.ts`). */
+export { formatDuration };
 
 /** A duration string (`90m`, `2h`, `1h30m`, `45s`) as milliseconds. */
 export const Duration = z
   .string()
   .trim()
   .transform((text, ctx) => {
-    const match = DURATION.exec(text);
-    if (text === "" || match === null) {
+    // The one grammar (`lib/duration.ts`) without days: a grant is hours long at most.
+    const ms = parseDurationMs(text, ["h", "m", "s"]);
+    if (ms === undefined) {
       ctx.addIssue({
         code: "custom",
         message: `${JSON.stringify(text)} is not a duration; write hours, minutes and seconds like 90m, 2h or 1h30m`,
       });
       return z.NEVER;
     }
-    const [, h = "0", m = "0", s = "0"] = match;
-    return Number(h) * UNIT_MS.h + Number(m) * UNIT_MS.m + Number(s) * UNIT_MS.s;
+    return ms;
   });
-
-/** Milliseconds as the shortest `1h30m` form (whole seconds; `0s` for nothing). */
-export function formatDuration(ms: number): string {
-  const total = Math.max(0, Math.round(ms / 1000));
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  const text = `${h > 0 ? `${h}h` : ""}${m > 0 ? `${m}m` : ""}${s > 0 ? `${s}s` : ""}`;
-  return text === "" ? "0s" : text;
-}
 
 /**
  * Why a grant of `forMs` is refused under a ceiling of `maxMs`, or undefined when it is fine.

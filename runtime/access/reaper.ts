@@ -12,7 +12,7 @@ import * as k8s from "@kubernetes/client-node";
 import { parseRfc3339 } from "../../components/access-rules";
 import { EXPIRES_AT_ANNOTATION } from "../../components/common";
 import { logger as rootLogger, type Logger } from "../lib/logger";
-import { jitter } from "../lib/passes";
+import { backoffDelay, jitter } from "../lib/backoff";
 
 /** Which kind of binding. */
 export type BindingKind = "RoleBinding" | "ClusterRoleBinding";
@@ -71,8 +71,8 @@ function keyOf(ref: BindingRef): string {
   return `${ref.kind}/${ref.namespace ?? ""}/${ref.name}`;
 }
 
-/** A delay around `ms` (±25 %) so many reapers never retry in step. */
-const reaperJitter = (ms: number): number => jitter(ms, 0.25);
+/** Retry delays vary ±25 % so many reapers never retry in step. */
+const REAPER_SPREAD = 0.25;
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -160,9 +160,11 @@ export class AccessReaper {
       } catch (error) {
         if (signal.aborted) break;
         failures += 1;
-        const retryInMs = reaperJitter(
-          Math.min(this.#maxRetryMs, this.#retryMs * 2 ** (failures - 1)),
-        );
+        const retryInMs = backoffDelay(failures - 1, {
+          baseMs: this.#retryMs,
+          maxMs: this.#maxRetryMs,
+          spread: REAPER_SPREAD,
+        });
         const err = error instanceof Error ? error : new Error(String(error));
         this.#log.warn({ kind, during, err, retryInMs }, "access reaper: retrying");
         this.events.emit("error", { during, error: err, retryInMs });
@@ -324,7 +326,7 @@ export class AccessReaper {
         return;
       }
       if (this.#scheduled.get(key) !== entry || this.#abort?.signal.aborted !== false) return;
-      const retryInMs = reaperJitter(this.#retryMs);
+      const retryInMs = jitter(this.#retryMs, REAPER_SPREAD);
       const err = error instanceof Error ? error : new Error(String(error));
       this.#log.warn({ ...ref, err, retryInMs }, "access reaper: delete failed; retrying");
       this.events.emit("error", { during: "delete", error: err, retryInMs });

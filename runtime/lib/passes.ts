@@ -1,15 +1,8 @@
 /**
- * Retry timing and the level-triggered pass loop that the runtime's long-running loops share
- * (the node agent's reconcile, the placer's placement pass).
+ * The level-triggered pass loop that the runtime's long-running loops share (the node agent's
+ * reconcile, the placer's placement pass). Retry timing: `backoff.ts`.
  */
-
-/**
- * A delay around `ms`, `spread` above or below it at random (±50 % by default), so that replicas
- * and retries never run in lockstep.
- */
-export function jitter(ms: number, spread = 0.5): number {
-  return Math.round(ms * (1 - spread + Math.random() * 2 * spread));
-}
+import { backoffDelay } from "./backoff";
 
 /** Config of {@link PassRunner}. */
 export interface PassRunnerConfig {
@@ -19,7 +12,7 @@ export interface PassRunnerConfig {
   active: () => boolean;
   /** Called with a failed pass's error, before the retry. */
   onError: (error: Error) => void;
-  /** Delay before a failed pass is retried, ms, with {@link jitter}. */
+  /** Delay before a failed pass is retried, ms (jittered: `backoff.ts`). */
   retryMs: number;
   /**
    * Each further failure in a row doubles the delay, up to this many ms (default 5000): a long
@@ -61,12 +54,12 @@ export class PassRunner {
         } catch (error) {
           this.#config.onError(error instanceof Error ? error : new Error(String(error)));
           this.#queued = true;
-          const delay = Math.min(
-            this.#config.retryMs * 2 ** Math.min(this.#failures, 16),
-            this.#config.maxRetryMs ?? 5000,
-          );
+          const delay = backoffDelay(this.#failures, {
+            baseMs: this.#config.retryMs,
+            maxMs: this.#config.maxRetryMs ?? 5000,
+          });
           this.#failures += 1;
-          await new Promise((r) => setTimeout(r, jitter(delay)));
+          await new Promise((r) => setTimeout(r, delay));
         }
       } while (this.#queued && this.#config.active());
       this.#running = false;

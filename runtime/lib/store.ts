@@ -6,7 +6,7 @@
  */
 import { type Etcd3, type IKeyValue, type IOperation, isRecoverableError, type Lease } from "etcd3";
 import type { z } from "zod";
-import { HttpError } from "./errors";
+import { ConflictError, StaleRevisionError, UnavailableError } from "./errors";
 import { keys, keyName } from "./keys";
 import { logger } from "./logger";
 import {
@@ -41,13 +41,6 @@ export const TERMINAL_PHASES: ReadonlySet<string> = new Set([
   SandboxPhase.Failed,
 ]);
 
-/** A compare-and-swap lost: somebody else changed the record first. */
-export class ConflictError extends HttpError {
-  constructor(what: string) {
-    super(409, "conflict", `${what} was changed concurrently; read it again and retry your update`);
-  }
-}
-
 /** Seconds a caller should wait before retrying while etcd is unavailable (`Retry-After`). */
 export const STORE_RETRY_AFTER_SECONDS = 2;
 
@@ -66,17 +59,15 @@ export function isStoreUnavailable(error: unknown): boolean {
 }
 
 /**
- * The 503 an API answers while etcd is unavailable ({@link isStoreUnavailable}), or undefined for
- * any other error. Send it with `Retry-After: {@link STORE_RETRY_AFTER_SECONDS}`.
+ * The domain error for etcd being unavailable ({@link isStoreUnavailable}), or undefined for any
+ * other error; it carries `Retry-After: {@link STORE_RETRY_AFTER_SECONDS}`.
  */
-export function storeUnavailableError(error: unknown): HttpError | undefined {
+export function storeUnavailableError(error: unknown): UnavailableError | undefined {
   if (!isStoreUnavailable(error)) return undefined;
-  return new HttpError(
-    503,
+  return new UnavailableError(
     "store_unavailable",
     `the state store (etcd) is unavailable (${(error as Error).message}); retry in ${STORE_RETRY_AFTER_SECONDS} s. A create answered this way may have been applied: retry it with the same id (409 then means it exists)`,
-    undefined,
-    { cause: error },
+    { cause: error, retryAfterSeconds: STORE_RETRY_AFTER_SECONDS },
   );
 }
 
@@ -126,7 +117,7 @@ export class Store {
 
   // ---- sandboxes -------------------------------------------------------------------------------
 
-  /** Create a sandbox record; 409 if the id is taken. */
+  /** Create a sandbox record; {@link ConflictError} `already_exists` if the id is taken. */
   async createSandbox(record: SandboxRecord): Promise<Versioned<SandboxRecord>> {
     const key = keys.sandbox(record.id);
     const result = await this.client
@@ -134,7 +125,7 @@ export class Store {
       .then(this.client.put(key).value(JSON.stringify(record)))
       .commit();
     if (!result.succeeded) {
-      throw new HttpError(409, "already_exists", `sandbox ${record.id} already exists`);
+      throw new ConflictError("already_exists", `sandbox ${record.id} already exists`);
     }
     return { value: record, modRevision: String(result.header.revision) };
   }
@@ -160,7 +151,7 @@ export class Store {
     };
   }
 
-  /** Replace a sandbox if it is still at `modRevision`; {@link ConflictError} otherwise. */
+  /** Replace a sandbox if it is still at `modRevision`; {@link StaleRevisionError} otherwise. */
   async updateSandbox(
     record: SandboxRecord,
     modRevision: string,
@@ -172,7 +163,7 @@ export class Store {
   /**
    * Write `record` and the `also` operations in one transaction that holds only if the sandbox
    * is still at `modRevision` and, when `leaderKey` is given, only while that election key exists
-   * (a deposed placer writes nothing); {@link ConflictError} otherwise.
+   * (a deposed placer writes nothing); {@link StaleRevisionError} otherwise.
    */
   async #writeSandboxIfUnchanged(
     record: SandboxRecord,
@@ -186,7 +177,7 @@ export class Store {
     const result = await txn
       .then(this.client.put(key).value(JSON.stringify(record)), ...also)
       .commit();
-    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
+    if (!result.succeeded) throw new StaleRevisionError(`sandbox ${record.id}`);
     return { value: record, modRevision: String(result.header.revision) };
   }
 
@@ -272,7 +263,7 @@ export class Store {
    * Replace a sandbox if it is still at `modRevision` **and** its assignment to `node` is still
    * the one created at etcd revision `generation` (see {@link listAssignments}); a node agent
    * reports status this way, so a report about one assignment never lands on a later one (the
-   * sandbox deleted and created again, or placed anew). {@link ConflictError} otherwise.
+   * sandbox deleted and created again, or placed anew). {@link StaleRevisionError} otherwise.
    */
   async updateSandboxForAssignment(
     record: SandboxRecord,
@@ -286,7 +277,7 @@ export class Store {
       .and(keys.assignment(node, record.id), "Create", "==", generation)
       .then(this.client.put(key).value(JSON.stringify(record)))
       .commit();
-    if (!result.succeeded) throw new ConflictError(`sandbox ${record.id}`);
+    if (!result.succeeded) throw new StaleRevisionError(`sandbox ${record.id}`);
     return { value: record, modRevision: String(result.header.revision) };
   }
 

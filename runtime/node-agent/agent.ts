@@ -20,10 +20,11 @@ import { isDeepStrictEqual } from "node:util";
 import { serve, type ServerType } from "@hono/node-server";
 import { Etcd3, type Lease, type Watcher } from "etcd3";
 import { z } from "zod";
-import { HttpError } from "../lib/errors";
+import { ConflictError, ForbiddenError, NotFoundError, StaleRevisionError } from "../lib/errors";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
-import { jitter, PassRunner } from "../lib/passes";
+import { backoffDelay, jitter } from "../lib/backoff";
+import { PassRunner } from "../lib/passes";
 import {
   type NodeRecord,
   type Resources,
@@ -31,13 +32,7 @@ import {
   type SandboxStatus,
   SandboxPhase,
 } from "../lib/model";
-import {
-  ConflictError,
-  isStoreUnavailable,
-  Store,
-  TERMINAL_PHASES,
-  type Versioned,
-} from "../lib/store";
+import { isStoreUnavailable, Store, TERMINAL_PHASES, type Versioned } from "../lib/store";
 import type { DriverCapabilities, RunningSandbox, SandboxDriver } from "./driver";
 import { isMigratingDriver } from "./driver";
 import { type AgentApiHooks, createAgentApi } from "./http";
@@ -112,10 +107,8 @@ interface WriteAttempt {
   attempted?: SandboxRecord;
 }
 
-/** Delay before retry `n` (from 0) of a status write while etcd is away: 200 ms doubling to 5 s. */
-function backoffMs(n: number): number {
-  return jitter(Math.min(200 * 2 ** Math.min(n, 5), 5000));
-}
+/** Retries of a status write while etcd is away: 200 ms doubling to 5 s. */
+const STATUS_WRITE_BACKOFF = { baseMs: 200, maxMs: 5000 } as const;
 
 /** The agent of one node. */
 export class NodeAgent {
@@ -159,7 +152,9 @@ export class NodeAgent {
     maxRetryMs: 5000,
   });
 
-  constructor(config: NodeAgentConfig) {
+  constructor(options: NodeAgentConfig) {
+    // A copy: the defaults are this agent's, not written into the caller's object.
+    const config = { ...options };
     config.labels ??= {};
     config.taints ??= [];
     config.leaseTtlSeconds ??= 10;
@@ -544,7 +539,7 @@ export class NodeAgent {
         break;
       } catch (error) {
         this.events.emit("error", error as Error);
-        await sleep(backoffMs(failures));
+        await sleep(backoffDelay(failures, STATUS_WRITE_BACKOFF));
       }
     }
     if (!claimed) return;
@@ -709,7 +704,7 @@ export class NodeAgent {
         return true;
       } catch (error) {
         this.#known.delete(id);
-        if (!(error instanceof ConflictError)) throw error;
+        if (!(error instanceof StaleRevisionError)) throw error;
         if (guessed) continue;
         // Lost the CAS: the record changed, or the assignment is not this generation any more.
         if ((await this.#store.assignmentGeneration(this.name, id)) !== generation) return false;
@@ -725,14 +720,13 @@ export class NodeAgent {
       acceptMigration: async (id: string): Promise<{ port: number }> => {
         const driver = this.#config.driver;
         if (!isMigratingDriver(driver)) {
-          throw new HttpError(
-            409,
+          throw new ConflictError(
             "migration_unsupported",
             `driver ${driver.name} of node ${this.name} cannot live-migrate; migrate between qemu nodes`,
           );
         }
         const found = await this.#store.getSandbox(id);
-        if (!found) throw new HttpError(404, "not_found", `sandbox ${id} does not exist`);
+        if (!found) throw new NotFoundError("not_found", `sandbox ${id} does not exist`);
         const request = this.#request(found.value);
         await mkdir(request.workDir, { recursive: true });
         const { port, sandbox } = await driver.acceptMigration(request);
@@ -750,8 +744,7 @@ export class NodeAgent {
           n.address.slice(0, n.address.lastIndexOf(":")),
         );
         if (!nodeHosts.includes(host)) {
-          throw new HttpError(
-            403,
+          throw new ForbiddenError(
             "migration_target_refused",
             `host ${host} is not the address of a registered node; a sandbox migrates only to nodes of this cluster`,
           );
@@ -759,10 +752,9 @@ export class NodeAgent {
         const driver = this.#config.driver;
         const local = this.#local.get(id);
         if (!local)
-          throw new HttpError(404, "not_found", `sandbox ${id} is not running on ${this.name}`);
+          throw new NotFoundError("not_found", `sandbox ${id} is not running on ${this.name}`);
         if (!isMigratingDriver(driver)) {
-          throw new HttpError(
-            409,
+          throw new ConflictError(
             "migration_unsupported",
             `driver ${driver.name} of node ${this.name} cannot live-migrate`,
           );
@@ -779,17 +771,12 @@ export class NodeAgent {
       adopt: async (id: string): Promise<{ endpoints: Record<string, string> }> => {
         const incoming = this.#incoming.get(id);
         if (!incoming)
-          throw new HttpError(
-            404,
-            "not_found",
-            `no migration of ${id} is arriving on ${this.name}`,
-          );
+          throw new NotFoundError("not_found", `no migration of ${id} is arriving on ${this.name}`);
         const running = await incoming;
         // Stays in #incoming (protected from reconcile) until its assignment arrives here, or
         // reconcile / abandonMigration sees the migration is over without it.
         if (this.#incoming.get(id) !== incoming) {
-          throw new HttpError(
-            409,
+          throw new ConflictError(
             "abandoned",
             `the migration of ${id} to ${this.name} was abandoned`,
           );

@@ -4,13 +4,17 @@
  * internal address only.
  */
 import { open, stat } from "node:fs/promises";
-import { Hono } from "hono";
-import { digestsEqual, hashToken } from "../lib/auth";
+import type { Hono } from "hono";
 import { z } from "zod";
-import { HttpError, badRequest } from "../lib/errors";
-import { logger } from "../lib/logger";
+import { NotFoundError } from "../lib/errors";
+import {
+  createServiceApp,
+  parseJsonBody,
+  parseParam,
+  requireBearer,
+  type ServiceEnv,
+} from "../lib/http";
 import { dnsLabel } from "../lib/model";
-import { STORE_RETRY_AFTER_SECONDS, storeUnavailableError } from "../lib/store";
 import type { DriverCapabilities } from "./driver";
 
 /** What the HTTP API asks of the agent. */
@@ -78,27 +82,21 @@ export function streamFile(
  * Build the agent API app. With `token`, every `/v1` call must present it as a bearer token (the
  * scheduler does); without, the API is open — only for tests on loopback.
  */
-export function createAgentApi(hooks: AgentApiHooks, token?: string): Hono {
-  const app = new Hono();
+export function createAgentApi(hooks: AgentApiHooks, token?: string): Hono<ServiceEnv> {
+  const app = createServiceApp<ServiceEnv>({
+    service: "node agent API",
+    docs: "docs/readme/runtime.md",
+  });
   if (token !== undefined) {
-    const expected = hashToken(token);
-    app.use("/v1/*", async (c, next) => {
-      const given = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1];
-      if (given === undefined || !digestsEqual(hashToken(given), expected)) {
-        throw new HttpError(
-          401,
-          "unauthorized",
-          "the node agent API needs the agent token (authorization: Bearer <token>); only the scheduler calls it",
-        );
-      }
-      await next();
-    });
+    app.use(
+      "/v1/*",
+      requireBearer(
+        token,
+        "the node agent API needs the agent token (authorization: Bearer <token>); only the scheduler calls it",
+      ),
+    );
   }
-  const idOf = (raw: string): string => {
-    const parsed = dnsLabel.safeParse(raw);
-    if (!parsed.success) throw badRequest(parsed.error, "id");
-    return parsed.data;
-  };
+  const idOf = (raw: string): string => parseParam(raw, dnsLabel, "id");
   app.get("/healthz", (c) => c.json({ ok: true, capabilities: hooks.capabilities() }));
   app.get("/v1/sandboxes/:id/logs", async (c) => {
     const id = idOf(c.req.param("id"));
@@ -109,7 +107,7 @@ export function createAgentApi(hooks: AgentApiHooks, token?: string): Hono {
       () => false,
     );
     if (!exists && !hooks.isRunning(id))
-      throw new HttpError(404, "not_found", `no logs for sandbox ${id} on this node`);
+      throw new NotFoundError("not_found", `no logs for sandbox ${id} on this node`);
     return new Response(
       streamFile(path, follow, () => hooks.isRunning(id), c.req.raw.signal),
       {
@@ -121,9 +119,9 @@ export function createAgentApi(hooks: AgentApiHooks, token?: string): Hono {
     c.json(await hooks.acceptMigration(idOf(c.req.param("id")))),
   );
   app.post("/v1/sandboxes/:id/migrate", async (c) => {
-    const parsed = migrateBody.safeParse(await c.req.json().catch(() => undefined));
-    if (!parsed.success) throw badRequest(parsed.error);
-    await hooks.migrateOut(idOf(c.req.param("id")), parsed.data.host, parsed.data.port);
+    const id = idOf(c.req.param("id"));
+    const { host, port } = await parseJsonBody(c, migrateBody);
+    await hooks.migrateOut(id, host, port);
     return c.json({ migrated: true });
   });
   app.post("/v1/sandboxes/:id/adopt", async (c) =>
@@ -132,15 +130,5 @@ export function createAgentApi(hooks: AgentApiHooks, token?: string): Hono {
   app.post("/v1/sandboxes/:id/abandon-migration", async (c) =>
     c.json(await hooks.abandonMigration(idOf(c.req.param("id")))),
   );
-  app.onError((error, c) => {
-    if (error instanceof HttpError) return c.json(error.toJSON(), error.status);
-    const unavailable = storeUnavailableError(error);
-    if (unavailable) {
-      c.header("retry-after", String(STORE_RETRY_AFTER_SECONDS));
-      return c.json(unavailable.toJSON(), 503);
-    }
-    logger.error({ err: error, path: c.req.path }, "node agent API error");
-    return c.json({ error: { code: "internal", message: error.message } }, 500);
-  });
   return app;
 }

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import type { Etcd3 } from "etcd3";
 import { hashToken, newShardToken } from "../lib/auth";
-import { HttpError } from "../lib/errors";
+import { ConflictError } from "../lib/errors";
 import { keys } from "../lib/keys";
 import {
   shardRecordSchema,
@@ -94,7 +94,7 @@ export class ShardStore {
       .commit();
     if (!result.succeeded) {
       if (await this.get(name)) {
-        throw new HttpError(409, "shard_exists", `shard "${name}" already exists`);
+        throw new ConflictError("shard_exists", `shard "${name}" already exists`);
       }
       throw await this.#routingKeyTaken(record.routingKey);
     }
@@ -132,8 +132,7 @@ export class ShardStore {
     if (!result.succeeded) {
       const current = await this.get(old.name);
       if (!current || current.modRevision !== expected.modRevision) {
-        throw new HttpError(
-          409,
+        throw new ConflictError(
           "shard_changed",
           `shard "${old.name}" changed while it was being updated; retry the request`,
         );
@@ -180,10 +179,9 @@ export class ShardStore {
     }
   }
 
-  async #routingKeyTaken(routingKey: string): Promise<HttpError> {
+  async #routingKeyTaken(routingKey: string): Promise<ConflictError> {
     const holder = await this.#etcd.get(keys.routingKey(routingKey)).string();
-    return new HttpError(
-      409,
+    return new ConflictError(
       "routing_key_taken",
       `routingKey "${routingKey}" is already used by shard "${holder ?? "?"}"; choose another routing key`,
     );

@@ -7,9 +7,8 @@ import { Hono, type Context } from "hono";
 import { BlockList, isIPv4 } from "node:net";
 import { z } from "zod";
 import type { Principal } from "../lib/auth";
-import { HttpError, badRequest } from "../lib/errors";
-import { parseJsonBody } from "../lib/json-body";
-import type { ApiEnv } from "../lib/http";
+import { ConflictError, ForbiddenError, NotFoundError } from "../lib/errors";
+import { parseJsonBody, parseParam, type ApiEnv } from "../lib/http";
 import {
   MAX_SHARD_TTL_SECONDS,
   destinationSchema,
@@ -133,16 +132,14 @@ export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
     checkDestinations(principal, name, body.forks);
     const existing = await store.get(name);
     if (existing && principal.kind === "shard" && body.owner !== existing.record.owner) {
-      throw new HttpError(
-        403,
+      throw new ForbiddenError(
         "forbidden",
         `owner: a shard token cannot change the owner (it is "${existing.record.owner}"); use the platform token`,
       );
     }
     if (existing && c.req.header("if-none-match") === "*") {
       // A create-only PUT (HTTP's If-None-Match: *): never overwrite a shard someone else made.
-      throw new HttpError(
-        409,
+      throw new ConflictError(
         "shard_exists",
         `shard "${name}" already exists; delete it first or choose another name`,
       );
@@ -152,7 +149,7 @@ export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
       return c.json({ shard: shardView(record) }, 200);
     }
     if (principal.kind !== "platform") {
-      throw new HttpError(403, "forbidden", "only the platform token may create shards");
+      throw new ForbiddenError("forbidden", "only the platform token may create shards");
     }
     const { record, token } = await store.create(name, input);
     return c.json({ shard: shardView(record), token }, 201);
@@ -201,15 +198,13 @@ function checkDestinations(
       (family && LINK_LOCAL.check(normalized.replace(/^\[|\]$/g, ""), family)) ||
       METADATA_HOSTS.has(host.replace(/\.$/, ""))
     ) {
-      throw new HttpError(
-        403,
+      throw new ForbiddenError(
         "forbidden",
         `${field}: "${host}" is a link-local/metadata address (169.254.0.0/16, fe80::/10), never a fork destination`,
       );
     }
     if (principal.kind === "shard" && !own.test(host)) {
-      throw new HttpError(
-        403,
+      throw new ForbiddenError(
         "forbidden",
         `${field}: a shard token may only route to its own namespace, "<service>.shard-${shard}.svc[.cluster.local]:<port>"; "${destination}" is outside it (the platform token may set any destination)`,
       );
@@ -218,22 +213,19 @@ function checkDestinations(
 }
 
 function shardName(c: Context<ApiEnv>): string {
-  const parsed = dnsLabel.safeParse(c.req.param("name"));
-  if (!parsed.success) throw badRequest(parsed.error, "name");
-  return parsed.data;
+  return parseParam(c.req.param("name"), dnsLabel, "name");
 }
 
 /** A shard token may act on its own shard only. */
 function authorize(principal: Principal, name: string): void {
   if (principal.kind === "shard" && principal.shard !== name) {
-    throw new HttpError(
-      403,
+    throw new ForbiddenError(
       "forbidden",
       `this token belongs to shard "${principal.shard}" and cannot manage shard "${name}"`,
     );
   }
 }
 
-function notFound(name: string): HttpError {
-  return new HttpError(404, "not_found", `shard "${name}" does not exist`);
+function notFound(name: string): NotFoundError {
+  return new NotFoundError("not_found", `shard "${name}" does not exist`);
 }

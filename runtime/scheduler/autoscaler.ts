@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 import { logger } from "../lib/logger";
 import { type Resources, SandboxPhase } from "../lib/model";
 import { ACTIVE_PHASES, type Store } from "../lib/store";
-import { jitter } from "../lib/passes";
+import { jitter } from "../lib/backoff";
 
 /** Starts and stops nodes. Every implementation passes `test/integration/scheduler/actuator-conformance.ts`. */
 export interface NodeActuator {

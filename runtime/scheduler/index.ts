@@ -6,6 +6,8 @@ export {
   assertSandboxAccess,
   type ApiOptions,
 } from "./api";
+export { AgentClient } from "./agent-client";
+export { migrateSandbox } from "./migration";
 export {
   startScheduler,
   schedulerConfigSchema,

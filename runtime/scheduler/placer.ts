@@ -11,9 +11,11 @@ import { type Campaign, Election, type Watcher } from "etcd3";
 import { setTimeout as sleep } from "node:timers/promises";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
-import { jitter, PassRunner } from "../lib/passes";
+import { jitter } from "../lib/backoff";
+import { PassRunner } from "../lib/passes";
 import { type Resources, SandboxPhase } from "../lib/model";
-import { ACTIVE_PHASES, ConflictError, type Store } from "../lib/store";
+import { StaleRevisionError } from "../lib/errors";
+import { ACTIVE_PHASES, type Store } from "../lib/store";
 import { addResources, placeSandbox, PlacementStrategy } from "./placement";
 import { metrics } from "./metrics";
 
@@ -204,7 +206,7 @@ export class Placer {
           }
           this.#passes.requeue();
         } catch (error) {
-          if (!(error instanceof ConflictError)) throw error;
+          if (!(error instanceof StaleRevisionError)) throw error;
           this.#passes.requeue();
         }
         continue;
@@ -235,7 +237,7 @@ export class Placer {
               leaderKey,
             )
             .catch((error: unknown) => {
-              if (!(error instanceof ConflictError)) throw error;
+              if (!(error instanceof StaleRevisionError)) throw error;
             });
         }
         continue;
@@ -244,7 +246,7 @@ export class Placer {
       try {
         await this.#store.bindSandbox(sandbox, choice.node.name, leaderKey);
       } catch (error) {
-        if (!(error instanceof ConflictError)) throw error;
+        if (!(error instanceof StaleRevisionError)) throw error;
         // Changed under us (deleted, or we lost leadership): the next pass sees the new state.
         this.#passes.requeue();
         continue;

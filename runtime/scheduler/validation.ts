@@ -1,10 +1,8 @@
 /**
- * Edge validation of the scheduler API: request bodies and query strings, as zod schemas, plus
- * the JSON body reader that turns malformed JSON and wrong content types into clear 4xx errors.
+ * Edge validation of the scheduler API: its request bodies and query strings, as zod schemas
+ * (the readers that apply them are the edge kit's, `lib/http`).
  */
-import type { Context } from "hono";
 import { z } from "zod";
-import { badRequest } from "../lib/errors";
 import {
   dnsLabel,
   hasControlCharacter,
@@ -122,20 +120,3 @@ export const listQuerySchema = z.strictObject({
   node: nodeName.optional(),
   phase: sandboxPhaseSchema.optional(),
 });
-
-/** Parse a path parameter that must be a sandbox id / node name. */
-export function parseName(value: string, field: string): string {
-  const parsed = dnsLabel.safeParse(value);
-  if (!parsed.success) throw badRequest(parsed.error, field);
-  return parsed.data;
-}
-
-/** Parse the query string with a schema (unknown parameters are rejected). */
-export function parseQuery<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {
-  const parsed = schema.safeParse(c.req.query());
-  if (!parsed.success) throw badRequest(parsed.error, "query");
-  return parsed.data;
-}
-
-/** Read a JSON body and parse it with a schema (see `lib/json-body.ts`). */
-export { parseJsonBody } from "../lib/json-body";

@@ -5,11 +5,10 @@
  */
 import { serve, type ServerType } from "@hono/node-server";
 import type { Etcd3 } from "etcd3";
-import { Hono } from "hono";
+import type { Hono } from "hono";
 import type { AddressInfo } from "node:net";
 import { digestsEqual, hashToken, shardOfToken } from "../../runtime/lib/auth";
-import { HttpError } from "../../runtime/lib/errors";
-import type { ApiEnv } from "../../runtime/lib/http";
+import { createServiceApp, unauthenticated, type ApiEnv } from "../../runtime/lib/http";
 import { shardUidOf } from "../../runtime/lib/model";
 import { createShardsApi } from "../../runtime/routing/shards-api";
 import { ShardStore } from "../../runtime/routing/shard-store";
@@ -26,7 +25,7 @@ export async function startShardApi(
   platformToken = "platform-secret",
 ): Promise<TestApi> {
   const store = new ShardStore(etcd);
-  const app = new Hono<ApiEnv>();
+  const app = createServiceApp<ApiEnv>({ service: "test shard API", docs: "test/helpers" });
   app.use("*", async (c, next) => {
     const header = c.req.header("authorization") ?? "";
     const token = header.startsWith("Bearer ") ? header.slice(7) : "";
@@ -45,13 +44,9 @@ export async function startShardApi(
       });
       return next();
     }
-    throw new HttpError(401, "unauthorized", "send 'Authorization: Bearer <token>'");
+    throw unauthenticated("send 'Authorization: Bearer <token>'");
   });
   app.route("/v1/shards", createShardsApi(store));
-  app.onError((error, c) => {
-    if (error instanceof HttpError) return c.json(error.toJSON(), error.status);
-    return c.json({ error: { code: "internal", message: String(error) } }, 500);
-  });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
   });

@@ -23,10 +23,7 @@ export interface DriverOptions {
 /** Builds a driver from options. */
 export type DriverFactory = (options: DriverOptions) => SandboxDriver;
 
-/**
- * The registered drivers. The qemu driver registers itself here (`registerDriver(Driver.Qemu, …)`
- * from its module, or an entry in this map).
- */
+/** The driver factories, one per {@link Driver}: a new driver is an entry here. */
 const factories = new Map<Driver, DriverFactory>([
   [
     Driver.Firecracker,
@@ -52,11 +49,6 @@ export const driverPreference: readonly Driver[] = [
   Driver.Qemu,
   Driver.Process,
 ];
-
-/** Registers (or replaces) the factory of a driver. */
-export function registerDriver(name: Driver, factory: DriverFactory): void {
-  factories.set(name, factory);
-}
 
 /** The names of the registered drivers. */
 export function registeredDrivers(): Driver[] {

@@ -5,13 +5,8 @@
  * a per-image snapshot taken where the agent waits for a command (or take an already restored,
  * paused VM from the pool); live migration = QEMU's own migration over TCP.
  */
-import { execFile } from "node:child_process";
-import { createWriteStream, type WriteStream } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { release } from "node:os";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
 import { z } from "zod";
 import { logger } from "../../../lib/logger";
 import { Driver, type SandboxSpec } from "../../../lib/model";
@@ -23,20 +18,13 @@ import type {
   ProbeResult,
   RunningSandbox,
   RunRequest,
-  SandboxExit,
 } from "../../driver";
-import { ensureInitramfs, guestAgentFingerprint, hostBusybox } from "./initramfs";
-import { ensureGuestKernel, shardworksCacheDir, type GuestKernel } from "./kernel";
-import {
-  explainGone,
-  QemuVm,
-  shellQuote,
-  sweepStaleSocketDirs,
-  type Accelerator,
-  type VmConfig,
-} from "./vm";
+import { detectHost, MIN_MEMORY_MIB, type Host } from "./host";
+import { ensureInitramfs, guestAgentFingerprint } from "./initramfs";
+import { shardworksCacheDir } from "./kernel";
+import { QemuSandbox } from "./sandbox";
+import { QemuVm, shellQuote, type Accelerator, type VmConfig } from "./vm";
 
-const run = promisify(execFile);
 const log = logger.child({ component: "qemu-driver" });
 
 /** An image as the qemu driver needs it: an unpacked root filesystem and its identity. */
@@ -85,7 +73,6 @@ function describe(error: unknown): string {
 }
 
 /** The smallest guest RAM the cloud kernel plus an initramfs root boots reliably in. */
-const MIN_MEMORY_MIB = 128;
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const envKeySchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
@@ -138,77 +125,6 @@ interface PreparedImage {
 export function guestMemoryFor(bytes: number): number {
   const needed = Math.ceil((3 * bytes) / 2 ** 20) + 96;
   return Math.max(MIN_MEMORY_MIB, Math.ceil(needed / 32) * 32);
-}
-
-interface Host {
-  readonly kernel: GuestKernel;
-  readonly accel: Accelerator;
-  readonly qemuVersion: string;
-  readonly notes: string[];
-}
-
-/** A sandbox backed by a VM, with what it takes to stop or move it. */
-class QemuSandbox implements RunningSandbox {
-  readonly endpoints: Readonly<Record<string, string>> = {};
-  readonly exit: Promise<SandboxExit>;
-  #resolveExit!: (exit: SandboxExit) => void;
-  #done = false;
-  #log: WriteStream;
-  #onClosed: () => void;
-
-  constructor(
-    readonly id: string,
-    readonly vm: QemuVm,
-    readonly start: "warm" | "cold",
-    public startMillis: number,
-    logFile: string,
-    onClosed: () => void,
-  ) {
-    this.exit = new Promise((resolve) => (this.#resolveExit = resolve));
-    this.#onClosed = onClosed;
-    this.#log = createWriteStream(logFile, { flags: "a" });
-    this.#log.on("error", (error) => log.warn({ err: error, id }, "cannot write sandbox log"));
-    vm.on("output", (line: string) => this.#log.write(`${line}\n`));
-    vm.on("exit", (code: number) => void this.#finish({ kind: "exited", code }));
-    void vm.gone.then((gone) =>
-      this.#finish({
-        kind: "failed",
-        reason: `QEMU exited (code ${gone.code}, signal ${gone.signal}) before the command finished: ${explainGone(gone, vm.consoleTail)}`,
-      }),
-    );
-  }
-
-  stop(): Promise<void> {
-    return this.#finish({ kind: "failed", reason: "stopped" });
-  }
-
-  /** Live-migrates to a target that accepted the migration; this side then ends. */
-  async migrate(target: MigrationTarget): Promise<void> {
-    if (this.#done) throw new Error(`sandbox ${this.id} is not running; nothing to migrate`);
-    await this.vm.migrateTo(target.host, target.port);
-    // The guest is paused here now; let the serial bytes already sent reach the log.
-    await sleep(100);
-    await this.#finish({ kind: "failed", reason: `migrated to ${target.host}:${target.port}` });
-  }
-
-  /** Pauses the guest, writes its whole state to `file`, then ends this side. */
-  async suspend(file: string): Promise<void> {
-    if (this.#done) throw new Error(`sandbox ${this.id} is not running; nothing to suspend`);
-    await this.vm.snapshotTo(file);
-    await sleep(100);
-    await this.#finish({ kind: "failed", reason: `suspended to ${file}` });
-  }
-
-  async #finish(exit: SandboxExit): Promise<void> {
-    if (this.#done) return this.exit.then(() => undefined);
-    this.#done = true;
-    this.vm.removeAllListeners("output");
-    this.vm.removeAllListeners("exit");
-    await this.vm.kill();
-    await new Promise<void>((resolve) => this.#log.end(resolve));
-    this.#onClosed();
-    this.#resolveExit(exit);
-  }
 }
 
 /** The qemu driver; see the module comment. */
@@ -447,121 +363,14 @@ export class QemuDriver implements MigratingDriver {
   // ---- host, images, snapshots -------------------------------------------------------------
 
   #ensureHost(): Promise<Host> {
-    this.#host ??= this.#detectHost();
-    return this.#host;
-  }
-
-  async #detectHost(): Promise<Host> {
-    let qemuVersion: string;
-    try {
-      const { stdout } = await run(this.#binary, ["--version"]);
-      qemuVersion = /version\s+(\S+)/.exec(stdout)?.[1] ?? stdout.split("\n")[0] ?? "unknown";
-    } catch (error) {
-      throw new Error(
-        `${this.#binary} is not runnable: install Debian's qemu-system-x86 or set SHARDWORKS_QEMU`,
-        {
-          cause: error,
-        },
-      );
-    }
-    await stat(hostBusybox).catch(() => {
-      throw new Error(
-        `${hostBusybox} is missing: install Debian's busybox-static or set SHARDWORKS_BUSYBOX`,
-      );
+    this.#host ??= detectHost({
+      binary: this.#binary,
+      cacheDir: this.#cacheDir,
+      accel: this.#options.accel,
+      kvmProbeTimeoutMs: this.#options.kvmProbeTimeoutMs,
+      nice: this.#options.nice,
     });
-    const kernel = await ensureGuestKernel();
-    const swept = await sweepStaleSocketDirs();
-    if (swept > 0) log.info({ swept }, "removed socket dirs of QEMUs that died with their agent");
-    const notes: string[] = [];
-    const accel = await this.#chooseAccel(kernel, qemuVersion, notes);
-    notes.push(`guest kernel ${kernel.packageName}; QEMU ${qemuVersion} microvm, 1 vCPU`);
-    return { kernel, accel, qemuVersion, notes };
-  }
-
-  async #chooseAccel(
-    kernel: GuestKernel,
-    qemuVersion: string,
-    notes: string[],
-  ): Promise<Accelerator> {
-    const wanted =
-      this.#options.accel ??
-      (process.env.SHARDWORKS_QEMU_ACCEL as Accelerator | "auto" | undefined) ??
-      "auto";
-    if (wanted === "tcg") {
-      notes.push(
-        "TCG (software emulation) chosen by configuration: no hardware virtualization, slow",
-      );
-      return "tcg";
-    }
-    if (wanted === "kvm") {
-      notes.push("KVM chosen by configuration (not probed)");
-      return "kvm";
-    }
-    const usable = await stat("/dev/kvm").then(
-      () => true,
-      () => false,
-    );
-    if (!usable) {
-      notes.push("no /dev/kvm: using TCG (software emulation, slow)");
-      log.warn("no /dev/kvm: the qemu driver uses TCG (software emulation)");
-      return "tcg";
-    }
-    // KVM can exist and still not work (here: the guest spins in early boot). Probe once per
-    // host/kernel/QEMU with a short boot and remember the verdict.
-    // The verdict is per host, so it lives in the host-wide cache even when cacheDir is private.
-    const probeDir = join(shardworksCacheDir(), "qemu");
-    const probeFile = join(probeDir, "kvm-probe.json");
-    const probeKey = `${release()}|${kernel.packageName}|${qemuVersion}|${await guestAgentFingerprint()}`;
-    const cached = await readFile(probeFile, "utf8")
-      .then((text) => JSON.parse(text) as { key: string; kvm: boolean; detail: string })
-      .catch(() => undefined);
-    let verdict = cached?.key === probeKey ? cached : undefined;
-    if (!verdict) {
-      const timeoutMs = this.#options.kvmProbeTimeoutMs ?? 8000;
-      log.info({ timeoutMs }, "probing KVM with a short guest boot");
-      const detail = await this.#probeKvm(kernel, timeoutMs);
-      verdict = { key: probeKey, kvm: detail === "ok", detail };
-      await mkdir(probeDir, { recursive: true });
-      await writeFile(probeFile, JSON.stringify(verdict));
-    }
-    if (verdict.kvm) {
-      notes.push("KVM works here: hardware-accelerated guests");
-      return "kvm";
-    }
-    notes.push(`KVM unusable here (${verdict.detail}): using TCG (software emulation, slow)`);
-    log.warn({ detail: verdict.detail }, "KVM unusable: the qemu driver falls back to TCG");
-    return "tcg";
-  }
-
-  async #probeKvm(kernel: GuestKernel, timeoutMs: number): Promise<string> {
-    await mkdir(this.#cacheDir, { recursive: true });
-    const empty = await mkdtemp(join(this.#cacheDir, ".probe-root-"));
-    let vm: QemuVm | undefined;
-    try {
-      const initrd = await ensureInitramfs({
-        rootfs: empty,
-        key: "kvm-probe",
-        cacheDir: join(this.#cacheDir, "initramfs"),
-      });
-      vm = await QemuVm.launch({
-        binary: this.#binary,
-        kernel: kernel.path,
-        initrd,
-        accel: "kvm",
-        memoryMiB: MIN_MEMORY_MIB,
-        nice: this.#options.nice,
-      });
-      await vm.waitReady(timeoutMs);
-      return "ok";
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      return /timed out/.test(message)
-        ? `a KVM guest did not finish booting within ${timeoutMs} ms`
-        : message;
-    } finally {
-      await vm?.kill();
-      await rm(empty, { recursive: true, force: true });
-    }
+    return this.#host;
   }
 
   #prepare(image: string): Promise<PreparedImage> {

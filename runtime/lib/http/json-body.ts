@@ -1,12 +1,12 @@
 /**
- * The one JSON request-body reader of every API sub-app (sandboxes, shards, …): 415 unless the
+ * The one JSON request-body reader of every API (scheduler, shards, node agent): 415 unless the
  * body is sent as `application/json`, 400 `malformed_json` for anything `JSON.parse` refuses or
  * for an object with the same key twice, then the zod schema (400 naming each field).
  */
 import type { Context } from "hono";
 import { visit } from "jsonc-parser";
 import type { z } from "zod";
-import { HttpError, badRequest } from "./errors";
+import { HttpError, badRequest } from "../errors";
 
 /**
  * The first key that appears twice in one object of `text` (as a JSON path), or undefined.

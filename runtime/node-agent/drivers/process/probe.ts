@@ -1,0 +1,84 @@
+/** Whether the process driver can run on this host, and what it isolates (its capabilities). */
+import { Driver } from "../../../lib/model";
+import type { ProbeResult } from "../../driver";
+import { runCaptured } from "./exec";
+import type { HostPortRange } from "./options";
+import { compileSeccompFilter } from "./seccomp";
+import { sandboxUid } from "./options";
+
+/** What the probe checks and reports. */
+export interface ProbeHost {
+  readonly bwrap: string;
+  readonly busybox: string;
+  readonly seccomp: boolean;
+  readonly python: string;
+  readonly hostPorts: HostPortRange;
+  /** The process cap, when a pids cgroup enforces it; undefined when none can. */
+  readonly maxPids: number | undefined;
+}
+
+/** Run bubblewrap once (and compile the seccomp filter): usable, or the reason and the fix. */
+export async function probeProcessDriver(host: ProbeHost): Promise<ProbeResult> {
+  const bwrap = await runCaptured(
+    host.bwrap,
+    [
+      "--unshare-all",
+      "--die-with-parent",
+      "--cap-drop",
+      "ALL",
+      "--ro-bind",
+      "/",
+      "/",
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      host.busybox,
+      "true",
+    ],
+    10_000,
+  );
+  if (bwrap.spawnError !== undefined) {
+    return {
+      usable: false,
+      reason: `cannot run bubblewrap "${host.bwrap}" (${bwrap.spawnError}); install Debian's bubblewrap`,
+    };
+  }
+  if (bwrap.status !== 0) {
+    const stderr = bwrap.stderr.toString().trim();
+    const reason = /busybox|No such file/.test(stderr)
+      ? `the launcher ${host.busybox} is missing; install Debian's busybox-static`
+      : `bubblewrap cannot create namespaces here (${stderr || `exit ${bwrap.status}`})`;
+    return { usable: false, reason };
+  }
+  if (host.seccomp) {
+    try {
+      await compileSeccompFilter(host.python);
+    } catch (error) {
+      return { usable: false, reason: (error as Error).message };
+    }
+  }
+  return {
+    usable: true,
+    capabilities: {
+      driver: Driver.Process,
+      hardwareIsolated: false,
+      warmStart: "prestarted",
+      snapshots: false,
+      liveMigration: false,
+      notes: [
+        "process driver: Linux namespaces only (bubblewrap), NOT hardware-isolated; the sandbox shares the host kernel",
+        "memory limit enforced as an address-space limit (RLIMIT_AS = resources.memoryMiB); CPU is not limited",
+        `network: none unless spec.network; with it, the sandbox gets its own network namespace with user-mode networking (slirp4netns --disable-host-loopback): it cannot reach the host's loopback (etcd, agent API); each of spec.ports is forwarded from a host loopback port the driver picks in ${host.hostPorts.min}-${host.hostPorts.max} (listen on 0.0.0.0 inside; status.endpoints says where)`,
+        `runs as uid ${sandboxUid} in its own user namespace, all capabilities dropped, no nested user namespaces (bwrap --disable-userns)`,
+        host.seccomp
+          ? "seccomp filter: keyrings, bpf, perf, io_uring, ptrace, mount/unshare/setns, modules, kexec, clocks and other host-wide syscalls fail with EPERM"
+          : "NO seccomp filter (seccomp: false)",
+        "/tmp and /work are tmpfs of half the memory limit each; /proc/meminfo shows the memory limit, /proc/loadavg zeros (other /proc files still show host figures)",
+        host.maxPids !== undefined
+          ? `at most ${host.maxPids} processes per sandbox (pids cgroup)`
+          : "process count NOT limited (no writable pids cgroup on this host)",
+      ],
+    },
+  };
+}
