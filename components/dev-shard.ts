@@ -24,6 +24,12 @@ export interface BaselineService {
   image: string;
   port: number;
   namespace: string;
+  /**
+   * Labels of the service's pods. With it, calls between services are routed too (ADR 0012):
+   * the platform owns Service `<name>` (→ the gateway) and `<name>-baseline` (→ these pods).
+   * Absent: routed at the edge only, the team's own Service `<name>` is the baseline.
+   */
+  selector?: Record<string, string>;
 }
 
 /** One fork: overrides of a baseline service. */

@@ -11,10 +11,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import {
   AccessControl,
+  BaselineRouting,
   DevShard,
   EnvoyGateway,
   MetalCluster,
   RuntimeDeployment,
+  routedPorts,
+  routedServices,
   type BaselineService,
 } from "../components";
 import { registerShardWith } from "../components/shard-registration";
@@ -89,6 +92,8 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
     {
       version: config.runtime.version,
       imageRepository: config.runtime.imageRepository,
+      // Pinned by digest; the schema requires it unless skipAwait (then the tag stands in).
+      ...(config.runtime.image === undefined ? {} : { image: config.runtime.image }),
       etcdImage: config.runtime.etcdImage,
       etcdEndpoints: config.runtime.etcdEndpoints,
       schedulerReplicas: config.runtime.schedulerReplicas,
@@ -103,7 +108,7 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
     `${config.clusterName}-gateway`,
     {
       namespace: config.gateway.namespace,
-      image: config.runtime.envoyImage,
+      ...(config.gateway.image === undefined ? {} : { image: config.gateway.image }),
       replicas: config.gateway.replicas,
       maxReplicas: config.gateway.maxReplicas,
       adsHost: runtime.xdsHost,
@@ -112,10 +117,20 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
       adminPort: config.gateway.adminPort,
       serviceType: config.gateway.serviceType,
       internal: config.gateway.internal,
+      routedPorts: routedPorts(config.baseline),
       skipAwait: config.skipAwait,
     },
     opts,
   );
+  // Calls between baseline services go through the gateway too (ADR 0012), for the services
+  // that name their pods' labels.
+  if (routedServices(config.baseline).length > 0) {
+    new BaselineRouting(
+      `${config.clusterName}-baseline-routing`,
+      { services: config.baseline, gatewayNamespace: config.gateway.namespace },
+      { provider, dependsOn: [gateway] },
+    );
+  }
   const baselineServices: Record<string, BaselineService> = config.baseline;
   return {
     kind: StackKind.Platform,

@@ -214,5 +214,17 @@ export const baselineServiceSchema = z.strictObject({
   name: dnsLabel,
   /** host:port of the shared baseline. */
   destination: destinationSchema,
+  /**
+   * More `Host` names the service's virtual host answers besides `<name>`, e.g.
+   * `checkout.shop.svc.cluster.local`: the names callers inside the cluster use when the
+   * baseline Service name resolves to the gateway (ADR 0012). Default none.
+   */
+  hosts: z
+    .array(
+      z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+        message: 'must be a DNS name, e.g. "checkout.shop.svc.cluster.local"',
+      }),
+    )
+    .optional(),
 });
 export type BaselineService = z.infer<typeof baselineServiceSchema>;

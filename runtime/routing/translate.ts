@@ -2,7 +2,8 @@
  * Translation, pure: baseline services + shards + sandboxes → Envoy Listener, RouteConfiguration,
  * Cluster and ClusterLoadAssignment resources.
  *
- * - One virtual host per baseline service. For each shard that forks the service, two routes to
+ * - One virtual host per baseline service (domains: its name, `<name>.<domain>` and its `hosts`,
+ *   the in-cluster names of ADR 0012). For each shard that forks the service, two routes to
  *   the fork's cluster: header `x-shardworks-routing-key: <key>` (exact), or a `baggage` header
  *   holding the member `shardworks-routing-key=<key>` anywhere in its list. Every header route
  *   comes before every baggage route (the first match wins), so an explicit header beats a
@@ -214,6 +215,7 @@ export class Translator {
       const unchanged =
         previous !== undefined &&
         previous.baseline.destination === baseline.destination &&
+        sameHosts(previous.baseline.hosts, baseline.hosts) &&
         previous.shardParts.length === forks.length &&
         previous.shardParts.every((p, i) => p === forks[i]);
       services.set(baseline.name, unchanged ? previous : this.#servicePart(baseline, forks));
@@ -308,7 +310,7 @@ export class Translator {
     const built = clusterResources(clusterName, baseline.destination);
     const virtualHost = {
       name: baseline.name,
-      domains: [baseline.name, `${baseline.name}.${this.#domain}`],
+      domains: [baseline.name, `${baseline.name}.${this.#domain}`, ...(baseline.hosts ?? [])],
       // Every header route before every baggage route: an explicit header wins.
       routes: [
         ...forks.flatMap((p) => p.routes.get(baseline.name)?.header ?? []),
@@ -493,6 +495,13 @@ function clusterResources(
       load_assignment: assignment,
     }),
   };
+}
+
+/** Whether two baselines' extra host lists are equal (absent = empty). */
+function sameHosts(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  return x.length === y.length && x.every((h, i) => h === y[i]);
 }
 
 function byName(a: { name: string }, b: { name: string }): number {
