@@ -7,7 +7,11 @@ import { createHash } from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { dnsLabel } from "../runtime/lib/model";
-import { envoyBootstrap, GATEWAY_NODE_ID } from "../runtime/routing/bootstrap";
+import {
+  envoyBootstrap,
+  envoyBootstrapOptionsSchema,
+  GATEWAY_NODE_ID,
+} from "../runtime/routing/bootstrap";
 import {
   appLabels,
   awaitAnnotations,
@@ -29,7 +33,7 @@ export type GatewayServiceType = (typeof GatewayServiceType)[keyof typeof Gatewa
 export interface EnvoyGatewayArgs {
   /** Namespace to create for the gateway. Default `shardworks-gateway`. */
   namespace?: string;
-  /** Envoy image. Default `envoyproxy/envoy:v1.36.2`. */
+  /** Envoy image. Default `envoyproxy/envoy:v1.40.0` (the release the tests run). */
   image?: string;
   /** Minimum (and initial) replicas. Default 2. */
   replicas?: number;
@@ -39,10 +43,18 @@ export interface EnvoyGatewayArgs {
   adsHost: pulumi.Input<string>;
   /** Port of the routing controller's xDS server. */
   adsPort: pulumi.Input<number>;
-  /** Port of the HTTP listener the routing controller sends over LDS. Default 8080. */
+  /**
+   * Port of the HTTP listener the routing controller sends over LDS (its address and port are the
+   * controller's `--ingress-host` / `--ingress-port`; keep them equal). Default 8080.
+   */
   listenerPort?: number;
-  /** Admin port, bound to 127.0.0.1 only. Default 9901. */
+  /** Admin port. Default 9901. */
   adminPort?: number;
+  /**
+   * Address the admin interface binds. Default 127.0.0.1: nothing outside the pod reaches it
+   * (the admin API can drain listeners and quit Envoy). An IP address.
+   */
+  adminHost?: string;
   /** Service type. Default `LoadBalancer` (an NLB on AWS). */
   serviceType?: GatewayServiceType;
   /** Internal NLB (VPC only) instead of internet-facing. Default false. */
@@ -117,6 +129,17 @@ export function validateRoutedPorts(ports: readonly number[]): void {
       });
     }
   });
+}
+
+/** Check the admin address with the bootstrap's own schema (an IP address). */
+export function validateGatewayAdminHost(adminHost: string): void {
+  const parsed = envoyBootstrapOptionsSchema.shape.adminHost.safeParse(adminHost);
+  if (!parsed.success) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "adminHost",
+      reason: `${JSON.stringify(adminHost)} ${parsed.error.issues[0]?.message ?? "is invalid"}`,
+    });
+  }
 }
 
 /** Namespaces the gateway must not take over: Kubernetes' own, the runtime's and the shards'. */
@@ -196,6 +219,7 @@ export function createEnvoyGateway(
         adsHost,
         adsPort,
         adminPort,
+        adminHost: args.adminHost ?? "127.0.0.1",
       }),
       null,
       2,
@@ -231,7 +255,7 @@ export function createEnvoyGateway(
             containers: [
               {
                 name: "envoy",
-                image: args.image ?? "envoyproxy/envoy:v1.36.2",
+                image: args.image ?? "envoyproxy/envoy:v1.40.0",
                 // One process per pod: no hot restart, so no shared memory to set up.
                 args: [
                   "-c",
@@ -335,6 +359,7 @@ export class EnvoyGateway extends pulumi.ComponentResource {
     validateGatewayReplicas(args.replicas ?? 2, args.maxReplicas ?? 10);
     validateGatewayPorts(args.listenerPort ?? 8080, args.adminPort ?? 9901);
     validateRoutedPorts(args.routedPorts ?? []);
+    validateGatewayAdminHost(args.adminHost ?? "127.0.0.1");
     const result = createEnvoyGateway(name, args, this);
     this.namespace = result.namespace.metadata.name;
     this.address = result.address;

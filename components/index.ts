@@ -61,6 +61,7 @@ export {
   createEnvoyGateway,
   RESERVED_NAMESPACES,
   validateGatewayNamespace,
+  validateGatewayAdminHost,
   validateGatewayPorts,
   validateGatewayReplicas,
   validateRoutedPorts,

@@ -194,6 +194,17 @@ export const destinationSchema = z
 /** Longest TTL a shard may have: 7 days (the platform policy; every layer enforces this one value). */
 export const MAX_SHARD_TTL_SECONDS = 7 * 86_400;
 
+/**
+ * How the gateway talks to a service upstream: `http1` (HTTP/1.1, also WebSocket upgrades),
+ * `http2` (HTTP/2 cleartext, prior knowledge) or `grpc` (HTTP/2, what gRPC needs).
+ */
+export const serviceProtocolSchema = z.enum(["http1", "http2", "grpc"], {
+  message: 'must be "http1", "http2" or "grpc"',
+});
+export type ServiceProtocol = z.infer<typeof serviceProtocolSchema>;
+/** The protocol of a service that declares none. */
+export const DEFAULT_SERVICE_PROTOCOL: ServiceProtocol = "http1";
+
 /** `shards/<name>`: a registered dev shard. */
 export const shardRecordSchema = z.strictObject({
   name: dnsLabel,
@@ -201,6 +212,8 @@ export const shardRecordSchema = z.strictObject({
   owner: z.string().min(1).max(253),
   /** Baseline service name → the fork's destination host:port. */
   forks: z.record(dnsLabel, destinationSchema),
+  /** Service → its fork's protocol, where it differs from the baseline's (absent = the same). */
+  protocols: z.record(dnsLabel, serviceProtocolSchema).optional(),
   ttlSeconds: z.number().int().positive(),
   expiresAt: z.iso.datetime(),
   /** sha256 (hex) of the shard's bearer token; the token itself is never stored. */
@@ -226,5 +239,8 @@ export const baselineServiceSchema = z.strictObject({
       }),
     )
     .optional(),
+  /** How the gateway talks to it (and to its forks, unless a fork says otherwise). */
+  protocol: serviceProtocolSchema.default(DEFAULT_SERVICE_PROTOCOL),
 });
-export type BaselineService = z.infer<typeof baselineServiceSchema>;
+/** A baseline service; `protocol` may be left out (it defaults to http1). */
+export type BaselineService = z.input<typeof baselineServiceSchema>;

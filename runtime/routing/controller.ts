@@ -52,6 +52,8 @@ export interface RoutingControllerOptions {
   domain?: string;
   /** Envoy ingress listener port; default 8080 (the EnvoyGateway default). */
   ingressPort?: number;
+  /** Address Envoy's ingress listener binds; default 0.0.0.0. */
+  ingressHost?: string;
   /** ADS port; default 18000 (0 = any free port). */
   xdsPort?: number;
   /** ADS bind address; default 127.0.0.1. */
@@ -109,6 +111,7 @@ export class RoutingController {
     this.#translator = new Translator({
       ...(options.domain === undefined ? {} : { domain: options.domain }),
       ...(options.ingressPort === undefined ? {} : { ingressPort: options.ingressPort }),
+      ...(options.ingressHost === undefined ? {} : { ingressHost: options.ingressHost }),
     });
     this.server = new XdsServer(this.cache, {
       logger: this.#logger,

@@ -7,7 +7,7 @@
  * `runtime/main.ts routing-controller`.
  */
 import { Command, Option } from "commander";
-import { isIPv6 } from "node:net";
+import { isIP, isIPv6 } from "node:net";
 import { hostname } from "node:os";
 import { Etcd3 } from "etcd3";
 import { z } from "zod";
@@ -62,6 +62,11 @@ export const routingConfigSchema = z.strictObject({
   xdsHost: z.string().min(1).default("0.0.0.0"),
   xdsPort: z.number().int().min(0).max(65535).default(18_000),
   ingressPort: z.number().int().min(1).max(65535).default(8080),
+  /** The address Envoy's ingress listener binds (sent over LDS). */
+  ingressHost: z
+    .string()
+    .refine((a) => isIP(a) !== 0, { message: 'must be an IP address, e.g. "0.0.0.0"' })
+    .default("0.0.0.0"),
   domain: z
     .string()
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
@@ -131,6 +136,7 @@ export async function startRoutingController(
     xdsHost: parsed.xdsHost,
     xdsPort: parsed.xdsPort,
     ingressPort: parsed.ingressPort,
+    ingressHost: parsed.ingressHost,
     domain: parsed.domain,
     reapIntervalMs: parsed.reapIntervalMs,
     ...(parsed.name === undefined
@@ -184,6 +190,11 @@ async function main(argv: readonly string[]): Promise<void> {
         .default("8080"),
     )
     .addOption(
+      new Option("--ingress-host <address>", "address Envoy's ingress listener binds")
+        .env("SHARDWORKS_INGRESS_HOST")
+        .default("0.0.0.0"),
+    )
+    .addOption(
       new Option("--domain <domain>", "sandbox hosts are <id>.sandbox.<domain>")
         .env("SHARDWORKS_DOMAIN")
         .default("shardworks.local"),
@@ -213,6 +224,7 @@ async function main(argv: readonly string[]): Promise<void> {
     host: string;
     port: string;
     ingressPort: string;
+    ingressHost: string;
     domain: string;
     name: string;
     advertise?: string;
@@ -232,6 +244,7 @@ async function main(argv: readonly string[]): Promise<void> {
     xdsHost: o.host,
     xdsPort: Number(o.port),
     ingressPort: Number(o.ingressPort),
+    ingressHost: o.ingressHost,
     domain: o.domain,
     name: o.name,
     ...(o.advertise === undefined ? {} : { advertise: o.advertise }),

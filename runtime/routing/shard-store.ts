@@ -8,7 +8,7 @@ import type { Etcd3 } from "etcd3";
 import { hashToken, newShardToken } from "../lib/auth";
 import { HttpError } from "../lib/errors";
 import { keys } from "../lib/keys";
-import { shardRecordSchema, type ShardRecord } from "../lib/model";
+import { shardRecordSchema, type ServiceProtocol, type ShardRecord } from "../lib/model";
 
 /** What a caller may set on a shard (the rest is derived). */
 export interface ShardInput {
@@ -16,6 +16,8 @@ export interface ShardInput {
   readonly owner: string;
   /** Baseline service → fork destination host:port. */
   readonly forks: Readonly<Record<string, string>>;
+  /** Baseline service → its fork's protocol, where it differs from the baseline's. */
+  readonly protocols?: Readonly<Record<string, ServiceProtocol>>;
   readonly ttlSeconds: number;
 }
 
@@ -66,6 +68,9 @@ export class ShardStore {
       routingKey: input.routingKey,
       owner: input.owner,
       forks: input.forks,
+      ...(input.protocols && Object.keys(input.protocols).length > 0
+        ? { protocols: input.protocols }
+        : {}),
       ttlSeconds: input.ttlSeconds,
       expiresAt: new Date(now.getTime() + input.ttlSeconds * 1000).toISOString(),
       tokenHash: hashToken(token),
@@ -94,11 +99,15 @@ export class ShardStore {
    */
   async update(expected: StoredShard, input: ShardInput, now = new Date()): Promise<ShardRecord> {
     const old = expected.record;
+    const { protocols: _oldProtocols, ...rest } = old;
     const record = shardRecordSchema.parse({
-      ...old,
+      ...rest,
       routingKey: input.routingKey,
       owner: input.owner,
       forks: input.forks,
+      ...(input.protocols && Object.keys(input.protocols).length > 0
+        ? { protocols: input.protocols }
+        : {}),
       ttlSeconds: input.ttlSeconds,
       expiresAt: new Date(now.getTime() + input.ttlSeconds * 1000).toISOString(),
     });

@@ -14,6 +14,8 @@ import {
   destinationSchema,
   dnsLabel,
   routingKeySchema,
+  serviceProtocolSchema,
+  type ServiceProtocol,
   type ShardRecord,
 } from "../lib/model";
 import { ShardStore } from "./shard-store";
@@ -23,7 +25,14 @@ import { ShardStore } from "./shard-store";
  * list is the only shape in which a duplicate fork of one service can be seen and refused.
  */
 export const forksSchema = z
-  .array(z.strictObject({ service: dnsLabel, destination: destinationSchema }))
+  .array(
+    z.strictObject({
+      service: dnsLabel,
+      destination: destinationSchema,
+      /** How the gateway talks to the fork; absent = the baseline service's protocol. */
+      protocol: serviceProtocolSchema.optional(),
+    }),
+  )
   .max(256)
   .superRefine((forks, ctx) => {
     const seen = new Map<string, number>();
@@ -54,7 +63,7 @@ export interface ShardView {
   name: string;
   routingKey: string;
   owner: string;
-  forks: { service: string; destination: string }[];
+  forks: { service: string; destination: string; protocol?: ServiceProtocol }[];
   ttlSeconds: number;
   expiresAt: string;
   createdAt: string;
@@ -68,7 +77,10 @@ export function shardView(record: ShardRecord): ShardView {
     owner: record.owner,
     forks: Object.entries(record.forks)
       .sort(([a], [b]) => a.localeCompare(b))
-      .map(([service, destination]) => ({ service, destination })),
+      .map(([service, destination]) => {
+        const protocol = record.protocols?.[service];
+        return { service, destination, ...(protocol === undefined ? {} : { protocol }) };
+      }),
     ttlSeconds: record.ttlSeconds,
     expiresAt: record.expiresAt,
     createdAt: record.createdAt,
@@ -105,6 +117,9 @@ export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
       routingKey: body.data.routingKey,
       owner: body.data.owner,
       forks: Object.fromEntries(body.data.forks.map((f) => [f.service, f.destination])),
+      protocols: Object.fromEntries(
+        body.data.forks.flatMap((f) => (f.protocol ? [[f.service, f.protocol] as const] : [])),
+      ),
       ttlSeconds: body.data.ttlSeconds,
     };
     checkDestinations(principal, name, body.data.forks);

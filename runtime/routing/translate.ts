@@ -2,8 +2,18 @@
  * Translation, pure: baseline services + shards + sandboxes → Envoy Listener, RouteConfiguration,
  * Cluster and ClusterLoadAssignment resources.
  *
- * - One virtual host per baseline service (domains: its name, `<name>.<domain>` and its `hosts`,
- *   the in-cluster names of ADR 0012). For each shard that forks the service, two routes to
+ * The gateway (Envoy, ADR 0009): one virtual host per baseline service (domains: its name,
+ * `<name>.<domain>` and its `hosts`, the in-cluster names of ADR 0012) whose `matcher` looks the
+ * request's routing key up by exact match (`exact_match_map` on `x-shardworks-routing-key`, which
+ * the Lua filter of `routing-key-filter.ts` fills from baggage once per request), so the cost of
+ * a request does not depend on the number of shards. A fork to an IP address goes through one
+ * shared ORIGINAL_DST cluster per upstream protocol (`gateway/forks/http1`, `gateway/forks/http2`),
+ * the route setting the address in `x-shardworks-upstream`: no cluster per fork. A fork to a DNS
+ * name gets its own LOGICAL_DNS cluster `gateway/shard/<shard>/<service>`. Clusters of `http2` and
+ * `grpc` services speak HTTP/2 upstream; the listener accepts HTTP/1.1, h2c and WebSocket upgrades.
+ *
+ * gRPC xDS clients (which support neither matchers, Lua nor ORIGINAL_DST):
+ * - One virtual host per baseline service. For each shard that forks the service, two routes to
  *   the fork's cluster: header `x-shardworks-routing-key: <key>` (exact), or a `baggage` header
  *   holding the member `shardworks-routing-key=<key>` anywhere in its list. Every header route
  *   comes before every baggage route (the first match wins), so an explicit header beats a
@@ -21,10 +31,21 @@
  * {@link Translator} memoizes per shard, per service and per sandbox, so changing one shard among
  * 10,000 rebuilds only that shard's resources and the virtual hosts of the services it forks.
  */
-import { parseKeyPairsIntoRecord } from "@opentelemetry/core";
 import { isIPv4 } from "node:net";
-import type { BaselineService, SandboxRecord, ShardRecord } from "../lib/model";
+import {
+  DEFAULT_SERVICE_PROTOCOL,
+  type BaselineService,
+  type SandboxRecord,
+  type ServiceProtocol,
+  type ShardRecord,
+} from "../lib/model";
 import * as protobuf from "protobufjs";
+import {
+  ROUTING_KEY_BAGGAGE_MEMBER,
+  ROUTING_KEY_HEADER,
+  routingKeyFilter,
+  routingKeyFromBaggage,
+} from "./routing-key-filter";
 import { assertKnownFields, envoyRoot, ExtensionTypeUrl, pack, TypeUrl } from "./xds/protos";
 import {
   makeResource,
@@ -33,10 +54,9 @@ import {
   type XdsResource,
 } from "./xds/snapshot";
 
-/** The header carrying a routing key. */
-export const ROUTING_KEY_HEADER = "x-shardworks-routing-key";
-/** The W3C baggage member carrying a routing key. */
-export const ROUTING_KEY_BAGGAGE_MEMBER = "shardworks-routing-key";
+export { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER, routingKeyFromBaggage };
+/** The header the gateway's fork routes set to the fork's `ip:port` (read by ORIGINAL_DST). */
+export const UPSTREAM_HEADER = "x-shardworks-upstream";
 /** The listener and route configuration Envoy (the gateway) loads. */
 export const INGRESS_NAME = "ingress";
 
@@ -83,9 +103,12 @@ export type NodeKind = "gateway" | "grpc";
 export function forNode(resources: SnapshotResources, kind: NodeKind): SnapshotResources {
   const ingress = (r: XdsResource): boolean => r.name === INGRESS_NAME;
   const keep = kind === "gateway" ? ingress : (r: XdsResource) => !ingress(r);
+  // The gateway's own clusters are `gateway/…`; the gRPC clients' per-fork ones are `shard/…`.
+  const own = kind === "gateway" ? "shard/" : "gateway/";
+  const upstream = (r: XdsResource): boolean => !r.name.startsWith(own);
   return {
-    [TypeUrl.Cluster]: resources[TypeUrl.Cluster],
-    [TypeUrl.Endpoint]: resources[TypeUrl.Endpoint],
+    [TypeUrl.Cluster]: resources[TypeUrl.Cluster].filter(upstream),
+    [TypeUrl.Endpoint]: resources[TypeUrl.Endpoint].filter(upstream),
     [TypeUrl.Listener]: resources[TypeUrl.Listener].filter(keep),
     [TypeUrl.Route]: resources[TypeUrl.Route].filter(keep),
   };
@@ -97,14 +120,8 @@ export interface TranslateOptions {
   domain?: string;
   /** Port of Envoy's ingress listener; default 8080 (the EnvoyGateway default). */
   ingressPort?: number;
-}
-
-/**
- * The routing key in a W3C `baggage` header value, parsed by `@opentelemetry/core`; undefined
- * when the member is absent.
- */
-export function routingKeyFromBaggage(header: string): string | undefined {
-  return parseKeyPairsIntoRecord(header)[ROUTING_KEY_BAGGAGE_MEMBER];
+  /** Address Envoy's ingress listener binds; default `0.0.0.0` (every interface of the pod). */
+  ingressHost?: string;
 }
 
 /**
@@ -122,6 +139,18 @@ export function baggageRegex(routingKey: string): string {
 function escapeRegex(text: string): string {
   return text.replace(/[\\^$.*+?()[\]{}|]/g, "\\$&");
 }
+
+/** Which HTTP version the gateway speaks to a service's upstream. */
+export type UpstreamHttp = "http1" | "http2";
+/** `http2` and `grpc` services are HTTP/2 upstream; `http1` (and WebSocket) HTTP/1.1. */
+export function upstreamHttp(protocol: ServiceProtocol | undefined): UpstreamHttp {
+  return (protocol ?? DEFAULT_SERVICE_PROTOCOL) === "http1" ? "http1" : "http2";
+}
+/** The gateway's shared ORIGINAL_DST cluster for forks to IP addresses, one per HTTP version. */
+export const sharedForkClusterName = (http: UpstreamHttp): string => `gateway/forks/${http}`;
+/** The gateway's cluster of a shard's fork to a DNS name. */
+export const gatewayForkClusterName = (shard: string, service: string): string =>
+  `gateway/shard/${shard}/${service}`;
 
 /** Cluster name of a service's baseline. */
 export const baselineClusterName = (service: string): string => `baseline/${service}`;
@@ -141,6 +170,15 @@ interface ForkRoutes<T> {
   readonly header: T;
   readonly baggage: T;
 }
+/** What the gateway needs of one fork: its exact-match entry and, for a DNS fork, its cluster. */
+interface GatewayFork {
+  readonly http: UpstreamHttp;
+  /** `MatchMap { map: { <key>: OnMatch } }`, encoded (a part of the virtual host's matcher). */
+  readonly entry: Uint8Array;
+  /** The OnMatch as a plain object (for the merged message `consistent()` reads). */
+  readonly onMatch: Record<string, unknown>;
+  readonly cluster?: XdsResource;
+}
 interface ShardPart {
   readonly record: ShardRecord;
   readonly clusters: XdsResource[];
@@ -149,12 +187,15 @@ interface ShardPart {
   readonly routes: ReadonlyMap<string, ForkRoutes<Route>>;
   /** Service → `VirtualHost { routes: [route] }` of each, encoded (parts of the virtual host). */
   readonly routeParts: ReadonlyMap<string, ForkRoutes<Uint8Array>>;
+  /** Service → the gateway's entry for this fork, built once per upstream HTTP version. */
+  readonly gateway: Map<string, GatewayFork>;
 }
 interface ServicePart {
   readonly baseline: BaselineService;
   readonly shardParts: readonly ShardPart[];
   readonly virtualHost: Record<string, unknown>;
-  /** `RouteConfiguration { virtual_hosts: [virtualHost] }`, encoded: a part of the ingress. */
+  /** The gateway's virtual host (exact-match matcher) and its encoded ingress part. */
+  readonly gatewayVirtualHost: Record<string, unknown>;
   readonly ingressPart: Uint8Array;
   readonly resources: XdsResource[];
 }
@@ -171,14 +212,18 @@ interface SandboxPart {
 export class Translator {
   readonly #domain: string;
   readonly #ingressPort: number;
+  readonly #ingressHost: string;
   #shards = new Map<string, ShardPart>();
   #services = new Map<string, ServicePart>();
   #sandboxes = new Map<string, SandboxPart>();
   #ingress: { key: unknown[]; resources: XdsResource[] } | undefined;
+  readonly #sharedClusters: XdsResource[];
 
   constructor(options: TranslateOptions = {}) {
     this.#domain = options.domain ?? "shardworks.local";
     this.#ingressPort = options.ingressPort ?? 8080;
+    this.#ingressHost = options.ingressHost ?? "0.0.0.0";
+    this.#sharedClusters = (["http1", "http2"] as const).map(sharedForkCluster);
   }
 
   /**
@@ -216,6 +261,7 @@ export class Translator {
         previous !== undefined &&
         previous.baseline.destination === baseline.destination &&
         sameHosts(previous.baseline.hosts, baseline.hosts) &&
+        upstreamHttp(previous.baseline.protocol) === upstreamHttp(baseline.protocol) &&
         previous.shardParts.length === forks.length &&
         previous.shardParts.every((p, i) => p === forks[i]);
       services.set(baseline.name, unchanged ? previous : this.#servicePart(baseline, forks));
@@ -242,7 +288,7 @@ export class Translator {
     }
 
     const out: Record<TypeUrl, XdsResource[]> = {
-      [TypeUrl.Cluster]: [],
+      [TypeUrl.Cluster]: [...this.#sharedClusters],
       [TypeUrl.Endpoint]: [],
       [TypeUrl.Listener]: [],
       [TypeUrl.Route]: [],
@@ -302,12 +348,54 @@ export class Translator {
         baggage: encodeVirtualHost({ routes: [forkRoutes.baggage] }),
       });
     }
-    return { record, clusters, endpoints, routes, routeParts };
+    return { record, clusters, endpoints, routes, routeParts, gateway: new Map() };
+  }
+
+  /** The gateway's entry for `part`'s fork of `service` (memoized per HTTP version). */
+  #gatewayFork(part: ShardPart, service: string, baselineHttp: UpstreamHttp): GatewayFork {
+    const { record } = part;
+    const declared = record.protocols?.[service];
+    const http = declared === undefined ? baselineHttp : upstreamHttp(declared);
+    const cached = part.gateway.get(service);
+    if (cached?.http === http) return cached;
+    const destination = record.forks[service] ?? "";
+    const host = destination.slice(0, destination.lastIndexOf(":"));
+    let cluster: XdsResource | undefined;
+    const route: Route = {
+      name: `${record.name}/${service}`,
+      match: { prefix: "" },
+      route: { cluster: "", ...routeTimeout(http) },
+    };
+    if (isIPv4(host)) {
+      // One shared ORIGINAL_DST cluster: the route names the fork's address in a header the
+      // cluster reads (overwriting whatever a client sent in it).
+      route.route = { ...(route.route as Route), cluster: sharedForkClusterName(http) };
+      route.request_headers_to_add = [
+        {
+          header: { key: UPSTREAM_HEADER, value: destination },
+          append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
+        },
+      ];
+    } else {
+      const name = gatewayForkClusterName(record.name, service);
+      cluster = clusterResources(name, destination, http).cluster;
+      route.route = { ...(route.route as Route), cluster: name };
+    }
+    const onMatch = {
+      action: { name: route.name as string, typed_config: pack(ExtensionTypeUrl.Route, route) },
+    };
+    const entry = encodeMessage("xds.type.matcher.v3.Matcher.MatcherTree.MatchMap", {
+      map: { [record.routingKey]: onMatch },
+    });
+    const fork: GatewayFork = { http, entry, onMatch, ...(cluster ? { cluster } : {}) };
+    part.gateway.set(service, fork);
+    return fork;
   }
 
   #servicePart(baseline: BaselineService, forks: readonly ShardPart[]): ServicePart {
     const clusterName = baselineClusterName(baseline.name);
-    const built = clusterResources(clusterName, baseline.destination);
+    const http = upstreamHttp(baseline.protocol);
+    const built = clusterResources(clusterName, baseline.destination, http);
     const virtualHost = {
       name: baseline.name,
       domains: [baseline.name, `${baseline.name}.${this.#domain}`, ...(baseline.hosts ?? [])],
@@ -325,26 +413,45 @@ export class Translator {
     // The virtual host is assembled from each fork's memoized route encoding (concatenated
     // encodings of one message type merge, repeated fields append), wrapped once as a
     // RouteConfiguration part; the service's own route configuration (gRPC clients pick the
-    // virtual host by the target name, i.e. the service name) and the ingress both reuse it.
+    // virtual host by the target name, i.e. the service name) serves gRPC clients.
     const virtualHostBytes = Buffer.concat([
       encodeVirtualHost({ name: virtualHost.name, domains: virtualHost.domains }),
       ...forks.map((p) => p.routeParts.get(baseline.name)?.header ?? new Uint8Array()),
       ...forks.map((p) => p.routeParts.get(baseline.name)?.baggage ?? new Uint8Array()),
       encodeVirtualHost({ routes: virtualHost.routes.slice(-1) }),
     ]);
-    const ingressPart = virtualHostsPart(virtualHostBytes);
+
+    const gatewayForks = forks.map((p) => this.#gatewayFork(p, baseline.name, http));
+    const baselineRoute = {
+      name: `${baseline.name}/baseline`,
+      match: { prefix: "" },
+      route: { cluster: clusterName, ...routeTimeout(http) },
+    };
+    const gateway = gatewayVirtualHost(
+      { name: baseline.name, domains: virtualHost.domains },
+      baselineRoute,
+      forks.map((p, i) => [p.record.routingKey, gatewayForks[i]!] as const),
+    );
     const resources = [
       built.cluster,
       ...(built.endpoints ? [built.endpoints] : []),
+      ...gatewayForks.flatMap((f) => (f.cluster ? [f.cluster] : [])),
       makeResourceFromParts(
         TypeUrl.Route,
         baseline.name,
         { name: baseline.name, virtual_hosts: [virtualHost] },
-        [pack(TypeUrl.Route, { name: baseline.name }).value, ingressPart],
+        [pack(TypeUrl.Route, { name: baseline.name }).value, virtualHostsPart(virtualHostBytes)],
       ),
       apiListener(baseline.name, baseline.name),
     ];
-    return { baseline, shardParts: forks, virtualHost, ingressPart, resources };
+    return {
+      baseline,
+      shardParts: forks,
+      virtualHost,
+      gatewayVirtualHost: gateway.message,
+      ingressPart: virtualHostsPart(gateway.bytes),
+      resources,
+    };
   }
 
   #sandboxPart(record: SandboxRecord): SandboxPart {
@@ -387,7 +494,7 @@ export class Translator {
     const services = [...this.#services.values()];
     const sandboxes = [...this.#sandboxes.values()];
     const virtualHosts = [
-      ...services.map((p) => p.virtualHost),
+      ...services.map((p) => p.gatewayVirtualHost),
       ...sandboxes.flatMap((p) => p.virtualHosts),
     ];
     const hcm = pack(ExtensionTypeUrl.HttpConnectionManager, {
@@ -395,7 +502,10 @@ export class Translator {
       codec_type: "AUTO",
       strip_any_host_port: true,
       rds: { config_source: ADS_SOURCE, route_config_name: INGRESS_NAME },
-      http_filters: [ROUTER_FILTER()],
+      // WebSocket (HTTP/1.1 Upgrade) is proxied; without this Envoy answers 403.
+      upgrade_configs: [{ upgrade_type: "websocket" }],
+      // The routing key is read from baggage once per request, before the route lookup.
+      http_filters: [routingKeyFilter(), ROUTER_FILTER()],
     });
     return [
       makeResourceFromParts(
@@ -410,7 +520,9 @@ export class Translator {
       ),
       makeResource(TypeUrl.Listener, INGRESS_NAME, {
         name: INGRESS_NAME,
-        address: { socket_address: { address: "0.0.0.0", port_value: this.#ingressPort } },
+        address: {
+          socket_address: { address: this.#ingressHost, port_value: this.#ingressPort },
+        },
         filter_chains: [
           {
             filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: hcm }],
@@ -423,21 +535,103 @@ export class Translator {
 
 const ADS_SOURCE = { ads: {}, resource_api_version: "V3" };
 
+/**
+ * HTTP/2 upstreams may carry long-lived streams (gRPC streaming), so their routes have no
+ * per-request timeout (the listener's stream idle timeout still applies); HTTP/1.1 routes keep
+ * Envoy's default of 15 s.
+ */
+function routeTimeout(http: UpstreamHttp): Record<string, unknown> {
+  return http === "http2" ? { timeout: { seconds: 0 } } : {};
+}
+
+/**
+ * The gateway's virtual host of a service. Without forks: one route to the baseline. With forks:
+ * a `matcher` whose tree looks `x-shardworks-routing-key` up in an `exact_match_map` (one entry
+ * per fork), the baseline route on no match. The map is assembled from each fork's memoized
+ * `MatchMap` encoding (map entries are repeated on the wire, so the parts concatenate), and
+ * wrapped by hand once: protobufjs would replace, not merge, repeated singular sub-messages.
+ */
+function gatewayVirtualHost(
+  head: { name: string; domains: string[] },
+  baselineRoute: Route,
+  forks: readonly (readonly [string, GatewayFork])[],
+): { message: Record<string, unknown>; bytes: Uint8Array } {
+  if (forks.length === 0) {
+    const message = { ...head, routes: [baselineRoute] };
+    return { message, bytes: encodeVirtualHost(message) };
+  }
+  const input = {
+    name: "routing-key",
+    typed_config: pack(ExtensionTypeUrl.HttpRequestHeaderMatchInput, {
+      header_name: ROUTING_KEY_HEADER,
+    }),
+  };
+  const onNoMatch = {
+    action: {
+      name: baselineRoute.name as string,
+      typed_config: pack(ExtensionTypeUrl.Route, baselineRoute),
+    },
+  };
+  const treeType = messageType("xds.type.matcher.v3.Matcher.MatcherTree");
+  const matcherType = messageType("xds.type.matcher.v3.Matcher");
+  const vhostType = messageType("envoy.config.route.v3.VirtualHost");
+  const tree = Buffer.concat([
+    encodeMessage(treeType.fullName.slice(1), { input }),
+    lengthDelimited(
+      treeType.fields.exact_match_map!.id,
+      Buffer.concat(forks.map(([, f]) => f.entry)),
+    ),
+  ]);
+  const matcher = Buffer.concat([
+    lengthDelimited(matcherType.fields.matcher_tree!.id, tree),
+    encodeMessage(matcherType.fullName.slice(1), { on_no_match: onNoMatch }),
+  ]);
+  const bytes = Buffer.concat([
+    encodeVirtualHost(head),
+    lengthDelimited(vhostType.fields.matcher!.id, matcher),
+  ]);
+  const message = {
+    ...head,
+    matcher: {
+      matcher_tree: {
+        input,
+        exact_match_map: { map: Object.fromEntries(forks.map(([key, f]) => [key, f.onMatch])) },
+      },
+      on_no_match: onNoMatch,
+    },
+  };
+  return { message, bytes };
+}
+
+function messageType(name: string): protobuf.Type {
+  return envoyRoot().lookupType(name);
+}
+
+/** Encode a message of Envoy's (or xDS') protos by full name, field names checked. */
+function encodeMessage(typeName: string, fields: Record<string, unknown>): Uint8Array {
+  const type = messageType(typeName);
+  assertKnownFields(type, fields, type.name);
+  return type.encode(type.fromObject(fields)).finish();
+}
+
+/** One length-delimited field `id` holding already-encoded bytes. */
+function lengthDelimited(id: number, bytes: Uint8Array): Uint8Array {
+  return protobuf.Writer.create()
+    .uint32((id << 3) | 2)
+    .bytes(bytes)
+    .finish();
+}
+
 /** Encode (part of) a VirtualHost with Envoy's type, field names checked. */
 function encodeVirtualHost(fields: Record<string, unknown>): Uint8Array {
-  const type = envoyRoot().lookupType("envoy.config.route.v3.VirtualHost");
-  assertKnownFields(type, fields, "VirtualHost");
-  return type.encode(type.fromObject(fields)).finish();
+  return encodeMessage("envoy.config.route.v3.VirtualHost", fields);
 }
 
 /** `RouteConfiguration { virtual_hosts: [<encoded virtual host>] }`, via protobufjs' writer. */
 function virtualHostsPart(virtualHost: Uint8Array): Uint8Array {
   const field = envoyRoot().lookupType("envoy.config.route.v3.RouteConfiguration").fields
     .virtual_hosts!;
-  return protobuf.Writer.create()
-    .uint32((field.id << 3) | 2)
-    .bytes(virtualHost)
-    .finish();
+  return lengthDelimited(field.id, virtualHost);
 }
 
 let routerFilter: Record<string, unknown> | undefined;
@@ -459,13 +653,45 @@ function apiListener(name: string, routeName: string): XdsResource {
   return makeResource(TypeUrl.Listener, name, { name, api_listener: { api_listener: hcm } });
 }
 
+/** `typed_extension_protocol_options` making a cluster speak HTTP/2 (prior knowledge) upstream. */
+function protocolOptions(http: UpstreamHttp | undefined): Record<string, unknown> {
+  if (http !== "http2") return {};
+  return {
+    typed_extension_protocol_options: {
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": pack(
+        ExtensionTypeUrl.HttpProtocolOptions,
+        { explicit_http_config: { http2_protocol_options: {} } },
+      ),
+    },
+  };
+}
+
+/**
+ * The gateway's shared cluster for forks to IP addresses: ORIGINAL_DST takes the upstream address
+ * from the `x-shardworks-upstream` header each fork route sets, so 10,000 forks cost 10,000
+ * routes and no cluster each (hosts are created on first use and dropped when idle).
+ */
+function sharedForkCluster(http: UpstreamHttp): XdsResource {
+  const name = sharedForkClusterName(http);
+  return makeResource(TypeUrl.Cluster, name, {
+    name,
+    type: "ORIGINAL_DST",
+    lb_policy: "CLUSTER_PROVIDED",
+    connect_timeout: { seconds: 5 },
+    original_dst_lb_config: { use_http_header: true, http_header_name: UPSTREAM_HEADER },
+    ...protocolOptions(http),
+  });
+}
+
 /**
  * A cluster for `host:port`. An IPv4 address gets an EDS cluster and its ClusterLoadAssignment
- * (pushed over ADS); a DNS name gets a LOGICAL_DNS cluster, resolved by the client.
+ * (pushed over ADS); a DNS name gets a LOGICAL_DNS cluster, resolved by the client. `http2`
+ * makes it speak HTTP/2 upstream (gRPC xDS clients ignore the option; they always do).
  */
 function clusterResources(
   name: string,
   destination: string,
+  http?: UpstreamHttp,
 ): { cluster: XdsResource; endpoints?: XdsResource } {
   const colon = destination.lastIndexOf(":");
   const host = destination.slice(0, colon);
@@ -477,7 +703,12 @@ function clusterResources(
     cluster_name: name,
     endpoints: [{ locality: {}, load_balancing_weight: { value: 1 }, lb_endpoints: lbEndpoints }],
   };
-  const common = { name, connect_timeout: { seconds: 5 }, lb_policy: "ROUND_ROBIN" };
+  const common = {
+    name,
+    connect_timeout: { seconds: 5 },
+    lb_policy: "ROUND_ROBIN",
+    ...protocolOptions(http),
+  };
   if (isIPv4(host)) {
     return {
       cluster: makeResource(TypeUrl.Cluster, name, {
@@ -492,6 +723,8 @@ function clusterResources(
     cluster: makeResource(TypeUrl.Cluster, name, {
       ...common,
       type: "LOGICAL_DNS",
+      // IPv4 first, IPv6 if a name has no A record (Envoy's default prefers IPv6).
+      dns_lookup_family: "V4_PREFERRED",
       load_assignment: assignment,
     }),
   };

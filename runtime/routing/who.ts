@@ -46,13 +46,19 @@ export async function startWhoBackend(name: string, host = "127.0.0.1"): Promise
   };
 }
 
-/** A client of the Who service at `target` (e.g. `xds:///api`). */
-export function whoClient(target: string): {
+/**
+ * A client of the Who service at `target` (e.g. `xds:///api`); `options` are gRPC channel
+ * options (e.g. `grpc.default_authority` to name the service through a gateway).
+ */
+export function whoClient(
+  target: string,
+  options: grpc.ChannelOptions = {},
+): {
   who(headers?: Record<string, string>, timeoutMs?: number): Promise<string>;
   close(): void;
 } {
   const Client = grpc.makeGenericClientConstructor(whoService, "Who");
-  const client = new Client(target, grpc.credentials.createInsecure()) as unknown as {
+  const client = new Client(target, grpc.credentials.createInsecure(), options) as unknown as {
     Who: (
       req: unknown,
       md: grpc.Metadata,

@@ -144,11 +144,13 @@ test("the routing controller's baseline goes to <name>-baseline (never the name,
     name: "checkout",
     destination: "checkout-baseline.shop.svc.cluster.local:8080",
     hosts: ["checkout.shop", "checkout.shop.svc", "checkout.shop.svc.cluster.local"],
+    protocol: "http1",
   });
   t.is(byName.get("payments")?.destination, "payments-baseline.shop.svc.cluster.local:9090");
   t.deepEqual(byName.get("legacy"), {
     name: "legacy",
     destination: "legacy.default.svc.cluster.local:8080",
+    protocol: "http1",
   });
 });
 

@@ -6,6 +6,7 @@ import {
   EnvoyGateway,
   GATEWAY_NODE_ID,
   SKIP_AWAIT_ANNOTATION,
+  validateGatewayAdminHost,
   validateGatewayPorts,
   validateGatewayReplicas,
 } from "../../components";
@@ -86,9 +87,12 @@ test("envoyBootstrap: ADS over gRPC to a static http2 xds_cluster, CDS and LDS f
     adminPort: 9000,
   }) as any;
   t.deepEqual(b.node, { id: "n1", cluster: "c1" });
-  t.deepEqual(b.dynamic_resources.ads_config.grpc_services, [
-    { envoy_grpc: { cluster_name: "xds_cluster" } },
-  ]);
+  t.deepEqual(
+    b.dynamic_resources.ads_config.grpc_services.map(
+      (g: { envoy_grpc: { cluster_name: string } }) => g.envoy_grpc.cluster_name,
+    ),
+    ["xds_cluster"],
+  );
   t.is(b.dynamic_resources.ads_config.api_type, "GRPC");
   t.is(b.dynamic_resources.ads_config.transport_api_version, "V3");
   t.deepEqual(b.dynamic_resources.cds_config, { ads: {}, resource_api_version: "V3" });
@@ -97,7 +101,7 @@ test("envoyBootstrap: ADS over gRPC to a static http2 xds_cluster, CDS and LDS f
   t.deepEqual(
     xds.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
       .explicit_http_config,
-    { http2_protocol_options: {} },
+    { http2_protocol_options: { connection_keepalive: { interval: "10s", timeout: "5s" } } },
   );
   t.deepEqual(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address, {
     address: "xds.example",
@@ -180,6 +184,11 @@ const bad: [string, () => unknown, string][] = [
     () => validateGatewayPorts(0, 9901),
     "listenerPort: 0 is not a port (1-65535)",
   ],
+  [
+    "an admin host name",
+    () => validateGatewayAdminHost("localhost"),
+    'adminHost: "localhost" must be an IP address, e.g. "127.0.0.1" (admin) or "0.0.0.0" (listener)',
+  ],
 ];
 for (const [title, fn, expected] of bad) {
   test(`validator rejects: ${title}`, (t) => t.is(reasonOf(fn), expected));
@@ -191,6 +200,10 @@ test("validators accept good values", (t) => {
   );
   t.is(
     reasonOf(() => validateGatewayPorts(8080, 9901)),
+    "no error",
+  );
+  t.is(
+    reasonOf(() => validateGatewayAdminHost("0.0.0.0")),
     "no error",
   );
 });

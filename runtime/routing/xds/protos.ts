@@ -42,6 +42,11 @@ export const ExtensionTypeUrl = {
   HttpConnectionManager:
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
   Router: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+  Lua: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+  Route: "type.googleapis.com/envoy.config.route.v3.Route",
+  HttpRequestHeaderMatchInput:
+    "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+  HttpProtocolOptions: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
   Bootstrap: "type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap",
 } as const;
 
@@ -52,6 +57,8 @@ const RESOURCE_FILES = [
   "envoy/config/endpoint/v3/endpoint.proto",
   "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
   "envoy/extensions/filters/http/router/v3/router.proto",
+  "envoy/extensions/filters/http/lua/v3/lua.proto",
+  "envoy/type/matcher/v3/http_inputs.proto",
   "envoy/config/bootstrap/v3/bootstrap.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/service/discovery/v3/discovery.proto",

@@ -110,7 +110,7 @@ export class Snapshot {
     for (const route of routes.values()) {
       const config = route.message as RouteConfigurationShape;
       for (const vhost of config.virtual_hosts ?? []) {
-        for (const r of vhost.routes ?? []) {
+        for (const r of [...(vhost.routes ?? []), ...matcherRoutes(vhost.matcher)]) {
           const target = r.route?.cluster;
           if (target !== undefined && !clusters.has(target)) {
             problems.push(
@@ -140,8 +140,37 @@ interface ClusterShape {
   type?: string;
   eds_cluster_config?: { service_name?: string };
 }
+interface RouteShape {
+  route?: { cluster?: string };
+}
+interface OnMatchShape {
+  action?: { typed_config?: AnyMessage };
+}
+interface MatcherShape {
+  matcher_tree?: { exact_match_map?: { map?: Record<string, OnMatchShape> } };
+  on_no_match?: OnMatchShape;
+}
 interface RouteConfigurationShape {
-  virtual_hosts?: { name: string; routes?: { route?: { cluster?: string } }[] }[];
+  virtual_hosts?: { name: string; routes?: RouteShape[]; matcher?: MatcherShape }[];
+}
+
+/** Decoded Route actions, by the identity of their (memoized) packed Any: decoded once each. */
+const decodedActions = new WeakMap<AnyMessage, RouteShape>();
+
+/** The Route actions of a virtual host's exact-match matcher (the gateway's form). */
+function matcherRoutes(matcher: MatcherShape | undefined): RouteShape[] {
+  if (!matcher) return [];
+  const actions = [
+    ...Object.values(matcher.matcher_tree?.exact_match_map?.map ?? {}),
+    ...(matcher.on_no_match ? [matcher.on_no_match] : []),
+  ];
+  return actions.flatMap((onMatch) => {
+    const any = onMatch.action?.typed_config;
+    if (any?.type_url !== ExtensionTypeUrl.Route) return [];
+    let route = decodedActions.get(any);
+    if (!route) decodedActions.set(any, (route = unpack(any) as RouteShape));
+    return [route];
+  });
 }
 interface ListenerShape {
   api_listener?: { api_listener?: AnyMessage };

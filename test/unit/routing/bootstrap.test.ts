@@ -1,6 +1,6 @@
 import test from "ava";
 import type { IConversionOptions } from "protobufjs";
-import { envoyBootstrap, RE2_MAX_PROGRAM_SIZE } from "../../../runtime/routing/bootstrap";
+import { ADS_RETRY_MAX_INTERVAL_MS, envoyBootstrap } from "../../../runtime/routing/bootstrap";
 import { fromProtoJson, messageType } from "../../../runtime/routing/xds";
 
 const BOOTSTRAP = "envoy.config.bootstrap.v3.Bootstrap";
@@ -60,7 +60,7 @@ test("the EnvoyGateway bootstrap decodes with Envoy's Bootstrap proto and points
   const xds = decoded.static_resources.clusters.find(
     (c) => c.name === ads.grpc_services[0]!.envoy_grpc.cluster_name,
   )!;
-  t.is(xds.connect_timeout.seconds, "5");
+  t.is(xds.connect_timeout.seconds, "1");
   const address =
     xds.load_assignment.endpoints[0]!.lb_endpoints[0]!.endpoint.address.socket_address;
   t.deepEqual(address, {
@@ -90,20 +90,31 @@ test("the strict proto-JSON decoder refuses what Envoy would refuse", (t) => {
   );
 });
 
-test("the bootstrap raises Envoy's RE2 program size limit in a static runtime layer", (t) => {
-  const decoded = decodedBootstrap("routing") as {
-    layered_runtime: {
-      layers: {
-        name: string;
-        static_layer: { fields: Record<string, { numberValue: number }> };
-      }[];
+test("the ADS stream retries with a backoff capped at 1 s, and the admin address is configurable", (t) => {
+  const b = envoyBootstrap({
+    nodeId: "n",
+    cluster: "c",
+    adsHost: "xds",
+    adsPort: 18000,
+    adminPort: 9901,
+    adminHost: "10.0.0.7",
+  }) as {
+    admin: { address: { socket_address: { address: string } } };
+    dynamic_resources: {
+      ads_config: { grpc_services: { envoy_grpc: { retry_policy: unknown } }[] };
     };
   };
-  const layer = decoded.layered_runtime.layers[0]!;
-  t.is(layer.name, "shardworks-static");
-  t.is(
-    layer.static_layer.fields["re2.max_program_size.error_level"]!.numberValue,
-    RE2_MAX_PROGRAM_SIZE,
-  );
-  t.true(RE2_MAX_PROGRAM_SIZE > 100);
+  t.is(b.admin.address.socket_address.address, "10.0.0.7");
+  t.deepEqual(b.dynamic_resources.ads_config.grpc_services[0]!.envoy_grpc.retry_policy, {
+    retry_back_off: { base_interval: "0.1s", max_interval: `${ADS_RETRY_MAX_INTERVAL_MS / 1000}s` },
+  });
+  // What Envoy reads: the bootstrap decodes with its proto.
+  t.notThrows(() => fromProtoJson(BOOTSTRAP, b));
+});
+
+test("bootstrap options are validated and the error names the field", (t) => {
+  const base = { nodeId: "n", cluster: "c", adsHost: "xds", adsPort: 18000, adminPort: 9901 };
+  const error = t.throws(() => envoyBootstrap({ ...base, adminHost: "localhost" }));
+  t.regex(error.message, /adminHost[\s\S]*must be an IP address/);
+  t.regex(t.throws(() => envoyBootstrap({ ...base, adsPort: 70000 })).message, /adsPort/);
 });

@@ -10,7 +10,7 @@ import {
   type RoutingState,
 } from "../../../runtime/routing/translate";
 import { routingConfigSchema } from "../../../runtime/routing/main";
-import { pack, Snapshot, TypeUrl, unpack } from "../../../runtime/routing/xds";
+import { pack, Snapshot, TypeUrl, unpack, type AnyMessage } from "../../../runtime/routing/xds";
 
 const now = "2026-01-01T00:00:00.000Z";
 function shard(name: string, routingKey: string, forks: Record<string, string>): ShardRecord {
@@ -82,6 +82,9 @@ test("every resource decodes with Envoy's protos into its type and the snapshot 
     [
       "baseline/api",
       "baseline/web",
+      "gateway/forks/http1",
+      "gateway/forks/http2",
+      "gateway/shard/alice/web",
       "sandbox/sb1/8080",
       "sandbox/sb1/9090",
       "shard/alice/api",
@@ -328,8 +331,156 @@ test("the gateway gets the ingress listener and no api_listeners; gRPC clients t
   }
   t.true(gateway.consistent());
   t.true(grpc.consistent());
+  // The gateway: shared ORIGINAL_DST clusters for IP forks, its own cluster per DNS fork; gRPC
+  // clients (no ORIGINAL_DST) keep a cluster per fork.
   t.deepEqual(
     [...gateway.resources(TypeUrl.Cluster).keys()],
-    [...grpc.resources(TypeUrl.Cluster).keys()],
+    [
+      "baseline/api",
+      "baseline/web",
+      "gateway/forks/http1",
+      "gateway/forks/http2",
+      "gateway/shard/alice/web",
+      "sandbox/sb1/8080",
+      "sandbox/sb1/9090",
+    ],
   );
+  t.deepEqual(
+    [...grpc.resources(TypeUrl.Cluster).keys()],
+    [
+      "baseline/api",
+      "baseline/web",
+      "sandbox/sb1/8080",
+      "sandbox/sb1/9090",
+      "shard/alice/api",
+      "shard/alice/web",
+      "shard/bob/api",
+    ],
+  );
+});
+
+interface GatewayVirtualHost {
+  name: string;
+  routes?: { route: { cluster: string } }[];
+  matcher?: {
+    matcher_tree: {
+      input: { typed_config: AnyMessage };
+      exact_match_map: { map: Record<string, { action: { typed_config: AnyMessage } }> };
+    };
+    on_no_match: { action: { typed_config: AnyMessage } };
+  };
+}
+interface DecodedRoute {
+  route: { cluster: string; timeout?: { seconds: string } };
+  request_headers_to_add?: { header: { key: string; value: string } }[];
+}
+
+test("the gateway looks the routing key up by exact match: one map entry per fork, the baseline on no match", (t) => {
+  const gateway = new Snapshot(
+    forNode(
+      translate({
+        ...state,
+        baseline: [
+          ...state.baseline,
+          { name: "rpc", destination: "10.0.0.9:50051", protocol: "grpc" },
+        ],
+        shards: [...state.shards, shard("carol", "carol-key", { rpc: "10.0.0.10:50051" })],
+      }),
+      "gateway",
+    ),
+  );
+  const ingress = unpack(gateway.resources(TypeUrl.Route).get("ingress")!.any) as {
+    virtual_hosts: GatewayVirtualHost[];
+  };
+  const api = ingress.virtual_hosts.find((v) => v.name === "api")!;
+  t.is(api.routes, undefined, "no per-shard routes: one matcher");
+  const input = unpack(api.matcher!.matcher_tree.input.typed_config);
+  t.deepEqual(input, { header_name: "x-shardworks-routing-key" });
+  const map = api.matcher!.matcher_tree.exact_match_map.map;
+  t.deepEqual(Object.keys(map).sort(), ["alice-key", "bob-key"]);
+  const alice = unpack(map["alice-key"]!.action.typed_config) as unknown as DecodedRoute;
+  t.is(alice.route.cluster, "gateway/forks/http1", "an IP fork: the shared ORIGINAL_DST cluster");
+  t.deepEqual(alice.request_headers_to_add?.[0]?.header, {
+    key: "x-shardworks-upstream",
+    value: "127.0.0.1:6000",
+  });
+  const baseline = unpack(api.matcher!.on_no_match.action.typed_config) as unknown as DecodedRoute;
+  t.is(baseline.route.cluster, "baseline/api");
+  const web = ingress.virtual_hosts.find((v) => v.name === "web")!;
+  const aliceWeb = unpack(
+    web.matcher!.matcher_tree.exact_match_map.map["alice-key"]!.action.typed_config,
+  ) as unknown as DecodedRoute;
+  t.is(aliceWeb.route.cluster, "gateway/shard/alice/web", "a DNS fork: a cluster of its own");
+  t.is(aliceWeb.request_headers_to_add, undefined);
+  // A gRPC service: HTTP/2 upstream, no per-request timeout (streams).
+  const rpc = ingress.virtual_hosts.find((v) => v.name === "rpc")!;
+  const carol = unpack(
+    rpc.matcher!.matcher_tree.exact_match_map.map["carol-key"]!.action.typed_config,
+  ) as unknown as DecodedRoute;
+  t.is(carol.route.cluster, "gateway/forks/http2");
+  t.deepEqual(carol.route.timeout, {}, "timeout 0: none");
+  const http2 = unpack(gateway.resources(TypeUrl.Cluster).get("baseline/rpc")!.any) as {
+    typed_extension_protocol_options: Record<string, AnyMessage>;
+  };
+  t.deepEqual(
+    unpack(
+      http2.typed_extension_protocol_options[
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+      ]!,
+    ),
+    {
+      explicit_http_config: {
+        http2_protocol_options: {},
+        protocol_config: "http2_protocol_options",
+      },
+      upstream_protocol_options: "explicit_http_config",
+    },
+  );
+  t.false(
+    "typed_extension_protocol_options" in
+      (unpack(gateway.resources(TypeUrl.Cluster).get("baseline/api")!.any) as object),
+    "http1 is Envoy's default",
+  );
+});
+
+test("a fork's declared protocol overrides the baseline's", (t) => {
+  const record = {
+    ...shard("dave", "dave-key", { api: "10.0.0.11:80" }),
+    protocols: { api: "http2" as const },
+  };
+  const gateway = new Snapshot(forNode(translate({ ...state, shards: [record] }), "gateway"));
+  const ingress = unpack(gateway.resources(TypeUrl.Route).get("ingress")!.any) as {
+    virtual_hosts: GatewayVirtualHost[];
+  };
+  const api = ingress.virtual_hosts.find((v) => v.name === "api")!;
+  const dave = unpack(
+    api.matcher!.matcher_tree.exact_match_map.map["dave-key"]!.action.typed_config,
+  ) as unknown as DecodedRoute;
+  t.is(dave.route.cluster, "gateway/forks/http2");
+  const web = ingress.virtual_hosts.find((v) => v.name === "web")!;
+  t.is(web.matcher, undefined, "a service without forks: a plain route");
+  t.deepEqual(
+    web.routes?.map((r) => r.route.cluster),
+    ["baseline/web"],
+  );
+  t.is(
+    (unpack(api.matcher!.on_no_match.action.typed_config) as unknown as DecodedRoute).route.cluster,
+    "baseline/api",
+  );
+});
+
+test("the gateway's memoized ingress equals a from-scratch translation after a change", (t) => {
+  const translator = new Translator();
+  translator.translate(state);
+  const carol = shard("carol", "carol-key", {
+    api: "127.0.0.1:6002",
+    web: "web.shard-carol.svc:80",
+  });
+  const next = { ...state, shards: [...state.shards, carol] };
+  const incremental = new Snapshot(forNode(translator.translate(next), "gateway"));
+  const fresh = new Snapshot(forNode(translate(next), "gateway"));
+  for (const typeUrl of Object.values(TypeUrl)) {
+    t.is(incremental.version(typeUrl), fresh.version(typeUrl), typeUrl);
+  }
+  t.true(incremental.consistent());
 });
