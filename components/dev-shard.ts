@@ -438,6 +438,35 @@ export function createDevShard(
   }
   const forkDestinations = pulumi.output(destinations) as pulumi.Output<Record<string, string>>;
 
+  // Short names work in the shard as in the baseline namespace (ADR 0012): each routed baseline
+  // service the shard does not fork resolves to the gateway here too, so a fork calling
+  // `http://payments:8080` reaches the gateway, which routes it by the key.
+  const gatewayNames: k8s.core.v1.Service[] = [];
+  if (isPlainBaseline(args.baseline)) {
+    for (const [service, b] of Object.entries(args.baseline)) {
+      if (b.selector === undefined || (args.forks ?? {})[service] !== undefined) continue;
+      gatewayNames.push(
+        new k8s.core.v1.Service(
+          `${name}-name-${service}`,
+          {
+            metadata: {
+              name: service,
+              namespace: ns,
+              labels: { ...labels, "shardworks.dev/routes": service },
+              annotations: { "shardworks.dev/routed-by": "gateway" },
+            },
+            spec: {
+              type: "ExternalName",
+              externalName: pulumi.interpolate`envoy.${args.gatewayNamespace}.svc.cluster.local`,
+              ports: [{ name: "http", port: b.port, protocol: "TCP" }],
+            },
+          },
+          inNs,
+        ),
+      );
+    }
+  }
+
   const registration = args.register?.(
     {
       name: args.shardName,

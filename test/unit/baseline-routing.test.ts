@@ -7,6 +7,7 @@
 import test from "ava";
 import {
   BaselineRouting,
+  DevShard,
   EnvoyGateway,
   RuntimeDeployment,
   SKIP_AWAIT_ANNOTATION,
@@ -52,6 +53,14 @@ test.before(async () => {
       adsHost: "shardworks-routing.shardworks-system.svc.cluster.local",
       adsPort: 18000,
       routedPorts: routedPorts(shop),
+    }),
+    shard: new DevShard("sh", {
+      shardName: "alice",
+      owner: "alice",
+      forks: { checkout: { image: "localhost:5055/shop/checkout:alice-1" } },
+      baseline: shop,
+      gatewayNamespace: "shardworks-gateway",
+      ttlSeconds: 3600,
     }),
     runtime: new RuntimeDeployment("rt", {
       version: "0.1.0",
@@ -113,6 +122,35 @@ test("a service without a selector is left alone: no Service of ours takes its n
       "payments",
       "payments-baseline",
     ],
+  );
+});
+
+test("in a shard, each routed service it does not fork resolves to the gateway too, so short names work in forks", (t) => {
+  const inShard = ofType("kubernetes:core/v1:Service", "sh").map((r) => ({
+    name: r.inputs["metadata"].name,
+    type: r.inputs["spec"].type,
+    externalName: r.inputs["spec"].externalName,
+  }));
+  t.deepEqual(
+    inShard.sort((a, b) => a.name.localeCompare(b.name)),
+    [
+      // The fork's own Service (what the shard registers as its destination).
+      { name: "checkout", type: undefined, externalName: undefined },
+      {
+        name: "frontend",
+        type: "ExternalName",
+        externalName: "envoy.shardworks-gateway.svc.cluster.local",
+      },
+      {
+        name: "payments",
+        type: "ExternalName",
+        externalName: "envoy.shardworks-gateway.svc.cluster.local",
+      },
+    ],
+  );
+  t.true(
+    inShard.every((s) => s.name !== "legacy"),
+    "an edge-only service gets no name here",
   );
 });
 
