@@ -18,6 +18,8 @@ export const JIT_LABEL = "shardworks.dev/jit";
 export const NODE_AGENT_HOST_PATHS = { kvm: "/dev/kvm", state: "/var/lib/shardworks" } as const;
 /** Pulumi's annotation to not wait for readiness (see the `skipAwait` args). */
 export const SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait";
+/** Pulumi's annotation: how long the Kubernetes provider waits for an object to become ready. */
+export const TIMEOUT_SECONDS_ANNOTATION = "pulumi.com/timeoutSeconds";
 /** The namespace of the runtime services: the only one where a privileged container runs. */
 export const SYSTEM_NAMESPACE = "shardworks-system";
 

@@ -12,8 +12,8 @@ import {
   EXPIRES_AT_ANNOTATION,
   SHARD_LABEL,
   SHARD_NAMESPACE_PREFIX,
+  TIMEOUT_SECONDS_ANNOTATION,
   appLabels,
-  awaitAnnotations,
   podSecurityLabels,
 } from "./common";
 
@@ -91,11 +91,11 @@ export interface DevShardArgs {
   /** Clock for the expiry. Default: now. */
   now?: Date;
   /**
-   * Do not wait for the forks to become ready (annotates workloads, Services and the namespace
-   * `pulumi.com/skipAwait: "true"`). For clusters without kubelets, such as the local testbed,
-   * where nothing would ever become ready. Default false.
+   * How long `pulumi up` waits for each fork's pods to become Ready (and its Service to reach
+   * them) before it fails, naming the fork and why its pods are not ready (e.g. `ErrImagePull`).
+   * Whole seconds, 1 to 3600. Default 300.
    */
-  skipAwait?: boolean;
+  readyTimeoutSeconds?: number;
   /**
    * Registers the shard with the runtime API (routing key + fork destinations), created as a
    * child of the shard after its Services. Default: no registration (routing does not know the
@@ -120,6 +120,21 @@ export function validateTtl(ttlSeconds: number): void {
     throw new pulumi.InputPropertyError({
       propertyPath: "ttlSeconds",
       reason: `${ttlSeconds} must be whole seconds between 1 and ${MAX_SHARD_TTL_SECONDS} (7 days)`,
+    });
+  }
+}
+
+/** The default of {@link DevShardArgs.readyTimeoutSeconds}. */
+export const DEFAULT_READY_TIMEOUT_SECONDS = 300;
+/** The most {@link DevShardArgs.readyTimeoutSeconds} allows: one hour. */
+export const MAX_READY_TIMEOUT_SECONDS = 3600;
+
+/** Check the readiness timeout: whole seconds, 1 to an hour. */
+export function validateReadyTimeout(seconds: number): void {
+  if (!Number.isInteger(seconds) || seconds <= 0 || seconds > MAX_READY_TIMEOUT_SECONDS) {
+    throw new pulumi.InputPropertyError({
+      propertyPath: "readyTimeoutSeconds",
+      reason: `${seconds} must be whole seconds between 1 and ${MAX_READY_TIMEOUT_SECONDS} (1 hour)`,
     });
   }
 }
@@ -244,7 +259,11 @@ export function createDevShard(
   ).toISOString();
   const quota = args.quota ?? { cpu: "4", memory: "8Gi", pods: 20 };
   const labels = { ...appLabels(name, "dev-shard"), [SHARD_LABEL]: args.shardName };
-  const skip = awaitAnnotations(args.skipAwait);
+  // The Kubernetes provider waits for each fork (Deployment: its pods Ready; Service: endpoints
+  // that are Ready) at most this long; past it `pulumi up` fails with the pods' errors.
+  const awaitFork = {
+    [TIMEOUT_SECONDS_ANNOTATION]: String(args.readyTimeoutSeconds ?? DEFAULT_READY_TIMEOUT_SECONDS),
+  };
 
   const namespace = new k8s.core.v1.Namespace(
     `${name}-namespace`,
@@ -257,7 +276,6 @@ export function createDevShard(
           ...podSecurityLabels("baseline"),
         },
         annotations: {
-          ...skip,
           [EXPIRES_AT_ANNOTATION]: expiresAt,
           "shardworks.dev/owner": args.owner,
         },
@@ -388,7 +406,7 @@ export function createDevShard(
       new k8s.apps.v1.Deployment(
         `${name}-fork-${service}`,
         {
-          metadata: { name: service, namespace: ns, labels: forkLabels, annotations: skip },
+          metadata: { name: service, namespace: ns, labels: forkLabels, annotations: awaitFork },
           spec: {
             replicas: fork.replicas ?? 1,
             selector: { matchLabels: selector },
@@ -425,7 +443,7 @@ export function createDevShard(
       new k8s.core.v1.Service(
         `${name}-svc-${service}`,
         {
-          metadata: { name: service, namespace: ns, labels: forkLabels, annotations: skip },
+          metadata: { name: service, namespace: ns, labels: forkLabels, annotations: awaitFork },
           spec: {
             selector,
             ports: [{ name: "http", port, targetPort: port, protocol: "TCP" }],
@@ -512,6 +530,7 @@ export class DevShard extends pulumi.ComponentResource {
     super("shardworks:components:DevShard", name, {}, opts);
     validateShardName(args.shardName);
     validateTtl(args.ttlSeconds);
+    validateReadyTimeout(args.readyTimeoutSeconds ?? DEFAULT_READY_TIMEOUT_SECONDS);
     validateForks(args.forks ?? {});
     // A baseline known now (the program resolves the platform's first) is checked now, before
     // any child is registered; one still unknown is checked when it resolves.

@@ -35,6 +35,7 @@ export {
   Ports,
   SHARD_LABEL,
   SKIP_AWAIT_ANNOTATION,
+  TIMEOUT_SECONDS_ANNOTATION,
   SYSTEM_NAMESPACE,
 } from "./common";
 export {
@@ -46,8 +47,10 @@ export {
   containerLimits,
   validateForks,
   validateForksAgainstBaseline,
+  validateReadyTimeout,
   validateShardName,
   validateTtl,
+  DEFAULT_READY_TIMEOUT_SECONDS,
   type BaselineService,
   type DevShardArgs,
   type ForkSpec,

@@ -13,8 +13,10 @@ export function openssl(args: string[], cwd: string): void {
 
 /** What {@link makeCertificate} makes. */
 export interface CertificateRequest {
-  /** File of the new RSA-2048 private key (relative to the directory, or absolute). */
+  /** File of the new private key (relative to the directory, or absolute). */
   key: string;
+  /** RSA-2048 (default) or ECDSA P-256, which is about a hundred times faster to make. */
+  algorithm?: "rsa" | "ec";
   /** File of the certificate (PEM). */
   cert: string;
   /** Validity, in days. */
@@ -27,14 +29,16 @@ export interface CertificateRequest {
   extensions?: string[];
 }
 
-/** A new RSA key and an X.509 certificate for it, in `dir`. */
+/** A new key and an X.509 certificate for it, in `dir`. */
 export function makeCertificate(dir: string, request: CertificateRequest): void {
   openssl(
     [
       "req",
       "-x509",
       "-newkey",
-      "rsa:2048",
+      ...(request.algorithm === "ec"
+        ? ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        : ["rsa:2048"]),
       "-nodes",
       "-keyout",
       request.key,

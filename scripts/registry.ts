@@ -75,14 +75,27 @@ function say(message: string): void {
 /** What answers `GET /v2/` on the port: the registry, something else, or nothing. */
 async function probe(url: string): Promise<"registry" | "other" | "none"> {
   try {
-    const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) });
+    // Generous: on a loaded machine a healthy registry can take seconds to answer.
+    const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(5000) });
     await response.body?.cancel();
     // A distribution registry names its API version in this header, auth or not.
     return response.headers.get("docker-distribution-api-version") === "registry/2.0"
       ? "registry"
       : "other";
+  } catch (error) {
+    // Refused means nothing listens; a timeout means something does, but is slow or stuck.
+    const code = (error as { cause?: { code?: string } }).cause?.code;
+    return code === "ECONNREFUSED" ? "none" : "other";
+  }
+}
+
+/** Whether `pid` runs and is not a zombie (an exited child not yet reaped still answers kill 0). */
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
-    return "none";
+    return false;
   }
 }
 
@@ -143,7 +156,14 @@ function recordedPid(): number | undefined {
  * The testbed registry, started if nothing answers yet. Safe to call from many processes at once:
  * a second registry that loses the race for the port exits, and the caller then finds the first.
  */
-export async function ensureRegistry(): Promise<Registry> {
+export function ensureRegistry(): Promise<Registry> {
+  // One start per process at a time: concurrent callers share it.
+  inFlight ??= startOrFind().finally(() => (inFlight = undefined));
+  return inFlight;
+}
+let inFlight: Promise<Registry> | undefined;
+
+async function startOrFind(): Promise<Registry> {
   const port = registryPort();
   const url = `http://127.0.0.1:${port}`;
   const dir = registryDir();
@@ -160,7 +180,7 @@ export async function ensureRegistry(): Promise<Registry> {
   if (state === "registry") return result(recordedPid());
   if (state === "other") {
     throw new Error(
-      `127.0.0.1:${port} answers, but not as an image registry; stop what listens there or set SHARDWORKS_REGISTRY_PORT to a free port`,
+      `127.0.0.1:${port} is taken by something that does not answer as an image registry (GET /v2/); stop what listens there or set SHARDWORKS_REGISTRY_PORT to a free port`,
     );
   }
   if (!existsSync(REGISTRY_BINARY)) {
@@ -188,7 +208,9 @@ export async function ensureRegistry(): Promise<Registry> {
   while (Date.now() < deadline) {
     const now = await probe(url);
     if (now === "registry") {
-      if (exited) return result(recordedPid()); // another caller's registry won the port
+      // A second registry that lost the port exits at once; give its exit a moment to show.
+      await sleep(300);
+      if (exited || !isRunning(pid)) return result(recordedPid()); // another one has the port
       writeFileSync(pidFile(), `${pid}\n`);
       say(`ready: ${url}`);
       return result(pid);

@@ -1,7 +1,7 @@
 /**
- * How the testbed's stand-in plugins (`scripts/testbed-provider`, `scripts/testbed-language-host`)
- * talk to the Pulumi engine: a gRPC server on a free loopback port, whose port is the one line
- * they print on stdout (that is how the engine finds a plugin).
+ * How the testbed's policy-pack language host (`scripts/testbed-language-host`) talks to the Pulumi
+ * engine: a gRPC server on a free loopback port, whose port is the one line it prints on stdout
+ * (that is how the engine finds a plugin).
  */
 import * as grpc from "@grpc/grpc-js";
 
@@ -19,21 +19,4 @@ export async function servePlugin<Impl extends grpc.UntypedServiceImplementation
   });
   process.stdout.write(`${port}\n`);
   return server;
-}
-
-type Handler<Req, Res> = (request: Req) => Res | Promise<Res>;
-
-/** Adapt an async handler to grpc-js's callback style; errors go back as the call's status. */
-export function unary<Req, Res>(handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    Promise.resolve(call.request)
-      .then(handler)
-      .then(
-        (response) => callback(null, response),
-        (error: unknown) => {
-          const message = error instanceof Error ? error.message : String(error);
-          callback({ code: grpc.status.UNKNOWN, details: message }, null);
-        },
-      );
-  };
 }

@@ -18,6 +18,7 @@ import {
   validateGatewayReplicas,
   validateJitMaxDuration,
   validateNodeGroups,
+  validateReadyTimeout,
   validateSchedulerReplicas,
   validateShardName,
   validateSubject,
@@ -114,6 +115,7 @@ export function platformComponentIssues(config: {
 export function shardComponentIssues(config: {
   name: string;
   ttl: string;
+  readyTimeout: string;
   forks: Parameters<typeof validateForks>[0];
 }): ComponentIssue[] {
   const issues: ComponentIssue[] = [];
@@ -122,5 +124,11 @@ export function shardComponentIssues(config: {
     ttlSeconds: "ttl",
   });
   check(issues, [], () => validateForks(config.forks));
+  check(
+    issues,
+    [],
+    () => validateReadyTimeout(Math.round((parseDuration(config.readyTimeout) ?? 0) / 1000)),
+    { readyTimeoutSeconds: "readyTimeout" },
+  );
   return issues;
 }

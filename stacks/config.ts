@@ -12,7 +12,11 @@ import { MAX_SHARD_TTL_SECONDS, dnsLabel, routingKeySchema } from "../runtime/li
 import { parseDuration } from "./duration";
 import { METAL_INSTANCE_TYPE, NodeGroupRole } from "../components/common";
 import { MAX_JIT_CEILING_MS } from "../components/access-control";
-import { quantityValue } from "../components/dev-shard";
+import {
+  DEFAULT_READY_TIMEOUT_SECONDS,
+  MAX_READY_TIMEOUT_SECONDS,
+  quantityValue,
+} from "../components/dev-shard";
 import { platformComponentIssues, shardComponentIssues } from "./component-checks";
 
 /** The Pulumi config namespace of every key. */
@@ -397,7 +401,14 @@ export const shardConfigSchema = z
       .string()
       .min(32, { message: "must be at least 32 characters (the platform stack's platformToken)" })
       .optional(),
-    skipAwait: z.boolean().default(false),
+    /**
+     * How long `pulumi up` waits for each fork's pods to become Ready before it fails, naming the
+     * fork and the reason (e.g. an image that cannot be pulled). Shards always wait: a fork that
+     * never runs is a failed deploy, not a success.
+     */
+    readyTimeout: duration(MAX_READY_TIMEOUT_SECONDS * 1000, "1h").default(
+      `${DEFAULT_READY_TIMEOUT_SECONDS / 60}m`,
+    ),
   })
   .superRefine((s, ctx) => {
     if (s.name === undefined && !dnsLabel.max(57).safeParse(s.owner).success) {

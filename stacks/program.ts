@@ -179,7 +179,7 @@ async function buildShard(config: ShardConfig): Promise<Record<string, unknown>>
       // The schema accepted the duration, so it parses.
       ttlSeconds: Math.round((parseDuration(config.ttl) ?? 0) / 1000),
       quota: config.quota,
-      skipAwait: config.skipAwait,
+      readyTimeoutSeconds: Math.round((parseDuration(config.readyTimeout) ?? 0) / 1000),
       // Registration with the runtime API (routing key + forks): `pulumi destroy` deregisters.
       register: registerShardWith({ apiUrl, token }),
     },

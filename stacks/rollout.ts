@@ -26,8 +26,11 @@ export const RUNTIME_VERSION_KEY = "shardworks:runtime.version";
 export interface AutomationStackUpdaterOptions {
   /** Project directory: `Pulumi.yaml` and the stack config files. */
   readonly workDir: string;
-  /** The inline program, run in this process. */
-  readonly program: PulumiFn;
+  /**
+   * The inline program, run in this process. Absent: the project directory's own program, run by
+   * the `pulumi-language-nodejs` on PATH, as `pulumi up` there would.
+   */
+  readonly program?: PulumiFn;
   /** Project name for inline stacks; default: the one in `Pulumi.yaml`. */
   readonly projectName?: string;
   readonly envVars?: Record<string, string>;
@@ -46,6 +49,9 @@ export class AutomationStackUpdater implements StackUpdater {
 
   async #stack(name: string) {
     const { workDir, program, envVars, pulumiCommand } = this.#options;
+    if (program === undefined) {
+      return LocalWorkspace.selectStack({ stackName: name, workDir }, { envVars, pulumiCommand });
+    }
     const projectName =
       this.#options.projectName ??
       (await (await LocalWorkspace.create({ workDir, envVars, pulumiCommand })).projectSettings())

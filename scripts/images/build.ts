@@ -405,6 +405,8 @@ export async function buildImage(spec: ImageSpec, options: BuildOptions = {}): P
   const repo = `${target.registry}/${image.name}`;
   const cacheDir = imagesCacheDir();
   mkdirSync(join(cacheDir, "records"), { recursive: true });
+  // One build of a name at a time per machine (helpers and tests share the cache).
+  const release = await lockName(image.name, progress);
   const staging = await mkdtemp(join(tmpdir(), "sw-image-"));
   try {
     // Stage and hash every layer; the input hash also covers the config and the builder.
@@ -481,6 +483,41 @@ export async function buildImage(spec: ImageSpec, options: BuildOptions = {}): P
     };
   } finally {
     await rm(staging, { recursive: true, force: true });
+    release();
+  }
+}
+
+/**
+ * Takes the build lock of `name` (a pid file created exclusively; a lock whose process is gone
+ * is taken over) and returns its release.
+ */
+async function lockName(name: string, progress: (line: string) => void): Promise<() => void> {
+  const dir = join(imagesCacheDir(), "locks");
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name.replaceAll("/", "__")}.lock`);
+  let told = false;
+  for (;;) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
+      return () => rmSync(path, { force: true });
+    } catch {
+      let holder = 0;
+      let alive = false;
+      try {
+        holder = Number(readFileSync(path, "utf8").trim() || "0");
+        // kill(pid, 0) throws when no such process exists.
+        alive = holder > 0 && (process.kill(holder, 0), true);
+      } catch {
+        alive = false;
+      }
+      if (!alive) {
+        rmSync(path, { force: true });
+        continue;
+      }
+      if (!told) progress(`${name}: waiting for the build in process ${holder}`);
+      told = true;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
   }
 }
 

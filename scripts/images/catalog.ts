@@ -10,7 +10,13 @@ import { z } from "zod";
 import { ensureEnvoy, ENVOY_VERSION } from "../envoy";
 import type { BuildOptions, BuiltImage, ImageSpec, LayerEntry } from "./build";
 import { buildImage, ImageInputError } from "./build";
-import { baseEtcEntries, ensureInitBinary, hostBinaryEntries, NONROOT } from "./rootfs";
+import {
+  baseEtcEntries,
+  ensureInitBinary,
+  hostBinaryEntries,
+  NONROOT,
+  sharedLibrariesOf,
+} from "./rootfs";
 
 const repoRoot = resolve(__dirname, "../..");
 const nonroot = `${NONROOT.uid}:${NONROOT.gid}`;
@@ -177,24 +183,30 @@ export function productionPackages(projectDir: string, roots: readonly string[])
   return [...found].sort();
 }
 
+/**
+ * Where package directory `dir` goes under the app directory: its path below `projectDir`
+ * (`node_modules/a/node_modules/b`), or, for a package found in an ancestor's node_modules (a
+ * workspace root), its path below that node_modules.
+ */
+function packagePathIn(projectDir: string, dir: string): string {
+  const rel = relative(projectDir, dir);
+  if (!rel.startsWith("..")) return rel;
+  return dir.slice(dir.indexOf("/node_modules/") + 1);
+}
+
 /** Layer entries copying `packages` (from {@link productionPackages}) to the same place under `appDir`. */
 function packageEntries(
   projectDir: string,
   packages: readonly string[],
   appDir: string,
 ): LayerEntry[] {
-  const realProject = realpathSync(projectDir);
-  return packages.map((dir): LayerEntry => {
-    // node_modules may be a symlink (worktrees share one); keep the path relative to the project.
-    const rel = relative(projectDir, dir);
-    const from = existsSync(dir) ? dir : join(realProject, rel);
-    return {
-      type: "tree",
-      path: join(appDir, rel),
-      from: realpathSync(from),
-      exclude: ["node_modules"],
-    };
-  });
+  return packages.map((dir): LayerEntry => ({
+    type: "tree",
+    path: join(appDir, packagePathIn(projectDir, dir)),
+    // node_modules may be a symlink (worktrees share one): copy the files it points at.
+    from: realpathSync(dir),
+    exclude: ["node_modules"],
+  }));
 }
 
 /**
@@ -220,7 +232,9 @@ async function importGraph(
   const packages = new Set<string>();
   for (const input of Object.values(result.metafile.inputs)) {
     for (const imported of input.imports) {
-      if (imported.external !== true || imported.path.startsWith("node:")) continue;
+      // Only bare specifiers name packages (esbuild also lists some relative type imports).
+      if (imported.external !== true || !/^[@a-z0-9]/i.test(imported.path)) continue;
+      if (imported.path.startsWith("node:")) continue;
       const parts = imported.path.split("/");
       const name = imported.path.startsWith("@") ? parts.slice(0, 2).join("/") : (parts[0] ?? "");
       if (!isBuiltin(name)) packages.add(name);
@@ -242,6 +256,30 @@ export const RUNTIME_APP_DIR = "/app";
  * its own main.ts, the qemu driver puts guest-agent.sh into initramfs, the CLI's demo image.
  */
 const runtimeDataFiles = ["runtime/node-agent/drivers/qemu/guest-agent.sh"];
+
+/**
+ * What the node agent's process driver runs sandboxes with: bubblewrap, slirp4netns and the
+ * static busybox launcher, at the paths its defaults name (`bwrap`/`slirp4netns` on PATH,
+ * `/bin/busybox`). The qemu and firecracker drivers' binaries are not in the image (see the ADR).
+ */
+function sandboxToolEntries(): LayerEntry[] {
+  const entries: LayerEntry[] = [];
+  for (const [tool, dest] of [
+    ["/usr/bin/bwrap", "/usr/bin/bwrap"],
+    ["/usr/bin/slirp4netns", "/usr/bin/slirp4netns"],
+  ] as const) {
+    if (!existsSync(tool)) {
+      throw new Error(`${tool} is missing; run \`bash scripts/install-debian-packages.sh\``);
+    }
+    // Libraries the Node base layer already holds are not repeated.
+    const inBase = new Set(sharedLibrariesOf(nodeBinary()));
+    entries.push(
+      ...hostBinaryEntries(tool, dest).filter((e) => !inBase.has(e.path) || e.path === dest),
+    );
+  }
+  entries.push({ type: "file", path: "/bin/busybox", from: "/bin/busybox", mode: 0o755 });
+  return entries;
+}
 
 /**
  * The runtime image: Node.js and this repository's runtime (runtime/ plus the component files it
@@ -279,6 +317,7 @@ export async function ensureRuntimeImage(options?: BuildOptions): Promise<BuiltI
       tag: version ?? "dev",
       layers: [
         nodeBaseLayer(),
+        { name: "sandbox-tools", entries: sandboxToolEntries() },
         { name: "node_modules", entries: packageEntries(repoRoot, packages, app) },
         { name: "runtime", entries: appFiles },
       ],
@@ -378,11 +417,6 @@ export async function buildNodeAppImage(
   const projectDir = options.projectDir ?? serviceDir;
   const packages = productionPackages(projectDir, roots);
   const app = "/app";
-  const withinProject = (p: string) => {
-    const rel = relative(realpathSync(projectDir), realpathSync(p));
-    // A package installed above the service (a workspace root) goes to /app/node_modules too.
-    return rel.startsWith("..") ? join("node_modules", relative(dirname(dirname(p)), p)) : rel;
-  };
   return buildImage(
     {
       name,
@@ -391,12 +425,7 @@ export async function buildNodeAppImage(
         nodeBaseLayer(),
         {
           name: "node_modules",
-          entries: packages.map((p): LayerEntry => ({
-            type: "tree",
-            path: join(app, withinProject(p)),
-            from: realpathSync(p),
-            exclude: ["node_modules"],
-          })),
+          entries: packageEntries(projectDir, packages, app),
         },
         {
           name: name,

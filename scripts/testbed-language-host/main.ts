@@ -1,100 +1,34 @@
 /**
- * The TESTBED stand-in for `pulumi-language-nodejs`, used only where the real language host cannot
- * be built (the Go module proxy here refuses it). `scripts/tools.ts` installs a shim of that name on
- * the tools PATH that runs this file. It speaks the language host protocol through `@pulumi/pulumi`'s
- * generated gRPC stubs (`@pulumi/pulumi/proto/language_grpc_pb`) and runs a program the way the real
- * host does: `node <@pulumi/pulumi>/cmd/run --monitor … --engine … <program>`, with the stack's
- * config in `PULUMI_CONFIG`. TypeScript is loaded with `tsx` (`node --import tsx`), not ts-node.
- * `RunPlugin` (how the engine starts a Node.js policy pack when a `nodejs` language host is present)
- * runs `node <@pulumi/pulumi>/cmd/run-policy-pack <args…> <pack directory>` in the pack's directory,
- * as the real host does for an analyzer, and streams the pack's stdout/stderr back to the engine.
+ * The policy-pack language host of the testbed (`tools.policyBinDir`/`pulumi-language-nodejs`, first
+ * on PATH only for runs with a policy pack). The 3.248 engine starts a Node.js policy pack only
+ * through the `nodejs` language host's `RunPlugin`; the real host served here
+ * (`github.com/pulumi/pulumi/sdk/v3` v3.68.0, the newest whose tree has it) answers
+ * "not supported", and no served version between v3.68 and the host's move to a module of its own
+ * has it. So this host:
  *
- * What it does NOT do, unlike the real host: report required plugins/packages (the engine loads
- * plugins on demand; downloads are off in the testbed anyway), install dependencies, `pulumi about`
- * details, program dependencies, `pulumi new`/convert/package generation, debugger attach, and in
- * RunPlugin the real host's policy proxy (which asks the engine for the stack's config and passes it
- * to the pack as PULUMI_CONFIG/PULUMI_NODEJS_STACK/…; our pack reads no stack config) and `nodeargs`.
+ * - implements `RunPlugin` itself: `node <@pulumi/pulumi>/cmd/run-policy-pack <engine> <pack dir>`
+ *   in the pack's directory, as the real host does for an analyzer, streaming the pack's stdout (its
+ *   port) and stderr back to the engine, killing it when the engine cancels the call;
+ * - forwards EVERY other call (Run, GetRequiredPackages, About, InstallDependencies, …) unchanged to
+ *   the real `pulumi-language-nodejs` (`$SHARDWORKS_REAL_LANGUAGE_HOST`), which it starts with its
+ *   own arguments. The program of a policy run is thus still run by the real host.
+ *
+ * Not done, unlike a real host with RunPlugin: its policy proxy (which asks the engine for the
+ * stack's config and passes it to the pack as PULUMI_CONFIG, PULUMI_NODEJS_STACK, …; our pack reads
+ * no stack config) and `nodeargs` for the pack.
  */
-import { servePlugin, unary } from "../testbed-plugin";
+import { servePlugin } from "../testbed-plugin";
 import * as grpc from "@grpc/grpc-js";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { isAbsolute, join } from "node:path";
-import { Empty } from "google-protobuf/google/protobuf/empty_pb";
+import { createInterface } from "node:readline";
+import { join } from "node:path";
 import * as enginerpc from "@pulumi/pulumi/proto/engine_grpc_pb";
 import * as engineproto from "@pulumi/pulumi/proto/engine_pb";
 import * as langrpc from "@pulumi/pulumi/proto/language_grpc_pb";
 import * as langproto from "@pulumi/pulumi/proto/language_pb";
-import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
-import { z } from "zod";
-
-const SDK_VERSION = z
-  .object({ version: z.string() })
-  .parse(JSON.parse(readFileSync(require.resolve("@pulumi/pulumi/package.json"), "utf8")))
-  .version.replace(/^v/, "");
-/** `@pulumi/pulumi`'s program runner, the same entry the real language host starts. */
-const RUN_ENTRY = join(require.resolve("@pulumi/pulumi/package.json"), "..", "cmd", "run");
-const TSX = require.resolve("tsx");
-/** cmd/run's exit code for "the program failed and already reported why". */
-const EXIT_REPORTED = 32;
-const BANNER = [
-  "!".repeat(88),
-  "!!! TESTBED STAND-IN for pulumi-language-nodejs (scripts/testbed-language-host), NOT the real",
-  "!!! language host: runs @pulumi/pulumi's cmd/run with tsx; no plugin/dependency reporting.",
-  "!".repeat(88),
-].join("\n");
 
 /** The engine's plugin kind for a policy pack (`apitype.AnalyzerPlugin`). */
 const ANALYZER_KIND = "analyzer";
-
-/** The arguments cmd/run takes (see `@pulumi/pulumi/cmd/run/index.js`). */
-function runArgs(req: langproto.RunRequest, engineAddress: string | undefined): string[] {
-  const info = req.getInfo();
-  const programDir = info?.getProgramDirectory() || req.getPwd();
-  const entry = info?.getEntryPoint() || req.getProgram() || ".";
-  const program = isAbsolute(entry) ? entry : join(programDir, entry);
-  const args = [
-    "--import",
-    TSX,
-    RUN_ENTRY,
-    `--monitor=${req.getMonitorAddress()}`,
-    `--project=${req.getProject()}`,
-    `--stack=${req.getStack()}`,
-    `--pwd=${req.getPwd()}`,
-    `--organization=${req.getOrganization()}`,
-  ];
-  if (engineAddress !== undefined) args.push(`--engine=${engineAddress}`);
-  if (info?.getRootDirectory()) args.push(`--root-directory=${info.getRootDirectory()}`);
-  if (req.getDryrun()) args.push("--dry-run");
-  if (req.getParallel() > 0) args.push(`--parallel=${req.getParallel()}`);
-  return [...args, program, ...req.getArgsList()];
-}
-
-async function run(
-  req: langproto.RunRequest,
-  engineAddress: string | undefined,
-): Promise<langproto.RunResponse> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PULUMI_CONFIG: JSON.stringify(Object.fromEntries(req.getConfigMap().entries())),
-    PULUMI_CONFIG_SECRET_KEYS: JSON.stringify(req.getConfigsecretkeysList()),
-  };
-  const child = spawn(process.execPath, runArgs(req, engineAddress), {
-    cwd: req.getPwd() || process.cwd(),
-    env,
-    // The program's output goes where the real host sends it: this plugin's stdout/stderr, which
-    // the engine shows.
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const code = await new Promise<number>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0)));
-  });
-  const response = new langproto.RunResponse();
-  if (code === EXIT_REPORTED) return response.setBail(true);
-  if (code !== 0) return response.setError(`the Node.js program exited with code ${code}`);
-  return response;
-}
 
 /** The `K=V` environment list of a RunPluginRequest as an object (inherited env if it is empty). */
 function pluginEnv(list: string[]): NodeJS.ProcessEnv {
@@ -174,7 +108,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
   });
 }
 
-function logBanner(engine: enginerpc.EngineClient | undefined, message = BANNER): void {
+function logBanner(engine: enginerpc.EngineClient | undefined, message: string): void {
   if (engine === undefined) {
     process.stderr.write(`${message}\n`);
     return;
@@ -183,6 +117,67 @@ function logBanner(engine: enginerpc.EngineClient | undefined, message = BANNER)
   request.setSeverity(engineproto.LogSeverity.WARNING);
   request.setMessage(message);
   engine.log(request, () => undefined);
+}
+
+/**
+ * Start the real language host with our own arguments (the engine's address among them) and
+ * resolve with its port, the first line it prints. Its stderr (logs) goes to ours.
+ */
+async function startRealHost(): Promise<string> {
+  const binary = process.env.SHARDWORKS_REAL_LANGUAGE_HOST;
+  if (binary === undefined || binary === "") {
+    throw new Error("SHARDWORKS_REAL_LANGUAGE_HOST is not set; run `npm run tools`");
+  }
+  // Same process group: the engine ends a plugin by killing its group, so the real host goes too.
+  const child = spawn(binary, process.argv.slice(2), { stdio: ["ignore", "pipe", "inherit"] });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  const lines = createInterface({ input: child.stdout });
+  return new Promise<string>((resolve, reject) => {
+    child.once("error", (error) =>
+      reject(new Error(`could not start ${binary}: ${error.message}`)),
+    );
+    child.once("exit", (code) => reject(new Error(`${binary} exited (${code}) before its port`)));
+    lines.once("line", (line) => resolve(`127.0.0.1:${line.trim()}`));
+  });
+}
+
+type Definition = grpc.MethodDefinition<unknown, unknown>;
+
+/** A handler that sends the call on to the real host and its answer (or stream) back. */
+function forward(client: grpc.Client, method: Definition): grpc.UntypedHandleCall {
+  const serialize = method.requestSerialize;
+  const deserialize = method.responseDeserialize;
+  if (method.requestStream) {
+    throw new Error(`${method.path}: client-streaming calls are not forwarded`);
+  }
+  if (!method.responseStream) {
+    const unaryCall: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
+      client.makeUnaryRequest(
+        method.path,
+        serialize,
+        deserialize,
+        call.request,
+        call.metadata,
+        callback,
+      );
+    };
+    return unaryCall;
+  }
+  const streamCall: grpc.handleServerStreamingCall<unknown, unknown> = (call) => {
+    const upstream = client.makeServerStreamRequest(
+      method.path,
+      serialize,
+      deserialize,
+      call.request,
+      call.metadata,
+    );
+    call.on("cancelled", () => upstream.cancel());
+    upstream.on("data", (message: unknown) => call.write(message));
+    upstream.on("error", (error: grpc.ServiceError) => call.destroy(error));
+    upstream.on("end", () => call.end());
+  };
+  return streamCall;
 }
 
 async function main(): Promise<void> {
@@ -195,40 +190,26 @@ async function main(): Promise<void> {
     engineAddress === undefined
       ? undefined
       : new enginerpc.EngineClient(engineAddress, grpc.credentials.createInsecure());
-  let announced = false;
-  const announce = () => {
-    if (!announced) {
-      announced = true;
-      logBanner(engine);
-    }
-  };
-  const service: grpc.UntypedServiceImplementation = {
-    getPluginInfo: unary(() => new plugproto.PluginInfo().setVersion(SDK_VERSION)),
-    getRequiredPlugins: unary(() => new langproto.GetRequiredPluginsResponse()),
-    getRequiredPackages: unary(() => new langproto.GetRequiredPackagesResponse()),
-    getProgramDependencies: unary(() => new langproto.GetProgramDependenciesResponse()),
-    about: unary(() =>
-      new langproto.AboutResponse().setExecutable(process.execPath).setVersion(process.version),
-    ),
-    installDependencies: (call: grpc.ServerWritableStream<unknown, unknown>) => call.end(),
-    cancel: unary(() => new Empty()),
-    run: unary((req: langproto.RunRequest) => {
-      announce();
-      return run(req, engineAddress);
-    }),
-    runPlugin: (
-      call: grpc.ServerWritableStream<langproto.RunPluginRequest, langproto.RunPluginResponse>,
-    ) =>
-      runPlugin(call, (what) => {
-        announce();
-        // Loud too: which process the stand-in started for the engine, so a run shows its path.
-        logBanner(engine, `TESTBED STAND-IN pulumi-language-nodejs ${what}`);
-      }),
-  };
+  const real = new grpc.Client(await startRealHost(), grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": 400 * 1024 * 1024,
+  });
+  const service: grpc.UntypedServiceImplementation = {};
+  for (const [name, method] of Object.entries(
+    langrpc.LanguageRuntimeService as unknown as Record<string, Definition>,
+  )) {
+    if (name === "runPlugin") continue;
+    service[name] = forward(real, method);
+  }
+  service.runPlugin = (
+    call: grpc.ServerWritableStream<langproto.RunPluginRequest, langproto.RunPluginResponse>,
+  ) =>
+    // Loud: which process the stand-in started for the engine, so a run shows its path.
+    runPlugin(call, (what) => logBanner(engine, `TESTBED STAND-IN pulumi-language-nodejs ${what}`));
   await servePlugin(langrpc.LanguageRuntimeService, service);
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`testbed language host: ${String(error)}\n`);
+  process.stderr.write(`testbed policy language host: ${String(error)}\n`);
+  for (const child of children) child.kill("SIGTERM");
   process.exit(1);
 });

@@ -111,8 +111,9 @@ test.before(async (t) => {
   admin = configOf(cluster.kubeconfigPath);
   const rbac = admin.makeApiClient(k8s.RbacAuthorizationV1Api);
   const core = admin.makeApiClient(k8s.CoreV1Api);
-  // The Pulumi Kubernetes provider cannot run here (docs/readme/testbed.md), so the ClusterRoles
-  // are created directly, from the rules the AccessControl component deploys.
+  // The ClusterRoles are created directly, from the rules the AccessControl component deploys
+  // (the component itself is deployed through the real provider by shard.test.ts's platform
+  // stack); this test is about the CLI and the reaper, not Pulumi.
   for (const [role, rules] of Object.entries(CLUSTER_ROLE_RULES)) {
     await rbac.createClusterRole({ body: { metadata: { name: role }, rules } });
   }

@@ -1,7 +1,8 @@
 /**
  * The rollout state machine (`stacks/rollout-engine.ts`) driving the REAL Pulumi engine through the
  * Automation API (`AutomationStackUpdater`, file backend in a temp dir), on three stacks of a small
- * inline program that exports the runtime version it was configured with. The health gate is a
+ * program (`fixtures/rollout-program.ts`, run by the real language host) that exports the runtime
+ * version it was configured with. The health gate is a
  * real in-test gate: it reads the deployed stack's outputs and fails on demand for any version
  * ending in `-broken` (the testbed's mapping of a broken runtime version).
  *
@@ -9,13 +10,14 @@
  * Kubernetes clusters (see docs/readme/rollout.md).
  */
 import test, { type ExecutionContext } from "ava";
-import * as pulumi from "@pulumi/pulumi";
-import { LocalWorkspace, PulumiCommand, type PulumiFn } from "@pulumi/pulumi/automation";
+import { LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/automation";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { testbedPath } from "../../scripts/pulumi-env";
 import { ensureTools } from "../../scripts/tools";
+import { linkProject } from "./project";
 import { AutomationStackUpdater } from "../../stacks/rollout";
 import {
   RolloutError,
@@ -29,17 +31,6 @@ import { parsePlan, type RolloutPlan } from "../../stacks/rollout-plan";
 
 const PROJECT = "rollout-test";
 const STACKS = ["platform-a", "platform-b", "platform-c"] as const;
-
-/** The stand-in platform program: its only output is the version it runs. */
-const program: PulumiFn = () => {
-  const runtime = new pulumi.Config("shardworks").requireObject<{ version: string }>("runtime");
-  if (runtime.version.endsWith("-unbuildable")) {
-    // An error diagnostic fails the update (a throwing inline program would leave rejected
-    // promises unhandled in this process; see docs/readme/testbed.md).
-    void pulumi.log.error(`runtime ${runtime.version} cannot be deployed`);
-  }
-  return Promise.resolve({ runtimeVersion: runtime.version });
-};
 
 interface Project {
   readonly dir: string;
@@ -62,27 +53,26 @@ async function project(t: ExecutionContext): Promise<Project> {
   const tools = await ensureTools();
   const dir = await mkdtemp(join(tmpdir(), "shardworks-rollout-"));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(join(dir, "Pulumi.yaml"), `name: ${PROJECT}\nruntime: nodejs\n`);
+  // The program (fixtures/rollout-program.ts) is run by the real language host.
+  await linkProject(dir, PROJECT, join(__dirname, "fixtures", "rollout-program.ts"));
   const envVars = {
     PULUMI_BACKEND_URL: `file://${join(dir, "backend")}`,
     PULUMI_CONFIG_PASSPHRASE: randomBytes(16).toString("hex"),
     PULUMI_HOME: join(dir, "pulumi-home"),
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    PATH: `${tools.binDir}:${process.env.PATH ?? ""}`,
+    PULUMI_NODEJS_TRANSPILE_ONLY: "true",
+    PATH: testbedPath(tools),
   };
   await import("node:fs/promises").then((fs) => fs.mkdir(join(dir, "backend")));
   const pulumiCommand = await PulumiCommand.get({ root: dirname(dirname(tools.pulumi)) });
   const opts = { workDir: dir, envVars, pulumiCommand };
   for (const name of STACKS) {
-    const stack = await LocalWorkspace.createStack(
-      { stackName: name, projectName: PROJECT, program },
-      opts,
-    );
+    const stack = await LocalWorkspace.createStack({ stackName: name, workDir: dir }, opts);
     await stack.setConfig("shardworks:runtime.version", { value: "0.1.0" }, true);
   }
   const select = (name: string) =>
-    LocalWorkspace.selectStack({ stackName: name, projectName: PROJECT, program }, opts);
+    LocalWorkspace.selectStack({ stackName: name, workDir: dir }, opts);
   const plan = parsePlan({
     waves: [{ stacks: ["platform-a"] }, { name: "rest", stacks: ["platform-b", "platform-c"] }],
     gates: { timeout: "4s", interval: "1s", syntheticSandboxSlo: "2s" },
@@ -95,8 +85,6 @@ async function project(t: ExecutionContext): Promise<Project> {
     opts,
     updater: new AutomationStackUpdater({
       workDir: dir,
-      program,
-      projectName: PROJECT,
       envVars,
       pulumiCommand,
     }),

@@ -5,8 +5,8 @@
  * sandbox, and the xDS ACK gate over the routing controller's CSDS), reached at the addresses the
  * plan's `targets` give.
  *
- * The testbed's clusters run no pods (no kubelet), so each cluster's runtime runs as local
- * processes at fixed addresses (a real etcd, scheduler, node agent and routing controller per
+ * The platform stacks keep `skipAwait` (the runtime and Envoy images are not in the testbed's
+ * registry), so each cluster's runtime runs as local processes at fixed addresses (a real etcd, scheduler, node agent and routing controller per
  * cluster). The mapping from the version Pulumi deployed to those processes: when a `pulumi up`
  * returns (the real provider would have awaited the Deployment's rollout), the scheduler
  * Deployment's image tag is read from the cluster's API server (what the platform stack really
@@ -18,7 +18,7 @@
  */
 import test, { type ExecutionContext } from "ava";
 import * as k8s from "@kubernetes/client-node";
-import { LocalWorkspace, type PulumiFn } from "@pulumi/pulumi/automation";
+import { LocalWorkspace } from "@pulumi/pulumi/automation";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
@@ -45,17 +45,10 @@ import {
 import { buildBusyboxImage } from "../helpers/images";
 
 const repoRoot = resolve(__dirname, "..", "..");
-const indexPath = join(repoRoot, "index.ts");
 const TOKEN = randomBytes(32).toString("base64");
 const NAMES = ["a", "b", "c"] as const;
 /** Node id of the gateway's stand-in xDS client (Envoy's is `shardworks-gateway`). */
 const GATEWAY_STANDIN = "rollout-e2e-gateway";
-
-const program: PulumiFn = () => {
-  delete require.cache[require.resolve(indexPath)];
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return Promise.resolve(require(indexPath) as Record<string, unknown>);
-};
 
 /** One testbed cluster plus the local processes standing in for its runtime pods. */
 interface Site {
@@ -164,8 +157,9 @@ async function setUp(t: ExecutionContext) {
   const dir = join(work, "project");
   await mkdir(join(dir, "stacks"), { recursive: true });
   await copyFile(join(repoRoot, "Pulumi.yaml"), join(dir, "Pulumi.yaml"));
-  // The engine checks that `main` exists; modules resolve to the repo's real paths.
-  for (const entry of ["index.ts", "package.json", "node_modules"]) {
+  // The real language host runs `index.ts` there; modules resolve to the repo's real paths and
+  // ts-node compiles with the repo's tsconfig.json.
+  for (const entry of ["index.ts", "package.json", "node_modules", "tsconfig.json"]) {
     await symlink(join(repoRoot, entry), join(dir, entry));
   }
   const opts = { workDir: dir, envVars: env.envVars, pulumiCommand: env.pulumiCommand };
@@ -176,10 +170,7 @@ async function setUp(t: ExecutionContext) {
     };
     yaml.config["shardworks:kubeconfig"] = site.cluster.kubeconfigPath;
     await writeFile(join(dir, "stacks", file), stringify(yaml));
-    const stack = await LocalWorkspace.createStack(
-      { stackName: site.stack, projectName: "shardworks", program },
-      opts,
-    );
+    const stack = await LocalWorkspace.createStack({ stackName: site.stack, workDir: dir }, opts);
     await stack.setConfig("shardworks:platformToken", { value: TOKEN, secret: true });
     const up = await stack.up();
     t.is(up.summary.result, "succeeded");
@@ -197,8 +188,6 @@ async function setUp(t: ExecutionContext) {
   }
   const automation = new AutomationStackUpdater({
     workDir: dir,
-    program,
-    projectName: "shardworks",
     envVars: env.envVars,
     pulumiCommand: env.pulumiCommand,
   });
@@ -241,12 +230,7 @@ async function setUp(t: ExecutionContext) {
   });
   const updates = async (stack: string) =>
     (
-      await (
-        await LocalWorkspace.selectStack(
-          { stackName: stack, projectName: "shardworks", program },
-          opts,
-        )
-      ).history()
+      await (await LocalWorkspace.selectStack({ stackName: stack, workDir: dir }, opts)).history()
     ).filter((u) => u.kind === "update").length;
   return { sites, updater, automation, gates, plan, updates, dir, work, envVars: env.envVars };
 }

@@ -1,16 +1,15 @@
 /**
- * Issue 5's real path: OUR program (`index.ts`) through the real Pulumi engine into a real local API
- * server (etcd + kube-apiserver with RBAC + controller manager). The platform-local stack, then the
- * shards of alice and bob, with the config of `stacks/Pulumi.platform-local.yaml` and
- * `stacks/Pulumi.shard-alice.yaml` (copied with `Pulumi.yaml` into a temp project dir, because the
- * engine writes the stack files: the secrets salt and the per-run kubeconfig path and token).
- *
- * The Automation API runs the program inline: this Node.js process is its language host (the real
- * `pulumi-language-nodejs` cannot be built here). `@pulumi/kubernetes` resources go through
- * `pulumi-resource-kubernetes` on the tools PATH: the real one when it could be built, else the
- * testbed stand-in (scripts/testbed-provider); the test says LOUDLY which.
+ * Issue 5's real path, on real parts only: OUR program (`index.ts`) run by the real
+ * `pulumi-language-nodejs` (Automation API on a project directory, and the CLI), its objects
+ * created by the real `pulumi-resource-kubernetes`, in a local cluster whose node runs pods
+ * (etcd, kube-apiserver with RBAC, every controller, scheduler, kubelet + containerd). The
+ * platform-local stack, then the shards of alice and bob, with the config of
+ * `stacks/Pulumi.platform-local.yaml` and `stacks/Pulumi.shard-alice.yaml` (copied into a temp
+ * project dir, because the engine writes the stack files), their images switched to the testbed's
+ * test HTTP image in the local registry. Shards do not skip awaits: `pulumi up` returns when the
+ * fork pods are Ready, and fails, naming the fork and the reason, when they cannot be.
  */
-import test, { type ExecutionContext } from "ava";
+import test from "ava";
 import * as k8s from "@kubernetes/client-node";
 import {
   LocalWorkspace,
@@ -27,67 +26,45 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
 import { startCluster, stopCluster, type Cluster } from "../../scripts/cluster";
+import { ensureTestHttpImage } from "../../scripts/images/catalog";
 import { testbedPulumi } from "../../scripts/pulumi-env";
-import {
-  ensureTools,
-  usesTestbedLanguageHost,
-  usesTestbedProvider,
-  type Tools,
-} from "../../scripts/tools";
-import { statusOf } from "../helpers/kube";
+import { ensureTools } from "../../scripts/tools";
+import { allObjects, describeObject, objectsOfShard, statusOf } from "../helpers/kube";
 import { startEtcd } from "../../runtime/lib/etcd-server";
 import { startScheduler } from "../../runtime/scheduler/server";
+import { assertRealPlugins } from "./project";
 
 const execFileAsync = promisify(execFile);
 const repoRoot = resolve(__dirname, "..", "..");
-const indexPath = join(repoRoot, "index.ts");
 
-/** The inline program: `index.ts`'s exports, evaluated afresh for each run (it builds on import). */
-function program(): Promise<Record<string, unknown>> {
-  delete require.cache[require.resolve(indexPath)];
-  // require, not import(): index.ts builds the stack when evaluated, and only require's cache can be
-  // cleared to evaluate it again for the next stack.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return Promise.resolve(require(indexPath) as Record<string, unknown>);
+/**
+ * Everything of our program anywhere in the cluster, over every kind the API server serves: objects
+ * in a `shard-*` or `shardworks-*` namespace or labelled `app.kubernetes.io/part-of=shardworks`,
+ * and cluster-scoped objects named `shardworks…` or `shard-…`.
+ */
+async function ourObjects(config: k8s.KubeConfig): Promise<string[]> {
+  const { objects } = await allObjects(config);
+  return objects
+    .filter(
+      (o) =>
+        /^shard(works)?-/.test(o.namespace ?? "") ||
+        o.labels["app.kubernetes.io/part-of"] === "shardworks" ||
+        (o.namespace === undefined && /^shard(works|-)/.test(o.name)),
+    )
+    .map(describeObject)
+    .sort();
 }
 
-function loud(t: ExecutionContext, lines: string[]): void {
-  const banner = "!".repeat(96);
-  for (const line of [banner, ...lines.map((l) => `!!! ${l}`), banner]) {
-    t.log(line);
-    process.stderr.write(`${line}\n`);
-  }
-}
-
-function announce(t: ExecutionContext, tools: Tools): void {
-  const lines = [
-    "language host of up/destroy: this Node.js process (Automation API inline program);",
-    usesTestbedLanguageHost(tools)
-      ? "  of the CLI previews: the TESTBED STAND-IN for pulumi-language-nodejs (scripts/testbed-language-host)."
-      : "  of the CLI previews: the real pulumi-language-nodejs.",
-  ];
-  if (usesTestbedProvider(tools)) {
-    lines.push(
-      "resource provider: the TESTBED STAND-IN for pulumi-resource-kubernetes",
-      "  (scripts/testbed-provider: server-side apply/get/delete). UNVERIFIED here: the real",
-      "  provider's await logic, diffing, SSA field ownership and replacement rules.",
-    );
-  } else {
-    lines.push("resource provider: the real pulumi-resource-kubernetes from the tools cache.");
-  }
-  loud(t, lines);
-}
-
-/** Names of everything cluster-wide our program could leave behind. */
-async function clusterInventory(config: k8s.KubeConfig): Promise<string[]> {
-  const core = config.makeApiClient(k8s.CoreV1Api);
-  const rbac = config.makeApiClient(k8s.RbacAuthorizationV1Api);
-  const namespaces = (await core.listNamespace()).items.map((n) => `ns/${n.metadata?.name}`);
-  const roles = (await rbac.listClusterRole()).items.map((r) => `clusterrole/${r.metadata?.name}`);
-  const bindings = (await rbac.listClusterRoleBinding()).items.map(
-    (b) => `clusterrolebinding/${b.metadata?.name}`,
-  );
-  return [...namespaces, ...roles, ...bindings].sort();
+/** The fork's pods and whether each is Ready, read right when `pulumi up` returned. */
+async function forkPods(core: k8s.CoreV1Api, namespace: string, fork: string) {
+  const pods = await core.listNamespacedPod({
+    namespace,
+    labelSelector: `shardworks.dev/fork-of=${fork}`,
+  });
+  return pods.items.map((p) => ({
+    image: p.spec?.containers[0]?.image,
+    ready: p.status?.conditions?.find((c) => c.type === "Ready")?.status === "True",
+  }));
 }
 
 /** client-node returns model class instances; compare their JSON. */
@@ -105,28 +82,59 @@ interface Project {
   envVars: Record<string, string>;
 }
 
+/** A stack of the project directory: the real language host runs `index.ts`. */
 async function stackOf(project: Project, stackName: string): Promise<Stack> {
   return LocalWorkspace.createOrSelectStack(
-    { stackName, projectName: "shardworks", program },
-    { workDir: project.dir, pulumiCommand: project.pulumiCommand, envVars: project.envVars },
+    { stackName, workDir: project.dir },
+    { pulumiCommand: project.pulumiCommand, envVars: project.envVars },
   );
+}
+
+/** The repo's stack file `file`, its `shardworks:*` config changed by `change`, in the project. */
+async function writeStack(
+  project: Project,
+  from: string,
+  to: string,
+  change: (config: Record<string, unknown>) => Record<string, unknown>,
+): Promise<void> {
+  const { config } = parse(await readFile(join(repoRoot, "stacks", from), "utf8")) as {
+    config: Record<string, unknown>;
+  };
+  await writeFile(join(project.dir, "stacks", to), stringify({ config: change(config) }));
 }
 
 /** A shard stack file derived from alice's (same forks and quota), for another owner. */
-async function writeShardStack(project: Project, owner: string, extra: object = {}): Promise<void> {
-  const alice = parse(
-    await readFile(join(repoRoot, "stacks", "Pulumi.shard-alice.yaml"), "utf8"),
-  ) as { config: Record<string, unknown> };
-  const config = { ...alice.config, "shardworks:owner": owner, ...extra };
-  await writeFile(
-    join(project.dir, "stacks", `Pulumi.shard-${owner.replace(/[^a-z0-9-]/g, "")}.yaml`),
-    stringify({ config }),
+async function writeShardStack(
+  project: Project,
+  owner: string,
+  forkImage: string,
+  extra: object = {},
+): Promise<void> {
+  await writeStack(
+    project,
+    "Pulumi.shard-alice.yaml",
+    `Pulumi.shard-${owner.replace(/[^a-z0-9-]/g, "")}.yaml`,
+    (config) => ({
+      ...withForkImage(config, forkImage),
+      "shardworks:owner": owner,
+      ...extra,
+    }),
   );
 }
 
-test("our program through the real engine: platform-local and shard stacks on a real API server, RBAC, clean preview, bad config, destroy", async (t) => {
+/** Alice's config with the image of the checkout fork replaced. */
+function withForkImage(config: Record<string, unknown>, image: string): Record<string, unknown> {
+  const forks = z
+    .record(z.string(), z.record(z.string(), z.unknown()))
+    .parse(config["shardworks:forks"]);
+  return { ...config, "shardworks:forks": { ...forks, checkout: { ...forks.checkout, image } } };
+}
+
+test("our program through the real engine, provider and language host: platform-local and shard stacks on a cluster that runs pods, forks Ready when up returns, a bad image fails naming the fork, RBAC, clean preview, bad config, destroy leaves nothing", async (t) => {
   const tools = await ensureTools();
-  announce(t, tools);
+  // The fork images: the testbed's test HTTP server, in the local registry, pinned by digest.
+  const image = await ensureTestHttpImage({ progress: (line) => t.log(line) });
+  t.log(`fork image: ${image.ref} (also ${image.tagged})`);
 
   const name = `e2e-shard-${process.pid}`;
   t.teardown(() => stopCluster(name, { purge: true, log: () => undefined }));
@@ -134,7 +142,7 @@ test("our program through the real engine: platform-local and shard stacks on a 
   const admin = new k8s.KubeConfig();
   admin.loadFromFile(cluster.kubeconfigPath);
   const core = admin.makeApiClient(k8s.CoreV1Api);
-  const before = await clusterInventory(admin);
+  const before = await ourObjects(admin);
 
   const work = await mkdtemp(join(tmpdir(), "shardworks-shard-"));
   t.teardown(() => rm(work, { recursive: true, force: true }));
@@ -146,17 +154,33 @@ test("our program through the real engine: platform-local and shard stacks on a 
   };
   await mkdir(join(project.dir, "stacks"), { recursive: true });
   await copyFile(join(repoRoot, "Pulumi.yaml"), join(project.dir, "Pulumi.yaml"));
-  // For the CLI runs (language host) and its check that `main` exists: the program and the
-  // packages it needs, by symlink (modules resolve to the repo's real paths).
-  for (const entry of ["index.ts", "package.json", "node_modules"]) {
+  // The program and the packages it needs, by symlink (modules resolve to the repo's real paths;
+  // ts-node compiles with the repo's tsconfig.json).
+  for (const entry of ["index.ts", "package.json", "node_modules", "tsconfig.json"]) {
     await symlink(join(repoRoot, entry), join(project.dir, entry));
   }
-  for (const file of ["Pulumi.platform-local.yaml", "Pulumi.shard-alice.yaml"]) {
-    await copyFile(join(repoRoot, "stacks", file), join(project.dir, "stacks", file));
-  }
+  // The baseline services run the test image (by digest); alice's checkout fork runs it by tag
+  // (a different reference, so "the fork's image" and "the baseline's image" stay apart).
+  const baselineImage = image.ref;
+  const forkImage = image.tagged;
+  await writeStack(project, "Pulumi.platform-local.yaml", "Pulumi.platform-local.yaml", (c) => {
+    const baseline = z
+      .record(z.string(), z.object({ port: z.number() }).loose())
+      .parse(c["shardworks:baseline"]);
+    return {
+      ...c,
+      "shardworks:baseline": Object.fromEntries(
+        Object.entries(baseline).map(([svc, b]) => [svc, { ...b, image: baselineImage }]),
+      ),
+    };
+  });
+  await writeStack(project, "Pulumi.shard-alice.yaml", "Pulumi.shard-alice.yaml", (c) =>
+    withForkImage(c, forkImage),
+  );
   // The runtime API the shards register with (ShardRegistration): a real scheduler on a real
-  // etcd, run here as local processes (the testbed has no kubelet), reached through the
-  // documented `shardworks:runtimeApiUrl` override; its token is the platform stack's.
+  // etcd, run here as local processes (the platform's own runtime pods need the runtime image),
+  // reached through the documented `shardworks:runtimeApiUrl` override; its token is the
+  // platform stack's.
   const platformToken = randomBytes(32).toString("base64");
   const runtimeEtcd = await startEtcd();
   t.teardown(() => runtimeEtcd.stop());
@@ -170,12 +194,17 @@ test("our program through the real engine: platform-local and shard stacks on a 
     fetch(`${scheduler.url}/v1/shards/${shard}`, {
       headers: { authorization: `Bearer ${platformToken}` },
     }).then((r) => r.status);
-  await writeShardStack(project, "bob", { "shardworks:runtimeApiUrl": scheduler.url });
-  const log = (out: string) => t.log(out.trimEnd());
-  // The CLI on the project directory: `pulumi-language-nodejs` runs the program (not inline).
+  await writeShardStack(project, "bob", forkImage, { "shardworks:runtimeApiUrl": scheduler.url });
+  let output = "";
+  const log = (out: string) => {
+    output += out;
+    t.log(out.trimEnd());
+  };
+  // The CLI on the project directory, as a user runs it.
   const cli = (args: string[]) =>
     execFileAsync(tools.pulumi, [...args, "--non-interactive", "--cwd", project.dir], {
       env: { ...process.env, ...project.envVars },
+      maxBuffer: 64 * 1024 * 1024,
     }).then(
       ({ stdout, stderr }) => ({ ok: true, output: `${stdout}${stderr}` }),
       (error: { stdout?: string; stderr?: string }) => ({
@@ -192,6 +221,7 @@ test("our program through the real engine: platform-local and shard stacks on a 
   const platformUp = await platform.up({ onOutput: log });
   t.log(`pulumi up platform-local: ${((Date.now() - platformStarted) / 1000).toFixed(1)} s`);
   t.is(platformUp.summary.result, "succeeded");
+  assertRealPlugins(t, tools, output);
 
   // Alice's shard, then bob's.
   const alice = await stackOf(project, "shard-alice");
@@ -202,6 +232,27 @@ test("our program through the real engine: platform-local and shard stacks on a 
   t.log(`pulumi up shard-alice: ${shardSeconds.toFixed(1)} s`);
   t.is(aliceUp.summary.result, "succeeded");
   t.is(aliceUp.outputs.shardNamespace?.value, "shard-alice");
+  // up returned: the forks' pods are Ready now (the provider awaited them), not eventually.
+  for (const [fork, expected] of [
+    ["checkout", forkImage],
+    ["payments", baselineImage],
+  ] as const) {
+    t.deepEqual(
+      await forkPods(core, "shard-alice", fork),
+      [{ image: expected, ready: true }],
+      fork,
+    );
+  }
+  const ofAlice = await objectsOfShard(admin, "alice");
+  t.log(`objects of shard alice (${ofAlice.kinds} kinds listed):\n${ofAlice.objects.join("\n")}`);
+  for (const expected of [
+    "v1 Namespace shard-alice",
+    "apps/v1 Deployment shard-alice/checkout",
+    "v1 ResourceQuota shard-alice/shard-quota",
+  ]) {
+    t.true(ofAlice.objects.includes(expected), `the inventory finds ${expected}`);
+  }
+  t.true(ofAlice.objects.some((o) => o.startsWith("v1 Pod shard-alice/checkout-")));
   // Bob's the way a user does it: `pulumi up` of the project directory with the CLI.
   await cli(["stack", "init", "shard-bob"]);
   const bobStarted = Date.now();
@@ -258,14 +309,14 @@ test("our program through the real engine: platform-local and shard stacks on a 
     name: "checkout",
   });
   const container = checkout.spec?.template.spec?.containers[0];
-  t.is(container?.image, "ghcr.io/shardworks/demo-checkout:alice-new-cart");
+  t.is(container?.image, forkImage);
   t.deepEqual(plain(container?.env), [{ name: "FEATURE_NEW_CART", value: "true" }]);
   const payments = await apps.readNamespacedDeployment({
     namespace: "shard-alice",
     name: "payments",
   });
   // A fork with only env keeps the baseline image.
-  t.is(payments.spec?.template.spec?.containers[0]?.image, "ghcr.io/shardworks/demo-payments:main");
+  t.is(payments.spec?.template.spec?.containers[0]?.image, baselineImage);
   const service = await core.readNamespacedService({ namespace: "shard-alice", name: "checkout" });
   t.deepEqual(
     service.spec?.ports?.map((p) => [p.port, p.targetPort]),
@@ -324,11 +375,11 @@ test("our program through the real engine: platform-local and shard stacks on a 
   t.true(cliPreview.ok, `pulumi preview --expect-no-changes of shard-alice:\n${cliPreview.output}`);
 
   // Bad config: preview (and up) fail with the schema's message, and nothing is created.
-  await writeShardStack(project, "mallory", {
+  await writeShardStack(project, "mallory", forkImage, {
     "shardworks:owner": "mal lory",
     "shardworks:name": "mallory",
   });
-  const inventoryBeforeBad = await clusterInventory(admin);
+  const inventoryBeforeBad = await ourObjects(admin);
   await cli(["stack", "init", "shard-mallory"]);
   const badPreview = await cli(["preview", "--stack", "shard-mallory"]);
   t.log(`bad config, pulumi preview:\n${badPreview.output}`);
@@ -338,7 +389,7 @@ test("our program through the real engine: platform-local and shard stacks on a 
   const badUp = await cli(["up", "--yes", "--stack", "shard-mallory"]);
   t.false(badUp.ok, "up of a bad config must fail");
   t.regex(badUp.output, /shardworks:owner: must not contain spaces/);
-  t.deepEqual(await clusterInventory(admin), inventoryBeforeBad);
+  t.deepEqual(await ourObjects(admin), inventoryBeforeBad);
   t.is(await statusOf(() => core.readNamespace({ name: "shard-mallory" })), 404);
   const bad = await stackOf(project, "shard-mallory");
   // The state holds at most the root Stack component: no provider, no Kubernetes object.
@@ -350,6 +401,28 @@ test("our program through the real engine: platform-local and shard stacks on a 
     [],
   );
 
+  // A fork whose image cannot be pulled: `pulumi up` fails when the readiness timeout passes,
+  // naming the fork and why its pod is not Ready.
+  const missing = `${forkImage.slice(0, forkImage.lastIndexOf("/"))}/no-such-image:1`;
+  await writeShardStack(project, "erin", missing, {
+    "shardworks:runtimeApiUrl": scheduler.url,
+    "shardworks:readyTimeout": "30s",
+  });
+  await cli(["stack", "init", "shard-erin"]);
+  const erinStarted = Date.now();
+  const erinUp = await cli(["up", "--yes", "--stack", "shard-erin"]);
+  t.log(
+    `bad image, pulumi up (${((Date.now() - erinStarted) / 1000).toFixed(1)} s):\n${erinUp.output}`,
+  );
+  t.false(erinUp.ok, "up of a shard whose fork cannot run must fail");
+  const failure = erinUp.output.slice(erinUp.output.lastIndexOf("Diagnostics:"));
+  t.regex(failure, /shard-erin-fork-checkout/, "the error names the fork");
+  t.regex(failure, /ErrImagePull|ImagePullBackOff/, "the error gives the reason");
+  t.regex(failure, /no-such-image/);
+  t.notRegex(failure, /\n\s+at .*\(.*:\d+:\d+\)/, "no stack trace");
+  const erinDestroyed = await cli(["destroy", "--yes", "--stack", "shard-erin"]);
+  t.true(erinDestroyed.ok, `pulumi destroy of shard-erin:\n${erinDestroyed.output}`);
+
   // destroy: the shards, then the platform; nothing of ours is left.
   const bobDestroyed = await cli(["destroy", "--yes", "--stack", "shard-bob"]);
   t.true(bobDestroyed.ok, `pulumi destroy of shard-bob:\n${bobDestroyed.output}`);
@@ -359,12 +432,23 @@ test("our program through the real engine: platform-local and shard stacks on a 
     t.is(destroyed.summary.result, "succeeded");
   }
   t.is(await statusOf(() => core.readNamespace({ name: "shard-alice" })), 404);
-  t.deepEqual(await clusterInventory(admin), before, "destroy must leave nothing behind");
+  for (const shard of ["alice", "bob", "erin", "mallory"]) {
+    const left = await objectsOfShard(admin, shard);
+    t.true(left.kinds > 40, `every served kind was listed (${left.kinds})`);
+    t.deepEqual(left.objects, [], `destroy leaves zero objects of shard ${shard}`);
+  }
+  t.deepEqual(await ourObjects(admin), before, "destroy must leave nothing of ours behind");
   t.is(await shardApi("alice"), 404, "pulumi destroy deregistered alice's shard");
   t.is(await shardApi("bob"), 404, "pulumi destroy deregistered bob's shard");
-  for (const stack of ["shard-mallory", "shard-bob", "shard-alice", "platform-local"]) {
+  for (const stack of [
+    "shard-erin",
+    "shard-mallory",
+    "shard-bob",
+    "shard-alice",
+    "platform-local",
+  ]) {
     await platform.workspace.removeStack(stack);
   }
-  t.log(`RESULT pulumi up shard-alice (inline): ${shardSeconds.toFixed(1)} s`);
-  t.log(`RESULT pulumi up shard-bob (CLI + language host): ${bobSeconds.toFixed(1)} s`);
+  t.log(`RESULT pulumi up shard-alice (Automation API): ${shardSeconds.toFixed(1)} s`);
+  t.log(`RESULT pulumi up shard-bob (CLI): ${bobSeconds.toFixed(1)} s`);
 });

@@ -15,7 +15,6 @@ async function main(): Promise<void> {
     "shard-alice",
     aliceShard({
       now: new Date("2026-11-22T10:00:00.000Z"),
-      skipAwait: true,
       register: registerShardWith({
         apiUrl: "http://scheduler.example:8080",
         token: "platform-secret-0123456789",

@@ -5,11 +5,14 @@ import * as pulumi from "@pulumi/pulumi";
 import {
   DevShard,
   EXPIRES_AT_ANNOTATION,
+  DEFAULT_READY_TIMEOUT_SECONDS,
   SKIP_AWAIT_ANNOTATION,
+  TIMEOUT_SECONDS_ANNOTATION,
   baselineOf,
   defaultRoutingKey,
   validateForks,
   validateForksAgainstBaseline,
+  validateReadyTimeout,
   validateShardName,
   validateTtl,
   type ShardRegistrationInput,
@@ -49,7 +52,7 @@ test.before(async () => {
       gatewayNamespace: "shardworks-gateway",
       ttlSeconds: 86_400,
       now,
-      skipAwait: true,
+      readyTimeoutSeconds: 45,
       register: (input, opts) => {
         registrations.push(input);
         return new pulumi.ComponentResource(
@@ -193,18 +196,25 @@ test("the registration seam gets the routing facts and is a child of the shard",
   t.is(named("shard-alice-registration").parent, "shard-alice");
 });
 
-test("skipAwait annotates workloads, Services and the namespace; off by default", (t) => {
-  for (const name of [
-    "shard-alice-fork-checkout",
-    "shard-alice-svc-checkout",
-    "shard-alice-namespace",
-  ]) {
-    t.is(named(name).inputs["metadata"].annotations[SKIP_AWAIT_ANNOTATION], "true", name);
+test("forks are awaited: no skipAwait anywhere; the readiness timeout is on each fork's Deployment and Service", (t) => {
+  for (const r of [...descendantsOf("shard-alice"), ...descendantsOf("shard-bob")]) {
+    t.is(r.inputs["metadata"]?.annotations?.[SKIP_AWAIT_ANNOTATION], undefined, r.name);
   }
-  t.is(
-    named("shard-bob-namespace").inputs["metadata"].annotations[SKIP_AWAIT_ANNOTATION],
-    undefined,
-  );
+  for (const name of ["shard-alice-fork-checkout", "shard-alice-svc-checkout"]) {
+    t.is(named(name).inputs["metadata"].annotations[TIMEOUT_SECONDS_ANNOTATION], "45", name);
+  }
+});
+
+test("the readiness timeout defaults to 5 minutes and must be 1 s to 1 h", (t) => {
+  t.is(DEFAULT_READY_TIMEOUT_SECONDS, 300);
+  t.notThrows(() => validateReadyTimeout(3600));
+  for (const bad of [0, 3601, 1.5]) {
+    const error = t.throws(() => validateReadyTimeout(bad));
+    t.like(error, {
+      propertyPath: "readyTimeoutSeconds",
+      reason: `${bad} must be whole seconds between 1 and 3600 (1 hour)`,
+    });
+  }
 });
 
 test("no fork container is privileged or may escalate", (t) => {

@@ -113,7 +113,6 @@ test.before(async () => {
           owner: "alice",
           platformStack: "organization/shardworks/platform-local",
           forks: { checkout: { env: { FEATURE: "1" } } },
-          skipAwait: true,
         }),
       ),
       // A shard whose `pulumi up` runs on a laptop: the API through a port-forward, its own token.
@@ -126,7 +125,6 @@ test.before(async () => {
           platformToken: "b".repeat(40),
           ttl: "2h",
           forks: { checkout: {} },
-          skipAwait: true,
         }),
       ),
     }),

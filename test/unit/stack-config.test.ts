@@ -233,6 +233,22 @@ const badConfigs: [string, unknown, string][] = [
     'shardworks:quota.memory: must be a Kubernetes quantity, e.g. "500m", "4" or "8Gi"',
   ],
   [
+    "shard readiness timeout over an hour",
+    { ...shard, readyTimeout: "2h" },
+    'shardworks:readyTimeout: "2h" is longer than the maximum of 1h',
+  ],
+  [
+    "shard readiness timeout not a duration",
+    { ...shard, readyTimeout: "soon" },
+    'shardworks:readyTimeout: "soon" is not a duration; use e.g. "30m", "8h", "1h30m" or "7d"',
+  ],
+  [
+    // Shards always wait for their forks to be Ready.
+    "skipAwait in a shard",
+    { ...shard, skipAwait: true },
+    "shardworks:skipAwait: unknown key; check the spelling against docs/readme/components.md",
+  ],
+  [
     "platform key in a shard",
     { ...shard, target: "aws" },
     "shardworks:target: unknown key; check the spelling against docs/readme/components.md",
@@ -354,10 +370,11 @@ test("defaults: a minimal local platform", (t) => {
   t.false(config.skipAwait);
 });
 
-test("defaults: a minimal shard is named after its owner, lives 24h", (t) => {
+test("defaults: a minimal shard is named after its owner, lives 24h, waits 5m for its forks", (t) => {
   const config = parseStackConfig(shard) as ShardConfig;
   t.is(config.name, "alice");
   t.is(config.ttl, "24h");
+  t.is(config.readyTimeout, "5m", "pulumi up waits up to 5 minutes for the forks to be Ready");
   t.deepEqual(config.quota, { cpu: "4", memory: "8Gi", pods: 20 });
   t.deepEqual(config.forks, {});
 });

@@ -6,6 +6,7 @@ import {
   PULUMI_VERSION,
   kubernetesStagingReplaces,
   pulumiReplaces,
+  requiredVersionReplaces,
 } from "../../scripts/tools";
 
 // Excerpts of the real go.mod files at the pinned versions (k8s.io/kubernetes v1.36.3,
@@ -62,4 +63,32 @@ test("the Pulumi CLI and Kubernetes provider pins follow package.json", (t) => {
   };
   t.is(PULUMI_VERSION, `v${dependencies["@pulumi/pulumi"]}`);
   t.is(KUBERNETES_PROVIDER_VERSION, `v${dependencies["@pulumi/kubernetes"]}`);
+});
+
+// Excerpt of github.com/pulumi/pulumi-kubernetes/provider/v4's go.mod at the served pseudo-version
+// v4.0.0-20260115033456-f47bc2d6f199.
+const providerGoMod = `module github.com/pulumi/pulumi-kubernetes/provider/v4
+
+go 1.24.7
+
+replace github.com/pulumi/pulumi-kubernetes/sdk/v4 => ../sdk
+
+require (
+	github.com/pulumi/pulumi-kubernetes/sdk/v4 v4.24.0
+	github.com/pulumi/pulumi/sdk/v3 v3.215.0
+)
+`;
+
+test("the provider's ../sdk replace becomes the published sdk/v4 at the version its go.mod requires", (t) => {
+  t.deepEqual(requiredVersionReplaces(providerGoMod), [
+    "github.com/pulumi/pulumi-kubernetes/sdk/v4 => github.com/pulumi/pulumi-kubernetes/sdk/v4 v4.24.0",
+  ]);
+});
+
+test("a relative replace of a module the go.mod does not require is an error naming it", (t) => {
+  const broken = providerGoMod.replace(/^\tgithub.com\/pulumi\/pulumi-kubernetes\/sdk.*$/m, "");
+  t.throws(() => requiredVersionReplaces(broken), {
+    message:
+      /github.com\/pulumi\/pulumi-kubernetes\/sdk\/v4 is replaced by \.\.\/sdk but not required/,
+  });
 });
