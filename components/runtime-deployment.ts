@@ -37,6 +37,12 @@ export interface RuntimeDeploymentArgs {
   image?: pulumi.Input<string>;
   /** etcd image for the StatefulSet. Default `quay.io/coreos/etcd:v3.5.21`. */
   etcdImage?: string;
+  /**
+   * Storage of the in-cluster etcd members: `persistent` (a 4Gi PersistentVolumeClaim each, needs
+   * a storage class) or `ephemeral` (an emptyDir: lost with the pod; for clusters without a volume
+   * provisioner, e.g. the local testbed). Default `persistent`.
+   */
+  etcdStorage?: "persistent" | "ephemeral";
   /** Endpoints of an existing etcd; when given, no etcd StatefulSet is created. */
   etcdEndpoints?: string[];
   /** Scheduler API replicas, at least 2. Default 2. */
@@ -317,14 +323,24 @@ export function createRuntimeDeployment(
                   volumeMounts: [{ name: "data", mountPath: "/var/lib/etcd" }],
                 },
               ],
+              ...(args.etcdStorage === "ephemeral"
+                ? { volumes: [{ name: "data", emptyDir: {} }] }
+                : {}),
             },
           },
-          volumeClaimTemplates: [
-            {
-              metadata: { name: "data" },
-              spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "4Gi" } } },
-            },
-          ],
+          ...(args.etcdStorage === "ephemeral"
+            ? {}
+            : {
+                volumeClaimTemplates: [
+                  {
+                    metadata: { name: "data" },
+                    spec: {
+                      accessModes: ["ReadWriteOnce"],
+                      resources: { requests: { storage: "4Gi" } },
+                    },
+                  },
+                ],
+              }),
         },
       },
       { parent, dependsOn: [namespace, etcdSa, etcdService] },

@@ -192,6 +192,8 @@ export const runtimeSchema = z.strictObject({
   imageRepository: image.default("ghcr.io/shardworks/runtime"),
   etcdImage: image.default("quay.io/coreos/etcd:v3.5.21"),
   schedulerReplicas: z.number().int().min(2).max(20).default(2),
+  /** `persistent` (a PVC per etcd member) or `ephemeral` (emptyDir; clusters without volumes). */
+  etcdStorage: z.enum(["persistent", "ephemeral"]).default("persistent"),
   /** Endpoints of an existing etcd (`http(s)://host:port`); absent = a 3-member StatefulSet. */
   etcdEndpoints: z
     .array(z.url({ protocol: /^https?$/, message: 'must be a URL like "https://etcd-0:2379"' }))

@@ -95,6 +95,7 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
       // Pinned by digest; the schema requires it unless skipAwait (then the tag stands in).
       ...(config.runtime.image === undefined ? {} : { image: config.runtime.image }),
       etcdImage: config.runtime.etcdImage,
+      etcdStorage: config.runtime.etcdStorage,
       etcdEndpoints: config.runtime.etcdEndpoints,
       schedulerReplicas: config.runtime.schedulerReplicas,
       platformToken: pulumi.secret(config.platformToken),

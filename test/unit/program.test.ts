@@ -63,7 +63,7 @@ test.before(async () => {
           clusterName: "routed",
           kubeconfig: join(dir, "kubeconfig"),
           platformToken: TOKEN,
-          runtime: { image: RUNTIME_IMAGE },
+          runtime: { image: RUNTIME_IMAGE, etcdStorage: "ephemeral" },
           gateway: { namespace: "edge", image: GATEWAY_IMAGE },
           baseline: {
             checkout: {
@@ -194,6 +194,18 @@ test("local platform whose pods run: every runtime and gateway container runs th
   ]);
   for (const c of containers)
     t.is(c.image, c.name === "routed-gateway-envoy" ? GATEWAY_IMAGE : RUNTIME_IMAGE, c.name);
+});
+
+test("etcd storage: a PVC per member by default, an emptyDir where the cluster has no volumes", (t) => {
+  const persistent = named("local-runtime-etcd").inputs["spec"];
+  t.is(persistent.volumeClaimTemplates[0].spec.resources.requests.storage, "4Gi");
+  t.is(persistent.template.spec.volumes, undefined);
+  const ephemeral = named("routed-runtime-etcd").inputs["spec"];
+  t.is(ephemeral.volumeClaimTemplates, undefined);
+  t.deepEqual(ephemeral.template.spec.volumes, [{ name: "data", emptyDir: {} }]);
+  t.deepEqual(ephemeral.template.spec.containers[0].volumeMounts, [
+    { name: "data", mountPath: "/var/lib/etcd" },
+  ]);
 });
 
 test("local platform with a routed baseline: service names resolve to the gateway, which listens on their ports", (t) => {
