@@ -1,0 +1,27 @@
+/**
+ * The shop's images, built without Docker by the project's image builder (scripts/images): one per
+ * service, the shared Node base layer, the packages of `package.json`, this directory. A fork's
+ * image is the same code with another `SERVICE_VERSION` in the image's config: a rebuilt image
+ * with its own digest, whose answers say which variant served.
+ */
+import { resolve } from "node:path";
+import type { BuildOptions, BuiltImage } from "../../scripts/images/build";
+import { buildNodeAppImage } from "../../scripts/images/catalog";
+import { SHOP_DIR } from "./index";
+import { SHOP_PORT, type ShopServiceName } from "./lib/topology";
+
+/** Build (cached) and push one shop service's image; `version` is what its answers call it. */
+export function buildShopImage(
+  service: ShopServiceName,
+  version = "baseline",
+  options: BuildOptions = {},
+): Promise<BuiltImage> {
+  return buildNodeAppImage(SHOP_DIR, {
+    ...options,
+    name: version === "baseline" ? `shop/${service}` : `shop/${service}-${version}`,
+    main: `${service}/main.ts`,
+    projectDir: resolve(SHOP_DIR, "../.."),
+    env: { SERVICE_VERSION: version },
+    ports: [SHOP_PORT],
+  });
+}
