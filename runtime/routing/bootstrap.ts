@@ -7,7 +7,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 
 /** Longest wait between two attempts to reach the routing controller. */
-export const ADS_RETRY_MAX_INTERVAL_MS = 1000;
+export const ADS_RETRY_MAX_INTERVAL_MS = 500;
 
 const port = z.number().int().min(0).max(65535, { message: "must be a port (0-65535)" });
 const ipAddress = z.string().refine((a) => isIP(a) !== 0, {
@@ -56,7 +56,7 @@ export function envoyBootstrap(input: EnvoyBootstrapOptions): Record<string, unk
         api_type: "GRPC",
         transport_api_version: "V3",
         // Envoy's default backoff after a lost ADS stream grows to 30 s: after a long controller
-        // outage it reconnected ~16 s after the controller was back. Capped at 1 s (jittered), it
+        // outage it reconnected ~16 s after the controller was back. Capped at 0.5 s (jittered), it
         // converges within about a second of the controller answering again.
         grpc_services: [
           {

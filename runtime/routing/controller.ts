@@ -298,7 +298,8 @@ export class RoutingController {
       };
       const resources = this.#translator.translate(state);
       const snapshots = (["gateway", "grpc"] as const).map(
-        (kind) => [kind, new Snapshot(forNode(resources, kind))] as const,
+        (kind) =>
+          [kind, new Snapshot(forNode(resources, kind), this.cache.getSnapshot(kind))] as const,
       );
       for (const [kind, snapshot] of snapshots) {
         const problems = snapshot.inconsistencies();

@@ -10,6 +10,8 @@
  * `runRoutingDemo({ ..., forkDestination: backends.fork.address })`.
  */
 import { spawn } from "node:child_process";
+import { createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { ProbeInput } from "./xds-probe";
 import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "./translate";
@@ -35,6 +37,80 @@ export async function startDemoBackends(): Promise<{
   };
 }
 
+/** The HTTP service the demo forks through the local Envoy gateway (curl can reach it). */
+export const DEMO_HTTP_SERVICE = "web";
+
+/** A plain HTTP/1.1 backend on loopback answering every request with `<name>\n`. */
+export interface DemoHttpBackend {
+  readonly name: string;
+  /** `127.0.0.1:<port>`. */
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+/** Two HTTP backends on loopback: the baseline and the fork of {@link DEMO_HTTP_SERVICE}. */
+export async function startDemoHttpBackends(): Promise<{
+  baseline: DemoHttpBackend;
+  fork: DemoHttpBackend;
+  close(): Promise<void>;
+}> {
+  const start = async (name: string): Promise<DemoHttpBackend> => {
+    const server = createServer((_req, res) => res.end(`${name}\n`));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return {
+      name,
+      address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    };
+  };
+  const baseline = await start(`${DEMO_HTTP_SERVICE} baseline`);
+  const fork = await start(`${DEMO_HTTP_SERVICE} fork`);
+  return {
+    baseline,
+    fork,
+    close: async () => {
+      await Promise.all([baseline.close(), fork.close()]);
+    },
+  };
+}
+
+/**
+ * A GET through the gateway at `127.0.0.1:port` for `host`, as `curl -H 'host: …'` sends it;
+ * resolves with the body (trimmed), retrying until `expect` answers or 20 s pass.
+ */
+export async function gatewayGet(
+  port: number,
+  host: string,
+  headers: Record<string, string> = {},
+  expect?: string,
+): Promise<string> {
+  const once = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const req = request(
+        { host: "127.0.0.1", port, path: "/", headers: { ...headers, host }, agent: false },
+        (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (c: string) => (body += c));
+          res.on("end", () => resolve(body.trim()));
+        },
+      );
+      req.setTimeout(5000, () => req.destroy(new Error("the gateway did not answer in 5 s")));
+      req.on("error", reject);
+      req.end();
+    });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const body = await once();
+    if (expect === undefined || body === expect || Date.now() > deadline) return body;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** Options of {@link runRoutingDemo}. */
 export interface RoutingDemoOptions {
   /** Scheduler API base URL. */
@@ -52,6 +128,8 @@ export interface RoutingDemoOptions {
   routingKey?: string;
   /** Delete the shard at the end; default true. */
   cleanup?: boolean;
+  /** More forks of the same shard (e.g. the HTTP service behind the local gateway). */
+  extraForks?: readonly { service: string; destination: string }[];
 }
 
 /** Which backend answered each request. */
@@ -79,7 +157,7 @@ export async function runRoutingDemo(options: RoutingDemoOptions): Promise<Routi
     body: JSON.stringify({
       routingKey,
       owner: "demo",
-      forks: [{ service, destination: options.forkDestination }],
+      forks: [{ service, destination: options.forkDestination }, ...(options.extraForks ?? [])],
       ttlSeconds: 600,
     }),
   });

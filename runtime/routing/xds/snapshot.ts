@@ -55,14 +55,35 @@ export type SnapshotResources = Readonly<Record<TypeUrl, readonly XdsResource[]>
 export class Snapshot {
   readonly #byType: ReadonlyMap<TypeUrl, ReadonlyMap<string, XdsResource>>;
   readonly #versions: ReadonlyMap<TypeUrl, string>;
+  /** The lists given, per type (so a successor given the same list reuses this type's work). */
+  readonly #inputs = new Map<TypeUrl, readonly XdsResource[]>();
 
-  constructor(resources: Partial<SnapshotResources>) {
+  /**
+   * `previous` (optional) is the snapshot this one replaces: a type whose resource list holds the
+   * same resources (name and content hash) in the same order reuses its sorted map and version
+   * instead of sorting and hashing every resource again (an unchanged cluster costs a comparison).
+   */
+  constructor(resources: Partial<SnapshotResources>, previous?: Snapshot) {
     const byType = new Map<TypeUrl, ReadonlyMap<string, XdsResource>>();
     const versions = new Map<TypeUrl, string>();
     for (const typeUrl of PUSH_ORDER) {
-      const list = [...(resources[typeUrl] ?? [])].sort((a, b) =>
-        a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
-      );
+      const given = resources[typeUrl] ?? [];
+      this.#inputs.set(typeUrl, given);
+      const before = previous === undefined ? undefined : previous.#inputs.get(typeUrl);
+      if (
+        previous &&
+        before &&
+        before.length === given.length &&
+        before.every((r, i) => {
+          const g = given[i]!;
+          return r === g || (r.name === g.name && r.hash === g.hash);
+        })
+      ) {
+        byType.set(typeUrl, previous.resources(typeUrl));
+        versions.set(typeUrl, previous.version(typeUrl));
+        continue;
+      }
+      const list = [...given].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const map = new Map<string, XdsResource>();
       const digest = createHash("sha256");
       for (const resource of list) {
@@ -108,15 +129,11 @@ export class Snapshot {
       }
     }
     for (const route of routes.values()) {
-      const config = route.message as RouteConfigurationShape;
-      for (const vhost of config.virtual_hosts ?? []) {
-        for (const r of [...(vhost.routes ?? []), ...matcherRoutes(vhost.matcher)]) {
-          const target = r.route?.cluster;
-          if (target !== undefined && !clusters.has(target)) {
-            problems.push(
-              `route configuration ${route.name}, virtual host ${vhost.name}: cluster ${target} does not exist`,
-            );
-          }
+      for (const { vhost, cluster } of clusterReferences(route)) {
+        if (!clusters.has(cluster)) {
+          problems.push(
+            `route configuration ${route.name}, virtual host ${vhost}: cluster ${cluster} does not exist`,
+          );
         }
       }
     }
@@ -152,6 +169,25 @@ interface MatcherShape {
 }
 interface RouteConfigurationShape {
   virtual_hosts?: { name: string; routes?: RouteShape[]; matcher?: MatcherShape }[];
+}
+
+/** The clusters a RouteConfiguration's routes name, per resource (resources are immutable). */
+const references = new WeakMap<XdsResource, readonly { vhost: string; cluster: string }[]>();
+
+function clusterReferences(route: XdsResource): readonly { vhost: string; cluster: string }[] {
+  const cached = references.get(route);
+  if (cached) return cached;
+  const found: { vhost: string; cluster: string }[] = [];
+  for (const vhost of (route.message as RouteConfigurationShape).virtual_hosts ?? []) {
+    const add = (r: RouteShape): void => {
+      const cluster = r.route?.cluster;
+      if (cluster !== undefined) found.push({ vhost: vhost.name, cluster });
+    };
+    for (const r of vhost.routes ?? []) add(r);
+    for (const r of matcherRoutes(vhost.matcher)) add(r);
+  }
+  references.set(route, found);
+  return found;
 }
 
 /** Decoded Route actions, by the identity of their (memoized) packed Any: decoded once each. */

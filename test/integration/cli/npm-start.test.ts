@@ -1,10 +1,10 @@
 /**
  * `npm start` end to end, as a user runs it: spawn it, wait for the routing demo's lines, press
  * Ctrl-C (SIGINT to its process group, as a terminal does) and check that every process it started
- * (etcd, node agents, QEMU/bubblewrap sandboxes, the routing controller) is gone and its temp dir
+ * (etcd, node agents, QEMU/bubblewrap sandboxes, the routing controller, Envoy) is gone and its temp dir
  * removed.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
@@ -115,10 +115,24 @@ test("npm start: sandbox and routing demo, then Ctrl-C leaves no process and no 
     output,
     /curl -s -H "authorization: Bearer \$SHARDWORKS_TOKEN" http:\/\/127\.0\.0\.1:\d+\/v1\/shards\/demo/,
   );
+  // Through the real Envoy gateway: HTTP and gRPC, with and without the key.
+  t.regex(output, /gateway: HTTP web without a routing key → web baseline/);
+  t.regex(output, /gateway: HTTP web x-shardworks-routing-key: demo-key → web fork/);
+  t.regex(output, /gateway: HTTP web baggage → web fork/);
+  t.regex(output, /gateway: gRPC demo without a routing key → baseline/);
+  t.regex(output, /gateway: gRPC demo with the header → fork/);
+  // The printed curl commands answer what their comments say, run as a user would run them.
+  const curls = [...output.matchAll(/^ {2}(curl -s -H 'host: web'.*?) +# → (.+)$/gm)];
+  t.is(curls.length, 3, "three curl commands for the gateway");
+  for (const [, command, expected] of curls) {
+    const answer = spawnSync("sh", ["-c", command!], { encoding: "utf8", timeout: 10_000 });
+    t.is(answer.stdout.trim(), expected!.trim(), command);
+  }
   const workDir = /oci:(\/\S+?\/shardworks-local-[^/\s]+)\//.exec(output)?.[1];
   t.truthy(workDir, "the demo image lives in npm start's temp dir");
   const commands = [...seen.values()].join("\n");
   t.regex(commands, /\betcd\b/, "etcd was a child");
+  t.regex(commands, /envoy-[\d.]+\/lib\/envoy/, "Envoy was a child");
   t.regex(commands, /node-agent\/main\.ts/, "node agents were children");
   t.regex(commands, /qemu-system|bwrap/, "sandboxes (QEMU or bubblewrap) were descendants");
 

@@ -1,7 +1,7 @@
 /**
  * After a controller outage, the real Envoy keeps routing on its last good configuration, and
  * converges on the current one within 2 s of the controller answering again (the bootstrap caps
- * the ADS retry backoff at 1 s).
+ * the ADS retry backoff at 0.5 s).
  */
 import test from "ava";
 import { setTimeout as sleep } from "node:timers/promises";

@@ -42,6 +42,26 @@ test("bad options are refused with a message naming the field, without a stack t
       /listed twice/,
     ],
     [["--etcd", "not a url", "--baseline", ""], /etcdEndpoints/],
+    [
+      [
+        "--etcd",
+        "http://127.0.0.1:1",
+        "--baseline",
+        '[{"name":"api","destination":"1.2.3.4:80","protocol":"h3"}]',
+      ],
+      /baseline\[0\]\.protocol: must be "http1", "http2" or "grpc"/,
+    ],
+    [
+      [
+        "--etcd",
+        "http://127.0.0.1:1",
+        "--baseline",
+        "api=1.2.3.4:80",
+        "--ingress-host",
+        "localhost",
+      ],
+      /ingressHost: must be an IP address/,
+    ],
     [["--etcd", "http://127.0.0.1:1", "--baseline", "[oops"], /baseline: is not valid JSON/],
   ];
   for (const [args, message] of cases) {

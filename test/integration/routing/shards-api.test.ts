@@ -60,6 +60,26 @@ test("PUT creates a shard once, returns its token once, stores only the token's 
   t.is(got.body.shard.routingKey, "alice-key");
 });
 
+test("a fork's protocol is stored and shown; without one the fork inherits the baseline's", async (t) => {
+  const { etcd, call, platform } = await setup(t);
+  const forks = [
+    { service: "api", destination: "10.0.0.7:8080", protocol: "grpc" },
+    { service: "web", destination: "10.0.0.8:80" },
+  ];
+  const created = await call("PUT", "/v1/shards/alice", platform, { ...alice, forks });
+  t.is(created.status, 201);
+  t.deepEqual(created.body.shard.forks, forks);
+  const stored = JSON.parse((await etcd.client.get(keys.shard("alice")).string()) ?? "{}") as {
+    protocols?: Record<string, string>;
+  };
+  t.deepEqual(stored.protocols, { api: "grpc" });
+  // An update without protocols drops them.
+  const updated = await call("PUT", "/v1/shards/alice", platform, alice);
+  t.deepEqual(updated.body.shard.forks, alice.forks);
+  const after = JSON.parse((await etcd.client.get(keys.shard("alice")).string()) ?? "{}") as object;
+  t.false("protocols" in after);
+});
+
 test("a shard token manages only its own shard; the platform token manages all", async (t) => {
   const { call, platform } = await setup(t);
   const a = (await call("PUT", "/v1/shards/alice", platform, alice)).body.token;
@@ -141,6 +161,12 @@ test("bad input is refused with a 400 that names the field", async (t) => {
       "/v1/shards/alice",
       { ...alice, forks: [{ service: "api", destination: "x:99999" }] },
       /port must be 1-65535/,
+    ],
+    [
+      "protocol",
+      "/v1/shards/alice",
+      { ...alice, forks: [{ ...alice.forks[0], protocol: "http3" }] },
+      /forks\[0\]\.protocol: must be "http1", "http2" or "grpc"/,
     ],
     ["ttl", "/v1/shards/alice", { ...alice, ttlSeconds: 0 }, /ttlSeconds: /],
     ["unknown field", "/v1/shards/alice", { ...alice, extra: 1 }, /extra/],

@@ -90,7 +90,7 @@ test("the strict proto-JSON decoder refuses what Envoy would refuse", (t) => {
   );
 });
 
-test("the ADS stream retries with a backoff capped at 1 s, and the admin address is configurable", (t) => {
+test("the ADS stream retries with a backoff capped at 0.5 s, and the admin address is configurable", (t) => {
   const b = envoyBootstrap({
     nodeId: "n",
     cluster: "c",

@@ -484,3 +484,20 @@ test("the gateway's memoized ingress equals a from-scratch translation after a c
   }
   t.true(incremental.consistent());
 });
+
+test("a snapshot built from the one it replaces has the versions and resources of a fresh one", (t) => {
+  const translator = new Translator();
+  const first = new Snapshot(forNode(translator.translate(state), "grpc"));
+  const rekeyed = state.shards.map((s) =>
+    s.name === "alice" ? { ...s, routingKey: "new-key" } : s,
+  );
+  const next = forNode(translator.translate({ ...state, shards: rekeyed }), "grpc");
+  const reused = new Snapshot(next, first);
+  const fresh = new Snapshot(next);
+  for (const typeUrl of Object.values(TypeUrl)) {
+    t.is(reused.version(typeUrl), fresh.version(typeUrl), typeUrl);
+    t.deepEqual([...reused.resources(typeUrl).keys()], [...fresh.resources(typeUrl).keys()]);
+  }
+  t.is(reused.resources(TypeUrl.Cluster), first.resources(TypeUrl.Cluster), "clusters reused");
+  t.not(reused.version(TypeUrl.Route), first.version(TypeUrl.Route), "routes recomputed");
+});
