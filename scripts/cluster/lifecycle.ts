@@ -10,7 +10,7 @@ import { ensureTools, KUBERNETES_BINARIES, toolsBinDir } from "../tools";
 import { clusterRequest, type ApiTarget } from "./api";
 import { ensureCgroup, removeCgroup, removeEmptyRoot } from "./cgroups";
 import { ensureClusterPki } from "./certs";
-import { ensureTokens, readState, saveState, type State, Tokens } from "./state";
+import { ensureTokens, readState, saveState, type State, Tokens, withClusterLock } from "./state";
 import {
   alive,
   clusterCgroup,
@@ -216,6 +216,15 @@ export async function startCluster(
   const dir = clusterDir(name);
   const log = options.log ?? defaultLog(name);
   await mkdir(join(dir, "logs"), { recursive: true });
+  return withClusterLock(dir, log, () => startLocked(name, dir, log, options));
+}
+
+async function startLocked(
+  name: string,
+  dir: string,
+  log: Log,
+  options: StartClusterOptions,
+): Promise<Cluster> {
   const withNode = (options.node ?? true) && (options.controllerManager ?? true);
   const net = await ensureSlot(name);
   const nodeName = withNode ? `${name}-node` : undefined;
@@ -232,11 +241,11 @@ export async function startCluster(
   if (state !== undefined && running) {
     log(`already running at ${state.server}`);
   } else {
-    await stopCluster(name, { log: () => undefined }); // leftovers of a crash or a half start
+    await stopLocked(name, { log: () => undefined }); // leftovers of a crash or a half start
     try {
       state = await start(name, options, log, net, { caCert, adminToken: tokens.admin });
     } catch (error) {
-      await stopCluster(name, { log });
+      await stopLocked(name, { log });
       throw error;
     }
   }
@@ -284,6 +293,19 @@ export async function stopCluster(
   name: string,
   options: { purge?: boolean; log?: (line: string) => void } = {},
 ): Promise<void> {
+  const dir = clusterDir(name);
+  if (!existsSync(dir)) {
+    (options.log ?? defaultLog(name))("was not running");
+    return;
+  }
+  await withClusterLock(dir, options.log ?? defaultLog(name), () => stopLocked(name, options));
+  if (options.purge === true) await rm(dir, { recursive: true, force: true });
+}
+
+async function stopLocked(
+  name: string,
+  options: { purge?: boolean; log?: (line: string) => void },
+): Promise<void> {
   const log = options.log ?? defaultLog(name);
   const dir = clusterDir(name);
   const state = await readState(dir);
@@ -317,10 +339,7 @@ export async function stopCluster(
   removeEmptyRoot();
   await rm(join(dir, "state.json"), { force: true });
   await rm(join(dir, "etcd-data"), { recursive: true, force: true });
-  if (options.purge === true) {
-    if (slot !== undefined) await releaseSlot(name, slot);
-    await rm(dir, { recursive: true, force: true });
-  }
+  if (options.purge === true && slot !== undefined) await releaseSlot(name, slot);
   log(wasRunning ? "stopped" : "was not running");
 }
 

@@ -33,7 +33,7 @@ import { ensureRegistry, REGISTRY_PREFIX } from "../registry";
 import { cacheRoot } from "../tools";
 
 /** Bumped when the builder's output for the same inputs changes (it is part of the input hash). */
-const BUILDER_VERSION = "1";
+const BUILDER_VERSION = "2";
 const EPOCH = "1970-01-01T00:00:00Z";
 
 // ---------------------------------------------------------------------------------------------
@@ -282,40 +282,85 @@ function stageEntry(
 }
 
 /**
- * Makes a staged tree reproducible and returns its hash: epoch mtimes, owner 0:0, modes 0755 for
- * directories and executables and 0644 for other files (unless an entry asked for a mode).
+ * Makes a staged tree reproducible: epoch mtimes, owner 0:0, modes 0755 for directories and
+ * executables and 0644 for other files (unless an entry asked for a mode).
  */
-async function normaliseAndHash(
-  root: string,
-  hash: ReturnType<typeof createHash>,
-  writeMode: ReadonlyMap<string, number>,
-): Promise<void> {
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    for (const name of readdirSync(dir).sort()) {
+async function normalise(root: string, explicit: ReadonlyMap<string, number>): Promise<void> {
+  const walk = async (dir: string): Promise<void> => {
+    for (const name of readdirSync(dir)) {
       const path = join(dir, name);
-      const relPath = `${rel}/${name}`;
       const stat = lstatSync(path);
-      if (stat.isSymbolicLink()) {
-        hash.update(`L ${relPath} ${readlinkSync(path)}\n`);
-      } else if (stat.isDirectory()) {
-        const mode = writeMode.get(path) ?? 0o755;
-        await chmod(path, mode);
-        hash.update(`D ${relPath} ${mode.toString(8)}\n`);
-        await walk(path, relPath);
-      } else {
-        const mode = writeMode.get(path) ?? (stat.mode & 0o111 ? 0o755 : 0o644);
-        await chmod(path, mode);
-        const content = createHash("sha256")
-          .update(await readFile(path))
-          .digest("hex");
-        hash.update(`F ${relPath} ${mode.toString(8)} ${content}\n`);
+      if (stat.isDirectory()) {
+        await chmod(path, explicit.get(path) ?? 0o755);
+        await walk(path);
+      } else if (!stat.isSymbolicLink()) {
+        await chmod(path, explicit.get(path) ?? (stat.mode & 0o111 ? 0o755 : 0o644));
       }
       if (process.getuid?.() === 0) await lchown(path, 0, 0);
       await lutimes(path, 0, 0);
     }
   };
-  await walk(root, "");
+  await walk(root);
   await lutimes(root, 0, 0);
+}
+
+const sha256Of = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
+
+/**
+ * The build's input hash, from the sources where they are: the builder version, the config and,
+ * per layer, every entry's path, mode and content (trees walked in sorted order, `exclude`d
+ * names skipped, exactly as staging copies them).
+ */
+async function hashInputs(image: z.output<typeof imageSpecSchema>): Promise<string> {
+  const hash = createHash("sha256").update(`builder ${BUILDER_VERSION}\n`);
+  hash.update(`config ${JSON.stringify(image.config)}\n`);
+  const fileLine = async (path: string, from: string, mode: number | undefined) => {
+    const stat = statSync(from);
+    const normalised = mode ?? (stat.mode & 0o111 ? 0o755 : 0o644);
+    return `F ${path} ${normalised.toString(8)} ${sha256Of(await readFile(from))}\n`;
+  };
+  const walk = async (from: string, path: string, exclude: ReadonlySet<string>) => {
+    for (const name of readdirSync(from).sort()) {
+      if (exclude.has(name)) continue;
+      const source = join(from, name);
+      const stat = lstatSync(source);
+      if (stat.isSymbolicLink()) hash.update(`L ${path}/${name} ${readlinkSync(source)}\n`);
+      else if (stat.isDirectory()) {
+        hash.update(`D ${path}/${name}\n`);
+        await walk(source, `${path}/${name}`, exclude);
+      } else if (stat.isFile()) hash.update(await fileLine(`${path}/${name}`, source, undefined));
+    }
+  };
+  for (const layer of image.layers) {
+    hash.update(`layer ${layer.name}\n`);
+    for (const entry of layer.entries) {
+      switch (entry.type) {
+        case "file":
+          if (!existsSync(entry.from)) {
+            throw new ImageInputError(`layer file ${entry.from} does not exist`);
+          }
+          hash.update(await fileLine(entry.path, entry.from, entry.mode));
+          break;
+        case "tree":
+          if (!existsSync(entry.from) || !statSync(entry.from).isDirectory()) {
+            throw new ImageInputError(`layer directory ${entry.from} does not exist`);
+          }
+          hash.update(`T ${entry.path}\n`);
+          await walk(entry.from, entry.path, new Set(entry.exclude ?? []));
+          break;
+        case "content":
+          hash.update(`C ${entry.path} ${String(entry.mode)} ${sha256Of(entry.content)}\n`);
+          break;
+        case "symlink":
+          hash.update(`L ${entry.path} ${entry.target}\n`);
+          break;
+        case "dir":
+          hash.update(`D ${entry.path} ${String(entry.mode)}\n`);
+          break;
+      }
+    }
+  }
+  return hash.digest("hex");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,13 +372,23 @@ export function imagesCacheDir(): string {
   return join(cacheRoot(), "images");
 }
 
+/**
+ * This builder version's layouts, records and locks. Versioned: helpers' worktrees may run other
+ * versions of this file against the same cache, and must not evict each other's builds.
+ */
+function stateDir(): string {
+  return join(imagesCacheDir(), `builder-${BUILDER_VERSION}`);
+}
+
+/** Pushed builds, keyed `<registry> <input hash>`: several per name (branches switch back and forth). */
 const recordSchema = z.record(
   z.string(),
   z.object({ inputHash: z.string(), digest: z.string(), tag: z.string(), size: z.number() }),
 );
+const MAX_RECORDS = 20;
 
 function recordPath(name: string): string {
-  return join(imagesCacheDir(), "records", `${name.replaceAll("/", "__")}.json`);
+  return join(stateDir(), "records", `${name.replaceAll("/", "__")}.json`);
 }
 
 function readRecords(name: string): z.output<typeof recordSchema> {
@@ -403,36 +458,23 @@ export async function buildImage(spec: ImageSpec, options: BuildOptions = {}): P
   const progress =
     options.progress ?? ((line: string) => process.stderr.write(`images: ${line}\n`));
   const repo = `${target.registry}/${image.name}`;
-  const cacheDir = imagesCacheDir();
-  mkdirSync(join(cacheDir, "records"), { recursive: true });
+  mkdirSync(join(stateDir(), "records"), { recursive: true });
   // One build of a name at a time per machine (helpers and tests share the cache).
   const release = await lockName(image.name, progress);
   const staging = await mkdtemp(join(tmpdir(), "sw-image-"));
   try {
-    // Stage and hash every layer; the input hash also covers the config and the builder.
-    const hash = createHash("sha256").update(`builder ${BUILDER_VERSION}\n`);
-    hash.update(`config ${JSON.stringify(image.config)}\n`);
-    const layerDirs: string[] = [];
-    for (const [i, layer] of image.layers.entries()) {
-      const dir = join(staging, `layer${i}`);
-      mkdirSync(dir);
-      // Explicit modes asked for by entries, applied in place of the normalised ones.
-      const modes = new Map<string, number>();
-      for (const entry of layer.entries) stageEntry(dir, entry, modes);
-      hash.update(`layer ${layer.name}\n`);
-      await normaliseAndHash(dir, hash, modes);
-      layerDirs.push(dir);
-    }
-    const inputHash = hash.digest("hex");
+    // The input hash is computed from the sources in place: a cache hit stages nothing.
+    const inputHash = await hashInputs(image);
     const tag = image.tag ?? `in-${inputHash.slice(0, 12)}`;
     const layoutTag = `in-${inputHash.slice(0, 32)}`;
-    const layout = join(cacheDir, "layouts", image.name.replaceAll("/", "__"));
+    const layout = join(stateDir(), "layouts", image.name.replaceAll("/", "__"));
     const records = readRecords(image.name);
-    const known = records[target.registry];
+    const key = `${target.registry} ${inputHash}`;
+    const known = records[key];
     const sourceFlags = skopeoSourceFlags(target, local);
     if (
       options.force !== true &&
-      known?.inputHash === inputHash &&
+      known !== undefined &&
       (await remoteHas(repo, known.digest, sourceFlags))
     ) {
       progress(`${image.name}: up to date (${known.digest.slice(0, 19)}…)`);
@@ -451,6 +493,16 @@ export async function buildImage(spec: ImageSpec, options: BuildOptions = {}): P
       (await run("umoci", ["ls", "--layout", layout])).split("\n").includes(layoutTag);
     if (!hasLayout || options.force === true) {
       progress(`${image.name}: building ${image.layers.length} layer(s) with umoci`);
+      const layerDirs: string[] = [];
+      for (const [i, layer] of image.layers.entries()) {
+        const dir = join(staging, `layer${i}`);
+        mkdirSync(dir);
+        // Explicit modes asked for by entries, applied in place of the normalised ones.
+        const modes = new Map<string, number>();
+        for (const entry of layer.entries) stageEntry(dir, entry, modes);
+        await normalise(dir, modes);
+        layerDirs.push(dir);
+      }
       await buildLayout(layout, layoutTag, image, layerDirs);
     }
     const { digest, size } = manifestOf(layout, layoutTag);
@@ -470,8 +522,15 @@ export async function buildImage(spec: ImageSpec, options: BuildOptions = {}): P
       // skopeo converts only when the registry refuses OCI manifests; the pinned ref is what it has.
       progress(`${image.name}: the registry stored it as ${pushed} (converted from ${digest})`);
     }
-    records[target.registry] = { inputHash, digest: pushed, tag, size };
-    await writeFile(recordPath(image.name), `${JSON.stringify(records, null, 2)}\n`);
+    // Newest last; the oldest go beyond MAX_RECORDS.
+    const fresh = readRecords(image.name);
+    delete fresh[key];
+    fresh[key] = { inputHash, digest: pushed, tag, size };
+    const kept = Object.entries(fresh).slice(-MAX_RECORDS);
+    await writeFile(
+      recordPath(image.name),
+      `${JSON.stringify(Object.fromEntries(kept), null, 2)}\n`,
+    );
     return {
       ref: `${repo}@${pushed}`,
       digest: pushed,
@@ -492,7 +551,7 @@ export async function buildImage(spec: ImageSpec, options: BuildOptions = {}): P
  * is taken over) and returns its release.
  */
 async function lockName(name: string, progress: (line: string) => void): Promise<() => void> {
-  const dir = join(imagesCacheDir(), "locks");
+  const dir = join(stateDir(), "locks");
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${name.replaceAll("/", "__")}.lock`);
   let told = false;
@@ -532,11 +591,15 @@ async function buildLayout(
     mkdirSync(dirname(layout), { recursive: true });
     await run("umoci", ["init", "--layout", layout]);
   }
-  // Only the newest build of a name is kept; older tags' blobs go with `umoci gc`.
-  for (const old of (await run("umoci", ["ls", "--layout", layout])).split("\n").filter(Boolean)) {
-    await run("umoci", ["rm", "--image", `${layout}:${old}`]);
+  // A few builds of a name are kept (switching branches back is then only a push); beyond that
+  // the older tags go, and their blobs with `umoci gc`.
+  const tags = (await run("umoci", ["ls", "--layout", layout])).split("\n").filter(Boolean);
+  if (tags.length >= 4 || tags.includes(tag)) {
+    for (const old of tags.length >= 4 ? tags : [tag]) {
+      await run("umoci", ["rm", "--image", `${layout}:${old}`]);
+    }
+    await run("umoci", ["gc", "--layout", layout]);
   }
-  await run("umoci", ["gc", "--layout", layout]);
   const ref = `${layout}:${tag}`;
   await run("umoci", ["new", "--image", ref]);
   const rootless = process.getuid?.() === 0 ? [] : ["--rootless"];

@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from "ava";
 import * as k8s from "@kubernetes/client-node";
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { type Cluster, clusterStatus, startCluster, stopCluster } from "../../scripts/cluster";
 import { hierarchies } from "../../scripts/cluster/cgroups";
@@ -46,8 +46,14 @@ function run(command: string, args: string[]): string {
   return result.stdout ?? "";
 }
 
+/** The node's pod sandboxes (containerd's CRI keeps a directory per sandbox). */
+function sandboxesOf(cluster: Cluster): string[] {
+  const dir = join(cluster.dir, "node/containerd/root/io.containerd.grpc.v1.cri/sandboxes");
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
 /** Everything on the machine that belongs to `cluster` (and must be gone after `down`). */
-function footprint(cluster: Cluster) {
+function footprint(cluster: Cluster, sandboxes: readonly string[]) {
   const net = cluster.network;
   const block = net.nodeIP.split(".").slice(0, 2).join(".") + ".";
   const mounts = readFileSync("/proc/self/mountinfo", "utf8")
@@ -79,7 +85,14 @@ function footprint(cluster: Cluster) {
         return [];
       }
     });
-  return { mounts, links, netns, hostIptables, cgroups, processes };
+  // Outside the node's directory: CNI result caches and the kubelet's log symlinks.
+  const cniCaches = ["/var/lib/cni/results", "/var/lib/cni/cache/results"]
+    .flatMap((d) => (existsSync(d) ? readdirSync(d) : []))
+    .filter((f) => sandboxes.some((id) => f.includes(id)));
+  const logLinks = (existsSync("/var/log/containers") ? readdirSync("/var/log/containers") : [])
+    .map((f) => join("/var/log/containers", f))
+    .filter((f) => readlinkSync(f).startsWith(cluster.dir));
+  return { mounts, links, netns, hostIptables, cgroups, processes, cniCaches, logLinks };
 }
 
 /** A busybox image with the applets a DNS client pod needs, built and pushed like any image. */
@@ -295,9 +308,12 @@ test("a local cluster runs pods: RBAC, controllers, DNS, two clusters side by si
   t.true(logs.trimEnd().endsWith("ok"), logs);
 
   // Everything of the cluster is on the machine, and kube-proxy's rules are in the node's netns only.
-  const during = footprint(cluster);
+  const sandboxes = sandboxesOf(cluster);
+  const during = footprint(cluster, sandboxes);
   t.true(during.mounts.length > 0 && during.links.length === 1 && during.netns.length === 1);
   t.true(during.cgroups.length > 0 && during.processes.length > 5);
+  t.true(during.cniCaches.length >= sandboxes.length && sandboxes.length >= 2);
+  t.true(during.logLinks.length >= 2);
   t.false(run("iptables-save", []).includes("KUBE-SERVICES"));
   t.true(
     run("nsenter", [`--net=/run/netns/${cluster.network.netns}`, "iptables-save"]).includes(
@@ -313,14 +329,17 @@ test("a local cluster runs pods: RBAC, controllers, DNS, two clusters side by si
   const secondWeb = await deployWeb(t, secondApi, web);
   t.not(secondWeb.podIP, podIP);
   t.true((await (await fetch(`http://${secondWeb.podIP}:8080/healthz`)).text()).includes("ok"));
+  const secondSandboxes = sandboxesOf(second);
   await stopCluster(other, { purge: true, log: (line) => t.log(`[b] ${line}`) });
-  t.deepEqual(footprint(second), {
+  t.deepEqual(footprint(second, secondSandboxes), {
     mounts: [],
     links: [],
     netns: [],
     hostIptables: [],
     cgroups: [],
     processes: [],
+    cniCaches: [],
+    logLinks: [],
   });
   t.true((await (await fetch(`http://${podIP}:8080/healthz`)).text()).includes("ok"));
 
@@ -331,14 +350,17 @@ test("a local cluster runs pods: RBAC, controllers, DNS, two clusters side by si
   );
 
   // down: nothing of the cluster is left on the machine, and status says so.
+  const finalSandboxes = sandboxesOf(cluster);
   await stopCluster(name, { log: (line) => t.log(line) });
-  t.deepEqual(footprint(cluster), {
+  t.deepEqual(footprint(cluster, finalSandboxes), {
     mounts: [],
     links: [],
     netns: [],
     hostIptables: [],
     cgroups: [],
     processes: [],
+    cniCaches: [],
+    logLinks: [],
   });
   t.deepEqual(await clusterStatus(name), { name, running: false });
 
