@@ -124,12 +124,14 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
     opts,
   );
   // Calls between baseline services go through the gateway too (ADR 0012), for the services
-  // that name their pods' labels.
+  // that name their pods' labels. Not after the gateway: Envoy resolves `<name>-baseline` as soon
+  // as the routing controller names it, and a name that does not exist yet stays unresolved
+  // until Envoy's next DNS refresh (503 "no healthy upstream" meanwhile).
   if (routedServices(config.baseline).length > 0) {
     new BaselineRouting(
       `${config.clusterName}-baseline-routing`,
       { services: config.baseline, gatewayNamespace: config.gateway.namespace },
-      { provider, dependsOn: [gateway] },
+      { provider },
     );
   }
   const baselineServices: Record<string, BaselineService> = config.baseline;
