@@ -3,7 +3,7 @@
 # present it only checks (well under a second). Needs root (or sudo) the first time.
 set -euo pipefail
 packages=(etcd-server qemu-system-x86 bubblewrap slirp4netns openssl busybox-static docker-registry skopeo umoci cpio zstd
-  containerd runc containernetworking-plugins iptables conntrack socat iproute2 gcc libc6-dev)
+  containerd runc containernetworking-plugins iptables conntrack socat iproute2 ipset gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -192,6 +192,17 @@ const goTools: readonly GoTool[] = [
     }),
   },
   {
+    // NetworkPolicy enforcement for the testbed's nodes (the bridge CNI enforces none): kube-router
+    // with only its firewall on. v2.1.0 is the one version the Go module proxy serves.
+    name: "kube-router",
+    binaries: ["kube-router"],
+    module: "github.com/cloudnativelabs/kube-router/v2",
+    version: "v2.1.0",
+    packages: ["github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"],
+    wrapper: () => ({ requires: [], replaces: [] }),
+    ldflags: "",
+  },
+  {
     name: "pulumi",
     binaries: ["pulumi"],
     module: "github.com/pulumi/pulumi/pkg/v3",

@@ -17,13 +17,14 @@ export const CLIENTS = {
   scheduler: "/CN=system:kube-scheduler",
   "kube-proxy": "/CN=system:kube-proxy",
   coredns: "/CN=system:coredns",
+  "kube-router": "/CN=system:kube-router",
   "apiserver-kubelet-client": "/O=system:masters/CN=kube-apiserver-kubelet-client",
 } as const;
 
 /** The client certificate of the node's kubelet (Node authorizer: `system:node:<node>`). */
 export const KUBELET_CLIENT = "kubelet-client";
 
-const SPEC_VERSION = 2;
+const SPEC_VERSION = 3;
 
 /** Make (or keep) the certificates of a cluster whose node is `nodeName` on `net`. */
 export async function ensureClusterPki(

@@ -81,6 +81,16 @@ function defaultLog(name: string): Log {
   return (line) => process.stderr.write(`cluster ${name}: ${line}\n`);
 }
 
+/** kube-router (`SHARDWORKS_KUBE_ROUTER`, or the tools' when they build it), if there is one. */
+function kubeRouterBinary(bin: string): string | undefined {
+  const path = process.env.SHARDWORKS_KUBE_ROUTER ?? join(bin, "kube-router");
+  if (!existsSync(path)) return undefined;
+  if (!existsSync("/usr/sbin/ipset")) {
+    throw new Error("kube-router needs ipset: run `apt-get install ipset` (Debian package ipset)");
+  }
+  return path;
+}
+
 async function ensureBinaries(log: Log): Promise<{ bin: string; coredns: string }> {
   checkHostTools();
   const bin = toolsBinDir();
@@ -192,6 +202,7 @@ async function start(
       net,
       bin,
       coredns,
+      kubeRouter: kubeRouterBinary(bin),
       cgroup,
       daemonCgroup: `${cgroup}/node`,
       apiPort,

@@ -315,3 +315,46 @@ export function dnsObjects(
     },
   ];
 }
+
+/** The read-only RBAC of kube-router's network-policy firewall (user `system:kube-router`). */
+export function kubeRouterObjects(): { collection: string; object: Record<string, unknown> }[] {
+  return [
+    {
+      collection: "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+      object: {
+        metadata: { name: "system:kube-router" },
+        rules: [
+          {
+            apiGroups: [""],
+            resources: ["namespaces", "pods", "services", "nodes", "endpoints"],
+            verbs: ["get", "list", "watch"],
+          },
+          {
+            apiGroups: ["networking.k8s.io"],
+            resources: ["networkpolicies"],
+            verbs: ["get", "list", "watch"],
+          },
+          {
+            apiGroups: ["discovery.k8s.io"],
+            resources: ["endpointslices"],
+            verbs: ["get", "list", "watch"],
+          },
+        ],
+      },
+    },
+    {
+      collection: "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+      object: {
+        metadata: { name: "system:kube-router" },
+        roleRef: {
+          apiGroup: "rbac.authorization.k8s.io",
+          kind: "ClusterRole",
+          name: "system:kube-router",
+        },
+        subjects: [
+          { apiGroup: "rbac.authorization.k8s.io", kind: "User", name: "system:kube-router" },
+        ],
+      },
+    },
+  ];
+}

@@ -18,6 +18,7 @@ import {
   dnsObjects,
   kubeletYaml,
   kubeProxyYaml,
+  kubeRouterObjects,
   type NodePaths,
   registryHostsToml,
 } from "./node-config";
@@ -39,6 +40,8 @@ export interface NodeContext {
   readonly net: NodeNetwork;
   readonly bin: string;
   readonly coredns: string;
+  /** kube-router, when there is one: it enforces NetworkPolicies (its firewall only). */
+  readonly kubeRouter: string | undefined;
   /** The cluster's cgroup; the kubelet's pods go to `<cgroup>/kubepods`. */
   readonly cgroup: string;
   /** The cgroup of the node's daemons. */
@@ -59,6 +62,7 @@ export interface NodePids {
   kubelet: number;
   kubeProxy: number;
   coredns: number;
+  kubeRouter?: number;
 }
 
 function forwarder(ctx: NodeContext, what: string, port: number): number {
@@ -95,6 +99,7 @@ async function writeConfigs(ctx: NodeContext): Promise<void> {
   await certUser("kubelet", "kubelet-client");
   await certUser("kube-proxy", "kube-proxy");
   await certUser("coredns", "coredns");
+  await certUser("kube-router", "kube-router");
   await writeFile(paths.kubeletConfig, kubeletYaml(paths, ctx.pki, net, ctx.cgroup));
   await writeFile(paths.kubeProxyConfig, kubeProxyYaml(paths, net, ctx.nodeName));
   await writeFile(paths.corefile, corefile(paths, net, ctx.name));
@@ -201,6 +206,28 @@ export async function startNode(ctx: NodeContext): Promise<NodePids> {
     log: join(ctx.logs, "coredns.log"),
   });
   log(`kube-proxy (pid ${kubeProxy}), CoreDNS (pid ${coredns}) on ${net.dnsIP}`);
+  let kubeRouter: number | undefined;
+  if (ctx.kubeRouter !== undefined) {
+    for (const { collection, object } of kubeRouterObjects()) {
+      await createObject(ctx.api, collection, object);
+    }
+    kubeRouter = daemon({
+      ...inNs,
+      binary: ctx.kubeRouter,
+      args: [
+        `--kubeconfig=${paths.kubeconfig("kube-router")}`,
+        "--run-firewall=true",
+        "--run-router=false",
+        "--run-service-proxy=false",
+        `--hostname-override=${ctx.nodeName}`,
+        "--v=1",
+      ],
+      log: join(ctx.logs, "kube-router.log"),
+    });
+    log(`kube-router (pid ${kubeRouter}): NetworkPolicies are enforced`);
+  } else {
+    log("no kube-router in the tools: NetworkPolicies are not enforced");
+  }
   await waitFor({
     what: `node ${ctx.nodeName} to be Ready`,
     timeoutMs: ctx.timeoutMs,
@@ -256,7 +283,15 @@ export async function startNode(ctx: NodeContext): Promise<NodePids> {
   log(
     `node ${ctx.nodeName} Ready (pods ${podCIDR}, Services ${net.serviceCIDR}) in ${seconds(started)}`,
   );
-  return { apiForwarder, registryForwarder, containerd, kubelet, kubeProxy, coredns };
+  return {
+    apiForwarder,
+    registryForwarder,
+    containerd,
+    kubelet,
+    kubeProxy,
+    coredns,
+    ...(kubeRouter === undefined ? {} : { kubeRouter }),
+  };
 }
 
 /** Kill every process of cgroup `cgroup` and below (SIGTERM first when `graceMs` > 0). */

@@ -21,23 +21,25 @@ export interface Unpacked {
 /** Pulls `ref` (`host/name@sha256:…`, plain HTTP) and unpacks it into a temp directory. */
 export function pullAndUnpack(ref: string): Unpacked {
   const dir = mkdtempSync(join(tmpdir(), "sw-oci-run-"));
-  const layout = join(dir, "layout");
-  execFileSync("skopeo", [
-    "copy",
-    "--quiet",
-    "--src-tls-verify=false",
-    `docker://${ref}`,
-    `oci:${layout}:pulled`,
-  ]);
-  const bundle = join(dir, "bundle");
-  execFileSync("umoci", ["unpack", "--image", `${layout}:pulled`, bundle], { stdio: "ignore" });
-  const rootfs = join(bundle, "rootfs");
-  // Mount points, as runc would create them.
-  for (const d of ["proc", "dev"]) mkdirSync(join(rootfs, d), { recursive: true });
-  return {
-    rootfs,
-    remove: () => rmSync(dir, { recursive: true, force: true }),
-  };
+  try {
+    const layout = join(dir, "layout");
+    execFileSync("skopeo", [
+      "copy",
+      "--quiet",
+      "--src-tls-verify=false",
+      `docker://${ref}`,
+      `oci:${layout}:pulled`,
+    ]);
+    const bundle = join(dir, "bundle");
+    execFileSync("umoci", ["unpack", "--image", `${layout}:pulled`, bundle], { stdio: "ignore" });
+    const rootfs = join(bundle, "rootfs");
+    // Mount points, as runc would create them.
+    for (const d of ["proc", "dev"]) mkdirSync(join(rootfs, d), { recursive: true });
+    return { rootfs, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
 }
 
 /** The OCI runtime-spec config umoci writes beside the rootfs (`process.user/env/args/cwd`). */
