@@ -357,6 +357,9 @@ export function createDevShard(
                   matchLabels: { "kubernetes.io/metadata.name": args.gatewayNamespace },
                 },
               },
+              // The shard's own pods: a fork calls another fork of the same shard by its short
+              // name directly (ADR 0012), e.g. bob's checkout → bob's payments.
+              { podSelector: {} },
             ],
           },
         ],

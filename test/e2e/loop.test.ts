@@ -9,7 +9,8 @@
  *   resolve to the gateway (ADR 0012), so every hop is routed by the key in the baggage.
  * - Shard stacks of alice (forks checkout with a rebuilt image) and bob (forks checkout and
  *   payments), up at the same time; requests through the gateway into frontend with a key in a
- *   header or in baggage set by an OpenTelemetry client; RBAC isolation between them.
+ *   header or in baggage set by an OpenTelemetry client; isolation between them by RBAC and by
+ *   NetworkPolicy (a real connection from bob's fork to alice's, dropped by kube-router).
  * - `pulumi destroy` of alice's shard: nothing of it left over every served kind, deregistered,
  *   and her key routes to the baseline again.
  */
@@ -18,10 +19,12 @@ import * as k8s from "@kubernetes/client-node";
 import { defaultTextMapSetter, propagation, ROOT_CONTEXT } from "@opentelemetry/api";
 import { W3CBaggagePropagator } from "@opentelemetry/core";
 import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
+import { promisify } from "node:util";
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
 import { shopBaseline, shopObjects, type ShopImages } from "../../examples/shop/deploy";
@@ -39,6 +42,7 @@ import { objectsOfShard } from "../helpers/kube";
 import { assertRealPlugins } from "./project";
 
 const repoRoot = resolve(__dirname, "..", "..");
+const execFileAsync = promisify(execFile);
 const SHOP_NS = "shop";
 /** How soon after `pulumi destroy` the key must route to the baseline again (issue 11's goal). */
 const PUSH_GOAL_MS = 2000;
@@ -283,8 +287,29 @@ test("the loop: platform-local runs the runtime and the gateway, two shards fork
   t.true(await may("alice", "shard-alice"));
   t.false(await may("alice", "shard-bob"));
   t.false(await may("bob", "shard-alice"));
-  t.log(
-    "LOUD: NetworkPolicy isolation is NOT checked here: the testbed node's bridge CNI enforces no NetworkPolicy (no enforcer on the node yet)",
+  // NetworkPolicy (kube-router's firewall on the node): a real connection from bob's fork to
+  // alice's fork is dropped; the same pod reaches the baseline, so the pod has a network.
+  const alicePod = (
+    await core.listNamespacedPod({
+      namespace: "shard-alice",
+      labelSelector: "shardworks.dev/fork-of=checkout",
+    })
+  ).items[0]?.status?.podIP;
+  t.truthy(alicePod, "alice's fork pod has an IP");
+  const fromBob = async (url: string) => {
+    const script = `fetch(${JSON.stringify(url)},{signal:AbortSignal.timeout(3000)}).then(r=>console.log("status "+r.status),e=>console.log("blocked "+(e.cause?.code??e.name)))`;
+    const { stdout } = await execFileAsync(
+      "kubectl",
+      ["-n", "shard-bob", "exec", "deploy/checkout", "--", "node", "-e", script],
+      { env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath }, timeout: 60_000 },
+    );
+    return stdout.trim();
+  };
+  t.is(await fromBob("http://frontend-baseline.shop.svc.cluster.local:8080/healthz"), "status 200");
+  t.regex(
+    await fromBob(`http://${alicePod}:8080/healthz`),
+    /^blocked /,
+    "bob's pod cannot connect to alice's fork",
   );
 
   // Destroy alice's shard: nothing of it left, deregistered, her key routes to the baseline.
