@@ -53,7 +53,7 @@ export const Env = {
   driver: "SHARDWORKS_DRIVER",
   /** Node agent's work dirs, logs and image cache. */
   dataDir: "SHARDWORKS_DATA_DIR",
-  /** Routing controller's baseline services, JSON `[{ name, destination: "host:port" }]`. */
+  /** Routing controller's baseline services, JSON `[{ name, destination: "host:port", hosts? }]`. */
   baselineServices: "SHARDWORKS_BASELINE_SERVICES",
 } as const;
 

@@ -24,6 +24,12 @@ export interface BaselineService {
   image: string;
   port: number;
   namespace: string;
+  /**
+   * Labels of the service's pods. With it, calls between services are routed too (ADR 0012):
+   * the platform owns Service `<name>` (→ the gateway) and `<name>-baseline` (→ these pods).
+   * Absent: routed at the edge only, the team's own Service `<name>` is the baseline.
+   */
+  selector?: Record<string, string>;
 }
 
 /** One fork: overrides of a baseline service. */
@@ -351,6 +357,9 @@ export function createDevShard(
                   matchLabels: { "kubernetes.io/metadata.name": args.gatewayNamespace },
                 },
               },
+              // The shard's own pods: a fork calls another fork of the same shard by its short
+              // name directly (ADR 0012), e.g. bob's checkout → bob's payments.
+              { podSelector: {} },
             ],
           },
         ],
@@ -449,6 +458,35 @@ export function createDevShard(
     destinations[service] = pulumi.interpolate`${service}.${ns}.svc.cluster.local:${port}`;
   }
   const forkDestinations = pulumi.output(destinations) as pulumi.Output<Record<string, string>>;
+
+  // Short names work in the shard as in the baseline namespace (ADR 0012): each routed baseline
+  // service the shard does not fork resolves to the gateway here too, so a fork calling
+  // `http://payments:8080` reaches the gateway, which routes it by the key.
+  const gatewayNames: k8s.core.v1.Service[] = [];
+  if (isPlainBaseline(args.baseline)) {
+    for (const [service, b] of Object.entries(args.baseline)) {
+      if (b.selector === undefined || (args.forks ?? {})[service] !== undefined) continue;
+      gatewayNames.push(
+        new k8s.core.v1.Service(
+          `${name}-name-${service}`,
+          {
+            metadata: {
+              name: service,
+              namespace: ns,
+              labels: { ...labels, "shardworks.dev/routes": service },
+              annotations: { "shardworks.dev/routed-by": "gateway" },
+            },
+            spec: {
+              type: "ExternalName",
+              externalName: pulumi.interpolate`envoy.${args.gatewayNamespace}.svc.cluster.local`,
+              ports: [{ name: "http", port: b.port, protocol: "TCP" }],
+            },
+          },
+          inNs,
+        ),
+      );
+    }
+  }
 
   const registration = args.register?.(
     {

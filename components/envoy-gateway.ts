@@ -60,6 +60,12 @@ export interface EnvoyGatewayArgs {
   /** Internal NLB (VPC only) instead of internet-facing. Default false. */
   internal?: boolean;
   /**
+   * Ports of the baseline services routed between services (ADR 0012): the Service exposes each
+   * of them too, to the same listener, so a caller of `http://checkout:8080` (a name that
+   * resolves to this Service) keeps its port. Default none (port 80 only).
+   */
+  routedPorts?: number[];
+  /**
    * Do not wait for readiness (annotates the Deployment, Service, HPA, PDB and namespace
    * `pulumi.com/skipAwait: "true"`): for clusters without kubelets or load balancers, e.g.
    * the local testbed. Default false.
@@ -105,6 +111,24 @@ export function validateGatewayPorts(listenerPort: number, adminPort: number): v
       reason: `${adminPort} is also the listenerPort; use another port`,
     });
   }
+}
+
+/** Check the routed ports: each a port (1-65535), none twice. */
+export function validateRoutedPorts(ports: readonly number[]): void {
+  ports.forEach((p, i) => {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) {
+      throw new pulumi.InputPropertyError({
+        propertyPath: `routedPorts[${i}]`,
+        reason: `${p} is not a port (1-65535)`,
+      });
+    }
+    if (ports.indexOf(p) !== i) {
+      throw new pulumi.InputPropertyError({
+        propertyPath: `routedPorts[${i}]`,
+        reason: `${p} is listed twice`,
+      });
+    }
+  });
 }
 
 /** Check the admin address with the bootstrap's own schema (an IP address). */
@@ -273,7 +297,18 @@ export function createEnvoyGateway(
       spec: {
         type: args.serviceType ?? GatewayServiceType.LoadBalancer,
         selector,
-        ports: [{ name: "http", port: 80, targetPort: listenerPort, protocol: "TCP" }],
+        ports: [
+          { name: "http", port: 80, targetPort: listenerPort, protocol: "TCP" },
+          // Every port of a routed service leads to the one listener (Envoy strips it from Host).
+          ...(args.routedPorts ?? [])
+            .filter((p) => p !== 80)
+            .map((p) => ({
+              name: `http-${p}`,
+              port: p,
+              targetPort: listenerPort,
+              protocol: "TCP",
+            })),
+        ],
       },
     },
     inNs,
@@ -323,6 +358,7 @@ export class EnvoyGateway extends pulumi.ComponentResource {
     validateGatewayNamespace(args.namespace ?? "shardworks-gateway");
     validateGatewayReplicas(args.replicas ?? 2, args.maxReplicas ?? 10);
     validateGatewayPorts(args.listenerPort ?? 8080, args.adminPort ?? 9901);
+    validateRoutedPorts(args.routedPorts ?? []);
     validateGatewayAdminHost(args.adminHost ?? "127.0.0.1");
     const result = createEnvoyGateway(name, args, this);
     this.namespace = result.namespace.metadata.name;

@@ -15,6 +15,18 @@ export {
   type JitGrantArgs,
   type Subject,
 } from "./access-control";
+export {
+  BASELINE_SERVICE_SUFFIX,
+  BaselineRouting,
+  MAX_ROUTED_SERVICE_NAME,
+  createBaselineRouting,
+  inClusterHosts,
+  routedPorts,
+  routedServices,
+  routingBaseline,
+  validateBaselineRouting,
+  type BaselineRoutingArgs,
+} from "./baseline-routing";
 export { CLUSTER_ROLE_RULES, checkJitExpiry, parseRfc3339, type PolicyRule } from "./access-rules";
 export {
   EXPIRES_AT_ANNOTATION,
@@ -55,6 +67,7 @@ export {
   validateGatewayAdminHost,
   validateGatewayPorts,
   validateGatewayReplicas,
+  validateRoutedPorts,
   type EnvoyGatewayArgs,
 } from "./envoy-gateway";
 export {

@@ -20,6 +20,7 @@ import {
   restrictedContainer,
   type ProbeCheck,
 } from "./common";
+import { routingBaseline } from "./baseline-routing";
 import type { BaselineService } from "./dev-shard";
 
 /** Arguments of {@link RuntimeDeployment}. */
@@ -28,8 +29,20 @@ export interface RuntimeDeploymentArgs {
   version: pulumi.Input<string>;
   /** Repository of the runtime image (scheduler, node agent, routing controller run from it). */
   imageRepository: string;
+  /**
+   * The runtime image itself, e.g. pinned by digest (`repo@sha256:…`, what
+   * `npm run images -- build runtime` prints); overrides `<imageRepository>:<version>`. The
+   * processes still report `version`. Default `<imageRepository>:<version>`.
+   */
+  image?: pulumi.Input<string>;
   /** etcd image for the StatefulSet. Default `quay.io/coreos/etcd:v3.5.21`. */
   etcdImage?: string;
+  /**
+   * Storage of the in-cluster etcd members: `persistent` (a 4Gi PersistentVolumeClaim each, needs
+   * a storage class) or `ephemeral` (an emptyDir: lost with the pod; for clusters without a volume
+   * provisioner, e.g. the local testbed). Default `persistent`.
+   */
+  etcdStorage?: "persistent" | "ephemeral";
   /** Endpoints of an existing etcd; when given, no etcd StatefulSet is created. */
   etcdEndpoints?: string[];
   /** Scheduler API replicas, at least 2. Default 2. */
@@ -44,8 +57,10 @@ export interface RuntimeDeploymentArgs {
    */
   nodeAgentDriver?: NodeAgentDriver;
   /**
-   * The baseline services shards may fork (service → image, port, namespace); the routing
-   * controller routes to `<service>.<namespace>.svc.cluster.local:<port>` by default. Default none.
+   * The baseline services shards may fork (service → image, port, namespace, selector); the
+   * routing controller routes to `<service>.<namespace>.svc.cluster.local:<port>`, or to
+   * `<service>-baseline` for a service with a `selector` (see {@link baselineDestinations}).
+   * Default none.
    */
   baselineServices?: pulumi.Input<Record<string, BaselineService>>;
   /**
@@ -145,14 +160,15 @@ interface RuntimePort {
 /** Where the node agent keeps its state (a hostPath, so images survive pod restarts). */
 const NODE_AGENT_DATA_DIR = NODE_AGENT_HOST_PATHS.state;
 
-/** The routing controller's baseline: each service at its in-cluster Service address. */
+/**
+ * The routing controller's baseline: each service at its in-cluster Service address, or, for a
+ * service routed between services (a `selector`, ADR 0012), at `<service>-baseline` with the
+ * in-cluster host names its virtual host answers.
+ */
 export function baselineDestinations(
   services: Record<string, BaselineService>,
-): { name: string; destination: string }[] {
-  return Object.entries(services).map(([name, s]) => ({
-    name,
-    destination: `${name}.${s.namespace}.svc.cluster.local:${s.port}`,
-  }));
+): { name: string; destination: string; hosts?: string[] }[] {
+  return routingBaseline(services);
 }
 const ns = SYSTEM_NAMESPACE;
 const fqdn = (service: string) => `${service}.${ns}.svc.cluster.local`;
@@ -164,7 +180,10 @@ export function createRuntimeDeployment(
   parent: pulumi.Resource,
 ): RuntimeDeploymentResult {
   const skip = awaitAnnotations(args.skipAwait);
-  const image = pulumi.interpolate`${args.imageRepository}:${args.version}`;
+  const image =
+    args.image !== undefined
+      ? pulumi.output(args.image)
+      : pulumi.interpolate`${args.imageRepository}:${args.version}`;
   const namespace = new k8s.core.v1.Namespace(
     `${name}-namespace`,
     {
@@ -304,14 +323,24 @@ export function createRuntimeDeployment(
                   volumeMounts: [{ name: "data", mountPath: "/var/lib/etcd" }],
                 },
               ],
+              ...(args.etcdStorage === "ephemeral"
+                ? { volumes: [{ name: "data", emptyDir: {} }] }
+                : {}),
             },
           },
-          volumeClaimTemplates: [
-            {
-              metadata: { name: "data" },
-              spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "4Gi" } } },
-            },
-          ],
+          ...(args.etcdStorage === "ephemeral"
+            ? {}
+            : {
+                volumeClaimTemplates: [
+                  {
+                    metadata: { name: "data" },
+                    spec: {
+                      accessModes: ["ReadWriteOnce"],
+                      resources: { requests: { storage: "4Gi" } },
+                    },
+                  },
+                ],
+              }),
         },
       },
       { parent, dependsOn: [namespace, etcdSa, etcdService] },

@@ -9,6 +9,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import {
+  validateBaselineRouting,
   validateAvailabilityZones,
   validateEtcdEndpoints,
   validateForks,
@@ -79,6 +80,7 @@ export function platformComponentIssues(config: {
   };
   runtime: { etcdEndpoints?: string[]; schedulerReplicas: number };
   access: { maxJitDuration: string; platformAdmins: Parameters<typeof validateSubject>[0][] };
+  baseline: Parameters<typeof validateBaselineRouting>[0];
 }): ComponentIssue[] {
   const issues: ComponentIssue[] = [];
   const { gateway, runtime, access } = config;
@@ -86,6 +88,7 @@ export function platformComponentIssues(config: {
   check(issues, ["gateway"], () => validateGatewayReplicas(gateway.replicas, gateway.maxReplicas));
   check(issues, ["gateway"], () => validateGatewayPorts(gateway.listenerPort, gateway.adminPort));
   check(issues, ["runtime"], () => validateEtcdEndpoints(runtime.etcdEndpoints));
+  check(issues, [], () => validateBaselineRouting(config.baseline, gateway.namespace));
   check(issues, ["runtime"], () => validateSchedulerReplicas(runtime.schedulerReplicas));
   check(
     issues,

@@ -48,6 +48,30 @@ const STACK_NAME = /^([A-Za-z0-9_.-]+\/){0,2}[A-Za-z0-9_.-]+$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const port = z.number().int().min(1).max(65535);
+/** `name@sha256:<64 hex>` (a tag before the digest is allowed and ignored by the kubelet). */
+export const PINNED_IMAGE = /^[a-z0-9]([a-z0-9._\-/:]*[a-z0-9])?@sha256:[0-9a-f]{64}$/;
+/** An image pinned by digest; the message says how the images script makes one. */
+function pinnedImage(what: "runtime" | "gateway") {
+  return z.string().regex(PINNED_IMAGE, {
+    message: `must be pinned by digest, "<name>@sha256:<64 hex>"; \`npm run images -- build ${what}\` builds it, pushes it (--registry <host[/prefix]> for yours) and prints the reference`,
+  });
+}
+const LABEL_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+/** A label selector (`matchLabels`): at least one label, each key and value as Kubernetes allows. */
+const labelSelector = z
+  .record(
+    z.string().regex(LABEL_KEY, {
+      message: 'must be a label key, e.g. "app" or "app.kubernetes.io/name"',
+    }),
+    z.string().regex(LABEL_VALUE, {
+      message: "must be a label value: at most 63 letters, digits, '-', '_' or '.'",
+    }),
+  )
+  .refine((labels) => Object.keys(labels).length > 0, {
+    message: "is empty; give the labels of the service's pods, e.g. {app: checkout}",
+  });
 const image = z.string().regex(IMAGE, { message: 'must be an image reference, e.g. "nginx:1.27"' });
 const quantity = z
   .string()
@@ -129,6 +153,8 @@ export const gatewaySchema = z
     serviceType: z.enum(["LoadBalancer", "NodePort", "ClusterIP"]).default("LoadBalancer"),
     /** Internal NLB (VPC only) instead of internet-facing. */
     internal: z.boolean().default(false),
+    /** Envoy image, pinned by digest (`npm run images -- build gateway`). */
+    image: pinnedImage("gateway").optional(),
     /** Port of the HTTP listener the routing controller configures over LDS. */
     listenerPort: port.default(8080),
     adminPort: port.default(9901),
@@ -158,10 +184,16 @@ export const runtimeSchema = z.strictObject({
     .string()
     .regex(VERSION, { message: 'must be a version like "0.1.0"' })
     .default("0.1.0"),
+  /**
+   * The runtime image, pinned by digest (`npm run images -- build runtime`). Required unless
+   * `skipAwait` (a cluster where nothing runs), where `<imageRepository>:<version>` stands in.
+   */
+  image: pinnedImage("runtime").optional(),
   imageRepository: image.default("ghcr.io/shardworks/runtime"),
-  envoyImage: image.default("envoyproxy/envoy:v1.36.2"),
   etcdImage: image.default("quay.io/coreos/etcd:v3.5.21"),
   schedulerReplicas: z.number().int().min(2).max(20).default(2),
+  /** `persistent` (a PVC per etcd member) or `ephemeral` (emptyDir; clusters without volumes). */
+  etcdStorage: z.enum(["persistent", "ephemeral"]).default("persistent"),
   /** Endpoints of an existing etcd (`http(s)://host:port`); absent = a 3-member StatefulSet. */
   etcdEndpoints: z
     .array(z.url({ protocol: /^https?$/, message: 'must be a URL like "https://etcd-0:2379"' }))
@@ -198,6 +230,12 @@ export const baselineSchema = z.strictObject({
   port,
   /** Namespace the baseline runs in. */
   namespace: dnsLabel.default("default"),
+  /**
+   * Labels of the service's pods: routes calls between services too (ADR 0012), the platform
+   * owning Services `<name>` (→ the gateway) and `<name>-baseline` (→ these pods). Absent: the
+   * service is routed at the edge only.
+   */
+  selector: labelSelector.optional(),
 });
 export type BaselineConfig = z.output<typeof baselineSchema>;
 
@@ -278,6 +316,25 @@ export const platformConfigSchema = z
           code: "custom",
           path: ["nodeGroups"],
           message: "is only for target aws; target local deploys into an existing cluster",
+        });
+      }
+    }
+    if (!p.skipAwait) {
+      // Pods that must become ready need images that exist; a tag could move under a rollout.
+      if (p.runtime.image === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["runtime", "image"],
+          message:
+            'is required: the runtime image pinned by digest, "<name>@sha256:<64 hex>"; `npm run images -- build runtime` builds it, pushes it (--registry <host[/prefix]> for yours) and prints the reference',
+        });
+      }
+      if (p.gateway.image === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["gateway", "image"],
+          message:
+            'is required: the Envoy image pinned by digest, "<name>@sha256:<64 hex>"; `npm run images -- build gateway` builds it, pushes it (--registry <host[/prefix]> for yours) and prints the reference',
         });
       }
     }

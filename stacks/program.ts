@@ -11,10 +11,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import {
   AccessControl,
+  BaselineRouting,
   DevShard,
   EnvoyGateway,
   MetalCluster,
   RuntimeDeployment,
+  routedPorts,
+  routedServices,
   type BaselineService,
 } from "../components";
 import { registerShardWith } from "../components/shard-registration";
@@ -89,7 +92,10 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
     {
       version: config.runtime.version,
       imageRepository: config.runtime.imageRepository,
+      // Pinned by digest; the schema requires it unless skipAwait (then the tag stands in).
+      ...(config.runtime.image === undefined ? {} : { image: config.runtime.image }),
       etcdImage: config.runtime.etcdImage,
+      etcdStorage: config.runtime.etcdStorage,
       etcdEndpoints: config.runtime.etcdEndpoints,
       schedulerReplicas: config.runtime.schedulerReplicas,
       platformToken: pulumi.secret(config.platformToken),
@@ -103,7 +109,7 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
     `${config.clusterName}-gateway`,
     {
       namespace: config.gateway.namespace,
-      image: config.runtime.envoyImage,
+      ...(config.gateway.image === undefined ? {} : { image: config.gateway.image }),
       replicas: config.gateway.replicas,
       maxReplicas: config.gateway.maxReplicas,
       adsHost: runtime.xdsHost,
@@ -112,10 +118,22 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
       adminPort: config.gateway.adminPort,
       serviceType: config.gateway.serviceType,
       internal: config.gateway.internal,
+      routedPorts: routedPorts(config.baseline),
       skipAwait: config.skipAwait,
     },
     opts,
   );
+  // Calls between baseline services go through the gateway too (ADR 0012), for the services
+  // that name their pods' labels. Not after the gateway: Envoy resolves `<name>-baseline` as soon
+  // as the routing controller names it, and a name that does not exist yet stays unresolved
+  // until Envoy's next DNS refresh (503 "no healthy upstream" meanwhile).
+  if (routedServices(config.baseline).length > 0) {
+    new BaselineRouting(
+      `${config.clusterName}-baseline-routing`,
+      { services: config.baseline, gatewayNamespace: config.gateway.namespace },
+      { provider },
+    );
+  }
   const baselineServices: Record<string, BaselineService> = config.baseline;
   return {
     kind: StackKind.Platform,

@@ -298,6 +298,18 @@ export const baselineServiceSchema = z.strictObject({
   name: dnsLabel,
   /** host:port of the shared baseline. */
   destination: destinationSchema,
+  /**
+   * More `Host` names the service's virtual host answers besides `<name>`, e.g.
+   * `checkout.shop.svc.cluster.local`: the names callers inside the cluster use when the
+   * baseline Service name resolves to the gateway (ADR 0012). Default none.
+   */
+  hosts: z
+    .array(
+      z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+        message: 'must be a DNS name, e.g. "checkout.shop.svc.cluster.local"',
+      }),
+    )
+    .optional(),
   /** How the gateway talks to it (and to its forks, unless a fork says otherwise). */
   protocol: serviceProtocolSchema.default(DEFAULT_SERVICE_PROTOCOL),
 });

@@ -42,6 +42,22 @@ export const routingConfigSchema = z.strictObject({
       }
       seen.add(s.name);
     });
+    // Envoy refuses a route table in which two virtual hosts share a domain (and with it every
+    // route of the gateway), so a host name may belong to one service only.
+    const owners = new Map<string, string>(list.map((s) => [s.name, s.name]));
+    list.forEach((s, i) => {
+      (s.hosts ?? []).forEach((host, j) => {
+        const owner = owners.get(host);
+        if (owner !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i, "hosts", j],
+            message: `"${host}" is already a host of service "${owner}"; each host name routes to one service`,
+          });
+        }
+        owners.set(host, s.name);
+      });
+    });
   }),
   xdsHost: z.string().min(1).default("0.0.0.0"),
   xdsPort: z.number().int().min(0).max(65535).default(18_000),

@@ -13,7 +13,10 @@
  * - of several `shardworks-routing-key` members the last one wins;
  * - several `baggage` headers are one list (joined with `,`, as HTTP and Node join them).
  *
- * An explicit `x-shardworks-routing-key` header wins: the filter leaves the request alone. A value
+ * An explicit `x-shardworks-routing-key` header wins: the route is chosen by it, and the filter
+ * writes it into the baggage (appending `shardworks-routing-key=<key>` unless the baggage already
+ * names that key), so that services, which propagate baggage only, carry it to the next hop
+ * (ADR 0012). A header value that cannot be a routing key is not copied. A value
  * that cannot be a routing key (not `[a-z0-9][a-z0-9-]*`, longer than the maximum) sets nothing:
  * no shard owns it, so the request goes to the baseline either way, and nothing a client puts in a
  * baggage value (CR, LF, NUL after decoding) reaches a header.
@@ -115,9 +118,24 @@ local function routing_key(list)
   return found
 end
 
+-- A key named only in the header must reach the next hop too, and services carry baggage, not
+-- our header (ADR 0012): the member is appended, as the last member wins where parsers read it.
+local function carry_in_baggage(headers, key)
+  if #key > MAX_KEY or not key:find("^[a-z0-9][a-z0-9%-]*$") then return end
+  local count = headers:getNumValues("baggage")
+  local member = MEMBER .. "=" .. key
+  if count == 0 then headers:add("baggage", member); return end
+  local values = {}
+  for i = 0, count - 1 do values[#values + 1] = headers:getAtIndex("baggage", i) end
+  local list = table.concat(values, ",")
+  if routing_key(list) == key then return end
+  headers:replace("baggage", list .. "," .. member)
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
-  if headers:get(HEADER) ~= nil then return end
+  local explicit = headers:get(HEADER)
+  if explicit ~= nil then carry_in_baggage(headers, explicit); return end
   local count = headers:getNumValues("baggage")
   if count == 0 then return end
   local values = {}

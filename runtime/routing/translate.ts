@@ -2,7 +2,8 @@
  * Translation, pure: baseline services + shards + sandboxes → Envoy Listener, RouteConfiguration,
  * Cluster and ClusterLoadAssignment resources.
  *
- * The gateway (Envoy, ADR 0009): one virtual host per baseline service whose `matcher` looks the
+ * The gateway (Envoy, ADR 0009): one virtual host per baseline service (domains: its name,
+ * `<name>.<domain>` and its `hosts`, the in-cluster names of ADR 0012) whose `matcher` looks the
  * request's routing key up by exact match (`exact_match_map` on `x-shardworks-routing-key`, which
  * the Lua filter of `routing-key-filter.ts` fills from baggage once per request), so the cost of
  * a request does not depend on the number of shards. A fork to an IP address goes through one
@@ -331,6 +332,7 @@ export class Translator {
       const unchanged =
         previous !== undefined &&
         previous.baseline.destination === baseline.destination &&
+        sameHosts(previous.baseline.hosts, baseline.hosts) &&
         upstreamHttp(previous.baseline.protocol) === upstreamHttp(baseline.protocol) &&
         previous.shardParts === forks;
       services.set(baseline.name, unchanged ? previous : this.#servicePart(baseline, forks));
@@ -476,7 +478,7 @@ export class Translator {
     const built = clusterResources(clusterName, baseline.destination, http);
     const virtualHost = {
       name: baseline.name,
-      domains: [baseline.name, `${baseline.name}.${this.#domain}`],
+      domains: [baseline.name, `${baseline.name}.${this.#domain}`, ...(baseline.hosts ?? [])],
       // Every header route before every baggage route: an explicit header wins.
       routes: [
         ...forks.flatMap((p) => p.routes.get(baseline.name)?.header ?? []),
@@ -836,6 +838,13 @@ function clusterResources(
       load_assignment: assignment,
     }),
   };
+}
+
+/** Whether two baselines' extra host lists are equal (absent = empty). */
+function sameHosts(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  return x.length === y.length && x.every((h, i) => h === y[i]);
 }
 
 function byName(a: { name: string }, b: { name: string }): number {

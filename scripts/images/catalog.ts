@@ -371,6 +371,43 @@ export function ensureGatewayImage(options?: BuildOptions): Promise<BuiltImage> 
   );
 }
 
+/**
+ * The etcd image of the in-cluster etcd StatefulSet (RuntimeDeployment): Debian's `etcd-server`
+ * binary (the one the testbed's control plane runs) and its libraries, entrypoint-less, so the
+ * StatefulSet's `command: ["etcd"]` runs it (PATH `/usr/bin`). Runs as 65532 (the StatefulSet's
+ * `runAsUser`); the data directory is a volume.
+ */
+export function ensureEtcdImage(options?: BuildOptions): Promise<BuiltImage> {
+  const etcd = "/usr/bin/etcd";
+  if (!existsSync(etcd)) {
+    throw new Error(`${etcd} is missing; run \`bash scripts/install-debian-packages.sh\``);
+  }
+  const version = "3.4-debian";
+  return buildImage(
+    {
+      name: "etcd",
+      tag: version,
+      layers: [
+        {
+          name: "etcd",
+          entries: [
+            ...baseEtcEntries(),
+            ...hostBinaryEntries(etcd, "/usr/bin/etcd"),
+            { type: "dir", path: "/var/lib/etcd" },
+          ],
+        },
+      ],
+      config: {
+        env: { PATH: "/usr/bin" },
+        user: nonroot,
+        exposedPorts: [2379, 2380],
+        labels: labels("etcd", version),
+      },
+    },
+    options,
+  );
+}
+
 /** Options of {@link buildNodeAppImage}. */
 export interface NodeAppImageOptions extends BuildOptions {
   /** Repository name (default: `<parent dir>/<dir>`, e.g. `shop/frontend`). */

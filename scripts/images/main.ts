@@ -8,6 +8,7 @@ import type { BuildOptions, BuiltImage, PushTarget } from "./build";
 import { formatSize, ImageInputError, parsePushTarget } from "./build";
 import {
   buildNodeAppImage,
+  ensureEtcdImage,
   ensureGatewayImage,
   ensurePauseImage,
   ensureRuntimeImage,
@@ -20,6 +21,7 @@ export const namedImages = {
   "test-http": ensureTestHttpImage,
   runtime: ensureRuntimeImage,
   gateway: ensureGatewayImage,
+  etcd: ensureEtcdImage,
 } as const satisfies Record<string, (options?: BuildOptions) => Promise<BuiltImage>>;
 
 interface BuildFlags {

@@ -8,13 +8,17 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
+import * as k8s from "@pulumi/kubernetes";
 import {
   AccessControl,
+  BaselineRouting,
   ClusterRoleName,
   DevShard,
   EnvoyGateway,
   JitGrant,
   RuntimeDeployment,
+  routedPorts,
+  type BaselineService,
 } from "../../components";
 import { isKubernetesObject, kubernetesSchemaProblems } from "../unit/helpers/k8s-schema";
 import { installMocks, recorded, settled } from "../unit/helpers/pulumi";
@@ -69,7 +73,45 @@ async function emittedObjects(): Promise<{ name: string; object: Record<string, 
     gatewayNamespace: "shardworks-gateway",
     skipAwait: true,
   });
-  const gateway = new EnvoyGateway("gw", { adsHost: runtime.xdsHost, adsPort: runtime.xdsPort });
+  // A baseline routed between services (ADR 0012), in the app's own namespace (the team's).
+  const shop: Record<string, BaselineService> = {
+    frontend: {
+      image: "shop/frontend:1",
+      port: 8080,
+      namespace: "shop",
+      selector: { app: "frontend" },
+    },
+    checkout: {
+      image: "shop/checkout:1",
+      port: 8080,
+      namespace: "shop",
+      selector: { app: "checkout" },
+    },
+    payments: {
+      image: "shop/payments:1",
+      port: 9090,
+      namespace: "shop",
+      selector: { app: "payments" },
+    },
+  };
+  new k8s.core.v1.Namespace("shop-namespace", { metadata: { name: "shop" } });
+  const gateway = new EnvoyGateway("gw", {
+    adsHost: runtime.xdsHost,
+    adsPort: runtime.xdsPort,
+    routedPorts: routedPorts(shop),
+  });
+  const routing = new BaselineRouting("br", {
+    services: shop,
+    gatewayNamespace: "shardworks-gateway",
+  });
+  const routedShard = new DevShard("shard-carol", {
+    shardName: "carol",
+    owner: "carol",
+    forks: { checkout: { image: "shop/checkout:carol-1" } },
+    baseline: shop,
+    gatewayNamespace: "shardworks-gateway",
+    ttlSeconds: 3600,
+  });
   const shard = new DevShard(
     "shard-alice",
     aliceShard({
@@ -103,6 +145,8 @@ async function emittedObjects(): Promise<{ name: string; object: Record<string, 
     access.clusterRoleNames,
     runtime.schedulerUrl,
     gateway.address,
+    routing.routed,
+    routedShard.forkDestinations,
     shard.forkDestinations,
     tiny.forkDestinations,
     grant.expiresAt,
@@ -209,5 +253,31 @@ if (!existsSync(kubeApiserverBinary)) {
       cpu: "250m",
       memory: "64Mi",
     });
+    // Routing between services: the name is the gateway's, the pods are behind <name>-baseline.
+    const checkoutName = await apiserver.call("GET", "/api/v1/namespaces/shop/services/checkout");
+    t.is(checkoutName.status, 200);
+    t.like(checkoutName.body["spec"], {
+      type: "ExternalName",
+      externalName: "envoy.shardworks-gateway.svc.cluster.local",
+    });
+    const checkoutPods = await apiserver.call(
+      "GET",
+      "/api/v1/namespaces/shop/services/checkout-baseline",
+    );
+    t.is(checkoutPods.status, 200);
+    t.deepEqual((checkoutPods.body["spec"] as any).selector, { app: "checkout" });
+    t.truthy((checkoutPods.body["spec"] as any).clusterIP, "a ClusterIP Service of its own");
+    const inShard = await apiserver.call("GET", "/api/v1/namespaces/shard-carol/services/payments");
+    t.is((inShard.body["spec"] as any).type, "ExternalName");
+    const gatewayService = await apiserver.call(
+      "GET",
+      "/api/v1/namespaces/shardworks-gateway/services/envoy",
+    );
+    t.deepEqual(
+      ((gatewayService.body["spec"] as any).ports as { port: number; targetPort: number }[]).map(
+        (p) => `${p.port}->${p.targetPort}`,
+      ),
+      ["80->8080", "8080->8080", "9090->8080"],
+    );
   });
 }

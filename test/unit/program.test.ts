@@ -25,6 +25,9 @@ const TOKEN = "p".repeat(40);
 const REGISTRATION = "pulumi-nodejs:dynamic/shardworks:ShardRegistration";
 const KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n";
 const baseline = checkoutBaseline();
+/** Pinned images, as `npm run images -- build runtime gateway` prints them. */
+const RUNTIME_IMAGE = `registry.example/shardworks/runtime@sha256:${"a".repeat(64)}`;
+const GATEWAY_IMAGE = `registry.example/shardworks/gateway@sha256:${"b".repeat(64)}`;
 const dir = mkdtempSync(join(tmpdir(), "shardworks-program-"));
 /** What the mocked providers answer: the platform's outputs to shards, EKS and AWS states. */
 const platformStackMocks: MockOptions = {
@@ -52,6 +55,32 @@ test.before(async () => {
   writeFileSync(join(dir, "kubeconfig"), KUBECONFIG);
   ({ localOut, awsOut, shardOut, laptopShardOut } = await recordBuild(
     async () => ({
+      // A local platform whose pods run: pinned images, a baseline routed between services.
+      routedOut: await buildStack(
+        parseStackConfig({
+          kind: "platform",
+          target: "local",
+          clusterName: "routed",
+          kubeconfig: join(dir, "kubeconfig"),
+          platformToken: TOKEN,
+          runtime: { image: RUNTIME_IMAGE, etcdStorage: "ephemeral" },
+          gateway: { namespace: "edge", image: GATEWAY_IMAGE },
+          baseline: {
+            checkout: {
+              image: "shop/checkout:1",
+              port: 8080,
+              namespace: "shop",
+              selector: { app: "checkout" },
+            },
+            payments: {
+              image: "shop/payments:1",
+              port: 9090,
+              namespace: "shop",
+              selector: { app: "payments" },
+            },
+          },
+        }),
+      ),
       localOut: await buildStack(
         parseStackConfig({
           kind: "platform",
@@ -74,7 +103,8 @@ test.before(async () => {
             { name: "system", role: "system", instanceType: "m6i.large" },
             { name: "metal", role: "microvm", instanceType: "c6i.metal" },
           ],
-          gateway: { namespace: "edge" },
+          gateway: { namespace: "edge", image: GATEWAY_IMAGE },
+          runtime: { image: RUNTIME_IMAGE },
         }),
       ),
       shardOut: await buildStack(
@@ -150,6 +180,51 @@ test("local platform exports what a shard needs", async (t) => {
   t.deepEqual(await unwrap(localOut["baselineServices"]), baseline);
   t.is(localOut["kind"], "platform");
   t.is(localOut["maxJitDurationMs"], 8 * 3_600_000);
+});
+
+test("local platform whose pods run: every runtime and gateway container runs the pinned image", (t) => {
+  const containers = [...descendantsOf("routed-runtime"), ...descendantsOf("routed-gateway")]
+    .filter((r) => /:(Deployment|DaemonSet)$/.test(r.type))
+    .map((r) => ({ name: r.name, image: podSpecOf(r.inputs)?.containers[0].image }));
+  t.deepEqual(containers.map((c) => c.name).sort(), [
+    "routed-gateway-envoy",
+    "routed-runtime-node-agent",
+    "routed-runtime-routing",
+    "routed-runtime-scheduler",
+  ]);
+  for (const c of containers)
+    t.is(c.image, c.name === "routed-gateway-envoy" ? GATEWAY_IMAGE : RUNTIME_IMAGE, c.name);
+});
+
+test("etcd storage: a PVC per member by default, an emptyDir where the cluster has no volumes", (t) => {
+  const persistent = named("local-runtime-etcd").inputs["spec"];
+  t.is(persistent.volumeClaimTemplates[0].spec.resources.requests.storage, "4Gi");
+  t.is(persistent.template.spec.volumes, undefined);
+  const ephemeral = named("routed-runtime-etcd").inputs["spec"];
+  t.is(ephemeral.volumeClaimTemplates, undefined);
+  t.deepEqual(ephemeral.template.spec.volumes, [{ name: "data", emptyDir: {} }]);
+  t.deepEqual(ephemeral.template.spec.containers[0].volumeMounts, [
+    { name: "data", mountPath: "/var/lib/etcd" },
+  ]);
+});
+
+test("local platform with a routed baseline: service names resolve to the gateway, which listens on their ports", (t) => {
+  t.is(named("routed-baseline-routing").type, "shardworks:components:BaselineRouting");
+  const children = ofType("kubernetes:core/v1:Service", "routed-baseline-routing");
+  t.deepEqual(
+    children.map((r) => `${r.inputs["metadata"].namespace}/${r.inputs["metadata"].name}`).sort(),
+    ["shop/checkout", "shop/checkout-baseline", "shop/payments", "shop/payments-baseline"],
+  );
+  t.is(
+    named("routed-baseline-routing-checkout").inputs["spec"].externalName,
+    "envoy.edge.svc.cluster.local",
+  );
+  t.deepEqual(
+    (named("routed-gateway-service").inputs["spec"].ports as { port: number }[]).map((p) => p.port),
+    [80, 8080, 9090],
+  );
+  // No BaselineRouting where no service is routed (the skipAwait platform above).
+  t.false(recorded.some((r) => r.name === "local-baseline-routing"));
 });
 
 test("aws platform: MetalCluster first, Kubernetes provider from its kubeconfig", async (t) => {
@@ -236,7 +311,7 @@ test("no container outside shardworks-system is privileged", (t) => {
       }
     }
   }
-  t.is(privileged, 2, "one node agent per platform");
+  t.is(privileged, 3, "one node agent per platform (local, routed, dev)");
 });
 
 test("every Kubernetes object of every stack is valid against the OpenAPI schema", (t) => {
@@ -254,6 +329,7 @@ test("a missing kubeconfig file is a clear error, not a stack trace", async (t) 
         clusterName: "nofile",
         kubeconfig: join(dir, "missing"),
         platformToken: TOKEN,
+        skipAwait: true,
       }),
     ),
   );

@@ -12,12 +12,17 @@ import {
 import { parseDuration } from "../../stacks/duration";
 
 const TOKEN = "x".repeat(32);
+/** Pinned images, as `npm run images -- build runtime gateway` prints them. */
+const RUNTIME_IMAGE = `localhost:5055/shardworks/runtime@sha256:${"a".repeat(64)}`;
+const GATEWAY_IMAGE = `localhost:5055/shardworks/gateway@sha256:${"b".repeat(64)}`;
 const local = {
   kind: "platform",
   target: "local",
   clusterName: "local",
   kubeconfig: "/k",
   platformToken: TOKEN,
+  runtime: { image: RUNTIME_IMAGE },
+  gateway: { image: GATEWAY_IMAGE },
 };
 const aws = {
   kind: "platform",
@@ -25,6 +30,8 @@ const aws = {
   clusterName: "dev",
   region: "us-east-1",
   platformToken: TOKEN,
+  runtime: { image: RUNTIME_IMAGE },
+  gateway: { image: GATEWAY_IMAGE },
   nodeGroups: [
     { name: "system", role: "system", instanceType: "m6i.large" },
     { name: "metal", role: "microvm", instanceType: "c6i.metal" },
@@ -116,22 +123,22 @@ const badConfigs: [string, unknown, string][] = [
   ],
   [
     "misspelt nested key",
-    { ...local, gateway: { replica: 2 } },
+    { ...local, gateway: { ...local.gateway, replica: 2 } },
     "shardworks:gateway.replica: unknown key; check the spelling against docs/readme/components.md",
   ],
   [
     "zero gateway replicas",
-    { ...local, gateway: { replicas: 0 } },
+    { ...local, gateway: { ...local.gateway, replicas: 0 } },
     "shardworks:gateway.replicas: 0 is less than the minimum 1",
   ],
   [
     "max replicas below replicas",
-    { ...local, gateway: { replicas: 4, maxReplicas: 2 } },
+    { ...local, gateway: { ...local.gateway, replicas: 4, maxReplicas: 2 } },
     "shardworks:gateway.maxReplicas: 2 is less than replicas (4)",
   ],
   [
     "bad service type",
-    { ...local, gateway: { serviceType: "Ingress" } },
+    { ...local, gateway: { ...local.gateway, serviceType: "Ingress" } },
     'shardworks:gateway.serviceType: "Ingress" is not allowed; allowed: "LoadBalancer", "NodePort", "ClusterIP"',
   ],
   [
@@ -151,17 +158,17 @@ const badConfigs: [string, unknown, string][] = [
   ],
   [
     "one scheduler replica",
-    { ...local, runtime: { schedulerReplicas: 1 } },
+    { ...local, runtime: { ...local.runtime, schedulerReplicas: 1 } },
     "shardworks:runtime.schedulerReplicas: 1 is less than the minimum 2",
   ],
   [
     "bad runtime version",
-    { ...local, runtime: { version: "latest" } },
+    { ...local, runtime: { ...local.runtime, version: "latest" } },
     'shardworks:runtime.version: must be a version like "0.1.0"',
   ],
   [
     "bad etcd endpoint",
-    { ...local, runtime: { etcdEndpoints: ["etcd:2379"] } },
+    { ...local, runtime: { ...local.runtime, etcdEndpoints: ["etcd:2379"] } },
     'shardworks:runtime.etcdEndpoints[0]: must be a URL like "https://etcd-0:2379"',
   ],
   [
@@ -250,7 +257,7 @@ const badConfigs: [string, unknown, string][] = [
   // messages come out here with the full key path (before any resource is registered).
   [
     "etcd endpoint with a trailing slash",
-    { ...local, runtime: { etcdEndpoints: ["https://etcd:2379/"] } },
+    { ...local, runtime: { ...local.runtime, etcdEndpoints: ["https://etcd:2379/"] } },
     'shardworks:runtime.etcdEndpoints[0]: "https://etcd:2379/" is not an etcd URL like "https://etcd-0:2379"',
   ],
   [
@@ -260,13 +267,50 @@ const badConfigs: [string, unknown, string][] = [
   ],
   [
     "gateway in kube-system",
-    { ...local, gateway: { namespace: "kube-system" } },
+    { ...local, gateway: { ...local.gateway, namespace: "kube-system" } },
     'shardworks:gateway.namespace: "kube-system" is reserved; use a namespace of its own, e.g. "shardworks-gateway"',
   ],
   [
     "gateway in a shard's namespace",
-    { ...local, gateway: { namespace: "shard-alice" } },
+    { ...local, gateway: { ...local.gateway, namespace: "shard-alice" } },
     'shardworks:gateway.namespace: "shard-alice" starts with "shard-", the prefix of shard namespaces; use e.g. "shardworks-gateway"',
+  ],
+  // Images pinned by digest (ADR 0012's loop runs them on real nodes).
+  [
+    "runtime image by tag",
+    { ...local, runtime: { image: "localhost:5055/shardworks/runtime:0.1.0" } },
+    'shardworks:runtime.image: must be pinned by digest, "<name>@sha256:<64 hex>"; `npm run images -- build runtime` builds it, pushes it (--registry <host[/prefix]> for yours) and prints the reference',
+  ],
+  [
+    "gateway image with a short digest",
+    { ...local, gateway: { image: "localhost:5055/shardworks/gateway@sha256:abc" } },
+    'shardworks:gateway.image: must be pinned by digest, "<name>@sha256:<64 hex>"; `npm run images -- build gateway` builds it, pushes it (--registry <host[/prefix]> for yours) and prints the reference',
+  ],
+  [
+    "no runtime image on a cluster whose pods must run",
+    { ...local, runtime: {} },
+    'shardworks:runtime.image: is required: the runtime image pinned by digest, "<name>@sha256:<64 hex>"; `npm run images -- build runtime` builds it, pushes it (--registry <host[/prefix]> for yours) and prints the reference',
+  ],
+  // Routing between services (ADR 0012).
+  [
+    "empty selector",
+    { ...local, baseline: { api: { image: "i:1", port: 8080, selector: {} } } },
+    "shardworks:baseline.api.selector: is empty; give the labels of the service's pods, e.g. {app: checkout}",
+  ],
+  [
+    "selector with a bad label key",
+    { ...local, baseline: { api: { image: "i:1", port: 8080, selector: { "-app": "api" } } } },
+    'shardworks:baseline.api.selector.-app: is not a valid name: must be a label key, e.g. "app" or "app.kubernetes.io/name"',
+  ],
+  [
+    "routed service in a shard's namespace",
+    {
+      ...local,
+      baseline: {
+        api: { image: "i:1", port: 8080, namespace: "shard-bob", selector: { app: "api" } },
+      },
+    },
+    'shardworks:baseline.api.namespace: "shard-bob" is a shard\'s namespace; run service "api" in the app\'s own namespace',
   ],
   [
     "region on target local",
@@ -307,7 +351,7 @@ test("there are at least 20 bad configs in the table", (t) => {
 
 test("every problem is reported, one line each", (t) => {
   t.is(
-    problemsOf({ ...aws, region: "mars", gateway: { replicas: 0 }, extra: 1 }),
+    problemsOf({ ...aws, region: "mars", gateway: { ...aws.gateway, replicas: 0 }, extra: 1 }),
     [
       'shardworks:region: must be an AWS region, e.g. "us-east-1"',
       "shardworks:gateway.replicas: 0 is less than the minimum 1",
