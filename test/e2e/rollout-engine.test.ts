@@ -221,10 +221,11 @@ test.serial("a version whose pulumi up fails is rolled back the same way", async
     progress: () => undefined,
   });
   t.is(state.status, "failed");
-  t.is(
-    state.failure,
-    'wave "canary": platform-a: update failed: error: runtime 0.3.0-unbuildable cannot be deployed; error: One or more errors occurred. Check logs for more details',
+  t.regex(
+    state.failure ?? "",
+    /^wave "canary": platform-a: update failed: .*runtime 0\.3\.0-unbuildable cannot be deployed/,
   );
+  t.notRegex(state.failure ?? "", /\n\s+at .*:\d+:\d+/, "no stack trace");
   t.is(await p.configured("platform-a"), "0.1.0");
   t.is(await p.deployed("platform-a"), "0.1.0");
   t.is(await p.updates("platform-b"), 0);
