@@ -196,7 +196,7 @@ test("the CLI refuses an unknown image and a bad --registry with exit 2 and one 
   t.is(unknown.status, 2);
   t.is(
     unknown.stderr.trim(),
-    'images: error: unknown image "nginx"; build one of: pause, test-http, runtime, gateway, all, or app:<dir>',
+    'images: error: unknown image "nginx"; build one of: pause, test-http, runtime, gateway, etcd, all, or app:<dir>',
   );
   const registry = cli(["pause", "--registry", "http://x"]);
   t.is(registry.status, 2);
