@@ -302,10 +302,23 @@ export async function killCgroup(cgroup: string, graceMs: number): Promise<numbe
     const deadline = Date.now() + graceMs;
     while (pidsIn(cgroup).length > 0 && Date.now() < deadline) await sleep(100);
   }
+  const seen = new Set(first);
   for (let round = 0; round < 100; round++) {
     const left = pidsIn(cgroup);
-    if (left.length === 0) return first;
-    for (const pid of left) signal(pid, "SIGKILL");
+    if (left.length === 0) {
+      // A killed process leaves cgroup.procs when it exits, but stays in /proc as a zombie
+      // until its parent (often init, for a daemon's orphans) reaps it: wait for that too, so
+      // `down` returns with no process of the cluster left at all.
+      const deadline = Date.now() + 10_000;
+      while ([...seen].some((pid) => existsSync(`/proc/${pid}`)) && Date.now() < deadline) {
+        await sleep(50);
+      }
+      return first;
+    }
+    for (const pid of left) {
+      seen.add(pid);
+      signal(pid, "SIGKILL");
+    }
     await sleep(50);
   }
   throw new Error(`processes of cgroup ${cgroup} survive SIGKILL: ${pidsIn(cgroup).join(", ")}`);
