@@ -15,6 +15,7 @@ import { copyFile, link, mkdir, readFile, rm, stat, writeFile } from "node:fs/pr
 import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { z } from "zod";
+import { withPidLock } from "./pid-lock";
 
 const repoRoot = resolve(__dirname, "..");
 
@@ -403,27 +404,15 @@ function checkGo(): void {
  * holding the builder's pid; a lock whose pid is gone is stale and taken over.
  */
 async function withLock<T>(fn: () => Promise<T>): Promise<T> {
-  const lock = join(toolsDir(), ".lock");
-  for (let waited = 0; ; waited++) {
-    try {
-      await writeFile(lock, String(process.pid), { flag: "wx" });
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const holder = Number(await readFile(lock, "utf8").catch(() => "0"));
-      if (!(holder > 0 && existsSync(`/proc/${holder}`))) {
-        await rm(lock, { force: true });
-        continue;
-      }
-      if (waited % 15 === 0) say(`waiting for another tools build (pid ${holder})…`);
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await rm(lock, { force: true });
-  }
+  return withPidLock(
+    join(toolsDir(), ".lock"),
+    {
+      pollMs: 2000,
+      tellEvery: 15,
+      onWait: (holder) => say(`waiting for another tools build (pid ${holder})…`),
+    },
+    fn,
+  );
 }
 
 /** Build one Go tool unless its stamp is current. Returns false when the proxy refuses it. */

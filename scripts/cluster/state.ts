@@ -1,10 +1,11 @@
 /** The files of a cluster's state: `state.json` (pids, ports) and its tokens. */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { ClusterName, type Log, sleep, UserName } from "./common";
+import { ClusterName, type Log, UserName } from "./common";
+import { withPidLock } from "../pid-lock";
 
 /** `state.json`: what runs, on which ports. */
 export const State = z.object({
@@ -59,25 +60,13 @@ export async function saveState(dir: string, state: State): Promise<void> {
  * lock file holding the holder's pid; one whose pid is gone is stale and taken over.
  */
 export async function withClusterLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
-  const lock = join(dir, ".lock");
-  for (let waited = 0; ; waited++) {
-    try {
-      await writeFile(lock, String(process.pid), { flag: "wx" });
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const holder = Number(await readFile(lock, "utf8").catch(() => "0"));
-      if (!(holder > 0 && existsSync(`/proc/${holder}`))) {
-        await rm(lock, { force: true });
-        continue;
-      }
-      if (waited % 20 === 0) log(`waiting for another up/down of this cluster (pid ${holder})…`);
-      await sleep(250);
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await rm(lock, { force: true });
-  }
+  return withPidLock(
+    join(dir, ".lock"),
+    {
+      pollMs: 250,
+      tellEvery: 20,
+      onWait: (holder) => log(`waiting for another up/down of this cluster (pid ${holder})…`),
+    },
+    fn,
+  );
 }

@@ -29,6 +29,7 @@ import { chmod, lchown, lutimes, mkdtemp, readFile, rm, writeFile } from "node:f
 import { tmpdir } from "node:os";
 import { dirname, join, posix } from "node:path";
 import { z } from "zod";
+import { acquirePidLock } from "../pid-lock";
 import { ensureRegistry, REGISTRY_PREFIX } from "../registry";
 import { cacheRoot } from "../tools";
 
@@ -542,7 +543,7 @@ export async function buildImage(spec: ImageSpec, options: BuildOptions = {}): P
     };
   } finally {
     await rm(staging, { recursive: true, force: true });
-    release();
+    await release();
   }
 }
 
@@ -550,34 +551,16 @@ export async function buildImage(spec: ImageSpec, options: BuildOptions = {}): P
  * Takes the build lock of `name` (a pid file created exclusively; a lock whose process is gone
  * is taken over) and returns its release.
  */
-async function lockName(name: string, progress: (line: string) => void): Promise<() => void> {
+async function lockName(
+  name: string,
+  progress: (line: string) => void,
+): Promise<() => Promise<void>> {
   const dir = join(stateDir(), "locks");
   mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${name.replaceAll("/", "__")}.lock`);
-  let told = false;
-  for (;;) {
-    try {
-      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
-      return () => rmSync(path, { force: true });
-    } catch {
-      let holder = 0;
-      let alive = false;
-      try {
-        holder = Number(readFileSync(path, "utf8").trim() || "0");
-        // kill(pid, 0) throws when no such process exists.
-        alive = holder > 0 && (process.kill(holder, 0), true);
-      } catch {
-        alive = false;
-      }
-      if (!alive) {
-        rmSync(path, { force: true });
-        continue;
-      }
-      if (!told) progress(`${name}: waiting for the build in process ${holder}`);
-      told = true;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
+  return acquirePidLock(join(dir, `${name.replaceAll("/", "__")}.lock`), {
+    pollMs: 250,
+    onWait: (holder) => progress(`${name}: waiting for the build in process ${holder}`),
+  });
 }
 
 /** Writes `image` as `layout:tag`: a new image, one `umoci insert` per layer, then the config. */
