@@ -16,7 +16,8 @@ import {
   ensureTestHttpImage,
 } from "../../../scripts/images/catalog";
 import { ensureRegistry, registryPort } from "../../../scripts/registry";
-import { exitOf, freePort, pidOneOf, pullAndUnpack, runUnpacked } from "../../helpers/oci-run";
+import { freePort } from "../../../runtime/lib/ports";
+import { exitOf, pidOneOf, pullAndUnpack, runUnpacked } from "../../helpers/oci-run";
 
 const ROOT = join(__dirname, "../../..");
 const quiet = { progress: () => undefined };

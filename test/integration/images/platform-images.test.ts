@@ -5,15 +5,9 @@
  * component passes as `args`, and the gateway's real Envoy serves a listener.
  */
 import test from "ava";
+import { freePort } from "../../../runtime/lib/ports";
 import { ensureGatewayImage, ensureRuntimeImage } from "../../../scripts/images/catalog";
-import {
-  exitOf,
-  freePort,
-  pidOneOf,
-  pullAndUnpack,
-  runtimeSpecOf,
-  runUnpacked,
-} from "../../helpers/oci-run";
+import { exitOf, pidOneOf, pullAndUnpack, runtimeSpecOf, runUnpacked } from "../../helpers/oci-run";
 
 const quiet = { progress: () => undefined };
 
