@@ -2,11 +2,15 @@
  * A live migration of a running sandbox to another node, driven by the scheduler: mark it
  * migrating, have the target accept, the source send, the target adopt, then move the record.
  * On any failure the target drops its copy and the record goes back to running on the source.
+ * The target must fit the sandbox as placement would require (driver, labels, taints, free
+ * capacity); only the platform token may migrate (the route checks), since node names, drivers
+ * and fit are the platform's to know.
  */
 import { ConflictError, NotFoundError, UnavailableError } from "../lib/errors";
 import { type SandboxRecord, SandboxPhase } from "../lib/model";
 import type { Store, Versioned } from "../lib/store";
 import type { AgentClient } from "./agent-client";
+import { allocationsOf, unfitReason } from "./placement";
 
 /** Migrate `current` (a sandbox the caller may reach) to node `targetName`; the moved record. */
 export async function migrateSandbox(
@@ -43,6 +47,18 @@ export async function migrateSandbox(
     throw new ConflictError(
       "driver_mismatch",
       `node ${targetName} runs ${target.driver}, the sandbox runs on ${source.driver}; pick a ${source.driver} node`,
+    );
+  }
+  // What the target holds now (the sandbox itself is still bound to the source). A
+  // placement racing this check can still overcommit the target by one sandbox (the placer's
+  // next pass sees the moved record).
+  const { items } = await store.listSandboxes();
+  const allocated = allocationsOf(items.map((s) => s.value)).get(targetName);
+  const unfit = unfitReason(target, current.value.spec, allocated);
+  if (unfit !== undefined) {
+    throw new ConflictError(
+      "target_unfit",
+      `node ${targetName} cannot take sandbox ${id}: ${unfit}; pick a node that fits (GET /v1/nodes shows labels, taints and what is allocated)`,
     );
   }
   current = await store.updateSandbox(

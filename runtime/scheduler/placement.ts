@@ -2,7 +2,8 @@
  * Placement as pure functions: filter the nodes a sandbox may run on, score them, pick the best.
  * The placer feeds them its view of nodes and allocations and binds the result in etcd.
  */
-import type { NodeRecord, Resources, SandboxSpec } from "../lib/model";
+import type { NodeRecord, Resources, SandboxRecord, SandboxSpec } from "../lib/model";
+import { ACTIVE_PHASES } from "../lib/store";
 
 /** How to choose among feasible nodes. */
 export const PlacementStrategy = { BinPack: "binpack", Spread: "spread" } as const;
@@ -17,6 +18,16 @@ const ZERO: Resources = { cpuMillis: 0, memoryMiB: 0 };
 /** Sum of two resource amounts. */
 export function addResources(a: Resources, b: Resources): Resources {
   return { cpuMillis: a.cpuMillis + b.cpuMillis, memoryMiB: a.memoryMiB + b.memoryMiB };
+}
+
+/** What the active (bound, not yet finished) sandboxes hold on each node, by node name. */
+export function allocationsOf(sandboxes: Iterable<SandboxRecord>): Map<string, Resources> {
+  const allocations = new Map<string, Resources>();
+  for (const { spec, status } of sandboxes) {
+    if (!ACTIVE_PHASES.has(status.phase) || status.node === undefined) continue;
+    allocations.set(status.node, addResources(allocations.get(status.node) ?? ZERO, spec.resources));
+  }
+  return allocations;
 }
 
 /** Why a node cannot take a sandbox, or undefined when it can. */

@@ -154,6 +154,14 @@ export function sandboxesApp(store: Store, options: SandboxesAppOptions): Hono<A
   });
 
   app.post("/:id/migrate", async (c) => {
+    // Which nodes exist, their drivers and what fits where are the platform's: a shard token
+    // would learn them from the answers, and could pick a node placement would not.
+    if (principalOf(c).kind !== "platform") {
+      throw new ForbiddenError(
+        "forbidden",
+        "POST /v1/sandboxes/{id}/migrate needs the platform token; a shard token cannot move sandboxes between nodes",
+      );
+    }
     const { node } = await parseJsonBody(c, migrateBodySchema);
     const moved = await migrateSandbox(store, agents, await load(c), node);
     return c.json(moved.value);
