@@ -626,7 +626,10 @@ async function ensureGoTools(only: readonly string[] | undefined): Promise<void>
     }
   }
   await ensureNodejsProviderShim();
-  await ensurePolicyLanguageHost(userPulumi() ?? join(toolsBinDir(), "pulumi"));
+  // The policy host sits beside a link of the CLI: only once there is a CLI (`npm run tools --
+  // kubernetes` builds none).
+  const cli = userPulumi() ?? join(toolsBinDir(), "pulumi");
+  if (existsSync(cli)) await ensurePolicyLanguageHost(cli);
   // Left by earlier installers: the policy analyzer shim and the stand-ins' shims (never a binary).
   for (const stale of ["pulumi-analyzer-policy-nodejs"]) {
     const path = join(toolsBinDir(), stale);

@@ -89,8 +89,8 @@ export function isLinkLocalAddress(ip: string): boolean {
  * Why a host (a name or an IP literal, IPv6 with or without brackets, no port) is not a public
  * host, or undefined when it may be one. Names are judged by their form only (no DNS lookup):
  * `localhost`, `*.internal`, `*.local`, single-label names and metadata names are refused; a
- * public-looking name that resolves to a private address is not caught here (see
- * docs/readme/security.md: name such registries in the allow-list instead).
+ * public-looking name that resolves to a private address is not caught here: the node checks
+ * the resolved address when it connects (`node-agent/images/dispatchers.ts`).
  */
 export function nonPublicHostReason(host: string): string | undefined {
   const bare = host.replace(/^\[|\]$/g, "").toLowerCase();

@@ -97,6 +97,10 @@ export const nodeRecordSchema = z.strictObject({
 });
 export type NodeRecord = z.infer<typeof nodeRecordSchema>;
 
+/** Where a node may connect to fetch an image; see `SandboxSpec.registryAccess`. */
+export const registryAccessSchema = z.enum(["any", "public"]);
+export type RegistryAccess = z.infer<typeof registryAccessSchema>;
+
 /** What a user submits: an OCI image plus a command. */
 export const sandboxSpecSchema = z.strictObject({
   /** OCI image: a layout directory (`oci:/path[:tag]`) or a registry reference (`host/repo:tag` or `@sha256:…`). */
@@ -124,6 +128,12 @@ export const sandboxSpecSchema = z.strictObject({
     .string()
     .regex(/^[a-f0-9]{32}$/)
     .optional(),
+  /**
+   * Where the node may connect to fetch the image (set by the API, never by the caller):
+   * `public` for a shard token's image from a registry outside `shardRegistries` — every
+   * connection only to public addresses, checked on the resolved address — else `any`.
+   */
+  registryAccess: registryAccessSchema.optional(),
 });
 export type SandboxSpec = z.infer<typeof sandboxSpecSchema>;
 

@@ -547,7 +547,7 @@ export class NodeAgent {
     let running: RunningSandbox;
     try {
       await mkdir(request.workDir, { recursive: true });
-      await this.#config.driver.prepare(record.spec.image);
+      await this.#config.driver.prepare(record.spec.image, record.spec.registryAccess);
       running = await this.#config.driver.run(request);
     } catch (error) {
       const reason = `could not start: ${(error as Error).message}`;

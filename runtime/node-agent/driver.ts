@@ -3,7 +3,7 @@
  * only talks to drivers through it, and one shared conformance suite
  * (`test/integration/drivers/conformance.ts`) runs against every driver.
  */
-import type { Driver, SandboxSpec } from "../lib/model";
+import type { Driver, RegistryAccess, SandboxSpec } from "../lib/model";
 
 /** What a driver can do on this host, as found by {@link SandboxDriver.probe}. */
 export interface DriverCapabilities {
@@ -64,8 +64,11 @@ export interface SandboxDriver {
   readonly name: Driver;
   /** Checks this host can run the driver (binaries, KVM, kernel) and reports what it can do. */
   probe(): Promise<ProbeResult>;
-  /** Resolves and caches the image (once per digest) so `run` never converts on the warm path. */
-  prepare(image: string): Promise<void>;
+  /**
+   * Resolves and caches the image (once per digest) so `run` never converts on the warm path;
+   * `access` as in `SandboxSpec.registryAccess` (default `any`). `run` prepares with its spec's.
+   */
+  prepare(image: string, access?: RegistryAccess): Promise<void>;
   /** Keeps `count` warm starts ready for the image (no-op when `warmStart` is "none"). */
   warm(image: string, count: number): Promise<void>;
   run(request: RunRequest): Promise<RunningSandbox>;

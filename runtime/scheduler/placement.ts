@@ -25,7 +25,10 @@ export function allocationsOf(sandboxes: Iterable<SandboxRecord>): Map<string, R
   const allocations = new Map<string, Resources>();
   for (const { spec, status } of sandboxes) {
     if (!ACTIVE_PHASES.has(status.phase) || status.node === undefined) continue;
-    allocations.set(status.node, addResources(allocations.get(status.node) ?? ZERO, spec.resources));
+    allocations.set(
+      status.node,
+      addResources(allocations.get(status.node) ?? ZERO, spec.resources),
+    );
   }
   return allocations;
 }

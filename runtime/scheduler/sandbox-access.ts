@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { hostOf, nonPublicHostReason } from "../lib/addresses";
 import type { Principal } from "../lib/auth";
 import { ForbiddenError, InvalidRequestError, NotFoundError } from "../lib/errors";
-import type { SandboxRecord } from "../lib/model";
+import type { RegistryAccess, SandboxRecord } from "../lib/model";
 import { parseImageReference } from "../node-agent/images/reference";
 
 /**
@@ -42,13 +42,18 @@ export function assertSandboxAccess(principal: Principal, record: SandboxRecord)
  * A shard token's image must come from a registry it may make the node connect to: one of
  * `allowed` when configured, else any registry on a public host (never loopback, private,
  * link-local, local names). Refused here, before any connection, so the answer is the same
- * whether anything listens there or not (no port scan through pulls).
+ * whether anything listens there or not (no port scan through pulls). The node then fetches it
+ * with the access returned: `any` for an allowed registry, else `public` (every connection's
+ * resolved address checked too: a public-looking name may resolve into the node's network).
  */
-export function checkShardRegistry(image: string, allowed: readonly string[] | undefined): void {
+export function checkShardRegistry(
+  image: string,
+  allowed: readonly string[] | undefined,
+): RegistryAccess {
   const ref = parseImageReference(image);
-  if (ref.kind !== "registry") return;
+  if (ref.kind !== "registry") return "public";
   if (allowed !== undefined) {
-    if (allowed.includes(ref.registry)) return;
+    if (allowed.includes(ref.registry)) return "any";
     throw new ForbiddenError(
       "forbidden",
       `image: registry "${ref.registry}" is not one a shard token may pull from (${allowed.join(", ") || "none configured"}); push the image there or use the platform token`,
@@ -61,6 +66,7 @@ export function checkShardRegistry(image: string, allowed: readonly string[] | u
       `image: registry "${ref.registry}" is ${reason}; a shard token may pull only from public registries (or those the platform allows: shardRegistries)`,
     );
   }
+  return "public";
 }
 
 /** Longest `id` a shard token may ask for: room for the `-<10 hex>` of {@link sandboxId}. */

@@ -75,7 +75,7 @@ export const createSandboxBodySchema = sandboxSpecSchema
     id: dnsLabel.optional(),
   })
   // Set by the API from the caller's token, never by the caller.
-  .omit({ shardUid: true })
+  .omit({ shardUid: true, registryAccess: true })
   .superRefine((spec, ctx) => {
     const bytes =
       spec.command.reduce((n, arg) => n + Buffer.byteLength(arg) + 1, 0) +

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { logger } from "../../lib/logger";
-import { Driver, type SandboxSpec } from "../../lib/model";
+import { Driver, type RegistryAccess, type SandboxSpec } from "../../lib/model";
 import type {
   ProbeResult,
   RunRequest,
@@ -28,7 +28,12 @@ import type {
   SandboxDriver,
   SandboxExit,
 } from "../driver";
-import { ImageStore, type ImageStoreOptions, type PreparedImage } from "../images";
+import {
+  ImageStore,
+  preparedImageKey,
+  type ImageStoreOptions,
+  type PreparedImage,
+} from "../images";
 import { launchScript } from "./launch-script";
 import { FirecrackerApi, bootMicroVm, restoreMicroVm, snapshotMicroVm } from "./firecracker-api";
 
@@ -159,8 +164,8 @@ export class FirecrackerDriver implements SandboxDriver {
     };
   }
 
-  async prepare(image: string): Promise<void> {
-    await this.#imageDrive(image);
+  async prepare(image: string, access?: RegistryAccess): Promise<void> {
+    await this.#imageDrive(image, access);
   }
 
   async warm(image: string, count: number): Promise<void> {
@@ -176,7 +181,7 @@ export class FirecrackerDriver implements SandboxDriver {
         "firecracker driver: guest networking is not implemented; use spec.network: false and no ports",
       );
     }
-    const { drive, prepared } = await this.#imageDrive(spec.image);
+    const { drive, prepared } = await this.#imageDrive(spec.image, spec.registryAccess);
     const script = launchScript(spec, prepared.config);
     const snapshot = this.#snapshots.has(spec.image) ? await this.#snapshot(spec.image) : undefined;
     const vm = await this.#startVmm(request.workDir, request.logFile);
@@ -252,11 +257,15 @@ export class FirecrackerDriver implements SandboxDriver {
   }
 
   /** The image as an ext4 drive, built once per manifest digest. */
-  #imageDrive(image: string): Promise<{ prepared: PreparedImage; drive: string }> {
-    let pending = this.#drives.get(image);
+  #imageDrive(
+    image: string,
+    access?: RegistryAccess,
+  ): Promise<{ prepared: PreparedImage; drive: string }> {
+    const key = preparedImageKey(image, access);
+    let pending = this.#drives.get(key);
     if (!pending) {
       pending = (async () => {
-        const prepared = await this.#images.prepare(image);
+        const prepared = await this.#images.prepare(image, access);
         const { dir } = await this.#stateDirs();
         const drive = join(dir, "images", `${prepared.manifestDigest.slice(7)}.ext4`);
         if (!existsSync(drive)) {
@@ -270,8 +279,8 @@ export class FirecrackerDriver implements SandboxDriver {
         }
         return { prepared, drive };
       })();
-      this.#drives.set(image, pending);
-      pending.catch(() => this.#drives.delete(image));
+      this.#drives.set(key, pending);
+      pending.catch(() => this.#drives.delete(key));
     }
     return pending;
   }

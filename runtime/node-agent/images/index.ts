@@ -1,4 +1,4 @@
-export { ImageStore, defaultImageCacheDir } from "./store";
+export { ImageStore, defaultImageCacheDir, preparedImageKey } from "./store";
 export type { PreparedImage, ImageStoreOptions } from "./store";
 export { ImageError } from "./errors";
 export type { ImageErrorCode } from "./errors";

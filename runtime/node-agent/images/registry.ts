@@ -6,11 +6,14 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { isIP } from "node:net";
 import { dirname } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { fetch, type Response } from "undici";
 import { hostOf, isLinkLocalAddress, nonPublicHostReason } from "../../lib/addresses";
+import { anyAddressDispatcher, NonPublicAddressError, publicOnlyDispatcher } from "./dispatchers";
 import { ImageError } from "./errors";
 import { MediaType, sha256Digest, type Descriptor } from "./oci";
 import type { RegistryReference } from "./reference";
@@ -28,6 +31,12 @@ export interface RegistryClientOptions {
   readonly credentials?: Readonly<Record<string, RegistryCredentials>>;
   /** Longest one registry request may take, body included, in ms; default 600000 (10 min). */
   readonly fetchTimeoutMs?: number;
+  /**
+   * Connect only to public addresses (a shard's image): every hop, the registry's own host and
+   * token realms included, and checked on the resolved address when connecting, so a name whose
+   * DNS points into the node's network is refused too. Default false (the platform's images).
+   */
+  readonly publicOnly?: boolean;
 }
 
 /** Most redirects one registry request follows (each hop is checked, see `#fetch`). */
@@ -46,13 +55,17 @@ export class RegistryClient {
   readonly #base: string;
   readonly #credentials: RegistryCredentials | undefined;
   readonly #timeoutMs: number;
+  readonly #publicOnly: boolean;
   #token: string | undefined;
 
   constructor(ref: RegistryReference, options: RegistryClientOptions = {}) {
     this.#timeoutMs = options.fetchTimeoutMs ?? 600_000;
+    this.#publicOnly = options.publicOnly ?? false;
     this.#ref = ref;
     const host = ref.registry.replace(/:[0-9]+$/, "");
-    const loopback = host === "localhost" || host.startsWith("127.") || host === "[::1]";
+    // A name such as "127.example.com" is not loopback: only the literal forms are.
+    const loopback =
+      host === "localhost" || (isIP(host) === 4 && host.startsWith("127.")) || host === "[::1]";
     const plain = loopback || (options.insecureRegistries ?? []).includes(ref.registry);
     this.#base = `${plain ? "http" : "https"}://${ref.registry}/v2/${ref.repository}`;
     this.#credentials = options.credentials?.[ref.registry];
@@ -201,8 +214,17 @@ export class RegistryClient {
           headers: sameHost ? headers : { accept: headers.accept ?? "*/*" },
           redirect: "manual",
           signal,
+          dispatcher: this.#publicOnly ? publicOnlyDispatcher() : anyAddressDispatcher(),
         });
       } catch (error) {
+        const refused = (error as { cause?: unknown }).cause;
+        if (refused instanceof NonPublicAddressError) {
+          throw new ImageError(
+            "registry",
+            `${this.#describe()}: refusing to connect to ${current.host}: ${refused.message}`,
+            { cause: error },
+          );
+        }
         throw new ImageError(
           "registry",
           `${this.#describe()}: cannot reach ${current.origin} (${(error as Error).message}); is the registry running?`,
@@ -244,12 +266,14 @@ export class RegistryClient {
         `${this.#describe()}: refusing to connect to ${host}, a link-local (metadata service) address`,
       );
     }
-    if (host === registryHost) return;
+    if (host === registryHost && !this.#publicOnly) return;
     const reason = nonPublicHostReason(host);
     if (reason !== undefined) {
       throw new ImageError(
         "registry",
-        `${this.#describe()}: refusing a redirect or token realm to ${host}, ${reason}; only the registry's own host or public hosts are followed`,
+        this.#publicOnly
+          ? `${this.#describe()}: refusing to connect to ${host}, ${reason}; a shard's image must come from a public registry`
+          : `${this.#describe()}: refusing a redirect or token realm to ${host}, ${reason}; only the registry's own host or public hosts are followed`,
       );
     }
   }

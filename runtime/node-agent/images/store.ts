@@ -11,6 +11,7 @@ import { pipeline } from "node:stream/promises";
 import * as tar from "tar";
 import { z } from "zod";
 import { logger } from "../../lib/logger";
+import type { RegistryAccess } from "../../lib/model";
 import { ImageError } from "./errors";
 import {
   configSchema,
@@ -54,6 +55,14 @@ export function defaultImageCacheDir(): string {
   return join(base, "shardworks", "images");
 }
 
+/**
+ * The key a driver caches a prepared image under: an image fetched for the platform (`any`) is
+ * not handed to a shard's sandbox (`public`) without resolving it again under the shard's rules.
+ */
+export function preparedImageKey(image: string, access: RegistryAccess = "any"): string {
+  return access === "any" ? image : `${access}:${image}`;
+}
+
 /** Resolves, verifies and unpacks OCI images; safe to call concurrently for the same image. */
 export class ImageStore {
   readonly cacheDir: string;
@@ -66,13 +75,27 @@ export class ImageStore {
     this.cacheDir = options.cacheDir ?? defaultImageCacheDir();
   }
 
-  /** Resolves `image` and returns its unpacked root filesystem, unpacking it on first use. */
-  async prepare(image: string): Promise<PreparedImage> {
+  /**
+   * Resolves `image` and returns its unpacked root filesystem, unpacking it on first use. With
+   * `access: "public"` (a shard's image) the registry is reached only on public addresses (see
+   * `RegistryClientOptions.publicOnly`), and a layout path is refused.
+   */
+  async prepare(image: string, access: RegistryAccess = "any"): Promise<PreparedImage> {
     const ref = parseImageReference(image);
+    if (ref.kind === "layout" && access === "public") {
+      throw new ImageError(
+        "unsupported",
+        `image "${image}": a layout path on the node is for the platform's sandboxes only; a shard's image must come from a registry`,
+      );
+    }
     const source =
       ref.kind === "layout"
         ? new LayoutSource(ref)
-        : new RegistrySource(ref, this.#options, this.cacheDir);
+        : new RegistrySource(
+            ref,
+            { ...this.#options, publicOnly: access === "public" },
+            this.cacheDir,
+          );
     const { manifest, digest } = await source.resolve();
     const key = digest.slice("sha256:".length);
     const finalDir = join(this.cacheDir, "rootfs", key);

@@ -67,7 +67,7 @@ export function sandboxesApp(store: Store, options: SandboxesAppOptions): Hono<A
           `image: "oci:" layout paths are for the platform token only; a shard token must use a registry reference (host/repository:tag or @sha256:…)`,
         );
       }
-      checkShardRegistry(spec.image, options.shardRegistries);
+      spec.registryAccess = checkShardRegistry(spec.image, options.shardRegistries);
       spec.shardUid = principal.uid;
     } else if (spec.shard !== undefined) {
       // The platform creating into a shard binds the sandbox to that shard as it is now.

@@ -140,6 +140,39 @@ test("with shardRegistries configured, a shard token pulls only from those (even
   t.regex(other.body.error?.message ?? "", /^image: registry "registry\.example\.com" is not one/);
 });
 
+test("the API tells the node how a sandbox's image may be fetched: public addresses only for a shard token's, unless its registry is allowed; never the caller", async (t) => {
+  const { call, shard } = await setup(t, { shardRegistries: ["registry.internal.example.com"] });
+  const token = await shard("alice");
+  const accessOf = async (image: string, asShard: boolean) => {
+    const r = await call("/v1/sandboxes", {
+      method: "POST",
+      ...(asShard ? { token } : {}),
+      body: sandbox(image),
+    });
+    t.is(r.status, 201, JSON.stringify(r.body));
+    return (r.body.spec as { registryAccess?: string }).registryAccess;
+  };
+  t.is(await accessOf("registry.internal.example.com/x:1", true), "any", "an allowed registry");
+  t.is(await accessOf("registry.example.com/x:1", false), undefined, "the platform's: any");
+  const open = await setup(t);
+  const openToken = await open.shard("bob");
+  const public_ = await open.call("/v1/sandboxes", {
+    method: "POST",
+    token: openToken,
+    body: sandbox("registry.example.com/x:1"),
+  });
+  t.is((public_.body.spec as { registryAccess?: string }).registryAccess, "public");
+  for (const asShard of [true, false]) {
+    const forged = await call("/v1/sandboxes", {
+      method: "POST",
+      ...(asShard ? { token } : {}),
+      body: sandbox("registry.internal.example.com/x:1", { registryAccess: "any" }),
+    });
+    t.is(forged.status, 400, "registryAccess is the API's to set");
+    t.regex(forged.body.error?.message ?? "", /registryAccess/);
+  }
+});
+
 test("a shard's sandboxes are bound to the shard, not its name: a later shard of the same name under another owner cannot reach them, and deleting a shard deletes them", async (t) => {
   const { call, shard, etcd } = await setup(t);
   const first = await shard("reused", "alice@example.com");

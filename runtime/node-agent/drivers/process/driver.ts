@@ -15,9 +15,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { logger } from "../../../lib/logger";
-import { Driver } from "../../../lib/model";
+import { Driver, type RegistryAccess } from "../../../lib/model";
 import type { ProbeResult, RunRequest, RunningSandbox, SandboxDriver } from "../../driver";
-import { ImageStore, type PreparedImage } from "../../images";
+import { ImageStore, preparedImageKey, type PreparedImage } from "../../images";
 import { launchScript } from "../launch-script";
 import { Launcher, readInfoPid } from "./launcher";
 import { defaultPidsRoot, meminfoFor, pidsCgroup, removeCgroup } from "./limits";
@@ -92,8 +92,8 @@ export class ProcessDriver implements SandboxDriver {
     });
   }
 
-  async prepare(image: string): Promise<void> {
-    await this.#prepare(image);
+  async prepare(image: string, access?: RegistryAccess): Promise<void> {
+    await this.#prepare(image, access);
   }
 
   async warm(image: string, count: number): Promise<void> {
@@ -110,7 +110,7 @@ export class ProcessDriver implements SandboxDriver {
         "process driver: spec.ports needs spec.network: true (a sandbox without network has its own empty network namespace; with network the ports are forwarded from the host loopback)",
       );
     }
-    const prepared = await this.#prepare(spec.image);
+    const prepared = await this.#prepare(spec.image, spec.registryAccess);
     const script = `exec 3<&-\n${launchScript(spec, prepared.config, { beforeExec: ["printf s >&4", "exec 4>&-"] })}`;
     // Warm launchers have the network, tmpfs sizes and /proc/meminfo of the default sandbox.
     const warmable = !spec.network && spec.resources.memoryMiB === this.#warmMemoryMiB;
@@ -163,13 +163,14 @@ export class ProcessDriver implements SandboxDriver {
     if (state) await rm(await state, { recursive: true, force: true });
   }
 
-  #prepare(image: string): Promise<PreparedImage> {
-    let pending = this.#prepared.get(image);
+  #prepare(image: string, access?: RegistryAccess): Promise<PreparedImage> {
+    const key = preparedImageKey(image, access);
+    let pending = this.#prepared.get(key);
     if (!pending) {
-      pending = this.#images.prepare(image);
-      this.#prepared.set(image, pending);
+      pending = this.#images.prepare(image, access);
+      this.#prepared.set(key, pending);
       // A failed prepare is not cached: the next call tries again.
-      pending.catch(() => this.#prepared.delete(image));
+      pending.catch(() => this.#prepared.delete(key));
     }
     return pending;
   }

@@ -9,8 +9,9 @@ import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { logger } from "../../../lib/logger";
-import { Driver, type SandboxSpec } from "../../../lib/model";
+import { Driver, type RegistryAccess, type SandboxSpec } from "../../../lib/model";
 import { freePort } from "../../../lib/ports";
+import { preparedImageKey } from "../../images";
 import type {
   DriverCapabilities,
   MigratingDriver,
@@ -41,7 +42,7 @@ export interface QemuImage {
 
 /** Turns an image reference into a root filesystem (the node agent's image store). */
 export interface QemuImageSource {
-  resolve(image: string): Promise<QemuImage>;
+  resolve(image: string, access?: RegistryAccess): Promise<QemuImage>;
 }
 
 /** Options of {@link QemuDriver}. */
@@ -170,8 +171,8 @@ export class QemuDriver implements MigratingDriver {
     }
   }
 
-  async prepare(image: string): Promise<void> {
-    await this.#prepare(image);
+  async prepare(image: string, access?: RegistryAccess): Promise<void> {
+    await this.#prepare(image, access);
   }
 
   async warm(image: string, count: number): Promise<void> {
@@ -209,7 +210,7 @@ export class QemuDriver implements MigratingDriver {
     }
     if (this.#sandboxes.has(request.id))
       throw new Error(`sandbox ${request.id} is already running here`);
-    const prepared = await this.#prepare(spec.image);
+    const prepared = await this.#prepare(spec.image, spec.registryAccess);
     commandScript(spec, prepared.image); // validates the spec before any VM starts
     const memoryMiB = Math.max(spec.resources.memoryMiB, prepared.minMemoryMiB);
     const key = await this.#snapshotKey(prepared, memoryMiB);
@@ -256,7 +257,7 @@ export class QemuDriver implements MigratingDriver {
     request: RunRequest,
   ): Promise<{ port: number; sandbox: Promise<RunningSandbox> }> {
     const startedAt = performance.now();
-    const prepared = await this.#prepare(request.spec.image);
+    const prepared = await this.#prepare(request.spec.image, request.spec.registryAccess);
     const memoryMiB = Math.max(request.spec.resources.memoryMiB, prepared.minMemoryMiB);
     const listenHost = this.#options.migrationListenHost ?? "127.0.0.1";
     const port = await freePort();
@@ -311,7 +312,7 @@ export class QemuDriver implements MigratingDriver {
     const startedAt = performance.now();
     if (this.#sandboxes.has(request.id))
       throw new Error(`sandbox ${request.id} is already running here`);
-    const prepared = await this.#prepare(request.spec.image);
+    const prepared = await this.#prepare(request.spec.image, request.spec.registryAccess);
     const memoryMiB = Math.max(request.spec.resources.memoryMiB, prepared.minMemoryMiB);
     const vm = await this.#restoreFile(file, prepared, memoryMiB);
     const sandbox: QemuSandbox = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
@@ -373,12 +374,13 @@ export class QemuDriver implements MigratingDriver {
     return this.#host;
   }
 
-  #prepare(image: string): Promise<PreparedImage> {
-    let prepared = this.#images.get(image);
+  #prepare(image: string, access?: RegistryAccess): Promise<PreparedImage> {
+    const key = preparedImageKey(image, access);
+    let prepared = this.#images.get(key);
     if (!prepared) {
       prepared = (async () => {
         await this.#ensureHost();
-        const resolved = await this.#options.images.resolve(image);
+        const resolved = await this.#options.images.resolve(image, access);
         const initrd = await ensureInitramfs({
           rootfs: resolved.rootfs,
           key: resolved.digest,
@@ -386,9 +388,9 @@ export class QemuDriver implements MigratingDriver {
         });
         return { image: resolved, initrd, minMemoryMiB: guestMemoryFor((await stat(initrd)).size) };
       })();
-      this.#images.set(image, prepared);
+      this.#images.set(key, prepared);
       // A failure is not cached: the next call retries (the image may appear later).
-      prepared.catch(() => this.#images.delete(image));
+      prepared.catch(() => this.#images.delete(key));
     }
     return prepared;
   }

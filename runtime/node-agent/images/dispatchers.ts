@@ -1,0 +1,66 @@
+/**
+ * The HTTP connection pools registry fetches go through (undici Agents). A shard's image is
+ * fetched through {@link publicOnlyDispatcher}: every connection, whatever the name, is checked
+ * on the address it resolved to, at connect time, so a public-looking name whose DNS answers with
+ * a loopback, private or link-local address (or changes its answer after an earlier check) never
+ * makes the node connect into its own network.
+ */
+import { lookup, type LookupAddress, type LookupAllOptions, type LookupOptions } from "node:dns";
+import { Agent, type Dispatcher } from "undici";
+import { nonPublicHostReason } from "../../lib/addresses";
+
+/** How long establishing one connection may take (the request's own timeout bounds the rest). */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The error a refused connection fails with; `code` tells it from a network failure. */
+export class NonPublicAddressError extends Error {
+  readonly code = "ENONPUBLIC";
+  constructor(hostname: string, address: string, reason: string) {
+    super(
+      `${hostname} resolves to ${address}, ${reason}; a shard's image must come from a public registry`,
+    );
+    this.name = "NonPublicAddressError";
+  }
+}
+
+type LookupCallback = (
+  error: NodeJS.ErrnoException | null,
+  address: string | LookupAddress[],
+  family?: number,
+) => void;
+
+/**
+ * `net.connect`'s `lookup`, refusing names with any non-public address: all addresses are
+ * checked, not only the first, since the connection may try each of them (happy eyeballs).
+ */
+function publicLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+  const all: LookupAllOptions = { ...options, all: true };
+  lookup(hostname, all, (error, addresses) => {
+    if (error) return callback(error, []);
+    for (const { address } of addresses) {
+      const reason = nonPublicHostReason(address);
+      if (reason !== undefined) {
+        return callback(new NonPublicAddressError(hostname, address, reason), []);
+      }
+    }
+    if (options.all) return callback(null, addresses);
+    const first = addresses[0];
+    if (!first) return callback(new NonPublicAddressError(hostname, "nothing", "no address"), []);
+    return callback(null, first.address, first.family);
+  });
+}
+
+let anyAddress: Dispatcher | undefined;
+let publicOnly: Dispatcher | undefined;
+
+/** The pool for the platform's images: any address, with a connect timeout. */
+export function anyAddressDispatcher(): Dispatcher {
+  return (anyAddress ??= new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS } }));
+}
+
+/** The pool for a shard's images: public addresses only, checked when each connection is made. */
+export function publicOnlyDispatcher(): Dispatcher {
+  return (publicOnly ??= new Agent({
+    connect: { timeout: CONNECT_TIMEOUT_MS, lookup: publicLookup },
+  }));
+}
