@@ -15,6 +15,7 @@ import {
   TIMEOUT_SECONDS_ANNOTATION,
   appLabels,
   podSecurityLabels,
+  type ProbeCheck,
 } from "./common";
 
 export { MAX_SHARD_TTL_SECONDS };
@@ -30,6 +31,11 @@ export interface BaselineService {
    * Absent: routed at the edge only, the team's own Service `<name>` is the baseline.
    */
   selector?: Record<string, string>;
+  /**
+   * Path its pods answer 2xx on once they serve (an HTTP readiness probe for its forks).
+   * Absent: a fork is ready once its port accepts connections (a TCP probe).
+   */
+  readinessPath?: string;
 }
 
 /** One fork: overrides of a baseline service. */
@@ -42,6 +48,8 @@ export interface ForkSpec {
   port?: number;
   /** Replicas. Default 1. */
   replicas?: number;
+  /** Readiness path of the fork (see {@link BaselineService.readinessPath}). Default: the baseline's. */
+  readinessPath?: string;
 }
 
 /** Resource quota of a shard namespace. */
@@ -139,6 +147,20 @@ export function validateReadyTimeout(seconds: number): void {
   }
 }
 
+/** A readiness path: absolute, printable, no spaces (what kubelet can GET). */
+export const READINESS_PATH = /^\/[\x21-\x7e]{0,1023}$/;
+
+/** The readiness probe of a fork: an HTTP GET of `path`, else a TCP connect to its port. */
+export function forkReadiness(
+  path: string | undefined,
+  port: pulumi.Input<number>,
+): k8s.types.input.core.v1.Probe {
+  const check: ProbeCheck =
+    path === undefined ? { tcpSocket: { port } } : { httpGet: { path, port } };
+  // Checked every second: a fork's first routed request waits on this.
+  return { ...check, periodSeconds: 1, failureThreshold: 3 };
+}
+
 /** Check fork names and ports (what can be checked before the baseline is known). */
 export function validateForks(forks: Record<string, ForkSpec>): void {
   for (const [service, fork] of Object.entries(forks)) {
@@ -155,6 +177,12 @@ export function validateForks(forks: Record<string, ForkSpec>): void {
       throw new pulumi.InputPropertyError({
         propertyPath: `forks.${service}.port`,
         reason: `${fork.port} is not a port (1-65535)`,
+      });
+    }
+    if (fork.readinessPath !== undefined && !READINESS_PATH.test(fork.readinessPath)) {
+      throw new pulumi.InputPropertyError({
+        propertyPath: `forks.${service}.readinessPath`,
+        reason: `${JSON.stringify(fork.readinessPath)} is not a URL path; write it like "/healthz"`,
       });
     }
   }
@@ -424,6 +452,11 @@ export function createDevShard(
                     image: fork.image ?? base.image,
                     env: Object.entries(fork.env ?? {}).map(([n, value]) => ({ name: n, value })),
                     ports: [{ name: "http", containerPort: port }],
+                    // `pulumi up` waits for Ready, and a key routes to the fork only then: ready
+                    // must mean serving, not just started.
+                    readinessProbe: base.apply((b) =>
+                      forkReadiness(fork.readinessPath ?? b.readinessPath, port),
+                    ),
                     resources: {
                       requests,
                       limits,

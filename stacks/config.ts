@@ -16,6 +16,7 @@ import {
   DEFAULT_READY_TIMEOUT_SECONDS,
   MAX_READY_TIMEOUT_SECONDS,
   quantityValue,
+  READINESS_PATH,
 } from "../components/dev-shard";
 import { platformComponentIssues, shardComponentIssues } from "./component-checks";
 
@@ -224,6 +225,11 @@ export const accessSchema = z.strictObject({
 });
 export type AccessConfig = z.output<typeof accessSchema>;
 
+/** An HTTP readiness path, e.g. "/healthz". */
+const readinessPath = z.string().regex(READINESS_PATH, {
+  message: 'must be an absolute URL path without spaces, e.g. "/healthz"',
+});
+
 /** A baseline service that shards may fork. */
 export const baselineSchema = z.strictObject({
   image,
@@ -236,6 +242,8 @@ export const baselineSchema = z.strictObject({
    * service is routed at the edge only.
    */
   selector: labelSelector.optional(),
+  /** Path its pods answer 2xx on once serving (its forks' HTTP readiness probe); absent: TCP. */
+  readinessPath: readinessPath.optional(),
 });
 export type BaselineConfig = z.output<typeof baselineSchema>;
 
@@ -365,6 +373,8 @@ export const forkSchema = z.strictObject({
   /** Container port; absent = the baseline's port. */
   port: port.optional(),
   replicas: z.number().int().min(1).max(5).default(1),
+  /** Readiness path of the fork; absent = the baseline's (see `baselineSchema.readinessPath`). */
+  readinessPath: readinessPath.optional(),
 });
 export type ForkConfig = z.output<typeof forkSchema>;
 

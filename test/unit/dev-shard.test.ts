@@ -33,7 +33,12 @@ import { reasonOf, testObjectsMatchOpenApi, throwsBeforeAnyChild } from "./helpe
 const now = new Date("2026-11-22T10:00:00.000Z");
 const baseline = {
   checkout: { image: "ghcr.io/acme/checkout:main", port: 8080, namespace: "default" },
-  payments: { image: "ghcr.io/acme/payments:main", port: 9090, namespace: "default" },
+  payments: {
+    image: "ghcr.io/acme/payments:main",
+    port: 9090,
+    namespace: "default",
+    readinessPath: "/ready",
+  },
 };
 const registrations: ShardRegistrationInput[] = [];
 let alice: DevShard;
@@ -171,6 +176,27 @@ test("each fork is a Deployment + Service overriding its baseline service", (t) 
   t.is(svc["metadata"].namespace, "shard-alice");
   t.deepEqual(svc["spec"].ports, [{ name: "http", port: 9090, targetPort: 9090, protocol: "TCP" }]);
   t.is(ofType("kubernetes:apps/v1:Deployment", "shard-bob").length, 0, "bob has no forks");
+});
+
+test("a fork is ready once it serves: a TCP probe on its port, or an HTTP GET of the baseline's readiness path", (t) => {
+  const checkout = podSpecOf(named("shard-alice-fork-checkout").inputs)!.containers[0];
+  t.deepEqual(checkout.readinessProbe, {
+    tcpSocket: { port: 8080 },
+    periodSeconds: 1,
+    failureThreshold: 3,
+  });
+  const payments = podSpecOf(named("shard-alice-fork-payments").inputs)!.containers[0];
+  t.deepEqual(payments.readinessProbe, {
+    httpGet: { path: "/ready", port: 9090 },
+    periodSeconds: 1,
+    failureThreshold: 3,
+  });
+  for (const path of ["healthz", "/with space", ""]) {
+    t.is(
+      reasonOf(() => validateForks({ checkout: { readinessPath: path } })),
+      `forks.checkout.readinessPath: ${JSON.stringify(path)} is not a URL path; write it like "/healthz"`,
+    );
+  }
 });
 
 test("outputs: namespace, routing key, fork destinations, expiry", async (t) => {
