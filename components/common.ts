@@ -102,21 +102,23 @@ export const restrictedContainer: k8s.types.input.core.v1.SecurityContext = {
 export type ProbeCheck = Pick<k8s.types.input.core.v1.Probe, "httpGet" | "grpc" | "tcpSocket">;
 
 /**
- * The readiness and liveness probes every platform container uses: ready is checked every 5 s;
- * live every 10 s, from `livenessDelaySeconds` on (long enough for a slow start not to be
- * killed), with `livenessCheck` when it differs from the readiness check.
+ * The startup, readiness and liveness probes every platform container uses. Liveness starts only
+ * once the startup probe passed (within `startupSeconds`, checked every 2 s): a slow start on a
+ * loaded node is waited for, not killed and restarted. Then ready is checked every 5 s, live
+ * every 10 s, with `livenessCheck` when it differs from the readiness check.
  */
 export function probes(
   check: ProbeCheck,
-  livenessDelaySeconds: number,
+  startupSeconds: number,
   livenessCheck: ProbeCheck = check,
-): Pick<k8s.types.input.core.v1.Container, "readinessProbe" | "livenessProbe"> {
+): Pick<k8s.types.input.core.v1.Container, "startupProbe" | "readinessProbe" | "livenessProbe"> {
   return {
-    readinessProbe: { ...check, periodSeconds: 5 },
-    livenessProbe: {
+    startupProbe: {
       ...livenessCheck,
-      initialDelaySeconds: livenessDelaySeconds,
-      periodSeconds: 10,
+      periodSeconds: 2,
+      failureThreshold: Math.max(1, Math.ceil(startupSeconds / 2)),
     },
+    readinessProbe: { ...check, periodSeconds: 5 },
+    livenessProbe: { ...livenessCheck, periodSeconds: 10 },
   };
 }

@@ -266,7 +266,7 @@ export function createEnvoyGateway(
                 ],
                 ports: [{ name: "http", containerPort: listenerPort }],
                 // The listener exists only once LDS delivered it: ready means configured.
-                ...probes({ tcpSocket: { port: listenerPort } }, 30),
+                ...probes({ tcpSocket: { port: listenerPort } }, 120),
                 resources: {
                   requests: { cpu: "250m", memory: "256Mi" },
                   limits: { cpu: "2", memory: "1Gi" },

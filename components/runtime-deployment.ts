@@ -311,7 +311,7 @@ export function createRuntimeDeployment(
                   ],
                   ...probes(
                     { httpGet: { path: "/health", port: Ports.etcdClient } },
-                    15,
+                    120,
                     // Serializable: a member without quorum is alive, just not ready.
                     { httpGet: { path: "/health?serializable=true", port: Ports.etcdClient } },
                   ),
@@ -397,7 +397,7 @@ export function createRuntimeDeployment(
     args: c.args,
     env: c.env,
     ports: [{ name: c.port.name, containerPort: c.port.port }],
-    ...probes(c.probe, 10),
+    ...probes(c.probe, 120),
     resources: c.resources ?? small,
     securityContext: c.securityContext ?? restrictedContainer,
     ...(c.volumeMounts === undefined ? {} : { volumeMounts: c.volumeMounts }),

@@ -123,6 +123,13 @@ test("scheduler: ≥2 replicas, token from the Secret, probes, requests and limi
     secretKeyRef: { name: "shardworks-platform-token", key: "token" },
   });
   t.is(c.readinessProbe.httpGet.path, "/healthz");
+  // A slow start on a loaded node is waited for (2 min), not killed by liveness and restarted.
+  t.deepEqual(c.startupProbe, {
+    httpGet: { path: "/healthz", port: c.readinessProbe.httpGet.port },
+    periodSeconds: 2,
+    failureThreshold: 60,
+  });
+  t.is(c.livenessProbe.initialDelaySeconds, undefined, "liveness waits for startup instead");
   t.truthy(c.resources.requests.cpu && c.resources.limits.memory);
   t.is(
     await unwrap(runtime.schedulerUrl),
