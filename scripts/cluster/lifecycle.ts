@@ -96,8 +96,11 @@ async function ensureBinaries(log: Log): Promise<{ bin: string; coredns: string 
   const bin = toolsBinDir();
   const needed = [...KUBERNETES_BINARIES, "coredns"];
   if (needed.some((b) => !existsSync(join(bin, b)))) {
-    log(`building ${needed.filter((b) => !existsSync(join(bin, b))).join(", ")} (npm run tools)`);
-    await ensureTools();
+    log(
+      `building ${needed.filter((b) => !existsSync(join(bin, b))).join(", ")} (npm run tools -- kubernetes coredns)`,
+    );
+    // Only what a cluster needs: the Pulumi tools are not (and may be building elsewhere).
+    await ensureTools({ only: ["kubernetes", "coredns"] });
   }
   return { bin, coredns: join(bin, "coredns") };
 }
