@@ -20,7 +20,14 @@ import type { ProbeResult, RunRequest, RunningSandbox, SandboxDriver } from "../
 import { ImageStore, preparedImageKey, type PreparedImage } from "../../images";
 import { launchScript } from "../launch-script";
 import { Launcher, readInfoPid } from "./launcher";
-import { defaultPidsRoot, meminfoFor, pidsCgroup, removeCgroup } from "./limits";
+import {
+  checkCgroupRoot,
+  defaultCgroupRoot,
+  meminfoFor,
+  memoryCgroup,
+  pidsCgroup,
+  removeCgroup,
+} from "./limits";
 import {
   checkHostPorts,
   defaultHostPorts,
@@ -35,6 +42,8 @@ import { WarmPool } from "../warm-pool";
 
 const log = logger.child({ component: "process-driver" });
 const launcherDir = "/.shardworks";
+/** Launchers started by this process, all drivers together (see `#launch`). */
+let launched = 0;
 
 /** Creates the `process` driver. */
 export function createProcessDriver(options: ProcessDriverOptions = {}): ProcessDriver {
@@ -57,6 +66,7 @@ export class ProcessDriver implements SandboxDriver {
   readonly #slirp: string;
   readonly #maxPids: number;
   readonly #pidsRoot: string | undefined;
+  readonly #memoryRoot: string | undefined;
   readonly #hostPorts: HostPortRange;
   /** Host ports forwarded to a live sandbox now (slirp4netns refuses a taken one anyway). */
   readonly #usedHostPorts = new Set<number>();
@@ -65,7 +75,6 @@ export class ProcessDriver implements SandboxDriver {
   readonly #warmMemoryMiB: number;
   #stateDir: Promise<string> | undefined;
   #closed = false;
-  #launched = 0;
   readonly #cleanups = new Set<Promise<void>>();
 
   constructor(options: ProcessDriverOptions = {}) {
@@ -74,14 +83,22 @@ export class ProcessDriver implements SandboxDriver {
     this.#busybox = options.busyboxPath ?? "/bin/busybox";
     this.#slirp = options.slirp4netnsPath ?? "slirp4netns";
     this.#maxPids = options.maxPids ?? 256;
-    this.#pidsRoot = options.pidsCgroupRoot ?? defaultPidsRoot();
+    this.#pidsRoot = options.pidsCgroupRoot ?? defaultCgroupRoot("pids");
+    this.#memoryRoot = options.memoryCgroupRoot ?? defaultCgroupRoot("memory");
     this.#hostPorts = checkHostPorts(options.hostPorts ?? defaultHostPorts());
     this.#seccomp = options.seccomp ?? true;
     this.#python = options.python ?? "/usr/bin/python3";
     this.#warmMemoryMiB = options.warmMemoryMiB ?? 128;
   }
 
-  probe(): Promise<ProbeResult> {
+  async probe(): Promise<ProbeResult> {
+    // A hierarchy we would put sandboxes in but cannot fails every run: not usable, and why.
+    try {
+      if (this.#pidsRoot) await checkCgroupRoot(this.#pidsRoot, "pids");
+      if (this.#memoryRoot) await checkCgroupRoot(this.#memoryRoot, "memory");
+    } catch (error) {
+      return { usable: false, reason: (error as Error).message };
+    }
     return probeProcessDriver({
       bwrap: this.#bwrap,
       busybox: this.#busybox,
@@ -89,6 +106,7 @@ export class ProcessDriver implements SandboxDriver {
       python: this.#python,
       hostPorts: this.#hostPorts,
       maxPids: this.#pidsRoot === undefined ? undefined : this.#maxPids,
+      memoryCgroup: this.#memoryRoot !== undefined,
     });
   }
 
@@ -112,7 +130,8 @@ export class ProcessDriver implements SandboxDriver {
     }
     const prepared = await this.#prepare(spec.image, spec.registryAccess);
     const script = `exec 3<&-\n${launchScript(spec, prepared.config, { beforeExec: ["printf s >&4", "exec 4>&-"] })}`;
-    // Warm launchers have the network, tmpfs sizes and /proc/meminfo of the default sandbox.
+    // Warm launchers have the network, memory cgroup, tmpfs sizes and /proc/meminfo of the
+    // default sandbox: only a sandbox with exactly that memory limit may take one.
     const warmable = !spec.network && spec.resources.memoryMiB === this.#warmMemoryMiB;
     let launcher = warmable ? this.#pool.take(spec.image) : undefined;
     const start = launcher ? "warm" : "cold";
@@ -175,7 +194,7 @@ export class ProcessDriver implements SandboxDriver {
     return pending;
   }
 
-  /** A launcher for the warm pool: the network, tmpfs sizes and meminfo of the default sandbox. */
+  /** A launcher for the warm pool: network, memory limit, tmpfs and meminfo of the default sandbox. */
   #launchWarm(prepared: PreparedImage): Promise<Launcher> {
     return this.#launch(prepared, { network: false, memoryMiB: this.#warmMemoryMiB });
   }
@@ -204,16 +223,17 @@ export class ProcessDriver implements SandboxDriver {
     const ports = how.ports ?? [];
     const forwarded = how.forwarded ?? new Map<number, number>();
     const state = await this.#state();
-    this.#launched += 1;
-    const name = `${process.pid}-${this.#launched}`;
+    launched += 1;
+    // Unique in this process, not per driver: it names the sandbox's cgroups, which two drivers
+    // of one process must not share.
+    const name = `${process.pid}-${launched}`;
     const meminfo = join(state, `meminfo-${memoryMiB}`);
     if (!existsSync(meminfo)) await writeFile(meminfo, meminfoFor(memoryMiB));
-    // Each tmpfs gets half the memory limit: writing files there spends kernel memory that the
-    // address-space limit does not count, so both together stay within the limit.
+    // Each tmpfs gets half the memory limit. Their pages are charged to the sandbox's memory
+    // cgroup, which caps them all together; the size makes one full file system fail a write with
+    // ENOSPC rather than reach the cgroup's OOM killer (and bounds each of them without a cgroup).
     const tmpfsBytes = String(Math.max(1, Math.floor(memoryMiB / 2)) * 1024 * 1024);
-    const cgroup = this.#pidsRoot
-      ? await pidsCgroup(this.#pidsRoot, name, this.#maxPids)
-      : undefined;
+    const cgroups = await this.#cgroups(name, memoryMiB);
     const args = [
       // Always a new network namespace (never --share-net): with network, slirp4netns gives it
       // a user-mode network that cannot reach the host's loopback.
@@ -252,6 +272,14 @@ export class ProcessDriver implements SandboxDriver {
       "/proc/loadavg",
       "--dev",
       "/dev",
+      // bwrap's /dev is an unsized tmpfs the sandbox's uid may write, /dev/shm a directory in it:
+      // /dev/shm becomes a sized tmpfs of its own and the rest of /dev read-only.
+      "--size",
+      tmpfsBytes,
+      "--tmpfs",
+      "/dev/shm",
+      "--remount-ro",
+      "/dev",
       "--size",
       tmpfsBytes,
       "--tmpfs",
@@ -277,28 +305,31 @@ export class ProcessDriver implements SandboxDriver {
       "pipe",
     ];
     if (filter !== undefined) stdio.push(filter);
-    // The wrapper shell joins the pids cgroup before exec'ing bwrap, so every process of the
-    // sandbox is counted from its first fork (no window for a fork bomb to escape the cap).
-    const child = cgroup
-      ? spawn(
-          "/bin/sh",
-          [
-            "-c",
-            'echo $$ > "$1/cgroup.procs" && shift && exec "$@"',
-            "sh",
-            cgroup,
-            this.#bwrap,
-            ...args,
-          ],
-          { stdio },
-        )
-      : spawn(this.#bwrap, args, { stdio });
+    // The wrapper shell joins the cgroups before exec'ing bwrap, so every process and page of the
+    // sandbox is counted from its first fork (no window for a fork bomb or an allocation to escape
+    // the limits); if it cannot join one, bwrap never starts.
+    const child =
+      cgroups.length > 0
+        ? spawn(
+            "/bin/sh",
+            [
+              "-c",
+              'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 1; shift; n=$((n - 1)); done; exec "$@"',
+              "sh",
+              String(cgroups.length),
+              ...cgroups,
+              this.#bwrap,
+              ...args,
+            ],
+            { stdio },
+          )
+        : spawn(this.#bwrap, args, { stdio });
     if (filter !== undefined) closeSync(filter);
     const launcher = new Launcher(child);
     this.#live.add(launcher);
     const cleanup = launcher.exited.then(async () => {
       this.#live.delete(launcher);
-      if (cgroup) await removeCgroup(cgroup);
+      await Promise.all(cgroups.map(removeCgroup));
     });
     // close() waits for these, so no empty cgroup outlives the driver.
     this.#cleanups.add(cleanup);
@@ -327,6 +358,23 @@ export class ProcessDriver implements SandboxDriver {
       }
     }
     return launcher;
+  }
+
+  /**
+   * The cgroups sandbox `name` joins (one directory per hierarchy: two with cgroup v1, one with
+   * v2): its pids cap and its memory limit, where this host has a hierarchy for them. A hierarchy
+   * we have but cannot use fails the launch (never a sandbox without the limit).
+   */
+  async #cgroups(name: string, memoryMiB: number): Promise<string[]> {
+    const dirs = new Set<string>();
+    try {
+      if (this.#pidsRoot) dirs.add(await pidsCgroup(this.#pidsRoot, name, this.#maxPids));
+      if (this.#memoryRoot) dirs.add(await memoryCgroup(this.#memoryRoot, name, memoryMiB));
+    } catch (error) {
+      await Promise.all([...dirs].map(removeCgroup));
+      throw error;
+    }
+    return [...dirs];
   }
 
   /**
@@ -361,7 +409,7 @@ export class ProcessDriver implements SandboxDriver {
 /** How {@link ProcessDriver} starts one launcher. */
 interface LaunchOptions {
   readonly network: boolean;
-  /** The sandbox's memory limit: sizes its tmpfs mounts and its /proc/meminfo. */
+  /** The sandbox's memory limit: its memory cgroup, its tmpfs sizes and its /proc/meminfo. */
   readonly memoryMiB: number;
   readonly ports?: readonly number[];
   /** Filled with guest port → host port as ports are forwarded. */

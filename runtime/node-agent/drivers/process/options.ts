@@ -14,8 +14,18 @@ export interface ProcessDriverOptions {
   readonly slirp4netnsPath?: string;
   /** Most processes (and threads) one sandbox may have, via a pids cgroup. Default: 256. */
   readonly maxPids?: number;
-  /** The cgroup v1 `pids` hierarchy (or a cgroup v2 directory with the pids controller). */
+  /**
+   * The cgroup v1 `pids` hierarchy (or a cgroup v2 directory with the pids controller). Default:
+   * `/sys/fs/cgroup/pids` or `/sys/fs/cgroup`, if writable; none: the process count is not capped.
+   */
   readonly pidsCgroupRoot?: string;
+  /**
+   * The cgroup v1 `memory` hierarchy (or a cgroup v2 directory with the memory controller) that
+   * holds each sandbox's memory cgroup: `resources.memoryMiB` for all its processes and tmpfs
+   * files together. Default: `/sys/fs/cgroup/memory` or `/sys/fs/cgroup`, if writable; none: the
+   * memory limit is per process only (RLIMIT_AS) and probe() says so.
+   */
+  readonly memoryCgroupRoot?: string;
   /**
    * Host loopback ports the driver forwards `spec.ports` from, `{ min, max }` (inclusive). The
    * sandbox never chooses its host port: slirp4netns binds it as root, so a sandbox naming its
@@ -33,9 +43,9 @@ export interface ProcessDriverOptions {
   /** The Python that has libseccomp's bindings. Default: `/usr/bin/python3` (Debian's). */
   readonly python?: string;
   /**
-   * The memory limit warm launchers are made for (their tmpfs sizes and /proc/meminfo are fixed
-   * when they start): a sandbox asking for another limit starts cold. Default 128, the spec's
-   * default `resources.memoryMiB`.
+   * The memory limit warm launchers are made for (their memory cgroup, tmpfs sizes and
+   * /proc/meminfo are fixed when they start): a sandbox asking for another limit starts cold.
+   * Default 128, the spec's default `resources.memoryMiB`.
    */
   readonly warmMemoryMiB?: number;
 }

@@ -15,6 +15,8 @@ export interface ProbeHost {
   readonly hostPorts: HostPortRange;
   /** The process cap, when a pids cgroup enforces it; undefined when none can. */
   readonly maxPids: number | undefined;
+  /** Whether each sandbox gets a memory cgroup of `resources.memoryMiB` (else RLIMIT_AS only). */
+  readonly memoryCgroup: boolean;
 }
 
 /** Run bubblewrap once (and compile the seccomp filter): usable, or the reason and the fix. */
@@ -68,13 +70,15 @@ export async function probeProcessDriver(host: ProbeHost): Promise<ProbeResult> 
       liveMigration: false,
       notes: [
         "process driver: Linux namespaces only (bubblewrap), NOT hardware-isolated; the sandbox shares the host kernel",
-        "memory limit enforced as an address-space limit (RLIMIT_AS = resources.memoryMiB); CPU is not limited",
+        host.memoryCgroup
+          ? "memory limit: resources.memoryMiB for the whole sandbox (memory cgroup: all its processes, their kernel memory and the tmpfs files they write, /dev/shm included; swap cannot extend it; past it the kernel OOM-kills inside the sandbox), and RLIMIT_AS of the same per process; CPU is not limited"
+          : "memory NOT limited per sandbox (no writable memory cgroup on this host): only RLIMIT_AS = resources.memoryMiB per process and the tmpfs sizes, so several processes together can use more; CPU is not limited",
         `network: none unless spec.network; with it, the sandbox gets its own network namespace with user-mode networking (slirp4netns --disable-host-loopback): it cannot reach the host's loopback (etcd, agent API); each of spec.ports is forwarded from a host loopback port the driver picks in ${host.hostPorts.min}-${host.hostPorts.max} (listen on 0.0.0.0 inside; status.endpoints says where)`,
         `runs as uid ${sandboxUid} in its own user namespace, all capabilities dropped, no nested user namespaces (bwrap --disable-userns)`,
         host.seccomp
           ? "seccomp filter: keyrings, bpf, perf, io_uring, ptrace, mount/unshare/setns, modules, kexec, clocks and other host-wide syscalls fail with EPERM"
           : "NO seccomp filter (seccomp: false)",
-        "/tmp and /work are tmpfs of half the memory limit each; /proc/meminfo shows the memory limit, /proc/loadavg zeros (other /proc files still show host figures)",
+        "/tmp, /work and /dev/shm are tmpfs of half the memory limit each, the rest of /dev read-only; /proc/meminfo shows the memory limit, /proc/loadavg zeros (other /proc files still show host figures)",
         host.maxPids !== undefined
           ? `at most ${host.maxPids} processes per sandbox (pids cgroup)`
           : "process count NOT limited (no writable pids cgroup on this host)",
