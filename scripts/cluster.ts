@@ -48,7 +48,7 @@ if (require.main === module) {
   );
   program
     .command("up")
-    .argument("[names...]", "cluster names (default: local)", [])
+    .argument("[names...]", "cluster names (default: local)")
     .option("--no-node", "API server, etcd and controller manager only: no pods run")
     .action(async (args: string[], opts: { node: boolean }) => {
       for (const n of names(args)) {
@@ -60,7 +60,7 @@ if (require.main === module) {
     });
   program
     .command("down")
-    .argument("[names...]", "cluster names (default: local; 'all' for every cluster)", [])
+    .argument("[names...]", "cluster names (default: local; 'all' for every cluster)")
     .option("--purge", "also delete certificates, tokens and kubeconfigs")
     .action(async (args: string[], opts: { purge?: boolean }) => {
       const list = args.length === 1 && args[0] === "all" ? await listClusters() : names(args);
@@ -68,7 +68,7 @@ if (require.main === module) {
     });
   program
     .command("status")
-    .argument("[names...]", "cluster names (default: every cluster)", [])
+    .argument("[names...]", "cluster names (default: every cluster)")
     .action(async (args: string[]) => {
       const list = args.length > 0 ? names(args) : await listClusters();
       if (list.length === 0) process.stdout.write("no clusters\n");

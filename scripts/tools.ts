@@ -14,6 +14,7 @@ import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { copyFile, link, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
+import { Command } from "commander";
 import { z } from "zod";
 import { withPidLock } from "./pid-lock";
 
@@ -640,16 +641,24 @@ async function ensureGoTools(only: readonly string[] | undefined): Promise<void>
 }
 
 if (require.main === module) {
-  const only = process.argv.slice(2);
-  const unknown = only.filter((name) => !GO_TOOL_NAMES.includes(name));
-  if (unknown.length > 0) {
-    say(
-      `unknown tool ${unknown.join(", ")}: name one of ${GO_TOOL_NAMES.join(", ")}, or none for all`,
-    );
-    process.exit(2);
-  }
-  ensureTools(only.length > 0 ? { only } : {}).catch((error: unknown) => {
-    say(error instanceof Error ? error.message : String(error));
-    process.exit(1);
-  });
+  new Command("npm run tools --")
+    .description(
+      `Build the tools the tests and the testbed use from the Go module proxy, into ${toolsDir()} (cached)`,
+    )
+    .argument("[names...]", `tools to build (default: all): ${GO_TOOL_NAMES.join(", ")}`)
+    .action(async (only: string[]) => {
+      const unknown = only.filter((name) => !GO_TOOL_NAMES.includes(name));
+      if (unknown.length > 0) {
+        say(
+          `unknown tool ${unknown.join(", ")}: name one of ${GO_TOOL_NAMES.join(", ")}, or none for all`,
+        );
+        process.exit(2);
+      }
+      await ensureTools(only.length > 0 ? { only } : {});
+    })
+    .parseAsync()
+    .catch((error: unknown) => {
+      say(error instanceof Error ? error.message : String(error));
+      process.exit(1);
+    });
 }

@@ -52,6 +52,11 @@ async function main(): Promise<void> {
   process.on("SIGTERM", onSignal);
 
   try {
+    if (process.env.SHARDWORKS_LOG_FILE) {
+      console.log(
+        `logs        ${process.env.SHARDWORKS_LOG_FILE} (every process's JSON log lines)`,
+      );
+    }
     const work = await mkdtemp(join(tmpdir(), "shardworks-local-"));
     cleanups.push(() => rm(work, { recursive: true, force: true }));
     const etcd: EtcdServer = await startEtcd();
@@ -183,6 +188,8 @@ async function main(): Promise<void> {
 
     const bin = resolve(__dirname, "bin.cjs");
     const probe = resolve(__dirname, "../routing/xds-probe.ts");
+    // An absolute tsx: the commands work from any directory, not only the repository's.
+    const tsx = require.resolve("tsx");
     const bootstrap = JSON.stringify({
       xds_servers: [
         {
@@ -194,7 +201,7 @@ async function main(): Promise<void> {
       node: { id: "shardworks-try", locality: {} },
     });
     const ask = (headers: Record<string, string>): string =>
-      `GRPC_XDS_BOOTSTRAP_CONFIG='${bootstrap}' node --import tsx ${probe} '${JSON.stringify({ target: `xds:///${DEMO_SERVICE}`, requests: [{ headers }] })}'`;
+      `GRPC_XDS_BOOTSTRAP_CONFIG='${bootstrap}' node --import ${tsx} ${probe} '${JSON.stringify({ target: `xds:///${DEMO_SERVICE}`, requests: [{ headers }] })}'`;
     console.log(`
 Try next (in another terminal):
   export SHARDWORKS_API=${scheduler.url}

@@ -7,6 +7,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { tmpdir } from "node:os";
 import test from "ava";
 
 const ROOT = join(__dirname, "../../..");
@@ -128,6 +129,20 @@ test("npm start: sandbox and routing demo, then Ctrl-C leaves no process and no 
     const answer = spawnSync("sh", ["-c", command!], { encoding: "utf8", timeout: 10_000 });
     t.is(answer.stdout.trim(), expected!.trim(), command);
   }
+  // The xDS probe commands work from any directory, not only the repository's.
+  const probes = [...output.matchAll(/^ {2}(GRPC_XDS_BOOTSTRAP_CONFIG=.*)$/gm)].map((m) => m[1]!);
+  t.is(probes.length, 3, "three xDS probe commands");
+  const probe = spawnSync("sh", ["-c", probes[1]!], {
+    cwd: tmpdir(),
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  t.is(probe.status, 0, probe.stderr);
+  t.regex(probe.stdout, /fork/, "the probe with the key reaches the fork");
+  // Log lines go to the log file it names, not into what the user reads.
+  t.notRegex(output, /^\{"level":/m, "no raw JSON log lines in npm start's output");
+  const logFile = /^logs {8}(\S+)/m.exec(output)?.[1];
+  t.truthy(logFile && existsSync(logFile), `the log file ${logFile} exists`);
   const workDir = /oci:(\/\S+?\/shardworks-local-[^/\s]+)\//.exec(output)?.[1];
   t.truthy(workDir, "the demo image lives in npm start's temp dir");
   const commands = [...seen.values()].join("\n");
