@@ -1,22 +1,11 @@
 /**
- * Durations as people write them in stack config: `"8h"`, `"30m"`, `"1h30m"`, `"7d"`.
- *
- * Hand-written rather than a library: the grammar is five units and one regular expression, and
- * `ms` (the usual choice) accepts forms we do not want in config (`"1.5 hours"`, bare numbers).
+ * Durations as people write them in stack config: `"8h"`, `"30m"`, `"1h30m"`, `"7d"` — the
+ * runtime's one grammar (`runtime/lib/duration.ts`); in config a duration of zero is no duration.
  */
-
-const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-const DURATION = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/;
+import { parseDurationMs } from "../runtime/lib/duration";
 
 /** Milliseconds of a duration like `"1h30m"`, or undefined when it is not one (or is zero). */
 export function parseDuration(text: string): number | undefined {
-  const match = DURATION.exec(text);
-  if (!match || text === "") return undefined;
-  const [, d, h, m, s] = match;
-  const ms =
-    Number(d ?? 0) * UNIT_MS.d +
-    Number(h ?? 0) * UNIT_MS.h +
-    Number(m ?? 0) * UNIT_MS.m +
-    Number(s ?? 0) * UNIT_MS.s;
-  return ms > 0 ? ms : undefined;
+  const ms = parseDurationMs(text);
+  return ms !== undefined && ms > 0 ? ms : undefined;
 }

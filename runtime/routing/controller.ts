@@ -8,6 +8,7 @@ import type { Etcd3, IKeyValue, Lease, Watcher } from "etcd3";
 import { EventEmitter } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { z } from "zod";
+import { backoffDelay, type Backoff } from "../lib/backoff";
 import { keyName, keys } from "../lib/keys";
 import { logger as rootLogger, type Logger } from "../lib/logger";
 import {
@@ -22,6 +23,9 @@ import { ShardStore } from "./shard-store";
 import { GATEWAY_NODE_ID } from "./bootstrap";
 import { forNode, nextExpiry, Translator, unservedForks, type NodeKind } from "./translate";
 import { Snapshot, SnapshotCache, XdsServer } from "./xds";
+
+/** How registering `routers/<name>` is retried while etcd does not answer. */
+const REGISTER_BACKOFF: Backoff = { baseMs: 200, maxMs: 5000 };
 
 /**
  * The cache keeps one snapshot per kind of node: the Envoy gateway (node id
@@ -176,7 +180,7 @@ export class RoutingController {
         this.#logger.warn({ err: error, attempt }, "could not register routers/<name>; retrying");
         this.#lease = undefined;
         void lease.revoke().catch(() => undefined);
-        await sleep(Math.min(5000, 200 * 2 ** attempt), undefined, {
+        await sleep(backoffDelay(attempt, REGISTER_BACKOFF), undefined, {
           signal: this.#abort.signal,
         }).catch(() => undefined);
       }
