@@ -1,8 +1,7 @@
 import test from "ava";
-import { startEtcd } from "../../../runtime/lib/etcd-server";
 import { keys } from "../../../runtime/lib/keys";
 import type { ShardView } from "../../../runtime/routing/shards-api";
-import { startShardApi } from "../../helpers/shard-api";
+import { etcdFor, PLATFORM_TOKEN, schedulerFor } from "../../helpers/runtime";
 
 /** Every field a shard API reply may carry (tests read the one the status implies). */
 interface Reply {
@@ -13,10 +12,9 @@ interface Reply {
 }
 
 async function setup(t: import("ava").ExecutionContext) {
-  const etcd = await startEtcd();
-  t.teardown(() => etcd.stop());
-  const api = await startShardApi(etcd.client);
-  t.teardown(() => api.close());
+  // The real scheduler API: its own auth middleware in front of the shards routes.
+  const etcd = await etcdFor(t);
+  const api = await schedulerFor(t, etcd, { placer: false });
   const call = async (method: string, path: string, token: string, body?: unknown) => {
     const response = await fetch(`${api.url}${path}`, {
       method,
@@ -28,7 +26,7 @@ async function setup(t: import("ava").ExecutionContext) {
     const text = await response.text();
     return { status: response.status, body: (text ? JSON.parse(text) : {}) as Reply };
   };
-  return { etcd, api, call, platform: api.platformToken };
+  return { etcd, api, call, platform: PLATFORM_TOKEN };
 }
 
 const alice = {
