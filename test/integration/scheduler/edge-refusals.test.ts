@@ -228,7 +228,7 @@ test("duplicate JSON keys are refused, naming the key, on every JSON endpoint", 
   }
 });
 
-test("a JSON endpoint refuses bodies not sent as application/json with 415", async (t) => {
+test("a JSON endpoint refuses bodies not sent as application/json (UTF-8) with 415", async (t) => {
   const { call } = await setup(t);
   for (const [method, path, body] of [
     ["PUT", "/v1/shards/alice", JSON.stringify(shard)],
@@ -245,6 +245,30 @@ test("a JSON endpoint refuses bodies not sent as application/json with 415", asy
       t.is(r.status, 415, `${method} ${path} as ${type}`);
       t.regex(r.message, /content-type: application\/json/);
     }
-    t.not((await call(method, path, body, "application/json; charset=utf-8")).status, 415);
+    // A charset that is not UTF-8: the body would be read as UTF-8 all the same, while a proxy
+    // or a log that honours the header reads other text.
+    for (const type of [
+      "application/json; charset=latin1",
+      "application/json; charset=ISO-8859-1",
+      "application/json; charset=utf-16",
+      'application/json; charset="utf-16le"',
+      "application/json; charset=utf-8; charset=latin1",
+      "application/json; charset=",
+    ]) {
+      const r = await call(method, path, body, type);
+      t.is(r.status, 415, `${method} ${path} as ${type}`);
+      t.regex(
+        r.message,
+        /JSON bodies are UTF-8: send "content-type: application\/json" or "application\/json; charset=utf-8"/,
+      );
+    }
+    for (const type of [
+      "application/json; charset=utf-8",
+      "application/json; charset=UTF-8",
+      'application/json; charset="utf-8"',
+      "Application/JSON;charset=Utf-8",
+    ]) {
+      t.not((await call(method, path, body, type)).status, 415, type);
+    }
   }
 });
