@@ -4,13 +4,15 @@
  * spec cannot turn a node into a scanner of its own loopback, the cloud metadata service or the
  * private network it sits in (blind SSRF).
  */
-import { BlockList, isIP, isIPv4 } from "node:net";
+import { BlockList, isIP } from "node:net";
 
 /**
  * Addresses that are not on the public internet (IANA special-purpose registries): loopback,
  * "this network", private (RFC 1918), carrier-grade NAT, link-local (169.254.169.254 is the cloud
- * metadata service), documentation, benchmarking, multicast, reserved; and their IPv6 peers
- * (unique local, link-local, multicast, IPv4-mapped and NAT64 forms are checked as IPv4).
+ * metadata service), documentation, benchmarking, multicast, reserved; and their IPv6 peers.
+ * IPv6 forms that carry an IPv4 address a stack or a translator hands on to IPv4 (IPv4-mapped,
+ * IPv4-translated, NAT64's well-known prefix) are judged by that IPv4 address
+ * ({@link embeddedIPv4}); the other IPv6 ranges here are refused whole.
  */
 const NON_PUBLIC = new BlockList();
 for (const [net, prefix] of [
@@ -33,13 +35,27 @@ for (const [net, prefix] of [
   NON_PUBLIC.addSubnet(net, prefix, "ipv4");
 }
 for (const [net, prefix] of [
-  ["::", 128],
-  ["::1", 128],
+  // Unspecified, loopback and the deprecated IPv4-compatible ::a.b.c.d (RFC 4291).
+  ["::", 96],
+  // NAT64 local-use prefix (RFC 8215): a translator inside some network, never global.
+  ["64:ff9b:1::", 48],
+  // Discard-only (RFC 6666).
+  ["100::", 64],
+  // IETF protocol assignments (RFC 2928): Teredo 2001::/32 (tunnels to an IPv4 address),
+  // benchmarking 2001:2::/48, ORCHID 2001:10::/28, ORCHIDv2 2001:20::/28, … no host lives here.
+  ["2001::", 23],
+  // Documentation (RFC 3849, RFC 9637).
+  ["2001:db8::", 32],
+  ["3fff::", 20],
+  // 6to4 (RFC 3056, deprecated by RFC 7526): tunnels to the IPv4 address in bits 16-47.
+  ["2002::", 16],
+  // SRv6 segment identifiers (RFC 9602).
+  ["5f00::", 16],
+  // Unique local, link-local, site-local (deprecated, RFC 3879), multicast.
   ["fc00::", 7],
   ["fe80::", 10],
+  ["fec0::", 10],
   ["ff00::", 8],
-  ["2001:db8::", 32],
-  ["100::", 64],
 ] as const) {
   NON_PUBLIC.addSubnet(net, prefix, "ipv6");
 }
@@ -53,17 +69,40 @@ LINK_LOCAL.addSubnet("fe80::", 10, "ipv6");
 const LOCAL_NAMES = /(^|\.)(localhost|localdomain|internal|local|home\.arpa)$/;
 const METADATA_NAMES = new Set(["metadata", "metadata.google.internal", "instance-data"]);
 
-/** The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`) or NAT64 (`64:ff9b::/96`) address. */
-function embeddedIPv4(ip: string): string | undefined {
-  const lower = ip.toLowerCase();
-  const dotted = /^(?:::ffff:|64:ff9b::)([0-9.]+)$/.exec(lower);
-  if (dotted?.[1] && isIPv4(dotted[1])) return dotted[1];
-  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
-  if (hex?.[1] && hex[2]) {
-    const n = (parseInt(hex[1], 16) << 16) | parseInt(hex[2], 16);
-    return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+/**
+ * The eight 16-bit groups of an IPv6 literal, or undefined when it is none (or has a zone id,
+ * `fe80::1%eth0`, which names a local interface). The WHATWG URL parser canonicalises it first
+ * (no dotted quad, zeros compressed), so every spelling of an address gives the same groups.
+ */
+function ipv6Groups(ip: string): number[] | undefined {
+  let canonical: string;
+  try {
+    canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
   }
-  return undefined;
+  const [head = "", tail] = canonical.split("::");
+  const parse = (part: string) => (part === "" ? [] : part.split(":").map((g) => parseInt(g, 16)));
+  const left = parse(head);
+  const right = tail === undefined ? [] : parse(tail);
+  return [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
+}
+
+/**
+ * The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`), IPv4-translated
+ * (`::ffff:0:a.b.c.d`, RFC 2765) or NAT64 well-known-prefix (`64:ff9b::a.b.c.d`, RFC 6052)
+ * address, in any spelling: what a dual-stack socket or a translator connects to.
+ */
+function embeddedIPv4(ip: string): string | undefined {
+  const g = ipv6Groups(ip);
+  if (g === undefined) return undefined;
+  const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  const mapped = zeros(0, 5) && g[5] === 0xffff;
+  const translated = zeros(0, 4) && g[4] === 0xffff && g[5] === 0;
+  const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
+  if (!mapped && !translated && !nat64) return undefined;
+  const [hi = 0, lo = 0] = [g[6], g[7]];
+  return [hi >> 8, hi & 255, lo >> 8, lo & 255].join(".");
 }
 
 /** True when `ip` (a literal IPv4 or IPv6 address, without brackets) is a public address. */
@@ -71,6 +110,8 @@ export function isPublicAddress(ip: string): boolean {
   const family = isIP(ip);
   if (family === 0) return false;
   if (family === 4) return !NON_PUBLIC.check(ip, "ipv4");
+  // A zone id (`%eth0`) names a local interface: never a public destination.
+  if (ipv6Groups(ip) === undefined) return false;
   const v4 = embeddedIPv4(ip);
   if (v4 !== undefined) return !NON_PUBLIC.check(v4, "ipv4");
   return !NON_PUBLIC.check(ip, "ipv6");

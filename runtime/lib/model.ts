@@ -42,11 +42,89 @@ export const resourcesSchema = z.strictObject({
 });
 export type Resources = z.infer<typeof resourcesSchema>;
 
+/** Most entries of a sandbox's `nodeSelector` and of its `tolerations`. */
+export const MAX_SELECTOR_ENTRIES = 32;
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A label key's name part and a non-empty label value, as Kubernetes has them. */
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+/**
+ * Why `key` is not a Kubernetes label key (`[prefix/]name`, as node labels, node selectors and
+ * taint keys are), or undefined: the name 1-63 of `[A-Za-z0-9-_.]` starting and ending
+ * alphanumeric, the optional prefix a DNS subdomain of at most 253 characters.
+ */
+export function labelKeyProblem(key: string): string | undefined {
+  const example = 'e.g. "shardworks.dev/microvm" or "zone"';
+  const parts = key.split("/");
+  if (parts.length > 2) {
+    return `a label key is [prefix/]name with at most one '/'; ${example}`;
+  }
+  const [prefix, name] = parts.length === 2 ? parts : [undefined, parts[0]];
+  if (
+    prefix !== undefined &&
+    (prefix.length > 253 ||
+      !DNS_SUBDOMAIN.test(prefix) ||
+      prefix.split(".").some((label) => label.length > 63))
+  ) {
+    return `a label key's prefix (before '/') must be a DNS subdomain: lowercase letters, digits, '-' and '.', at most 253 characters; ${example}`;
+  }
+  if (name === undefined || name.length < 1 || name.length > 63 || !LABEL_NAME.test(name)) {
+    return `a label key's name (after any prefix/) must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit; ${example}`;
+  }
+  return undefined;
+}
+
+/** Why `value` is not a Kubernetes label value (≤ 63 of `[A-Za-z0-9-_.]`, or empty), or undefined. */
+export function labelValueProblem(value: string): string | undefined {
+  if (value === "" || (value.length <= 63 && LABEL_NAME.test(value))) return undefined;
+  return "a label value must be empty or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+}
+
+/** A Kubernetes label key (`[prefix/]name`). */
+export const labelKeySchema = z.string().superRefine((key, ctx) => {
+  const problem = labelKeyProblem(key);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+});
+
+/** A Kubernetes label value (may be empty). */
+export const labelValueSchema = z.string().superRefine((value, ctx) => {
+  const problem = labelValueProblem(value);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+});
+
+/**
+ * Labels (node labels, a sandbox's node selector) as Kubernetes has them: every problem is
+ * reported at `<field>.<key>`, so a key and its value are named in one place.
+ */
+function labelsSchema(maxEntries?: number) {
+  return z.record(z.string(), z.string()).superRefine((labels, ctx) => {
+    const entries = Object.entries(labels);
+    if (maxEntries !== undefined && entries.length > maxEntries) {
+      ctx.addIssue({
+        code: "custom",
+        message: `at most ${maxEntries} entries (there are ${entries.length})`,
+      });
+      return;
+    }
+    for (const [key, value] of entries) {
+      const problem = labelKeyProblem(key) ?? labelValueProblem(value);
+      if (problem !== undefined) ctx.addIssue({ code: "custom", path: [key], message: problem });
+    }
+  });
+}
+
 /** A Kubernetes-style taint on a node; a sandbox must tolerate it to be placed there. */
 export const taintSchema = z.strictObject({
-  key: z.string().min(1),
-  value: z.string().default(""),
+  key: labelKeySchema,
+  value: labelValueSchema.default(""),
   effect: z.enum(["NoSchedule", "PreferNoSchedule"]).default("NoSchedule"),
+});
+
+/** What a sandbox tolerates: a taint's key, and its value unless any value will do. */
+export const tolerationSchema = z.strictObject({
+  key: labelKeySchema,
+  value: labelValueSchema.optional(),
 });
 
 /**
@@ -91,7 +169,7 @@ export const nodeRecordSchema = z.strictObject({
   /** True only for drivers that give hardware isolation (firecracker, qemu). */
   hardwareIsolated: z.boolean(),
   capacity: resourcesSchema,
-  labels: z.record(z.string(), z.string()).default({}),
+  labels: labelsSchema().default({}),
   taints: z.array(taintSchema).default([]),
   registeredAt: z.iso.datetime(),
 });
@@ -110,9 +188,12 @@ export const sandboxSpecSchema = z.strictObject({
   resources: resourcesSchema.default({ cpuMillis: 250, memoryMiB: 128 }),
   /** Ask for a driver; absent = any. */
   driver: driverSchema.optional(),
-  nodeSelector: z.record(z.string(), z.string()).default({}),
+  /** Node labels the node must have (Kubernetes label keys and values, at most 32). */
+  nodeSelector: labelsSchema(MAX_SELECTOR_ENTRIES).default({}),
+  /** Taints the sandbox tolerates (at most 32). */
   tolerations: z
-    .array(z.strictObject({ key: z.string(), value: z.string().optional() }))
+    .array(tolerationSchema)
+    .max(MAX_SELECTOR_ENTRIES, { message: `at most ${MAX_SELECTOR_ENTRIES} entries` })
     .default([]),
   /** Guest ports to expose at `<sandbox-id>.sandbox.<domain>`. */
   ports: z.array(z.number().int().min(1).max(65535)).default([]),

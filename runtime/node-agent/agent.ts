@@ -20,12 +20,19 @@ import { isDeepStrictEqual } from "node:util";
 import { serve, type ServerType } from "@hono/node-server";
 import { Etcd3, type Lease, type Watcher } from "etcd3";
 import { z } from "zod";
-import { ConflictError, ForbiddenError, NotFoundError, StaleRevisionError } from "../lib/errors";
+import {
+  ConflictError,
+  ForbiddenError,
+  NotFoundError,
+  StaleRevisionError,
+  formatZodIssues,
+} from "../lib/errors";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
 import { backoffDelay, jitter } from "../lib/backoff";
 import { PassRunner } from "../lib/passes";
 import {
+  nodeRecordSchema,
   type NodeRecord,
   type Resources,
   type SandboxRecord,
@@ -157,6 +164,15 @@ export class NodeAgent {
     const config = { ...options };
     config.labels ??= {};
     config.taints ??= [];
+    // Refused here, naming the field, rather than registered and then skipped by every reader
+    // of the node record as corrupt.
+    const placement = nodeRecordSchema.pick({ labels: true, taints: true }).safeParse({
+      labels: config.labels,
+      taints: config.taints,
+    });
+    if (!placement.success) {
+      throw new Error(`node agent ${config.name}: ${formatZodIssues(placement.error).join("; ")}`);
+    }
     config.leaseTtlSeconds ??= 10;
     config.host ??= "127.0.0.1";
     config.port ??= 0;

@@ -10,7 +10,7 @@ import { z } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { closeOnSignals } from "../lib/shutdown";
-import { driverSchema, nodeName } from "../lib/model";
+import { driverSchema, labelKeyProblem, labelValueProblem, nodeName } from "../lib/model";
 import { NodeAgent } from "./agent";
 import { bestAvailableDriver, createDriver } from "./drivers";
 
@@ -28,7 +28,20 @@ const optionsSchema = z.strictObject({
   dataDir: z.string().optional(),
   host: z.string().default("127.0.0.1"),
   port: z.coerce.number().int().min(0).max(65535).default(0),
-  label: z.array(z.string().regex(/^[^=]+=.*$/, { message: 'must be "key=value"' })).default([]),
+  label: z
+    .array(
+      z.string().superRefine((label, ctx) => {
+        const at = label.indexOf("=");
+        const problem =
+          at < 0
+            ? 'must be "key=value"'
+            : (labelKeyProblem(label.slice(0, at)) ?? labelValueProblem(label.slice(at + 1)));
+        if (problem !== undefined) {
+          ctx.addIssue({ code: "custom", message: `${JSON.stringify(label)}: ${problem}` });
+        }
+      }),
+    )
+    .default([]),
 });
 
 async function main(argv: readonly string[]): Promise<void> {
@@ -60,13 +73,19 @@ async function main(argv: readonly string[]): Promise<void> {
     .addOption(
       new Option("--port <port>", "port of the agent API (0 = free)").env("SHARDWORKS_LISTEN_PORT"),
     )
-    .option("--label <key=value...>", "node labels")
+    .option("--label <key=value...>", "node labels (Kubernetes label keys and values)")
     .parse([...argv]);
   const parsed = optionsSchema.safeParse(
     Object.fromEntries(Object.entries(program.opts()).filter(([, v]) => v !== undefined)),
   );
   if (!parsed.success) {
-    for (const line of formatZodIssues(parsed.error, "--")) console.error(`error: ${line}`);
+    // Name the flag as typed: `--data-dir`, `--label[0]` (not `--.dataDir`).
+    for (const line of formatZodIssues(parsed.error)) {
+      const flag = line.replace(/^[A-Za-z]+/, (name) =>
+        name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`),
+      );
+      console.error(`error: --${flag}`);
+    }
     process.exit(2);
   }
   const o = parsed.data;

@@ -28,6 +28,9 @@ export interface ShardInput {
   readonly ttlSeconds: number;
 }
 
+/** What {@link ShardStore.update} replaces: without `ttlSeconds` the TTL and expiry stay. */
+export type ShardUpdate = Omit<ShardInput, "ttlSeconds"> & { readonly ttlSeconds?: number };
+
 /** A shard record with the etcd mod revision it was read at (for compare-and-swap). */
 export interface StoredShard {
   readonly record: ShardRecord;
@@ -102,10 +105,11 @@ export class ShardStore {
   }
 
   /**
-   * Replace a shard's routing key, owner, forks and TTL (the TTL restarts now). Refused with 409
-   * when the shard changed since `expected` was read or the new routing key is taken.
+   * Replace a shard's routing key, owner, forks and, when `input.ttlSeconds` is given, its TTL
+   * (restarting now; without it `ttlSeconds` and `expiresAt` stay). Refused with 409 when the
+   * shard changed since `expected` was read or the new routing key is taken.
    */
-  async update(expected: StoredShard, input: ShardInput, now = new Date()): Promise<ShardRecord> {
+  async update(expected: StoredShard, input: ShardUpdate, now = new Date()): Promise<ShardRecord> {
     const old = expected.record;
     const { protocols: _oldProtocols, ...rest } = old;
     const record = shardRecordSchema.parse({
@@ -116,8 +120,12 @@ export class ShardStore {
       ...(input.protocols && Object.keys(input.protocols).length > 0
         ? { protocols: input.protocols }
         : {}),
-      ttlSeconds: input.ttlSeconds,
-      expiresAt: new Date(now.getTime() + input.ttlSeconds * 1000).toISOString(),
+      ...(input.ttlSeconds === undefined
+        ? {}
+        : {
+            ttlSeconds: input.ttlSeconds,
+            expiresAt: new Date(now.getTime() + input.ttlSeconds * 1000).toISOString(),
+          }),
     });
     const keyChanged = record.routingKey !== old.routingKey;
     let txn = this.#etcd.if(keys.shard(old.name), "Mod", "==", expected.modRevision);

@@ -49,6 +49,9 @@ export const forksSchema = z
     });
   });
 
+/** A shard's time to live when the platform token's PUT gives none: one day. */
+export const DEFAULT_SHARD_TTL_SECONDS = 86_400;
+
 /** Body of `PUT /v1/shards/<name>`. */
 export const shardBodySchema = z.strictObject({
   routingKey: routingKeySchema,
@@ -61,8 +64,12 @@ export const shardBodySchema = z.strictObject({
         "must not contain control characters (NUL, CR, LF, …): it is shown in logs and headers",
     }),
   forks: forksSchema,
-  /** Time to live from now (each PUT renews it); default one day. */
-  ttlSeconds: z.number().int().min(1).max(MAX_SHARD_TTL_SECONDS).default(86_400),
+  /**
+   * Time to live from now. Absent: {@link DEFAULT_SHARD_TTL_SECONDS} when the platform token
+   * creates or renews; the current expiry kept when a shard token updates its own shard (which may
+   * only shorten it).
+   */
+  ttlSeconds: z.number().int().min(1).max(MAX_SHARD_TTL_SECONDS).optional(),
 });
 export type ShardBody = z.infer<typeof shardBodySchema>;
 
@@ -127,15 +134,18 @@ export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
       protocols: Object.fromEntries(
         body.forks.flatMap((f) => (f.protocol ? [[f.service, f.protocol] as const] : [])),
       ),
-      ttlSeconds: body.ttlSeconds,
     };
     checkDestinations(principal, name, body.forks);
     const existing = await store.get(name);
-    if (existing && principal.kind === "shard" && body.owner !== existing.record.owner) {
-      throw new ForbiddenError(
-        "forbidden",
-        `owner: a shard token cannot change the owner (it is "${existing.record.owner}"); use the platform token`,
-      );
+    const now = new Date();
+    if (existing && principal.kind === "shard") {
+      if (body.owner !== existing.record.owner) {
+        throw new ForbiddenError(
+          "forbidden",
+          `owner: a shard token cannot change the owner (it is "${existing.record.owner}"); use the platform token`,
+        );
+      }
+      checkNoExtension(existing.record, body.ttlSeconds, now);
     }
     if (existing && c.req.header("if-none-match") === "*") {
       // A create-only PUT (HTTP's If-None-Match: *): never overwrite a shard someone else made.
@@ -144,14 +154,25 @@ export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
         `shard "${name}" already exists; delete it first or choose another name`,
       );
     }
+    // A shard token's PUT without ttlSeconds keeps the expiry; the platform token's renews.
+    const ttlSeconds =
+      body.ttlSeconds ?? (principal.kind === "platform" ? DEFAULT_SHARD_TTL_SECONDS : undefined);
     if (existing) {
-      const record = await store.update(existing, input);
+      const record = await store.update(
+        existing,
+        { ...input, ...(ttlSeconds === undefined ? {} : { ttlSeconds }) },
+        now,
+      );
       return c.json({ shard: shardView(record) }, 200);
     }
     if (principal.kind !== "platform") {
       throw new ForbiddenError("forbidden", "only the platform token may create shards");
     }
-    const { record, token } = await store.create(name, input);
+    const { record, token } = await store.create(
+      name,
+      { ...input, ttlSeconds: ttlSeconds ?? DEFAULT_SHARD_TTL_SECONDS },
+      now,
+    );
     return c.json({ shard: shardView(record), token }, 201);
   });
 
@@ -210,6 +231,24 @@ function checkDestinations(
       );
     }
   });
+}
+
+/**
+ * A shard token may keep or shorten its shard's expiry, never move it later: else a leaked or
+ * forgotten shard token would keep its shard (routes, sandboxes, the token itself) alive forever.
+ * Only the platform token, which decides how long a shard lives, extends it.
+ */
+function checkNoExtension(record: ShardRecord, ttlSeconds: number | undefined, now: Date): void {
+  if (ttlSeconds === undefined) return;
+  const expiresAt = Date.parse(record.expiresAt);
+  if (now.getTime() + ttlSeconds * 1000 > expiresAt) {
+    // The same `now` goes to the update, so a TTL that fits here cannot land later there.
+    const remaining = Math.max(Math.floor((expiresAt - now.getTime()) / 1000), 0);
+    throw new ForbiddenError(
+      "forbidden",
+      `ttlSeconds: a shard token cannot extend its shard's expiry (${record.expiresAt}, ${remaining} s from now); send at most ${remaining}, or leave ttlSeconds out to keep it; only the platform token can extend it`,
+    );
+  }
 }
 
 function shardName(c: Context<ApiEnv>): string {

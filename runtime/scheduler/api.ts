@@ -9,7 +9,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HttpError, UnavailableError } from "../lib/errors";
 import { createServiceApp, type ApiEnv } from "../lib/http";
 import { keys } from "../lib/keys";
-import type { Store } from "../lib/store";
+import { STORE_RETRY_AFTER_SECONDS, type Store } from "../lib/store";
 import { AgentClient } from "./agent-client";
 import { metrics, registry } from "./metrics";
 import { authMiddleware } from "./routes/auth";
@@ -70,9 +70,12 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
         options.version === undefined ? { ok: true } : { ok: true, version: options.version },
       );
     } catch (error) {
+      // The same Retry-After as every other store_unavailable answer: probes and rollout gates
+      // back off like any client.
       throw new UnavailableError(
         "etcd_unavailable",
-        `etcd does not answer: ${(error as Error).message}`,
+        `etcd does not answer: ${(error as Error).message}; retry in ${STORE_RETRY_AFTER_SECONDS} s`,
+        { cause: error, retryAfterSeconds: STORE_RETRY_AFTER_SECONDS },
       );
     }
   });

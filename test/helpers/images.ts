@@ -43,7 +43,8 @@ export interface RawTarEntry {
   readonly type?: "File" | "Directory" | "SymbolicLink" | "Link";
   readonly mode?: number;
   readonly linkpath?: string;
-  readonly content?: string;
+  /** Text, or bytes (a compiled test program). */
+  readonly content?: string | Buffer;
 }
 
 /** Encodes entries, in order and verbatim, as a tar stream (node-tar's header encoder). */
@@ -51,7 +52,10 @@ export function rawTar(entries: readonly RawTarEntry[]): Buffer {
   const blocks: Buffer[] = [];
   for (const entry of entries) {
     const type = entry.type ?? "File";
-    const data = Buffer.from(entry.content ?? "");
+    const data =
+      typeof entry.content === "string" || entry.content === undefined
+        ? Buffer.from(entry.content ?? "")
+        : entry.content;
     const header = new tar.Header({
       path: entry.path,
       type,

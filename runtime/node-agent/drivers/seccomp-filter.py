@@ -36,6 +36,7 @@ DENIED = [
 
 CLONE_NEWUSER = 0x10000000
 TIOCSTI = 0x5412
+IOCTL_REQUEST_MASK = 0xFFFFFFFF
 
 
 def main() -> None:
@@ -53,8 +54,14 @@ def main() -> None:
     )
     # clone3 passes its flags in memory a filter cannot read: ENOSYS makes libc fall back to clone.
     f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
-    # Faking terminal input into whoever holds the terminal.
-    f.add_rule(seccomp.ERRNO(errno.EPERM), "ioctl", seccomp.Arg(1, seccomp.EQ, TIOCSTI))
+    # Faking terminal input into whoever holds the terminal. The kernel reads ioctl's request as
+    # an unsigned int, so only its low 32 bits count: 0x100005412 is TIOCSTI too. Compare under
+    # that mask (Arg(n, MASKED_EQ, mask, value)), not all 64 bits.
+    f.add_rule(
+        seccomp.ERRNO(errno.EPERM),
+        "ioctl",
+        seccomp.Arg(1, seccomp.MASKED_EQ, IOCTL_REQUEST_MASK, TIOCSTI),
+    )
     f.export_bpf(sys.stdout)
     sys.stdout.flush()
 

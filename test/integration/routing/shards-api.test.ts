@@ -182,9 +182,11 @@ test("bad input is refused with a 400 that names the field", async (t) => {
 test("a shard token may point its forks only into its own namespace, and may not change the owner", async (t) => {
   const { call, platform } = await setup(t);
   const token = (await call("PUT", "/v1/shards/alice", platform, alice)).body.token;
+  // No ttlSeconds: a shard token's PUT keeps its shard's expiry (it may not extend it).
+  const { ttlSeconds: _ttl, ...rest } = alice;
   const put = (destination: string, owner = alice.owner) =>
     call("PUT", "/v1/shards/alice", token, {
-      ...alice,
+      ...rest,
       owner,
       forks: [{ service: "api", destination }],
     });
@@ -214,6 +216,47 @@ test("a shard token may point its forks only into its own namespace, and may not
     owner: "bob@example.com",
   });
   t.is(changed.status, 200, "the platform token may change the owner");
+});
+
+test("a shard token may keep or shorten its shard's TTL, never extend it; the platform token may", async (t) => {
+  const { call, platform } = await setup(t);
+  const created = await call("PUT", "/v1/shards/alice", platform, alice);
+  const token = created.body.token;
+  const expiresAt = created.body.shard.expiresAt;
+  // What a shard token may send: forks into its own namespace, no ttlSeconds.
+  const { ttlSeconds: _ttl, ...rest } = alice;
+  const own = { ...rest, forks: [{ service: "api", destination: "api.shard-alice.svc:8080" }] };
+  const get = async () => (await call("GET", "/v1/shards/alice", token)).body.shard;
+  for (const ttlSeconds of [3600, 7200, 7 * 86_400]) {
+    const refused = await call("PUT", "/v1/shards/alice", token, { ...own, ttlSeconds });
+    t.is(refused.status, 403, `ttlSeconds ${ttlSeconds}`);
+    t.regex(
+      refused.body.error.message,
+      /^ttlSeconds: a shard token cannot extend its shard's expiry .*only the platform token can extend it/,
+    );
+    t.is((await get()).expiresAt, expiresAt, "a refused PUT changes nothing");
+  }
+  // Without ttlSeconds a shard token's PUT (here: another fork) keeps the expiry, not one day.
+  const kept = await call("PUT", "/v1/shards/alice", token, own);
+  t.is(kept.status, 200);
+  t.is(kept.body.shard.expiresAt, expiresAt);
+  t.is(kept.body.shard.ttlSeconds, 3600);
+  t.deepEqual(kept.body.shard.forks, own.forks);
+  // Shorter is allowed, and then the old TTL would be an extension.
+  const before = Date.now();
+  const shortened = await call("PUT", "/v1/shards/alice", token, { ...own, ttlSeconds: 600 });
+  t.is(shortened.status, 200, JSON.stringify(shortened.body));
+  const shortExpiry = Date.parse(shortened.body.shard.expiresAt);
+  t.true(shortExpiry < Date.parse(expiresAt));
+  t.true(shortExpiry >= before + 600_000 && shortExpiry <= Date.now() + 600_000);
+  t.is(shortened.body.shard.ttlSeconds, 600);
+  const longer = await call("PUT", "/v1/shards/alice", token, { ...own, ttlSeconds: 601 });
+  t.is(longer.status, 403);
+  // The platform token extends.
+  const extended = await call("PUT", "/v1/shards/alice", platform, { ...alice, ttlSeconds: 7200 });
+  t.is(extended.status, 200);
+  t.true(Date.parse(extended.body.shard.expiresAt) > Date.parse(expiresAt));
+  t.is(extended.body.shard.ttlSeconds, 7200);
 });
 
 test("no token may point a fork at a link-local or metadata address, in any spelling", async (t) => {

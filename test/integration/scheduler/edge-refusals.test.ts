@@ -1,8 +1,9 @@
 /**
  * Specs a node would refuse (or a parser would crash on) are refused at the API's edge with a
  * 400 naming the field (issue 13, defects 6 and 10): bad env names, control characters in
- * `image` and `owner`, registry port 99999, fork destinations `new URL` rejects, duplicate JSON
- * keys, and bodies that are not `application/json`. Real etcd and scheduler, loopback only.
+ * `image` and `owner`, registry port 99999, fork destinations `new URL` rejects, node selectors
+ * and tolerations that are not Kubernetes labels, duplicate JSON keys, and bodies that are not
+ * `application/json`. Real etcd and scheduler, loopback only.
  */
 import test from "ava";
 import { etcdFor, PLATFORM_TOKEN, schedulerFor } from "../../helpers/runtime";
@@ -78,6 +79,86 @@ test("sandbox specs a node must refuse are a 400 naming the field", async (t) =>
   }
 });
 
+test("nodeSelector and tolerations are Kubernetes label keys and values, at most 32 each; a 400 names the entry and the rule", async (t) => {
+  const { call } = await setup(t);
+  const many = (n: number) => Array.from({ length: n }, (_, i) => `k${i}`);
+  const keyRule = /a label key's name \(after any prefix\/\) must be 1-63 letters, digits/;
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ["a space in a key", { nodeSelector: { "a b": "x" } }, /^nodeSelector\.a b: .*label key/],
+    ["an empty key", { nodeSelector: { "": "x" } }, /^nodeSelector\.: /],
+    ["a key name of 64", { nodeSelector: { ["a".repeat(64)]: "x" } }, keyRule],
+    ["a key ending in '.'", { nodeSelector: { "zone.": "x" } }, keyRule],
+    ["an empty name", { nodeSelector: { "shardworks.dev/": "x" } }, keyRule],
+    [
+      "an uppercase prefix",
+      { nodeSelector: { "Shardworks.dev/microvm": "x" } },
+      /^nodeSelector\.Shardworks\.dev\/microvm: a label key's prefix \(before '\/'\) must be a DNS subdomain/,
+    ],
+    ["an empty prefix", { nodeSelector: { "/microvm": "x" } }, /prefix .* DNS subdomain/],
+    [
+      "a prefix of 254",
+      { nodeSelector: { [`${"a.".repeat(126)}ab/x`]: "x" } },
+      /prefix .* at most 253/,
+    ],
+    ["two '/'", { nodeSelector: { "a/b/c": "x" } }, /^nodeSelector\.a\/b\/c: .*at most one '\/'/],
+    ["a CRLF in a key", { nodeSelector: { "a\r\nb": "x" } }, /^nodeSelector\.a\r\nb: a label key/],
+    [
+      "a space in a value",
+      { nodeSelector: { zone: "a b" } },
+      /^nodeSelector\.zone: a label value must be empty or at most 63/,
+    ],
+    ["a value of 64", { nodeSelector: { zone: "a".repeat(64) } }, /^nodeSelector\.zone: /],
+    ["a value starting with '-'", { nodeSelector: { zone: "-a" } }, /^nodeSelector\.zone: /],
+    [
+      "33 selector entries",
+      { nodeSelector: Object.fromEntries(many(33).map((k) => [k, "x"])) },
+      /^nodeSelector: at most 32 entries/,
+    ],
+    [
+      "a toleration key with a space",
+      { tolerations: [{ key: "a b" }] },
+      /^tolerations\[0\]\.key: /,
+    ],
+    ["an empty toleration key", { tolerations: [{ key: "" }] }, /^tolerations\[0\]\.key: /],
+    [
+      "a toleration value of 64",
+      { tolerations: [{ key: "zone", value: "a".repeat(64) }] },
+      /^tolerations\[0\]\.value: a label value/,
+    ],
+    [
+      "33 tolerations",
+      { tolerations: many(33).map((key) => ({ key })) },
+      /^tolerations: at most 32 entries/,
+    ],
+  ];
+  for (const [name, fields, mentions] of cases) {
+    const r = await call("POST", "/v1/sandboxes", JSON.stringify({ ...good, ...fields }));
+    t.is(r.status, 400, name);
+    t.regex(r.message, mentions, name);
+  }
+  const ok = await call(
+    "POST",
+    "/v1/sandboxes",
+    JSON.stringify({
+      ...good,
+      nodeSelector: {
+        "kubernetes.io/arch": "amd64",
+        "shardworks.dev/microvm": "true",
+        "A_b.c-D": "X_y.z-1",
+        empty: "",
+        [`${"a".repeat(63)}`]: "v".repeat(63),
+        ...Object.fromEntries(many(27).map((k) => [k, "x"])),
+      },
+      tolerations: [
+        { key: "shardworks.dev/microvm", value: "true" },
+        { key: "dedicated" },
+        ...many(30).map((key) => ({ key, value: "" })),
+      ],
+    }),
+  );
+  t.is(ok.status, 201, ok.message);
+});
+
 test("shard bodies: control characters in owner and fork destinations new URL rejects are a 400 naming the field", async (t) => {
   const { call } = await setup(t);
   for (const owner of ["ali\u0000ce", "alice\r\nX-Injected: 1", "tab\there", "del\u007f"]) {
@@ -147,7 +228,7 @@ test("duplicate JSON keys are refused, naming the key, on every JSON endpoint", 
   }
 });
 
-test("a JSON endpoint refuses bodies not sent as application/json with 415", async (t) => {
+test("a JSON endpoint refuses bodies not sent as application/json (UTF-8) with 415", async (t) => {
   const { call } = await setup(t);
   for (const [method, path, body] of [
     ["PUT", "/v1/shards/alice", JSON.stringify(shard)],
@@ -164,6 +245,30 @@ test("a JSON endpoint refuses bodies not sent as application/json with 415", asy
       t.is(r.status, 415, `${method} ${path} as ${type}`);
       t.regex(r.message, /content-type: application\/json/);
     }
-    t.not((await call(method, path, body, "application/json; charset=utf-8")).status, 415);
+    // A charset that is not UTF-8: the body would be read as UTF-8 all the same, while a proxy
+    // or a log that honours the header reads other text.
+    for (const type of [
+      "application/json; charset=latin1",
+      "application/json; charset=ISO-8859-1",
+      "application/json; charset=utf-16",
+      'application/json; charset="utf-16le"',
+      "application/json; charset=utf-8; charset=latin1",
+      "application/json; charset=",
+    ]) {
+      const r = await call(method, path, body, type);
+      t.is(r.status, 415, `${method} ${path} as ${type}`);
+      t.regex(
+        r.message,
+        /JSON bodies are UTF-8: send "content-type: application\/json" or "application\/json; charset=utf-8"/,
+      );
+    }
+    for (const type of [
+      "application/json; charset=utf-8",
+      "application/json; charset=UTF-8",
+      'application/json; charset="utf-8"',
+      "Application/JSON;charset=Utf-8",
+    ]) {
+      t.not((await call(method, path, body, type)).status, 415, type);
+    }
   }
 });

@@ -11,7 +11,7 @@ import {
   tempDirFor,
 } from "../../helpers/runtime";
 
-test("etcd down: sandbox, node and shard calls answer 503 store_unavailable with Retry-After; back up: 2xx", async (t) => {
+test("etcd down: sandbox, node and shard calls answer 503 store_unavailable with Retry-After, /healthz 503 with Retry-After; back up: 2xx", async (t) => {
   const dir = await tempDirFor(t, "sw-store-outage-");
   const etcd = await restartableEtcdFor(t, dir);
   const scheduler = await schedulerFor(t, etcd.current(), { placer: false });
@@ -42,6 +42,14 @@ test("etcd down: sandbox, node and shard calls answer 503 store_unavailable with
     t.is(body.error.code, "store_unavailable");
     t.regex(body.error.message, /state store \(etcd\) is unavailable.*retry in 2 s/);
   }
+  // /healthz (no token) says the same: 503 with the same Retry-After, so a probe or a rollout
+  // gate backs off like any client.
+  const health = await fetch(`${scheduler.url}/healthz`);
+  const healthBody = (await health.json()) as { error: { code: string; message: string } };
+  t.is(health.status, 503);
+  t.is(health.headers.get("retry-after"), "2");
+  t.is(healthBody.error.code, "etcd_unavailable");
+  t.regex(healthBody.error.message, /retry in 2 s/);
   // A shard token is checked against etcd too: 503, not 401 or 500.
   const shard = await fetch(`${scheduler.url}/v1/sandboxes`, {
     headers: { authorization: "Bearer demo.0123456789abcdef" },
