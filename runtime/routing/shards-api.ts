@@ -145,6 +145,14 @@ export function createShardsApi(store: ShardStore): Hono<ApiEnv> {
           `owner: a shard token cannot change the owner (it is "${existing.record.owner}"); use the platform token`,
         );
       }
+      // A routing key is a claim on traffic: a shard token moving to a free key could take one a
+      // shard about to be created will be given, or one a deleted shard's clients still send.
+      if (body.routingKey !== existing.record.routingKey) {
+        throw new ForbiddenError(
+          "forbidden",
+          `routingKey: a shard token cannot change the routing key (it is "${existing.record.routingKey}"); use the platform token`,
+        );
+      }
       checkNoExtension(existing.record, body.ttlSeconds, now);
     }
     if (existing && c.req.header("if-none-match") === "*") {

@@ -211,6 +211,14 @@ test("a shard token may point its forks only into its own namespace, and may not
   const owner = await put("api.shard-alice.svc:8080", "mallory@example.com");
   t.is(owner.status, 403);
   t.regex(owner.body.error.message, /^owner: a shard token cannot change the owner/);
+  // Nor the routing key: a free key may be one another shard's clients send (or will).
+  const key = await call("PUT", "/v1/shards/alice", token, {
+    ...rest,
+    routingKey: "unclaimed-key",
+    forks: [{ service: "api", destination: "api.shard-alice.svc:8080" }],
+  });
+  t.is(key.status, 403);
+  t.regex(key.body.error.message, /^routingKey: a shard token cannot change the routing key/);
   const changed = await call("PUT", "/v1/shards/alice", platform, {
     ...alice,
     owner: "bob@example.com",
