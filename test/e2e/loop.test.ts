@@ -99,7 +99,9 @@ async function podStates(core: k8s.CoreV1Api, namespace: string): Promise<string
   return pods.items
     .map((p) => {
       const ready = p.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
-      return `${p.metadata?.labels?.["app.kubernetes.io/name"] ?? p.metadata?.name} ${p.status?.phase}${ready ? " Ready" : " NOT READY"}`;
+      // A restart is named: a slow start must be waited for (startup probes), not killed.
+      const restarts = (p.status?.containerStatuses ?? []).reduce((n, c) => n + c.restartCount, 0);
+      return `${p.metadata?.labels?.["app.kubernetes.io/name"] ?? p.metadata?.name} ${p.status?.phase}${ready ? " Ready" : " NOT READY"}${restarts > 0 ? ` restarted ${restarts}x` : ""}`;
     })
     .sort();
 }
