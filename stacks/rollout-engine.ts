@@ -1,9 +1,10 @@
 /**
  * The cross-cluster canary rollout as a resumable state machine: for each wave (the first is the
- * canary) update every stack to the new runtime version, run the health gates until they pass or
- * time out, bake, re-check, then go on. A failed update or gate stops the rollout and rolls the
- * failed wave back to the versions its stacks had. The state is written to a JSON file after every
- * step, so a rollout that was interrupted (Ctrl-C, a crash) resumes where it stopped.
+ * canary) update every stack to the new runtime release (a version, and the runtime image pinned by
+ * digest), run the health gates until they pass or time out, bake, re-check, then go on. A failed
+ * update or gate stops the rollout and rolls the failed wave back to the releases its stacks had.
+ * The state is written to a JSON file after every step, so a rollout that was interrupted (Ctrl-C,
+ * a crash) resumes where it stopped.
  *
  * Pulumi stays behind {@link StackUpdater} and the health checks behind {@link HealthGate}, so the
  * state machine runs the same against the Automation API (`stacks/rollout.ts`) and in tests.
@@ -14,15 +15,50 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import type { RolloutPlan } from "./rollout-plan";
 
-/** Sets a stack's runtime version and deploys it (`pulumi up`). */
+/**
+ * What a rollout rolls out, and what a rollback restores: the runtime version (which the processes
+ * report and the gates compare) and the runtime image pinned by digest. A stack that runs pods
+ * runs `image`; the version alone changes only the version it reports.
+ */
+export const releaseSchema = z.strictObject({
+  version: z.string(),
+  /** `<name>@sha256:<64 hex>`; absent: the stack pins no image (`<imageRepository>:<version>`). */
+  image: z.string().optional(),
+});
+/** A runtime release: version and, when pinned, image. */
+export type Release = z.output<typeof releaseSchema>;
+
+/** Sets a stack's runtime release and deploys it (`pulumi up`). */
 export interface StackUpdater {
-  /** The runtime version the stack is configured with now. */
-  currentVersion(stack: string): Promise<string>;
+  /** The runtime release the stack is configured with now (no `image` when it pins none). */
+  currentRelease(stack: string): Promise<Release>;
   /**
-   * Configure `version` and deploy; rejects when the deployment fails, or is cancelled when
-   * `signal` aborts (Ctrl-C: the rollout is then interrupted, not failed).
+   * Configure exactly `release` (its version, and its image, or no image when it has none) and
+   * deploy; rejects when the deployment fails, or is cancelled when `signal` aborts (Ctrl-C: the
+   * rollout is then interrupted, not failed).
    */
-  deploy(stack: string, version: string, signal?: AbortSignal): Promise<void>;
+  deploy(stack: string, release: Release, signal?: AbortSignal): Promise<void>;
+}
+
+/** `0.2.0`, or `0.2.0 (ghcr.io/shardworks/runtime@sha256:5a7c9e1b3d5f…)`: the digest shortened. */
+export function describeRelease(release: Release): string {
+  if (release.image === undefined) return release.version;
+  const at = release.image.indexOf("@sha256:");
+  const image = at < 0 ? release.image : `${release.image.slice(0, at + 8 + 12)}…`;
+  return `${release.version} (${image})`;
+}
+
+/**
+ * Why `release` must not be rolled out to a stack that has `current`, if it must not: a stack that
+ * pins a runtime image runs pods, and changing only its version would relabel the old image.
+ */
+export function releaseProblem(
+  stack: string,
+  current: Release,
+  release: Release,
+): string | undefined {
+  if (current.image === undefined || release.image !== undefined) return undefined;
+  return `stack ${stack} pins the runtime image (${current.image}), so a new version alone would keep running it; pass --image <name>@sha256:<64 hex> (\`npm run images -- build runtime\` prints it)`;
 }
 
 /** What a gate is told about the stack it checks. */
@@ -82,9 +118,14 @@ export type RolloutStatus = (typeof RolloutStatus)[keyof typeof RolloutStatus];
 
 const stackStateSchema = z.strictObject({
   wave: z.number().int().min(0),
-  /** Version before the rollout touched it; known once the wave started. */
-  from: z.string().optional(),
-  to: z.string(),
+  /**
+   * Release before the rollout touched it; known once the wave started. A plain version string
+   * in state files of rollouts that changed the version only (the image was left as it was):
+   * resuming one reads the image the stack has now, which such a rollout never changed.
+   */
+  from: z.union([releaseSchema, z.string()]).optional(),
+  /** The release it is updated to (a plain version in older state files). */
+  to: z.union([releaseSchema, z.string().transform((version): Release => ({ version }))]),
   phase: z.enum(Object.values(StackPhase) as [StackPhase, ...StackPhase[]]),
   error: z.string().optional(),
 });
@@ -92,6 +133,8 @@ const stackStateSchema = z.strictObject({
 /** The state file: validated when read back, since a person may have edited it. */
 export const rolloutStateSchema = z.strictObject({
   version: z.string(),
+  /** The image rolled out with `version`; absent: none (older state files: none). */
+  image: z.string().optional(),
   status: z.enum(Object.values(RolloutStatus) as [RolloutStatus, ...RolloutStatus[]]),
   waves: z.array(
     z.strictObject({
@@ -105,8 +148,16 @@ export const rolloutStateSchema = z.strictObject({
   stacks: z.record(z.string(), stackStateSchema),
   failure: z.string().optional(),
 });
-/** The saved state of a rollout. */
-export type RolloutState = z.output<typeof rolloutStateSchema>;
+/** A state as read from its file: a `from` may be a plain version (older state files). */
+export type SavedRolloutState = z.output<typeof rolloutStateSchema>;
+/** Where one stack is: as saved, with `from` always a whole release. */
+export type StackState = Omit<SavedRolloutState["stacks"][string], "from"> & {
+  from?: Release;
+};
+/** The state of a rollout (what {@link runRollout} saves and resolves with). */
+export type RolloutState = Omit<SavedRolloutState, "stacks"> & {
+  stacks: Record<string, StackState>;
+};
 
 /** A rollout that cannot start or resume: the message says why and what to do. */
 export class RolloutError extends Error {
@@ -116,14 +167,23 @@ export class RolloutError extends Error {
   }
 }
 
+/** The release a state rolls out. */
+function releaseOf(state: SavedRolloutState): Release {
+  return state.image === undefined
+    ? { version: state.version }
+    : { version: state.version, image: state.image };
+}
+
 /** The state a new rollout starts from. */
-export function initialState(plan: RolloutPlan, version: string): RolloutState {
+export function initialState(plan: RolloutPlan, release: Release): RolloutState {
   const stacks: RolloutState["stacks"] = {};
   plan.waves.forEach((wave, w) => {
-    for (const stack of wave.stacks) stacks[stack] = { wave: w, to: version, phase: "pending" };
+    for (const stack of wave.stacks) {
+      stacks[stack] = { wave: w, to: { ...release }, phase: "pending" };
+    }
   });
   return {
-    version,
+    ...release,
     status: RolloutStatus.Running,
     waves: plan.waves.map((wave) => ({
       name: wave.name,
@@ -135,7 +195,7 @@ export function initialState(plan: RolloutPlan, version: string): RolloutState {
 }
 
 /** Read a state file; undefined when there is none. */
-export async function readState(file: string): Promise<RolloutState | undefined> {
+export async function readState(file: string): Promise<SavedRolloutState | undefined> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -164,20 +224,24 @@ async function writeState(file: string, state: RolloutState): Promise<void> {
 /** The plan as lines of text, for `--dry-run`. */
 export function describePlan(
   plan: RolloutPlan,
-  version: string,
-  currentVersions?: ReadonlyMap<string, string>,
+  release: Release,
+  currentReleases?: ReadonlyMap<string, Release>,
 ): string[] {
-  const lines = [`rollout of runtime version ${version}, ${plan.waves.length} wave(s):`];
+  const image = release.image === undefined ? "" : ` with image ${release.image}`;
+  const lines = [
+    `rollout of runtime version ${release.version}${image}, ${plan.waves.length} wave(s):`,
+  ];
   plan.waves.forEach((wave, i) => {
     lines.push(`  wave ${i + 1} "${wave.name}"${i === 0 ? " (canary)" : ""}:`);
     for (const stack of wave.stacks) {
-      const from = currentVersions?.get(stack);
+      const from = currentReleases?.get(stack);
       const target = plan.targets[stack];
       const where =
         target === undefined
           ? ""
           : ` (scheduler ${target.schedulerUrl ?? "from outputs"}, ${target.nodeAgents} node agent(s), ${target.xdsClients ?? "gatewayReplicas"} xDS client(s))`;
-      lines.push(`    ${stack}: ${from ?? "?"} -> ${version}${where}`);
+      const was = from === undefined ? "?" : describeRelease(from);
+      lines.push(`    ${stack}: ${was} -> ${describeRelease(release)}${where}`);
     }
   });
   lines.push(
@@ -188,10 +252,41 @@ export function describePlan(
   return lines;
 }
 
+/**
+ * The pre-flight of a rollout: every stack of the plan with its configured release, read before
+ * anything changes. A stack that cannot be read, or that pins a runtime image while `release` has
+ * none, is refused: one {@link RolloutError} with one line per stack.
+ */
+export async function preflightReleases(
+  plan: RolloutPlan,
+  release: Release,
+  updater: Pick<StackUpdater, "currentRelease">,
+  /** How a read error is put in words; default its message. */
+  explain: (error: unknown) => string = (error) => (error as Error).message,
+): Promise<Map<string, Release>> {
+  const current = new Map<string, Release>();
+  const problems: string[] = [];
+  for (const stack of plan.waves.flatMap((w) => w.stacks)) {
+    let had: Release;
+    try {
+      had = await updater.currentRelease(stack);
+    } catch (error) {
+      problems.push(`stack ${stack}: ${explain(error)}`);
+      continue;
+    }
+    current.set(stack, had);
+    const problem = releaseProblem(stack, had, release);
+    if (problem !== undefined) problems.push(problem);
+  }
+  if (problems.length > 0) throw new RolloutError(problems.join("\n"));
+  return current;
+}
+
 /** Options of {@link runRollout}. */
 export interface RolloutOptions {
   readonly plan: RolloutPlan;
-  readonly version: string;
+  /** What is rolled out: the version and, for stacks that run pods, the image pinned by digest. */
+  readonly release: Release;
   readonly updater: StackUpdater;
   readonly gates: readonly HealthGate[];
   /** Continue the rollout saved in `plan.state` instead of starting one. */
@@ -209,11 +304,13 @@ export interface RolloutOptions {
 
 /** Run (or resume) a rollout; resolves with the final state (also saved to `plan.state`). */
 export async function runRollout(options: RolloutOptions): Promise<RolloutState> {
-  const { plan, version, updater, gates } = options;
+  const { plan, release, updater, gates } = options;
+  const { version } = release;
   const signal = options.signal ?? new AbortController().signal;
   const cancelUpdates = options.cancelUpdates ?? signal;
   const say = options.progress ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const state = await startingState(plan, version, options.resume ?? false);
+  const state = await startingState(plan, release, updater, options.resume ?? false);
+  const to = describeRelease(release);
   const save = () => writeState(plan.state, state);
   await save();
 
@@ -233,14 +330,15 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutState>
     say(`[${wave.name}] FAILED: ${reason}; rolling the wave back`);
     for (const stack of wave.stacks) {
       const s = state.stacks[stack]!;
-      // Untouched stacks (and ones already restored) keep their version.
+      // Untouched stacks (and ones already restored) keep their release.
       if (s.from === undefined || s.phase === StackPhase.Pending) continue;
       if (s.phase === StackPhase.RolledBack) continue;
+      const from = s.from;
       s.phase = StackPhase.RollingBack;
       await save();
-      say(`[${wave.name}] ${stack}: rolling back to ${s.from}`);
+      say(`[${wave.name}] ${stack}: rolling back to ${describeRelease(from)}`);
       try {
-        await updater.deploy(stack, s.from, cancelUpdates);
+        await updater.deploy(stack, from, cancelUpdates);
       } catch (error) {
         // Cancelled: the rollback is saved half-done; --resume finishes it.
         if (await interrupted()) return state;
@@ -248,7 +346,7 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutState>
       }
       s.phase = StackPhase.RolledBack;
       await save();
-      say(`[${wave.name}] ${stack}: rolled back to ${s.from}`);
+      say(`[${wave.name}] ${stack}: rolled back to ${describeRelease(from)}`);
       if (await interrupted()) return state;
     }
     wave.phase = WavePhase.RolledBack;
@@ -315,16 +413,22 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutState>
     if (wave.phase === WavePhase.Pending || wave.phase === WavePhase.Updating) {
       wave.phase = WavePhase.Updating;
       await save();
-      say(`[${wave.name}] updating ${wave.stacks.length} stack(s) to ${version}`);
+      say(`[${wave.name}] updating ${wave.stacks.length} stack(s) to ${to}`);
       for (const stack of wave.stacks) {
         const s = state.stacks[stack]!;
         if (s.phase === StackPhase.Updated || s.phase === StackPhase.Healthy) continue;
-        s.from ??= await updater.currentVersion(stack);
+        const from = (s.from ??= await updater.currentRelease(stack));
+        // The pre-flight refused this already; a stack's config may have changed since.
+        const problem = releaseProblem(stack, from, release);
+        if (problem !== undefined) {
+          s.error = problem;
+          return rollBack(w, problem);
+        }
         s.phase = StackPhase.Updating;
         await save();
-        say(`[${wave.name}] ${stack}: ${s.from} -> ${version}: pulumi up`);
+        say(`[${wave.name}] ${stack}: ${describeRelease(from)} -> ${to}: pulumi up`);
         try {
-          await updater.deploy(stack, version, cancelUpdates);
+          await updater.deploy(stack, release, cancelUpdates);
         } catch (error) {
           // Cancelled by Ctrl-C, not failed: saved as interrupted; --resume deploys it again.
           if (await interrupted()) return state;
@@ -371,27 +475,43 @@ export async function runRollout(options: RolloutOptions): Promise<RolloutState>
   return state;
 }
 
-/** A fresh state, or the saved one when resuming (after checking it belongs to this rollout). */
+/** The flags that name a release: `--version 0.2.0 --image …`. */
+function releaseFlags(release: Release): string {
+  return `--version ${release.version}${release.image === undefined ? " without --image" : ` --image ${release.image}`}`;
+}
+
+/**
+ * A fresh state, or the saved one when resuming (after checking it belongs to this rollout). A
+ * saved `from` that is a plain version (a rollout that changed the version only) becomes the
+ * release the stack had: that version and the image the stack has now, which such a rollout
+ * never changed.
+ */
 async function startingState(
   plan: RolloutPlan,
-  version: string,
+  release: Release,
+  updater: StackUpdater,
   resume: boolean,
 ): Promise<RolloutState> {
   const saved = await readState(plan.state);
   if (!resume) {
     if (saved !== undefined && saved.status !== RolloutStatus.Succeeded) {
       throw new RolloutError(
-        `a rollout of ${saved.version} is saved in ${plan.state} (status ${saved.status}); pass --resume to continue it, or move the file away to start a new rollout`,
+        `a rollout of ${describeRelease(releaseOf(saved))} is saved in ${plan.state} (status ${saved.status}); pass --resume to continue it, or move the file away to start a new rollout`,
       );
     }
-    return initialState(plan, version);
+    return initialState(plan, release);
   }
   if (saved === undefined) {
     throw new RolloutError(`--resume: no rollout state at ${plan.state}; run without --resume`);
   }
-  if (saved.version !== version) {
+  if (saved.version !== release.version) {
     throw new RolloutError(
-      `--resume: ${plan.state} is a rollout of ${saved.version}, not ${version}; pass --version ${saved.version}`,
+      `--resume: ${plan.state} is a rollout of ${saved.version}, not ${release.version}; pass --version ${saved.version}`,
+    );
+  }
+  if (saved.image !== release.image) {
+    throw new RolloutError(
+      `--resume: ${plan.state} is a rollout of ${describeRelease(releaseOf(saved))}, not ${describeRelease(release)}; pass ${releaseFlags(releaseOf(saved))}`,
     );
   }
   const planned = JSON.stringify(plan.waves.map((w) => [w.name, w.stacks]));
@@ -406,5 +526,17 @@ async function startingState(
       `--resume: the rollout of ${saved.version} failed and was rolled back (${saved.failure ?? "see state"}); fix the version and start a new rollout after moving ${plan.state} away`,
     );
   }
-  return saved;
+  const stacks: RolloutState["stacks"] = {};
+  for (const [stack, { from, ...s }] of Object.entries(saved.stacks)) {
+    if (typeof from !== "string") {
+      stacks[stack] = from === undefined ? s : { ...s, from };
+      continue;
+    }
+    const { image } = await updater.currentRelease(stack);
+    stacks[stack] = {
+      ...s,
+      from: image === undefined ? { version: from } : { version: from, image },
+    };
+  }
+  return { ...saved, stacks };
 }

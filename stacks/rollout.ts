@@ -1,9 +1,10 @@
 /**
- * `npm run rollout -- --plan stacks/rollout.<name>.yaml --version <v> [--dry-run] [--resume]`:
- * the cross-cluster canary rollout of the platform stacks (the state machine is in
- * `rollout-engine.ts`). Pulumi runs through the Automation API with our program (`index.ts`)
- * inline: one program per process, and the stacks are updated one at a time (never two
- * `createOrSelectStack` in parallel in one workspace).
+ * `npm run rollout -- --plan stacks/rollout.<name>.yaml --version <v> [--image <name@sha256:…>]
+ * [--dry-run] [--resume]`: the cross-cluster canary rollout of a runtime release (version and
+ * image pinned by digest) to the platform stacks (the state machine is in `rollout-engine.ts`).
+ * Pulumi runs through the Automation API with our program (`index.ts`) inline: one program per
+ * process, and the stacks are updated one at a time (never two `createOrSelectStack` in parallel
+ * in one workspace).
  */
 import { resolve } from "node:path";
 import { Command, CommanderError } from "commander";
@@ -12,15 +13,21 @@ import { runtimeSchema } from "./config";
 import { loadPlan, RolloutPlanError, type RolloutPlan } from "./rollout-plan";
 import {
   describePlan,
+  preflightReleases,
   RolloutError,
   RolloutStatus,
   runRollout,
+  type Release,
   type StackUpdater,
 } from "./rollout-engine";
 import { rolloutGates, schedulerCall, schedulerUrlOf } from "./rollout-gates";
 
-/** The config key a rollout changes (a path into `shardworks:runtime`). */
+/** The config keys a rollout changes (paths into `shardworks:runtime`). */
 export const RUNTIME_VERSION_KEY = "shardworks:runtime.version";
+export const RUNTIME_IMAGE_KEY = "shardworks:runtime.image";
+
+/** The two fields of `shardworks:runtime` a release is made of. */
+const releaseConfigSchema = runtimeSchema.pick({ version: true, image: true });
 
 /** Options of {@link AutomationStackUpdater}. */
 export interface AutomationStackUpdaterOptions {
@@ -39,7 +46,10 @@ export interface AutomationStackUpdaterOptions {
   readonly onOutput?: (line: string) => void;
 }
 
-/** {@link StackUpdater} over the Automation API: set `shardworks:runtime.version`, `up`. */
+/**
+ * {@link StackUpdater} over the Automation API: set `shardworks:runtime.version` and
+ * `shardworks:runtime.image` (or remove the image, for a release without one), `up`.
+ */
 export class AutomationStackUpdater implements StackUpdater {
   readonly #options: AutomationStackUpdaterOptions;
 
@@ -85,21 +95,26 @@ export class AutomationStackUpdater implements StackUpdater {
     return typeof replicas === "number" ? replicas : undefined;
   }
 
-  /** The configured version, or the schema's default when the stack does not set one. */
-  async currentVersion(name: string): Promise<string> {
+  /**
+   * The configured version (the schema's default when the stack sets none) and image. A value the
+   * schema refuses is an error naming the key: rolling back to a guess would be worse.
+   */
+  async currentRelease(name: string): Promise<Release> {
     const stack = await this.#stack(name);
-    const all = await stack.getAllConfig();
-    const runtime = all["shardworks:runtime"]?.value;
-    if (runtime === undefined) return runtimeSchema.parse({}).version;
-    const parsed = runtimeSchema.partial().safeParse(JSON.parse(runtime));
-    return parsed.success && parsed.data.version !== undefined
-      ? parsed.data.version
-      : runtimeSchema.parse({}).version;
+    return releaseOfConfig((await stack.getAllConfig())["shardworks:runtime"]?.value);
   }
 
-  async deploy(name: string, version: string, signal?: AbortSignal): Promise<void> {
+  async deploy(name: string, release: Release, signal?: AbortSignal): Promise<void> {
     const stack = await this.#stack(name);
-    await stack.setConfig(RUNTIME_VERSION_KEY, { value: version }, true);
+    await stack.setConfig(RUNTIME_VERSION_KEY, { value: release.version }, true);
+    if (release.image !== undefined) {
+      await stack.setConfig(RUNTIME_IMAGE_KEY, { value: release.image }, true);
+    } else if (
+      releaseOfConfig((await stack.getAllConfig())["shardworks:runtime"]?.value).image !== undefined
+    ) {
+      // Back to a release that pinned no image: `<imageRepository>:<version>` again.
+      await stack.removeConfig(RUNTIME_IMAGE_KEY, true);
+    }
     let result;
     try {
       // The Automation API listens for an abort during `up` only: one that came earlier
@@ -118,6 +133,27 @@ export class AutomationStackUpdater implements StackUpdater {
   }
 }
 
+/**
+ * The release in a stack's `shardworks:runtime` config value (JSON text; undefined when the stack
+ * sets none): its version (default the schema's) and image.
+ */
+export function releaseOfConfig(runtime: string | undefined): Release {
+  const raw: unknown = runtime === undefined ? {} : JSON.parse(runtime);
+  const fields =
+    typeof raw === "object" && raw !== null && !Array.isArray(raw)
+      ? (raw as Record<string, unknown>)
+      : {};
+  const parsed = releaseConfigSchema.safeParse({ version: fields.version, image: fields.image });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(
+      `shardworks:runtime.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}; fix it in the stack's config (pulumi config set --path)`,
+    );
+  }
+  const { version, image } = parsed.data;
+  return image === undefined ? { version } : { version, image };
+}
+
 /** The engine's error is its whole stderr; its `error:` lines are what a person needs. */
 export function engineMessage(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
@@ -126,27 +162,6 @@ export function engineMessage(error: unknown): string {
     .map((l) => l.trim())
     .filter((l) => l.startsWith("error:"));
   return lines.length > 0 ? [...new Set(lines)].join("; ") : message;
-}
-
-/**
- * Every stack of the plan with its configured version, read before anything changes: a stack that
- * does not exist, or a backend that cannot be reached, stops the rollout before the canary.
- */
-async function currentVersions(
-  plan: RolloutPlan,
-  updater: AutomationStackUpdater,
-): Promise<Map<string, string>> {
-  const current = new Map<string, string>();
-  const problems: string[] = [];
-  for (const stack of plan.waves.flatMap((w) => w.stacks)) {
-    try {
-      current.set(stack, await updater.currentVersion(stack));
-    } catch (error) {
-      problems.push(`stack ${stack}: ${engineMessage(error)}`);
-    }
-  }
-  if (problems.length > 0) throw new RolloutError(problems.join("\n"));
-  return current;
 }
 
 /**
@@ -206,7 +221,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     .description("Roll a runtime version out to the platform stacks, wave by wave")
     .requiredOption("--plan <file>", "rollout plan, e.g. stacks/rollout.local.yaml")
     .requiredOption("--version <v>", "runtime version to roll out, e.g. 0.2.0")
-    .option("--dry-run", "print the plan and the stacks' current versions; change nothing")
+    .option(
+      "--image <name@sha256:digest>",
+      "runtime image of that version, pinned by digest (`npm run images -- build runtime` prints it); required for stacks that pin runtime.image",
+    )
+    .option("--dry-run", "print the plan and the stacks' current releases; change nothing")
     .option("--resume", "continue the rollout saved in the plan's state file")
     .option("--platform-token <token>", "scheduler API token (default: $SHARDWORKS_PLATFORM_TOKEN)")
     .option(
@@ -228,6 +247,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const opts = program.opts<{
     plan: string;
     version: string;
+    image?: string;
     dryRun?: boolean;
     resume?: boolean;
     platformToken?: string;
@@ -239,6 +259,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`--version: ${version.error.issues[0]?.message ?? "invalid"}\n`);
     return 2;
   }
+  const image = runtimeSchema.shape.image.safeParse(opts.image);
+  if (!image.success) {
+    process.stderr.write(`--image: ${image.error.issues[0]?.message ?? "invalid"}\n`);
+    return 2;
+  }
+  const release: Release =
+    image.data === undefined
+      ? { version: version.data }
+      : { version: version.data, image: image.data };
   const repoRoot = resolve(__dirname, "..");
   try {
     const plan = await loadPlan(opts.plan);
@@ -247,8 +276,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       program: indexProgram(resolve(repoRoot, "index.ts")),
     });
     if (opts.dryRun) {
-      const current = await currentVersions(plan, updater);
-      for (const line of describePlan(plan, version.data, current)) console.log(line);
+      const current = await preflightReleases(plan, release, updater, engineMessage);
+      for (const line of describePlan(plan, release, current)) console.log(line);
       return 0;
     }
     // An empty value (e.g. `SHARDWORKS_PLATFORM_TOKEN=` in a CI file) is as good as none.
@@ -259,7 +288,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       );
       return 2;
     }
-    await currentVersions(plan, updater);
+    await preflightReleases(plan, release, updater, engineMessage);
     await reachable(plan, updater, token);
     // Ctrl-C reaches pulumi too (same process group): the rollout only stops after it, as sending
     // it a second SIGINT would make pulumi stop at once, not cleanly. SIGTERM (a CI cancel) does
@@ -275,7 +304,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.once("SIGTERM", terminate);
     const state = await runRollout({
       plan,
-      version: version.data,
+      release,
       updater,
       gates: rolloutGates(plan, {
         token,

@@ -20,6 +20,7 @@ import { ensureTools } from "../../scripts/tools";
 import { linkProject } from "./project";
 import { AutomationStackUpdater } from "../../stacks/rollout";
 import {
+  preflightReleases,
   RolloutError,
   readState,
   runRollout,
@@ -46,6 +47,12 @@ interface Project {
   /** Number of `up`s the stack has had. */
   updates(stack: string): Promise<number>;
   configured(stack: string): Promise<string>;
+  /** Configured `shardworks:runtime.image` (undefined when the stack has none). */
+  configuredImage(stack: string): Promise<string | undefined>;
+  /** Deployed runtimeImage output ("" when the stack was deployed without an image). */
+  deployedImage(stack: string): Promise<string | undefined>;
+  /** Set `shardworks:runtime.image` as a person would (`pulumi config set --path`). */
+  pinImage(stack: string, image: string): Promise<void>;
 }
 
 /** A fresh file backend with three stacks configured at 0.1.0 and never deployed. */
@@ -98,6 +105,18 @@ async function project(t: ExecutionContext): Promise<Project> {
     async configured(name) {
       return (await (await select(name)).getConfig("shardworks:runtime.version", true)).value;
     },
+    async configuredImage(name) {
+      const runtime = (await (await select(name)).getAllConfig())["shardworks:runtime"]?.value;
+      const image: unknown = runtime === undefined ? undefined : JSON.parse(runtime).image;
+      return typeof image === "string" ? image : undefined;
+    },
+    async deployedImage(name) {
+      const value: unknown = (await (await select(name)).outputs()).runtimeImage?.value;
+      return typeof value === "string" ? value : undefined;
+    },
+    async pinImage(name, image) {
+      await (await select(name)).setConfig("shardworks:runtime.image", { value: image }, true);
+    },
   };
 }
 
@@ -121,7 +140,7 @@ test.serial("a good version goes canary -> rest and ends healthy on every stack"
   const checked: string[] = [];
   const state = await runRollout({
     plan: p.plan,
-    version: "0.2.0",
+    release: { version: "0.2.0" },
     updater: p.updater,
     gates: [versionGate(p, checked)],
     progress: (line) => lines.push(line),
@@ -133,8 +152,8 @@ test.serial("a good version goes canary -> rest and ends healthy on every stack"
     t.is(await p.updates(stack), 1);
     t.deepEqual(state.stacks[stack], {
       wave: stack === "platform-a" ? 0 : 1,
-      from: "0.1.0",
-      to: "0.2.0",
+      from: { version: "0.1.0" },
+      to: { version: "0.2.0" },
       phase: "healthy",
     });
   }
@@ -168,7 +187,7 @@ test.serial(
     const lines: string[] = [];
     const state = await runRollout({
       plan: p.plan,
-      version: "0.0.0-broken",
+      release: { version: "0.0.0-broken" },
       updater: p.updater,
       gates: [versionGate(p, [])],
       progress: (line) => lines.push(line),
@@ -199,7 +218,7 @@ test.serial(
     const error = await t.throwsAsync(
       runRollout({
         plan: p.plan,
-        version: "0.0.0-broken",
+        release: { version: "0.0.0-broken" },
         updater: p.updater,
         gates: [],
         resume: true,
@@ -215,7 +234,7 @@ test.serial("a version whose pulumi up fails is rolled back the same way", async
   const p = await project(t);
   const state = await runRollout({
     plan: p.plan,
-    version: "0.3.0-unbuildable",
+    release: { version: "0.3.0-unbuildable" },
     updater: p.updater,
     gates: [versionGate(p, [])],
     progress: () => undefined,
@@ -236,7 +255,7 @@ test.serial("an interrupted rollout resumes where it stopped", async (t) => {
   const abort = new AbortController();
   const first = await runRollout({
     plan: p.plan,
-    version: "0.2.0",
+    release: { version: "0.2.0" },
     updater: p.updater,
     gates: [versionGate(p, [])],
     signal: abort.signal,
@@ -254,7 +273,13 @@ test.serial("an interrupted rollout resumes where it stopped", async (t) => {
 
   // Resuming with another version or without --resume is refused with what to do.
   const other = await t.throwsAsync(
-    runRollout({ plan: p.plan, version: "0.9.0", updater: p.updater, gates: [], resume: true }),
+    runRollout({
+      plan: p.plan,
+      release: { version: "0.9.0" },
+      updater: p.updater,
+      gates: [],
+      resume: true,
+    }),
     { instanceOf: RolloutError },
   );
   t.is(
@@ -262,14 +287,14 @@ test.serial("an interrupted rollout resumes where it stopped", async (t) => {
     `--resume: ${p.plan.state} is a rollout of 0.2.0, not 0.9.0; pass --version 0.2.0`,
   );
   await t.throwsAsync(
-    runRollout({ plan: p.plan, version: "0.2.0", updater: p.updater, gates: [] }),
+    runRollout({ plan: p.plan, release: { version: "0.2.0" }, updater: p.updater, gates: [] }),
     { instanceOf: RolloutError, message: /pass --resume to continue it/ },
   );
 
   const lines: string[] = [];
   const resumed = await runRollout({
     plan: p.plan,
-    version: "0.2.0",
+    release: { version: "0.2.0" },
     updater: p.updater,
     gates: [versionGate(p, [])],
     resume: true,
@@ -290,7 +315,7 @@ test.serial(
     const abort = new AbortController();
     const first = await runRollout({
       plan: p.plan,
-      version: "0.2.0",
+      release: { version: "0.2.0" },
       updater: p.updater,
       gates: [versionGate(p, [])],
       signal: abort.signal,
@@ -306,12 +331,12 @@ test.serial(
       ["updating", "pending"],
     );
     t.is(first.stacks["platform-a"]?.phase, "updating");
-    t.is(first.stacks["platform-a"]?.from, "0.1.0");
+    t.deepEqual(first.stacks["platform-a"]?.from, { version: "0.1.0" });
     t.is(await p.updates("platform-b"), 0);
 
     const resumed = await runRollout({
       plan: p.plan,
-      version: "0.2.0",
+      release: { version: "0.2.0" },
       updater: p.updater,
       gates: [versionGate(p, [])],
       resume: true,
@@ -319,5 +344,62 @@ test.serial(
     });
     t.is(resumed.status, "succeeded");
     for (const stack of STACKS) t.is(await p.deployed(stack), "0.2.0");
+  },
+);
+
+test.serial(
+  "a release with an image: refused without one, set with the version, rolled back with it",
+  async (t) => {
+    const p = await project(t);
+    const oldImage = `ghcr.io/shardworks/runtime@sha256:${"a".repeat(64)}`;
+    const newImage = `ghcr.io/shardworks/runtime@sha256:${"b".repeat(64)}`;
+    // platform-a runs pods (pins its image); platform-b does not; both are the canary.
+    await p.pinImage("platform-a", oldImage);
+    const plan: RolloutPlan = {
+      ...p.plan,
+      waves: [
+        { name: "canary", stacks: ["platform-a", "platform-b"] },
+        { name: "rest", stacks: ["platform-c"] },
+      ],
+    };
+    // The pre-flight reads the real config: the pinned stack needs --image.
+    const refused = await t.throwsAsync(preflightReleases(plan, { version: "0.2.0" }, p.updater), {
+      instanceOf: RolloutError,
+    });
+    t.regex(refused.message, /^stack platform-a pins the runtime image \(.+\).*pass --image /);
+    t.notRegex(refused.message, /platform-[bc]/);
+
+    const broken = await runRollout({
+      plan,
+      release: { version: "0.0.0-broken", image: newImage },
+      updater: p.updater,
+      gates: [versionGate(p, [])],
+      progress: () => undefined,
+    });
+    t.is(broken.status, "failed");
+    t.is(await p.configured("platform-a"), "0.1.0");
+    t.is(await p.configuredImage("platform-a"), oldImage);
+    t.is(await p.deployedImage("platform-a"), oldImage);
+    // It had no image: the rollback removes the new one again.
+    t.is(await p.configured("platform-b"), "0.1.0");
+    t.is(await p.configuredImage("platform-b"), undefined);
+    t.is(await p.deployedImage("platform-b"), "");
+    t.is(await p.updates("platform-c"), 0);
+
+    const good = await runRollout({
+      plan: { ...plan, state: `${plan.state}.good` },
+      release: { version: "0.2.0", image: newImage },
+      updater: p.updater,
+      gates: [versionGate(p, [])],
+      progress: () => undefined,
+    });
+    t.is(good.status, "succeeded");
+    for (const stack of STACKS) {
+      t.is(await p.configured(stack), "0.2.0");
+      t.is(await p.configuredImage(stack), newImage);
+      t.is(await p.deployedImage(stack), newImage);
+    }
+    t.deepEqual(good.stacks["platform-a"]?.from, { version: "0.1.0", image: oldImage });
+    t.deepEqual(good.stacks["platform-c"]?.from, { version: "0.1.0" });
   },
 );

@@ -194,9 +194,9 @@ async function setUp(t: ExecutionContext) {
   const byStack = new Map(sites.map((s) => [s.stack, s]));
   // What the real provider's await and the kubelet would do: `up` returns with the new version running.
   const updater: StackUpdater = {
-    currentVersion: (stack) => automation.currentVersion(stack),
-    deploy: async (stack, version, signal) => {
-      await automation.deploy(stack, version, signal);
+    currentRelease: (stack) => automation.currentRelease(stack),
+    deploy: async (stack, release, signal) => {
+      await automation.deploy(stack, release, signal);
       await syncRuntime(byStack.get(stack)!);
     },
   };
@@ -232,11 +232,23 @@ async function setUp(t: ExecutionContext) {
     (
       await (await LocalWorkspace.selectStack({ stackName: stack, workDir: dir }, opts)).history()
     ).filter((u) => u.kind === "update").length;
-  return { sites, updater, automation, gates, plan, updates, dir, work, envVars: env.envVars };
+  return {
+    sites,
+    updater,
+    automation,
+    gates,
+    plan,
+    updates,
+    dir,
+    work,
+    envVars: env.envVars,
+    opts,
+  };
 }
 
 test("three local clusters: good version everywhere, broken versions (scheduler, xDS) stopped at the canary and rolled back, interrupted rollout resumed", async (t) => {
-  const { sites, updater, automation, gates, plan, updates, dir, work, envVars } = await setUp(t);
+  const { sites, updater, automation, gates, plan, updates, dir, work, envVars, opts } =
+    await setUp(t);
   const versions = () => Promise.all(sites.map((s) => deployedVersion(s)));
   t.deepEqual(await versions(), ["0.1.0", "0.1.0", "0.1.0"]);
   t.deepEqual(
@@ -249,7 +261,7 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
 
   const good = await runRollout({
     plan: plan("good.json"),
-    version: "0.2.0",
+    release: { version: "0.2.0" },
     updater,
     gates,
     progress: log,
@@ -261,7 +273,7 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
   const before = await Promise.all(sites.map((s) => updates(s.stack)));
   const broken = await runRollout({
     plan: plan("broken.json"),
-    version: "0.0.0-broken",
+    release: { version: "0.0.0-broken" },
     updater,
     gates,
     progress: log,
@@ -277,7 +289,7 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
 
   const xdsDown = await runRollout({
     plan: plan("xds-down.json"),
-    version: "0.0.0-xds-down",
+    release: { version: "0.0.0-xds-down" },
     updater,
     gates,
     progress: log,
@@ -298,7 +310,7 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
   const abort = new AbortController();
   const first = await runRollout({
     plan: plan("resume.json"),
-    version: "0.3.0",
+    release: { version: "0.3.0" },
     updater,
     gates,
     signal: abort.signal,
@@ -311,7 +323,7 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
   t.deepEqual(await versions(), ["0.3.0", "0.3.0", "0.2.0"]);
   const resumed = await runRollout({
     plan: plan("resume.json"),
-    version: "0.3.0",
+    release: { version: "0.3.0" },
     updater,
     gates,
     resume: true,
@@ -402,6 +414,32 @@ test("three local clusters: good version everywhere, broken versions (scheduler,
   t.regex(
     unreachable.stderr,
     /^stack platform-local-a: the scheduler API at http:\/\/shardworks-scheduler\.shardworks-system\.svc\.cluster\.local:8080 does not answer \((ENOTFOUND|EAI_AGAIN)\); set targets\.platform-local-a\.schedulerUrl/m,
+  );
+  // A stack that pins the runtime image (one that runs pods) is refused without --image: a new
+  // version alone would keep running the old image. --dry-run with --image shows both.
+  const pinnedImage = `ghcr.io/shardworks/runtime@sha256:${"a".repeat(64)}`;
+  const nextImage = `ghcr.io/shardworks/runtime@sha256:${"b".repeat(64)}`;
+  const pinned = await LocalWorkspace.selectStack(
+    { stackName: "platform-local-a", workDir: dir },
+    opts,
+  );
+  await pinned.setConfig("shardworks:runtime.image", { value: pinnedImage }, true);
+  const releasePlan = `waves:\n  - stacks: [platform-local-a]\n  - stacks: [platform-local-b, platform-local-c]\nstate: release.json\n${targets}`;
+  const noImage = await cli("no-image.yaml", releasePlan, ["--platform-token", TOKEN]);
+  const dryImage = await cli("dry-image.yaml", releasePlan, ["--dry-run", "--image", nextImage]);
+  await pinned.removeConfig("shardworks:runtime.image", true);
+  t.is(noImage.status, 2, noImage.stderr);
+  t.regex(
+    noImage.stderr,
+    /^stack platform-local-a pins the runtime image \(ghcr\.io\/shardworks\/runtime@sha256:a{64}\), so a new version alone would keep running it; pass --image /m,
+  );
+  t.notRegex(noImage.stderr, /platform-local-[bc]/, "only the pinned stack is named");
+  t.is(dryImage.status, 0, dryImage.stderr);
+  t.true(
+    dryImage.stdout.includes(
+      `    platform-local-a: 0.3.0 (ghcr.io/shardworks/runtime@sha256:aaaaaaaaaaaa…) -> 0.4.0 (ghcr.io/shardworks/runtime@sha256:bbbbbbbbbbbb…) (scheduler http://127.0.0.1:${sites[0]!.schedulerPort}, 1 node agent(s), gatewayReplicas xDS client(s))`,
+    ),
+    dryImage.stdout,
   );
   t.deepEqual(await versions(), ["0.3.0", "0.3.0", "0.3.0"], "nothing was deployed");
 });

@@ -35,7 +35,11 @@ test("targets: per-stack addresses and counts override the outputs; --dry-run sh
     xdsClients: 2,
   });
   t.deepEqual(targetOf(plan, "platform-a"), { nodeAgents: 1 });
-  const lines = describePlan(plan, "0.2.0", new Map([["platform-a", "0.1.0"]]));
+  const lines = describePlan(
+    plan,
+    { version: "0.2.0" },
+    new Map([["platform-a", { version: "0.1.0" }]]),
+  );
   t.true(lines.includes("    platform-a: 0.1.0 -> 0.2.0"));
   t.true(
     lines.includes(
@@ -43,6 +47,27 @@ test("targets: per-stack addresses and counts override the outputs; --dry-run sh
     ),
   );
   t.true(lines.some((l) => l.endsWith('xDS clients "edge" must ACK')));
+});
+
+test("--dry-run shows from -> to with the image digests, shortened", (t) => {
+  const plan = parsePlan(valid);
+  const old = `ghcr.io/shardworks/runtime@sha256:${"a".repeat(64)}`;
+  const next = `registry.example.com/platform/runtime@sha256:${"0123456789abcdef".repeat(4)}`;
+  const lines = describePlan(
+    plan,
+    { version: "0.2.0", image: next },
+    new Map([
+      ["platform-a", { version: "0.1.0", image: old }],
+      ["platform-b", { version: "0.1.0" }],
+    ]),
+  );
+  t.is(lines[0], `rollout of runtime version 0.2.0 with image ${next}, 2 wave(s):`);
+  t.deepEqual(lines.slice(1, 5), [
+    '  wave 1 "canary" (canary):',
+    "    platform-a: 0.1.0 (ghcr.io/shardworks/runtime@sha256:aaaaaaaaaaaa…) -> 0.2.0 (registry.example.com/platform/runtime@sha256:0123456789ab…)",
+    '  wave 2 "wave-2":',
+    "    platform-b: 0.1.0 -> 0.2.0 (registry.example.com/platform/runtime@sha256:0123456789ab…)",
+  ]);
 });
 
 test("the example plan stacks/rollout.local.yaml is valid; state is next to it", async (t) => {

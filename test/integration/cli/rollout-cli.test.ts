@@ -34,6 +34,22 @@ test("--help prints the usage and exits 0", (t) => {
   t.is(help.code, 0);
   t.regex(help.stdout, /Usage: rollout \[options\]/);
   t.regex(help.stdout, /--plan <file>/);
+  t.regex(help.stdout, /--image <name@sha256:digest>/);
+});
+
+test("an --image not pinned by digest is refused, naming the flag and how to get one", (t) => {
+  for (const image of ["ghcr.io/shardworks/runtime:0.2.0", `runtime@sha256:${"a".repeat(63)}`]) {
+    const run = rollout([
+      ...["--plan", "stacks/rollout.local.yaml", "--version", "0.2.0", "--image", image],
+      "--dry-run",
+    ]);
+    t.is(run.code, 2, image);
+    t.is(
+      run.stderr,
+      '--image: must be pinned by digest, "<name>@sha256:<64 hex>"; `npm run images -- build runtime` builds it, pushes it (--registry <host[/prefix]> for yours) and prints the reference\n',
+    );
+    t.is(run.stdout, "", "nothing was read or printed");
+  }
 });
 
 test("a missing required option or a bad --version is refused with exit code 2", (t) => {
