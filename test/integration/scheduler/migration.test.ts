@@ -59,7 +59,7 @@ async function counterOnSource(
   }
   const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-migrate-");
   const pids: MigrationBed["pids"] = { source: undefined, target: undefined };
-  for (const role of ["source", "target"] as const) {
+  const spawnAgent = async (role: "source" | "target") => {
     const agent = await spawnNodeAgent({
       name: nodes[role],
       etcdEndpoints: [etcd.endpoint],
@@ -71,23 +71,21 @@ async function counterOnSource(
     });
     t.teardown(() => agent.stop(5000));
     pids[role] = agent.process.pid;
-  }
+  };
+  // The source alone first, so the sandbox is placed there; no nodeSelector pins it (one would
+  // keep it from moving: a target must fit the sandbox as placement requires).
+  await spawnAgent("source");
   const created = await api<SandboxRecord>(
     scheduler.url,
     "/v1/sandboxes?wait=running&timeout=150",
     {
       method: "POST",
-      body: JSON.stringify({
-        id,
-        image,
-        command: COUNTER,
-        driver: "qemu",
-        nodeSelector: { role: "source" },
-      }),
+      body: JSON.stringify({ id, image, command: COUNTER, driver: "qemu" }),
     },
   );
   t.is(created.body.status.phase, "running", JSON.stringify(created.body.status));
   t.is(created.body.status.node, nodes.source);
+  await spawnAgent("target");
   return { scheduler, pids };
 }
 
