@@ -218,6 +218,14 @@ export const sandboxSpecSchema = z.strictObject({
 });
 export type SandboxSpec = z.infer<typeof sandboxSpecSchema>;
 
+/**
+ * How the node may fetch a sandbox's image: as the API said, else (a record written before the
+ * API said it) `public` for a shard's sandbox and `any` for the platform's.
+ */
+export function registryAccessOf(spec: SandboxSpec): RegistryAccess {
+  return spec.registryAccess ?? (spec.shard !== undefined ? "public" : "any");
+}
+
 /** Lifecycle of a sandbox. */
 export const SandboxPhase = {
   Pending: "pending",

@@ -33,7 +33,9 @@ import { backoffDelay, jitter } from "../lib/backoff";
 import { PassRunner } from "../lib/passes";
 import {
   nodeRecordSchema,
+  registryAccessOf,
   type NodeRecord,
+  type RegistryAccess,
   type Resources,
   type SandboxRecord,
   type SandboxStatus,
@@ -43,6 +45,7 @@ import { isStoreUnavailable, Store, TERMINAL_PHASES, type Versioned } from "../l
 import type { DriverCapabilities, RunningSandbox, SandboxDriver } from "./driver";
 import { isMigratingDriver } from "./driver";
 import { type AgentApiHooks, createAgentApi } from "./http";
+import { preparedImageKey } from "./images";
 
 /** Configuration of a {@link NodeAgent}; defaults are applied in the constructor. */
 export interface NodeAgentConfig {
@@ -144,9 +147,15 @@ export class NodeAgent {
   #server: ServerType | undefined;
   #address = "";
   #resync: NodeJS.Timeout | undefined;
-  /** Image → when a sandbox of it last started here (epoch ms): the warm pools this agent keeps. */
-  readonly #warmImages = new Map<string, number>();
-  /** Images whose warm pool is being released now. */
+  /**
+   * The warm pools this agent keeps, by `preparedImageKey(image, access)`: the image, how it may
+   * be fetched, and when a sandbox of it last started here (epoch ms).
+   */
+  readonly #warmImages = new Map<
+    string,
+    { image: string; access: RegistryAccess; lastRun: number }
+  >();
+  /** Warm pools (keys of `#warmImages`) being released now. */
   readonly #releasing = new Set<string>();
   readonly #reconciler = new PassRunner({
     pass: () => this.#reconcile(),
@@ -563,7 +572,7 @@ export class NodeAgent {
     let running: RunningSandbox;
     try {
       await mkdir(request.workDir, { recursive: true });
-      await this.#config.driver.prepare(record.spec.image, record.spec.registryAccess);
+      await this.#config.driver.prepare(record.spec.image, registryAccessOf(record.spec));
       running = await this.#config.driver.run(request);
     } catch (error) {
       const reason = `could not start: ${(error as Error).message}`;
@@ -593,9 +602,12 @@ export class NodeAgent {
     });
     this.events.emit("started", { id, start: running.start, startMillis: running.startMillis });
     if (this.#config.warmPerImage > 0) {
-      this.#warmImages.set(record.spec.image, Date.now());
+      // Warmed with the run's own access: a shard's pool is fetched under the shard's rules.
+      const { image } = record.spec;
+      const access = registryAccessOf(record.spec);
+      this.#warmImages.set(preparedImageKey(image, access), { image, access, lastRun: Date.now() });
       this.#config.driver
-        .warm(record.spec.image, this.#config.warmPerImage)
+        .warm(image, this.#config.warmPerImage, access)
         .catch((error: unknown) =>
           logger.warn({ node: this.name, err: error }, "could not refill warm pool"),
         );
@@ -607,19 +619,19 @@ export class NodeAgent {
   /** Releases the warm starts of images that have not run here for `warmIdleSeconds`. */
   #releaseIdleWarmPools(): void {
     const idleBefore = Date.now() - this.#config.warmIdleSeconds * 1000;
-    for (const [image, lastRun] of this.#warmImages) {
-      if (lastRun > idleBefore || this.#releasing.has(image)) continue;
-      this.#releasing.add(image);
+    for (const [key, { image, access, lastRun }] of this.#warmImages) {
+      if (lastRun > idleBefore || this.#releasing.has(key)) continue;
+      this.#releasing.add(key);
       logger.info(
         { node: this.name, image, idleSeconds: this.#config.warmIdleSeconds },
         "releasing the warm pool of an idle image",
       );
       this.#config.driver
-        .warm(image, 0)
+        .warm(image, 0, access)
         .then(
           // Forgotten only once released (a run meanwhile made it fresh again: keep it).
           () => {
-            if (this.#warmImages.get(image) === lastRun) this.#warmImages.delete(image);
+            if (this.#warmImages.get(key)?.lastRun === lastRun) this.#warmImages.delete(key);
           },
           (error: unknown) =>
             logger.warn(
@@ -627,7 +639,7 @@ export class NodeAgent {
               "could not release warm pool; retrying",
             ),
         )
-        .finally(() => this.#releasing.delete(image));
+        .finally(() => this.#releasing.delete(key));
     }
   }
 

@@ -70,7 +70,7 @@ export interface SandboxDriver {
    */
   prepare(image: string, access?: RegistryAccess): Promise<void>;
   /** Keeps `count` warm starts ready for the image (no-op when `warmStart` is "none"). */
-  warm(image: string, count: number): Promise<void>;
+  warm(image: string, count: number, access?: RegistryAccess): Promise<void>;
   run(request: RunRequest): Promise<RunningSandbox>;
   /** Stops everything the driver started, warm pool included. */
   close(): Promise<void>;

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { logger } from "../../lib/logger";
-import { Driver, type RegistryAccess, type SandboxSpec } from "../../lib/model";
+import { Driver, registryAccessOf, type RegistryAccess, type SandboxSpec } from "../../lib/model";
 import type {
   ProbeResult,
   RunRequest,
@@ -168,9 +168,9 @@ export class FirecrackerDriver implements SandboxDriver {
     await this.#imageDrive(image, access);
   }
 
-  async warm(image: string, count: number): Promise<void> {
+  async warm(image: string, count: number, access?: RegistryAccess): Promise<void> {
     // One snapshot serves any number of starts (its memory file is mapped copy-on-write).
-    if (count > 0) await this.#snapshot(image);
+    if (count > 0) await this.#snapshot(image, access);
   }
 
   async run(request: RunRequest): Promise<RunningSandbox> {
@@ -181,9 +181,12 @@ export class FirecrackerDriver implements SandboxDriver {
         "firecracker driver: guest networking is not implemented; use spec.network: false and no ports",
       );
     }
-    const { drive, prepared } = await this.#imageDrive(spec.image, spec.registryAccess);
+    const access = registryAccessOf(spec);
+    const { drive, prepared } = await this.#imageDrive(spec.image, access);
     const script = launchScript(spec, prepared.config);
-    const snapshot = this.#snapshots.has(spec.image) ? await this.#snapshot(spec.image) : undefined;
+    const snapshot = this.#snapshots.has(preparedImageKey(spec.image, access))
+      ? await this.#snapshot(spec.image, access)
+      : undefined;
     const vm = await this.#startVmm(request.workDir, request.logFile);
     try {
       if (snapshot) {
@@ -286,11 +289,13 @@ export class FirecrackerDriver implements SandboxDriver {
   }
 
   /** A snapshot of a guest booted to `SHARDWORKS_READY` for this image, taken once. */
-  #snapshot(image: string): Promise<{ snapshot: string; memory: string }> {
-    let pending = this.#snapshots.get(image);
+  #snapshot(image: string, access?: RegistryAccess): Promise<{ snapshot: string; memory: string }> {
+    // Per access, like the drives: the platform's snapshot never serves a shard's run.
+    const key = preparedImageKey(image, access);
+    let pending = this.#snapshots.get(key);
     if (!pending) {
       pending = (async () => {
-        const { prepared, drive } = await this.#imageDrive(image);
+        const { prepared, drive } = await this.#imageDrive(image, access);
         const { dir } = await this.#stateDirs();
         const base = join(dir, "snapshots", prepared.manifestDigest.slice(7));
         await mkdir(base, { recursive: true });
@@ -310,8 +315,8 @@ export class FirecrackerDriver implements SandboxDriver {
         }
         return { snapshot: join(base, "vm.snap"), memory: join(base, "vm.mem") };
       })();
-      this.#snapshots.set(image, pending);
-      pending.catch(() => this.#snapshots.delete(image));
+      this.#snapshots.set(key, pending);
+      pending.catch(() => this.#snapshots.delete(key));
     }
     return pending;
   }

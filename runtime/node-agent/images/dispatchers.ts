@@ -6,21 +6,36 @@
  * makes the node connect into its own network.
  */
 import { lookup, type LookupAddress, type LookupAllOptions, type LookupOptions } from "node:dns";
+import { networkInterfaces } from "node:os";
 import { Agent, type Dispatcher } from "undici";
 import { nonPublicHostReason } from "../../lib/addresses";
+import { logger } from "../../lib/logger";
+
+const log = logger.child({ component: "registry-connect" });
 
 /** How long establishing one connection may take (the request's own timeout bounds the rest). */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
-/** The error a refused connection fails with; `code` tells it from a network failure. */
+/**
+ * The error a refused connection fails with; `code` tells it from a network failure. The
+ * message does not say which address the name resolved to (it reaches the shard, in its
+ * sandbox's status: the node's DNS answers are not the shard's to read); the log does.
+ */
 export class NonPublicAddressError extends Error {
   readonly code = "ENONPUBLIC";
-  constructor(hostname: string, address: string, reason: string) {
-    super(
-      `${hostname} resolves to ${address}, ${reason}; a shard's image must come from a public registry`,
-    );
+  constructor(hostname: string, reason: string) {
+    super(`${hostname} resolves to ${reason}; only public registries are reached for it`);
     this.name = "NonPublicAddressError";
   }
+}
+
+/** This host's own addresses: public ones too are "the node's own network". */
+function ownAddresses(): Set<string> {
+  return new Set(
+    Object.values(networkInterfaces())
+      .flat()
+      .flatMap((i) => (i ? [i.address.toLowerCase()] : [])),
+  );
 }
 
 type LookupCallback = (
@@ -37,15 +52,19 @@ function publicLookup(hostname: string, options: LookupOptions, callback: Lookup
   const all: LookupAllOptions = { ...options, all: true };
   lookup(hostname, all, (error, addresses) => {
     if (error) return callback(error, []);
+    const own = ownAddresses();
     for (const { address } of addresses) {
-      const reason = nonPublicHostReason(address);
+      const reason =
+        nonPublicHostReason(address) ??
+        (own.has(address.toLowerCase()) ? "an address of this node" : undefined);
       if (reason !== undefined) {
-        return callback(new NonPublicAddressError(hostname, address, reason), []);
+        log.warn({ hostname, address, reason }, "refused a connection to a non-public address");
+        return callback(new NonPublicAddressError(hostname, reason), []);
       }
     }
     if (options.all) return callback(null, addresses);
     const first = addresses[0];
-    if (!first) return callback(new NonPublicAddressError(hostname, "nothing", "no address"), []);
+    if (!first) return callback(new NonPublicAddressError(hostname, "no address"), []);
     return callback(null, first.address, first.family);
   });
 }

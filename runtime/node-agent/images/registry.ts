@@ -214,7 +214,14 @@ export class RegistryClient {
           headers: sameHost ? headers : { accept: headers.accept ?? "*/*" },
           redirect: "manual",
           signal,
-          dispatcher: this.#publicOnly ? publicOnlyDispatcher() : anyAddressDispatcher(),
+          // Off the registry's own host (a redirect, a token realm) only public addresses, checked
+          // at connect, for the platform too: a name that resolves into the node's network is
+          // refused whoever asked. On it, the platform's registry may be private.
+          dispatcher:
+            this.#publicOnly ||
+            current.hostname.replace(/^\[|\]$/g, "").toLowerCase() !== registryHost
+              ? publicOnlyDispatcher()
+              : anyAddressDispatcher(),
         });
       } catch (error) {
         const refused = (error as { cause?: unknown }).cause;

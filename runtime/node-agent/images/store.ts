@@ -42,6 +42,35 @@ export interface PreparedImage {
 export interface ImageStoreOptions extends RegistryClientOptions {
   /** Cache directory. Default: `$XDG_CACHE_HOME/shardworks/images` or `~/.cache/shardworks/images`. */
   readonly cacheDir?: string;
+  /** Most layers an image may have; default {@link IMAGE_LIMITS}.maxLayers. */
+  readonly maxLayers?: number;
+  /** Most bytes an image's layers may declare in total; default {@link IMAGE_LIMITS}.maxBytes. */
+  readonly maxImageBytes?: number;
+}
+
+/** Most layers an image may have, and most bytes its layers may declare (defaults). */
+export const IMAGE_LIMITS = { maxLayers: 128, maxBytes: 8 * 1024 ** 3 } as const;
+
+/**
+ * Refuses an image with more layers, or larger declared layers in total, than the node takes:
+ * before any layer is fetched, so a hostile manifest cannot fill the node's disk.
+ */
+function checkImageSize(manifest: ImageManifest, image: string, options: ImageStoreOptions): void {
+  const maxLayers = options.maxLayers ?? IMAGE_LIMITS.maxLayers;
+  const maxBytes = options.maxImageBytes ?? IMAGE_LIMITS.maxBytes;
+  if (manifest.layers.length > maxLayers) {
+    throw new ImageError(
+      "unsupported",
+      `image "${image}" has ${manifest.layers.length} layers; at most ${maxLayers} are taken (squash the image)`,
+    );
+  }
+  const bytes = manifest.layers.reduce((n, layer) => n + layer.size, 0);
+  if (bytes > maxBytes) {
+    throw new ImageError(
+      "unsupported",
+      `image "${image}" declares ${bytes} bytes of layers; at most ${maxBytes} are taken (make the image smaller)`,
+    );
+  }
 }
 
 /** Directories every driver mounts over; created empty in each rootfs so a read-only root works. */
@@ -67,7 +96,7 @@ export function preparedImageKey(image: string, access: RegistryAccess = "any"):
 export class ImageStore {
   readonly cacheDir: string;
   readonly #options: ImageStoreOptions;
-  /** Unpacks in flight, by manifest digest: concurrent prepares of one image unpack it once. */
+  /** Unpacks in flight, by target directory: concurrent prepares of one image unpack it once. */
   readonly #unpacking = new Map<string, Promise<PreparedImage>>();
 
   constructor(options: ImageStoreOptions = {}) {
@@ -78,7 +107,9 @@ export class ImageStore {
   /**
    * Resolves `image` and returns its unpacked root filesystem, unpacking it on first use. With
    * `access: "public"` (a shard's image) the registry is reached only on public addresses (see
-   * `RegistryClientOptions.publicOnly`), and a layout path is refused.
+   * `RegistryClientOptions.publicOnly`), without the platform's credentials, a layout path is
+   * refused, and blobs and root filesystems are cached apart (`<cacheDir>/public`): a shard naming
+   * the digest of a layer the platform fetched privately does not get it from the cache.
    */
   async prepare(image: string, access: RegistryAccess = "any"): Promise<PreparedImage> {
     const ref = parseImageReference(image);
@@ -88,25 +119,29 @@ export class ImageStore {
         `image "${image}": a layout path on the node is for the platform's sandboxes only; a shard's image must come from a registry`,
       );
     }
+    const root = access === "public" ? join(this.cacheDir, "public") : this.cacheDir;
     const source =
       ref.kind === "layout"
         ? new LayoutSource(ref)
         : new RegistrySource(
             ref,
-            { ...this.#options, publicOnly: access === "public" },
-            this.cacheDir,
+            access === "public"
+              ? { ...this.#options, publicOnly: true, credentials: {} }
+              : this.#options,
+            root,
           );
     const { manifest, digest } = await source.resolve();
+    checkImageSize(manifest, image, this.#options);
     const key = digest.slice("sha256:".length);
-    const finalDir = join(this.cacheDir, "rootfs", key);
+    const finalDir = join(root, "rootfs", key);
     const cached = await readPrepared(finalDir);
     if (cached) return { ...cached, image };
-    let pending = this.#unpacking.get(digest);
+    let pending = this.#unpacking.get(finalDir);
     if (!pending) {
       pending = this.#unpack(source, manifest, digest, finalDir).finally(() =>
-        this.#unpacking.delete(digest),
+        this.#unpacking.delete(finalDir),
       );
-      this.#unpacking.set(digest, pending);
+      this.#unpacking.set(finalDir, pending);
     }
     return { ...(await pending), image };
   }

@@ -69,7 +69,10 @@ export function sandboxesApp(store: Store, options: SandboxesAppOptions): Hono<A
       }
       spec.registryAccess = checkShardRegistry(spec.image, options.shardRegistries);
       spec.shardUid = principal.uid;
-    } else if (spec.shard !== undefined) {
+    } else {
+      spec.registryAccess = "any";
+    }
+    if (principal.kind === "platform" && spec.shard !== undefined) {
       // The platform creating into a shard binds the sandbox to that shard as it is now.
       const shard = await store.client.get(keys.shard(spec.shard)).exec();
       const kv = shard.kvs[0];

@@ -82,6 +82,21 @@ test("whiteouts in an upper layer delete files of lower layers; opaque dirs hide
   );
 });
 
+test("an image with more layers or more declared bytes than the node takes is refused before any layer is read", async (t) => {
+  const image = buildBusyboxImage(join(root, "big"), { layers: [{ files: { a: "a" } }] });
+  const layers = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(root, "cache-big"), maxLayers: 1 }).prepare(image),
+    { instanceOf: ImageError },
+  );
+  t.regex(layers.message, /has 2 layers; at most 1 are taken \(squash the image\)/);
+  const bytes = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(root, "cache-big"), maxImageBytes: 1000 }).prepare(image),
+    { instanceOf: ImageError },
+  );
+  t.regex(bytes.message, /declares \d+ bytes of layers; at most 1000 are taken/);
+  t.false(existsSync(join(root, "cache-big", "rootfs")), "nothing was unpacked");
+});
+
 test("a corrupted layer is refused with a digest error", async (t) => {
   const layout = join(root, "corrupt");
   const image = buildBusyboxImage(layout);

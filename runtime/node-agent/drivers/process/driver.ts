@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { logger } from "../../../lib/logger";
-import { Driver, type RegistryAccess } from "../../../lib/model";
+import { Driver, registryAccessOf, type RegistryAccess } from "../../../lib/model";
 import type { ProbeResult, RunRequest, RunningSandbox, SandboxDriver } from "../../driver";
 import { ImageStore, preparedImageKey, type PreparedImage } from "../../images";
 import { launchScript } from "../launch-script";
@@ -114,9 +114,12 @@ export class ProcessDriver implements SandboxDriver {
     await this.#prepare(image, access);
   }
 
-  async warm(image: string, count: number): Promise<void> {
-    const prepared = await this.#prepare(image);
-    await this.#pool.setTarget(image, count, () => this.#launchWarm(prepared));
+  async warm(image: string, count: number, access?: RegistryAccess): Promise<void> {
+    const prepared = await this.#prepare(image, access);
+    // Pooled per access: a launcher warmed for the platform never serves a shard's sandbox.
+    await this.#pool.setTarget(preparedImageKey(image, access), count, () =>
+      this.#launchWarm(prepared),
+    );
   }
 
   async run(request: RunRequest): Promise<RunningSandbox> {
@@ -128,12 +131,14 @@ export class ProcessDriver implements SandboxDriver {
         "process driver: spec.ports needs spec.network: true (a sandbox without network has its own empty network namespace; with network the ports are forwarded from the host loopback)",
       );
     }
-    const prepared = await this.#prepare(spec.image, spec.registryAccess);
+    const access = registryAccessOf(spec);
+    const prepared = await this.#prepare(spec.image, access);
+    const poolKey = preparedImageKey(spec.image, access);
     const script = `exec 3<&-\n${launchScript(spec, prepared.config, { beforeExec: ["printf s >&4", "exec 4>&-"] })}`;
     // Warm launchers have the network, memory cgroup, tmpfs sizes and /proc/meminfo of the
     // default sandbox: only a sandbox with exactly that memory limit may take one.
     const warmable = !spec.network && spec.resources.memoryMiB === this.#warmMemoryMiB;
-    let launcher = warmable ? this.#pool.take(spec.image) : undefined;
+    let launcher = warmable ? this.#pool.take(poolKey) : undefined;
     const start = launcher ? "warm" : "cold";
     const forwarded = new Map<number, number>();
     launcher ??= await this.#launch(prepared, {
@@ -147,7 +152,7 @@ export class ProcessDriver implements SandboxDriver {
     if (start === "warm") {
       // Refill after the command started, so the refill's spawn is not on this start's path.
       this.#pool
-        .refill(spec.image, () => this.#launchWarm(prepared))
+        .refill(poolKey, () => this.#launchWarm(prepared))
         .catch((error: unknown) =>
           log.warn({ err: error, image: spec.image }, "warm pool refill failed"),
         );

@@ -9,7 +9,12 @@ import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { logger } from "../../../lib/logger";
-import { Driver, type RegistryAccess, type SandboxSpec } from "../../../lib/model";
+import {
+  Driver,
+  registryAccessOf,
+  type RegistryAccess,
+  type SandboxSpec,
+} from "../../../lib/model";
 import { freePort } from "../../../lib/ports";
 import { preparedImageKey } from "../../images";
 import type {
@@ -175,8 +180,9 @@ export class QemuDriver implements MigratingDriver {
     await this.#prepare(image, access);
   }
 
-  async warm(image: string, count: number): Promise<void> {
-    const prepared = await this.#prepare(image);
+  async warm(image: string, count: number, access?: RegistryAccess): Promise<void> {
+    // Pools are keyed by the digest the image resolved to under `access` (content, not name).
+    const prepared = await this.#prepare(image, access);
     // The memory a default-sized sandbox of this image gets, so the snapshot serves its runs.
     const memoryMiB = prepared.minMemoryMiB;
     const key = await this.#snapshotKey(prepared, memoryMiB);
@@ -210,7 +216,7 @@ export class QemuDriver implements MigratingDriver {
     }
     if (this.#sandboxes.has(request.id))
       throw new Error(`sandbox ${request.id} is already running here`);
-    const prepared = await this.#prepare(spec.image, spec.registryAccess);
+    const prepared = await this.#prepare(spec.image, registryAccessOf(spec));
     commandScript(spec, prepared.image); // validates the spec before any VM starts
     const memoryMiB = Math.max(spec.resources.memoryMiB, prepared.minMemoryMiB);
     const key = await this.#snapshotKey(prepared, memoryMiB);
@@ -257,7 +263,7 @@ export class QemuDriver implements MigratingDriver {
     request: RunRequest,
   ): Promise<{ port: number; sandbox: Promise<RunningSandbox> }> {
     const startedAt = performance.now();
-    const prepared = await this.#prepare(request.spec.image, request.spec.registryAccess);
+    const prepared = await this.#prepare(request.spec.image, registryAccessOf(request.spec));
     const memoryMiB = Math.max(request.spec.resources.memoryMiB, prepared.minMemoryMiB);
     const listenHost = this.#options.migrationListenHost ?? "127.0.0.1";
     const port = await freePort();
@@ -312,7 +318,7 @@ export class QemuDriver implements MigratingDriver {
     const startedAt = performance.now();
     if (this.#sandboxes.has(request.id))
       throw new Error(`sandbox ${request.id} is already running here`);
-    const prepared = await this.#prepare(request.spec.image, request.spec.registryAccess);
+    const prepared = await this.#prepare(request.spec.image, registryAccessOf(request.spec));
     const memoryMiB = Math.max(request.spec.resources.memoryMiB, prepared.minMemoryMiB);
     const vm = await this.#restoreFile(file, prepared, memoryMiB);
     const sandbox: QemuSandbox = new QemuSandbox(request.id, vm, "warm", 0, request.logFile, () =>
