@@ -1,6 +1,6 @@
 /** `/v1/sandboxes`: create (optionally waiting for a phase), list, get, delete, logs, migrate. */
 import { Hono } from "hono";
-import { ConflictError, ForbiddenError, UnavailableError } from "../../lib/errors";
+import { ConflictError, DomainError, ForbiddenError, UnavailableError } from "../../lib/errors";
 import { parseJsonBody, parseParam, parseQuery, type ApiEnv } from "../../lib/http";
 import { keys } from "../../lib/keys";
 import {
@@ -149,7 +149,16 @@ export function sandboxesApp(store: Store, options: SandboxesAppOptions): Hono<A
         "node_unreachable",
         `node ${nodeName} of sandbox ${found.value.id} is gone; its logs went with it`,
       );
-    const body = await agents.logs(node.address, found.value.id, follow, c.req.raw.signal);
+    const body = await agents
+      .logs(node.address, found.value.id, follow, c.req.raw.signal)
+      .catch((error: unknown) => {
+        // An agent's address is the platform's: a shard token is told only that it failed.
+        if (principalOf(c).kind === "platform" || !(error instanceof DomainError)) throw error;
+        throw new UnavailableError(
+          error.code,
+          `the node running sandbox ${found.value.id} did not serve its logs; retry later`,
+        );
+      });
     return new Response(body, {
       status: 200,
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },

@@ -119,3 +119,46 @@ test("migrate refuses a target that placement would refuse: untolerated taint, m
   t.is(selector.status, 409);
   t.regex(selector.error?.message ?? "", /label zone=a missing/);
 });
+
+test("a shard token reading logs from a node that does not answer is not told the agent's address; the platform is", async (t) => {
+  const { scheduler, store } = await bed(t, []);
+  const shard = await api<{ token: string }>(scheduler.url, "/v1/shards/alice", {
+    method: "PUT",
+    body: JSON.stringify({ routingKey: "key-alice", owner: "alice", forks: [], ttlSeconds: 600 }),
+  });
+  const token = shard.body.token;
+  const created = await fetch(`${scheduler.url}/v1/sandboxes`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ image: "registry.example.com/app:1", command: ["sleep", "60"] }),
+  });
+  const { id } = (await created.json()) as { id: string };
+  const found = await store.getSandbox(id);
+  if (!found) throw new Error("sandbox vanished");
+  // Running on "source", whose agent address (127.0.0.1:1) does not answer.
+  await store.updateSandbox(
+    {
+      ...found.value,
+      status: {
+        ...found.value.status,
+        phase: "running",
+        node: "source",
+        updatedAt: new Date().toISOString(),
+      },
+    },
+    found.modRevision,
+  );
+  const logsAs = async (bearer: string) => {
+    const r = await fetch(`${scheduler.url}/v1/sandboxes/${id}/logs`, {
+      headers: { authorization: `Bearer ${bearer}` },
+    });
+    return { status: r.status, text: await r.text() };
+  };
+  const asShard = await logsAs(token);
+  t.is(asShard.status, 503);
+  t.regex(asShard.text, /did not serve its logs; retry later/);
+  t.notRegex(asShard.text, /127\.0\.0\.1/);
+  const asPlatform = await logsAs(PLATFORM_TOKEN);
+  t.is(asPlatform.status, 503);
+  t.regex(asPlatform.text, /node agent at 127\.0\.0\.1:1/);
+});
