@@ -270,7 +270,8 @@ test.serial(
     );
     await t.throwsAsync(run(["true"], {}, own), { message: /cannot create a memory cgroup/ });
     t.deepEqual(readdirSync(join(notCgroup, "shardworks")), [], "nothing is left behind");
-    // Without any memory hierarchy the driver runs, but does not claim a sandbox memory limit.
+    // Without any memory hierarchy the driver runs only when told to (SHARDWORKS_PROCESS_UNLIMITED=1,
+    // see process-cgroups.test.ts), and then does not claim a sandbox memory limit.
     const without = await probeProcessDriver({
       bwrap: "bwrap",
       busybox: "/bin/busybox",
@@ -279,6 +280,7 @@ test.serial(
       hostPorts: { min: 30_000, max: 30_001 },
       maxPids: undefined,
       memoryCgroup: false,
+      unlimited: true,
     });
     const notes = without.usable ? without.capabilities.notes.join("\n") : without.reason;
     t.regex(notes, /memory NOT limited per sandbox/);

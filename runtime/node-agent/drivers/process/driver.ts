@@ -22,11 +22,12 @@ import { launchScript } from "../launch-script";
 import { Launcher, readInfoPid } from "./launcher";
 import {
   checkCgroupRoot,
-  defaultCgroupRoot,
+  createSandboxCgroups,
   meminfoFor,
-  memoryCgroup,
-  pidsCgroup,
   removeCgroup,
+  removeLeftoverCgroups,
+  sandboxCgroupRoots,
+  unlimitedOptOut,
 } from "./limits";
 import {
   checkHostPorts,
@@ -67,6 +68,10 @@ export class ProcessDriver implements SandboxDriver {
   readonly #maxPids: number;
   readonly #pidsRoot: string | undefined;
   readonly #memoryRoot: string | undefined;
+  /** Why there is no pids or no memory hierarchy (then not usable unless `#unlimited`). */
+  readonly #cgroupGaps: readonly string[];
+  /** SHARDWORKS_PROCESS_UNLIMITED=1: run without them (development hosts only). */
+  readonly #unlimited: boolean;
   readonly #hostPorts: HostPortRange;
   /** Host ports forwarded to a live sandbox now (slirp4netns refuses a taken one anyway). */
   readonly #usedHostPorts = new Set<number>();
@@ -83,8 +88,14 @@ export class ProcessDriver implements SandboxDriver {
     this.#busybox = options.busyboxPath ?? "/bin/busybox";
     this.#slirp = options.slirp4netnsPath ?? "slirp4netns";
     this.#maxPids = options.maxPids ?? 256;
-    this.#pidsRoot = options.pidsCgroupRoot ?? defaultCgroupRoot("pids");
-    this.#memoryRoot = options.memoryCgroupRoot ?? defaultCgroupRoot("memory");
+    const cgroupRoots = sandboxCgroupRoots({
+      pids: options.pidsCgroupRoot,
+      memory: options.memoryCgroupRoot,
+    });
+    this.#pidsRoot = cgroupRoots.pids;
+    this.#memoryRoot = cgroupRoots.memory;
+    this.#cgroupGaps = cgroupRoots.gaps;
+    this.#unlimited = unlimitedOptOut();
     this.#hostPorts = checkHostPorts(options.hostPorts ?? defaultHostPorts());
     this.#seccomp = options.seccomp ?? true;
     this.#python = options.python ?? "/usr/bin/python3";
@@ -92,6 +103,10 @@ export class ProcessDriver implements SandboxDriver {
   }
 
   async probe(): Promise<ProbeResult> {
+    // Empty cgroups of agents that are gone (a crash) would stay forever: remove them.
+    for (const root of new Set([this.#pidsRoot, this.#memoryRoot])) {
+      if (root !== undefined) await removeLeftoverCgroups(root);
+    }
     // A hierarchy we would put sandboxes in but cannot fails every run: not usable, and why.
     try {
       if (this.#pidsRoot) await checkCgroupRoot(this.#pidsRoot, "pids");
@@ -107,6 +122,8 @@ export class ProcessDriver implements SandboxDriver {
       hostPorts: this.#hostPorts,
       maxPids: this.#pidsRoot === undefined ? undefined : this.#maxPids,
       memoryCgroup: this.#memoryRoot !== undefined,
+      cgroupGaps: this.#cgroupGaps,
+      unlimited: this.#unlimited,
     });
   }
 
@@ -229,8 +246,7 @@ export class ProcessDriver implements SandboxDriver {
     const forwarded = how.forwarded ?? new Map<number, number>();
     const state = await this.#state();
     launched += 1;
-    // Unique in this process, not per driver: it names the sandbox's cgroups, which two drivers
-    // of one process must not share.
+    // Names the launch's files in the state directory (its cgroups get random names of their own).
     const name = `${process.pid}-${launched}`;
     const meminfo = join(state, `meminfo-${memoryMiB}`);
     if (!existsSync(meminfo)) await writeFile(meminfo, meminfoFor(memoryMiB));
@@ -238,7 +254,7 @@ export class ProcessDriver implements SandboxDriver {
     // cgroup, which caps them all together; the size makes one full file system fail a write with
     // ENOSPC rather than reach the cgroup's OOM killer (and bounds each of them without a cgroup).
     const tmpfsBytes = String(Math.max(1, Math.floor(memoryMiB / 2)) * 1024 * 1024);
-    const cgroups = await this.#cgroups(name, memoryMiB);
+    const cgroups = await this.#cgroups(memoryMiB);
     const args = [
       // Always a new network namespace (never --share-net): with network, slirp4netns gives it
       // a user-mode network that cannot reach the host's loopback.
@@ -366,20 +382,16 @@ export class ProcessDriver implements SandboxDriver {
   }
 
   /**
-   * The cgroups sandbox `name` joins (one directory per hierarchy: two with cgroup v1, one with
-   * v2): its pids cap and its memory limit, where this host has a hierarchy for them. A hierarchy
-   * we have but cannot use fails the launch (never a sandbox without the limit).
+   * The new cgroups a sandbox joins (one directory per hierarchy: two with cgroup v1, one with
+   * v2, named at random): its pids cap and its memory limit, where this host has a hierarchy for
+   * them. A hierarchy we have but cannot use fails the launch (never a sandbox without the limit).
    */
-  async #cgroups(name: string, memoryMiB: number): Promise<string[]> {
-    const dirs = new Set<string>();
-    try {
-      if (this.#pidsRoot) dirs.add(await pidsCgroup(this.#pidsRoot, name, this.#maxPids));
-      if (this.#memoryRoot) dirs.add(await memoryCgroup(this.#memoryRoot, name, memoryMiB));
-    } catch (error) {
-      await Promise.all([...dirs].map(removeCgroup));
-      throw error;
-    }
-    return [...dirs];
+  #cgroups(memoryMiB: number): Promise<string[]> {
+    return createSandboxCgroups({
+      pids:
+        this.#pidsRoot === undefined ? undefined : { root: this.#pidsRoot, maxPids: this.#maxPids },
+      memory: this.#memoryRoot === undefined ? undefined : { root: this.#memoryRoot, memoryMiB },
+    });
   }
 
   /**
