@@ -13,7 +13,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { XdsNode } from "./cache";
 import { envoyService, type TypeUrl } from "./protos";
-import type { AckState, StreamClient } from "./server";
+import type { AckState, StreamClient } from "./stream";
 import type { Snapshot, XdsResource } from "./snapshot";
 
 /** The snapshot a node should hold now, if there is one. */

@@ -37,12 +37,6 @@ export {
   type ClientConfig,
   type GenericXdsConfig,
 } from "./csds";
-export {
-  XdsServer,
-  type AckEvent,
-  type NackEvent,
-  type StreamClient,
-  type TypeState,
-  type XdsServerEvents,
-  type XdsServerOptions,
-} from "./server";
+export { XdsServer, type XdsServerOptions } from "./server";
+export type { TypeState } from "./sotw";
+export type { AckEvent, NackEvent, StreamClient, XdsServerEvents } from "./stream";
