@@ -1,7 +1,7 @@
 /** Envoy clusters, load assignments and listeners built from a destination or a route name. */
 import { isIPv4 } from "node:net";
 import { ExtensionTypeUrl, pack, TypeUrl } from "../xds/protos";
-import { makeResource, type XdsResource } from "../xds/snapshot";
+import { makeResource, type XdsResource } from "../xds/resource";
 import { sharedForkClusterName, UPSTREAM_HEADER, type UpstreamHttp } from "./names";
 
 /** Config source: over the same ADS stream. */

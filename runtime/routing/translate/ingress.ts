@@ -1,7 +1,7 @@
 /** The gateway's `ingress` listener and route configuration, assembled from every part's share. */
 import { routingKeyFilter } from "../routing-key-filter";
 import { ExtensionTypeUrl, pack, TypeUrl } from "../xds/protos";
-import { makeResource, makeResourceFromParts, type XdsResource } from "../xds/snapshot";
+import { makeResource, makeResourceFromParts, type XdsResource } from "../xds/resource";
 import { ADS_SOURCE, ROUTER_FILTER } from "./envoy-resources";
 import { INGRESS_NAME } from "./names";
 import type { SandboxPart } from "./sandbox-part";

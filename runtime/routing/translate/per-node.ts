@@ -1,6 +1,6 @@
 /** Which resources each kind of xDS node gets: the Envoy gateway, or a gRPC xDS client. */
 import { TypeUrl } from "../xds/protos";
-import type { SnapshotResources, XdsResource } from "../xds/snapshot";
+import type { SnapshotResources, XdsResource } from "../xds/resource";
 import { INGRESS_NAME } from "./names";
 
 /** Which kind of xDS client a node is: the Envoy gateway, or a gRPC xDS client. */

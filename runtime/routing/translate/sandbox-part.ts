@@ -1,7 +1,7 @@
 /** A running sandbox's part of translation: a cluster and a virtual host per exposed port. */
 import type { SandboxRecord } from "../../lib/model";
 import { pack, TypeUrl } from "../xds/protos";
-import { makeResourceFromParts, type XdsResource } from "../xds/snapshot";
+import { makeResourceFromParts, type XdsResource } from "../xds/resource";
 import { apiListener, clusterResources } from "./envoy-resources";
 import { sandboxClusterName } from "./names";
 import { hashOf } from "./wire";

@@ -5,7 +5,7 @@
 import type { BaselineService } from "../../lib/model";
 import { ROUTING_KEY_HEADER } from "../routing-key-filter";
 import { ExtensionTypeUrl, pack, TypeUrl } from "../xds/protos";
-import { makeResourceFromParts, type XdsResource } from "../xds/snapshot";
+import { makeResourceFromParts, type XdsResource } from "../xds/resource";
 import { apiListener, clusterResources, routeTimeout } from "./envoy-resources";
 import { baselineClusterName, forkClusterName, upstreamHttp } from "./names";
 import { gatewayFork, type GatewayFork, type Route, type ShardPart } from "./shard-part";

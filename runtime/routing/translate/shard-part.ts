@@ -6,7 +6,7 @@ import { isIPv4 } from "node:net";
 import type { ShardRecord } from "../../lib/model";
 import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "../routing-key-filter";
 import { ExtensionTypeUrl, pack } from "../xds/protos";
-import type { XdsResource } from "../xds/snapshot";
+import type { XdsResource } from "../xds/resource";
 import { clusterResources, routeTimeout } from "./envoy-resources";
 import {
   forkClusterName,

@@ -1,6 +1,6 @@
 /** The memoizing {@link Translator} (and {@link translate}, translation from scratch). */
 import { TypeUrl } from "../xds/protos";
-import type { SnapshotResources, XdsResource } from "../xds/snapshot";
+import type { SnapshotResources, XdsResource } from "../xds/resource";
 import { sharedForkCluster } from "./envoy-resources";
 import { ingressResources } from "./ingress";
 import { RESERVED_SERVICE_NAMES, upstreamHttp } from "./names";

@@ -14,12 +14,12 @@ export {
   type AnyMessage,
 } from "./protos";
 export {
-  Snapshot,
   makeResource,
   makeResourceFromParts,
   type SnapshotResources,
   type XdsResource,
-} from "./snapshot";
+} from "./resource";
+export { Snapshot } from "./snapshot";
 export {
   SnapshotCache,
   type ConfigWatcher,

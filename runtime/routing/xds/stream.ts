@@ -7,7 +7,7 @@ import type { EventEmitter } from "node:events";
 import type { Logger } from "../../lib/logger";
 import type { ConfigWatcher, XdsNode } from "./cache";
 import type { TypeUrl } from "./protos";
-import type { XdsResource } from "./snapshot";
+import type { XdsResource } from "./resource";
 
 /** Per stream and type, SotW or delta: what was sent, ACKed and NACKed. */
 export interface AckState {
