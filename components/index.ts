@@ -79,18 +79,19 @@ export {
   type MetalClusterArgs,
   type NodeGroupSpec,
 } from "./metal-cluster";
+export { RuntimeDeployment, createRuntimeDeployment } from "./runtime-deployment";
 export {
-  AGENT_TOKEN_KEY,
   NodeAgentDriver,
-  RuntimeDeployment,
   RuntimeNames,
-  TOKEN_CHECKSUM_ANNOTATION,
-  agentTokenOf,
-  baselineDestinations,
-  createRuntimeDeployment,
   validateEtcdEndpoints,
   validateNodeAgentDriver,
   validateSchedulerReplicas,
   type RuntimeDeploymentArgs,
-} from "./runtime-deployment";
+} from "./runtime-deployment/args";
+export { baselineDestinations } from "./runtime-deployment/routing";
+export {
+  AGENT_TOKEN_KEY,
+  TOKEN_CHECKSUM_ANNOTATION,
+  agentTokenOf,
+} from "./runtime-deployment/tokens";
 export { JitExpiry, jitExpiryProvider, type JitExpiryProps } from "./jit-expiry";

@@ -1,5 +1,5 @@
 /**
- * The runtime's state in etcd, through the key layout of `keys.ts` and the schemas of `model.ts`.
+ * The runtime's state in etcd, through the key layout of `keys.ts` and the schemas of `model/`.
  * Every write that must not race is a transaction: sandboxes change by compare-and-swap on their
  * mod revision, and an assignment is written in the same transaction that marks its sandbox
  * scheduled. Scheduler, placer and node agents all go through this module.

@@ -9,5 +9,6 @@ export type {
   MigratingDriver,
 } from "./driver";
 export { isMigratingDriver } from "./driver";
-export { NodeAgent, type NodeAgentConfig, type NodeAgentEvents } from "./agent";
+export { NodeAgent } from "./agent";
+export type { NodeAgentConfig, NodeAgentEvents } from "./config";
 export { spawnNodeAgent, type SpawnNodeAgentOptions, type SpawnedNodeAgent } from "./spawn";

@@ -4,7 +4,8 @@
  * holds a version the client has not seen (and has not rejected).
  */
 import { PUSH_ORDER, TypeUrl as TypeUrlValues, type TypeUrl } from "./protos";
-import type { Snapshot, XdsResource } from "./snapshot";
+import type { XdsResource } from "./resource";
+import type { Snapshot } from "./snapshot";
 
 /** The `node` of a DiscoveryRequest (only what the cache looks at). */
 export interface XdsNode {

@@ -13,8 +13,9 @@
 import * as grpc from "@grpc/grpc-js";
 import type { XdsNode } from "./cache";
 import { envoyService, type TypeUrl } from "./protos";
-import type { AckState, StreamClient } from "./server";
-import type { Snapshot, XdsResource } from "./snapshot";
+import type { AckState, StreamClient } from "./stream";
+import type { XdsResource } from "./resource";
+import type { Snapshot } from "./snapshot";
 
 /** The snapshot a node should hold now, if there is one. */
 export type CurrentSnapshot = (node: XdsNode) => Snapshot | undefined;

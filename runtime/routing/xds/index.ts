@@ -14,12 +14,12 @@ export {
   type AnyMessage,
 } from "./protos";
 export {
-  Snapshot,
   makeResource,
   makeResourceFromParts,
   type SnapshotResources,
   type XdsResource,
-} from "./snapshot";
+} from "./resource";
+export { Snapshot } from "./snapshot";
 export {
   SnapshotCache,
   type ConfigWatcher,
@@ -37,12 +37,6 @@ export {
   type ClientConfig,
   type GenericXdsConfig,
 } from "./csds";
-export {
-  XdsServer,
-  type AckEvent,
-  type NackEvent,
-  type StreamClient,
-  type TypeState,
-  type XdsServerEvents,
-  type XdsServerOptions,
-} from "./server";
+export { XdsServer, type XdsServerOptions } from "./server";
+export type { TypeState } from "./sotw";
+export type { AckEvent, NackEvent, StreamClient, XdsServerEvents } from "./stream";

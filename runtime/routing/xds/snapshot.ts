@@ -5,57 +5,15 @@
  * that leaves clusters alone does not re-send clusters.
  */
 import { createHash } from "node:crypto";
-import { ExtensionTypeUrl, pack, PUSH_ORDER, TypeUrl, unpack, type AnyMessage } from "./protos";
-
-/** One xDS resource: its name, the message (plain snake_case object) and its encoded `Any`. */
-export interface XdsResource {
-  readonly name: string;
-  readonly typeUrl: TypeUrl;
-  /** The message as given to the encoder (read by `consistent()`). */
-  readonly message: Readonly<Record<string, unknown>>;
-  readonly any: AnyMessage;
-  /** sha256 (hex) of the encoded message. */
-  readonly hash: string;
-}
-
-/** Encode a resource once; keep the result (translation memoizes resources, so this runs once each). */
-export function makeResource(
-  typeUrl: TypeUrl,
-  name: string,
-  message: Record<string, unknown>,
-): XdsResource {
-  const any = pack(typeUrl, message);
-  const hash = createHash("sha256").update(any.value).digest("hex");
-  return Object.freeze({ name, typeUrl, message: Object.freeze(message), any, hash });
-}
-
-/**
- * A resource whose encoding is the concatenation of already-encoded parts of the same message
- * type. Protobuf defines concatenated encodings as the merge of the messages (repeated fields
- * append), so a RouteConfiguration of 10,000 virtual-host routes is re-assembled from the memoized
- * encoding of each virtual host instead of re-encoding all of them. `message` must be the merged
- * message (it is what `consistent()` reads); a unit test checks the bytes equal a full encode.
- * `partHashes` (one per part, in order) makes the hash the hash of the parts' hashes.
- */
-export function makeResourceFromParts(
-  typeUrl: TypeUrl,
-  name: string,
-  message: Record<string, unknown>,
-  parts: readonly Uint8Array[],
-  partHashes?: readonly string[],
-): XdsResource {
-  const value = Buffer.concat(parts);
-  const any = { type_url: typeUrl, value };
-  // Given each part's (memoized) hash, the resource's hash is the hash of those: still a function
-  // of the bytes, without hashing megabytes again when one part of many changed.
-  const hash = partHashes
-    ? createHash("sha256").update(partHashes.join(",")).digest("hex")
-    : createHash("sha256").update(value).digest("hex");
-  return Object.freeze({ name, typeUrl, message: Object.freeze(message), any, hash });
-}
-
-/** Resources of a snapshot, by type. */
-export type SnapshotResources = Readonly<Record<TypeUrl, readonly XdsResource[]>>;
+import { PUSH_ORDER, TypeUrl } from "./protos";
+import {
+  clusterReferences,
+  edsServiceName,
+  rdsNames,
+  vhostClusters,
+  virtualHosts,
+} from "./references";
+import type { SnapshotResources, XdsResource } from "./resource";
 
 /** What changed in one type against the snapshot a successor was built from. */
 interface TypeDiff {
@@ -334,102 +292,4 @@ export class Snapshot {
   consistent(): boolean {
     return this.inconsistencies().length === 0;
   }
-}
-
-/** The load assignment an EDS cluster needs (undefined: not an EDS cluster). */
-function edsServiceName(cluster: XdsResource): string | undefined {
-  const message = cluster.message as ClusterShape;
-  if (message.type !== "EDS") return undefined;
-  return message.eds_cluster_config?.service_name || cluster.name;
-}
-
-interface ClusterShape {
-  type?: string;
-  eds_cluster_config?: { service_name?: string };
-}
-interface RouteShape {
-  route?: { cluster?: string };
-}
-interface OnMatchShape {
-  action?: { typed_config?: AnyMessage };
-}
-interface MatcherShape {
-  matcher_tree?: { exact_match_map?: { map?: Record<string, OnMatchShape> } };
-  on_no_match?: OnMatchShape;
-}
-interface RouteConfigurationShape {
-  virtual_hosts?: { name: string; routes?: RouteShape[]; matcher?: MatcherShape }[];
-}
-
-type VirtualHostShape = NonNullable<RouteConfigurationShape["virtual_hosts"]>[number];
-
-function virtualHosts(route: XdsResource | undefined): readonly VirtualHostShape[] {
-  return (route?.message as RouteConfigurationShape | undefined)?.virtual_hosts ?? [];
-}
-
-/**
- * The clusters a virtual host's routes name, per virtual host object: translation reuses the
- * (frozen) message of an unchanged service's virtual host, so a RouteConfiguration rebuilt for one
- * change walks only the virtual host that changed.
- */
-const vhostReferences = new WeakMap<object, readonly string[]>();
-function vhostClusters(vhost: VirtualHostShape): readonly string[] {
-  const cached = vhostReferences.get(vhost);
-  if (cached) return cached;
-  const found: string[] = [];
-  const add = (r: RouteShape): void => {
-    const cluster = r.route?.cluster;
-    if (cluster !== undefined) found.push(cluster);
-  };
-  for (const r of vhost.routes ?? []) add(r);
-  for (const r of matcherRoutes(vhost.matcher)) add(r);
-  vhostReferences.set(vhost, found);
-  return found;
-}
-
-function clusterReferences(route: XdsResource): { vhost: string; cluster: string }[] {
-  return virtualHosts(route).flatMap((vhost) =>
-    vhostClusters(vhost).map((cluster) => ({ vhost: vhost.name, cluster })),
-  );
-}
-
-/** Decoded Route actions, by the identity of their (memoized) packed Any: decoded once each. */
-const decodedActions = new WeakMap<AnyMessage, RouteShape>();
-
-/** The Route actions of a virtual host's exact-match matcher (the gateway's form). */
-function matcherRoutes(matcher: MatcherShape | undefined): RouteShape[] {
-  if (!matcher) return [];
-  const actions = [
-    ...Object.values(matcher.matcher_tree?.exact_match_map?.map ?? {}),
-    ...(matcher.on_no_match ? [matcher.on_no_match] : []),
-  ];
-  return actions.flatMap((onMatch) => {
-    const any = onMatch.action?.typed_config;
-    if (any?.type_url !== ExtensionTypeUrl.Route) return [];
-    let route = decodedActions.get(any);
-    if (!route) decodedActions.set(any, (route = unpack(any) as RouteShape));
-    return [route];
-  });
-}
-interface ListenerShape {
-  api_listener?: { api_listener?: AnyMessage };
-  filter_chains?: { filters?: { typed_config?: AnyMessage }[] }[];
-}
-
-/** The route configurations a listener's HttpConnectionManagers load over RDS (memoized). */
-const rdsByListener = new WeakMap<XdsResource, readonly string[]>();
-function rdsNames(resource: XdsResource): readonly string[] {
-  const cached = rdsByListener.get(resource);
-  if (cached) return cached;
-  const listener = resource.message as ListenerShape;
-  const packed = [
-    listener.api_listener?.api_listener,
-    ...(listener.filter_chains ?? []).flatMap((c) => (c.filters ?? []).map((f) => f.typed_config)),
-  ];
-  const names = packed
-    .filter((a): a is AnyMessage => a?.type_url === ExtensionTypeUrl.HttpConnectionManager)
-    .map((a) => (unpack(a) as { rds?: { route_config_name?: string } }).rds?.route_config_name)
-    .filter((n): n is string => n !== undefined);
-  rdsByListener.set(resource, names);
-  return names;
 }

@@ -1,0 +1,73 @@
+/** The node agent: a DaemonSet on the microVM nodes, the platform's one privileged container. */
+import * as k8s from "@pulumi/kubernetes";
+import { Env, MICROVM_KEY, NODE_AGENT_HOST_PATHS, Ports, appLabels } from "../common";
+import { NodeAgentDriver, RuntimeNames } from "./args";
+import { metaOf, selectorOf, serviceAccountOf, type RuntimeScope } from "./scope";
+import { agentTokenEnv } from "./tokens";
+import type { RuntimeWorkloads } from "./workloads";
+
+/** Where the node agent keeps its state (a hostPath, so images survive pod restarts). */
+const NODE_AGENT_DATA_DIR = NODE_AGENT_HOST_PATHS.state;
+
+/** Create the node agent's ServiceAccount and DaemonSet (it opens /dev/kvm). */
+export function createNodeAgent(scope: RuntimeScope, workloads: RuntimeWorkloads): void {
+  const { name, args } = scope;
+  const { runtimeEnv, tokenAnnotations } = workloads;
+  const nodeAgentSa = serviceAccountOf(scope, "node-agent", false);
+  new k8s.apps.v1.DaemonSet(
+    `${name}-node-agent`,
+    {
+      metadata: metaOf(scope, "node-agent", { name: RuntimeNames.nodeAgent }),
+      spec: {
+        selector: { matchLabels: selectorOf(scope, "node-agent") },
+        template: {
+          metadata: { labels: appLabels(name, "node-agent"), annotations: tokenAnnotations },
+          spec: {
+            serviceAccountName: "shardworks-node-agent",
+            automountServiceAccountToken: false,
+            nodeSelector: { [MICROVM_KEY]: "true" },
+            tolerations: [{ key: MICROVM_KEY, operator: "Exists", effect: "NoSchedule" }],
+            containers: [
+              workloads.container({
+                component: "node-agent",
+                args: ["node-agent"],
+                env: [
+                  ...runtimeEnv,
+                  // The agent API (logs, migration) demands the token the scheduler sends.
+                  agentTokenEnv,
+                  { name: Env.nodeName, valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+                  // The agent advertises its listen address to the scheduler: the pod IP.
+                  { name: Env.listenHost, valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+                  { name: Env.listenPort, value: String(Ports.nodeAgent) },
+                  { name: Env.driver, value: args.nodeAgentDriver ?? NodeAgentDriver.Firecracker },
+                  { name: Env.dataDir, value: NODE_AGENT_DATA_DIR },
+                ],
+                port: { name: "http", port: Ports.nodeAgent },
+                probe: { httpGet: { path: "/healthz", port: Ports.nodeAgent } },
+                resources: {
+                  requests: { cpu: "250m", memory: "256Mi" },
+                  limits: { cpu: "2", memory: "1Gi" },
+                },
+                // Opening /dev/kvm and setting up jails/taps needs the device cgroup and
+                // capabilities a device plugin would otherwise grant.
+                securityContext: { privileged: true },
+                volumeMounts: [
+                  { name: "kvm", mountPath: NODE_AGENT_HOST_PATHS.kvm },
+                  { name: "state", mountPath: NODE_AGENT_DATA_DIR },
+                ],
+              }),
+            ],
+            volumes: [
+              { name: "kvm", hostPath: { path: NODE_AGENT_HOST_PATHS.kvm, type: "CharDevice" } },
+              {
+                name: "state",
+                hostPath: { path: NODE_AGENT_HOST_PATHS.state, type: "DirectoryOrCreate" },
+              },
+            ],
+          },
+        },
+      },
+    },
+    workloads.deps(nodeAgentSa),
+  );
+}

@@ -1,0 +1,193 @@
+/** The memoizing {@link Translator} (and {@link translate}, translation from scratch). */
+import { TypeUrl } from "../xds/protos";
+import type { SnapshotResources, XdsResource } from "../xds/resource";
+import { sharedForkCluster } from "./envoy-resources";
+import { ingressResources } from "./ingress";
+import { RESERVED_SERVICE_NAMES, upstreamHttp } from "./names";
+import { perNode, splitOf, type Split } from "./per-node";
+import { sandboxPart, type SandboxPart } from "./sandbox-part";
+import { servicePart, type ServicePart } from "./service-part";
+import { shardPart, type ShardPart } from "./shard-part";
+import { expiry, type RoutingState } from "./state";
+
+/** Options of translation. */
+export interface TranslateOptions {
+  /** Sandbox hosts are `<id>.sandbox.<domain>`; default `shardworks.local`. */
+  domain?: string;
+  /** Port of Envoy's ingress listener; default 8080 (the EnvoyGateway default). */
+  ingressPort?: number;
+  /** Address Envoy's ingress listener binds; default `0.0.0.0` (every interface of the pod). */
+  ingressHost?: string;
+}
+
+/** Translate from scratch (the reference the memoizing {@link Translator} must agree with). */
+export function translate(state: RoutingState, options: TranslateOptions = {}): SnapshotResources {
+  return new Translator(options).translate(state);
+}
+
+/** Incremental translation: same output as {@link translate}, reusing unchanged parts. */
+export class Translator {
+  readonly #domain: string;
+  readonly #ingressPort: number;
+  readonly #ingressHost: string;
+  #shards = new Map<string, ShardPart>();
+  /** Service → the parts of the shards forking it, sorted by shard name. */
+  readonly #forksByService = new Map<string, ShardPart[]>();
+  #services = new Map<string, ServicePart>();
+  #sandboxes = new Map<string, SandboxPart>();
+  #ingress: { key: unknown[]; resources: XdsResource[] } | undefined;
+  readonly #sharedClusters: XdsResource[];
+
+  constructor(options: TranslateOptions = {}) {
+    this.#domain = options.domain ?? "shardworks.local";
+    this.#ingressPort = options.ingressPort ?? 8080;
+    this.#ingressHost = options.ingressHost ?? "0.0.0.0";
+    this.#sharedClusters = (["http1", "http2"] as const).map(sharedForkCluster);
+  }
+
+  /**
+   * Resources for a state. Records are compared by identity: pass the same object for a shard or
+   * sandbox that did not change (the controller does), and its resources are reused.
+   */
+  translate(state: RoutingState): SnapshotResources {
+    for (const b of state.baseline) {
+      if (RESERVED_SERVICE_NAMES.includes(b.name)) {
+        throw new Error(`baseline service name "${b.name}" is reserved; rename the service`);
+      }
+    }
+    const now = state.now?.getTime();
+    const live = now === undefined ? state.shards : state.shards.filter((s) => expiry(s) > now);
+    // Only the fork lists of services a new, changed or removed shard forks are rebuilt (and only
+    // they are sorted): one change among 10,000 shards costs a map lookup per shard, not a sort.
+    const shards = new Map<string, ShardPart>();
+    const dirty = new Set<string>();
+    const added: ShardPart[] = [];
+    let kept = 0;
+    for (const record of live) {
+      const previous = this.#shards.get(record.name);
+      if (previous?.record === record && !shards.has(record.name)) {
+        shards.set(record.name, previous);
+        kept++;
+        continue;
+      }
+      const part = previous?.record === record ? previous : shardPart(record);
+      const replaced = shards.get(record.name) ?? previous;
+      for (const service of replaced?.routes.keys() ?? []) dirty.add(service);
+      for (const service of part.routes.keys()) dirty.add(service);
+      shards.set(record.name, part);
+      added.push(part);
+    }
+    if (kept < this.#shards.size) {
+      for (const [name, part] of this.#shards) {
+        if (shards.get(name) === part) continue;
+        for (const service of part.routes.keys()) dirty.add(service);
+      }
+    }
+    this.#shards = shards;
+    const forksByService = this.#forksByService;
+    for (const service of dirty) {
+      const list = (forksByService.get(service) ?? []).filter(
+        (p) => shards.get(p.record.name) === p,
+      );
+      for (const part of added) {
+        if (part.routes.has(service) && shards.get(part.record.name) === part) list.push(part);
+      }
+      list.sort((a, b) => compare(a.record.name, b.record.name));
+      if (list.length === 0) forksByService.delete(service);
+      else forksByService.set(service, list);
+    }
+
+    const services = new Map<string, ServicePart>();
+    for (const baseline of [...state.baseline].sort(byName)) {
+      const forks = forksByService.get(baseline.name) ?? NO_FORKS;
+      const previous = this.#services.get(baseline.name);
+      const unchanged =
+        previous !== undefined &&
+        previous.baseline.destination === baseline.destination &&
+        sameHosts(previous.baseline.hosts, baseline.hosts) &&
+        upstreamHttp(previous.baseline.protocol) === upstreamHttp(baseline.protocol) &&
+        previous.shardParts === forks;
+      services.set(
+        baseline.name,
+        unchanged ? previous : servicePart(baseline, forks, this.#domain),
+      );
+    }
+    this.#services = services;
+
+    const sandboxes = new Map<string, SandboxPart>();
+    for (const record of [...state.sandboxes].sort((a, b) => compare(a.id, b.id))) {
+      if (record.status.phase !== "running" || Object.keys(record.status.endpoints).length === 0) {
+        continue;
+      }
+      const previous = this.#sandboxes.get(record.id);
+      sandboxes.set(
+        record.id,
+        previous?.record === record ? previous : sandboxPart(record, this.#domain),
+      );
+    }
+    this.#sandboxes = sandboxes;
+
+    const ingressKey = [...services.values(), ...sandboxes.values()];
+    if (
+      !this.#ingress ||
+      this.#ingress.key.length !== ingressKey.length ||
+      this.#ingress.key.some((p, i) => p !== ingressKey[i])
+    ) {
+      this.#ingress = {
+        key: ingressKey,
+        resources: ingressResources(
+          [...services.values()],
+          [...sandboxes.values()],
+          this.#ingressHost,
+          this.#ingressPort,
+        ),
+      };
+    }
+
+    // Each kind's lists are filled beside the whole (what forNode would filter, in the same
+    // order), so the controller does not filter 20,000 resources by name on every change.
+    const empty = (): Record<TypeUrl, XdsResource[]> => ({
+      [TypeUrl.Cluster]: [],
+      [TypeUrl.Endpoint]: [],
+      [TypeUrl.Listener]: [],
+      [TypeUrl.Route]: [],
+    });
+    const out = empty();
+    const gateway = empty();
+    const grpc = empty();
+    const lists = { all: out, gateway, grpc };
+    const add = (split: Split): void => {
+      for (const key of ["all", "gateway", "grpc"] as const) {
+        for (const [typeUrl, list] of Object.entries(split[key]) as [TypeUrl, XdsResource[]][]) {
+          for (const r of list) lists[key][typeUrl].push(r);
+        }
+      }
+    };
+    add(splitOf(this.#sharedClusters, this.#sharedClusters));
+    // A fork of a service that is not (or no longer) in the baseline routes nowhere: not sent
+    // (only baseline services have a part). Fork clusters `shard/…` are the gRPC clients'.
+    // Each part's split is computed once; a change re-splits only the parts it rebuilt.
+    for (const part of services.values())
+      add(splitOf(part, [...part.resources, ...part.forkResources]));
+    for (const part of sandboxes.values()) add(splitOf(part, part.resources));
+    add(splitOf(this.#ingress, this.#ingress.resources));
+    perNode.set(out, { gateway, grpc });
+    return out;
+  }
+}
+
+const NO_FORKS: readonly ShardPart[] = [];
+
+/** Whether two baselines' extra host lists are equal (absent = empty). */
+function sameHosts(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  return x.length === y.length && x.every((h, i) => h === y[i]);
+}
+
+function byName(a: { name: string }, b: { name: string }): number {
+  return compare(a.name, b.name);
+}
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
