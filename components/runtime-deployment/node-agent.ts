@@ -44,10 +44,11 @@ export function createNodeAgent(scope: RuntimeScope, workloads: RuntimeWorkloads
                 ],
                 port: { name: "http", port: Ports.nodeAgent },
                 probe: { httpGet: { path: "/healthz", port: Ports.nodeAgent } },
-                resources: {
-                  requests: { cpu: "250m", memory: "256Mi" },
-                  limits: { cpu: "2", memory: "1Gi" },
-                },
+                // Requests only: the agent's sandboxes run inside this pod's cgroup (their own
+                // memory and pids cgroups nest below it), so a pod limit would cap all of them
+                // together below the capacity the node advertises. Each sandbox is limited by
+                // the driver; the scheduler places against the node's capacity.
+                resources: { requests: { cpu: "250m", memory: "256Mi" } },
                 // Opening /dev/kvm and setting up jails/taps needs the device cgroup and
                 // capabilities a device plugin would otherwise grant.
                 securityContext: { privileged: true },

@@ -154,6 +154,8 @@ test("node agent: only on microvm nodes, tolerates the taint, mounts /dev/kvm, k
   );
   t.deepEqual(kvm.hostPath, { path: "/dev/kvm", type: "CharDevice" });
   const c = pod.containers[0];
+  // Its sandboxes nest in its cgroup: no pod limit that would cap them all together.
+  t.deepEqual(c.resources, { requests: { cpu: "250m", memory: "256Mi" } });
   t.true(
     c.volumeMounts.some(
       (m: { name: string; mountPath: string }) => m.name === kvm.name && m.mountPath === "/dev/kvm",
