@@ -13,10 +13,10 @@ import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
 import { jitter } from "../lib/backoff";
 import { PassRunner } from "../lib/passes";
-import { type Resources, SandboxPhase } from "../lib/model";
+import { SandboxPhase } from "../lib/model";
 import { StaleRevisionError } from "../lib/errors";
 import { ACTIVE_PHASES, type Store } from "../lib/store";
-import { addResources, placeSandbox, PlacementStrategy } from "./placement";
+import { addResources, allocationsOf, placeSandbox, PlacementStrategy } from "./placement";
 import { metrics } from "./metrics";
 
 /** Configuration of a {@link Placer}. */
@@ -177,42 +177,40 @@ export class Placer {
       this.#store.listSandboxes(),
     ]);
     const live = new Set(nodes.map((n) => n.name));
-    const allocations = new Map<string, Resources>();
+    // Sandboxes bound to a lost node count there, but placement only ever looks at live nodes.
+    const allocations = allocationsOf(sandboxes.map((s) => s.value));
+    // Sandboxes whose node's lease expired.
     for (const sandbox of sandboxes) {
-      const { status, spec } = sandbox.value;
+      const { status } = sandbox.value;
       if (!ACTIVE_PHASES.has(status.phase) || status.node === undefined) continue;
-      if (!live.has(status.node)) {
-        // Its node's lease expired. A sandbox still `scheduled` never began there (the agent
-        // starts a run only by moving it to `starting`, a CAS this unbind would make fail): it is
-        // placed again. One whose run began may have run in part or to the end: it is failed,
-        // never run a second time (a pod bound to a lost node is not rescheduled either).
-        try {
-          if (status.phase === SandboxPhase.Scheduled) {
-            await this.#store.unbindSandbox(
-              sandbox,
-              `node ${status.node} was lost before the sandbox started; rescheduling`,
-              leaderKey,
-            );
-            metrics.rescheduled.inc();
-            this.events.emit("rescheduled", { id: sandbox.value.id, node: status.node });
-          } else {
-            await this.#store.failLostSandbox(
-              sandbox,
-              `node ${status.node} was lost while the sandbox was ${status.phase}; a run that began is never started again (it may have run in part or to the end): create it again to rerun it`,
-              leaderKey,
-            );
-            metrics.lost.inc();
-            this.events.emit("lost", { id: sandbox.value.id, node: status.node });
-          }
-          this.#passes.requeue();
-        } catch (error) {
-          if (!(error instanceof StaleRevisionError)) throw error;
-          this.#passes.requeue();
+      if (live.has(status.node)) continue;
+      // A sandbox still `scheduled` never began there (the agent starts a run only by moving it
+      // to `starting`, a CAS this unbind would make fail): it is placed again. One whose run
+      // began may have run in part or to the end: it is failed, never run a second time (a pod
+      // bound to a lost node is not rescheduled either).
+      try {
+        if (status.phase === SandboxPhase.Scheduled) {
+          await this.#store.unbindSandbox(
+            sandbox,
+            `node ${status.node} was lost before the sandbox started; rescheduling`,
+            leaderKey,
+          );
+          metrics.rescheduled.inc();
+          this.events.emit("rescheduled", { id: sandbox.value.id, node: status.node });
+        } else {
+          await this.#store.failLostSandbox(
+            sandbox,
+            `node ${status.node} was lost while the sandbox was ${status.phase}; a run that began is never started again (it may have run in part or to the end): create it again to rerun it`,
+            leaderKey,
+          );
+          metrics.lost.inc();
+          this.events.emit("lost", { id: sandbox.value.id, node: status.node });
         }
-        continue;
+        this.#passes.requeue();
+      } catch (error) {
+        if (!(error instanceof StaleRevisionError)) throw error;
+        this.#passes.requeue();
       }
-      const current = allocations.get(status.node) ?? { cpuMillis: 0, memoryMiB: 0 };
-      allocations.set(status.node, addResources(current, spec.resources));
     }
     const pending = sandboxes
       .filter((s) => s.value.status.phase === SandboxPhase.Pending)
