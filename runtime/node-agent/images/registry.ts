@@ -49,6 +49,11 @@ const manifestAccept = [
   MediaType.DockerManifestList,
 ].join(", ");
 
+/** A hop's host as the hop checks compare it: lower case, IPv6 without brackets. */
+function hopHost(url: URL): string {
+  return url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+}
+
 /** Fetches manifests and blobs of one repository. */
 export class RegistryClient {
   readonly #ref: RegistryReference;
@@ -218,8 +223,7 @@ export class RegistryClient {
           // at connect, for the platform too: a name that resolves into the node's network is
           // refused whoever asked. On it, the platform's registry may be private.
           dispatcher:
-            this.#publicOnly ||
-            current.hostname.replace(/^\[|\]$/g, "").toLowerCase() !== registryHost
+            this.#publicOnly || hopHost(current) !== registryHost
               ? publicOnlyDispatcher()
               : anyAddressDispatcher(),
         });
@@ -260,7 +264,7 @@ export class RegistryClient {
 
   /** Refuses a hop to a host the node must not be made to connect to (see `#fetch`). */
   #checkHop(url: URL, registryHost: string): void {
-    const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+    const host = hopHost(url);
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new ImageError(
         "registry",
