@@ -5,15 +5,14 @@
  * run in a mount namespace whose /etc/hosts maps the name to 127.0.0.1; the "registry" is a
  * loopback HTTP server that counts the requests reaching it.
  */
-import { execFile } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import test from "ava";
+import { runWithHosts } from "../../helpers/hosts-namespace";
 
 const PROBE = join(__dirname, "..", "..", "helpers", "rebind-probe.ts");
 
@@ -31,25 +30,12 @@ test("a shard's image is refused when its registry name resolves to loopback; th
   const dir = mkdtempSync(join(tmpdir(), "sw-rebind-test-"));
   const hosts = join(dir, "hosts");
   writeFileSync(hosts, "127.0.0.1 localhost\n127.0.0.1 registry.rebind.example.com\n");
-  const { stdout } = await promisify(execFile)(
-    "unshare",
-    [
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      `mount --bind "$1" /etc/hosts && exec "$2" --import tsx "$3"`,
-      "sh",
-      hosts,
-      process.execPath,
-      PROBE,
-    ],
-    {
-      env: { ...process.env, PROBE_PORT: String(port), SHARDWORKS_LOG_FILE: join(dir, "node.log") },
-      timeout: 60_000,
-    },
-  );
+  const probe = await runWithHosts(hosts, PROBE, {
+    env: { PROBE_PORT: String(port), SHARDWORKS_LOG_FILE: join(dir, "node.log") },
+    timeoutMs: 60_000,
+  });
+  if (probe.status !== 0) throw new Error(`the probe failed: ${probe.stderr}`);
+  const { stdout } = probe;
   const result = JSON.parse(stdout) as Record<string, string>;
   t.log(result);
 

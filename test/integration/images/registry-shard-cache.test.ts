@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import test, { type ExecutionContext } from "ava";
+import { runWithHosts } from "../../helpers/hosts-namespace";
 import { buildBusyboxImage } from "../../helpers/images";
 
 const HELPERS = join(__dirname, "..", "..", "helpers");
@@ -116,30 +117,11 @@ test("a shard's image gets nothing the platform fetched: no cached private layer
     hosts,
     "127.0.0.1 localhost\n1.2.3.5 registry.public.example.com\n127.0.0.1 internal.example.com\n",
   );
-  const probe = spawnSync(
-    "ip",
-    [
-      "netns",
-      "exec",
-      nsA,
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      `mount --bind "$1" /etc/hosts && exec "$2" --import tsx "$3"`,
-      "sh",
-      hosts,
-      process.execPath,
-      join(HELPERS, "shard-cache-probe.ts"),
-    ],
-    {
-      encoding: "utf8",
-      env: { ...process.env, HOSTS_FILE: hosts, SHARDWORKS_LOG_FILE: join(dir, "node.log") },
-      timeout: 120_000,
-    },
-  );
+  const probe = await runWithHosts(hosts, join(HELPERS, "shard-cache-probe.ts"), {
+    netns: nsA,
+    env: { HOSTS_FILE: hosts, SHARDWORKS_LOG_FILE: join(dir, "node.log") },
+    timeoutMs: 120_000,
+  });
   t.is(probe.status, 0, probe.stderr);
   const result = JSON.parse(probe.stdout) as Record<string, string>;
   t.log(result);
