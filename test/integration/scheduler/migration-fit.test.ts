@@ -17,18 +17,8 @@ async function bed(t: ExecutionContext, targets: Parameters<typeof registerNode>
     await registerNode(t, etcd.client, `target-${i}`, capacity, extra);
   }
   const store = new Store(etcd.client);
-  /** Create `id` through the API and mark it running on `node`, as an agent would. */
-  const running = async (id: string, node: string, memoryMiB = 128): Promise<void> => {
-    const created = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes", {
-      method: "POST",
-      body: JSON.stringify({
-        id,
-        image: "registry.example.com/app:1",
-        command: ["sleep", "60"],
-        resources: { cpuMillis: 100, memoryMiB },
-      }),
-    });
-    t.is(created.status, 201, JSON.stringify(created.body));
+  /** Mark sandbox `id` running on `node`, as an agent would. */
+  const markRunning = async (id: string, node: string): Promise<void> => {
     const found = await store.getSandbox(id);
     if (!found) throw new Error(`sandbox ${id} vanished`);
     await store.updateSandbox(
@@ -44,6 +34,20 @@ async function bed(t: ExecutionContext, targets: Parameters<typeof registerNode>
       found.modRevision,
     );
   };
+  /** Create `id` through the API and mark it running on `node`, as an agent would. */
+  const running = async (id: string, node: string, memoryMiB = 128): Promise<void> => {
+    const created = await api<SandboxRecord>(scheduler.url, "/v1/sandboxes", {
+      method: "POST",
+      body: JSON.stringify({
+        id,
+        image: "registry.example.com/app:1",
+        command: ["sleep", "60"],
+        resources: { cpuMillis: 100, memoryMiB },
+      }),
+    });
+    t.is(created.status, 201, JSON.stringify(created.body));
+    await markRunning(id, node);
+  };
   const migrate = (id: string, node: string, token = PLATFORM_TOKEN) =>
     fetch(`${scheduler.url}/v1/sandboxes/${id}/migrate`, {
       method: "POST",
@@ -53,7 +57,7 @@ async function bed(t: ExecutionContext, targets: Parameters<typeof registerNode>
       status: r.status,
       error: ((await r.json()) as { error?: { code: string; message: string } }).error,
     }));
-  return { scheduler, store, running, migrate };
+  return { scheduler, store, running, markRunning, migrate };
 }
 
 test("a shard token cannot migrate, not even its own sandbox, and learns nothing about nodes", async (t) => {
@@ -121,7 +125,7 @@ test("migrate refuses a target that placement would refuse: untolerated taint, m
 });
 
 test("a shard token reading logs from a node that does not answer is not told the agent's address; the platform is", async (t) => {
-  const { scheduler, store } = await bed(t, []);
+  const { scheduler, markRunning } = await bed(t, []);
   const shard = await api<{ token: string }>(scheduler.url, "/v1/shards/alice", {
     method: "PUT",
     body: JSON.stringify({ routingKey: "key-alice", owner: "alice", forks: [], ttlSeconds: 600 }),
@@ -133,21 +137,8 @@ test("a shard token reading logs from a node that does not answer is not told th
     body: JSON.stringify({ image: "registry.example.com/app:1", command: ["sleep", "60"] }),
   });
   const { id } = (await created.json()) as { id: string };
-  const found = await store.getSandbox(id);
-  if (!found) throw new Error("sandbox vanished");
   // Running on "source", whose agent address (127.0.0.1:1) does not answer.
-  await store.updateSandbox(
-    {
-      ...found.value,
-      status: {
-        ...found.value.status,
-        phase: "running",
-        node: "source",
-        updatedAt: new Date().toISOString(),
-      },
-    },
-    found.modRevision,
-  );
+  await markRunning(id, "source");
   const logsAs = async (bearer: string) => {
     const r = await fetch(`${scheduler.url}/v1/sandboxes/${id}/logs`, {
       headers: { authorization: `Bearer ${bearer}` },
