@@ -53,7 +53,7 @@ export function envoyBootstrap(input: EnvoyBootstrapOptions): Record<string, unk
     },
     dynamic_resources: {
       ads_config: {
-        api_type: "GRPC",
+        api_type: "DELTA_GRPC",
         transport_api_version: "V3",
         // Envoy's default backoff after a lost ADS stream grows to 30 s: after a long controller
         // outage it reconnected ~16 s after the controller was back. Capped at 0.5 s (jittered), it

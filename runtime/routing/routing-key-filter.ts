@@ -23,6 +23,7 @@
  */
 import { parseKeyPairsIntoRecord } from "@opentelemetry/core";
 import { MAX_ROUTING_KEY_LENGTH } from "../lib/model";
+import { BASE_SCOPE, ROUTE_SCOPE_HEADER, SANDBOX_SCOPE } from "./translate/names";
 import { ExtensionTypeUrl, pack } from "./xds/protos";
 
 /** The header carrying a routing key. */
@@ -38,11 +39,26 @@ export function routingKeyFromBaggage(header: string): string | undefined {
   return parseKeyPairsIntoRecord(header)[ROUTING_KEY_BAGGAGE_MEMBER];
 }
 
+/** What the filter needs to name a request's route scope (ADR 0016). */
+export interface ScopeOptions {
+  /** Buckets routing keys hash into ({@link routeBucket}). */
+  readonly buckets: number;
+  /** Sandbox hosts end with `.sandbox.<domain>`: their scope is `sandbox`. */
+  readonly domain: string;
+}
+
 /** The Lua source Envoy runs (one `envoy_on_request`, no state between requests). */
-export const ROUTING_KEY_LUA = `
+export function routingKeyLua(scope: ScopeOptions): string {
+  if (!Number.isInteger(scope.buckets) || scope.buckets < 1) {
+    throw new Error(`route buckets must be a positive integer, got ${String(scope.buckets)}`);
+  }
+  return `
 local HEADER = "${ROUTING_KEY_HEADER}"
 local MEMBER = "${ROUTING_KEY_BAGGAGE_MEMBER}"
 local MAX_KEY = ${MAX_ROUTING_KEY_LENGTH}
+local SCOPE = "${ROUTE_SCOPE_HEADER}"
+local BUCKETS = ${scope.buckets}
+local SANDBOX_SUFFIX = ${JSON.stringify(`.sandbox.${scope.domain.toLowerCase()}`)}
 
 -- ASCII whitespace as JavaScript's trim() sees it; loops, not patterns, so a long run of
 -- spaces costs linear time.
@@ -118,10 +134,14 @@ local function routing_key(list)
   return found
 end
 
+local function valid(key)
+  return key ~= nil and #key <= MAX_KEY and key:find("^[a-z0-9][a-z0-9%-]*$") ~= nil
+end
+
 -- A key named only in the header must reach the next hop too, and services carry baggage, not
 -- our header (ADR 0012): the member is appended, as the last member wins where parsers read it.
 local function carry_in_baggage(headers, key)
-  if #key > MAX_KEY or not key:find("^[a-z0-9][a-z0-9%-]*$") then return end
+  if not valid(key) then return end
   local count = headers:getNumValues("baggage")
   local member = MEMBER .. "=" .. key
   if count == 0 then headers:add("baggage", member); return end
@@ -132,29 +152,60 @@ local function carry_in_baggage(headers, key)
   headers:replace("baggage", list .. "," .. member)
 end
 
+-- djb2 mod 2^32, then mod BUCKETS: routeBucket() in translate/names.ts. Every product stays
+-- below 2^53, so the doubles are exact.
+local function bucket(key)
+  local h = 5381
+  for i = 1, #key do h = (h * 33 + key:byte(i)) % 4294967296 end
+  return h % BUCKETS
+end
+
+-- The route scope: sandbox hosts, then the key's bucket, else the baseline-only scope.
+local function scope_of(authority, key)
+  if authority ~= nil then
+    local host = authority:lower():gsub(":%d+$", "")
+    if #host > #SANDBOX_SUFFIX and host:sub(-#SANDBOX_SUFFIX) == SANDBOX_SUFFIX then
+      return "${SANDBOX_SCOPE}"
+    end
+  end
+  if valid(key) then return "b" .. bucket(key) end
+  return "${BASE_SCOPE}"
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
-  local explicit = headers:get(HEADER)
-  if explicit ~= nil then carry_in_baggage(headers, explicit); return end
-  local count = headers:getNumValues("baggage")
-  if count == 0 then return end
-  local values = {}
-  for i = 0, count - 1 do values[#values + 1] = headers:getAtIndex("baggage", i) end
-  local key = routing_key(table.concat(values, ","))
-  if key == nil or #key > MAX_KEY or not key:find("^[a-z0-9][a-z0-9%-]*$") then return end
-  headers:replace(HEADER, key)
+  local key = headers:get(HEADER)
+  if key ~= nil then
+    carry_in_baggage(headers, key)
+  else
+    local count = headers:getNumValues("baggage")
+    if count > 0 then
+      local values = {}
+      for i = 0, count - 1 do values[#values + 1] = headers:getAtIndex("baggage", i) end
+      key = routing_key(table.concat(values, ","))
+      if valid(key) then headers:replace(HEADER, key) else key = nil end
+    end
+  end
+  -- Always overwritten: a client cannot pick a scope (it holds no more than its key selects).
+  headers:replace(SCOPE, scope_of(headers:get(":authority"), key))
   handle:clearRouteCache()
 end
 `;
+}
 
-/** The HttpConnectionManager filter entry that runs {@link ROUTING_KEY_LUA}. */
-export function routingKeyFilter(): Record<string, unknown> {
-  filter ??= {
-    name: "shardworks.routing_key",
-    typed_config: pack(ExtensionTypeUrl.Lua, {
-      default_source_code: { inline_string: ROUTING_KEY_LUA },
-    }),
-  };
+/** The HttpConnectionManager filter entry that runs {@link routingKeyLua} (memoized per options). */
+export function routingKeyFilter(scope: ScopeOptions): Record<string, unknown> {
+  const memo = `${scope.buckets}/${scope.domain}`;
+  let filter = filters.get(memo);
+  if (!filter) {
+    filter = {
+      name: "shardworks.routing_key",
+      typed_config: pack(ExtensionTypeUrl.Lua, {
+        default_source_code: { inline_string: routingKeyLua(scope) },
+      }),
+    };
+    filters.set(memo, filter);
+  }
   return filter;
 }
-let filter: Record<string, unknown> | undefined;
+const filters = new Map<string, Record<string, unknown>>();

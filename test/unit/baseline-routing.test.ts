@@ -194,7 +194,7 @@ test("the routing controller's baseline goes to <name>-baseline (never the name,
 
 test("Envoy's virtual host of a routed service answers every name a caller in the cluster uses", (t) => {
   const resources = translate({ baseline: controllerBaseline(), shards: [], sandboxes: [] });
-  const ingress = resources[TypeUrl.Route].find((r) => r.name === "ingress");
+  const ingress = resources[TypeUrl.Route].find((r) => r.name === "ingress/base");
   t.truthy(ingress);
   const config = unpack(ingress!.any) as {
     virtual_hosts: { name: string; domains: string[] }[];

@@ -37,11 +37,18 @@ export {
   routingKeyFromBaggage,
 } from "../routing-key-filter";
 export {
+  BASE_SCOPE,
   baselineClusterName,
+  bucketScope,
+  DEFAULT_ROUTE_BUCKETS,
   forkClusterName,
   gatewayForkClusterName,
   INGRESS_NAME,
+  ingressRouteName,
   RESERVED_SERVICE_NAMES,
+  ROUTE_SCOPE_HEADER,
+  routeBucket,
+  SANDBOX_SCOPE,
   sandboxClusterName,
   sharedForkClusterName,
   UPSTREAM_HEADER,

@@ -1,26 +1,29 @@
 /** Which resources each kind of xDS node gets: the Envoy gateway, or a gRPC xDS client. */
-import { TypeUrl } from "../xds/protos";
+import { PUSH_ORDER, TypeUrl } from "../xds/protos";
 import type { SnapshotResources, XdsResource } from "../xds/resource";
-import { INGRESS_NAME } from "./names";
+import { INGRESS_NAME, ingressRouteName } from "./names";
 
 /** Which kind of xDS client a node is: the Envoy gateway, or a gRPC xDS client. */
 export type NodeKind = "gateway" | "grpc";
 
 /**
  * The resources one kind of node gets. The gateway: clusters, endpoints, the `ingress` listener
- * and route configuration. gRPC clients: clusters, endpoints, the api_listeners and the
+ * and its route configurations (`ingress/<scope>`). gRPC clients: clusters, endpoints, the api_listeners and the
  * per-service (and per-sandbox) route configurations.
  */
 export function forNode(resources: SnapshotResources, kind: NodeKind): SnapshotResources {
   const split = perNode.get(resources);
   if (split) return split[kind];
-  const keep = (r: XdsResource): boolean => keptFor(r, kind);
-  return {
-    [TypeUrl.Cluster]: resources[TypeUrl.Cluster].filter(keep),
-    [TypeUrl.Endpoint]: resources[TypeUrl.Endpoint].filter(keep),
-    [TypeUrl.Listener]: resources[TypeUrl.Listener].filter(keep),
-    [TypeUrl.Route]: resources[TypeUrl.Route].filter(keep),
-  };
+  const kept = emptyLists();
+  for (const typeUrl of PUSH_ORDER) {
+    for (const r of resources[typeUrl] ?? []) if (keptFor(r, kind)) kept[typeUrl].push(r);
+  }
+  return kept;
+}
+
+/** An empty list per resource type. */
+export function emptyLists(): Lists {
+  return Object.fromEntries(PUSH_ORDER.map((t) => [t, [] as XdsResource[]])) as Lists;
 }
 
 /** Resources by type. */
@@ -36,13 +39,7 @@ const splits = new WeakMap<object, Split>();
 export function splitOf(owner: object, resources: readonly XdsResource[]): Split {
   let split = splits.get(owner);
   if (split) return split;
-  const empty = (): Lists => ({
-    [TypeUrl.Cluster]: [],
-    [TypeUrl.Endpoint]: [],
-    [TypeUrl.Listener]: [],
-    [TypeUrl.Route]: [],
-  });
-  split = { all: empty(), gateway: empty(), grpc: empty() };
+  split = { all: emptyLists(), gateway: emptyLists(), grpc: emptyLists() };
   for (const r of resources) {
     split.all[r.typeUrl].push(r);
     if (keptFor(r, "gateway")) split.gateway[r.typeUrl].push(r);
@@ -57,8 +54,10 @@ export const perNode = new WeakMap<SnapshotResources, Record<NodeKind, SnapshotR
 
 /** Whether a kind of node gets a resource (see {@link forNode}). */
 function keptFor(r: XdsResource, kind: NodeKind): boolean {
+  if (r.typeUrl === TypeUrl.ScopedRoute) return kind === "gateway";
   if (r.typeUrl === TypeUrl.Listener || r.typeUrl === TypeUrl.Route) {
-    return (r.name === INGRESS_NAME) === (kind === "gateway");
+    const ingress = r.name === INGRESS_NAME || r.name.startsWith(ingressRouteName(""));
+    return ingress === (kind === "gateway");
   }
   // The gateway's own clusters are `gateway/…`; the gRPC clients' per-fork ones are `shard/…`.
   return !r.name.startsWith(kind === "gateway" ? "shard/" : "gateway/");

@@ -4,6 +4,7 @@ import { pack, TypeUrl } from "../xds/protos";
 import { makeResourceFromParts, type XdsResource } from "../xds/resource";
 import { apiListener, clusterResources } from "./envoy-resources";
 import { sandboxClusterName } from "./names";
+import type { IngressPart } from "./service-part";
 import { hashOf } from "./wire";
 
 /** What translation builds of one running sandbox record. */
@@ -12,8 +13,8 @@ export interface SandboxPart {
   readonly clusters: XdsResource[];
   readonly endpoints: XdsResource[];
   readonly virtualHosts: Record<string, unknown>[];
-  readonly ingressPart: Uint8Array;
-  readonly ingressHash: string;
+  /** Its virtual hosts in the gateway's `sandbox` scope. */
+  readonly gatewayPart: IngressPart;
   readonly resources: XdsResource[];
 }
 
@@ -59,8 +60,7 @@ export function sandboxPart(record: SandboxRecord, domain: string): SandboxPart 
     clusters,
     endpoints,
     virtualHosts,
-    ingressPart,
-    ingressHash: hashOf(ingressPart),
+    gatewayPart: { virtualHosts, bytes: ingressPart, hash: hashOf(ingressPart) },
     resources,
   };
 }

@@ -1,6 +1,7 @@
 /**
  * A baseline service's part of translation: its cluster, its virtual host for gRPC clients (every
- * fork's routes, then the baseline) and the gateway's (an exact-match matcher over its forks).
+ * fork's routes, then the baseline) and the gateway's: a plain baseline virtual host, and per
+ * routing-key bucket holding forks of it, an exact-match matcher over those forks (ADR 0016).
  */
 import type { BaselineService } from "../../lib/model";
 import { ROUTING_KEY_HEADER } from "../routing-key-filter";
@@ -18,6 +19,21 @@ import {
   virtualHostsPart,
 } from "./wire";
 
+/**
+ * Virtual hosts of one of the gateway's route configurations, as a part of it: the messages
+ * (what `consistent()` reads), `RouteConfiguration { virtual_hosts }` encoded, and its sha256.
+ */
+export interface IngressPart {
+  readonly virtualHosts: readonly Record<string, unknown>[];
+  readonly bytes: Uint8Array;
+  readonly hash: string;
+}
+
+/** The gateway's virtual host of a service in one bucket: the bucket's forks, sorted by shard. */
+export interface BucketPart extends IngressPart {
+  readonly forks: readonly ShardPart[];
+}
+
 /** What translation builds of one baseline service and the sorted parts of its forks. */
 export interface ServicePart {
   readonly baseline: BaselineService;
@@ -25,19 +41,24 @@ export interface ServicePart {
   /** The gRPC clients' cluster (and load assignment) of each fork of this service. */
   readonly forkResources: readonly XdsResource[];
   readonly virtualHost: Record<string, unknown>;
-  /** The gateway's virtual host (exact-match matcher) and its encoded ingress part. */
-  readonly gatewayVirtualHost: Record<string, unknown>;
-  readonly ingressPart: Uint8Array;
-  /** sha256 of `ingressPart` (the ingress' hash is the hash of its parts' hashes). */
-  readonly ingressHash: string;
+  /** The gateway's baseline-only virtual host (scope `base`, and buckets without its forks). */
+  readonly gatewayBase: IngressPart;
+  /** Bucket → the gateway's virtual host there, for each bucket holding a fork of the service. */
+  readonly gatewayBuckets: ReadonlyMap<number, BucketPart>;
   readonly resources: XdsResource[];
 }
 
-/** A service's part; the service is also reachable as `<name>.<domain>`. */
+/**
+ * A service's part; the service is also reachable as `<name>.<domain>`. `reuse`, the previous part
+ * of the same baseline (unchanged destination, hosts and protocol), lends the bucket virtual
+ * hosts whose forks did not change, so a change re-encodes one bucket's entries, not every fork's.
+ */
 export function servicePart(
   baseline: BaselineService,
   forks: readonly ShardPart[],
   domain: string,
+  bucketOf: (fork: ShardPart) => number,
+  reuse?: ServicePart,
 ): ServicePart {
   const clusterName = baselineClusterName(baseline.name);
   const http = upstreamHttp(baseline.protocol);
@@ -73,11 +94,32 @@ export function servicePart(
     match: { prefix: "" },
     route: { cluster: clusterName, ...routeTimeout(http) },
   };
-  const gateway = gatewayVirtualHost(
-    { name: baseline.name, domains: virtualHost.domains },
-    baselineRoute,
-    forks.map((p, i) => [p.record.routingKey, gatewayForks[i]!] as const),
-  );
+  const head = { name: baseline.name, domains: virtualHost.domains };
+  const byBucket = new Map<number, [ShardPart, GatewayFork][]>();
+  for (const [i, part] of forks.entries()) {
+    const bucket = bucketOf(part);
+    let list = byBucket.get(bucket);
+    if (!list) byBucket.set(bucket, (list = []));
+    list.push([part, gatewayForks[i]!]);
+  }
+  const gatewayBuckets = new Map<number, BucketPart>();
+  for (const [bucket, entries] of byBucket) {
+    const previous = reuse?.gatewayBuckets.get(bucket);
+    if (
+      previous !== undefined &&
+      previous.forks.length === entries.length &&
+      previous.forks.every((p, i) => p === entries[i]![0])
+    ) {
+      gatewayBuckets.set(bucket, previous);
+      continue;
+    }
+    const vhost = gatewayVirtualHost(
+      head,
+      baselineRoute,
+      entries.map(([p, f]) => [p.record.routingKey, f] as const),
+    );
+    gatewayBuckets.set(bucket, { forks: entries.map(([p]) => p), ...ingressPart(vhost) });
+  }
   const resources = [
     built.cluster,
     ...(built.endpoints ? [built.endpoints] : []),
@@ -90,7 +132,6 @@ export function servicePart(
     ),
     apiListener(baseline.name, baseline.name),
   ];
-  const ingressPart = virtualHostsPart(gateway.bytes);
   return {
     baseline,
     shardParts: forks,
@@ -99,11 +140,19 @@ export function servicePart(
       return [...p.clusters, ...p.endpoints].filter((r) => r.name === name);
     }),
     virtualHost,
-    gatewayVirtualHost: gateway.message,
-    ingressPart,
-    ingressHash: hashOf(ingressPart),
+    gatewayBase:
+      reuse?.gatewayBase ?? ingressPart(gatewayVirtualHost(head, baselineRoute, NO_ENTRIES)),
+    gatewayBuckets,
     resources,
   };
+}
+
+const NO_ENTRIES: readonly (readonly [string, GatewayFork])[] = [];
+
+/** A virtual host as a part of the gateway's route configuration. */
+function ingressPart(built: { message: Record<string, unknown>; bytes: Uint8Array }): IngressPart {
+  const bytes = virtualHostsPart(built.bytes);
+  return { virtualHosts: [built.message], bytes, hash: hashOf(bytes) };
 }
 
 /**

@@ -2,9 +2,15 @@
 import { TypeUrl } from "../xds/protos";
 import type { SnapshotResources, XdsResource } from "../xds/resource";
 import { sharedForkCluster } from "./envoy-resources";
-import { ingressResources } from "./ingress";
-import { RESERVED_SERVICE_NAMES, upstreamHttp } from "./names";
-import { perNode, splitOf, type Split } from "./per-node";
+import { Ingress } from "./ingress";
+import {
+  DEFAULT_ROUTE_BUCKETS,
+  MAX_ROUTE_BUCKETS,
+  RESERVED_SERVICE_NAMES,
+  routeBucket,
+  upstreamHttp,
+} from "./names";
+import { emptyLists, perNode, splitOf, type Split } from "./per-node";
 import { sandboxPart, type SandboxPart } from "./sandbox-part";
 import { servicePart, type ServicePart } from "./service-part";
 import { shardPart, type ShardPart } from "./shard-part";
@@ -18,6 +24,11 @@ export interface TranslateOptions {
   ingressPort?: number;
   /** Address Envoy's ingress listener binds; default `0.0.0.0` (every interface of the pod). */
   ingressHost?: string;
+  /**
+   * Buckets routing keys hash into, each one route configuration of the gateway (ADR 0016); a
+   * shard change rebuilds one. Default 64, at most 1024.
+   */
+  routeBuckets?: number;
 }
 
 /** Translate from scratch (the reference the memoizing {@link Translator} must agree with). */
@@ -28,22 +39,44 @@ export function translate(state: RoutingState, options: TranslateOptions = {}): 
 /** Incremental translation: same output as {@link translate}, reusing unchanged parts. */
 export class Translator {
   readonly #domain: string;
-  readonly #ingressPort: number;
-  readonly #ingressHost: string;
+  readonly #buckets: number;
   #shards = new Map<string, ShardPart>();
   /** Service → the parts of the shards forking it, sorted by shard name. */
   readonly #forksByService = new Map<string, ShardPart[]>();
   #services = new Map<string, ServicePart>();
   #sandboxes = new Map<string, SandboxPart>();
-  #ingress: { key: unknown[]; resources: XdsResource[] } | undefined;
+  readonly #ingress: Ingress;
+  /** Each fork's bucket, computed once per shard part. */
+  readonly #bucketOf = new WeakMap<ShardPart, number>();
   readonly #sharedClusters: XdsResource[];
 
   constructor(options: TranslateOptions = {}) {
     this.#domain = options.domain ?? "shardworks.local";
-    this.#ingressPort = options.ingressPort ?? 8080;
-    this.#ingressHost = options.ingressHost ?? "0.0.0.0";
+    const buckets = options.routeBuckets ?? DEFAULT_ROUTE_BUCKETS;
+    if (!Number.isInteger(buckets) || buckets < 1 || buckets > MAX_ROUTE_BUCKETS) {
+      throw new Error(
+        `routeBuckets must be an integer from 1 to ${MAX_ROUTE_BUCKETS}, got ${String(buckets)}`,
+      );
+    }
+    this.#buckets = buckets;
+    this.#ingress = new Ingress({
+      host: options.ingressHost ?? "0.0.0.0",
+      port: options.ingressPort ?? 8080,
+      buckets,
+      domain: this.#domain,
+    });
     this.#sharedClusters = (["http1", "http2"] as const).map(sharedForkCluster);
   }
+
+  /** The bucket of a fork's routing key (memoized per shard part). */
+  readonly #bucket = (part: ShardPart): number => {
+    let bucket = this.#bucketOf.get(part);
+    if (bucket === undefined) {
+      bucket = routeBucket(part.record.routingKey, this.#buckets);
+      this.#bucketOf.set(part, bucket);
+    }
+    return bucket;
+  };
 
   /**
    * Resources for a state. Records are compared by identity: pass the same object for a shard or
@@ -101,15 +134,22 @@ export class Translator {
     for (const baseline of [...state.baseline].sort(byName)) {
       const forks = forksByService.get(baseline.name) ?? NO_FORKS;
       const previous = this.#services.get(baseline.name);
-      const unchanged =
+      const sameBaseline =
         previous !== undefined &&
         previous.baseline.destination === baseline.destination &&
         sameHosts(previous.baseline.hosts, baseline.hosts) &&
-        upstreamHttp(previous.baseline.protocol) === upstreamHttp(baseline.protocol) &&
-        previous.shardParts === forks;
+        upstreamHttp(previous.baseline.protocol) === upstreamHttp(baseline.protocol);
       services.set(
         baseline.name,
-        unchanged ? previous : servicePart(baseline, forks, this.#domain),
+        sameBaseline && previous.shardParts === forks
+          ? previous
+          : servicePart(
+              baseline,
+              forks,
+              this.#domain,
+              this.#bucket,
+              sameBaseline ? previous : undefined,
+            ),
       );
     }
     this.#services = services;
@@ -127,34 +167,13 @@ export class Translator {
     }
     this.#sandboxes = sandboxes;
 
-    const ingressKey = [...services.values(), ...sandboxes.values()];
-    if (
-      !this.#ingress ||
-      this.#ingress.key.length !== ingressKey.length ||
-      this.#ingress.key.some((p, i) => p !== ingressKey[i])
-    ) {
-      this.#ingress = {
-        key: ingressKey,
-        resources: ingressResources(
-          [...services.values()],
-          [...sandboxes.values()],
-          this.#ingressHost,
-          this.#ingressPort,
-        ),
-      };
-    }
+    const ingress = this.#ingress.resources([...services.values()], [...sandboxes.values()]);
 
     // Each kind's lists are filled beside the whole (what forNode would filter, in the same
     // order), so the controller does not filter 20,000 resources by name on every change.
-    const empty = (): Record<TypeUrl, XdsResource[]> => ({
-      [TypeUrl.Cluster]: [],
-      [TypeUrl.Endpoint]: [],
-      [TypeUrl.Listener]: [],
-      [TypeUrl.Route]: [],
-    });
-    const out = empty();
-    const gateway = empty();
-    const grpc = empty();
+    const out = emptyLists();
+    const gateway = emptyLists();
+    const grpc = emptyLists();
     const lists = { all: out, gateway, grpc };
     const add = (split: Split): void => {
       for (const key of ["all", "gateway", "grpc"] as const) {
@@ -170,7 +189,7 @@ export class Translator {
     for (const part of services.values())
       add(splitOf(part, [...part.resources, ...part.forkResources]));
     for (const part of sandboxes.values()) add(splitOf(part, part.resources));
-    add(splitOf(this.#ingress, this.#ingress.resources));
+    add(splitOf(ingress, ingress));
     perNode.set(out, { gateway, grpc });
     return out;
   }

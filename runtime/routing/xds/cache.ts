@@ -3,7 +3,7 @@
  * only way a producer pushes; the server opens watches, and the cache answers a watch as soon as it
  * holds a version the client has not seen (and has not rejected).
  */
-import { PUSH_ORDER, TypeUrl as TypeUrlValues, type TypeUrl } from "./protos";
+import { PUSH_ORDER, WILDCARD_TYPES, type TypeUrl } from "./protos";
 import type { XdsResource } from "./resource";
 import type { Snapshot } from "./snapshot";
 
@@ -186,14 +186,10 @@ function shouldRespond(snapshot: Snapshot, request: WatchRequest): boolean {
 
 /**
  * Whether a SotW request subscribes to every resource of its type: an empty name list means so
- * only for LDS and CDS (xDS' wildcard types); for RDS and EDS it subscribes to nothing.
+ * only for LDS, CDS and SRDS (xDS' wildcard types); for RDS and EDS it subscribes to nothing.
  */
 export function isWildcard(typeUrl: TypeUrl, names: readonly string[]): boolean {
-  return (
-    names.includes("*") ||
-    (names.length === 0 &&
-      (typeUrl === TypeUrlValues.Listener || typeUrl === TypeUrlValues.Cluster))
-  );
+  return names.includes("*") || (names.length === 0 && WILDCARD_TYPES.includes(typeUrl));
 }
 
 function respondWith(snapshot: Snapshot, request: WatchRequest): WatchResponse {

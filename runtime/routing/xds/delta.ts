@@ -5,7 +5,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import type { XdsNode } from "./cache";
-import { PUSH_ORDER, TypeUrl as TypeUrlValues, type AnyMessage, type TypeUrl } from "./protos";
+import { PUSH_ORDER, WILDCARD_TYPES, type AnyMessage, type TypeUrl } from "./protos";
 import { acknowledge, type AckState, type StreamContext } from "./stream";
 
 /** A DeltaDiscoveryRequest as proto-loader decodes it. */
@@ -103,8 +103,7 @@ export function serveDelta(
       const subscribe = request.resource_names_subscribe;
       state = {
         wildcard:
-          subscribe.includes("*") ||
-          (subscribe.length === 0 && WILDCARD_BY_DEFAULT.includes(typeUrl)),
+          subscribe.includes("*") || (subscribe.length === 0 && WILDCARD_TYPES.includes(typeUrl)),
         subscribed: new Set(),
         known: new Map(Object.entries(request.initial_resource_versions ?? {})),
         nonce: "",
@@ -147,6 +146,3 @@ export function serveDelta(
   call.on("cancelled", finish);
   call.on("close", finish);
 }
-
-/** LDS and CDS default to wildcard subscriptions in the delta protocol; RDS and EDS do not. */
-const WILDCARD_BY_DEFAULT: readonly string[] = [TypeUrlValues.Listener, TypeUrlValues.Cluster];

@@ -20,11 +20,13 @@ export const PROTO_INCLUDE_DIRS: readonly string[] = (() => {
   ];
 })();
 
-/** Type URLs of the four resource types we serve, in the order they are pushed. */
+/** Type URLs of the resource types we serve, in the order they are pushed. */
 export const TypeUrl = {
   Cluster: "type.googleapis.com/envoy.config.cluster.v3.Cluster",
   Endpoint: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
   Listener: "type.googleapis.com/envoy.config.listener.v3.Listener",
+  /** The gateway's route scopes (SRDS, ADR 0016); gRPC clients never ask for them. */
+  ScopedRoute: "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration",
   Route: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
 } as const;
 export type TypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
@@ -34,7 +36,18 @@ export const PUSH_ORDER: readonly TypeUrl[] = [
   TypeUrl.Cluster,
   TypeUrl.Endpoint,
   TypeUrl.Listener,
+  TypeUrl.ScopedRoute,
   TypeUrl.Route,
+];
+
+/**
+ * Types a subscription without names covers entirely (xDS' wildcard types: LDS, CDS, SRDS); for
+ * RDS and EDS it covers nothing. The same in both protocols.
+ */
+export const WILDCARD_TYPES: readonly TypeUrl[] = [
+  TypeUrl.Listener,
+  TypeUrl.Cluster,
+  TypeUrl.ScopedRoute,
 ];
 
 /** Extension type URLs packed inside the resources. */
@@ -53,6 +66,7 @@ export const ExtensionTypeUrl = {
 const RESOURCE_FILES = [
   "envoy/config/listener/v3/listener.proto",
   "envoy/config/route/v3/route.proto",
+  "envoy/config/route/v3/scoped_route.proto",
   "envoy/config/cluster/v3/cluster.proto",
   "envoy/config/endpoint/v3/endpoint.proto",
   "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",

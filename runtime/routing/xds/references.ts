@@ -5,7 +5,7 @@
  * per (immutable) resource, virtual host or packed action, so a snapshot's consistency check
  * walks only what changed.
  */
-import { ExtensionTypeUrl, unpack, type AnyMessage } from "./protos";
+import { ExtensionTypeUrl, TypeUrl, unpack, type AnyMessage } from "./protos";
 import type { XdsResource } from "./resource";
 
 /** The load assignment an EDS cluster needs (undefined: not an EDS cluster). */
@@ -91,11 +91,30 @@ interface ListenerShape {
   filter_chains?: { filters?: { typed_config?: AnyMessage }[] }[];
 }
 
-/** The route configurations a listener's HttpConnectionManagers load over RDS (memoized). */
+interface HcmShape {
+  rds?: { route_config_name?: string };
+  scoped_routes?: {
+    scoped_route_configurations_list?: {
+      scoped_route_configurations?: { route_configuration_name?: string }[];
+    };
+  };
+}
+
+/**
+ * The route configurations a listener's HttpConnectionManagers, or a route scope (SRDS), load over
+ * RDS (memoized).
+ */
 const rdsByListener = new WeakMap<XdsResource, readonly string[]>();
 export function rdsNames(resource: XdsResource): readonly string[] {
   const cached = rdsByListener.get(resource);
   if (cached) return cached;
+  if (resource.typeUrl === TypeUrl.ScopedRoute) {
+    const name = (resource.message as { route_configuration_name?: string })
+      .route_configuration_name;
+    const names = name ? [name] : [];
+    rdsByListener.set(resource, names);
+    return names;
+  }
   const listener = resource.message as ListenerShape;
   const packed = [
     listener.api_listener?.api_listener,
@@ -103,8 +122,15 @@ export function rdsNames(resource: XdsResource): readonly string[] {
   ];
   const names = packed
     .filter((a): a is AnyMessage => a?.type_url === ExtensionTypeUrl.HttpConnectionManager)
-    .map((a) => (unpack(a) as { rds?: { route_config_name?: string } }).rds?.route_config_name)
-    .filter((n): n is string => n !== undefined);
+    .flatMap((a) => {
+      const hcm = unpack(a) as HcmShape;
+      const scoped = hcm.scoped_routes?.scoped_route_configurations_list;
+      return [
+        hcm.rds?.route_config_name,
+        ...(scoped?.scoped_route_configurations ?? []).map((s) => s.route_configuration_name),
+      ];
+    })
+    .filter((n): n is string => n !== undefined && n !== "");
   rdsByListener.set(resource, names);
   return names;
 }

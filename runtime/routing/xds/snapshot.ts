@@ -278,10 +278,15 @@ export class Snapshot {
   #listenerProblems(): string[] {
     const routes = this.resources(TypeUrl.Route);
     const problems: string[] = [];
-    for (const listener of this.resources(TypeUrl.Listener).values()) {
-      for (const name of rdsNames(listener)) {
+    const loaders = [
+      ...this.resources(TypeUrl.Listener).values(),
+      ...this.resources(TypeUrl.ScopedRoute).values(),
+    ];
+    for (const loader of loaders) {
+      const kind = loader.typeUrl === TypeUrl.Listener ? "listener" : "route scope";
+      for (const name of rdsNames(loader)) {
         if (!routes.has(name)) {
-          problems.push(`listener ${listener.name}: route configuration ${name} does not exist`);
+          problems.push(`${kind} ${loader.name}: route configuration ${name} does not exist`);
         }
       }
     }

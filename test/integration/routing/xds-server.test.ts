@@ -108,11 +108,12 @@ test("pushes clusters and endpoints before listeners and routes; every resource 
   const { cache, send, next } = await setup(t);
   const snapshot = new Snapshot(translate(state({ alice: "127.0.0.1:6000" })));
   const names = (typeUrl: TypeUrl) => [...snapshot.resources(typeUrl).keys()];
-  for (const typeUrl of [TypeUrl.Listener, TypeUrl.Route, TypeUrl.Cluster, TypeUrl.Endpoint]) {
+  // Requested in reverse push order (routes, route scopes and listeners before clusters).
+  for (const typeUrl of [...PUSH_ORDER].reverse()) {
     send(typeUrl, "", "", undefined, names(typeUrl));
   }
-  // The four requests wait in the cache (no snapshot yet); then one push answers them all.
-  while (cache.openWatchCount() < 4) await new Promise((r) => setTimeout(r, 20));
+  // The requests wait in the cache (no snapshot yet); then one push answers them all.
+  while (cache.openWatchCount() < PUSH_ORDER.length) await new Promise((r) => setTimeout(r, 20));
   t.true(snapshot.consistent());
   cache.setSnapshot("envoy-1", snapshot);
   const clusterResponses = [await next(), await next()];
@@ -121,7 +122,8 @@ test("pushes clusters and endpoints before listeners and routes; every resource 
   for (const r of clusterResponses) {
     send(r!.type_url, r!.version_info, r!.nonce, undefined, names(r!.type_url as TypeUrl));
   }
-  const responses = [...clusterResponses, await next(), await next()];
+  const responses = [...clusterResponses];
+  while (responses.length < PUSH_ORDER.length) responses.push(await next());
   t.deepEqual(
     responses.map((r) => r?.type_url),
     [...PUSH_ORDER],

@@ -3,6 +3,8 @@ import { RE2 } from "re2-wasm";
 import type { SandboxRecord, ShardRecord } from "../../../runtime/lib/model";
 import {
   baggageRegex,
+  DEFAULT_ROUTE_BUCKETS,
+  routeBucket,
   routingKeyFromBaggage,
   forNode,
   translate,
@@ -10,7 +12,27 @@ import {
   type RoutingState,
 } from "../../../runtime/routing/translate";
 import { routingConfigSchema } from "../../../runtime/routing/main";
-import { pack, Snapshot, TypeUrl, unpack, type AnyMessage } from "../../../runtime/routing/xds";
+import {
+  pack,
+  Snapshot,
+  TypeUrl,
+  unpack,
+  type AnyMessage,
+  type XdsResource,
+} from "../../../runtime/routing/xds";
+
+/**
+ * The gateway's route configuration that requests see (ADR 0016), decoded: scope `base` without
+ * a key, `sandbox` for sandbox hosts, else the key's bucket.
+ */
+function gatewayScope<T>(
+  routes: ReadonlyMap<string, XdsResource>,
+  scope: { key: string } | "base" | "sandbox",
+): T {
+  const name =
+    typeof scope === "string" ? scope : `b${routeBucket(scope.key, DEFAULT_ROUTE_BUCKETS)}`;
+  return unpack(routes.get(`ingress/${name}`)!.any) as T;
+}
 
 const now = "2026-01-01T00:00:00.000Z";
 function shard(name: string, routingKey: string, forks: Record<string, string>): ShardRecord {
@@ -118,14 +140,19 @@ test("one virtual host per service: every header route, then every baggage route
       string_match: { exact: "alice-key", match_pattern: "exact" },
     },
   ]);
-  const ingress = unpack(snapshot.resources(TypeUrl.Route).get("ingress")!.any) as {
-    virtual_hosts: VirtualHost[];
-  };
+  const gatewayRoutes = snapshot.resources(TypeUrl.Route);
+  const base = gatewayScope<{ virtual_hosts: VirtualHost[] }>(gatewayRoutes, "base");
   t.deepEqual(
-    ingress.virtual_hosts.map((v) => [v.name, v.domains]),
+    base.virtual_hosts.map((v) => [v.name, v.domains]),
     [
       ["api", ["api", "api.shardworks.local"]],
       ["web", ["web", "web.shardworks.local"]],
+    ],
+  );
+  const sandboxes = gatewayScope<{ virtual_hosts: VirtualHost[] }>(gatewayRoutes, "sandbox");
+  t.deepEqual(
+    sandboxes.virtual_hosts.map((v) => [v.name, v.domains]),
+    [
       ["sandbox/sb1/8080", ["8080.sb1.sandbox.shardworks.local", "sb1.sandbox.shardworks.local"]],
       ["sandbox/sb1/9090", ["9090.sb1.sandbox.shardworks.local"]],
     ],
@@ -139,7 +166,8 @@ test("one virtual host per service: every header route, then every baggage route
 
 test("route configurations assembled from memoized encodings are byte-identical to a full encode", (t) => {
   const resources = translate(state);
-  t.is(resources[TypeUrl.Route].length, 4);
+  // api, web, sandbox/sb1; the gateway's base, sandbox and one per bucket.
+  t.is(resources[TypeUrl.Route].length, 3 + 2 + DEFAULT_ROUTE_BUCKETS);
   for (const route of resources[TypeUrl.Route]) {
     const full = pack(TypeUrl.Route, route.message);
     t.true(Buffer.from(full.value).equals(Buffer.from(route.any.value)), route.name);
@@ -316,12 +344,19 @@ test("the gateway gets the ingress listener and no api_listeners; gRPC clients t
   const gateway = new Snapshot(forNode(resources, "gateway"));
   const grpc = new Snapshot(forNode(resources, "grpc"));
   t.deepEqual([...gateway.resources(TypeUrl.Listener).keys()], ["ingress"]);
-  t.deepEqual([...gateway.resources(TypeUrl.Route).keys()], ["ingress"]);
+  const scopes = [
+    "ingress/base",
+    "ingress/sandbox",
+    ...Array.from({ length: DEFAULT_ROUTE_BUCKETS }, (_, i) => `ingress/b${i}`),
+  ];
+  t.deepEqual([...gateway.resources(TypeUrl.Route).keys()], scopes);
+  t.deepEqual([...gateway.resources(TypeUrl.ScopedRoute).keys()], scopes);
+  t.is(grpc.resources(TypeUrl.ScopedRoute).size, 0);
   for (const l of gateway.resources(TypeUrl.Listener).values()) {
     t.false("api_listener" in (unpack(l.any) as object), "Envoy refuses api_listeners in LDS");
   }
   t.false(grpc.resources(TypeUrl.Listener).has("ingress"));
-  t.false(grpc.resources(TypeUrl.Route).has("ingress"));
+  t.false([...grpc.resources(TypeUrl.Route).keys()].some((n) => n.startsWith("ingress")));
   t.true(grpc.resources(TypeUrl.Listener).has("api"));
   for (const l of grpc.resources(TypeUrl.Listener).values()) {
     t.true("api_listener" in (unpack(l.any) as object));
@@ -380,15 +415,28 @@ test("the gateway looks the routing key up by exact match: one map entry per for
       "gateway",
     ),
   );
-  const ingress = unpack(gateway.resources(TypeUrl.Route).get("ingress")!.any) as {
-    virtual_hosts: GatewayVirtualHost[];
-  };
+  type Scope = { virtual_hosts: GatewayVirtualHost[] };
+  const routes = gateway.resources(TypeUrl.Route);
+  const ingress = gatewayScope<Scope>(routes, { key: "alice-key" });
   const api = ingress.virtual_hosts.find((v) => v.name === "api")!;
   t.is(api.routes, undefined, "no per-shard routes: one matcher");
   const input = unpack(api.matcher!.matcher_tree.input.typed_config);
   t.deepEqual(input, { header_name: "x-shardworks-routing-key" });
   const map = api.matcher!.matcher_tree.exact_match_map.map;
-  t.deepEqual(Object.keys(map).sort(), ["alice-key", "bob-key"]);
+  // A bucket's matcher holds only the forks whose keys hash there.
+  t.not(routeBucket("alice-key", 64), routeBucket("bob-key", 64), "the test needs two buckets");
+  t.deepEqual(Object.keys(map), ["alice-key"]);
+  const bobApi = gatewayScope<Scope>(routes, { key: "bob-key" }).virtual_hosts.find(
+    (v) => v.name === "api",
+  )!;
+  t.deepEqual(Object.keys(bobApi.matcher!.matcher_tree.exact_match_map.map), ["bob-key"]);
+  // Without a key: the baseline only.
+  const baseApi = gatewayScope<Scope>(routes, "base").virtual_hosts.find((v) => v.name === "api")!;
+  t.is(baseApi.matcher, undefined);
+  t.deepEqual(
+    baseApi.routes?.map((r) => r.route.cluster),
+    ["baseline/api"],
+  );
   const alice = unpack(map["alice-key"]!.action.typed_config) as unknown as DecodedRoute;
   t.is(alice.route.cluster, "gateway/forks/http1", "an IP fork: the shared ORIGINAL_DST cluster");
   t.deepEqual(alice.request_headers_to_add?.[0]?.header, {
@@ -404,7 +452,9 @@ test("the gateway looks the routing key up by exact match: one map entry per for
   t.is(aliceWeb.route.cluster, "gateway/shard/alice/web", "a DNS fork: a cluster of its own");
   t.is(aliceWeb.request_headers_to_add, undefined);
   // A gRPC service: HTTP/2 upstream, no per-request timeout (streams).
-  const rpc = ingress.virtual_hosts.find((v) => v.name === "rpc")!;
+  const rpc = gatewayScope<Scope>(routes, { key: "carol-key" }).virtual_hosts.find(
+    (v) => v.name === "rpc",
+  )!;
   const carol = unpack(
     rpc.matcher!.matcher_tree.exact_match_map.map["carol-key"]!.action.typed_config,
   ) as unknown as DecodedRoute;
@@ -440,9 +490,10 @@ test("a fork's declared protocol overrides the baseline's", (t) => {
     protocols: { api: "http2" as const },
   };
   const gateway = new Snapshot(forNode(translate({ ...state, shards: [record] }), "gateway"));
-  const ingress = unpack(gateway.resources(TypeUrl.Route).get("ingress")!.any) as {
-    virtual_hosts: GatewayVirtualHost[];
-  };
+  const ingress = gatewayScope<{ virtual_hosts: GatewayVirtualHost[] }>(
+    gateway.resources(TypeUrl.Route),
+    { key: "dave-key" },
+  );
   const api = ingress.virtual_hosts.find((v) => v.name === "api")!;
   const dave = unpack(
     api.matcher!.matcher_tree.exact_match_map.map["dave-key"]!.action.typed_config,
