@@ -5,7 +5,7 @@
  *    ADS push → the client's ACK of the new `ingress` RouteConfiguration version, as the server
  *    sees it (the clock stops on the server's `ack` event). The client is an ADS client built
  *    from Envoy's ADS proto with the gateway's node id, subscribed like Envoy (LDS/CDS wildcard,
- *    RDS `ingress`, EDS the EDS clusters' names), that ACKs each response at once. Compared, in
+ *    RDS every `ingress/<scope>`, SRDS wildcard, EDS the EDS clusters' names), that ACKs each response at once. Compared, in
  *    the same run, with the raw primitive underneath: an etcd put → the watch event. 100 samples
  *    per size.
  * 2. Translation time for one changed shard (memoized `Translator` + a `Snapshot` built from the
@@ -23,7 +23,7 @@ import type { BaselineService, ShardRecord } from "../runtime/lib/model";
 import { GATEWAY_NODE_ID } from "../runtime/routing/bootstrap";
 import { RoutingController } from "../runtime/routing/controller";
 import { ShardStore } from "../runtime/routing/shard-store";
-import { INGRESS_NAME, translate, Translator } from "../runtime/routing/translate";
+import { translate, Translator } from "../runtime/routing/translate";
 import { adsClientConstructor, PUSH_ORDER, Snapshot, TypeUrl } from "../runtime/routing/xds";
 
 const SCALES = [100, 1_000, 10_000];
@@ -75,11 +75,15 @@ async function pool<T>(
 }
 
 /**
- * An Envoy-like ADS client with the gateway's node id: LDS and CDS wildcard, RDS `ingress`, EDS
+ * An Envoy-like ADS client with the gateway's node id: LDS and CDS wildcard, RDS every `ingress/<scope>`, EDS
  * the names of the EDS clusters (taken from the controller's snapshot rather than decoded from the
  * CDS response, so 10,000 decodes do not sit inside the measured time); ACKs every response.
  */
-function envoyLikeClient(port: number, edsNames: () => string[]): { close(): void } {
+function envoyLikeClient(
+  port: number,
+  edsNames: () => string[],
+  rdsNames: () => string[],
+): { close(): void } {
   const Client = adsClientConstructor();
   const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 256 * 1024 * 1024,
@@ -93,10 +97,12 @@ function envoyLikeClient(port: number, edsNames: () => string[]): { close(): voi
     [TypeUrl.Cluster]: [],
     [TypeUrl.Endpoint]: edsNames(),
     [TypeUrl.Listener]: [],
-    [TypeUrl.Route]: [INGRESS_NAME],
+    [TypeUrl.ScopedRoute]: [],
+    [TypeUrl.Route]: rdsNames(),
   };
   call.on("data", (r: { type_url: string; version_info: string; nonce: string }) => {
     if (r.type_url === TypeUrl.Cluster) names[TypeUrl.Endpoint] = edsNames();
+    if (r.type_url === TypeUrl.ScopedRoute) names[TypeUrl.Route] = rdsNames();
     call.write({
       node,
       type_url: r.type_url,
@@ -151,9 +157,15 @@ async function pushLatency(etcd: EtcdServer, shards: number, samples: number) {
       };
     });
   const initial = waitAck(gatewayRoutes);
-  const client = envoyLikeClient(port, () => [
-    ...(controller.snapshot("gateway")?.resources(TypeUrl.Endpoint).keys() ?? []),
-  ]);
+  const gatewayNames = (typeUrl: TypeUrl) => () => [
+    ...(controller.snapshot("gateway")?.resources(typeUrl).keys() ?? []),
+  ];
+  const client = envoyLikeClient(
+    port,
+    gatewayNames(TypeUrl.Endpoint),
+    // The route configuration of every scope (ADR 0016), as Envoy asks once it has the scopes.
+    gatewayNames(TypeUrl.Route),
+  );
   await initial;
   translateMillis.length = 0;
 
