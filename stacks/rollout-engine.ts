@@ -255,7 +255,11 @@ export function describePlan(
 /**
  * The pre-flight of a rollout: every stack of the plan with its configured release, read before
  * anything changes. A stack that cannot be read, or that pins a runtime image while `release` has
- * none, is refused: one {@link RolloutError} with one line per stack.
+ * none, is refused: one {@link RolloutError} with one line per stack. When `resume` is set, the
+ * image rule is left to {@link runRollout}: a saved rollout of a version alone (a state file
+ * written before releases) can take no `--image`, and what it has left may be a rollback, which
+ * restores each stack's own release; the engine still checks every stack before deploying it
+ * forward.
  */
 export async function preflightReleases(
   plan: RolloutPlan,
@@ -263,6 +267,7 @@ export async function preflightReleases(
   updater: Pick<StackUpdater, "currentRelease">,
   /** How a read error is put in words; default its message. */
   explain: (error: unknown) => string = (error) => (error as Error).message,
+  options: { readonly resume?: boolean | undefined } = {},
 ): Promise<Map<string, Release>> {
   const current = new Map<string, Release>();
   const problems: string[] = [];
@@ -275,6 +280,7 @@ export async function preflightReleases(
       continue;
     }
     current.set(stack, had);
+    if (options.resume === true) continue;
     const problem = releaseProblem(stack, had, release);
     if (problem !== undefined) problems.push(problem);
   }

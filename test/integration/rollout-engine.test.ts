@@ -378,6 +378,12 @@ test("an old state file's rollback keeps the image a version-only rollout never 
     },
     failure: 'wave "canary": platform-a: gate scheduler-healthz did not pass within 5m: 503',
   });
+  // What `npm run rollout -- --resume --version 0.3.0` runs first: the saved rollout takes no
+  // --image (the state has none), so the pre-flight must not ask for one.
+  const current = await preflightReleases(plan, { version: "0.3.0" }, stacks, undefined, {
+    resume: true,
+  });
+  t.deepEqual(current.get("platform-a"), { version: "0.3.0", image: OLD_IMAGE });
   const resumed = await runRollout({
     plan,
     release: { version: "0.3.0" },
