@@ -12,7 +12,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { fetch, type Response } from "undici";
-import { hostOf, isLinkLocalAddress, nonPublicHostReason } from "../../lib/addresses";
+import { isLinkLocalAddress, nonPublicHostReason } from "../../lib/addresses";
 import { anyAddressDispatcher, NonPublicAddressError, publicOnlyDispatcher } from "./dispatchers";
 import { ImageError } from "./errors";
 import { MediaType, sha256Digest, type Descriptor } from "./oci";
@@ -207,7 +207,8 @@ export class RegistryClient {
   async #fetch(url: string, headers: Record<string, string>): Promise<Response> {
     // Bounds the whole request, body included: a stalled registry cannot hang an unpack.
     const signal = AbortSignal.timeout(this.#timeoutMs);
-    const registryHost = hostOf(this.#ref.registry).toLowerCase();
+    // As the URL parser spells it, like every hop's host: `[0:0::1]` is `::1`, `127.1` `127.0.0.1`.
+    const registryHost = hopHost(new URL(this.#base));
     let current = new URL(url);
     const firstHost = current.host;
     for (let hop = 0; ; hop += 1) {

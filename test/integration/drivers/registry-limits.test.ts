@@ -112,3 +112,21 @@ test("a registry's redirect on its own host is followed, and a redirect loop is 
   t.regex(error?.message ?? "", /more than 5 redirects/);
   t.is(hits, 6, "the first request and five redirects");
 });
+
+test("the platform's registry spelled another way (a long IPv6 form) is still its own host, reached on any address", async (t) => {
+  let hits = 0;
+  const server = createServer((_req, res) => {
+    hits += 1;
+    res.writeHead(404, { "content-type": "application/json" }).end('{"errors":[]}');
+  });
+  server.listen(0, "::1");
+  await once(server, "listening");
+  t.teardown(() => server.close());
+  const registryName = `[0:0:0:0:0:0:0:1]:${(server.address() as AddressInfo).port}`;
+  const ref = parseImageReference(`${registryName}/busybox:1`);
+  if (ref.kind !== "registry") throw new Error("expected a registry reference");
+  const client = new RegistryClient(ref, { insecureRegistries: [registryName] });
+  const error = await t.throwsAsync(client.manifest("1"), { instanceOf: ImageError });
+  t.regex(error?.message ?? "", /manifest "1" not found/);
+  t.is(hits, 1);
+});
