@@ -46,18 +46,35 @@ export interface ImageStoreOptions extends RegistryClientOptions {
   readonly maxLayers?: number;
   /** Most bytes an image's layers may declare in total; default {@link IMAGE_LIMITS}.maxBytes. */
   readonly maxImageBytes?: number;
+  /** Most bytes an image's config may declare; default {@link IMAGE_LIMITS}.maxConfigBytes. */
+  readonly maxConfigBytes?: number;
 }
 
-/** Most layers an image may have, and most bytes its layers may declare (defaults). */
-export const IMAGE_LIMITS = { maxLayers: 128, maxBytes: 8 * 1024 ** 3 } as const;
+/**
+ * Most layers an image may have, most bytes its layers may declare, and most bytes its config may
+ * declare (defaults). The config is read into the node agent's memory: real ones are kilobytes.
+ */
+export const IMAGE_LIMITS = {
+  maxLayers: 128,
+  maxBytes: 8 * 1024 ** 3,
+  maxConfigBytes: 16 * 1024 ** 2,
+} as const;
 
 /**
- * Refuses an image with more layers, or larger declared layers in total, than the node takes:
- * before any layer is fetched, so a hostile manifest cannot fill the node's disk.
+ * Refuses an image with more layers, larger declared layers in total, or a larger declared
+ * config than the node takes: before any blob is fetched, so a hostile manifest can neither fill
+ * the node's disk nor the node agent's memory (the config is downloaded, then read whole).
  */
 function checkImageSize(manifest: ImageManifest, image: string, options: ImageStoreOptions): void {
   const maxLayers = options.maxLayers ?? IMAGE_LIMITS.maxLayers;
   const maxBytes = options.maxImageBytes ?? IMAGE_LIMITS.maxBytes;
+  const maxConfigBytes = options.maxConfigBytes ?? IMAGE_LIMITS.maxConfigBytes;
+  if (manifest.config.size > maxConfigBytes) {
+    throw new ImageError(
+      "unsupported",
+      `image "${image}" declares a config of ${manifest.config.size} bytes; at most ${maxConfigBytes} are taken`,
+    );
+  }
   if (manifest.layers.length > maxLayers) {
     throw new ImageError(
       "unsupported",

@@ -94,6 +94,11 @@ test("an image with more layers or more declared bytes than the node takes is re
     { instanceOf: ImageError },
   );
   t.regex(bytes.message, /declares \d+ bytes of layers; at most 1000 are taken/);
+  const config = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(root, "cache-big"), maxConfigBytes: 10 }).prepare(image),
+    { instanceOf: ImageError },
+  );
+  t.regex(config.message, /declares a config of \d+ bytes; at most 10 are taken/);
   t.false(existsSync(join(root, "cache-big", "rootfs")), "nothing was unpacked");
 });
 
