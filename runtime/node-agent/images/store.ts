@@ -48,6 +48,8 @@ export interface ImageStoreOptions extends RegistryClientOptions {
   readonly maxImageBytes?: number;
   /** Most bytes an image's config may declare; default {@link IMAGE_LIMITS}.maxConfigBytes. */
   readonly maxConfigBytes?: number;
+  /** Most bytes its layers' files may hold unpacked; default {@link IMAGE_LIMITS}.maxUnpackedBytes. */
+  readonly maxUnpackedBytes?: number;
 }
 
 /**
@@ -58,6 +60,11 @@ export const IMAGE_LIMITS = {
   maxLayers: 128,
   maxBytes: 8 * 1024 ** 3,
   maxConfigBytes: 16 * 1024 ** 2,
+  /**
+   * What the files of all its layers may hold once unpacked: compression makes the declared
+   * sizes no bound (a gzip of zeros unpacks a thousand times larger).
+   */
+  maxUnpackedBytes: 32 * 1024 ** 3,
 } as const;
 
 /**
@@ -178,6 +185,8 @@ export class ImageStore {
     const rootfs = join(temporary, "rootfs");
     try {
       await mkdir(rootfs, { recursive: true, mode: 0o755 });
+      const max = this.#options.maxUnpackedBytes ?? IMAGE_LIMITS.maxUnpackedBytes;
+      const unpacked: UnpackBudget = { max, left: max };
       for (const layer of manifest.layers) {
         if (!unpackableLayerTypes.has(layer.mediaType)) {
           throw new ImageError(
@@ -186,7 +195,7 @@ export class ImageStore {
           );
         }
         const file = await source.layerFile(layer);
-        await unpackLayer(file, rootfs, layer.digest);
+        await unpackLayer(file, rootfs, layer.digest, unpacked);
       }
       for (const dir of mountPoints)
         await mkdir(join(rootfs, dir), { mode: 0o755 }).catch(ignoreExists);
@@ -441,7 +450,18 @@ interface SymlinkEntry {
  * here against the listing; of a lower layer: node-tar's own check, made fatal by `strict`).
  * Owners are not applied and setuid/setgid bits are dropped.
  */
-async function unpackLayer(file: string, rootfs: string, digest: string): Promise<void> {
+/** How many more bytes of files the layers of one image may unpack (counted down). */
+interface UnpackBudget {
+  readonly max: number;
+  left: number;
+}
+
+async function unpackLayer(
+  file: string,
+  rootfs: string,
+  digest: string,
+  budget: UnpackBudget,
+): Promise<void> {
   const whiteouts: string[] = [];
   const symlinks: SymlinkEntry[] = [];
   /** Index of the last entry for each path: a later entry replaces an earlier one. */
@@ -454,6 +474,12 @@ async function unpackLayer(file: string, rootfs: string, digest: string): Promis
       onReadEntry: (entry) => {
         index += 1;
         if (refusal !== undefined) return;
+        // Counted while listing, before anything is written: a bomb never reaches the disk.
+        budget.left -= entry.size ?? 0;
+        if (budget.left < 0) {
+          refusal = `the image's files unpack to more than ${budget.max} bytes; make the image smaller`;
+          return;
+        }
         const path = entryPath(entry.path);
         if (path === undefined) {
           refusal = `entry ${JSON.stringify(entry.path)} escapes the root filesystem (absolute or ".." path); the layer is malformed or malicious`;

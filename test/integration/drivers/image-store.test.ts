@@ -100,6 +100,13 @@ test("an image with more layers or more declared bytes than the node takes is re
   );
   t.regex(config.message, /declares a config of \d+ bytes; at most 10 are taken/);
   t.false(existsSync(join(root, "cache-big", "rootfs")), "nothing was unpacked");
+  // Declared (compressed) sizes are no bound on what the files hold: counted before writing.
+  const unpacked = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(root, "cache-bomb"), maxUnpackedBytes: 1000 }).prepare(image),
+    { instanceOf: ImageError },
+  );
+  t.regex(unpacked.message, /the image's files unpack to more than 1000 bytes/);
+  t.deepEqual(readdirSync(join(root, "cache-bomb", "rootfs")), [], "no root filesystem is left");
 });
 
 test("a corrupted layer is refused with a digest error", async (t) => {
