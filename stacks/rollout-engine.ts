@@ -203,7 +203,15 @@ export async function readState(file: string): Promise<SavedRolloutState | undef
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
   }
-  const parsed = rolloutStateSchema.safeParse(JSON.parse(text));
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new RolloutError(
+      `state file ${file} is not JSON (${(error as Error).message}); fix it or move it away to start afresh`,
+    );
+  }
+  const parsed = rolloutStateSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new RolloutError(
