@@ -203,7 +203,15 @@ export async function readState(file: string): Promise<SavedRolloutState | undef
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
   }
-  const parsed = rolloutStateSchema.safeParse(JSON.parse(text));
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new RolloutError(
+      `state file ${file} is not JSON (${(error as Error).message}); fix it or move it away to start afresh`,
+    );
+  }
+  const parsed = rolloutStateSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new RolloutError(
@@ -255,7 +263,11 @@ export function describePlan(
 /**
  * The pre-flight of a rollout: every stack of the plan with its configured release, read before
  * anything changes. A stack that cannot be read, or that pins a runtime image while `release` has
- * none, is refused: one {@link RolloutError} with one line per stack.
+ * none, is refused: one {@link RolloutError} with one line per stack. When `resume` is set, the
+ * image rule is left to {@link runRollout}: a saved rollout of a version alone (a state file
+ * written before releases) can take no `--image`, and what it has left may be a rollback, which
+ * restores each stack's own release; the engine still checks every stack before deploying it
+ * forward.
  */
 export async function preflightReleases(
   plan: RolloutPlan,
@@ -263,6 +275,7 @@ export async function preflightReleases(
   updater: Pick<StackUpdater, "currentRelease">,
   /** How a read error is put in words; default its message. */
   explain: (error: unknown) => string = (error) => (error as Error).message,
+  options: { readonly resume?: boolean | undefined } = {},
 ): Promise<Map<string, Release>> {
   const current = new Map<string, Release>();
   const problems: string[] = [];
@@ -275,6 +288,7 @@ export async function preflightReleases(
       continue;
     }
     current.set(stack, had);
+    if (options.resume === true) continue;
     const problem = releaseProblem(stack, had, release);
     if (problem !== undefined) problems.push(problem);
   }

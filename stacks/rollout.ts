@@ -288,7 +288,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       );
       return 2;
     }
-    await preflightReleases(plan, release, updater, engineMessage);
+    await preflightReleases(plan, release, updater, engineMessage, { resume: opts.resume });
     await reachable(plan, updater, token);
     // Ctrl-C reaches pulumi too (same process group): the rollout only stops after it, as sending
     // it a second SIGINT would make pulumi stop at once, not cleanly. SIGTERM (a CI cancel) does

@@ -117,6 +117,16 @@ export function isPublicAddress(ip: string): boolean {
   return !NON_PUBLIC.check(ip, "ipv6");
 }
 
+/**
+ * The address a connection to `ip` (a literal, without brackets) reaches, in one spelling: the
+ * IPv4 address inside an IPv4-mapped, IPv4-translated or NAT64 form, else the address in its
+ * canonical form (IPv6 lower case, zeros compressed). Two spellings of one address compare equal.
+ */
+export function reachedAddress(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  return embeddedIPv4(ip) ?? new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+}
+
 /** True when `ip` is link-local (IPv4 169.254/16 or IPv6 fe80::/10, mapped forms included). */
 export function isLinkLocalAddress(ip: string): boolean {
   const family = isIP(ip);

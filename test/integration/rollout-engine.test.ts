@@ -378,6 +378,12 @@ test("an old state file's rollback keeps the image a version-only rollout never 
     },
     failure: 'wave "canary": platform-a: gate scheduler-healthz did not pass within 5m: 503',
   });
+  // What `npm run rollout -- --resume --version 0.3.0` runs first: the saved rollout takes no
+  // --image (the state has none), so the pre-flight must not ask for one.
+  const current = await preflightReleases(plan, { version: "0.3.0" }, stacks, undefined, {
+    resume: true,
+  });
+  t.deepEqual(current.get("platform-a"), { version: "0.3.0", image: OLD_IMAGE });
   const resumed = await runRollout({
     plan,
     release: { version: "0.3.0" },
@@ -390,4 +396,13 @@ test("an old state file's rollback keeps the image a version-only rollout never 
   t.deepEqual(stacks.deploys, [["platform-a", { version: "0.1.0", image: OLD_IMAGE }]]);
   t.deepEqual(stacks.config.get("platform-a"), { version: "0.1.0", image: OLD_IMAGE });
   t.deepEqual(resumed.stacks["platform-a"]?.from, { version: "0.1.0", image: OLD_IMAGE });
+});
+
+test("a state file that is not JSON (a hand edit gone wrong) is named, with what to do", async (t) => {
+  const plan = await planFor(t);
+  await mkdir(dirname(plan.state), { recursive: true });
+  await writeFile(plan.state, '{ "version": "0.2.0", ');
+  const error = await t.throwsAsync(readState(plan.state), { instanceOf: RolloutError });
+  t.true(error.message.startsWith(`state file ${plan.state} is not JSON (`), error.message);
+  t.regex(error.message, /fix it or move it away to start afresh$/);
 });

@@ -6,9 +6,10 @@
  * makes the node connect into its own network.
  */
 import { lookup, type LookupAddress, type LookupAllOptions, type LookupOptions } from "node:dns";
+import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
-import { Agent, type Dispatcher } from "undici";
-import { nonPublicHostReason } from "../../lib/addresses";
+import { Agent, buildConnector, type Dispatcher } from "undici";
+import { nonPublicHostReason, reachedAddress } from "../../lib/addresses";
 import { logger } from "../../lib/logger";
 
 const log = logger.child({ component: "registry-connect" });
@@ -24,17 +25,29 @@ export const CONNECT_TIMEOUT_MS = 10_000;
 export class NonPublicAddressError extends Error {
   readonly code = "ENONPUBLIC";
   constructor(hostname: string, reason: string) {
-    super(`${hostname} resolves to ${reason}; only public registries are reached for it`);
+    const is = isIP(hostname) === 0 ? "resolves to" : "is";
+    super(`${hostname} ${is} ${reason}; only public registries are reached for it`);
     this.name = "NonPublicAddressError";
   }
 }
 
-/** This host's own addresses: public ones too are "the node's own network". */
+/** This host's own addresses ({@link reachedAddress}): public ones too are "the node's own network". */
 function ownAddresses(): Set<string> {
   return new Set(
     Object.values(networkInterfaces())
       .flat()
-      .flatMap((i) => (i ? [i.address.toLowerCase()] : [])),
+      .flatMap((i) => (i ? [reachedAddress(i.address.toLowerCase())] : [])),
+  );
+}
+
+/**
+ * Why a connection to `address` (a literal) is refused for a shard's image, or undefined. The
+ * node's own addresses are compared in every spelling: `::ffff:<its IPv4>` reaches it too.
+ */
+function refusal(address: string, own: ReadonlySet<string>): string | undefined {
+  return (
+    nonPublicHostReason(address) ??
+    (own.has(reachedAddress(address.toLowerCase())) ? "an address of this node" : undefined)
   );
 }
 
@@ -54,9 +67,7 @@ function publicLookup(hostname: string, options: LookupOptions, callback: Lookup
     if (error) return callback(error, []);
     const own = ownAddresses();
     for (const { address } of addresses) {
-      const reason =
-        nonPublicHostReason(address) ??
-        (own.has(address.toLowerCase()) ? "an address of this node" : undefined);
+      const reason = refusal(address, own);
       if (reason !== undefined) {
         log.warn({ hostname, address, reason }, "refused a connection to a non-public address");
         return callback(new NonPublicAddressError(hostname, reason), []);
@@ -77,9 +88,27 @@ export function anyAddressDispatcher(): Dispatcher {
   return (anyAddress ??= new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS } }));
 }
 
+/**
+ * Connects as undici does, after checking the address: a name in {@link publicLookup}, a literal
+ * address here (`net.connect` calls no lookup for one, so the lookup's check would never see it).
+ */
+function publicConnector(): buildConnector.connector {
+  const connect = buildConnector({ timeout: CONNECT_TIMEOUT_MS, lookup: publicLookup });
+  return (options, callback) => {
+    const { hostname } = options;
+    if (isIP(hostname) !== 0) {
+      const reason = refusal(hostname, ownAddresses());
+      if (reason !== undefined) {
+        log.warn({ hostname, reason }, "refused a connection to a non-public address");
+        callback(new NonPublicAddressError(hostname, reason), null);
+        return;
+      }
+    }
+    connect(options, callback);
+  };
+}
+
 /** The pool for a shard's images: public addresses only, checked when each connection is made. */
 export function publicOnlyDispatcher(): Dispatcher {
-  return (publicOnly ??= new Agent({
-    connect: { timeout: CONNECT_TIMEOUT_MS, lookup: publicLookup },
-  }));
+  return (publicOnly ??= new Agent({ connect: publicConnector() }));
 }

@@ -12,7 +12,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { fetch, type Response } from "undici";
-import { hostOf, isLinkLocalAddress, nonPublicHostReason } from "../../lib/addresses";
+import { isLinkLocalAddress, nonPublicHostReason } from "../../lib/addresses";
 import { anyAddressDispatcher, NonPublicAddressError, publicOnlyDispatcher } from "./dispatchers";
 import { ImageError } from "./errors";
 import { MediaType, sha256Digest, type Descriptor } from "./oci";
@@ -49,6 +49,35 @@ const manifestAccept = [
   MediaType.DockerManifestList,
 ].join(", ");
 
+/**
+ * Most bytes a manifest, an index or a token service's answer may have (what the distribution
+ * registry takes in a manifest PUT): they are read into memory, and the node agent's memory is
+ * not a sandbox's to fill, so a longer one is cut off while streaming.
+ */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/** The body of `response`, at most `max` bytes; an {@link ImageError} naming `what` past that. */
+async function boundedBody(response: Response, max: number, what: () => string): Promise<Buffer> {
+  const tooLarge = () =>
+    new ImageError("registry", `${what()} is larger than ${max} bytes; refusing it`);
+  const declared = Number(response.headers.get("content-length") ?? "0");
+  if (declared > max) {
+    await response.body?.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  if (response.body) {
+    // Leaving the loop (the throw) cancels the stream: the rest is never read.
+    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+      size += chunk.length;
+      if (size > max) throw tooLarge();
+      chunks.push(Buffer.from(chunk));
+    }
+  }
+  return Buffer.concat(chunks);
+}
+
 /** A hop's host as the hop checks compare it: lower case, IPv6 without brackets. */
 function hopHost(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
@@ -83,7 +112,11 @@ export class RegistryClient {
       manifestAccept,
       `manifest "${reference}"`,
     );
-    const bytes = Buffer.from(await response.arrayBuffer());
+    const bytes = await boundedBody(
+      response,
+      MAX_MANIFEST_BYTES,
+      () => `${this.#describe()}: manifest "${reference}"`,
+    );
     const digest = sha256Digest(bytes);
     const expected = reference.startsWith("sha256:")
       ? reference
@@ -207,7 +240,8 @@ export class RegistryClient {
   async #fetch(url: string, headers: Record<string, string>): Promise<Response> {
     // Bounds the whole request, body included: a stalled registry cannot hang an unpack.
     const signal = AbortSignal.timeout(this.#timeoutMs);
-    const registryHost = hostOf(this.#ref.registry).toLowerCase();
+    // As the URL parser spells it, like every hop's host: `[0:0::1]` is `::1`, `127.1` `127.0.0.1`.
+    const registryHost = hopHost(new URL(this.#base));
     let current = new URL(url);
     const firstHost = current.host;
     for (let hop = 0; ; hop += 1) {
@@ -320,7 +354,19 @@ export class RegistryClient {
         `${this.#describe()}: token service ${url.origin} answered HTTP ${response.status}; check the credentials`,
       );
     }
-    const body = (await response.json()) as { token?: unknown; access_token?: unknown };
+    const text = (
+      await boundedBody(
+        response,
+        MAX_MANIFEST_BYTES,
+        () => `${this.#describe()}: the token service answer`,
+      )
+    ).toString("utf8");
+    let body: { token?: unknown; access_token?: unknown };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      throw new ImageError("registry", `${this.#describe()}: token service returned no JSON`);
+    }
     const token = typeof body.token === "string" ? body.token : body.access_token;
     if (typeof token !== "string")
       throw new ImageError("registry", `${this.#describe()}: token service returned no token`);

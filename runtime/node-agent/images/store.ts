@@ -46,18 +46,42 @@ export interface ImageStoreOptions extends RegistryClientOptions {
   readonly maxLayers?: number;
   /** Most bytes an image's layers may declare in total; default {@link IMAGE_LIMITS}.maxBytes. */
   readonly maxImageBytes?: number;
+  /** Most bytes an image's config may declare; default {@link IMAGE_LIMITS}.maxConfigBytes. */
+  readonly maxConfigBytes?: number;
+  /** Most bytes its layers' files may hold unpacked; default {@link IMAGE_LIMITS}.maxUnpackedBytes. */
+  readonly maxUnpackedBytes?: number;
 }
 
-/** Most layers an image may have, and most bytes its layers may declare (defaults). */
-export const IMAGE_LIMITS = { maxLayers: 128, maxBytes: 8 * 1024 ** 3 } as const;
+/**
+ * Most layers an image may have, most bytes its layers may declare, and most bytes its config may
+ * declare (defaults). The config is read into the node agent's memory: real ones are kilobytes.
+ */
+export const IMAGE_LIMITS = {
+  maxLayers: 128,
+  maxBytes: 8 * 1024 ** 3,
+  maxConfigBytes: 16 * 1024 ** 2,
+  /**
+   * What the files of all its layers may hold once unpacked: compression makes the declared
+   * sizes no bound (a gzip of zeros unpacks a thousand times larger).
+   */
+  maxUnpackedBytes: 32 * 1024 ** 3,
+} as const;
 
 /**
- * Refuses an image with more layers, or larger declared layers in total, than the node takes:
- * before any layer is fetched, so a hostile manifest cannot fill the node's disk.
+ * Refuses an image with more layers, larger declared layers in total, or a larger declared
+ * config than the node takes: before any blob is fetched, so a hostile manifest can neither fill
+ * the node's disk nor the node agent's memory (the config is downloaded, then read whole).
  */
 function checkImageSize(manifest: ImageManifest, image: string, options: ImageStoreOptions): void {
   const maxLayers = options.maxLayers ?? IMAGE_LIMITS.maxLayers;
   const maxBytes = options.maxImageBytes ?? IMAGE_LIMITS.maxBytes;
+  const maxConfigBytes = options.maxConfigBytes ?? IMAGE_LIMITS.maxConfigBytes;
+  if (manifest.config.size > maxConfigBytes) {
+    throw new ImageError(
+      "unsupported",
+      `image "${image}" declares a config of ${manifest.config.size} bytes; at most ${maxConfigBytes} are taken`,
+    );
+  }
   if (manifest.layers.length > maxLayers) {
     throw new ImageError(
       "unsupported",
@@ -161,6 +185,8 @@ export class ImageStore {
     const rootfs = join(temporary, "rootfs");
     try {
       await mkdir(rootfs, { recursive: true, mode: 0o755 });
+      const max = this.#options.maxUnpackedBytes ?? IMAGE_LIMITS.maxUnpackedBytes;
+      const unpacked: UnpackBudget = { max, left: max };
       for (const layer of manifest.layers) {
         if (!unpackableLayerTypes.has(layer.mediaType)) {
           throw new ImageError(
@@ -169,7 +195,7 @@ export class ImageStore {
           );
         }
         const file = await source.layerFile(layer);
-        await unpackLayer(file, rootfs, layer.digest);
+        await unpackLayer(file, rootfs, layer.digest, unpacked);
       }
       for (const dir of mountPoints)
         await mkdir(join(rootfs, dir), { mode: 0o755 }).catch(ignoreExists);
@@ -424,7 +450,18 @@ interface SymlinkEntry {
  * here against the listing; of a lower layer: node-tar's own check, made fatal by `strict`).
  * Owners are not applied and setuid/setgid bits are dropped.
  */
-async function unpackLayer(file: string, rootfs: string, digest: string): Promise<void> {
+/** How many more bytes of files the layers of one image may unpack (counted down). */
+interface UnpackBudget {
+  readonly max: number;
+  left: number;
+}
+
+async function unpackLayer(
+  file: string,
+  rootfs: string,
+  digest: string,
+  budget: UnpackBudget,
+): Promise<void> {
   const whiteouts: string[] = [];
   const symlinks: SymlinkEntry[] = [];
   /** Index of the last entry for each path: a later entry replaces an earlier one. */
@@ -437,6 +474,12 @@ async function unpackLayer(file: string, rootfs: string, digest: string): Promis
       onReadEntry: (entry) => {
         index += 1;
         if (refusal !== undefined) return;
+        // Counted while listing, before anything is written: a bomb never reaches the disk.
+        budget.left -= entry.size ?? 0;
+        if (budget.left < 0) {
+          refusal = `the image's files unpack to more than ${budget.max} bytes; make the image smaller`;
+          return;
+        }
         const path = entryPath(entry.path);
         if (path === undefined) {
           refusal = `entry ${JSON.stringify(entry.path)} escapes the root filesystem (absolute or ".." path); the layer is malformed or malicious`;

@@ -94,7 +94,19 @@ test("an image with more layers or more declared bytes than the node takes is re
     { instanceOf: ImageError },
   );
   t.regex(bytes.message, /declares \d+ bytes of layers; at most 1000 are taken/);
+  const config = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(root, "cache-big"), maxConfigBytes: 10 }).prepare(image),
+    { instanceOf: ImageError },
+  );
+  t.regex(config.message, /declares a config of \d+ bytes; at most 10 are taken/);
   t.false(existsSync(join(root, "cache-big", "rootfs")), "nothing was unpacked");
+  // Declared (compressed) sizes are no bound on what the files hold: counted before writing.
+  const unpacked = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(root, "cache-bomb"), maxUnpackedBytes: 1000 }).prepare(image),
+    { instanceOf: ImageError },
+  );
+  t.regex(unpacked.message, /the image's files unpack to more than 1000 bytes/);
+  t.deepEqual(readdirSync(join(root, "cache-bomb", "rootfs")), [], "no root filesystem is left");
 });
 
 test("a corrupted layer is refused with a digest error", async (t) => {

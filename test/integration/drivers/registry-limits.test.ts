@@ -112,3 +112,61 @@ test("a registry's redirect on its own host is followed, and a redirect loop is 
   t.regex(error?.message ?? "", /more than 5 redirects/);
   t.is(hits, 6, "the first request and five redirects");
 });
+
+test("the platform's registry spelled another way (a long IPv6 form) is still its own host, reached on any address", async (t) => {
+  let hits = 0;
+  const server = createServer((_req, res) => {
+    hits += 1;
+    res.writeHead(404, { "content-type": "application/json" }).end('{"errors":[]}');
+  });
+  server.listen(0, "::1");
+  await once(server, "listening");
+  t.teardown(() => server.close());
+  const registryName = `[0:0:0:0:0:0:0:1]:${(server.address() as AddressInfo).port}`;
+  const ref = parseImageReference(`${registryName}/busybox:1`);
+  if (ref.kind !== "registry") throw new Error("expected a registry reference");
+  const client = new RegistryClient(ref, { insecureRegistries: [registryName] });
+  const error = await t.throwsAsync(client.manifest("1"), { instanceOf: ImageError });
+  t.regex(error?.message ?? "", /manifest "1" not found/);
+  t.is(hits, 1);
+});
+
+test("a manifest or token answer larger than a manifest may be is cut off while streaming, not buffered whole", async (t) => {
+  // 64 MiB at most (a hostile registry's would not end): the client must stop long before.
+  const endless = (sent: { bytes: number }) => (res: ServerResponse) => {
+    res.writeHead(200, { "content-type": "application/vnd.oci.image.manifest.v1+json" });
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    const pump = (): void => {
+      let open = true;
+      while (open && sent.bytes < 64 * 1024 * 1024) {
+        open = res.write(chunk);
+        sent.bytes += chunk.length;
+      }
+      if (sent.bytes >= 64 * 1024 * 1024) res.end();
+      else res.once("drain", pump);
+    };
+    pump();
+  };
+  const manifestSent = { bytes: 0 };
+  const ref = await registry(t, endless(manifestSent));
+  const error = await t.throwsAsync(new RegistryClient(ref).manifest("1"), {
+    instanceOf: ImageError,
+  });
+  t.regex(error?.message ?? "", /manifest "1" is larger than 4194304 bytes/);
+  t.true(manifestSent.bytes < 32 * 1024 * 1024, `cut off early (sent ${manifestSent.bytes} bytes)`);
+
+  // A token service's answer is held to the same bound.
+  const tokenSent = { bytes: 0 };
+  const token = await registry(t, endless(tokenSent));
+  const challenging = await registry(t, (res) => {
+    res.writeHead(401, {
+      "www-authenticate": `Bearer realm="http://127.0.0.1:${token.registry.split(":")[1]}/token"`,
+    });
+    res.end();
+  });
+  const refused = await t.throwsAsync(new RegistryClient(challenging).manifest("1"), {
+    instanceOf: ImageError,
+  });
+  t.regex(refused?.message ?? "", /token service answer is larger than 4194304 bytes/);
+  t.true(tokenSent.bytes < 32 * 1024 * 1024, `cut off early (sent ${tokenSent.bytes} bytes)`);
+});
