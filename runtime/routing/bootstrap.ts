@@ -1,6 +1,7 @@
 /**
- * The Envoy bootstrap of the edge gateway. Its only dynamic source is ADS (one gRPC stream to the
- * routing controller): listeners, routes, clusters and endpoints all come from there. The admin
+ * The Envoy bootstrap of the edge gateway. Its only dynamic source is ADS (one incremental gRPC
+ * stream to the routing controller): listeners, route scopes, routes, clusters and endpoints all
+ * come from there. The admin
  * interface listens on 127.0.0.1 unless told otherwise, so nothing outside the pod can reach it.
  */
 import { isIP } from "node:net";
@@ -53,6 +54,8 @@ export function envoyBootstrap(input: EnvoyBootstrapOptions): Record<string, unk
     },
     dynamic_resources: {
       ads_config: {
+        // Incremental: a shard change sends Envoy the one route configuration it changed, not
+        // all of them again (ADR 0016).
         api_type: "DELTA_GRPC",
         transport_api_version: "V3",
         // Envoy's default backoff after a lost ADS stream grows to 30 s: after a long controller

@@ -78,7 +78,7 @@ test("the bootstrap ConfigMap holds the ADS-only bootstrap pointed at the routin
   t.is(bootstrap.admin.address.socket_address.address, "127.0.0.1");
 });
 
-test("envoyBootstrap: ADS over gRPC to a static http2 xds_cluster, CDS and LDS from ADS", (t) => {
+test("envoyBootstrap: delta ADS over gRPC to a static http2 xds_cluster, CDS and LDS from ADS", (t) => {
   const b = envoyBootstrap({
     nodeId: "n1",
     cluster: "c1",
@@ -93,7 +93,7 @@ test("envoyBootstrap: ADS over gRPC to a static http2 xds_cluster, CDS and LDS f
     ),
     ["xds_cluster"],
   );
-  t.is(b.dynamic_resources.ads_config.api_type, "GRPC");
+  t.is(b.dynamic_resources.ads_config.api_type, "DELTA_GRPC");
   t.is(b.dynamic_resources.ads_config.transport_api_version, "V3");
   t.deepEqual(b.dynamic_resources.cds_config, { ads: {}, resource_api_version: "V3" });
   t.deepEqual(b.dynamic_resources.lds_config, { ads: {}, resource_api_version: "V3" });

@@ -53,7 +53,7 @@ test("the EnvoyGateway bootstrap decodes with Envoy's Bootstrap proto and points
   t.is(decoded.node.id, "gateway");
   t.is(decoded.admin.address.socket_address.address, "127.0.0.1", "admin on loopback only");
   const ads = decoded.dynamic_resources.ads_config;
-  t.is(ads.api_type, "GRPC");
+  t.is(ads.api_type, "DELTA_GRPC", "incremental ADS: a change sends only what changed (ADR 0016)");
   t.is(ads.transport_api_version, "V3");
   t.truthy(decoded.dynamic_resources.cds_config.ads);
   t.truthy(decoded.dynamic_resources.lds_config.ads);
