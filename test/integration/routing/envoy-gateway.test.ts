@@ -10,6 +10,7 @@ import { freePort } from "../../../runtime/lib/ports";
 import { startEtcd } from "../../../runtime/lib/etcd-server";
 import { RoutingController } from "../../../runtime/routing/controller";
 import { ShardStore } from "../../../runtime/routing/shard-store";
+import { DEFAULT_ROUTE_BUCKETS, routeBucket } from "../../../runtime/routing/translate";
 import { whoClient } from "../../../runtime/routing/who";
 import { eventually, startBackend } from "../../helpers/grpc-backends";
 import {
@@ -174,6 +175,16 @@ test.serial(
     await etcd.client.put(keys.sandbox("sb1")).value(JSON.stringify(sandbox));
     t.is(await eventually(() => get("sb1.sandbox.shardworks.local"), "200 sandbox"), "200 sandbox");
     t.is(await get("8080.sb1.sandbox.shardworks.local"), "200 sandbox");
+    t.is(
+      await get("SB1.sandbox.shardworks.local:8080", KEY),
+      "200 sandbox",
+      "a sandbox host, whatever the key and the case: the sandbox scope (ADR 0016)",
+    );
+    // The scope is the gateway's to choose, whatever a client sends in its header.
+    const aliceScope = `b${routeBucket("alice-key", DEFAULT_ROUTE_BUCKETS)}`;
+    t.is(await get("api", { "x-shardworks-route-scope": aliceScope }), "200 api-baseline");
+    t.is(await get("api", { ...KEY, "x-shardworks-route-scope": "base" }), "200 api-fork");
+    t.is(await get("api", { "x-shardworks-route-scope": "sandbox" }), "200 api-baseline");
 
     // The shard goes: its routes go.
     await store.delete("alice");
