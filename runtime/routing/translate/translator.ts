@@ -1,4 +1,5 @@
 /** The memoizing {@link Translator} (and {@link translate}, translation from scratch). */
+import type { ShardRecord } from "../../lib/model";
 import { TypeUrl } from "../xds/protos";
 import type { SnapshotResources, XdsResource } from "../xds/resource";
 import { sharedForkCluster } from "./envoy-resources";
@@ -41,6 +42,10 @@ export class Translator {
   readonly #domain: string;
   readonly #buckets: number;
   #shards = new Map<string, ShardPart>();
+  /** The records of the last call, to find what changed by identity. */
+  #lastShards: readonly ShardRecord[] | undefined;
+  /** No shard of the last call expires before this (ms): until then none needs filtering. */
+  #expiryFloor = -Infinity;
   /** Service → the parts of the shards forking it, sorted by shard name. */
   readonly #forksByService = new Map<string, ShardPart[]>();
   #services = new Map<string, ServicePart>();
@@ -89,41 +94,34 @@ export class Translator {
       }
     }
     const now = state.now?.getTime();
-    const live = now === undefined ? state.shards : state.shards.filter((s) => expiry(s) > now);
-    // Only the fork lists of services a new, changed or removed shard forks are rebuilt (and only
-    // they are sorted): one change among 10,000 shards costs a map lookup per shard, not a sort.
-    const shards = new Map<string, ShardPart>();
+    const shards = this.#shards;
     const dirty = new Set<string>();
     const added: ShardPart[] = [];
-    let kept = 0;
-    for (const record of live) {
-      const previous = this.#shards.get(record.name);
-      if (previous?.record === record && !shards.has(record.name)) {
-        shards.set(record.name, previous);
-        kept++;
-        continue;
-      }
-      const part = previous?.record === record ? previous : shardPart(record);
-      const replaced = shards.get(record.name) ?? previous;
-      for (const service of replaced?.routes.keys() ?? []) dirty.add(service);
-      for (const service of part.routes.keys()) dirty.add(service);
-      shards.set(record.name, part);
-      added.push(part);
-    }
-    if (kept < this.#shards.size) {
-      for (const [name, part] of this.#shards) {
-        if (shards.get(name) === part) continue;
+    const changed = this.#changedRecords(state.shards, now);
+    if (changed) {
+      // The few records that changed, in place or appended: the map is updated, not rebuilt.
+      for (const record of changed) {
+        const previous = shards.get(record.name);
+        const part = shardPart(record);
+        for (const service of previous?.routes.keys() ?? []) dirty.add(service);
         for (const service of part.routes.keys()) dirty.add(service);
+        shards.set(record.name, part);
+        added.push(part);
+        this.#expiryFloor = Math.min(this.#expiryFloor, expiry(record));
       }
+    } else {
+      this.#fullScan(state.shards, now, dirty, added);
     }
-    this.#shards = shards;
+    this.#lastShards = state.shards;
     const forksByService = this.#forksByService;
     for (const service of dirty) {
       const list = (forksByService.get(service) ?? []).filter(
-        (p) => shards.get(p.record.name) === p,
+        (p) => this.#shards.get(p.record.name) === p,
       );
       for (const part of added) {
-        if (part.routes.has(service) && shards.get(part.record.name) === part) list.push(part);
+        if (part.routes.has(service) && this.#shards.get(part.record.name) === part) {
+          list.push(part);
+        }
       }
       list.sort((a, b) => compare(a.record.name, b.record.name));
       if (list.length === 0) forksByService.delete(service);
@@ -193,7 +191,80 @@ export class Translator {
     perNode.set(out, { gateway, grpc });
     return out;
   }
+
+  /**
+   * The records that changed since the last call, when the list is the last one but for records
+   * replaced in place (same name, same position) or appended: the controller passes its records in
+   * a stable order (a Map's values), so one change among 10,000 shards is found by identity
+   * comparisons, without a map lookup per shard. Undefined when the full scan is needed: a record
+   * removed or moved, too many changes, or a shard that may have expired since (`now` at or past
+   * the earliest expiry seen).
+   */
+  #changedRecords(
+    records: readonly ShardRecord[],
+    now: number | undefined,
+  ): ShardRecord[] | undefined {
+    const last = this.#lastShards;
+    if (last === undefined || records.length < last.length) return undefined;
+    if (now !== undefined && now >= this.#expiryFloor) return undefined;
+    const changed: ShardRecord[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      const before = last[i];
+      if (record === before) continue;
+      if (before === undefined ? this.#shards.has(record.name) : record.name !== before.name) {
+        return undefined;
+      }
+      if (now !== undefined && expiry(record) <= now) return undefined;
+      changed.push(record);
+      if (changed.length > FAST_PATH_CHANGES) return undefined;
+    }
+    return changed;
+  }
+
+  /**
+   * Every live record against the last parts: reused where the record is the same object, new
+   * parts for the rest, and the shards gone (removed, or expired at `now`) dropped. Fills `dirty`
+   * with the services whose fork lists change and `added` with the new parts.
+   */
+  #fullScan(
+    records: readonly ShardRecord[],
+    now: number | undefined,
+    dirty: Set<string>,
+    added: ShardPart[],
+  ): void {
+    const live = now === undefined ? records : records.filter((s) => expiry(s) > now);
+    const shards = new Map<string, ShardPart>();
+    let kept = 0;
+    let floor = Infinity;
+    for (const record of live) {
+      floor = Math.min(floor, expiry(record));
+      const previous = this.#shards.get(record.name);
+      if (previous?.record === record && !shards.has(record.name)) {
+        shards.set(record.name, previous);
+        kept++;
+        continue;
+      }
+      const part = previous?.record === record ? previous : shardPart(record);
+      const replaced = shards.get(record.name) ?? previous;
+      for (const service of replaced?.routes.keys() ?? []) dirty.add(service);
+      for (const service of part.routes.keys()) dirty.add(service);
+      shards.set(record.name, part);
+      added.push(part);
+    }
+    if (kept < this.#shards.size) {
+      for (const [name, part] of this.#shards) {
+        if (shards.get(name) === part) continue;
+        for (const service of part.routes.keys()) dirty.add(service);
+      }
+    }
+    this.#shards = shards;
+    this.#expiryFloor = floor;
+  }
 }
+
+/** More changed records than this in one call take the full scan (it is as fast then). */
+const FAST_PATH_CHANGES = 256;
 
 const NO_FORKS: readonly ShardPart[] = [];
 

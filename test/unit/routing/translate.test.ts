@@ -599,3 +599,45 @@ test("a snapshot checked against the one it replaces finds what a change broke, 
       .sort(),
   );
 });
+
+test("incremental translation (updates in place, appends, removals, expiry) always equals a fresh one", (t) => {
+  const translator = new Translator();
+  const at = (minutes: number) => new Date(Date.parse("2026-01-01T00:00:00Z") + minutes * 60_000);
+  const record = (i: number, version: number, expiresMinutes = 60): ShardRecord => ({
+    ...shard(`s-${i}`, `key-${i}-${version}`, {
+      [i % 2 === 0 ? "api" : "web"]: `127.0.0.1:${7000 + i}`,
+    }),
+    expiresAt: at(expiresMinutes).toISOString(),
+  });
+  let records = Array.from({ length: 20 }, (_, i) => record(i, 0));
+  const steps: [string, () => void, number][] = [
+    ["update one in place", () => (records[3] = record(3, 1)), 0],
+    ["update two", () => ((records[0] = record(0, 2)), (records[19] = record(19, 2))), 1],
+    ["append", () => records.push(record(20, 0), record(21, 0)), 2],
+    ["remove", () => (records = records.filter((_, i) => i !== 5)), 3],
+    ["one expires soon", () => (records[7] = record(7, 3, 10)), 4],
+    ["time passes its expiry", () => undefined, 11],
+    ["it is renewed", () => (records[7] = record(7, 4, 120)), 12],
+    ["nothing changes", () => undefined, 13],
+  ];
+  for (const [what, change, minutes] of steps) {
+    change();
+    const next: RoutingState = { ...state, shards: [...records], now: at(minutes) };
+    const incremental = new Snapshot(forNode(translator.translate(next), "gateway"));
+    const fresh = new Snapshot(forNode(translate(next), "gateway"));
+    for (const typeUrl of Object.values(TypeUrl)) {
+      t.is(incremental.version(typeUrl), fresh.version(typeUrl), `${what}: ${typeUrl}`);
+    }
+    const grpcIncremental = new Snapshot(forNode(translator.translate(next), "grpc"));
+    const grpcFresh = new Snapshot(forNode(translate(next), "grpc"));
+    t.is(
+      grpcIncremental.version(TypeUrl.Cluster),
+      grpcFresh.version(TypeUrl.Cluster),
+      `${what}: gRPC clusters`,
+    );
+  }
+  const expired = new Snapshot(
+    forNode(translator.translate({ ...state, shards: records, now: at(200) }), "grpc"),
+  );
+  t.false([...expired.resources(TypeUrl.Cluster).keys()].some((n) => n.startsWith("shard/s-")));
+});
