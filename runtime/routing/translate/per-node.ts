@@ -35,12 +35,15 @@ export interface Split {
   readonly grpc: Lists;
 }
 const splits = new WeakMap<object, Split>();
-/** `resources` (the part `owner`'s) by type, all and per kind; memoized per (immutable) part. */
-export function splitOf(owner: object, resources: readonly XdsResource[]): Split {
+/**
+ * The part `owner`'s resources by type, all and per kind; memoized per (immutable) part, so
+ * `resources` is called only the first time.
+ */
+export function splitOf(owner: object, resources: () => readonly XdsResource[]): Split {
   let split = splits.get(owner);
   if (split) return split;
   split = { all: emptyLists(), gateway: emptyLists(), grpc: emptyLists() };
-  for (const r of resources) {
+  for (const r of resources()) {
     split.all[r.typeUrl].push(r);
     if (keptFor(r, "gateway")) split.gateway[r.typeUrl].push(r);
     if (keptFor(r, "grpc")) split.grpc[r.typeUrl].push(r);

@@ -1,6 +1,6 @@
 /** The memoizing {@link Translator} (and {@link translate}, translation from scratch). */
 import type { ShardRecord } from "../../lib/model";
-import { TypeUrl } from "../xds/protos";
+import { PUSH_ORDER } from "../xds/protos";
 import type { SnapshotResources, XdsResource } from "../xds/resource";
 import { sharedForkCluster } from "./envoy-resources";
 import { Ingress } from "./ingress";
@@ -11,7 +11,7 @@ import {
   routeBucket,
   upstreamHttp,
 } from "./names";
-import { emptyLists, perNode, splitOf, type Split } from "./per-node";
+import { emptyLists, perNode, splitOf, type Lists, type Split } from "./per-node";
 import { sandboxPart, type SandboxPart } from "./sandbox-part";
 import { servicePart, type ServicePart } from "./service-part";
 import { shardPart, type ShardPart } from "./shard-part";
@@ -168,26 +168,29 @@ export class Translator {
     const ingress = this.#ingress.resources([...services.values()], [...sandboxes.values()]);
 
     // Each kind's lists are filled beside the whole (what forNode would filter, in the same
-    // order), so the controller does not filter 20,000 resources by name on every change.
-    const out = emptyLists();
-    const gateway = emptyLists();
-    const grpc = emptyLists();
-    const lists = { all: out, gateway, grpc };
-    const add = (split: Split): void => {
-      for (const key of ["all", "gateway", "grpc"] as const) {
-        for (const [typeUrl, list] of Object.entries(split[key]) as [TypeUrl, XdsResource[]][]) {
-          for (const r of list) lists[key][typeUrl].push(r);
-        }
-      }
-    };
-    add(splitOf(this.#sharedClusters, this.#sharedClusters));
+    // order), so the controller does not filter 20,000 resources by name on every change. Each
+    // part's split is computed once (a change re-splits only the parts it rebuilt), and the lists
+    // are concatenated from the parts' (a copy of references, not a push per resource).
     // A fork of a service that is not (or no longer) in the baseline routes nowhere: not sent
     // (only baseline services have a part). Fork clusters `shard/…` are the gRPC clients'.
-    // Each part's split is computed once; a change re-splits only the parts it rebuilt.
-    for (const part of services.values())
-      add(splitOf(part, [...part.resources, ...part.forkResources]));
-    for (const part of sandboxes.values()) add(splitOf(part, part.resources));
-    add(splitOf(ingress, ingress));
+    const splits: Split[] = [
+      splitOf(this.#sharedClusters, () => this.#sharedClusters),
+      ...[...services.values()].map((part) =>
+        splitOf(part, () => [...part.resources, ...part.forkResources]),
+      ),
+      ...[...sandboxes.values()].map((part) => splitOf(part, () => part.resources)),
+      splitOf(ingress, () => ingress),
+    ];
+    const joined = (key: keyof Split): Lists => {
+      const lists = emptyLists();
+      for (const typeUrl of PUSH_ORDER) {
+        lists[typeUrl] = ([] as XdsResource[]).concat(...splits.map((x) => x[key][typeUrl]));
+      }
+      return lists;
+    };
+    const out = joined("all");
+    const gateway = joined("gateway");
+    const grpc = joined("grpc");
     perNode.set(out, { gateway, grpc });
     return out;
   }
