@@ -106,4 +106,4 @@ export { QemuDriver } from "./qemu";
 export type { QemuDriverConfig } from "./qemu";
 export { createFirecrackerDriver, FirecrackerDriver, firecrackerAbsence } from "./firecracker";
 export type { FirecrackerDriverOptions } from "./firecracker";
-export { FirecrackerApi, FirecrackerApiError } from "./firecracker-api";
+export { FirecrackerApi, FirecrackerApiError } from "./firecracker";
