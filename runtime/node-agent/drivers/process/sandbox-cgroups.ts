@@ -13,6 +13,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, rmdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import { backoffDelay, type Backoff } from "../../../lib/backoff";
 import { logger } from "../../../lib/logger";
 import type { CgroupController } from "./cgroup-hierarchy";
 
@@ -90,19 +91,25 @@ export async function checkCgroupRoot(root: string, controller: CgroupController
   await Promise.all(dirs.map(removeCgroup));
 }
 
+/**
+ * 10 ms doubling to 250 ms, unjittered: a wait for this host's kernel, which no other replica
+ * retries against.
+ */
+const CGROUP_REMOVAL_BACKOFF: Backoff = { baseMs: 10, maxMs: 250, spread: 0 };
+
 /** Removes a sandbox's cgroup once the kernel has emptied it; logs if it stays busy. */
 export async function removeCgroup(dir: string): Promise<void> {
   // Emptied asynchronously by the kernel after the last process is reaped: retry for up to 5 s
   // (what stays is removed by the next driver's probe, see removeLeftoverCgroups).
   const deadline = Date.now() + 5000;
-  for (let wait = 10; ; wait = Math.min(wait * 2, 250)) {
+  for (let attempt = 0; ; attempt += 1) {
     try {
       await rmdir(dir);
       return;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
       if (Date.now() >= deadline) break;
-      await delay(wait);
+      await delay(backoffDelay(attempt, CGROUP_REMOVAL_BACKOFF));
     }
   }
   log.warn({ cgroup: dir }, "could not remove a sandbox's cgroup");
