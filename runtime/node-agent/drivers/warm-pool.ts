@@ -114,6 +114,11 @@ export class WarmPool<T> {
    * Rejects with the first failure.
    */
   async #fill(key: string, pool: Pool<T>, make: () => Promise<T>, most: number): Promise<boolean> {
+    // Dead items (a VM that exited while paused) are dropped first, as `take` would: they count
+    // as missing.
+    for (let i = pool.ready.length - 1; i >= 0; i -= 1) {
+      if (!this.#items.alive(pool.ready[i] as T)) pool.ready.splice(i, 1);
+    }
     const missing = Math.min(pool.target - pool.ready.length - pool.filling, most);
     if (missing <= 0 || this.#closed) return false;
     pool.filling += missing;
