@@ -17,7 +17,7 @@ import { sandboxSpecSchema, startEtcd, type Driver, type SandboxRecord } from ".
 import { NodeAgent } from "../runtime/node-agent/agent";
 import { createDriver } from "../runtime/node-agent/drivers";
 import { ensureGuestKernel } from "../runtime/node-agent/drivers/qemu";
-import type { Accelerator } from "../runtime/node-agent/drivers/qemu/vm";
+import type { Accelerator } from "../runtime/node-agent/drivers/qemu/command-line";
 import { ImageStore } from "../runtime/node-agent/images";
 import { startScheduler } from "../runtime/scheduler";
 import { buildBusyboxImage } from "../test/helpers/images";

@@ -8,7 +8,8 @@ import { spawn } from "node:child_process";
 import { setPriority } from "node:os";
 import { join } from "node:path";
 import { QmpClient, connectUnix } from "../runtime/node-agent/drivers/qemu/qmp";
-import { qemuArgs, shellQuote, type Accelerator } from "../runtime/node-agent/drivers/qemu/vm";
+import { qemuArgs, type Accelerator } from "../runtime/node-agent/drivers/qemu/command-line";
+import { shellQuote } from "../runtime/node-agent/drivers/qemu/vm";
 
 /** Latency summary in milliseconds. */
 export interface LatencyStats {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { Driver, sandboxSpecSchema, type SandboxSpec } from "../runtime/lib/model";
 import { createDriver } from "../runtime/node-agent/drivers";
 import { ensureGuestKernel, type QemuDriver } from "../runtime/node-agent/drivers/qemu";
-import type { Accelerator } from "../runtime/node-agent/drivers/qemu/vm";
+import type { Accelerator } from "../runtime/node-agent/drivers/qemu/command-line";
 import { ImageStore } from "../runtime/node-agent/images";
 import { buildBusyboxImage } from "../test/helpers/images";
 import { bareQemuRestore, ratio, stats } from "./lib";

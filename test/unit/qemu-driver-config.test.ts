@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sandboxSpecSchema } from "../../runtime/lib/model";
 import { commandScript, parseQemuDriverConfig } from "../../runtime/node-agent/drivers/qemu";
-import { guestMemoryFor } from "../../runtime/node-agent/drivers/qemu/driver";
-import { tcgTimingParams } from "../../runtime/node-agent/drivers/qemu/vm";
+import { guestMemoryFor } from "../../runtime/node-agent/drivers/qemu/images";
+import { tcgTimingParams } from "../../runtime/node-agent/drivers/qemu/command-line";
 
 test("the command script keeps arguments and env values byte for byte through busybox sh", (t) => {
   const dir = mkdtempSync(join(tmpdir(), "sw-qemu-script-"));

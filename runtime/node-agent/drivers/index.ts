@@ -16,7 +16,10 @@ export interface DriverOptions {
   readonly imageStore?: ImageStoreOptions;
   readonly process?: Omit<ProcessDriverOptions, "images" | "imageStore">;
   readonly firecracker?: Omit<FirecrackerDriverOptions, "images" | "imageStore">;
-  /** Sections of drivers registered elsewhere (e.g. `qemu`), passed through untouched. */
+  /**
+   * Untyped sections, validated by their driver when it is built: `qemu` (by
+   * `parseQemuDriverConfig`, which names a bad field); other keys are ignored.
+   */
   readonly [driver: string]: unknown;
 }
 
@@ -106,4 +109,4 @@ export { QemuDriver } from "./qemu";
 export type { QemuDriverConfig } from "./qemu";
 export { createFirecrackerDriver, FirecrackerDriver, firecrackerAbsence } from "./firecracker";
 export type { FirecrackerDriverOptions } from "./firecracker";
-export { FirecrackerApi, FirecrackerApiError } from "./firecracker-api";
+export { FirecrackerApi, FirecrackerApiError } from "./firecracker";

@@ -4,6 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { ImageError } from "./errors";
 
 export const MediaType = {
   OciIndex: "application/vnd.oci.image.index.v1+json",
@@ -89,4 +90,37 @@ export function hostArchitecture(): string {
     ppc64: "ppc64le",
   };
   return names[process.arch] ?? process.arch;
+}
+
+/** Parses an OCI document (`what` names it in errors) with `schema`; an {@link ImageError} if it is not one. */
+export function parseOciDocument<T extends z.ZodType>(
+  bytes: Buffer,
+  schema: T,
+  what: string,
+): z.infer<T> {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString("utf8"));
+  } catch (error) {
+    throw new ImageError("unsupported", `${what} is not JSON`, { cause: error });
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .map((i) => `${i.path.join(".") || "(document)"}: ${i.message}`)
+      .join("; ");
+    throw new ImageError("unsupported", `${what} is not a valid OCI document: ${issues}`);
+  }
+  return parsed.data;
+}
+
+/** What a sandbox takes from an image config (defaults filled in). */
+export function runtimeConfig(document: z.infer<typeof configSchema>): ImageRuntimeConfig {
+  const config = document.config ?? {};
+  return {
+    env: config.Env ?? [],
+    entrypoint: config.Entrypoint ?? [],
+    cmd: config.Cmd ?? [],
+    workingDir: config.WorkingDir || "/work",
+  };
 }

@@ -11,16 +11,14 @@ import { join } from "node:path";
 import test from "ava";
 import { Driver } from "../../../runtime/lib/model";
 import {
-  createFirecrackerDriver,
-  firecrackerAbsence,
-} from "../../../runtime/node-agent/drivers/firecracker";
-import {
   FirecrackerApi,
   FirecrackerApiError,
   bootMicroVm,
+  createFirecrackerDriver,
+  firecrackerAbsence,
   restoreMicroVm,
   snapshotMicroVm,
-} from "../../../runtime/node-agent/drivers/firecracker-api";
+} from "../../../runtime/node-agent/drivers/firecracker";
 import { driverConformance } from "./conformance";
 
 const kernelPath = process.env.SHARDWORKS_FIRECRACKER_KERNEL;

@@ -30,10 +30,10 @@ import {
   findCgroupRoot,
   planUnifiedRoot,
   readUnifiedCgroup,
-  removeCgroup,
   unlimitedOptOut,
   type UnifiedCgroupState,
-} from "../../../runtime/node-agent/drivers/process/limits";
+} from "../../../runtime/node-agent/drivers/process/cgroup-hierarchy";
+import { removeCgroup } from "../../../runtime/node-agent/drivers/process/sandbox-cgroups";
 import { probeProcessDriver } from "../../../runtime/node-agent/drivers/process/probe";
 import { buildBusyboxImage } from "../../helpers/images";
 

@@ -8,7 +8,6 @@
  * command) from fd 3 and `exec`s the command. A warm start hands that script to a launcher that
  * was started earlier; a cold start starts the launcher first.
  */
-import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,20 +18,19 @@ import { Driver, registryAccessOf, type RegistryAccess } from "../../../lib/mode
 import type { ProbeResult, RunRequest, RunningSandbox, SandboxDriver } from "../../driver";
 import { ImageStore, preparedImageKey, type PreparedImage } from "../../images";
 import { launchScript } from "../launch-script";
+import { launcherArgs, spawnInCgroups } from "./bwrap";
 import { Launcher, readInfoPid } from "./launcher";
+import { sandboxCgroupRoots, unlimitedOptOut } from "./cgroup-hierarchy";
+import { meminfoFor } from "./meminfo";
 import {
   checkCgroupRoot,
   createSandboxCgroups,
-  meminfoFor,
   removeCgroup,
   removeLeftoverCgroups,
-  sandboxCgroupRoots,
-  unlimitedOptOut,
-} from "./limits";
+} from "./sandbox-cgroups";
 import {
   checkHostPorts,
   defaultHostPorts,
-  sandboxUid,
   type HostPortRange,
   type ProcessDriverOptions,
 } from "./options";
@@ -42,7 +40,6 @@ import { slirpForward, startSlirp } from "./slirp";
 import { WarmPool } from "../warm-pool";
 
 const log = logger.child({ component: "process-driver" });
-const launcherDir = "/.shardworks";
 /** Launchers started by this process, all drivers together (see `#launch`). */
 let launched = 0;
 
@@ -255,65 +252,13 @@ export class ProcessDriver implements SandboxDriver {
     // ENOSPC rather than reach the cgroup's OOM killer (and bounds each of them without a cgroup).
     const tmpfsBytes = String(Math.max(1, Math.floor(memoryMiB / 2)) * 1024 * 1024);
     const cgroups = await this.#cgroups(memoryMiB);
-    const args = [
-      // Always a new network namespace (never --share-net): with network, slirp4netns gives it
-      // a user-mode network that cannot reach the host's loopback.
-      "--unshare-all",
-      "--unshare-user",
-      "--uid",
-      String(sandboxUid),
-      "--gid",
-      String(sandboxUid),
-      "--info-fd",
-      "5",
-      "--die-with-parent",
-      "--new-session",
-      "--cap-drop",
-      "ALL",
-      // No user namespace inside this one (the kernel's userns code is a frequent escape path).
-      "--disable-userns",
-      ...(this.#seccomp ? ["--seccomp", "6"] : []),
-      "--clearenv",
-      "--hostname",
-      "sandbox",
-      "--ro-bind",
-      prepared.rootfs,
-      "/",
-      "--ro-bind",
-      join(state, "launcher"),
-      launcherDir,
-      "--proc",
-      "/proc",
-      // The sandbox's own figures, not the host's: its memory limit, no load.
-      "--ro-bind",
+    const args = launcherArgs({
+      rootfs: prepared.rootfs,
+      state,
       meminfo,
-      "/proc/meminfo",
-      "--ro-bind",
-      join(state, "loadavg"),
-      "/proc/loadavg",
-      "--dev",
-      "/dev",
-      // bwrap's /dev is an unsized tmpfs the sandbox's uid may write, /dev/shm a directory in it:
-      // /dev/shm becomes a sized tmpfs of its own and the rest of /dev read-only.
-      "--size",
       tmpfsBytes,
-      "--tmpfs",
-      "/dev/shm",
-      "--remount-ro",
-      "/dev",
-      "--size",
-      tmpfsBytes,
-      "--tmpfs",
-      "/tmp",
-      "--size",
-      tmpfsBytes,
-      "--tmpfs",
-      "/work",
-      `${launcherDir}/busybox`,
-      "sh",
-      "-c",
-      `printf r >&4; IFS= read -r -d "" script <&3; eval "$script"`,
-    ];
+      seccomp: this.#seccomp,
+    });
     // fd 6: the seccomp program, opened per launch (bwrap reads it to the end; a shared
     // descriptor would share the read offset).
     const filter = this.#seccomp ? openSync(join(state, "seccomp.bpf"), "r") : undefined;
@@ -326,25 +271,7 @@ export class ProcessDriver implements SandboxDriver {
       "pipe",
     ];
     if (filter !== undefined) stdio.push(filter);
-    // The wrapper shell joins the cgroups before exec'ing bwrap, so every process and page of the
-    // sandbox is counted from its first fork (no window for a fork bomb or an allocation to escape
-    // the limits); if it cannot join one, bwrap never starts.
-    const child =
-      cgroups.length > 0
-        ? spawn(
-            "/bin/sh",
-            [
-              "-c",
-              'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 1; shift; n=$((n - 1)); done; exec "$@"',
-              "sh",
-              String(cgroups.length),
-              ...cgroups,
-              this.#bwrap,
-              ...args,
-            ],
-            { stdio },
-          )
-        : spawn(this.#bwrap, args, { stdio });
+    const child = spawnInCgroups(cgroups, this.#bwrap, args, stdio);
     if (filter !== undefined) closeSync(filter);
     const launcher = new Launcher(child);
     this.#live.add(launcher);

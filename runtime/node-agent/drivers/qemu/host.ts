@@ -11,7 +11,8 @@ import { logger } from "../../../lib/logger";
 import { accelFromEnv } from "./config";
 import { ensureInitramfs, guestAgentFingerprint, hostBusybox } from "./initramfs";
 import { ensureGuestKernel, shardworksCacheDir, type GuestKernel } from "./kernel";
-import { QemuVm, sweepStaleSocketDirs, type Accelerator } from "./vm";
+import type { Accelerator } from "./command-line";
+import { QemuVm, sweepStaleSocketDirs } from "./vm";
 
 const run = promisify(execFile);
 const log = logger.child({ component: "qemu-driver" });
