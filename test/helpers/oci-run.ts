@@ -119,10 +119,13 @@ export async function pidOneOf(bwrap: ChildProcess): Promise<number> {
   throw new Error("no PID 1 appeared under bwrap");
 }
 
-/** Resolves with the exit code (or 128+signal) of `child`. */
+/** Resolves with the exit code (or 128+signal) of `child`, once its output is drained. */
 export function exitOf(child: ChildProcess): Promise<number> {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
-    child.once("exit", (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : 15)));
+    // "close", not "exit": "exit" can come before the child's stdout is drained, and a caller
+    // collecting the output would then read it short (seen on a loaded machine).
+    const drained = [child.stdout, child.stderr].every((s) => s === null || s.destroyed);
+    if (child.exitCode !== null && drained) return resolve(child.exitCode);
+    child.once("close", (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : 15)));
   });
 }
