@@ -29,8 +29,15 @@ export const envoyBootstrapOptionsSchema = z.strictObject({
   adminPort: port,
   /** Address of the admin interface; default 127.0.0.1 (loopback only). */
   adminHost: ipAddress.default("127.0.0.1"),
+  /**
+   * ADS flavour: `delta` (default: a change sends only the resources it changed, ADR 0016) or
+   * `sotw` (state of the world: every subscribed resource again on each change).
+   */
+  adsProtocol: z
+    .enum(["delta", "sotw"], { message: 'must be "delta" (incremental, the default) or "sotw"' })
+    .default("delta"),
 });
-/** Options of {@link envoyBootstrap} (`adminHost` may be left out). */
+/** Options of {@link envoyBootstrap} (`adminHost` and `adsProtocol` may be left out). */
 export type EnvoyBootstrapOptions = z.input<typeof envoyBootstrapOptionsSchema>;
 
 /** Envoy node id of the gateway: the routing controller serves it the `ingress` snapshot. */
@@ -44,7 +51,7 @@ export const XDS_CLUSTER = "xds_cluster";
  * Invalid options throw a zod error naming the field.
  */
 export function envoyBootstrap(input: EnvoyBootstrapOptions): Record<string, unknown> {
-  const { nodeId, cluster, adsHost, adsPort, adminPort, adminHost } =
+  const { nodeId, cluster, adsHost, adsPort, adminPort, adminHost, adsProtocol } =
     envoyBootstrapOptionsSchema.parse(input);
   const ads = { ads: {}, resource_api_version: "V3" };
   return {
@@ -56,7 +63,7 @@ export function envoyBootstrap(input: EnvoyBootstrapOptions): Record<string, unk
       ads_config: {
         // Incremental: a shard change sends Envoy the one route configuration it changed, not
         // all of them again (ADR 0016).
-        api_type: "DELTA_GRPC",
+        api_type: adsProtocol === "delta" ? "DELTA_GRPC" : "GRPC",
         transport_api_version: "V3",
         // Envoy's default backoff after a lost ADS stream grows to 30 s: after a long controller
         // outage it reconnected ~16 s after the controller was back. Capped at 0.5 s (jittered), it

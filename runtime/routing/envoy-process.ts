@@ -27,6 +27,8 @@ export interface StartEnvoyOptions {
   readyTimeoutMs?: number;
   /** Also wait for the `ingress` listener; default true. */
   waitForListener?: boolean;
+  /** ADS flavour of the bootstrap; default `delta`. */
+  adsProtocol?: "delta" | "sotw";
 }
 
 /** A running Envoy. */
@@ -58,6 +60,7 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
         adsHost: options.adsHost ?? "127.0.0.1",
         adsPort: options.adsPort,
         adminPort: 0,
+        ...(options.adsProtocol === undefined ? {} : { adsProtocol: options.adsProtocol }),
       }),
     ),
   );

@@ -117,4 +117,12 @@ test("bootstrap options are validated and the error names the field", (t) => {
   const error = t.throws(() => envoyBootstrap({ ...base, adminHost: "localhost" }));
   t.regex(error.message, /adminHost[\s\S]*must be an IP address/);
   t.regex(t.throws(() => envoyBootstrap({ ...base, adsPort: 70000 })).message, /adsPort/);
+  const protocol = t.throws(() =>
+    envoyBootstrap({ ...base, adsProtocol: "incremental" as unknown as "delta" }),
+  );
+  t.regex(protocol.message, /adsProtocol[\s\S]*must be \\"delta\\"/);
+  const ads = (b: Record<string, unknown>) =>
+    (b.dynamic_resources as { ads_config: { api_type: string } }).ads_config.api_type;
+  t.is(ads(envoyBootstrap({ ...base, adsProtocol: "sotw" })), "GRPC");
+  t.is(ads(envoyBootstrap(base)), "DELTA_GRPC");
 });
