@@ -24,7 +24,12 @@ import type { BaselineService, ShardRecord } from "../runtime/lib/model";
 import { freePort } from "../runtime/lib/ports";
 import { RoutingController } from "../runtime/routing/controller";
 import { startEnvoy } from "../runtime/routing/envoy-process";
-import { forNode, Translator } from "../runtime/routing/translate";
+import {
+  DEFAULT_ROUTE_BUCKETS,
+  forNode,
+  routeBucket,
+  Translator,
+} from "../runtime/routing/translate";
 import { Snapshot } from "../runtime/routing/xds";
 import { ensureEnvoy } from "../scripts/envoy";
 import { ratio, stats, type LatencyStats } from "./lib";
@@ -244,6 +249,11 @@ async function main(): Promise<void> {
       scales.push({ shards: n, envoyRssMiB: rss, perRequest });
       if (n === SCALES[0] || n === SCALES.at(-1)) {
         const samples: number[] = [];
+        // The controller's share of each push: translate + both snapshots + their checks.
+        const controllerMillis: number[] = [];
+        const onSnapshot = (e: { translateMillis: number }) =>
+          controllerMillis.push(e.translateMillis);
+        controller.events.on("snapshot", onSnapshot);
         for (let j = 0; j < PUSH_SAMPLES; j++) {
           const i = j * SERVICES; // forks svc-0
           const pushKey = `push-${n}-${j}`;
@@ -253,18 +263,30 @@ async function main(): Promise<void> {
           if (!(await routed(pushKey, 10_000))) throw new Error(`push ${pushKey} never routed`);
           samples.push(performance.now() - t0);
         }
+        controller.events.off("snapshot", onSnapshot);
         // Take them out again so the next scale has exactly its count.
         await etcd.client.delete().prefix(keys.shard(`p-${n}-`));
         // Envoy's side of a push: how long it takes to apply the ingress RouteConfiguration.
+        // Envoy's side: how long it takes to apply one scope's RouteConfiguration (the last
+        // push's bucket; ADR 0016).
+        const lastScope = `ingress/b${routeBucket(`push-${n}-${PUSH_SAMPLES - 1}`, DEFAULT_ROUTE_BUCKETS)}`;
         const envoyStats = (
           await envoy.admin(
-            "/stats?filter=rds.ingress.update_duration|rds.ingress.config_reload$|control_plane.rate_limit_enforced",
+            `/stats?filter=${encodeURIComponent(`rds\\.${lastScope}\\.update_duration|rate_limit_enforced`)}`,
           )
         )
           .trim()
           .split("\n");
-        push.push({ shards: n, shardPutToFirstRoutedRequestMillis: stats(samples), envoyStats });
-        say(`${n} shards: push ${JSON.stringify(stats(samples))} ${envoyStats.join(" | ")}`);
+        const controllerStats = stats(controllerMillis);
+        push.push({
+          shards: n,
+          shardPutToFirstRoutedRequestMillis: stats(samples),
+          controllerMillisPerChange: controllerStats,
+          envoyStats,
+        });
+        say(
+          `${n} shards: push ${JSON.stringify(stats(samples))}, controller ${JSON.stringify(controllerStats)} ${envoyStats.join(" | ")}`,
+        );
       }
     }
     const first = scales[0] as { envoyRssMiB: number; perRequest: Record<string, KindResult> };
