@@ -46,6 +46,12 @@ export interface ApiOptions {
    * registry); the platform token may name any registry either way.
    */
   shardRegistries?: readonly string[];
+  /**
+   * Whether shard tokens may ask for `network: true`. Default false: a networked sandbox reaches
+   * every address its node reaches (slirp4netns connects from the node), so a platform allows it
+   * only once the nodes' egress is firewalled. The platform token may either way.
+   */
+  shardNetwork?: boolean;
 }
 
 /** The whole scheduler API. */
@@ -105,6 +111,7 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
       ...(options.shardRegistries === undefined
         ? {}
         : { shardRegistries: options.shardRegistries }),
+      shardNetwork: options.shardNetwork === true,
     }),
   );
   app.route("/v1/nodes", nodesApp(store));

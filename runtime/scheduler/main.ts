@@ -6,7 +6,7 @@
  * version `/healthz` reports from `SHARDWORKS_RUNTIME_VERSION`.
  */
 import { Command, Option } from "commander";
-import { ZodError } from "zod";
+import { z, ZodError } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { closeOnSignals } from "../lib/shutdown";
@@ -59,6 +59,8 @@ async function main(argv: readonly string[]): Promise<void> {
     ...(process.env.SHARDWORKS_SHARD_REGISTRIES
       ? { shardRegistries: process.env.SHARDWORKS_SHARD_REGISTRIES.split(",").filter(Boolean) }
       : {}),
+    // `allow` lets shard tokens ask for network: true (default `deny`).
+    shardNetwork: shardNetworkEnv.parse(process.env.SHARDWORKS_SHARD_NETWORK ?? "deny") === "allow",
     host: o.host,
     port: Number(o.port),
     strategy: o.strategy as "binpack",
@@ -67,6 +69,11 @@ async function main(argv: readonly string[]): Promise<void> {
   console.log(JSON.stringify({ ready: true, url: scheduler.url }));
   closeOnSignals("scheduler", () => scheduler.close());
 }
+
+/** `SHARDWORKS_SHARD_NETWORK`: whether shard tokens may ask for `network: true`. */
+const shardNetworkEnv = z.enum(["allow", "deny"], {
+  message: 'SHARDWORKS_SHARD_NETWORK must be "allow" or "deny" (the default)',
+});
 
 /** Run a scheduler replica from command-line arguments (`process.argv` form); exits on error. */
 export function schedulerMain(argv: readonly string[]): Promise<void> {

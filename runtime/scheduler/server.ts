@@ -47,6 +47,8 @@ export const schedulerConfigSchema = z.strictObject({
   version: z.string().min(1).optional(),
   /** Registries (host[:port]) shard tokens may pull from; unset = any public registry. */
   shardRegistries: z.array(z.string().min(1).max(260)).optional(),
+  /** Whether shard tokens may ask for `network: true` (default false; `ApiOptions.shardNetwork`). */
+  shardNetwork: z.boolean().default(false),
 });
 export type SchedulerConfig = z.input<typeof schedulerConfigSchema>;
 
@@ -87,6 +89,7 @@ export async function startScheduler(
     ...(parsed.agentToken === undefined ? {} : { agentToken: parsed.agentToken }),
     ...(parsed.version === undefined ? {} : { version: parsed.version }),
     ...(parsed.shardRegistries === undefined ? {} : { shardRegistries: parsed.shardRegistries }),
+    shardNetwork: parsed.shardNetwork,
     mounts: [
       { path: "/v1/shards", app: createShardsApi(new ShardStore(client)) },
       { path: "/v1/xds", app: createXdsStatusApi(store) },

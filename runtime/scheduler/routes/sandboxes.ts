@@ -40,6 +40,8 @@ export interface SandboxesAppOptions {
    * `ApiOptions.shardRegistries`).
    */
   shardRegistries?: readonly string[];
+  /** Whether shard tokens may ask for `network: true` (see `ApiOptions.shardNetwork`). */
+  shardNetwork?: boolean;
 }
 
 /** The sandboxes sub-app (`/v1/sandboxes`). */
@@ -65,6 +67,12 @@ export function sandboxesApp(store: Store, options: SandboxesAppOptions): Hono<A
         throw new ForbiddenError(
           "forbidden",
           `image: "oci:" layout paths are for the platform token only; a shard token must use a registry reference (host/repository:tag or @sha256:…)`,
+        );
+      }
+      if (spec.network && options.shardNetwork !== true) {
+        throw new ForbiddenError(
+          "forbidden",
+          "network: a shard's sandbox has no network on this platform (a networked sandbox reaches every address its node reaches: the cloud's metadata service, the node's own services, the private network); leave network out, or ask the platform team to allow it (SHARDWORKS_SHARD_NETWORK=allow, once the nodes' egress is firewalled)",
         );
       }
       spec.registryAccess = checkShardRegistry(spec.image, options.shardRegistries);

@@ -324,3 +324,31 @@ test("a sandbox written before shard uids existed belongs to a shard of its name
   );
   t.deepEqual(ids, ["from-this-shard"]);
 });
+
+test("a shard token's sandbox gets no network unless the platform allows it; the platform's may", async (t) => {
+  const { call, shard } = await setup(t);
+  const token = await shard("alice");
+  const networked = sandbox("registry.example.com/app:1", { network: true, ports: [8080] });
+  const refused = await call("/v1/sandboxes", { method: "POST", token, body: networked });
+  t.is(refused.status, 403);
+  t.regex(
+    refused.body.error?.message ?? "",
+    /^network: .*metadata service.*SHARDWORKS_SHARD_NETWORK=allow/,
+  );
+  const platform = await call("/v1/sandboxes", { method: "POST", body: networked });
+  t.is(platform.status, 201, JSON.stringify(platform.body));
+  const quiet = await call("/v1/sandboxes", {
+    method: "POST",
+    token,
+    body: sandbox("registry.example.com/app:1"),
+  });
+  t.is(quiet.status, 201, "without network a shard token's sandbox is taken");
+
+  const allowing = await setup(t, { shardNetwork: true });
+  const allowed = await allowing.call("/v1/sandboxes", {
+    method: "POST",
+    token: await allowing.shard("bob"),
+    body: networked,
+  });
+  t.is(allowed.status, 201, JSON.stringify(allowed.body));
+});
