@@ -7,11 +7,9 @@ import { createHash } from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterRoleName } from "./access-control";
-import { MAX_ROUTING_KEY_LENGTH, MAX_SHARD_TTL_SECONDS, dnsLabel } from "../runtime/lib/model";
+import { MAX_ROUTING_KEY_LENGTH, MAX_SHARD_TTL_SECONDS, dnsLabel } from "../contract/model";
+import { EXPIRES_AT_ANNOTATION, SHARD_LABEL, SHARD_NAMESPACE_PREFIX } from "../contract";
 import {
-  EXPIRES_AT_ANNOTATION,
-  SHARD_LABEL,
-  SHARD_NAMESPACE_PREFIX,
   TIMEOUT_SECONDS_ANNOTATION,
   appLabels,
   podSecurityLabels,

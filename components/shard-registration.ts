@@ -14,7 +14,7 @@ import {
   destinationSchema,
   dnsLabel,
   routingKeySchema,
-} from "../runtime/lib/model";
+} from "../contract/model";
 import type { ShardRegistrationInput } from "./dev-shard";
 
 /** What the provider stores as inputs. */
@@ -98,7 +98,7 @@ function shardBody(p: ShardRegistrationProps): unknown {
 }
 
 /**
- * What check() accepts: the API's own rules, from the shared schemas of `runtime/lib/model/`
+ * What check() accepts: the API's own rules, from the shared schemas of `contract/model/`
  * (one definition of a routing key, destination and the 7-day TTL limit). Pulumi serializes the
  * provider into the state and cannot serialize zod schema objects (they hold bound native
  * functions), so the provider captures their JSON Schema (plain data) and rebuilds the zod schema

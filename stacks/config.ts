@@ -8,7 +8,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { MAX_SHARD_TTL_SECONDS, dnsLabel, routingKeySchema } from "../runtime/lib/model";
+import { MAX_SHARD_TTL_SECONDS, dnsLabel, routingKeySchema } from "../contract/model";
 import { parseDuration } from "./duration";
 import { METAL_INSTANCE_TYPE, NodeGroupRole } from "../components/common";
 import { MAX_JIT_CEILING_MS } from "../components/access-control";

@@ -3,7 +3,7 @@
  * come back as {@link ApiError} carrying the server's message (which names the fix).
  */
 import type { XdsClientsReport } from "../routing/xds-status-api";
-import type { NodeRecord, Resources, SandboxRecord } from "../lib/model";
+import type { NodeRecord, Resources, SandboxRecord } from "../../contract/model";
 
 /** An error answer of the API. */
 export class ApiError extends Error {

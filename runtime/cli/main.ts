@@ -6,7 +6,7 @@
  */
 import type { XdsClientsReport, XdsResourceStatus } from "../routing/xds-status-api";
 import { Command, Option } from "commander";
-import { DEFAULT_MAX_JIT_MS } from "../../components/access-rules";
+import { DEFAULT_MAX_JIT_MS } from "../../contract";
 import {
   Duration,
   checkGrantRequest,
@@ -19,7 +19,7 @@ import {
   timeLeft,
   type Grant,
 } from "../access";
-import type { SandboxRecord } from "../lib/model";
+import type { SandboxRecord } from "../../contract/model";
 import { ApiError, SchedulerClient } from "./client";
 import { age, table } from "./table";
 

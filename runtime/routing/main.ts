@@ -13,7 +13,7 @@ import { Etcd3 } from "etcd3";
 import { z } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
-import { baselineServiceSchema, nodeName } from "../lib/model";
+import { baselineServiceSchema, nodeName } from "../../contract/model";
 import { createAccessReaper, type AccessReaper } from "../access/reaper";
 import { loadKubeConfig } from "../access/kubeconfig";
 import { RoutingController } from "./controller";

@@ -22,7 +22,7 @@
  * baggage value (CR, LF, NUL after decoding) reaches a header.
  */
 import { parseKeyPairsIntoRecord } from "@opentelemetry/core";
-import { MAX_ROUTING_KEY_LENGTH } from "../lib/model";
+import { MAX_ROUTING_KEY_LENGTH } from "../../contract/model";
 import { ExtensionTypeUrl, pack } from "./xds/protos";
 
 /** The header carrying a routing key. */

@@ -18,7 +18,7 @@ import {
   serviceProtocolSchema,
   type ServiceProtocol,
   type ShardRecord,
-} from "../lib/model";
+} from "../../contract/model";
 import { ShardStore } from "./shard-store";
 
 /**
