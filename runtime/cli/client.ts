@@ -2,7 +2,7 @@
  * A small typed client of the scheduler API, used by the CLI and `npm start`. Errors from the API
  * come back as {@link ApiError} carrying the server's message (which names the fix).
  */
-import type { XdsClientsReport } from "../routing/xds-status-api";
+import type { XdsClientsReport } from "../../contract/api";
 import type { NodeRecord, Resources, SandboxRecord } from "../../contract/model";
 
 /** An error answer of the API. */

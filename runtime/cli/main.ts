@@ -4,7 +4,7 @@
  * `--token`/`SHARDWORKS_TOKEN` say which scheduler and who we are; the `access` commands talk to
  * the Kubernetes API server of `--kubeconfig`/`KUBECONFIG` instead.
  */
-import type { XdsClientsReport, XdsResourceStatus } from "../routing/xds-status-api";
+import type { XdsClientsReport, XdsResourceStatus } from "../../contract/api";
 import { Command, Option } from "commander";
 import { DEFAULT_MAX_JIT_MS } from "../../contract";
 import {
