@@ -4,7 +4,7 @@
  * of the way, not refused, so a client still reads a newer scheduler's answer.
  */
 import { z } from "zod";
-import { nodeRecordSchema, resourcesSchema, sandboxRecordSchema } from "../model";
+import { nodeRecordSchema, sandboxRecordSchema } from "../model";
 
 /** `GET /healthz`: the scheduler reaches etcd; `version` when it knows the one it runs. */
 export const healthzSchema = z.object({ ok: z.literal(true), version: z.string().optional() });
@@ -18,7 +18,14 @@ export const sandboxListSchema = z.object({ items: z.array(sandboxViewSchema) })
 
 /** A node as `GET /v1/nodes` answers it: its record and what is allocated on it. */
 export const nodeViewSchema = nodeRecordSchema
-  .extend({ allocated: resourcesSchema.extend({ sandboxes: z.number().int().nonnegative() }) })
+  .extend({
+    // What runs there now, so zero is an answer (unlike a sandbox's or a node's resources).
+    allocated: z.object({
+      cpuMillis: z.number().int().nonnegative(),
+      memoryMiB: z.number().int().nonnegative(),
+      sandboxes: z.number().int().nonnegative(),
+    }),
+  })
   .loose();
 export type NodeView = z.infer<typeof nodeViewSchema>;
 

@@ -20,7 +20,8 @@ import {
   type Grant,
 } from "../access";
 import type { SandboxRecord } from "../../contract/model";
-import { ApiError, SchedulerClient } from "./client";
+import { ApiError, type SchedulerClient } from "../../contract/client";
+import { cliClient } from "./client";
 import { age, table } from "./table";
 
 interface GlobalOptions {
@@ -37,7 +38,7 @@ function clientOf(cmd: Command): { client: SchedulerClient; json: boolean } {
       "no_token",
       "no token: pass --token or set SHARDWORKS_TOKEN (npm start prints one)",
     );
-  return { client: new SchedulerClient(o.api, o.token), json: o.json === true };
+  return { client: cliClient(o.api, o.token), json: o.json === true };
 }
 
 function print(json: boolean, value: unknown, text: () => string): void {

@@ -31,7 +31,7 @@ import { ensureEnvoy } from "../../scripts/envoy";
 import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "../routing/translate";
 import { startScheduler, type RunningScheduler } from "../scheduler/server";
 import { spawnNodeAgent, type SpawnedNodeAgent } from "../node-agent/spawn";
-import { SchedulerClient } from "./client";
+import { cliClient } from "./client";
 import { buildBusyboxImage } from "./demo-image";
 
 async function main(): Promise<void> {
@@ -96,7 +96,7 @@ async function main(): Promise<void> {
     }
 
     const image = await buildBusyboxImage(join(work, "image"));
-    const client = new SchedulerClient(scheduler.url, token);
+    const client = cliClient(scheduler.url, token);
     console.log(`\ndemo: running "echo hello from a sandbox" in ${image} …`);
     const demo = await client.createSandbox(
       {
