@@ -51,4 +51,32 @@ export const Env = {
   dataDir: "SHARDWORKS_DATA_DIR",
   /** Routing controller's baseline services, JSON `[{ name, destination: "host:port", hosts? }]`. */
   baselineServices: "SHARDWORKS_BASELINE_SERVICES",
+  /** Scheduler: `binpack` or `spread`. */
+  strategy: "SHARDWORKS_STRATEGY",
+  /** Scheduler: the placer election's lease TTL, seconds. */
+  electionTtl: "SHARDWORKS_ELECTION_TTL",
+  /** Scheduler: registries (host[:port], comma-separated) shard tokens may pull from. */
+  shardRegistries: "SHARDWORKS_SHARD_REGISTRIES",
+  /** Node agent: CPU capacity in millicores and memory in MiB (default: the machine's). */
+  nodeCpu: "SHARDWORKS_NODE_CPU",
+  nodeMemory: "SHARDWORKS_NODE_MEMORY",
+  /** Node agent: its lease TTL, seconds. */
+  leaseTtl: "SHARDWORKS_LEASE_TTL",
+  /** Node agent: how long a warm sandbox may stay idle, seconds. */
+  warmIdleSeconds: "SHARDWORKS_WARM_IDLE_SECONDS",
+  /** Routing controller: the gateway's ingress listener, and the sandbox domain it serves. */
+  ingressPort: "SHARDWORKS_INGRESS_PORT",
+  ingressHost: "SHARDWORKS_INGRESS_HOST",
+  domain: "SHARDWORKS_DOMAIN",
+  /** Routing controller: kubeconfig of the access reaper (default: in-cluster). */
+  kubeconfig: "SHARDWORKS_KUBECONFIG",
+  /** CLI: the scheduler API's base URL and the token to call it with. */
+  api: "SHARDWORKS_API",
+  token: "SHARDWORKS_TOKEN",
+  /** CLI: the longest JIT grant `access grant` asks for. */
+  jitMax: "SHARDWORKS_JIT_MAX",
+  /** `npm start`: where every process's JSON log lines go, and its fixed ports (0 = free). */
+  logFile: "SHARDWORKS_LOG_FILE",
+  gatewayPort: "SHARDWORKS_GATEWAY_PORT",
+  xdsPort: "SHARDWORKS_XDS_PORT",
 } as const;

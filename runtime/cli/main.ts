@@ -23,6 +23,7 @@ import type { SandboxRecord } from "../../contract/model";
 import { ApiError, type SchedulerClient } from "../../contract/client";
 import { cliClient } from "./client";
 import { age, table } from "./table";
+import { Env } from "../../contract";
 
 interface GlobalOptions {
   api: string;
@@ -97,11 +98,9 @@ export function buildProgram(): Command {
   const program = new Command("shardworks")
     .description("Run sandboxes on the Shardworks runtime")
     .addOption(
-      new Option("--api <url>", "scheduler URL")
-        .env("SHARDWORKS_API")
-        .default("http://127.0.0.1:8080"),
+      new Option("--api <url>", "scheduler URL").env(Env.api).default("http://127.0.0.1:8080"),
     )
-    .addOption(new Option("--token <token>", "platform or shard token").env("SHARDWORKS_TOKEN"))
+    .addOption(new Option("--token <token>", "platform or shard token").env(Env.token))
     .option("--json", "print JSON instead of tables")
     .showHelpAfterError();
 
@@ -316,7 +315,7 @@ function addAccessCommands(program: Command): void {
     .option("--shard <shard>", "limit the grant to namespace shard-<shard>")
     .addOption(
       new Option("--max <duration>", "the platform's longest grant")
-        .env("SHARDWORKS_JIT_MAX")
+        .env(Env.jitMax)
         .default(formatDuration(DEFAULT_MAX_JIT_MS)),
     )
     .action(async (o: Record<string, string | undefined>, cmd: Command) => {
