@@ -23,6 +23,61 @@ export default tseslint.config(
       ],
     },
   },
+  // Imports run one way (docs/adr/0017-one-contract-module.md): contract/ imports neither side,
+  // the runtime never imports the Pulumi side, and the Pulumi side reaches the runtime's facts
+  // only through contract/. A wrong import fails `npm run lint`.
+  {
+    files: ["contract/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex:
+                "^\\.\\.?/(\\.\\./)*(components|stacks|policy|runtime|scripts|test|bench)(/|$)",
+              message:
+                "contract/ is imported by both sides and imports neither: move the shared fact into contract/ instead.",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ["runtime/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^\\.\\.?/(\\.\\./)*(components|stacks|policy)(/|$)",
+              message:
+                "the runtime does not import the Pulumi side: take the shared fact from contract/ (move it there if it is not yet).",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ["components/**/*.ts", "stacks/**/*.ts", "policy/**/*.ts", "index.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^\\.\\.?/(\\.\\./)*runtime(/|$)",
+              message:
+                "the Pulumi side does not import the runtime: take the shared fact from contract/ (move it there if it is not yet).",
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ["test/**/*.ts", "bench/**/*.ts"],
     rules: {

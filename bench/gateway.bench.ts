@@ -20,7 +20,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { startEtcd } from "../runtime/lib/etcd-server";
 import { keys } from "../runtime/lib/keys";
-import type { BaselineService, ShardRecord } from "../runtime/lib/model";
+import type { BaselineService, ShardRecord } from "../contract/model";
 import { freePort } from "../runtime/lib/ports";
 import { RoutingController } from "../runtime/routing/controller";
 import { startEnvoy } from "../runtime/routing/envoy-process";

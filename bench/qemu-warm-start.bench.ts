@@ -9,7 +9,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { Driver, sandboxSpecSchema, type SandboxSpec } from "../runtime/lib/model";
+import { Driver, sandboxSpecSchema, type SandboxSpec } from "../contract/model";
 import { createDriver } from "../runtime/node-agent/drivers";
 import { ensureGuestKernel, type QemuDriver } from "../runtime/node-agent/drivers/qemu";
 import type { Accelerator } from "../runtime/node-agent/drivers/qemu/command-line";

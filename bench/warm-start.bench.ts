@@ -10,7 +10,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { sandboxSpecSchema } from "../runtime/lib/model";
+import { sandboxSpecSchema } from "../contract/model";
 import { createProcessDriver } from "../runtime/node-agent/drivers/process";
 import { ImageStore } from "../runtime/node-agent/images";
 import { buildBusyboxImage } from "../test/helpers/images";

@@ -6,18 +6,20 @@
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { dnsLabel } from "../runtime/lib/model";
+import { dnsLabel } from "../contract/model";
 import {
+  checkJitExpiry,
+  checkJitMaxDuration,
   CLUSTER_ROLE_RULES,
   ClusterRoleName,
   DEFAULT_MAX_JIT_MS,
-  checkJitExpiry,
-  checkJitMaxDuration,
-} from "./access-rules";
-import { EXPIRES_AT_ANNOTATION, JIT_LABEL, appLabels } from "./common";
+  EXPIRES_AT_ANNOTATION,
+  JIT_LABEL,
+} from "../contract";
+import { appLabels } from "./common";
 import { JitExpiry } from "./jit-expiry";
 
-export { ClusterRoleName, DEFAULT_MAX_JIT_MS, MAX_JIT_CEILING_MS } from "./access-rules";
+export { ClusterRoleName, DEFAULT_MAX_JIT_MS, MAX_JIT_CEILING_MS } from "../contract";
 
 /** A Kubernetes RBAC subject. */
 export interface Subject {

@@ -7,13 +7,9 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { dnsLabel } from "../runtime/lib/model";
-import {
-  SHARD_NAMESPACE_PREFIX,
-  SKIP_AWAIT_ANNOTATION,
-  SYSTEM_NAMESPACE,
-  appLabels,
-} from "./common";
+import { dnsLabel } from "../contract/model";
+import { SHARD_NAMESPACE_PREFIX, SYSTEM_NAMESPACE } from "../contract";
+import { SKIP_AWAIT_ANNOTATION, appLabels } from "./common";
 import type { BaselineService } from "./dev-shard";
 
 /** Suffix of the Service that selects a routed baseline service's own pods. */

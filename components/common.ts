@@ -1,61 +1,13 @@
 /**
- * Names, labels and small builders shared by the components: the contract between the Pulumi
- * side and the runtime (taint key, annotation names, ports, env var names).
+ * Labels, annotations and small builders the components share. The names the runtime reads too
+ * (label and annotation keys, ports, env vars) are in `contract/names.ts`.
  */
 import type * as k8s from "@pulumi/kubernetes";
 
-/** Label and taint key of the bare-metal nodes that run microVMs. */
-export const MICROVM_KEY = "shardworks.dev/microvm";
-/** RFC 3339 expiry of a shard namespace or a JIT grant; the reapers delete what is past it. */
-export const EXPIRES_AT_ANNOTATION = "shardworks.dev/expires-at";
-/** Label carrying the shard name on everything a DevShard creates. */
-export const SHARD_LABEL = "shardworks.dev/shard";
-/** Prefix of a shard's namespace: shard `alice` lives in `shard-alice`. */
-export const SHARD_NAMESPACE_PREFIX = "shard-";
-/** Label (value `"true"`) marking a JIT grant's binding, so the access reaper and policy find it. */
-export const JIT_LABEL = "shardworks.dev/jit";
-/** Host paths the node agent mounts: the KVM device and its state directory. Nothing else may. */
-export const NODE_AGENT_HOST_PATHS = { kvm: "/dev/kvm", state: "/var/lib/shardworks" } as const;
 /** Pulumi's annotation to not wait for readiness (see the `skipAwait` args). */
 export const SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait";
 /** Pulumi's annotation: how long the Kubernetes provider waits for an object to become ready. */
 export const TIMEOUT_SECONDS_ANNOTATION = "pulumi.com/timeoutSeconds";
-/** The namespace of the runtime services: the only one where a privileged container runs. */
-export const SYSTEM_NAMESPACE = "shardworks-system";
-
-/** Ports the runtime services listen on (container and Service ports). */
-export const Ports = {
-  schedulerApi: 8080,
-  xds: 18000,
-  nodeAgent: 7070,
-  etcdClient: 2379,
-  etcdPeer: 2380,
-} as const;
-
-/** Environment variables the runtime processes read. */
-export const Env = {
-  etcdEndpoints: "SHARDWORKS_ETCD_ENDPOINTS",
-  platformToken: "SHARDWORKS_PLATFORM_TOKEN",
-  /** Bearer token of the node agents' APIs: the scheduler sends it, the agents demand it. */
-  agentToken: "SHARDWORKS_AGENT_TOKEN",
-  /** The runtime version (the image tag): `/healthz` and `routers/<name>` report it. */
-  runtimeVersion: "SHARDWORKS_RUNTIME_VERSION",
-  /** The pod's IP (downward API), for addresses the pod advertises. */
-  podIp: "SHARDWORKS_POD_IP",
-  /** A routing controller replica's name in etcd (`routers/<name>`): its pod name. */
-  routerName: "SHARDWORKS_ROUTER_NAME",
-  /** Where the scheduler reaches a routing controller replica's ADS/CSDS. */
-  advertiseAddress: "SHARDWORKS_ADVERTISE_ADDRESS",
-  nodeName: "SHARDWORKS_NODE_NAME",
-  /** Address to listen on (the node agent also advertises it, so it gets the pod IP). */
-  listenHost: "SHARDWORKS_LISTEN_HOST",
-  listenPort: "SHARDWORKS_LISTEN_PORT",
-  driver: "SHARDWORKS_DRIVER",
-  /** Node agent's work dirs, logs and image cache. */
-  dataDir: "SHARDWORKS_DATA_DIR",
-  /** Routing controller's baseline services, JSON `[{ name, destination: "host:port", hosts? }]`. */
-  baselineServices: "SHARDWORKS_BASELINE_SERVICES",
-} as const;
 
 /** The role of a node group: system pods, or microVM sandboxes (needs KVM, so bare metal). */
 export const NodeGroupRole = { System: "system", Microvm: "microvm" } as const;

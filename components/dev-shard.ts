@@ -7,248 +7,48 @@ import { createHash } from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterRoleName } from "./access-control";
-import { MAX_ROUTING_KEY_LENGTH, MAX_SHARD_TTL_SECONDS, dnsLabel } from "../runtime/lib/model";
+import { MAX_ROUTING_KEY_LENGTH } from "../contract/model";
+import { EXPIRES_AT_ANNOTATION, SHARD_LABEL, SHARD_NAMESPACE_PREFIX } from "../contract";
+import { TIMEOUT_SECONDS_ANNOTATION, appLabels, podSecurityLabels } from "./common";
+import type { BaselineService, DevShardArgs } from "./dev-shard/args";
+import { containerLimits, containerRequests } from "./dev-shard/quantities";
 import {
-  EXPIRES_AT_ANNOTATION,
-  SHARD_LABEL,
-  SHARD_NAMESPACE_PREFIX,
-  TIMEOUT_SECONDS_ANNOTATION,
-  appLabels,
-  podSecurityLabels,
-  type ProbeCheck,
-} from "./common";
+  DEFAULT_READY_TIMEOUT_SECONDS,
+  baselineOf,
+  forkReadiness,
+  validateForks,
+  validateForksAgainstBaseline,
+  validateReadyTimeout,
+  validateShardName,
+  validateTtl,
+} from "./dev-shard/validate";
 
-export { MAX_SHARD_TTL_SECONDS };
-
-/** A baseline service as the platform stack exports it. */
-export interface BaselineService {
-  image: string;
-  port: number;
-  namespace: string;
-  /**
-   * Labels of the service's pods. With it, calls between services are routed too (ADR 0012):
-   * the platform owns Service `<name>` (→ the gateway) and `<name>-baseline` (→ these pods).
-   * Absent: routed at the edge only, the team's own Service `<name>` is the baseline.
-   */
-  selector?: Record<string, string>;
-  /**
-   * Path its pods answer 2xx on once they serve (an HTTP readiness probe for its forks).
-   * Absent: a fork is ready once its port accepts connections (a TCP probe).
-   */
-  readinessPath?: string;
-}
-
-/** One fork: overrides of a baseline service. */
-export interface ForkSpec {
-  /** Image of the fork. Default: the baseline's image (a fork that only changes env). */
-  image?: string;
-  /** Environment of the fork's container. Default: none. */
-  env?: Record<string, string>;
-  /** Container and Service port. Default: the baseline's port. */
-  port?: number;
-  /** Replicas. Default 1. */
-  replicas?: number;
-  /** Readiness path of the fork (see {@link BaselineService.readinessPath}). Default: the baseline's. */
-  readinessPath?: string;
-}
-
-/** Resource quota of a shard namespace. */
-export interface ShardQuota {
-  /** CPU quantity for requests and limits, e.g. `"4"`. */
-  cpu: string;
-  /** Memory quantity for requests and limits, e.g. `"8Gi"`. */
-  memory: string;
-  /** Most pods at once. */
-  pods: number;
-}
-
-/**
- * What a registration of the shard with the runtime API needs. The registration itself (a
- * Pulumi dynamic resource that calls the scheduler, so that `pulumi destroy` deregisters) is
- * built by the routing work; it is plugged in through {@link DevShardArgs.register}.
- */
-export interface ShardRegistrationInput {
-  name: string;
-  owner: string;
-  namespace: pulumi.Output<string>;
-  routingKey: string;
-  /** Baseline service → `"<svc>.<ns>.svc.cluster.local:<port>"` of its fork. */
-  forkDestinations: pulumi.Output<Record<string, string>>;
-  ttlSeconds: number;
-  expiresAt: string;
-}
-
-/** Arguments of {@link DevShard}. */
-export interface DevShardArgs {
-  /** Shard name: a DNS label of at most 57 characters; the namespace is `shard-<name>`. */
-  shardName: string;
-  /** Kubernetes user name of the owner: bound to `shardworks:shard-owner` in the namespace. */
-  owner: string;
-  /** Routing key requests carry to reach the forks. Default: `shard-<name>`. */
-  routingKey?: string;
-  /** Baseline service → fork overrides. Every key must be a service of `baseline`. Default: none. */
-  forks?: Record<string, ForkSpec>;
-  /** The platform's baseline services (from the platform stack's outputs). */
-  baseline: pulumi.Input<Record<string, BaselineService>>;
-  /** Namespace of the Envoy gateway: the only namespace allowed into the shard. */
-  gatewayNamespace: pulumi.Input<string>;
-  /** Time to live in seconds; at most 7 days. Each `pulumi up` restarts it from `now`. */
-  ttlSeconds: number;
-  /** Quota of the namespace. Default: 4 CPU, 8Gi, 20 pods. */
-  quota?: ShardQuota;
-  /** Clock for the expiry. Default: now. */
-  now?: Date;
-  /**
-   * How long `pulumi up` waits for each fork's pods to become Ready (and its Service to reach
-   * them) before it fails, naming the fork and why its pods are not ready (e.g. `ErrImagePull`).
-   * Whole seconds, 1 to 3600. Default 300.
-   */
-  readyTimeoutSeconds?: number;
-  /**
-   * Registers the shard with the runtime API (routing key + fork destinations), created as a
-   * child of the shard after its Services. Default: no registration (routing does not know the
-   * shard until something registers it).
-   */
-  register?: (input: ShardRegistrationInput, opts: pulumi.CustomResourceOptions) => pulumi.Resource;
-}
-
-/** Check the shard name: a DNS label short enough for `shard-<name>`. */
-export function validateShardName(shardName: string): void {
-  if (!dnsLabel.max(57).safeParse(shardName).success) {
-    throw new pulumi.InputPropertyError({
-      propertyPath: "shardName",
-      reason: `${JSON.stringify(shardName)} must be a DNS label (lowercase letters, digits, '-') of at most 57 characters`,
-    });
-  }
-}
-
-/** Check the TTL: positive, whole seconds, at most 7 days. */
-export function validateTtl(ttlSeconds: number): void {
-  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0 || ttlSeconds > MAX_SHARD_TTL_SECONDS) {
-    throw new pulumi.InputPropertyError({
-      propertyPath: "ttlSeconds",
-      reason: `${ttlSeconds} must be whole seconds between 1 and ${MAX_SHARD_TTL_SECONDS} (7 days)`,
-    });
-  }
-}
-
-/** The default of {@link DevShardArgs.readyTimeoutSeconds}. */
-export const DEFAULT_READY_TIMEOUT_SECONDS = 300;
-/** The most {@link DevShardArgs.readyTimeoutSeconds} allows: one hour. */
-export const MAX_READY_TIMEOUT_SECONDS = 3600;
-
-/** Check the readiness timeout: whole seconds, 1 to an hour. */
-export function validateReadyTimeout(seconds: number): void {
-  if (!Number.isInteger(seconds) || seconds <= 0 || seconds > MAX_READY_TIMEOUT_SECONDS) {
-    throw new pulumi.InputPropertyError({
-      propertyPath: "readyTimeoutSeconds",
-      reason: `${seconds} must be whole seconds between 1 and ${MAX_READY_TIMEOUT_SECONDS} (1 hour)`,
-    });
-  }
-}
-
-/** A readiness path: absolute, printable, no spaces (what kubelet can GET). */
-export const READINESS_PATH = /^\/[\x21-\x7e]{0,1023}$/;
-
-/** The readiness probe of a fork: an HTTP GET of `path`, else a TCP connect to its port. */
-export function forkReadiness(
-  path: string | undefined,
-  port: pulumi.Input<number>,
-): k8s.types.input.core.v1.Probe {
-  const check: ProbeCheck =
-    path === undefined ? { tcpSocket: { port } } : { httpGet: { path, port } };
-  // Checked every second: a fork's first routed request waits on this.
-  return { ...check, periodSeconds: 1, failureThreshold: 3 };
-}
-
-/** Check fork names and ports (what can be checked before the baseline is known). */
-export function validateForks(forks: Record<string, ForkSpec>): void {
-  for (const [service, fork] of Object.entries(forks)) {
-    if (!dnsLabel.safeParse(service).success) {
-      throw new pulumi.InputPropertyError({
-        propertyPath: `forks.${service}`,
-        reason: "the service name must be a DNS label (lowercase letters, digits, '-', at most 63)",
-      });
-    }
-    if (
-      fork.port !== undefined &&
-      (!Number.isInteger(fork.port) || fork.port < 1 || fork.port > 65535)
-    ) {
-      throw new pulumi.InputPropertyError({
-        propertyPath: `forks.${service}.port`,
-        reason: `${fork.port} is not a port (1-65535)`,
-      });
-    }
-    if (fork.readinessPath !== undefined && !READINESS_PATH.test(fork.readinessPath)) {
-      throw new pulumi.InputPropertyError({
-        propertyPath: `forks.${service}.readinessPath`,
-        reason: `${JSON.stringify(fork.readinessPath)} is not a URL path; write it like "/healthz"`,
-      });
-    }
-  }
-}
-
-/** The baseline service a fork overrides; throws when the platform has no such service. */
-export function baselineOf(
-  service: string,
-  baseline: Record<string, BaselineService>,
-): BaselineService {
-  const found = baseline[service];
-  if (found === undefined) {
-    const known = Object.keys(baseline);
-    throw new pulumi.InputPropertyError({
-      propertyPath: `forks.${service}`,
-      reason: `the platform has no baseline service ${JSON.stringify(service)}; known: ${known.length ? known.join(", ") : "(none)"}`,
-    });
-  }
-  return found;
-}
-
-/** Check every fork against the platform's baseline services (see {@link baselineOf}). */
-export function validateForksAgainstBaseline(
-  forks: Record<string, ForkSpec>,
-  baseline: Record<string, BaselineService>,
-): void {
-  for (const service of Object.keys(forks)) baselineOf(service, baseline);
-}
-
-/** The smaller of two CPU or memory quantities (`"500m"` vs `"250m"`); see {@link quantityValue}. */
-export function minQuantity(a: string, b: string): string {
-  return quantityValue(b) < quantityValue(a) ? b : a;
-}
-
-const QUANTITY_SUFFIX: Record<string, number> = {
-  "": 1,
-  m: 1e-3,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  Ki: 2 ** 10,
-  Mi: 2 ** 20,
-  Gi: 2 ** 30,
-  Ti: 2 ** 40,
-};
-
-/**
- * The value of a Kubernetes quantity in base units, for comparison only. Hand-written: the
- * `@kubernetes/client-node` parser would pull the whole client in for this one function.
- */
-export function quantityValue(quantity: string): number {
-  const match = /^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(quantity);
-  if (match === null) return Number.NaN;
-  return Number(match[1]) * (QUANTITY_SUFFIX[match[2] ?? ""] ?? Number.NaN);
-}
-
-/** Default limits of a shard container: 500m CPU and 512Mi, or the quota if it is smaller. */
-export function containerLimits(quota: ShardQuota): { cpu: string; memory: string } {
-  return { cpu: minQuantity("500m", quota.cpu), memory: minQuantity("512Mi", quota.memory) };
-}
-
-/** Default requests of a shard container: 100m CPU and 128Mi, or the quota if it is smaller. */
-export function containerRequests(quota: ShardQuota): { cpu: string; memory: string } {
-  return { cpu: minQuantity("100m", quota.cpu), memory: minQuantity("128Mi", quota.memory) };
-}
+export { MAX_SHARD_TTL_SECONDS } from "../contract/model";
+export type {
+  BaselineService,
+  DevShardArgs,
+  ForkSpec,
+  ShardQuota,
+  ShardRegistrationInput,
+} from "./dev-shard/args";
+export {
+  containerLimits,
+  containerRequests,
+  minQuantity,
+  quantityValue,
+} from "./dev-shard/quantities";
+export {
+  DEFAULT_READY_TIMEOUT_SECONDS,
+  MAX_READY_TIMEOUT_SECONDS,
+  READINESS_PATH,
+  baselineOf,
+  forkReadiness,
+  validateForks,
+  validateForksAgainstBaseline,
+  validateReadyTimeout,
+  validateShardName,
+  validateTtl,
+} from "./dev-shard/validate";
 
 /** What {@link createDevShard} made. */
 export interface DevShardResult {

@@ -6,12 +6,8 @@
 import { createHash } from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { dnsLabel } from "../runtime/lib/model";
-import {
-  envoyBootstrap,
-  envoyBootstrapOptionsSchema,
-  GATEWAY_NODE_ID,
-} from "../runtime/routing/bootstrap";
+import { dnsLabel } from "../contract/model";
+import { envoyBootstrap, envoyBootstrapOptionsSchema, GATEWAY_NODE_ID } from "../contract";
 import {
   appLabels,
   awaitAnnotations,

@@ -27,17 +27,19 @@ export {
   validateBaselineRouting,
   type BaselineRoutingArgs,
 } from "./baseline-routing";
-export { CLUSTER_ROLE_RULES, checkJitExpiry, parseRfc3339, type PolicyRule } from "./access-rules";
 export {
+  CLUSTER_ROLE_RULES,
   EXPIRES_AT_ANNOTATION,
   Env,
   MICROVM_KEY,
   Ports,
   SHARD_LABEL,
-  SKIP_AWAIT_ANNOTATION,
-  TIMEOUT_SECONDS_ANNOTATION,
   SYSTEM_NAMESPACE,
-} from "./common";
+  checkJitExpiry,
+  parseRfc3339,
+  type PolicyRule,
+} from "../contract";
+export { SKIP_AWAIT_ANNOTATION, TIMEOUT_SECONDS_ANNOTATION } from "./common";
 export {
   DevShard,
   MAX_SHARD_TTL_SECONDS,

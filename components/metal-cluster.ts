@@ -7,7 +7,8 @@
 import * as aws from "@pulumi/aws";
 import * as eks from "@pulumi/eks";
 import * as pulumi from "@pulumi/pulumi";
-import { METAL_INSTANCE_TYPE, MICROVM_KEY, NodeGroupRole } from "./common";
+import { MICROVM_KEY } from "../contract";
+import { METAL_INSTANCE_TYPE, NodeGroupRole } from "./common";
 
 export { NodeGroupRole } from "./common";
 

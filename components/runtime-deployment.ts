@@ -7,7 +7,7 @@
  */
 import type * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { Ports } from "./common";
+import { Ports } from "../contract";
 import { createNetworkPolicies, createReaperRbac } from "./runtime-deployment/access";
 import {
   RuntimeNames,

@@ -9,12 +9,13 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { apiErrorBodySchema, shardReplySchema } from "../contract/api";
 import {
   MAX_SHARD_TTL_SECONDS,
   destinationSchema,
   dnsLabel,
   routingKeySchema,
-} from "../runtime/lib/model";
+} from "../contract/model";
 import type { ShardRegistrationInput } from "./dev-shard";
 
 /** What the provider stores as inputs. */
@@ -41,10 +42,50 @@ export interface ShardRegistrationOutputs extends ShardRegistrationProps {
   expiresAt: string;
 }
 
+/** An answer of the shard API: the shard (and its token, on creation), or the API's error. */
 interface ShardReply {
   shard?: { expiresAt: string };
   token?: string;
   error?: { code: string; message: string };
+}
+
+/**
+ * The JSON Schema (plain data, which Pulumi can serialize into the provider; see
+ * {@link PROPS_JSON_SCHEMA}) of a zod schema of the contract, for `z.fromJSONSchema` to rebuild.
+ */
+function plainJsonSchema(schema: z.ZodType): z.core.JSONSchema.JSONSchema {
+  return JSON.parse(
+    JSON.stringify(z.toJSONSchema(schema, { unrepresentable: "any", io: "input" })),
+  ) as z.core.JSONSchema.JSONSchema;
+}
+
+/**
+ * The answers of the scheduler's shard API, as `contract/api/` defines them. This provider cannot
+ * use the shared client (`contract/client.ts`): Pulumi serializes the provider's functions and
+ * everything they capture, and zod schema objects cannot be serialized, so it parses the answers
+ * with the same schemas rebuilt from their JSON Schema.
+ */
+const REPLY_JSON_SCHEMAS = {
+  shard: plainJsonSchema(shardReplySchema),
+  error: plainJsonSchema(apiErrorBodySchema),
+};
+
+/** An answer's body parsed with {@link REPLY_JSON_SCHEMAS}: what the contract says it holds. */
+function parseReply(text: string): ShardReply {
+  let body: unknown;
+  try {
+    body = text ? JSON.parse(text) : {};
+  } catch {
+    return { error: { code: "bad_reply", message: text.slice(0, 200) } };
+  }
+  // Required here, by name: Pulumi cannot map zod's internal module paths when it captures `z`.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const zod = require("zod") as typeof import("zod");
+  // fromJSONSchema loses the static type; the shapes are those of the schemas just parsed with.
+  const shard = zod.z.fromJSONSchema(REPLY_JSON_SCHEMAS.shard).safeParse(body);
+  if (shard.success) return shard.data as Pick<ShardReply, "shard" | "token">;
+  const error = zod.z.fromJSONSchema(REPLY_JSON_SCHEMAS.error).safeParse(body);
+  return error.success ? (error.data as Pick<ShardReply, "error">) : {};
 }
 
 async function callApi(
@@ -70,14 +111,7 @@ async function callApi(
       cause: error,
     });
   }
-  const text = await response.text();
-  let reply: ShardReply = {};
-  try {
-    reply = text ? (JSON.parse(text) as ShardReply) : {};
-  } catch {
-    reply = { error: { code: "bad_reply", message: text.slice(0, 200) } };
-  }
-  return { status: response.status, reply };
+  return { status: response.status, reply: parseReply(await response.text()) };
 }
 
 function failure(action: string, name: string, status: number, reply: ShardReply): Error {
@@ -98,7 +132,7 @@ function shardBody(p: ShardRegistrationProps): unknown {
 }
 
 /**
- * What check() accepts: the API's own rules, from the shared schemas of `runtime/lib/model/`
+ * What check() accepts: the API's own rules, from the shared schemas of `contract/model/`
  * (one definition of a routing key, destination and the 7-day TTL limit). Pulumi serializes the
  * provider into the state and cannot serialize zod schema objects (they hold bound native
  * functions), so the provider captures their JSON Schema (plain data) and rebuilds the zod schema

@@ -7,7 +7,8 @@
  * asks the scheduler's `/v1/xds/clients` (every routing controller replica's CSDS) whether the
  * gateway's xDS clients ACKed the current configuration of the rolled-out version.
  */
-import { z } from "zod";
+import type { XdsResourceStatus } from "../contract/api";
+import { ApiError, SchedulerClient, unreachableCause } from "../contract/client";
 import type { GateContext, GateResult, HealthGate } from "./rollout-engine";
 import { targetOf, type RolloutPlan } from "./rollout-plan";
 
@@ -26,50 +27,38 @@ export interface SchedulerGateOptions {
 /** How long one gate call may take (beyond a wait it asks the server for). */
 const CALL_TIMEOUT_MS = 30_000;
 
-const healthzSchema = z.object({ version: z.string().optional() });
-const nodesSchema = z.object({ items: z.array(z.object({ name: z.string() })) });
-const sandboxSchema = z.object({
-  id: z.string(),
-  status: z.object({ phase: z.string(), exitCode: z.number().optional() }),
-});
-
-/** `fetch failed` says nothing: the cause (ENOTFOUND, ECONNREFUSED, …) is what a person needs. */
-function fetchError(url: string, error: unknown): Error {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  const why = cause?.code ?? cause?.message ?? (error as Error).message;
-  return new Error(`${new URL(url).origin} does not answer (${why})`, { cause: error });
+/**
+ * The scheduler client of the gates: a scheduler (or port-forward) that accepts and never answers
+ * must fail the attempt, not hang the rollout, so every call ends within CALL_TIMEOUT_MS past what
+ * it asks the server to wait; one that does not answer is named by its origin and the cause
+ * (`fetch failed` says nothing: ENOTFOUND, ECONNREFUSED, … is what a person needs).
+ */
+export function gateClient(base: string, token: string): SchedulerClient {
+  return new SchedulerClient(base, token, {
+    timeoutMs: CALL_TIMEOUT_MS,
+    unreachable: (at, error) =>
+      new Error(`${new URL(at).origin} does not answer (${unreachableCause(error)})`, {
+        cause: error,
+      }),
+  });
 }
 
-/** One authenticated call of the scheduler API, bounded in time; the body parsed when JSON. */
-export async function schedulerCall(
-  url: string,
-  token: string,
-  init: RequestInit & { signal: AbortSignal; timeoutMs?: number },
-): Promise<{ status: number; body: unknown }> {
-  let response: Response;
-  // A scheduler (or port-forward) that accepts and never answers must fail the attempt, not hang
-  // the rollout: every call ends within CALL_TIMEOUT_MS past what it asks the server to wait.
-  const signal = AbortSignal.any([
-    init.signal,
-    AbortSignal.timeout(init.timeoutMs ?? CALL_TIMEOUT_MS),
-  ]);
+/**
+ * A gate's call: what it answered, or why the gate fails when the scheduler refused it
+ * (`<what>: <status>`, with the body when `withBody`). Only an unreachable scheduler throws.
+ */
+async function answerOf<T>(
+  what: string,
+  call: Promise<T>,
+  withBody = true,
+): Promise<{ value: T } | { failed: GateResult }> {
   try {
-    response = await fetch(url, {
-      ...init,
-      signal,
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    });
+    return { value: await call };
   } catch (error) {
-    throw fetchError(url, error);
+    if (!(error instanceof ApiError) || error.status === 0) throw error;
+    const body = withBody ? ` ${JSON.stringify(error.body)}` : "";
+    return { failed: { ok: false, reason: `${what}: ${error.status}${body}` } };
   }
-  const text = await response.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // not JSON: keep the text for the reason
-  }
-  return { status: response.status, body };
 }
 
 /** The three scheduler-API gates, in the order they run. */
@@ -78,15 +67,12 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
   const healthz: HealthGate = {
     name: "scheduler-healthz",
     async check({ stack, version, signal }: GateContext): Promise<GateResult> {
-      const base = await options.schedulerUrl(stack);
-      const { status, body } = await schedulerCall(`${base}/healthz`, token, { signal });
-      if (status !== 200) {
-        return { ok: false, reason: `GET /healthz: ${status} ${JSON.stringify(body)}` };
-      }
+      const api = gateClient(await options.schedulerUrl(stack), token);
+      const answer = await answerOf("GET /healthz", api.healthz({ signal }));
+      if ("failed" in answer) return answer.failed;
       // The scheduler must run the version rolled out: until it does, the answer came from a pod
       // of the old version that is still serving (RuntimeDeployment sets the version it reports).
-      const reported = healthzSchema.safeParse(body);
-      const running = reported.success ? reported.data.version : undefined;
+      const running = answer.value.version;
       return running === version
         ? { ok: true }
         : {
@@ -98,11 +84,11 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
   const nodes: HealthGate = {
     name: "node-agents-registered",
     async check({ stack, signal }: GateContext): Promise<GateResult> {
-      const base = await options.schedulerUrl(stack);
+      const api = gateClient(await options.schedulerUrl(stack), token);
       const want = (await options.expectedNodes?.(stack)) ?? 1;
-      const { status, body } = await schedulerCall(`${base}/v1/nodes`, token, { signal });
-      if (status !== 200) return { ok: false, reason: `GET /v1/nodes: ${status}` };
-      const have = nodesSchema.parse(body).items.length;
+      const answer = await answerOf("GET /v1/nodes", api.listNodes({ signal }), false);
+      if ("failed" in answer) return answer.failed;
+      const have = answer.value.length;
       return have >= want
         ? { ok: true }
         : { ok: false, reason: `${have} of ${want} node agent(s) registered` };
@@ -111,32 +97,23 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
   const synthetic: HealthGate = {
     name: "synthetic-sandbox",
     async check({ stack, signal, syntheticSandboxSloMs }: GateContext): Promise<GateResult> {
-      const base = await options.schedulerUrl(stack);
+      const api = gateClient(await options.schedulerUrl(stack), token);
       const started = Date.now();
       const timeout = Math.max(1, Math.ceil(syntheticSandboxSloMs / 1000));
-      const { status, body } = await schedulerCall(
-        `${base}/v1/sandboxes?wait=exited&timeout=${timeout}`,
-        token,
-        {
-          method: "POST",
-          signal,
-          timeoutMs: timeout * 1000 + CALL_TIMEOUT_MS,
-          body: JSON.stringify({
-            image: options.syntheticSandbox.image,
-            command: options.syntheticSandbox.command,
-          }),
-        },
+      const answer = await answerOf(
+        "POST /v1/sandboxes",
+        api.createSandbox(
+          { image: options.syntheticSandbox.image, command: options.syntheticSandbox.command },
+          "exited",
+          timeout,
+          { signal, timeoutMs: timeout * 1000 + CALL_TIMEOUT_MS },
+        ),
       );
       const took = Date.now() - started;
-      if (status !== 201) {
-        return { ok: false, reason: `POST /v1/sandboxes: ${status} ${JSON.stringify(body)}` };
-      }
-      const sandbox = sandboxSchema.parse(body);
+      if ("failed" in answer) return answer.failed;
+      const sandbox = answer.value;
       // The sandbox is only a probe: delete it whatever happened (best effort).
-      await schedulerCall(`${base}/v1/sandboxes/${sandbox.id}`, token, {
-        method: "DELETE",
-        signal,
-      }).catch(() => undefined);
+      await api.deleteSandbox(sandbox.id, { signal }).catch(() => undefined);
       if (sandbox.status.phase !== "exited" || sandbox.status.exitCode !== 0) {
         return {
           ok: false,
@@ -166,30 +143,8 @@ export interface XdsGateOptions {
   readonly expectedClients?: (stack: string) => Promise<number>;
 }
 
-const resourceSchema = z.object({
-  type: z.string(),
-  name: z.string(),
-  version: z.string(),
-  status: z.string(),
-  client: z.string(),
-  error: z.string().optional(),
-});
-const reportSchema = z.object({
-  routers: z.array(
-    z.object({
-      name: z.string(),
-      address: z.string(),
-      version: z.string().optional(),
-      clients: z
-        .array(z.object({ node: z.object({ id: z.string() }), resources: z.array(resourceSchema) }))
-        .optional(),
-      error: z.string().optional(),
-    }),
-  ),
-});
-
 /** Why one resource is not taken, in words. */
-function notSynced(entry: z.infer<typeof resourceSchema>): string {
+function notSynced(entry: XdsResourceStatus): string {
   const what = `${entry.type}${entry.name === "" ? "" : ` "${entry.name}"`}`;
   if (entry.client === "DOES_NOT_EXIST") return `${what} asked for, does not exist`;
   switch (entry.status) {
@@ -220,25 +175,19 @@ export function xdsAckedGate(options: XdsGateOptions): HealthGate {
   return {
     name: "xds-acked",
     async check({ stack, version, signal }: GateContext): Promise<GateResult> {
-      const base = await options.schedulerUrl(stack);
+      const api = gateClient(await options.schedulerUrl(stack), options.token);
       const want = (await options.expectedClients?.(stack)) ?? 1;
-      const query = new URLSearchParams({ nodeId: options.nodeId });
-      const { status, body } = await schedulerCall(
-        `${base}/v1/xds/clients?${query.toString()}`,
-        options.token,
-        {
-          signal,
-        },
+      const answer = await answerOf(
+        "GET /v1/xds/clients",
+        api.xdsClients(options.nodeId, { signal }),
       );
-      if (status !== 200) {
-        return { ok: false, reason: `GET /v1/xds/clients: ${status} ${JSON.stringify(body)}` };
-      }
-      const { routers } = reportSchema.parse(body);
+      if ("failed" in answer) return answer.failed;
+      const { routers } = answer.value;
       if (routers.length === 0) {
         return { ok: false, reason: "no routing controller is registered with the scheduler" };
       }
       for (const router of routers) {
-        if (router.error !== undefined) {
+        if ("error" in router) {
           return {
             ok: false,
             reason: `routing controller ${router.name} (${router.address}) did not answer: ${router.error}`,
@@ -251,7 +200,7 @@ export function xdsAckedGate(options: XdsGateOptions): HealthGate {
           };
         }
       }
-      const clients = routers.flatMap((r) => r.clients ?? []);
+      const clients = routers.flatMap((r) => ("clients" in r ? r.clients : []));
       if (clients.length < want) {
         return {
           ok: false,

@@ -10,7 +10,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { GATEWAY_NODE_ID } from "../runtime/routing/bootstrap";
+import { GATEWAY_NODE_ID } from "../contract";
 import { parseDuration } from "./duration";
 
 /** Pulumi stack names as the Automation API selects them: `name` or `org/project/name`. */

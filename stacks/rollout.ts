@@ -20,7 +20,7 @@ import {
   type Release,
   type StackUpdater,
 } from "./rollout-engine";
-import { rolloutGates, schedulerCall, schedulerUrlOf } from "./rollout-gates";
+import { gateClient, rolloutGates, schedulerUrlOf } from "./rollout-gates";
 
 /** The config keys a rollout changes (paths into `shardworks:runtime`). */
 export const RUNTIME_VERSION_KEY = "shardworks:runtime.version";
@@ -184,8 +184,7 @@ async function reachable(
     }
     try {
       // An authenticated call: a wrong token would fail every gate after the canary was deployed.
-      const { status } = await schedulerCall(`${url}/v1/nodes`, token, {
-        signal: new AbortController().signal,
+      const { status } = await gateClient(url, token).request("GET", "/v1/nodes", {
         timeoutMs: 5000,
       });
       if (status === 401 || status === 403) {
@@ -196,7 +195,7 @@ async function reachable(
         problems.push(`stack ${stack}: GET ${url}/v1/nodes answered ${status}`);
       }
     } catch (error) {
-      // schedulerCall's error already says "<origin> does not answer (<cause>)".
+      // gateClient's error already says "<origin> does not answer (<cause>)".
       problems.push(
         `stack ${stack}: the scheduler API at ${(error as Error).message}; set targets.${stack}.schedulerUrl in the plan (a port-forward or an internal load balancer)`,
       );

@@ -3,7 +3,8 @@
  * NetworkPolicies of the namespace (deny all ingress, then open exactly the paths the design uses).
  */
 import * as k8s from "@pulumi/kubernetes";
-import { EXPIRES_AT_ANNOTATION, Ports, appLabels } from "../common";
+import { EXPIRES_AT_ANNOTATION, Ports } from "../../contract";
+import { appLabels } from "../common";
 import { ns, selectorOf, type RuntimeScope } from "./scope";
 
 /**

@@ -1,7 +1,8 @@
 /** etcd: a 3-member StatefulSet behind a headless Service, unless the stack gives an existing one. */
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { Ports, appLabels, probes, restrictedContainer } from "../common";
+import { Ports } from "../../contract";
+import { appLabels, probes, restrictedContainer } from "../common";
 import { RuntimeNames } from "./args";
 import { fqdn, metaOf, selectorOf, serviceAccountOf, type RuntimeScope } from "./scope";
 

@@ -1,6 +1,7 @@
 /** The node agent: a DaemonSet on the microVM nodes, the platform's one privileged container. */
 import * as k8s from "@pulumi/kubernetes";
-import { Env, MICROVM_KEY, NODE_AGENT_HOST_PATHS, Ports, appLabels } from "../common";
+import { Env, MICROVM_KEY, NODE_AGENT_HOST_PATHS, Ports } from "../../contract";
+import { appLabels } from "../common";
 import { NodeAgentDriver, RuntimeNames } from "./args";
 import { metaOf, selectorOf, serviceAccountOf, type RuntimeScope } from "./scope";
 import { agentTokenEnv } from "./tokens";

@@ -5,7 +5,7 @@
 import type * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { routingBaseline } from "../baseline-routing";
-import { Env, Ports } from "../common";
+import { Env, Ports } from "../../contract";
 import type { BaselineService } from "../dev-shard";
 import { RuntimeNames } from "./args";
 import type { RuntimeScope } from "./scope";

@@ -1,5 +1,5 @@
 /** The scheduler: the HTTP API and the elected placer, replicated; it needs no Kubernetes API. */
-import { Env, Ports } from "../common";
+import { Env, Ports } from "../../contract";
 import { RuntimeNames } from "./args";
 import { serviceAccountOf, type RuntimeScope } from "./scope";
 import { agentTokenEnv, platformTokenEnv } from "./tokens";

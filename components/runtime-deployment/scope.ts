@@ -4,7 +4,8 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { SYSTEM_NAMESPACE, appLabels, awaitAnnotations } from "../common";
+import { SYSTEM_NAMESPACE } from "../../contract";
+import { appLabels, awaitAnnotations } from "../common";
 import type { RuntimeDeploymentArgs } from "./args";
 
 /** The namespace of the runtime services. */

@@ -5,7 +5,8 @@
 import { createHash, createHmac } from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { Env, appLabels } from "../common";
+import { Env } from "../../contract";
+import { appLabels } from "../common";
 import { RuntimeNames } from "./args";
 import { ns, type RuntimeScope } from "./scope";
 

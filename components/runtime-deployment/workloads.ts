@@ -5,7 +5,8 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { Env, appLabels, probes, restrictedContainer, type ProbeCheck } from "../common";
+import { Env } from "../../contract";
+import { appLabels, probes, restrictedContainer, type ProbeCheck } from "../common";
 import { metaOf, selectorOf, type RuntimeScope } from "./scope";
 import { tokenChecksumAnnotations } from "./tokens";
 

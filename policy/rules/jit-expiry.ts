@@ -10,7 +10,7 @@ import type {
 } from "@pulumi/policy";
 import * as pulumi from "@pulumi/pulumi";
 import { DEFAULT_MAX_JIT_MS, validateJitExpiry } from "../../components/access-control";
-import { EXPIRES_AT_ANNOTATION, JIT_LABEL } from "../../components/common";
+import { EXPIRES_AT_ANNOTATION, JIT_LABEL } from "../../contract";
 import type { ObjectMeta } from "./workloads";
 
 const ANNOTATION_PATH = `metadata.annotations["${EXPIRES_AT_ANNOTATION}"]`;

@@ -6,7 +6,8 @@ import type {
   ResourceValidationPolicy,
 } from "@pulumi/policy";
 import { validateResourceOfType } from "@pulumi/policy";
-import { METAL_INSTANCE_TYPE, MICROVM_KEY } from "../../components/common";
+import { MICROVM_KEY } from "../../contract";
+import { METAL_INSTANCE_TYPE } from "../../components/common";
 
 /** Type token of `@pulumi/eks`'s ManagedNodeGroup (a remote component, so no class to match on). */
 export const EKS_MANAGED_NODE_GROUP = "eks:index:ManagedNodeGroup";

@@ -2,7 +2,7 @@
  * Nothing privileged outside `shardworks-system`; inside it, host paths only for the node agent.
  */
 import type { ResourceValidationPolicy } from "@pulumi/policy";
-import { NODE_AGENT_HOST_PATHS, SYSTEM_NAMESPACE } from "../../components/common";
+import { NODE_AGENT_HOST_PATHS, SYSTEM_NAMESPACE } from "../../contract";
 import { type PodTemplate, containersOf, namespaceOf, onEveryPodTemplate } from "./workloads";
 
 const NODE_AGENT_PATHS: readonly string[] = Object.values(NODE_AGENT_HOST_PATHS);

@@ -1,6 +1,6 @@
 /** Platform images are pinned by digest, so every cluster runs the bytes that were tested. */
 import type { ResourceValidationPolicy } from "@pulumi/policy";
-import { SHARD_LABEL, SYSTEM_NAMESPACE } from "../../components/common";
+import { SHARD_LABEL, SYSTEM_NAMESPACE } from "../../contract";
 import { type PodTemplate, containersOf, namespaceOf, onEveryPodTemplate } from "./workloads";
 
 const DIGEST = /@sha256:[0-9a-f]{64}$/;

@@ -8,10 +8,10 @@ import type {
 import { MAX_SHARD_TTL_SECONDS } from "../../components/dev-shard";
 import {
   EXPIRES_AT_ANNOTATION,
+  parseRfc3339,
   SHARD_LABEL,
   SHARD_NAMESPACE_PREFIX,
-} from "../../components/common";
-import { parseRfc3339 } from "../../components/access-rules";
+} from "../../contract";
 import type { ObjectMeta } from "./workloads";
 
 const ANNOTATION_PATH = `metadata.annotations["${EXPIRES_AT_ANNOTATION}"]`;

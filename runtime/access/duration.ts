@@ -1,8 +1,8 @@
 /** JIT grant lengths as people write them (`90m`, `2h`, `1h30m`), parsed and checked with zod. */
 import { z } from "zod";
-import { formatDuration, parseDurationMs } from "../lib/duration";
+import { formatDuration, parseDurationMs } from "../../contract/duration";
 
-/** Milliseconds as the shortest `1h30m` form (see `lib/duration.ts`). */
+/** Milliseconds as the shortest `1h30m` form (see `contract/duration.ts`). */
 export { formatDuration };
 
 /** A duration string (`90m`, `2h`, `1h30m`, `45s`) as milliseconds. */
@@ -10,7 +10,7 @@ export const Duration = z
   .string()
   .trim()
   .transform((text, ctx) => {
-    // The one grammar (`lib/duration.ts`) without days: a grant is hours long at most.
+    // The one grammar (`contract/duration.ts`) without days: a grant is hours long at most.
     const ms = parseDurationMs(text, ["h", "m", "s"]);
     if (ms === undefined) {
       ctx.addIssue({

@@ -7,12 +7,13 @@ import { createHash } from "node:crypto";
 import * as k8s from "@kubernetes/client-node";
 import { z } from "zod";
 import {
+  checkJitExpiry,
   ClusterRoleName,
   DEFAULT_MAX_JIT_MS,
-  checkJitExpiry,
+  EXPIRES_AT_ANNOTATION,
+  JIT_LABEL,
   parseRfc3339,
-} from "../../components/access-rules";
-import { EXPIRES_AT_ANNOTATION, JIT_LABEL } from "../../components/common";
+} from "../../contract";
 import { AccessError, formatDuration, jitDurationProblem } from "./duration";
 
 /** Who made a CLI grant (the component's grants say `pulumi`). */

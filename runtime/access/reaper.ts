@@ -9,8 +9,7 @@
  */
 import { EventEmitter } from "node:events";
 import * as k8s from "@kubernetes/client-node";
-import { parseRfc3339 } from "../../components/access-rules";
-import { EXPIRES_AT_ANNOTATION } from "../../components/common";
+import { EXPIRES_AT_ANNOTATION, parseRfc3339 } from "../../contract";
 import { logger as rootLogger, type Logger } from "../lib/logger";
 import { backoffDelay, jitter } from "../lib/backoff";
 

@@ -4,9 +4,9 @@
  * `--token`/`SHARDWORKS_TOKEN` say which scheduler and who we are; the `access` commands talk to
  * the Kubernetes API server of `--kubeconfig`/`KUBECONFIG` instead.
  */
-import type { XdsClientsReport, XdsResourceStatus } from "../routing/xds-status-api";
+import type { XdsClientsReport, XdsResourceStatus } from "../../contract/api";
 import { Command, Option } from "commander";
-import { DEFAULT_MAX_JIT_MS } from "../../components/access-rules";
+import { DEFAULT_MAX_JIT_MS } from "../../contract";
 import {
   Duration,
   checkGrantRequest,
@@ -19,9 +19,11 @@ import {
   timeLeft,
   type Grant,
 } from "../access";
-import type { SandboxRecord } from "../lib/model";
-import { ApiError, SchedulerClient } from "./client";
+import type { SandboxRecord } from "../../contract/model";
+import { ApiError, type SchedulerClient } from "../../contract/client";
+import { cliClient } from "./client";
 import { age, table } from "./table";
+import { Env } from "../../contract";
 
 interface GlobalOptions {
   api: string;
@@ -37,7 +39,7 @@ function clientOf(cmd: Command): { client: SchedulerClient; json: boolean } {
       "no_token",
       "no token: pass --token or set SHARDWORKS_TOKEN (npm start prints one)",
     );
-  return { client: new SchedulerClient(o.api, o.token), json: o.json === true };
+  return { client: cliClient(o.api, o.token), json: o.json === true };
 }
 
 function print(json: boolean, value: unknown, text: () => string): void {
@@ -96,11 +98,9 @@ export function buildProgram(): Command {
   const program = new Command("shardworks")
     .description("Run sandboxes on the Shardworks runtime")
     .addOption(
-      new Option("--api <url>", "scheduler URL")
-        .env("SHARDWORKS_API")
-        .default("http://127.0.0.1:8080"),
+      new Option("--api <url>", "scheduler URL").env(Env.api).default("http://127.0.0.1:8080"),
     )
-    .addOption(new Option("--token <token>", "platform or shard token").env("SHARDWORKS_TOKEN"))
+    .addOption(new Option("--token <token>", "platform or shard token").env(Env.token))
     .option("--json", "print JSON instead of tables")
     .showHelpAfterError();
 
@@ -315,7 +315,7 @@ function addAccessCommands(program: Command): void {
     .option("--shard <shard>", "limit the grant to namespace shard-<shard>")
     .addOption(
       new Option("--max <duration>", "the platform's longest grant")
-        .env("SHARDWORKS_JIT_MAX")
+        .env(Env.jitMax)
         .default(formatDuration(DEFAULT_MAX_JIT_MS)),
     )
     .action(async (o: Record<string, string | undefined>, cmd: Command) => {

@@ -31,8 +31,9 @@ import { ensureEnvoy } from "../../scripts/envoy";
 import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "../routing/translate";
 import { startScheduler, type RunningScheduler } from "../scheduler/server";
 import { spawnNodeAgent, type SpawnedNodeAgent } from "../node-agent/spawn";
-import { SchedulerClient } from "./client";
+import { cliClient } from "./client";
 import { buildBusyboxImage } from "./demo-image";
+import { Env } from "../../contract";
 
 async function main(): Promise<void> {
   const cleanups: (() => Promise<void>)[] = [];
@@ -52,10 +53,8 @@ async function main(): Promise<void> {
   process.on("SIGTERM", onSignal);
 
   try {
-    if (process.env.SHARDWORKS_LOG_FILE) {
-      console.log(
-        `logs        ${process.env.SHARDWORKS_LOG_FILE} (every process's JSON log lines)`,
-      );
+    if (process.env[Env.logFile]) {
+      console.log(`logs        ${process.env[Env.logFile]} (every process's JSON log lines)`);
     }
     const work = await mkdtemp(join(tmpdir(), "shardworks-local-"));
     cleanups.push(() => rm(work, { recursive: true, force: true }));
@@ -64,11 +63,11 @@ async function main(): Promise<void> {
     console.log(`etcd        ${etcd.endpoint}`);
 
     const token =
-      process.env.SHARDWORKS_PLATFORM_TOKEN ?? `local-${randomBytes(18).toString("base64url")}`;
+      process.env[Env.platformToken] ?? `local-${randomBytes(18).toString("base64url")}`;
     const scheduler: RunningScheduler = await startScheduler({
       etcdEndpoints: [etcd.endpoint],
       platformToken: token,
-      port: Number(process.env.SHARDWORKS_LISTEN_PORT ?? 0),
+      port: Number(process.env[Env.listenPort] ?? 0),
     });
     cleanups.push(() => scheduler.close());
     console.log(`scheduler   ${scheduler.url}`);
@@ -78,12 +77,12 @@ async function main(): Promise<void> {
         spawnNodeAgent({
           name,
           etcdEndpoints: [etcd.endpoint],
-          driver: process.env.SHARDWORKS_DRIVER ?? "auto",
+          driver: process.env[Env.driver] ?? "auto",
           dataDir: join(work, name),
           cpuMillis: 2000,
           memoryMiB: 2048,
           // The scheduler calls the agents with the platform token (its default agent token).
-          env: { SHARDWORKS_AGENT_TOKEN: token },
+          env: { [Env.agentToken]: token },
         }),
       ),
     );
@@ -96,7 +95,7 @@ async function main(): Promise<void> {
     }
 
     const image = await buildBusyboxImage(join(work, "image"));
-    const client = new SchedulerClient(scheduler.url, token);
+    const client = cliClient(scheduler.url, token);
     console.log(`\ndemo: running "echo hello from a sandbox" in ${image} …`);
     const demo = await client.createSandbox(
       {
@@ -125,7 +124,7 @@ async function main(): Promise<void> {
     cleanups.push(() => backends.close());
     const http = await startDemoHttpBackends();
     cleanups.push(() => http.close());
-    const gatewayPort = Number(process.env.SHARDWORKS_GATEWAY_PORT ?? 0) || (await freePort());
+    const gatewayPort = Number(process.env[Env.gatewayPort] ?? 0) || (await freePort());
     const controller = new RoutingController({
       etcd: etcd.client,
       baseline: [
@@ -134,7 +133,7 @@ async function main(): Promise<void> {
       ],
       ingressHost: "127.0.0.1",
       ingressPort: gatewayPort,
-      xdsPort: Number(process.env.SHARDWORKS_XDS_PORT ?? 0),
+      xdsPort: Number(process.env[Env.xdsPort] ?? 0),
       // So `shardworks xds clients` (through the scheduler) sees this replica's clients.
       advertise: { name: "routing-local" },
     });

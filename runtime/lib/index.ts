@@ -1,5 +1,5 @@
 export { KEY_PREFIX, keys, keyName } from "./keys";
-export * from "./model";
+export * from "../../contract/model";
 export { logger, type Logger } from "./logger";
 export {
   ConflictError,

@@ -19,7 +19,7 @@ import {
   routerRecordSchema,
   type RouterRecord,
   sandboxRecordSchema,
-} from "./model";
+} from "../../contract/model";
 
 /** A record together with the etcd mod revision it was read at (the CAS token). */
 export interface Versioned<T> {

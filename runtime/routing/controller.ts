@@ -18,9 +18,9 @@ import {
   type BaselineService,
   type SandboxRecord,
   type ShardRecord,
-} from "../lib/model";
+} from "../../contract/model";
 import { ShardStore } from "./shard-store";
-import { GATEWAY_NODE_ID } from "./bootstrap";
+import { GATEWAY_NODE_ID } from "../../contract";
 import { forNode, nextExpiry, Translator, unservedForks, type NodeKind } from "./translate";
 import { Snapshot, SnapshotCache, XdsServer } from "./xds";
 

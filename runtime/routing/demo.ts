@@ -13,6 +13,7 @@ import { spawn } from "node:child_process";
 import { createServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { ApiError, SchedulerClient } from "../../contract/client";
 import type { ProbeInput } from "./xds-probe";
 import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "./translate";
 import { startWhoBackend, type WhoBackend } from "./who";
@@ -146,23 +147,21 @@ export async function runRoutingDemo(options: RoutingDemoOptions): Promise<Routi
   const service = options.service ?? DEMO_SERVICE;
   const shard = options.shardName ?? "demo";
   const routingKey = options.routingKey ?? "demo-key";
-  const url = `${options.apiUrl.replace(/\/+$/, "")}/v1/shards/${shard}`;
-  const headers = {
-    authorization: `Bearer ${options.platformToken}`,
-    "content-type": "application/json",
-  };
-  const put = await fetch(url, {
-    method: "PUT",
-    headers,
-    body: JSON.stringify({
+  const api = new SchedulerClient(options.apiUrl, options.platformToken);
+  const path = `/v1/shards/${encodeURIComponent(shard)}`;
+  try {
+    await api.putShard(shard, {
       routingKey,
       owner: "demo",
       forks: [{ service, destination: options.forkDestination }, ...(options.extraForks ?? [])],
       ttlSeconds: 600,
-    }),
-  });
-  if (put.status !== 200 && put.status !== 201) {
-    throw new Error(`creating shard ${shard} failed (HTTP ${put.status}): ${await put.text()}`);
+    });
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status === 0) throw error;
+    const body = typeof error.body === "string" ? error.body : JSON.stringify(error.body);
+    throw new Error(`creating shard ${shard} failed (HTTP ${error.status}): ${body}`, {
+      cause: error,
+    });
   }
   try {
     const answers = await probe(options.xdsAddress, {
@@ -185,7 +184,8 @@ export async function runRoutingDemo(options: RoutingDemoOptions): Promise<Routi
       withBaggage: withBaggage ?? "",
     };
   } finally {
-    if (options.cleanup ?? true) await fetch(url, { method: "DELETE", headers });
+    // Whatever the answer (the shard may be gone already); only an unreachable API throws.
+    if (options.cleanup ?? true) await api.request("DELETE", path);
   }
 }
 

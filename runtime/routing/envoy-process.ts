@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { envoyBootstrap, GATEWAY_NODE_ID } from "./bootstrap";
+import { envoyBootstrap, GATEWAY_NODE_ID } from "../../contract";
 import { INGRESS_NAME } from "./translate";
 
 /** What {@link startEnvoy} needs. */

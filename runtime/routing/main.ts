@@ -13,11 +13,12 @@ import { Etcd3 } from "etcd3";
 import { z } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
-import { baselineServiceSchema, nodeName } from "../lib/model";
+import { baselineServiceSchema, nodeName } from "../../contract/model";
 import { createAccessReaper, type AccessReaper } from "../access/reaper";
 import { loadKubeConfig } from "../access/kubeconfig";
 import { RoutingController } from "./controller";
 import { RESERVED_SERVICE_NAMES } from "./translate";
+import { Env } from "../../contract";
 
 /** Routing controller configuration (validated with zod). */
 export const routingConfigSchema = z.strictObject({
@@ -165,7 +166,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const program = new Command("shardworks-routing")
     .addOption(
       new Option("--etcd <urls>", "etcd client URLs, comma-separated")
-        .env("SHARDWORKS_ETCD_ENDPOINTS")
+        .env(Env.etcdEndpoints)
         .makeOptionMandatory(),
     )
     .addOption(
@@ -173,35 +174,31 @@ async function main(argv: readonly string[]): Promise<void> {
         "--baseline <services>",
         'baseline services: "api=10.0.0.5:8080,web=web.svc:80" or JSON',
       )
-        .env("SHARDWORKS_BASELINE_SERVICES")
+        .env(Env.baselineServices)
         .default(""),
     )
     .addOption(
-      new Option("--host <host>", "ADS listen address")
-        .env("SHARDWORKS_LISTEN_HOST")
-        .default("0.0.0.0"),
+      new Option("--host <host>", "ADS listen address").env(Env.listenHost).default("0.0.0.0"),
     )
-    .addOption(
-      new Option("--port <port>", "ADS port").env("SHARDWORKS_LISTEN_PORT").default("18000"),
-    )
+    .addOption(new Option("--port <port>", "ADS port").env(Env.listenPort).default("18000"))
     .addOption(
       new Option("--ingress-port <port>", "Envoy ingress listener port")
-        .env("SHARDWORKS_INGRESS_PORT")
+        .env(Env.ingressPort)
         .default("8080"),
     )
     .addOption(
       new Option("--ingress-host <address>", "address Envoy's ingress listener binds")
-        .env("SHARDWORKS_INGRESS_HOST")
+        .env(Env.ingressHost)
         .default("0.0.0.0"),
     )
     .addOption(
       new Option("--domain <domain>", "sandbox hosts are <id>.sandbox.<domain>")
-        .env("SHARDWORKS_DOMAIN")
+        .env(Env.domain)
         .default("shardworks.local"),
     )
     .addOption(
       new Option("--name <name>", "this replica's name in etcd (routers/<name>)")
-        .env("SHARDWORKS_ROUTER_NAME")
+        .env(Env.routerName)
         // Unique per process: two local controllers must not hide each other's registration.
         .default(defaultRouterName()),
     )
@@ -209,13 +206,13 @@ async function main(argv: readonly string[]): Promise<void> {
       new Option(
         "--advertise <address>",
         "where the scheduler reaches this replica's ADS/CSDS: host, host:port or [IPv6]:port (default 127.0.0.1; port: --port)",
-      ).env("SHARDWORKS_ADVERTISE_ADDRESS"),
+      ).env(Env.advertiseAddress),
     )
     .addOption(
       new Option(
         "--kubeconfig <file>",
         "Kubernetes API for the access reaper (default: in-cluster when running in a pod)",
-      ).env("SHARDWORKS_KUBECONFIG"),
+      ).env(Env.kubeconfig),
     )
     .parse([...argv]);
   const o = program.opts<{
@@ -248,9 +245,7 @@ async function main(argv: readonly string[]): Promise<void> {
     domain: o.domain,
     name: o.name,
     ...(o.advertise === undefined ? {} : { advertise: o.advertise }),
-    ...(process.env.SHARDWORKS_RUNTIME_VERSION
-      ? { version: process.env.SHARDWORKS_RUNTIME_VERSION }
-      : {}),
+    ...(process.env[Env.runtimeVersion] ? { version: process.env[Env.runtimeVersion] } : {}),
   });
   // The access reaper deletes expired JIT grants through the Kubernetes API; it runs where this
   // process can reach one (in a pod, or with --kubeconfig), and says so when it cannot.

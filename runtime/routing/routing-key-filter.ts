@@ -22,7 +22,7 @@
  * baggage value (CR, LF, NUL after decoding) reaches a header.
  */
 import { parseKeyPairsIntoRecord } from "@opentelemetry/core";
-import { MAX_ROUTING_KEY_LENGTH } from "../lib/model";
+import { MAX_ROUTING_KEY_LENGTH } from "../../contract/model";
 import { BASE_SCOPE, ROUTE_SCOPE_HEADER, SANDBOX_SCOPE } from "./translate/names";
 import { ExtensionTypeUrl, pack } from "./xds/protos";
 

@@ -14,7 +14,7 @@ import {
   shardUidOf,
   type ServiceProtocol,
   type ShardRecord,
-} from "../lib/model";
+} from "../../contract/model";
 import { Store } from "../lib/store";
 
 /** What a caller may set on a shard (the rest is derived). */

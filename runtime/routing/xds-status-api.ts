@@ -7,43 +7,11 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
+import type { RouterStatus, XdsClientStatus, XdsClientsReport } from "../../contract/api";
 import { HttpError, badRequest } from "../lib/errors";
 import type { ApiEnv } from "../lib/http";
 import type { Store } from "../lib/store";
 import { fetchClientStatus, type ClientConfig } from "./xds";
-
-/** One resource a client holds (or asked for), as CSDS reports it. */
-export interface XdsResourceStatus {
-  /** The resource type's short name: `Listener`, `RouteConfiguration`, `Cluster`, … */
-  readonly type: string;
-  /** "" stands for the whole type when the client holds none of it. */
-  readonly name: string;
-  readonly version: string;
-  /** SYNCED, NOT_SENT, STALE or ERROR (the management server's view). */
-  readonly status: string;
-  /** ACKED, NACKED, REQUESTED or DOES_NOT_EXIST (what the client did). */
-  readonly client: string;
-  /** The client's reason, after a NACK. */
-  readonly error?: string;
-}
-
-/** One xDS client (one ADS stream). */
-export interface XdsClientStatus {
-  readonly node: { readonly id: string; readonly cluster: string };
-  readonly resources: readonly XdsResourceStatus[];
-}
-
-/** One routing controller replica and its clients, or why it did not answer. */
-export type RouterStatus = {
-  readonly name: string;
-  readonly address: string;
-  readonly version?: string;
-} & ({ readonly clients: readonly XdsClientStatus[] } | { readonly error: string });
-
-/** The body of `GET /v1/xds/clients`. */
-export interface XdsClientsReport {
-  readonly routers: readonly RouterStatus[];
-}
 
 const querySchema = z.strictObject({
   nodeId: z.string().min(1).max(253).optional(),

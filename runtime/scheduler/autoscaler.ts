@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from "node:events";
 import { logger } from "../lib/logger";
-import { type Resources, SandboxPhase } from "../lib/model";
+import { type Resources, SandboxPhase } from "../../contract/model";
 import { ACTIVE_PHASES, type Store } from "../lib/store";
 import { jitter } from "../lib/backoff";
 

@@ -11,30 +11,25 @@ import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { closeOnSignals } from "../lib/shutdown";
 import { startScheduler } from "./server";
+import { Env } from "../../contract";
 
 async function main(argv: readonly string[]): Promise<void> {
   const program = new Command("shardworks-scheduler")
     .addOption(
       new Option("--etcd <urls>", "etcd client URLs, comma-separated")
-        .env("SHARDWORKS_ETCD_ENDPOINTS")
+        .env(Env.etcdEndpoints)
         .makeOptionMandatory(),
     )
     .addOption(
-      new Option("--host <host>", "listen address")
-        .env("SHARDWORKS_LISTEN_HOST")
-        .default("127.0.0.1"),
+      new Option("--host <host>", "listen address").env(Env.listenHost).default("127.0.0.1"),
     )
     .addOption(
-      new Option("--port <port>", "listen port (0 = free)")
-        .env("SHARDWORKS_LISTEN_PORT")
-        .default("8080"),
+      new Option("--port <port>", "listen port (0 = free)").env(Env.listenPort).default("8080"),
     )
-    .addOption(
-      new Option("--strategy <s>", "binpack|spread").env("SHARDWORKS_STRATEGY").default("binpack"),
-    )
+    .addOption(new Option("--strategy <s>", "binpack|spread").env(Env.strategy).default("binpack"))
     .addOption(
       new Option("--election-ttl <seconds>", "placer election TTL")
-        .env("SHARDWORKS_ELECTION_TTL")
+        .env(Env.electionTtl)
         .default("5"),
     )
     .parse([...argv]);
@@ -45,22 +40,17 @@ async function main(argv: readonly string[]): Promise<void> {
     strategy: string;
     electionTtl: string;
   }>();
+  const registries = process.env[Env.shardRegistries];
   const scheduler = await startScheduler({
     etcdEndpoints: o.etcd.split(","),
-    platformToken: process.env.SHARDWORKS_PLATFORM_TOKEN ?? "",
-    ...(process.env.SHARDWORKS_AGENT_TOKEN
-      ? { agentToken: process.env.SHARDWORKS_AGENT_TOKEN }
-      : {}),
+    platformToken: process.env[Env.platformToken] ?? "",
+    ...(process.env[Env.agentToken] ? { agentToken: process.env[Env.agentToken] } : {}),
     // The image's version, as the RuntimeDeployment sets it; /healthz reports it.
-    ...(process.env.SHARDWORKS_RUNTIME_VERSION
-      ? { version: process.env.SHARDWORKS_RUNTIME_VERSION }
-      : {}),
+    ...(process.env[Env.runtimeVersion] ? { version: process.env[Env.runtimeVersion] } : {}),
     // Registries shard tokens may pull from, comma-separated host[:port]; unset = public ones.
-    ...(process.env.SHARDWORKS_SHARD_REGISTRIES
-      ? { shardRegistries: process.env.SHARDWORKS_SHARD_REGISTRIES.split(",").filter(Boolean) }
-      : {}),
+    ...(registries ? { shardRegistries: registries.split(",").filter(Boolean) } : {}),
     // `allow` lets shard tokens ask for network: true (default `deny`).
-    shardNetwork: shardNetworkEnv.parse(process.env.SHARDWORKS_SHARD_NETWORK ?? "deny") === "allow",
+    shardNetwork: shardNetworkEnv.parse(process.env[Env.shardNetwork] ?? "deny") === "allow",
     host: o.host,
     port: Number(o.port),
     strategy: o.strategy as "binpack",
@@ -72,7 +62,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
 /** `SHARDWORKS_SHARD_NETWORK`: whether shard tokens may ask for `network: true`. */
 const shardNetworkEnv = z.enum(["allow", "deny"], {
-  message: 'SHARDWORKS_SHARD_NETWORK must be "allow" or "deny" (the default)',
+  message: `${Env.shardNetwork} must be "allow" or "deny" (the default)`,
 });
 
 /** Run a scheduler replica from command-line arguments (`process.argv` form); exits on error. */

@@ -7,7 +7,7 @@
  * and fit are the platform's to know.
  */
 import { ConflictError, NotFoundError, UnavailableError } from "../lib/errors";
-import { type SandboxRecord, SandboxPhase } from "../lib/model";
+import { type SandboxRecord, SandboxPhase } from "../../contract/model";
 import type { Store, Versioned } from "../lib/store";
 import type { AgentClient } from "./agent-client";
 import { allocationsOf, unfitReason } from "./placement";

@@ -2,7 +2,7 @@
  * Placement as pure functions: filter the nodes a sandbox may run on, score them, pick the best.
  * The placer feeds them its view of nodes and allocations and binds the result in etcd.
  */
-import type { NodeRecord, Resources, SandboxRecord, SandboxSpec } from "../lib/model";
+import type { NodeRecord, Resources, SandboxRecord, SandboxSpec } from "../../contract/model";
 import { ACTIVE_PHASES } from "../lib/store";
 
 /** How to choose among feasible nodes. */

@@ -13,7 +13,7 @@ import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
 import { jitter } from "../lib/backoff";
 import { PassRunner } from "../lib/passes";
-import { SandboxPhase } from "../lib/model";
+import { SandboxPhase } from "../../contract/model";
 import { StaleRevisionError } from "../lib/errors";
 import { ACTIVE_PHASES, type Store } from "../lib/store";
 import { addResources, allocationsOf, placeSandbox, PlacementStrategy } from "./placement";

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { hostOf, nonPublicHostReason } from "../lib/addresses";
 import type { Principal } from "../lib/auth";
 import { ForbiddenError, InvalidRequestError, NotFoundError } from "../lib/errors";
-import type { RegistryAccess, SandboxRecord } from "../lib/model";
+import type { RegistryAccess, SandboxRecord } from "../../contract/model";
 import { parseImageReference } from "../node-agent/images/reference";
 
 /**

@@ -9,7 +9,7 @@ import {
   nodeName,
   sandboxPhaseSchema,
   sandboxSpecSchema,
-} from "../lib/model";
+} from "../../contract/model";
 import { parseImageReference } from "../node-agent/images/reference";
 
 /**

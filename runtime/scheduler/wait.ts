@@ -1,6 +1,6 @@
 /** Waiting for a sandbox to reach a phase, through an etcd watch (`POST /v1/sandboxes?wait=`). */
 import { keys } from "../lib/keys";
-import { type SandboxRecord, SandboxPhase, sandboxRecordSchema } from "../lib/model";
+import { type SandboxRecord, SandboxPhase, sandboxRecordSchema } from "../../contract/model";
 import { decode, TERMINAL_PHASES, type Store, type Versioned } from "../lib/store";
 
 /** Resolve when the sandbox reaches the wanted phase (or a terminal one), or at the deadline. */

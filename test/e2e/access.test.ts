@@ -10,8 +10,8 @@ import { execFile } from "node:child_process";
 import { type Socket, connect, createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { CLUSTER_ROLE_RULES } from "../../components/access-rules";
-import { EXPIRES_AT_ANNOTATION } from "../../components/common";
+import { CLUSTER_ROLE_RULES } from "../../contract/access";
+import { EXPIRES_AT_ANNOTATION } from "../../contract";
 import {
   type AccessReaper,
   type Grant,

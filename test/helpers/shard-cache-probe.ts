@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sandboxSpecSchema, type RegistryAccess } from "../../runtime/lib/model";
+import { sandboxSpecSchema, type RegistryAccess } from "../../contract/model";
 import { createProcessDriver } from "../../runtime/node-agent/drivers/process";
 import { ImageStore } from "../../runtime/node-agent/images";
 

@@ -3,7 +3,7 @@
  * (like Hono's `router/common.case.test.ts`): run it with a factory for each implementation.
  */
 import test from "ava";
-import type { ShardRecord } from "../../runtime/lib/model";
+import type { ShardRecord } from "../../contract/model";
 import { translate } from "../../runtime/routing/translate";
 import {
   PUSH_ORDER,

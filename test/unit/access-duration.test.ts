@@ -8,7 +8,7 @@ import {
   parseGrantDuration,
   type GrantRequest,
 } from "../../runtime/access";
-import { ClusterRoleName, checkJitExpiry, parseRfc3339 } from "../../components/access-rules";
+import { ClusterRoleName, checkJitExpiry, parseRfc3339 } from "../../contract/access";
 
 const H = 3_600_000;
 const M = 60_000;

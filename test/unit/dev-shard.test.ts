@@ -17,7 +17,7 @@ import {
   validateTtl,
   type ShardRegistrationInput,
 } from "../../components";
-import { routingKeySchema } from "../../runtime/lib/model";
+import { routingKeySchema } from "../../contract/model";
 import { podSpecOf } from "./helpers/k8s-schema";
 import {
   descendantsOf,

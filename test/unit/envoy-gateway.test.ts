@@ -10,7 +10,7 @@ import {
   validateGatewayPorts,
   validateGatewayReplicas,
 } from "../../components";
-import { envoyBootstrap } from "../../runtime/routing/bootstrap";
+import { envoyBootstrap } from "../../contract/envoy-bootstrap";
 import { podSpecOf } from "./helpers/k8s-schema";
 import { named, recordBuild, recorded, unwrap } from "./helpers/pulumi";
 import { reasonOf, testObjectsMatchOpenApi } from "./helpers/component-tests";

@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sandboxSpecSchema } from "../../runtime/lib/model";
+import { sandboxSpecSchema } from "../../contract/model";
 import { commandScript, parseQemuDriverConfig } from "../../runtime/node-agent/drivers/qemu";
 import { guestMemoryFor } from "../../runtime/node-agent/drivers/qemu/images";
 import { tcgTimingParams } from "../../runtime/node-agent/drivers/qemu/command-line";

@@ -6,7 +6,7 @@ import { digestsEqual, hashToken, shardOfToken, type Principal } from "../../lib
 import { HttpError } from "../../lib/errors";
 import { bearerToken, unauthenticated, type ApiEnv } from "../../lib/http";
 import { keys } from "../../lib/keys";
-import { type ShardRecord, shardRecordSchema, shardUidOf } from "../../lib/model";
+import { type ShardRecord, shardRecordSchema, shardUidOf } from "../../../contract/model";
 import type { Store } from "../../lib/store";
 
 /** The authenticated caller; the auth middleware always sets it. */

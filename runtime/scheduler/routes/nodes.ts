@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { ForbiddenError } from "../../lib/errors";
 import { parseQuery, type ApiEnv } from "../../lib/http";
-import { SandboxPhase } from "../../lib/model";
+import { SandboxPhase } from "../../../contract/model";
 import { TERMINAL_PHASES, type Store } from "../../lib/store";
 import { nodesQuerySchema } from "../validation";
 import { principalOf } from "./auth";

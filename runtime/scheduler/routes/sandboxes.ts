@@ -10,7 +10,7 @@ import {
   SandboxPhase,
   shardRecordSchema,
   shardUidOf,
-} from "../../lib/model";
+} from "../../../contract/model";
 import { decode, type Store, type Versioned } from "../../lib/store";
 import type { AgentClient } from "../agent-client";
 import { migrateSandbox } from "../migration";

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
-import { sandboxSpecSchema, type Driver } from "../../../runtime/lib/model";
+import { sandboxSpecSchema, type Driver } from "../../../contract/model";
 import type {
   DriverCapabilities,
   RunningSandbox,

@@ -1,6 +1,6 @@
 /** The driver factory: names, and the best-available probe order on this host. */
 import test from "ava";
-import { Driver } from "../../../runtime/lib/model";
+import { Driver } from "../../../contract/model";
 import {
   bestAvailableDriver,
   createDriver,

@@ -9,7 +9,7 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
-import { Driver } from "../../../runtime/lib/model";
+import { Driver } from "../../../contract/model";
 import {
   FirecrackerApi,
   FirecrackerApiError,

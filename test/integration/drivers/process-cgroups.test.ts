@@ -19,7 +19,7 @@ import {
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import test, { type ExecutionContext } from "ava";
-import { sandboxSpecSchema } from "../../../runtime/lib/model";
+import { sandboxSpecSchema } from "../../../contract/model";
 import {
   createProcessDriver,
   type ProcessDriver,

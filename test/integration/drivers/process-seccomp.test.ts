@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
-import { sandboxSpecSchema } from "../../../runtime/lib/model";
+import { sandboxSpecSchema } from "../../../contract/model";
 import { createProcessDriver } from "../../../runtime/node-agent/drivers/process";
 import { buildBusyboxImage, rawTar } from "../../helpers/images";
 

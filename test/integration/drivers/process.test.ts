@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { freePort } from "../../../runtime/lib/ports";
-import { Driver, sandboxSpecSchema } from "../../../runtime/lib/model";
+import { Driver, sandboxSpecSchema } from "../../../contract/model";
 import {
   createProcessDriver,
   type ProcessDriver,

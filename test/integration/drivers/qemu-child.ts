@@ -3,7 +3,7 @@
  * qemu driver and waits to be killed. argv: rootfs dir, digest, cache dir, work dir.
  */
 import { join } from "node:path";
-import { sandboxSpecSchema } from "../../../runtime/lib/model";
+import { sandboxSpecSchema } from "../../../contract/model";
 import { QemuDriver } from "../../../runtime/node-agent/drivers/qemu";
 
 async function main(): Promise<void> {

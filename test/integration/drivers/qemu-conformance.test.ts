@@ -3,7 +3,7 @@
  * with the real image store: real microVMs (under TCG on hosts where KVM hangs; the suite's probe
  * notes and the banner below say so).
  */
-import { Driver } from "../../../runtime/lib/model";
+import { Driver } from "../../../contract/model";
 import { createDriver } from "../../../runtime/node-agent/drivers";
 import { ImageStore } from "../../../runtime/node-agent/images";
 import { driverConformance } from "./conformance";

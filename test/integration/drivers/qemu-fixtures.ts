@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ExecutionContext } from "ava";
-import { sandboxSpecSchema, type SandboxSpec } from "../../../runtime/lib/model";
+import { sandboxSpecSchema, type SandboxSpec } from "../../../contract/model";
 import type { RunRequest } from "../../../runtime/node-agent/driver";
 import { QemuDriver, type QemuImage } from "../../../runtime/node-agent/drivers/qemu";
 

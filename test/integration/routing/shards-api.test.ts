@@ -1,6 +1,6 @@
 import test from "ava";
 import { keys } from "../../../runtime/lib/keys";
-import type { ShardView } from "../../../runtime/routing/shards-api";
+import type { ShardView } from "../../../contract/api";
 import { etcdFor, PLATFORM_TOKEN, schedulerFor } from "../../helpers/runtime";
 
 /** Every field a shard API reply may carry (tests read the one the status implies). */

@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import test from "ava";
-import type { XdsClientsReport } from "../../../runtime/routing/xds-status-api";
+import type { XdsClientsReport } from "../../../contract/api";
 import { eventually, routingReplicaFor, startXdsClientProcess } from "../../helpers/grpc-backends";
 import { PLATFORM_TOKEN, etcdFor, schedulerFor } from "../../helpers/runtime";
 

@@ -4,7 +4,7 @@
  */
 import test from "ava";
 import { keys } from "../../../runtime/lib/keys";
-import { sandboxRecordSchema } from "../../../runtime/lib/model";
+import { sandboxRecordSchema } from "../../../contract/model";
 import { freePort } from "../../../runtime/lib/ports";
 import { startEtcd } from "../../../runtime/lib/etcd-server";
 import { RoutingController } from "../../../runtime/routing/controller";

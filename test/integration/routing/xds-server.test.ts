@@ -4,7 +4,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import test, { type ExecutionContext } from "ava";
-import type { ShardRecord } from "../../../runtime/lib/model";
+import type { ShardRecord } from "../../../contract/model";
 import { translate, type RoutingState } from "../../../runtime/routing/translate";
 import {
   adsClientConstructor,

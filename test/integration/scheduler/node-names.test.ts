@@ -13,7 +13,7 @@ import {
   nodeRecordSchema,
   taintSchema,
   type SandboxRecord,
-} from "../../../runtime/lib/model";
+} from "../../../contract/model";
 import { NodeAgent } from "../../../runtime/node-agent/agent";
 import { createDriver } from "../../../runtime/node-agent/drivers";
 import { spawnNodeAgent } from "../../../runtime/node-agent/spawn";

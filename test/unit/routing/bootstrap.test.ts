@@ -1,6 +1,6 @@
 import test from "ava";
 import type { IConversionOptions } from "protobufjs";
-import { ADS_RETRY_MAX_INTERVAL_MS, envoyBootstrap } from "../../../runtime/routing/bootstrap";
+import { ADS_RETRY_MAX_INTERVAL_MS, envoyBootstrap } from "../../../contract/envoy-bootstrap";
 import { fromProtoJson, messageType } from "../../../runtime/routing/xds";
 
 const BOOTSTRAP = "envoy.config.bootstrap.v3.Bootstrap";

@@ -1,6 +1,6 @@
 import test from "ava";
 import { RE2 } from "re2-wasm";
-import { MAX_ROUTING_KEY_LENGTH, routingKeySchema } from "../../../runtime/lib/model";
+import { MAX_ROUTING_KEY_LENGTH, routingKeySchema } from "../../../contract/model";
 import { baggageRegex } from "../../../runtime/routing/translate";
 
 /**

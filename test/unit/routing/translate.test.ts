@@ -1,6 +1,6 @@
 import test from "ava";
 import { RE2 } from "re2-wasm";
-import type { SandboxRecord, ShardRecord } from "../../../runtime/lib/model";
+import type { SandboxRecord, ShardRecord } from "../../../contract/model";
 import {
   baggageRegex,
   DEFAULT_ROUTE_BUCKETS,

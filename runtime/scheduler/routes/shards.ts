@@ -5,84 +5,12 @@
  */
 import { Hono, type Context } from "hono";
 import { BlockList, isIPv4 } from "node:net";
-import { z } from "zod";
-import type { Principal } from "../lib/auth";
-import { ConflictError, ForbiddenError, NotFoundError } from "../lib/errors";
-import { parseJsonBody, parseParam, type ApiEnv } from "../lib/http";
-import {
-  MAX_SHARD_TTL_SECONDS,
-  destinationSchema,
-  dnsLabel,
-  hasControlCharacter,
-  routingKeySchema,
-  serviceProtocolSchema,
-  type ServiceProtocol,
-  type ShardRecord,
-} from "../lib/model";
-import { ShardStore } from "./shard-store";
-
-/**
- * Forks are a list, not an object: a JSON object silently keeps the last of two equal keys, so a
- * list is the only shape in which a duplicate fork of one service can be seen and refused.
- */
-export const forksSchema = z
-  .array(
-    z.strictObject({
-      service: dnsLabel,
-      destination: destinationSchema,
-      /** How the gateway talks to the fork; absent = the baseline service's protocol. */
-      protocol: serviceProtocolSchema.optional(),
-    }),
-  )
-  .max(256)
-  .superRefine((forks, ctx) => {
-    const seen = new Map<string, number>();
-    forks.forEach((fork, index) => {
-      const first = seen.get(fork.service);
-      if (first !== undefined) {
-        ctx.addIssue({
-          code: "custom",
-          path: [index, "service"],
-          message: `service "${fork.service}" is already forked at forks[${first}]; a shard may fork a service once`,
-        });
-      } else seen.set(fork.service, index);
-    });
-  });
-
-/** A shard's time to live when the platform token's PUT gives none: one day. */
-export const DEFAULT_SHARD_TTL_SECONDS = 86_400;
-
-/** Body of `PUT /v1/shards/<name>`. */
-export const shardBodySchema = z.strictObject({
-  routingKey: routingKeySchema,
-  owner: z
-    .string()
-    .min(1)
-    .max(253)
-    .refine((owner) => !hasControlCharacter(owner), {
-      message:
-        "must not contain control characters (NUL, CR, LF, …): it is shown in logs and headers",
-    }),
-  forks: forksSchema,
-  /**
-   * Time to live from now. Absent: {@link DEFAULT_SHARD_TTL_SECONDS} when the platform token
-   * creates or renews; the current expiry kept when a shard token updates its own shard (which may
-   * only shorten it).
-   */
-  ttlSeconds: z.number().int().min(1).max(MAX_SHARD_TTL_SECONDS).optional(),
-});
-export type ShardBody = z.infer<typeof shardBodySchema>;
-
-/** A shard as the API shows it: no token hash, forks as a list. */
-export interface ShardView {
-  name: string;
-  routingKey: string;
-  owner: string;
-  forks: { service: string; destination: string; protocol?: ServiceProtocol }[];
-  ttlSeconds: number;
-  expiresAt: string;
-  createdAt: string;
-}
+import { DEFAULT_SHARD_TTL_SECONDS, shardBodySchema, type ShardView } from "../../../contract/api";
+import { dnsLabel, type ShardRecord } from "../../../contract/model";
+import type { Principal } from "../../lib/auth";
+import { ConflictError, ForbiddenError, NotFoundError } from "../../lib/errors";
+import { parseJsonBody, parseParam, type ApiEnv } from "../../lib/http";
+import type { ShardStore } from "../../routing/shard-store";
 
 /** The API view of a stored shard. */
 export function shardView(record: ShardRecord): ShardView {

@@ -1,0 +1,32 @@
+/** The scheduler API's requests and answers, as zod schemas: the server and the client share them. */
+export { apiErrorBodySchema, type ApiErrorBody } from "./errors";
+export {
+  healthzSchema,
+  nodeListSchema,
+  nodeViewSchema,
+  sandboxListSchema,
+  sandboxViewSchema,
+  type Healthz,
+  type NodeView,
+} from "./scheduler";
+export {
+  DEFAULT_SHARD_TTL_SECONDS,
+  forksSchema,
+  shardBodySchema,
+  shardListSchema,
+  shardReplySchema,
+  shardViewSchema,
+  type ShardBody,
+  type ShardReply,
+  type ShardView,
+} from "./shards";
+export {
+  routerStatusSchema,
+  xdsClientsReportSchema,
+  xdsClientStatusSchema,
+  xdsResourceStatusSchema,
+  type RouterStatus,
+  type XdsClientsReport,
+  type XdsClientStatus,
+  type XdsResourceStatus,
+} from "./xds";
