@@ -21,7 +21,7 @@ import { serve, type ServerType } from "@hono/node-server";
 import { Etcd3, type Watcher } from "etcd3";
 import { keys } from "../lib/keys";
 import { logger } from "../lib/logger";
-import { SandboxPhase } from "../lib/model";
+import { SandboxPhase } from "../../contract/model";
 import { PassRunner } from "../lib/passes";
 import { Store } from "../lib/store";
 import { agentApiHooks } from "./api-hooks";

@@ -1,7 +1,12 @@
 /** A node agent's configuration (its defaults, checked), its events, and what its parts share. */
 import type { EventEmitter } from "node:events";
 import { formatZodIssues } from "../lib/errors";
-import { nodeRecordSchema, type NodeRecord, type Resources, type SandboxPhase } from "../lib/model";
+import {
+  nodeRecordSchema,
+  type NodeRecord,
+  type Resources,
+  type SandboxPhase,
+} from "../../contract/model";
 import type { Store } from "../lib/store";
 import type { SandboxDriver } from "./driver";
 import type { SandboxStates } from "./sandbox-state";

@@ -3,7 +3,7 @@
  * only talks to drivers through it, and one shared conformance suite
  * (`test/integration/drivers/conformance.ts`) runs against every driver.
  */
-import type { Driver, RegistryAccess, SandboxSpec } from "../lib/model";
+import type { Driver, RegistryAccess, SandboxSpec } from "../../contract/model";
 
 /** What a driver can do on this host, as found by {@link SandboxDriver.probe}. */
 export interface DriverCapabilities {

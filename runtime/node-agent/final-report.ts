@@ -6,7 +6,7 @@ import { mkdir, open, readdir, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { logger } from "../lib/logger";
-import { SandboxPhase } from "../lib/model";
+import { SandboxPhase } from "../../contract/model";
 
 /**
  * How a run here ended, as this agent observed it: kept (in memory and in the sandbox's

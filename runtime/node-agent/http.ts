@@ -14,7 +14,7 @@ import {
   requireBearer,
   type ServiceEnv,
 } from "../lib/http";
-import { dnsLabel } from "../lib/model";
+import { dnsLabel } from "../../contract/model";
 import type { DriverCapabilities } from "./driver";
 
 /** What the HTTP API asks of the agent. */

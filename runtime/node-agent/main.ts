@@ -10,7 +10,8 @@ import { z } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { closeOnSignals } from "../lib/shutdown";
-import { driverSchema, labelKeyProblem, labelValueProblem, nodeName } from "../lib/model";
+import { driverSchema, labelKeyProblem, labelValueProblem, nodeName } from "../../contract/model";
+import { Env } from "../../contract";
 import { NodeAgent } from "./agent";
 import { bestAvailableDriver, createDriver } from "./drivers";
 
@@ -46,33 +47,23 @@ const optionsSchema = z.strictObject({
 
 async function main(argv: readonly string[]): Promise<void> {
   const program = new Command("shardworks-node-agent")
-    .addOption(new Option("--name <name>", "node name").env("SHARDWORKS_NODE_NAME"))
+    .addOption(new Option("--name <name>", "node name").env(Env.nodeName))
     .addOption(
-      new Option("--etcd <urls>", "etcd client URLs, comma-separated").env(
-        "SHARDWORKS_ETCD_ENDPOINTS",
-      ),
+      new Option("--etcd <urls>", "etcd client URLs, comma-separated").env(Env.etcdEndpoints),
     )
-    .addOption(
-      new Option("--driver <driver>", "firecracker|qemu|process|auto").env("SHARDWORKS_DRIVER"),
-    )
-    .addOption(
-      new Option("--cpu <millis>", "CPU capacity in millicores").env("SHARDWORKS_NODE_CPU"),
-    )
-    .addOption(new Option("--memory <mib>", "memory capacity in MiB").env("SHARDWORKS_NODE_MEMORY"))
-    .addOption(new Option("--lease-ttl <seconds>", "node lease TTL").env("SHARDWORKS_LEASE_TTL"))
-    .addOption(new Option("--data-dir <dir>", "work dirs and logs").env("SHARDWORKS_DATA_DIR"))
+    .addOption(new Option("--driver <driver>", "firecracker|qemu|process|auto").env(Env.driver))
+    .addOption(new Option("--cpu <millis>", "CPU capacity in millicores").env(Env.nodeCpu))
+    .addOption(new Option("--memory <mib>", "memory capacity in MiB").env(Env.nodeMemory))
+    .addOption(new Option("--lease-ttl <seconds>", "node lease TTL").env(Env.leaseTtl))
+    .addOption(new Option("--data-dir <dir>", "work dirs and logs").env(Env.dataDir))
     .addOption(
       new Option(
         "--warm-idle <seconds>",
         "release an image's warm starts after this long without a run (default 600)",
-      ).env("SHARDWORKS_WARM_IDLE_SECONDS"),
+      ).env(Env.warmIdleSeconds),
     )
-    .addOption(
-      new Option("--host <host>", "address of the agent API").env("SHARDWORKS_LISTEN_HOST"),
-    )
-    .addOption(
-      new Option("--port <port>", "port of the agent API (0 = free)").env("SHARDWORKS_LISTEN_PORT"),
-    )
+    .addOption(new Option("--host <host>", "address of the agent API").env(Env.listenHost))
+    .addOption(new Option("--port <port>", "port of the agent API (0 = free)").env(Env.listenPort))
     .option("--label <key=value...>", "node labels (Kubernetes label keys and values)")
     .parse([...argv]);
   const parsed = optionsSchema.safeParse(
@@ -101,7 +92,7 @@ async function main(argv: readonly string[]): Promise<void> {
     warmIdleSeconds: o.warmIdle,
     // The scheduler's token for this agent's API (logs, migration); without one the API is open
     // and must be fenced by the network (NetworkPolicy), which the agent then says in its log.
-    ...(process.env.SHARDWORKS_AGENT_TOKEN ? { apiToken: process.env.SHARDWORKS_AGENT_TOKEN } : {}),
+    ...(process.env[Env.agentToken] ? { apiToken: process.env[Env.agentToken] } : {}),
     host: o.host,
     port: o.port,
     labels: Object.fromEntries(
@@ -109,10 +100,8 @@ async function main(argv: readonly string[]): Promise<void> {
     ),
   });
   agent.events.on("error", (error) => logger.debug({ err: error }, "node agent error"));
-  if (!process.env.SHARDWORKS_AGENT_TOKEN) {
-    logger.warn(
-      "SHARDWORKS_AGENT_TOKEN is not set: the agent API (logs, migration) is unauthenticated",
-    );
+  if (!process.env[Env.agentToken]) {
+    logger.warn(`${Env.agentToken} is not set: the agent API (logs, migration) is unauthenticated`);
   }
   await agent.start();
   // One line on stdout that parents (tests, the local actuator) wait for.

@@ -5,7 +5,7 @@
  */
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { SandboxPhase } from "../lib/model";
+import { SandboxPhase } from "../../contract/model";
 import { isStoreUnavailable, TERMINAL_PHASES } from "../lib/store";
 import type { AgentContext } from "./config";
 import type { FinalReport } from "./final-report";

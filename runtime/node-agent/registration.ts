@@ -3,7 +3,7 @@ import type { EventEmitter } from "node:events";
 import type { Etcd3, Lease } from "etcd3";
 import { jitter } from "../lib/backoff";
 import { logger } from "../lib/logger";
-import type { NodeRecord } from "../lib/model";
+import type { NodeRecord } from "../../contract/model";
 import type { Store } from "../lib/store";
 import type { NodeAgentEvents } from "./config";
 

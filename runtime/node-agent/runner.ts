@@ -12,7 +12,7 @@ import {
   SandboxPhase,
   type SandboxRecord,
   type SandboxStatus,
-} from "../lib/model";
+} from "../../contract/model";
 import { TERMINAL_PHASES } from "../lib/store";
 import type { AgentContext } from "./config";
 import type { RunningSandbox } from "./driver";

@@ -3,7 +3,7 @@
  * collection per kind of fact): whether it runs or is starting here, how its run here ended, an
  * arrival by migration, and the last version of its record.
  */
-import type { SandboxRecord, SandboxStatus } from "../lib/model";
+import type { SandboxRecord, SandboxStatus } from "../../contract/model";
 import type { Versioned } from "../lib/store";
 import type { RunningSandbox } from "./driver";
 import type { FinalReport } from "./final-report";

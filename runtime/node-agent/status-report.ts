@@ -4,7 +4,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { StaleRevisionError } from "../lib/errors";
-import type { SandboxRecord, SandboxStatus } from "../lib/model";
+import type { SandboxRecord, SandboxStatus } from "../../contract/model";
 import type { Store } from "../lib/store";
 import type { SandboxStates } from "./sandbox-state";
 

@@ -3,7 +3,7 @@
  * once the image has not run for a while.
  */
 import { logger } from "../lib/logger";
-import type { RegistryAccess } from "../lib/model";
+import type { RegistryAccess } from "../../contract/model";
 import type { SandboxDriver } from "./driver";
 import { preparedImageKey } from "./images";
 

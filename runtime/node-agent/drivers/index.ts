@@ -2,7 +2,7 @@
  * The sandbox drivers by name: `createDriver(name, options)` builds one and
  * `bestAvailableDriver()` probes firecracker → qemu → process and returns the first usable one.
  */
-import { Driver } from "../../lib/model";
+import { Driver } from "../../../contract/model";
 import type { DriverCapabilities, SandboxDriver } from "../driver";
 import { ImageStore, type ImageStoreOptions } from "../images";
 import { createFirecrackerDriver, type FirecrackerDriverOptions } from "./firecracker";

@@ -3,7 +3,7 @@
  * config, then spec), memory limit, working directory, then `exec` of the command. Shared by the
  * drivers whose in-sandbox launcher is a busybox `sh` (process, firecracker).
  */
-import type { SandboxSpec } from "../../lib/model";
+import type { SandboxSpec } from "../../../contract/model";
 import type { ImageRuntimeConfig } from "../images";
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;

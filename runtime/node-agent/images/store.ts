@@ -8,7 +8,7 @@ import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { logger } from "../../lib/logger";
-import type { RegistryAccess } from "../../lib/model";
+import type { RegistryAccess } from "../../../contract/model";
 import { ImageError } from "./errors";
 import {
   configSchema,

@@ -1,5 +1,5 @@
 /** The names translation gives Envoy's resources: headers, the ingress, and cluster names. */
-import { DEFAULT_SERVICE_PROTOCOL, type ServiceProtocol } from "../../lib/model";
+import { DEFAULT_SERVICE_PROTOCOL, type ServiceProtocol } from "../../../contract/model";
 
 /** The header the gateway's fork routes set to the fork's `ip:port` (read by ORIGINAL_DST). */
 export const UPSTREAM_HEADER = "x-shardworks-upstream";

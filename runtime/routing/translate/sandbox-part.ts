@@ -1,5 +1,5 @@
 /** A running sandbox's part of translation: a cluster and a virtual host per exposed port. */
-import type { SandboxRecord } from "../../lib/model";
+import type { SandboxRecord } from "../../../contract/model";
 import { pack, TypeUrl } from "../xds/protos";
 import { makeResourceFromParts, type XdsResource } from "../xds/resource";
 import { apiListener, clusterResources } from "./envoy-resources";

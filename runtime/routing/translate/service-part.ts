@@ -3,7 +3,7 @@
  * fork's routes, then the baseline) and the gateway's: a plain baseline virtual host, and per
  * routing-key bucket holding forks of it, an exact-match matcher over those forks (ADR 0016).
  */
-import type { BaselineService } from "../../lib/model";
+import type { BaselineService } from "../../../contract/model";
 import { ROUTING_KEY_HEADER } from "../routing-key-filter";
 import { ExtensionTypeUrl, pack, TypeUrl } from "../xds/protos";
 import { makeResourceFromParts, type XdsResource } from "../xds/resource";

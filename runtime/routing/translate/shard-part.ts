@@ -3,7 +3,7 @@
  * baggage), and the gateway's exact-match entry of each fork, built once per shard record.
  */
 import { isIPv4 } from "node:net";
-import type { ShardRecord } from "../../lib/model";
+import type { ShardRecord } from "../../../contract/model";
 import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "../routing-key-filter";
 import { ExtensionTypeUrl, pack } from "../xds/protos";
 import type { XdsResource } from "../xds/resource";

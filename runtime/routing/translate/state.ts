@@ -1,5 +1,5 @@
 /** What translation reads (the routing state), and what the controller asks of it. */
-import type { BaselineService, SandboxRecord, ShardRecord } from "../../lib/model";
+import type { BaselineService, SandboxRecord, ShardRecord } from "../../../contract/model";
 
 /** What translation reads. */
 export interface RoutingState {

@@ -1,5 +1,5 @@
 /** The memoizing {@link Translator} (and {@link translate}, translation from scratch). */
-import type { ShardRecord } from "../../lib/model";
+import type { ShardRecord } from "../../../contract/model";
 import { PUSH_ORDER } from "../xds/protos";
 import type { SnapshotResources, XdsResource } from "../xds/resource";
 import { sharedForkCluster } from "./envoy-resources";

@@ -23,7 +23,7 @@ import {
   registryAccessOf,
   type RegistryAccess,
   type SandboxSpec,
-} from "../../../lib/model";
+} from "../../../../contract/model";
 import type { ProbeResult, RunRequest, RunningSandbox, SandboxDriver } from "../../driver";
 import {
   ImageStore,

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { logger } from "../../../lib/logger";
-import { Driver, registryAccessOf, type RegistryAccess } from "../../../lib/model";
+import { Driver, registryAccessOf, type RegistryAccess } from "../../../../contract/model";
 import type { ProbeResult, RunRequest, RunningSandbox, SandboxDriver } from "../../driver";
 import { ImageStore, preparedImageKey, type PreparedImage } from "../../images";
 import { launchScript } from "../launch-script";

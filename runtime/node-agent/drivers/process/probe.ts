@@ -1,5 +1,5 @@
 /** Whether the process driver can run on this host, and what it isolates (its capabilities). */
-import { Driver } from "../../../lib/model";
+import { Driver } from "../../../../contract/model";
 import type { ProbeResult } from "../../driver";
 import { runCaptured } from "./exec";
 import type { HostPortRange } from "./options";

@@ -10,7 +10,7 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { logger } from "../../../lib/logger";
-import { Driver, registryAccessOf, type RegistryAccess } from "../../../lib/model";
+import { Driver, registryAccessOf, type RegistryAccess } from "../../../../contract/model";
 import { freePort } from "../../../lib/ports";
 import { preparedImageKey } from "../../images";
 import type {

@@ -1,6 +1,6 @@
 /** What the guest agent runs for a sandbox: a shell script of its environment and command. */
 import { z } from "zod";
-import type { SandboxSpec } from "../../../lib/model";
+import type { SandboxSpec } from "../../../../contract/model";
 import type { QemuImage } from "./images";
 import { shellQuote } from "./vm";
 

@@ -2,7 +2,7 @@
  * Images as the qemu driver needs them: an unpacked root filesystem and its identity, where they
  * come from (the node agent's image store), and the guest RAM an image's initramfs needs.
  */
-import type { RegistryAccess } from "../../../lib/model";
+import type { RegistryAccess } from "../../../../contract/model";
 import type { ImageStore } from "../../images";
 import { MIN_MEMORY_MIB } from "./host";
 
