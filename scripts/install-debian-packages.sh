@@ -2,7 +2,7 @@
 # Installs the Debian packages the runtime and its tests use, once. Idempotent: when everything is
 # present it only checks (well under a second). Needs root (or sudo) the first time.
 set -euo pipefail
-packages=(etcd-server qemu-system-x86 bubblewrap python3-seccomp slirp4netns openssl busybox-static docker-registry skopeo umoci cpio zstd
+packages=(etcd-server qemu-system-x86 bubblewrap python3-seccomp python3-venv slirp4netns openssl busybox-static docker-registry skopeo umoci cpio zstd
   containerd runc containernetworking-plugins iptables conntrack socat iproute2 ipset gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do

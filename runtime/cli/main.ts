@@ -5,7 +5,7 @@
  * the Kubernetes API server of `--kubeconfig`/`KUBECONFIG` instead.
  */
 import type { XdsClientsReport, XdsResourceStatus } from "../../contract/api";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_MAX_JIT_MS } from "../../contract";
 import {
   Duration,
@@ -89,6 +89,25 @@ function parseKeyValues(values: readonly string[], flag: string): Record<string,
   return out;
 }
 
+/**
+ * A parser for an option taking a whole number from `min` to `max`: commander then names the flag
+ * and the value it refused (`--cpu: "lots" …`), instead of the API naming its own field.
+ */
+function wholeNumber(what: string, min: number, max: number, example: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`"${value}" is not ${what} (${min}-${max}), e.g. ${example}`);
+    }
+    return n;
+  };
+}
+
+/** Repeatable whole-number options (`--port 80 --port 443`). */
+function collectNumbers(parse: (value: string) => number) {
+  return (value: string, previous: number[]): number[] => [...previous, parse(value)];
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -111,16 +130,38 @@ export function buildProgram(): Command {
     .argument("<image>", 'OCI image: "oci:/path/to/layout[:tag]" or "registry/repo:tag"')
     .argument("<command...>", "command and arguments (put them after --)")
     .option("--id <id>", "sandbox id (default: generated)")
-    .option("--cpu <millis>", "CPU in millicores", (v) => Number(v))
-    .option("--memory <mib>", "memory in MiB", (v) => Number(v))
+    .option(
+      "--cpu <millis>",
+      "CPU in millicores",
+      wholeNumber("a number of millicores", 1, 1_000_000, "--cpu 500"),
+    )
+    .option(
+      "--memory <mib>",
+      "memory in MiB",
+      wholeNumber("a number of MiB", 1, 16_777_216, "--memory 256"),
+    )
     .option("--driver <driver>", "firecracker|qemu|process")
     .option("--env <KEY=VALUE>", "environment variable (repeatable)", collect, [])
-    .option("--port <port>", "guest port to expose (repeatable)", collect, [])
+    .option(
+      "--port <port>",
+      "guest port to expose (repeatable)",
+      collectNumbers(wholeNumber("a port", 1, 65535, "--port 8080")),
+      [] as number[],
+    )
     .option("--network", "allow network access from the sandbox")
     .option("--shard <shard>", "the shard the sandbox belongs to")
-    .option("--wait <phase>", "wait until running|exited", "exited")
+    .addOption(
+      new Option("--wait <phase>", "wait until running|exited")
+        .choices(["running", "exited"])
+        .default("exited"),
+    )
     .option("--no-wait", "return as soon as it is accepted")
-    .option("--timeout <seconds>", "how long to wait", (v) => Number(v), 120)
+    .option(
+      "--timeout <seconds>",
+      "how long to wait",
+      wholeNumber("a number of seconds", 1, 3600, "--timeout 300"),
+      120,
+    )
     .action(async (image: string, command: string[], o: Record<string, unknown>, cmd: Command) => {
       const { client, json } = clientOf(cmd);
       const spec: Record<string, unknown> = { image, command };
@@ -129,12 +170,30 @@ export function buildProgram(): Command {
         spec.resources = { cpuMillis: o.cpu ?? 250, memoryMiB: o.memory ?? 128 };
       if (o.driver) spec.driver = o.driver;
       if ((o.env as string[]).length > 0) spec.env = parseKeyValues(o.env as string[], "--env");
-      if ((o.port as string[]).length > 0) spec.ports = (o.port as string[]).map(Number);
+      if ((o.port as number[]).length > 0) spec.ports = o.port;
       if (o.network) spec.network = true;
       if (o.shard) spec.shard = o.shard;
       const wait = o.wait === false ? undefined : (o.wait as "running" | "exited");
+      if (wait && !json) {
+        process.stderr.write(
+          `waiting up to ${String(o.timeout)} s for the sandbox to be ${wait}…\n`,
+        );
+      }
       const record = await client.createSandbox(spec, wait, o.timeout as number);
       print(json, record, () => sandboxDetail(record));
+      const reached =
+        wait === undefined ||
+        record.status.phase === wait ||
+        record.status.phase === "exited" ||
+        record.status.phase === "failed";
+      if (!reached) {
+        // Not there in time (e.g. no node fits): say so and fail, as a script expects.
+        const reason = record.status.reason === undefined ? "" : ` (${record.status.reason})`;
+        console.error(
+          `error: timed out after ${String(o.timeout)} s waiting for ${record.id} to be ${wait}; it is ${record.status.phase}${reason}. See it with \`shardworks sandbox get ${record.id}\`, remove it with \`shardworks sandbox rm ${record.id}\`, or wait longer with --timeout`,
+        );
+        process.exitCode = 1;
+      }
       if (wait === "exited" && record.status.phase === "exited") {
         if (!json) {
           // Like `docker run`: the command's output, then its exit code as ours.
@@ -179,8 +238,21 @@ export function buildProgram(): Command {
     .description("delete sandboxes (stops them)")
     .action(async (ids: string[], _o: unknown, cmd: Command) => {
       const { client, json } = clientOf(cmd);
-      for (const id of ids) await client.deleteSandbox(id);
-      print(json, { deleted: ids }, () => ids.map((id) => `deleted ${id}`).join("\n"));
+      // Every id is tried: one that fails does not stop the others, and each is reported.
+      const deleted: string[] = [];
+      const failed: { id: string; error: string }[] = [];
+      for (const id of ids) {
+        try {
+          await client.deleteSandbox(id);
+          deleted.push(id);
+        } catch (error) {
+          if (!(error instanceof ApiError) || error.status === 0) throw error;
+          failed.push({ id, error: error.message });
+        }
+      }
+      print(json, { deleted, failed }, () => deleted.map((id) => `deleted ${id}`).join("\n"));
+      for (const f of failed) console.error(`error: ${f.error}`);
+      if (failed.length > 0) process.exitCode = 1;
     });
   sandbox
     .command("migrate")

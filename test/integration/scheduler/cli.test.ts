@@ -70,3 +70,56 @@ test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as ta
   }).catch((e: { stderr: string }) => e);
   t.regex(noToken.stderr, /^error: no token: pass --token or set SHARDWORKS_TOKEN/);
 });
+
+test("the CLI names a bad flag and its fix, fails a run that times out, and removes every id it can", async (t) => {
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-cli-edge-");
+  const agent = await spawnNodeAgent({
+    name: "cli-edge-node",
+    etcdEndpoints: [etcd.endpoint],
+    driver: "process",
+    dataDir: join(dir, "node"),
+    env: { TMPDIR: dir },
+  });
+  t.teardown(() => agent.stop(2000));
+  const env = { ...process.env, SHARDWORKS_API: scheduler.url, SHARDWORKS_TOKEN: PLATFORM_TOKEN };
+  type Failed = { code: number; stdout: string; stderr: string };
+  const cli = async (...args: string[]) =>
+    run(process.execPath, [bin, ...args], { env }).then(
+      (r) => ({ code: 0, ...r }),
+      (e: Failed) => e,
+    );
+
+  const cpu = await cli("sandbox", "run", "--cpu", "lots", image, "--", "true");
+  t.is(cpu.code, 1);
+  t.regex(cpu.stderr, /--cpu <millis>.*"lots" is not a number of millicores.*e\.g\. --cpu 500/);
+  const port = await cli("sandbox", "run", "--network", "--port", "99999", image, "--", "true");
+  t.regex(port.stderr, /--port <port>.*"99999" is not a port \(1-65535\)/);
+  const wait = await cli("sandbox", "run", "--wait", "forever", image, "--", "true");
+  t.regex(wait.stderr, /--wait.*forever.*running, exited/);
+
+  // No node has qemu here: the wait ends, and the CLI says so and fails.
+  const stuck = await cli(
+    "sandbox",
+    "run",
+    "--id",
+    "stuck",
+    "--driver",
+    "qemu",
+    "--timeout",
+    "2",
+    image,
+    "--",
+    "true",
+  );
+  t.is(stuck.code, 1);
+  t.regex(stuck.stderr, /^waiting up to 2 s for the sandbox to be exited…\n/);
+  t.regex(
+    stuck.stderr,
+    /timed out after 2 s waiting for stuck to be exited; it is pending \(no node fits.*\)\. .*shardworks sandbox rm stuck/,
+  );
+
+  const rm = await cli("sandbox", "rm", "nope", "stuck");
+  t.is(rm.code, 1, "a missing id fails the command");
+  t.regex(rm.stdout, /^deleted stuck$/m, "the ids after a missing one are still removed");
+  t.regex(rm.stderr, /error: sandbox nope does not exist/);
+});
