@@ -34,6 +34,10 @@ import { spawnNodeAgent, type SpawnedNodeAgent } from "../node-agent/spawn";
 import { cliClient } from "./client";
 import { buildBusyboxImage } from "./demo-image";
 import { Env } from "../../contract";
+import { driverSchema } from "../../contract/model";
+
+/** The demo shard's TTL under `npm start`: long enough for a working day. */
+const DEMO_SHARD_TTL_SECONDS = 24 * 3600;
 
 async function main(): Promise<void> {
   const cleanups: (() => Promise<void>)[] = [];
@@ -52,6 +56,16 @@ async function main(): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
+  // Checked before anything starts: a typo must not leave half a platform to clean up.
+  const driver = process.env[Env.driver] ?? "auto";
+  const drivers = ["auto", ...driverSchema.options];
+  if (!drivers.includes(driver)) {
+    console.error(
+      `npm start: ${Env.driver}=${driver} is not a driver; use one of ${drivers.join(", ")} (or leave it unset: auto)`,
+    );
+    process.exitCode = 2;
+    return;
+  }
   try {
     if (process.env[Env.logFile]) {
       console.log(`logs        ${process.env[Env.logFile]} (every process's JSON log lines)`);
@@ -77,7 +91,7 @@ async function main(): Promise<void> {
         spawnNodeAgent({
           name,
           etcdEndpoints: [etcd.endpoint],
-          driver: process.env[Env.driver] ?? "auto",
+          driver,
           dataDir: join(work, name),
           cpuMillis: 2000,
           memoryMiB: 2048,
@@ -158,6 +172,8 @@ async function main(): Promise<void> {
       forkDestination: backends.fork.address,
       extraForks: [{ service: DEMO_HTTP_SERVICE, destination: http.fork.address }],
       cleanup: false,
+      // The printed fork commands must keep working while `npm start` runs (a day at most).
+      ttlSeconds: DEMO_SHARD_TTL_SECONDS,
     });
     console.log(`routing: without a routing key        → ${routing.withoutKey}`);
     console.log(`routing: ${ROUTING_KEY_HEADER}: ${routing.routingKey} → ${routing.withHeader}`);
@@ -213,7 +229,7 @@ Try next (in another terminal):
   node ${bin} sandbox rm <id>
   curl -s ${scheduler.url}/metrics | grep shardworks_
 
-Routing through the local Envoy gateway (the shard "${routing.shard}" stays registered; TTL 10 minutes):
+Routing through the local Envoy gateway (the shard "${routing.shard}" stays registered; TTL ${DEMO_SHARD_TTL_SECONDS / 3600} hours):
   curl -s -H 'host: ${DEMO_HTTP_SERVICE}' ${gateway}/                                  # → ${DEMO_HTTP_SERVICE} baseline
   curl -s -H 'host: ${DEMO_HTTP_SERVICE}' -H '${ROUTING_KEY_HEADER}: ${routing.routingKey}' ${gateway}/   # → ${DEMO_HTTP_SERVICE} fork
   curl -s -H 'host: ${DEMO_HTTP_SERVICE}' -H 'baggage: ${ROUTING_KEY_BAGGAGE_MEMBER}=${routing.routingKey}' ${gateway}/   # → ${DEMO_HTTP_SERVICE} fork

@@ -129,6 +129,8 @@ export interface RoutingDemoOptions {
   routingKey?: string;
   /** Delete the shard at the end; default true. */
   cleanup?: boolean;
+  /** The shard's TTL; default 600 s (a demo that keeps it, like `npm start`, wants longer). */
+  ttlSeconds?: number;
   /** More forks of the same shard (e.g. the HTTP service behind the local gateway). */
   extraForks?: readonly { service: string; destination: string }[];
 }
@@ -154,7 +156,7 @@ export async function runRoutingDemo(options: RoutingDemoOptions): Promise<Routi
       routingKey,
       owner: "demo",
       forks: [{ service, destination: options.forkDestination }, ...(options.extraForks ?? [])],
-      ttlSeconds: 600,
+      ttlSeconds: options.ttlSeconds ?? 600,
     });
   } catch (error) {
     if (!(error instanceof ApiError) || error.status === 0) throw error;

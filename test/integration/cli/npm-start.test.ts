@@ -177,3 +177,18 @@ test("npm start: sandbox and routing demo, then Ctrl-C leaves no process and no 
     .filter((line) => workDir !== undefined && line.includes(workDir));
   t.deepEqual(strays, [], "no process still uses npm start's temp dir");
 });
+
+test("npm start refuses an unknown SHARDWORKS_DRIVER before it starts anything", (t) => {
+  const result = spawnSync(process.execPath, ["--import", "tsx", "runtime/cli/start.ts"], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 60_000,
+    env: { ...process.env, SHARDWORKS_DRIVER: "docker", SHARDWORKS_LOG_FILE: "" },
+  });
+  t.is(result.status, 2);
+  t.regex(
+    result.stderr,
+    /SHARDWORKS_DRIVER=docker is not a driver; use one of auto, firecracker, qemu, process/,
+  );
+  t.notRegex(result.stdout, /etcd|scheduler/, "nothing was started");
+});
