@@ -62,6 +62,11 @@ export const Env = {
   /** Node agent: CPU capacity in millicores and memory in MiB (default: the machine's). */
   nodeCpu: "SHARDWORKS_NODE_CPU",
   nodeMemory: "SHARDWORKS_NODE_MEMORY",
+  /**
+   * Node agent: hosts (comma-separated, no port) a platform image's pull may be redirected to or
+   * get tokens from although private (a private registry's internal blob store or auth service).
+   */
+  registryTrustedHosts: "SHARDWORKS_REGISTRY_TRUSTED_HOSTS",
   /** Node agent: its lease TTL, seconds. */
   leaseTtl: "SHARDWORKS_LEASE_TTL",
   /** Node agent: how long a warm sandbox may stay idle, seconds. */

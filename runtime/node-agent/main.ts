@@ -80,8 +80,15 @@ async function main(argv: readonly string[]): Promise<void> {
     process.exit(2);
   }
   const o = parsed.data;
+  const trustedHosts = (process.env[Env.registryTrustedHosts] ?? "")
+    .split(",")
+    .map((h) => h.trim())
+    .filter(Boolean);
+  const driverOptions = trustedHosts.length > 0 ? { imageStore: { trustedHosts } } : {};
   const driver =
-    o.driver === "auto" ? (await bestAvailableDriver()).driver : createDriver(o.driver);
+    o.driver === "auto"
+      ? (await bestAvailableDriver(driverOptions)).driver
+      : createDriver(o.driver, driverOptions);
   const agent = new NodeAgent({
     name: o.name,
     etcdEndpoints: o.etcd,

@@ -37,6 +37,13 @@ export interface RegistryClientOptions {
    * DNS points into the node's network is refused too. Default false (the platform's images).
    */
   readonly publicOnly?: boolean;
+  /**
+   * Hosts (names or addresses, no port) a platform image's pull may be redirected to, or get its
+   * token from, although they are private: a private registry whose blobs come from an internal
+   * object store or whose token service is another host. Never for a shard's image
+   * (`publicOnly`), never a link-local (metadata) address.
+   */
+  readonly trustedHosts?: readonly string[];
 }
 
 /** Most redirects one registry request follows (each hop is checked, see `#fetch`). */
@@ -90,11 +97,18 @@ export class RegistryClient {
   readonly #credentials: RegistryCredentials | undefined;
   readonly #timeoutMs: number;
   readonly #publicOnly: boolean;
+  /** {@link RegistryClientOptions.trustedHosts}, spelled as hops are compared. */
+  readonly #trusted: ReadonlySet<string>;
   #token: string | undefined;
 
   constructor(ref: RegistryReference, options: RegistryClientOptions = {}) {
     this.#timeoutMs = options.fetchTimeoutMs ?? 600_000;
     this.#publicOnly = options.publicOnly ?? false;
+    this.#trusted = new Set(
+      this.#publicOnly
+        ? []
+        : (options.trustedHosts ?? []).map((h) => hopHost(new URL(`http://${h}`))),
+    );
     this.#ref = ref;
     const host = ref.registry.replace(/:[0-9]+$/, "");
     // A name such as "127.example.com" is not loopback: only the literal forms are.
@@ -256,10 +270,9 @@ export class RegistryClient {
           // Off the registry's own host (a redirect, a token realm) only public addresses, checked
           // at connect, for the platform too: a name that resolves into the node's network is
           // refused whoever asked. On it, the platform's registry may be private.
-          dispatcher:
-            this.#publicOnly || hopHost(current) !== registryHost
-              ? publicOnlyDispatcher()
-              : anyAddressDispatcher(),
+          dispatcher: this.#mayBePrivate(current, registryHost)
+            ? anyAddressDispatcher()
+            : publicOnlyDispatcher(),
         });
       } catch (error) {
         const refused = (error as { cause?: unknown }).cause;
@@ -296,6 +309,13 @@ export class RegistryClient {
     }
   }
 
+  /** Whether a hop may reach a private address: the platform's registry, or a host it trusts. */
+  #mayBePrivate(url: URL, registryHost: string): boolean {
+    if (this.#publicOnly) return false;
+    const host = hopHost(url);
+    return host === registryHost || this.#trusted.has(host);
+  }
+
   /** Refuses a hop to a host the node must not be made to connect to (see `#fetch`). */
   #checkHop(url: URL, registryHost: string): void {
     const host = hopHost(url);
@@ -311,14 +331,14 @@ export class RegistryClient {
         `${this.#describe()}: refusing to connect to ${host}, a link-local (metadata service) address`,
       );
     }
-    if (host === registryHost && !this.#publicOnly) return;
+    if (this.#mayBePrivate(url, registryHost)) return;
     const reason = nonPublicHostReason(host);
     if (reason !== undefined) {
       throw new ImageError(
         "registry",
         this.#publicOnly
           ? `${this.#describe()}: refusing to connect to ${host}, ${reason}; a shard's image must come from a public registry`
-          : `${this.#describe()}: refusing a redirect or token realm to ${host}, ${reason}; only the registry's own host or public hosts are followed`,
+          : `${this.#describe()}: refusing a redirect or token realm to ${host}, ${reason}; only the registry's own host, public hosts and trusted ones (SHARDWORKS_REGISTRY_TRUSTED_HOSTS) are followed`,
       );
     }
   }

@@ -170,3 +170,33 @@ test("a manifest or token answer larger than a manifest may be is cut off while 
   t.regex(refused?.message ?? "", /token service answer is larger than 4194304 bytes/);
   t.true(tokenSent.bytes < 32 * 1024 * 1024, `cut off early (sent ${tokenSent.bytes} bytes)`);
 });
+
+test("a platform pull follows a redirect to a private host it trusts (an internal blob store), never a shard's", async (t) => {
+  let storeHits = 0;
+  const store = createServer((_req, res) => {
+    storeHits += 1;
+    res.writeHead(200, { "content-type": "application/vnd.oci.image.manifest.v1+json" });
+    res.end(JSON.stringify({ schemaVersion: 2 }));
+  });
+  store.listen(0, "127.0.0.2");
+  await once(store, "listening");
+  t.teardown(() => store.close());
+  const storePort = (store.address() as AddressInfo).port;
+  const ref = await registry(t, (res) => {
+    res.writeHead(307, { location: `http://127.0.0.2:${storePort}/blobs/manifest-1` });
+    res.end();
+  });
+  const body = await new RegistryClient(ref, { trustedHosts: ["127.0.0.2"] }).manifest("1").then(
+    () => "fetched",
+    (error: Error) => error.message,
+  );
+  t.notRegex(body, /refusing/, "the trusted host's redirect is followed");
+  t.is(storeHits, 1);
+  // A shard's pull never trusts it: public addresses only, whatever the platform trusts.
+  const shard = await t.throwsAsync(
+    new RegistryClient(ref, { trustedHosts: ["127.0.0.2"], publicOnly: true }).manifest("1"),
+    { instanceOf: ImageError },
+  );
+  t.regex(shard?.message ?? "", /refusing to connect to 127\.0\.0\.1/);
+  t.is(storeHits, 1, "the shard's pull reached nothing");
+});
