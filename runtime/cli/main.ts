@@ -251,7 +251,7 @@ export function buildProgram(): Command {
         }
       }
       print(json, { deleted, failed }, () => deleted.map((id) => `deleted ${id}`).join("\n"));
-      for (const f of failed) console.error(`error: ${f.error}`);
+      for (const f of failed) console.error(`error: ${inCliTerms(f.error)}`);
       if (failed.length > 0) process.exitCode = 1;
     });
   sandbox
@@ -437,12 +437,24 @@ function addAccessCommands(program: Command): void {
     });
 }
 
+/**
+ * The API's hints name its own routes (it serves any client); at the CLI the commands that
+ * do the same read better.
+ */
+const CLI_HINTS: readonly (readonly [RegExp, string])[] = [
+  [/\bGET \/v1\/sandboxes\b/g, "`shardworks sandbox ls`"],
+  [/\bGET \/v1\/nodes\b/g, "`shardworks node ls`"],
+];
+function inCliTerms(message: string): string {
+  return CLI_HINTS.reduce((m, [api, cli]) => m.replace(api, cli), message);
+}
+
 /** Parse `argv` and run; errors become one line on stderr and exit code 1. */
 export async function runCli(argv: readonly string[] = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync([...argv]);
   } catch (error) {
-    console.error(`error: ${(error as Error).message}`);
+    console.error(`error: ${inCliTerms((error as Error).message)}`);
     process.exitCode = 1;
   }
 }

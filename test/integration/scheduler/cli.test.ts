@@ -63,7 +63,7 @@ test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as ta
   t.is((missing as { code: number }).code, 1);
   t.is(
     (missing as { stderr: string }).stderr,
-    "error: sandbox hello does not exist (list them with GET /v1/sandboxes)\n",
+    "error: sandbox hello does not exist (list them with `shardworks sandbox ls`)\n",
   );
   const noToken = await run(process.execPath, [bin, "sandbox", "ls"], {
     env: { ...env, SHARDWORKS_TOKEN: "" },
