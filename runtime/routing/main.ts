@@ -21,75 +21,92 @@ import { RESERVED_SERVICE_NAMES } from "./translate";
 import { Env } from "../../contract";
 
 /** Routing controller configuration (validated with zod). */
-export const routingConfigSchema = z.strictObject({
-  etcdEndpoints: z.array(z.url()).min(1),
-  /** Baseline services: `name=host:port` pairs, or a JSON list of `{ name, destination }`. */
-  baseline: z.array(baselineServiceSchema).superRefine((list, ctx) => {
-    const seen = new Set<string>();
-    list.forEach((s, i) => {
-      if (RESERVED_SERVICE_NAMES.includes(s.name)) {
-        ctx.addIssue({
-          code: "custom",
-          path: [i, "name"],
-          message: `"${s.name}" is reserved (the gateway's listener); rename the service`,
-        });
-      }
-      if (seen.has(s.name)) {
-        ctx.addIssue({
-          code: "custom",
-          path: [i, "name"],
-          message: `service "${s.name}" is listed twice`,
-        });
-      }
-      seen.add(s.name);
-    });
-    // Envoy refuses a route table in which two virtual hosts share a domain (and with it every
-    // route of the gateway), so a host name may belong to one service only.
-    const owners = new Map<string, string>(list.map((s) => [s.name, s.name]));
-    list.forEach((s, i) => {
-      (s.hosts ?? []).forEach((host, j) => {
-        const owner = owners.get(host);
-        if (owner !== undefined) {
+export const routingConfigSchema = z
+  .strictObject({
+    etcdEndpoints: z.array(z.url()).min(1),
+    /** Baseline services: `name=host:port` pairs, or a JSON list of `{ name, destination }`. */
+    baseline: z.array(baselineServiceSchema).superRefine((list, ctx) => {
+      const seen = new Set<string>();
+      list.forEach((s, i) => {
+        if (RESERVED_SERVICE_NAMES.includes(s.name)) {
           ctx.addIssue({
             code: "custom",
-            path: [i, "hosts", j],
-            message: `"${host}" is already a host of service "${owner}"; each host name routes to one service`,
+            path: [i, "name"],
+            message: `"${s.name}" is reserved (the gateway's listener); rename the service`,
           });
         }
-        owners.set(host, s.name);
+        if (seen.has(s.name)) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i, "name"],
+            message: `service "${s.name}" is listed twice`,
+          });
+        }
+        seen.add(s.name);
+      });
+      // Envoy refuses a route table in which two virtual hosts share a domain (and with it every
+      // route of the gateway), so a host name may belong to one service only.
+      const owners = new Map<string, string>(list.map((s) => [s.name, s.name]));
+      list.forEach((s, i) => {
+        (s.hosts ?? []).forEach((host, j) => {
+          const owner = owners.get(host);
+          if (owner !== undefined) {
+            ctx.addIssue({
+              code: "custom",
+              path: [i, "hosts", j],
+              message: `"${host}" is already a host of service "${owner}"; each host name routes to one service`,
+            });
+          }
+          owners.set(host, s.name);
+        });
+      });
+    }),
+    xdsHost: z.string().min(1).default("0.0.0.0"),
+    xdsPort: z.number().int().min(0).max(65535).default(18_000),
+    ingressPort: z.number().int().min(1).max(65535).default(8080),
+    /** The address Envoy's ingress listener binds (sent over LDS). */
+    ingressHost: z
+      .string()
+      .refine((a) => isIP(a) !== 0, { message: 'must be an IP address, e.g. "0.0.0.0"' })
+      .default("0.0.0.0"),
+    domain: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+        message: 'must be a DNS domain, e.g. "shardworks.local"',
+      })
+      .default("shardworks.local"),
+    reapIntervalMs: z.number().int().min(100).default(1000),
+    /** Registered as `routers/<name>` so the scheduler can ask this replica's CSDS. */
+    name: nodeName.optional(),
+    /**
+     * Where the scheduler reaches this replica's ADS/CSDS: `host`, `host:port` or `[v6]:port`, or a
+     * bare IPv6 address (a pod IP); the port defaults to the listen port. Default 127.0.0.1.
+     */
+    advertise: z
+      .string()
+      .refine((a) => parseAdvertise(a, 1) !== undefined, {
+        message: 'must be a host, host:port or [IPv6]:port, e.g. "10.0.3.7" or "[fd00::5]:18000"',
+      })
+      .optional(),
+    /** The runtime version this replica runs (the image tag). */
+    version: z.string().min(1).optional(),
+  })
+  .superRefine((config, ctx) => {
+    // The gateway sends every `….sandbox.<domain>` host to the sandboxes' scope (ADR 0016): a
+    // baseline host there would never reach its service.
+    const suffix = `.sandbox.${config.domain}`;
+    config.baseline.forEach((s, i) => {
+      (s.hosts ?? []).forEach((host, j) => {
+        if (host.toLowerCase().endsWith(suffix)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["baseline", i, "hosts", j],
+            message: `"${host}" ends with "${suffix}", the sandboxes' host names; give the service another host`,
+          });
+        }
       });
     });
-  }),
-  xdsHost: z.string().min(1).default("0.0.0.0"),
-  xdsPort: z.number().int().min(0).max(65535).default(18_000),
-  ingressPort: z.number().int().min(1).max(65535).default(8080),
-  /** The address Envoy's ingress listener binds (sent over LDS). */
-  ingressHost: z
-    .string()
-    .refine((a) => isIP(a) !== 0, { message: 'must be an IP address, e.g. "0.0.0.0"' })
-    .default("0.0.0.0"),
-  domain: z
-    .string()
-    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
-      message: 'must be a DNS domain, e.g. "shardworks.local"',
-    })
-    .default("shardworks.local"),
-  reapIntervalMs: z.number().int().min(100).default(1000),
-  /** Registered as `routers/<name>` so the scheduler can ask this replica's CSDS. */
-  name: nodeName.optional(),
-  /**
-   * Where the scheduler reaches this replica's ADS/CSDS: `host`, `host:port` or `[v6]:port`, or a
-   * bare IPv6 address (a pod IP); the port defaults to the listen port. Default 127.0.0.1.
-   */
-  advertise: z
-    .string()
-    .refine((a) => parseAdvertise(a, 1) !== undefined, {
-      message: 'must be a host, host:port or [IPv6]:port, e.g. "10.0.3.7" or "[fd00::5]:18000"',
-    })
-    .optional(),
-  /** The runtime version this replica runs (the image tag). */
-  version: z.string().min(1).optional(),
-});
+  });
 export type RoutingConfig = z.input<typeof routingConfigSchema>;
 
 /** A router name from the host name (made a valid name) and the pid. */

@@ -46,6 +46,8 @@ export class Translator {
   #lastShards: readonly ShardRecord[] | undefined;
   /** No shard of the last call expires before this (ms): until then none needs filtering. */
   #expiryFloor = -Infinity;
+  /** The `now` of the last call (ms), absent when it had none. */
+  #lastNow: number | undefined;
   /** Service → the parts of the shards forking it, sorted by shard name. */
   readonly #forksByService = new Map<string, ShardPart[]>();
   #services = new Map<string, ServicePart>();
@@ -112,7 +114,9 @@ export class Translator {
     } else {
       this.#fullScan(state.shards, now, dirty, added);
     }
-    this.#lastShards = state.shards;
+    // A copy: a caller that changes its array in place and passes it again is still seen.
+    this.#lastShards = [...state.shards];
+    this.#lastNow = now;
     const forksByService = this.#forksByService;
     for (const service of dirty) {
       const list = (forksByService.get(service) ?? []).filter(
@@ -209,6 +213,10 @@ export class Translator {
   ): ShardRecord[] | undefined {
     const last = this.#lastShards;
     if (last === undefined || records.length < last.length) return undefined;
+    // Expiry was judged at the last call's `now`: without one, or with an earlier one (a clock
+    // stepped back), shards left out then may be live now.
+    const lastNow = this.#lastNow;
+    if (lastNow !== undefined && (now === undefined || now < lastNow)) return undefined;
     if (now !== undefined && now >= this.#expiryFloor) return undefined;
     const changed: ShardRecord[] = [];
     for (let i = 0; i < records.length; i++) {

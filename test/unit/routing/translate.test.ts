@@ -641,3 +641,41 @@ test("incremental translation (updates in place, appends, removals, expiry) alwa
   );
   t.false([...expired.resources(TypeUrl.Cluster).keys()].some((n) => n.startsWith("shard/s-")));
 });
+
+test("a baseline host among the sandboxes' host names is refused: the gateway would never route it to the service", (t) => {
+  const config = routingConfigSchema.safeParse({
+    etcdEndpoints: ["http://127.0.0.1:2379"],
+    domain: "svc.cluster.local",
+    baseline: [
+      {
+        name: "checkout",
+        destination: "10.0.0.1:80",
+        hosts: ["checkout.shop", "checkout.sandbox.svc.cluster.local"],
+      },
+    ],
+  });
+  t.false(config.success);
+  t.deepEqual(config.error!.issues[0]!.path, ["baseline", 0, "hosts", 1]);
+  t.regex(config.error!.issues[0]!.message, /ends with "\.sandbox\.svc\.cluster\.local"/);
+});
+
+test("incremental translation sees an array changed in place, and shards back after a clock step or without now", (t) => {
+  const translator = new Translator();
+  const at = (minutes: number) => new Date(Date.parse("2026-01-01T00:00:00Z") + minutes * 60_000);
+  const records: ShardRecord[] = [
+    { ...shard("a", "a-key", { api: "127.0.0.1:7001" }), expiresAt: at(10).toISOString() },
+    { ...shard("b", "b-key", { api: "127.0.0.1:7002" }), expiresAt: at(60).toISOString() },
+  ];
+  const same = (next: RoutingState, what: string) => {
+    const incremental = new Snapshot(forNode(translator.translate(next), "grpc"));
+    const fresh = new Snapshot(forNode(translate(next), "grpc"));
+    t.is(incremental.version(TypeUrl.Cluster), fresh.version(TypeUrl.Cluster), what);
+  };
+  same({ ...state, shards: records, now: at(0) }, "first");
+  records[1] = { ...records[1]!, forks: { api: "127.0.0.1:7003" } };
+  same({ ...state, shards: records, now: at(1) }, "the same array, changed in place");
+  same({ ...state, shards: records, now: at(20) }, "a expired");
+  same({ ...state, shards: records, now: at(5) }, "the clock stepped back: a is live again");
+  same({ ...state, shards: records, now: at(20) }, "a expired again");
+  same({ ...state, shards: records }, "no now: every shard");
+});
