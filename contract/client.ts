@@ -17,11 +17,11 @@ import {
   xdsClientsReportSchema,
   type Healthz,
   type NodeView,
+  type SandboxView,
   type ShardReply,
   type ShardView,
   type XdsClientsReport,
 } from "./api";
-import type { SandboxRecord } from "./model";
 
 /** An error answer of the API (status 0: the scheduler did not answer at all). */
 export class ApiError extends Error {
@@ -168,7 +168,7 @@ export class SchedulerClient {
     wait?: "running" | "exited",
     timeoutSeconds?: number,
     options?: CallOptions,
-  ): Promise<SandboxRecord> {
+  ): Promise<SandboxView> {
     const query = new URLSearchParams();
     if (wait) query.set("wait", wait);
     if (wait && timeoutSeconds) query.set("timeout", String(timeoutSeconds));
@@ -179,7 +179,7 @@ export class SchedulerClient {
     });
   }
 
-  getSandbox(id: string, options?: CallOptions): Promise<SandboxRecord> {
+  getSandbox(id: string, options?: CallOptions): Promise<SandboxView> {
     return this.#parsed(
       sandboxViewSchema,
       "GET",
@@ -188,7 +188,7 @@ export class SchedulerClient {
     );
   }
 
-  async listSandboxes(options?: CallOptions): Promise<SandboxRecord[]> {
+  async listSandboxes(options?: CallOptions): Promise<SandboxView[]> {
     return (await this.#parsed(sandboxListSchema, "GET", "/v1/sandboxes", options)).items;
   }
 
@@ -196,7 +196,7 @@ export class SchedulerClient {
     await this.#ok("DELETE", `/v1/sandboxes/${encodeURIComponent(id)}`, options);
   }
 
-  migrateSandbox(id: string, node: string, options?: CallOptions): Promise<SandboxRecord> {
+  migrateSandbox(id: string, node: string, options?: CallOptions): Promise<SandboxView> {
     return this.#parsed(
       sandboxViewSchema,
       "POST",

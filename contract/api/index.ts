@@ -8,6 +8,7 @@ export {
   sandboxViewSchema,
   type Healthz,
   type NodeView,
+  type SandboxView,
 } from "./scheduler";
 export {
   DEFAULT_SHARD_TTL_SECONDS,

@@ -4,14 +4,29 @@
  * of the way, not refused, so a client still reads a newer scheduler's answer.
  */
 import { z } from "zod";
-import { nodeRecordSchema, sandboxRecordSchema } from "../model";
+import {
+  nodeRecordSchema,
+  sandboxRecordSchema,
+  sandboxSpecSchema,
+  sandboxStatusSchema,
+} from "../model";
 
 /** `GET /healthz`: the scheduler reaches etcd; `version` when it knows the one it runs. */
 export const healthzSchema = z.object({ ok: z.literal(true), version: z.string().optional() });
 export type Healthz = z.infer<typeof healthzSchema>;
 
-/** A sandbox as `/v1/sandboxes` answers it. */
-export const sandboxViewSchema = sandboxRecordSchema.loose();
+/**
+ * A sandbox as `/v1/sandboxes` answers it, read tolerantly below the top level too: a newer
+ * scheduler's extra fields in `spec` or `status`, or a phase this client does not know, must not
+ * turn an answer that succeeded (a sandbox created) into a failure.
+ */
+export const sandboxViewSchema = sandboxRecordSchema
+  .extend({
+    spec: sandboxSpecSchema.loose(),
+    status: sandboxStatusSchema.extend({ phase: z.string(), start: z.string().optional() }).loose(),
+  })
+  .loose();
+export type SandboxView = z.infer<typeof sandboxViewSchema>;
 
 /** `GET /v1/sandboxes`: the sandboxes the token may see. */
 export const sandboxListSchema = z.object({ items: z.array(sandboxViewSchema) });

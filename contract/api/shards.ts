@@ -64,7 +64,11 @@ export const shardBodySchema = z.strictObject({
 });
 export type ShardBody = z.infer<typeof shardBodySchema>;
 
-/** A shard as the API shows it: no token hash, forks as a list. */
+/**
+ * A shard as the API shows it: no token hash, forks as a list. Read tolerantly (a protocol this
+ * client does not know is kept as text): a newer scheduler's answer to a PUT that created the
+ * shard must not read as a failure, or the caller would lose the shard's token.
+ */
 export const shardViewSchema = z.object({
   name: z.string(),
   routingKey: z.string(),
@@ -73,7 +77,7 @@ export const shardViewSchema = z.object({
     z.object({
       service: z.string(),
       destination: z.string(),
-      protocol: serviceProtocolSchema.optional(),
+      protocol: z.string().optional(),
     }),
   ),
   ttlSeconds: z.number(),

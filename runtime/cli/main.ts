@@ -19,7 +19,7 @@ import {
   timeLeft,
   type Grant,
 } from "../access";
-import type { SandboxRecord } from "../../contract/model";
+import type { SandboxView } from "../../contract/api";
 import { ApiError, type SchedulerClient } from "../../contract/client";
 import { cliClient } from "./client";
 import { age, table } from "./table";
@@ -46,7 +46,7 @@ function print(json: boolean, value: unknown, text: () => string): void {
   console.log(json ? JSON.stringify(value, null, 2) : text());
 }
 
-function sandboxRows(items: readonly SandboxRecord[]): string {
+function sandboxRows(items: readonly SandboxView[]): string {
   return table(
     ["ID", "PHASE", "NODE", "IMAGE", "START", "EXIT", "AGE"],
     items.map((s) => [
@@ -61,7 +61,7 @@ function sandboxRows(items: readonly SandboxRecord[]): string {
   );
 }
 
-function sandboxDetail(s: SandboxRecord): string {
+function sandboxDetail(s: SandboxView): string {
   const lines = [
     `id:        ${s.id}`,
     `phase:     ${s.status.phase}`,
