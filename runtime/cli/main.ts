@@ -4,8 +4,7 @@
  * `--token`/`SHARDWORKS_TOKEN` say which scheduler and who we are; the `access` commands talk to
  * the Kubernetes API server of `--kubeconfig`/`KUBECONFIG` instead.
  */
-import type { XdsClientsReport, XdsResourceStatus } from "../../contract/api";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import { DEFAULT_MAX_JIT_MS } from "../../contract";
 import {
   Duration,
@@ -17,12 +16,12 @@ import {
   parseGrantDuration,
   revokeGrant,
   timeLeft,
-  type Grant,
 } from "../access";
-import type { SandboxView } from "../../contract/api";
 import { ApiError, type SchedulerClient } from "../../contract/client";
 import { cliClient } from "./client";
-import { age, table } from "./table";
+import { grantRows, print, sandboxDetail, sandboxRows, xdsRows } from "./format";
+import { table } from "./table";
+import { collect, collectNumbers, parseKeyValues, wholeNumber } from "./options";
 import { Env } from "../../contract";
 
 interface GlobalOptions {
@@ -40,76 +39,6 @@ function clientOf(cmd: Command): { client: SchedulerClient; json: boolean } {
       "no token: pass --token or set SHARDWORKS_TOKEN (npm start prints one)",
     );
   return { client: cliClient(o.api, o.token), json: o.json === true };
-}
-
-function print(json: boolean, value: unknown, text: () => string): void {
-  console.log(json ? JSON.stringify(value, null, 2) : text());
-}
-
-function sandboxRows(items: readonly SandboxView[]): string {
-  return table(
-    ["ID", "PHASE", "NODE", "IMAGE", "START", "EXIT", "AGE"],
-    items.map((s) => [
-      s.id,
-      s.status.phase,
-      s.status.node ?? "-",
-      s.spec.image,
-      s.status.start ? `${s.status.start} ${Math.round(s.status.startMillis ?? 0)}ms` : "-",
-      s.status.exitCode !== undefined ? String(s.status.exitCode) : "-",
-      age(s.createdAt),
-    ]),
-  );
-}
-
-function sandboxDetail(s: SandboxView): string {
-  const lines = [
-    `id:        ${s.id}`,
-    `phase:     ${s.status.phase}`,
-    `node:      ${s.status.node ?? "-"}`,
-    `image:     ${s.spec.image}`,
-    `command:   ${JSON.stringify(s.spec.command)}`,
-    `resources: ${s.spec.resources.cpuMillis}m CPU, ${s.spec.resources.memoryMiB} MiB`,
-  ];
-  if (s.spec.shard) lines.push(`shard:     ${s.spec.shard}`);
-  if (s.status.start)
-    lines.push(`start:     ${s.status.start} in ${Math.round(s.status.startMillis ?? 0)} ms`);
-  if (s.status.exitCode !== undefined) lines.push(`exit code: ${s.status.exitCode}`);
-  if (s.status.reason) lines.push(`reason:    ${s.status.reason}`);
-  for (const [port, at] of Object.entries(s.status.endpoints)) lines.push(`port ${port}:  ${at}`);
-  return lines.join("\n");
-}
-
-function parseKeyValues(values: readonly string[], flag: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const v of values) {
-    const eq = v.indexOf("=");
-    if (eq <= 0) throw new ApiError(0, "bad_flag", `${flag} ${v}: must be KEY=VALUE`);
-    out[v.slice(0, eq)] = v.slice(eq + 1);
-  }
-  return out;
-}
-
-/**
- * A parser for an option taking a whole number from `min` to `max`: commander then names the flag
- * and the value it refused (`--cpu: "lots" …`), instead of the API naming its own field.
- */
-function wholeNumber(what: string, min: number, max: number, example: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`"${value}" is not ${what} (${min}-${max}), e.g. ${example}`);
-    }
-    return n;
-  };
-}
-
-/** Repeatable whole-number options (`--port 80 --port 443`). */
-function collectNumbers(parse: (value: string) => number) {
-  return (value: string, previous: number[]): number[] => [...previous, parse(value)];
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }
 
 /** Build the program (exported for tests). */
@@ -311,59 +240,6 @@ export function buildProgram(): Command {
     });
   addAccessCommands(program);
   return program;
-}
-
-/** One row per replica × client × resource type: how many resources, in which states. */
-function xdsRows(report: XdsClientsReport): string {
-  const rows: string[][] = [];
-  for (const router of report.routers) {
-    const where = `${router.name} (${router.version ?? "version ?"})`;
-    if ("error" in router) {
-      rows.push([where, "-", "-", "-", `did not answer: ${router.error}`]);
-      continue;
-    }
-    if (router.clients.length === 0) rows.push([where, "-", "-", "-", "no clients"]);
-    for (const c of router.clients) {
-      const byType = new Map<string, XdsResourceStatus[]>();
-      for (const r of c.resources) byType.set(r.type, [...(byType.get(r.type) ?? []), r]);
-      for (const [type, resources] of byType) {
-        const counts = new Map<string, number>();
-        for (const r of resources) {
-          const state = r.client === "DOES_NOT_EXIST" ? r.client : r.status;
-          counts.set(state, (counts.get(state) ?? 0) + 1);
-        }
-        const errors = resources.flatMap((r) => (r.error === undefined ? [] : [r.error]));
-        rows.push([
-          where,
-          c.node.id,
-          type,
-          resources[0]?.version || "-",
-          [
-            [...counts].map(([state, n]) => `${n} ${state}`).join(", "),
-            ...[...new Set(errors)].map((e) => `NACK: ${e}`),
-          ].join("; "),
-        ]);
-      }
-    }
-  }
-  if (report.routers.length === 0) {
-    return "no routing controller is registered (routers/ in etcd is empty): is one running?";
-  }
-  return table(["ROUTER", "NODE ID", "TYPE", "VERSION", "RESOURCES"], rows);
-}
-
-function grantRows(grants: readonly Grant[]): string {
-  return table(
-    ["NAME", "WHERE", "ROLE", "SUBJECTS", "EXPIRES AT", "TIME LEFT"],
-    grants.map((g) => [
-      g.name,
-      g.namespace ?? "cluster-wide",
-      g.role,
-      g.subjects.join(","),
-      g.expiresAt || "-",
-      timeLeft(g),
-    ]),
-  );
 }
 
 /** `access grant|ls|revoke`: JIT RBAC grants on the cluster of `--kubeconfig`. */
