@@ -266,7 +266,6 @@ async function main(): Promise<void> {
         controller.events.off("snapshot", onSnapshot);
         // Take them out again so the next scale has exactly its count.
         await etcd.client.delete().prefix(keys.shard(`p-${n}-`));
-        // Envoy's side of a push: how long it takes to apply the ingress RouteConfiguration.
         // Envoy's side: how long it takes to apply one scope's RouteConfiguration (the last
         // push's bucket; ADR 0016).
         const lastScope = `ingress/b${routeBucket(`push-${n}-${PUSH_SAMPLES - 1}`, DEFAULT_ROUTE_BUCKETS)}`;

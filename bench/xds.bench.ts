@@ -2,10 +2,11 @@
  * `npx tsx bench/xds.bench.ts`: the routing control plane under 100, 1,000 and 10,000 shards.
  *
  * 1. Push latency: a shard created in etcd → the controller's watch → translation → snapshot →
- *    ADS push → the client's ACK of the new `ingress` RouteConfiguration version, as the server
+ *    ADS push → the client's ACK of the new route configuration version, as the server
  *    sees it (the clock stops on the server's `ack` event). The client is an ADS client built
  *    from Envoy's ADS proto with the gateway's node id, subscribed like Envoy (LDS/CDS wildcard,
- *    RDS every `ingress/<scope>`, SRDS wildcard, EDS the EDS clusters' names), that ACKs each response at once. Compared, in
+ *    RDS every `ingress/<scope>`, SRDS wildcard, EDS the EDS clusters' names), that ACKs each
+ *    response at once. Compared, in
  *    the same run, with the raw primitive underneath: an etcd put → the watch event. 100 samples
  *    per size.
  * 2. Translation time for one changed shard (memoized `Translator` + a `Snapshot` built from the

@@ -24,7 +24,8 @@
  *   endpoint of a running sandbox's exposed port.
  * - For gRPC xDS clients (`xds:///<service>`): a Listener named after each service with an
  *   `api_listener` HttpConnectionManager that loads the service's RouteConfiguration over ADS.
- *   For Envoy: one `ingress` listener whose route configuration holds every virtual host.
+ *   For Envoy: one `ingress` listener whose route scopes (`ingress/base`, `ingress/sandbox`,
+ *   `ingress/b<n>`, ADR 0016) each name a route configuration of the same name.
  *   {@link forNode} splits the two: the gateway never sees api_listeners (Envoy refuses them in
  *   LDS), gRPC clients never see the ingress.
  *
