@@ -39,6 +39,11 @@ export default tseslint.config(
               message:
                 "contract/ is imported by both sides and imports neither: move the shared fact into contract/ instead.",
             },
+            {
+              group: ["@pulumi/*"],
+              message:
+                "contract/ holds plain facts and schemas: no Pulumi SDK (the runtime imports it).",
+            },
           ],
         },
       ],
@@ -55,6 +60,11 @@ export default tseslint.config(
               regex: "^\\.\\.?/(\\.\\./)*(components|stacks|policy)(/|$)",
               message:
                 "the runtime does not import the Pulumi side: take the shared fact from contract/ (move it there if it is not yet).",
+            },
+            {
+              group: ["@pulumi/*"],
+              message:
+                "the runtime runs without the Pulumi SDK: Pulumi code belongs in components/ or stacks/.",
             },
           ],
         },
