@@ -1,7 +1,7 @@
 /** The node's registration: `nodes/<name>` under a lease, registered again if the lease is lost. */
 import type { EventEmitter } from "node:events";
-import type { Etcd3, Lease } from "etcd3";
-import { jitter } from "../lib/backoff";
+import type { Etcd3 } from "etcd3";
+import { LeasedRegistration } from "../lib/leased-registration";
 import { logger } from "../lib/logger";
 import type { NodeRecord } from "../../contract/model";
 import type { Store } from "../lib/store";
@@ -20,40 +20,39 @@ export interface NodeRegistrationConfig {
   record: () => NodeRecord;
 }
 
-/** One node's registration. */
+/** One node's registration (a {@link LeasedRegistration} of its record). */
 export class NodeRegistration {
-  readonly #config: NodeRegistrationConfig;
-  #lease: Lease | undefined;
+  readonly #leased: LeasedRegistration;
 
   constructor(config: NodeRegistrationConfig) {
-    this.#config = config;
+    let record: NodeRecord | undefined;
+    this.#leased = new LeasedRegistration({
+      client: config.client,
+      ttlSeconds: config.leaseTtlSeconds,
+      signal: config.signal,
+      write: (lease) => {
+        record = config.record();
+        return config.store.putNode(record, lease);
+      },
+      onRegistered: () => {
+        if (record) config.events.emit("registered", record);
+      },
+      onError: (error, cause) => {
+        config.events.emit("error", error);
+        if (cause === "lost") {
+          logger.warn({ node: record?.name, err: error }, "node lease lost; registering again");
+        }
+      },
+    });
   }
 
   /** Put the node record under a new lease (kept alive); emits `registered`. */
-  async register(): Promise<void> {
-    const { client, store, signal, events } = this.#config;
-    const record = this.#config.record();
-    const lease = client.lease(this.#config.leaseTtlSeconds, { autoKeepAlive: true });
-    lease.on("lost", (error) => {
-      if (signal.aborted || this.#lease !== lease) return;
-      events.emit("error", error);
-      logger.warn({ node: record.name, err: error }, "node lease lost; registering again");
-      const retry = (): void => {
-        if (signal.aborted) return;
-        this.register().catch((e: unknown) => {
-          events.emit("error", e as Error);
-          setTimeout(retry, jitter(1000)).unref();
-        });
-      };
-      retry();
-    });
-    await store.putNode(record, lease);
-    this.#lease = lease;
-    events.emit("registered", record);
+  register(): Promise<void> {
+    return this.#leased.register();
   }
 
   /** Revoke the lease: the node disappears at once. */
-  async revoke(): Promise<void> {
-    await this.#lease?.revoke();
+  revoke(): Promise<void> {
+    return this.#leased.revoke();
   }
 }

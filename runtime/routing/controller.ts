@@ -4,13 +4,13 @@
  * server answers from. The same process runs the reapers (expired shards are deleted from etcd, so
  * their routes vanish with the next snapshot).
  */
-import type { Etcd3, IKeyValue, Lease, Watcher } from "etcd3";
+import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 import { EventEmitter } from "node:events";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { z } from "zod";
-import { backoffDelay, type Backoff } from "../lib/backoff";
+import type { Backoff } from "../lib/backoff";
 import { keyName, keys } from "../lib/keys";
 import { logger as rootLogger, type Logger } from "../lib/logger";
+import { LeasedRegistration } from "../lib/leased-registration";
 import {
   routerRecordSchema,
   sandboxRecordSchema,
@@ -106,7 +106,7 @@ export class RoutingController {
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #warnedUnserved = new Set<string>();
   #port = 0;
-  #lease: Lease | undefined;
+  #registration: LeasedRegistration | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: RoutingControllerOptions) {
@@ -161,30 +161,23 @@ export class RoutingController {
       ...(advertise.version === undefined ? {} : { version: advertise.version }),
       startedAt: new Date().toISOString(),
     });
-    for (let attempt = 0; !this.#abort.signal.aborted; attempt++) {
-      const lease = this.#options.etcd.lease(advertise.leaseTtlSeconds ?? 10, {
-        autoKeepAlive: true,
-      });
-      // Set before the put: a lease lost while the put is on its way registers again too.
-      this.#lease = lease;
-      lease.on("lost", (error) => {
-        if (this.#abort.signal.aborted || this.#lease !== lease) return;
-        this.#logger.warn({ err: error }, "router lease lost; registering again");
-        void this.#register();
-      });
-      try {
+    this.#registration = new LeasedRegistration({
+      client: this.#options.etcd,
+      ttlSeconds: advertise.leaseTtlSeconds ?? 10,
+      signal: this.#abort.signal,
+      backoff: REGISTER_BACKOFF,
+      write: async (lease) => {
         await lease.put(keys.router(record.name)).value(JSON.stringify(record));
-        if (this.#abort.signal.aborted) await lease.revoke().catch(() => undefined);
-        return;
-      } catch (error) {
-        this.#logger.warn({ err: error, attempt }, "could not register routers/<name>; retrying");
-        this.#lease = undefined;
-        void lease.revoke().catch(() => undefined);
-        await sleep(backoffDelay(attempt, REGISTER_BACKOFF), undefined, {
-          signal: this.#abort.signal,
-        }).catch(() => undefined);
-      }
-    }
+      },
+      onError: (error, cause) =>
+        this.#logger.warn(
+          { err: error },
+          cause === "lost"
+            ? "router lease lost; registering again"
+            : "could not register routers/<name>; retrying",
+        ),
+    });
+    await this.#registration.registerUntilDone();
   }
 
   /** Stop watching, reaping and serving. Idempotent: a second call waits for the first. */
@@ -198,7 +191,7 @@ export class RoutingController {
     clearTimeout(this.#reapTimer);
     clearTimeout(this.#expiryTimer);
     // Revoking deletes `routers/<name>` at once: the scheduler stops asking this replica.
-    await this.#lease?.revoke().catch(() => undefined);
+    await this.#registration?.revoke().catch(() => undefined);
     await Promise.all(this.#watchers.map((w) => w.cancel()));
     await this.server.close();
   }
