@@ -6,6 +6,8 @@ export const Driver = { Firecracker: "firecracker", Qemu: "qemu", Process: "proc
 /** One of the driver names in {@link Driver}. */
 export type Driver = (typeof Driver)[keyof typeof Driver];
 export const driverSchema = z.enum([Driver.Firecracker, Driver.Qemu, Driver.Process]);
+/** What a node agent is told to run: a driver, or `auto` (the strongest usable one). */
+export const driverChoiceSchema = z.enum(["auto", ...driverSchema.options]);
 
 /** CPU in millicores and memory in MiB: what a sandbox asks for and what a node offers. */
 export const resourcesSchema = z.strictObject({

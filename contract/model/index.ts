@@ -3,7 +3,13 @@
  * scheduler, the node agents and the routing controller: each process parses what it reads with
  * these schemas, so a record written by one is understood by all.
  */
-export { driverSchema, Driver, resourcesSchema, type Resources } from "./compute";
+export {
+  driverChoiceSchema,
+  driverSchema,
+  Driver,
+  resourcesSchema,
+  type Resources,
+} from "./compute";
 export {
   dnsLabel,
   hasControlCharacter,

@@ -34,7 +34,7 @@ import { spawnNodeAgent, type SpawnedNodeAgent } from "../node-agent/spawn";
 import { cliClient } from "./client";
 import { buildBusyboxImage } from "./demo-image";
 import { Env } from "../../contract";
-import { driverSchema } from "../../contract/model";
+import { driverChoiceSchema } from "../../contract/model";
 
 /** The demo shard's TTL under `npm start`: long enough for a working day. */
 const DEMO_SHARD_TTL_SECONDS = 24 * 3600;
@@ -57,15 +57,15 @@ async function main(): Promise<void> {
   process.on("SIGTERM", onSignal);
 
   // Checked before anything starts: a typo must not leave half a platform to clean up.
-  const driver = process.env[Env.driver] ?? "auto";
-  const drivers = ["auto", ...driverSchema.options];
-  if (!drivers.includes(driver)) {
+  const chosen = driverChoiceSchema.safeParse(process.env[Env.driver] ?? "auto");
+  if (!chosen.success) {
     console.error(
-      `npm start: ${Env.driver}=${driver} is not a driver; use one of ${drivers.join(", ")} (or leave it unset: auto)`,
+      `npm start: ${Env.driver}=${process.env[Env.driver]} is not a driver; use one of ${driverChoiceSchema.options.join(", ")} (or leave it unset: auto)`,
     );
     process.exitCode = 2;
     return;
   }
+  const driver = chosen.data;
   try {
     if (process.env[Env.logFile]) {
       console.log(`logs        ${process.env[Env.logFile]} (every process's JSON log lines)`);

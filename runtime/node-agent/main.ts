@@ -10,7 +10,12 @@ import { z } from "zod";
 import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { closeOnSignals } from "../lib/shutdown";
-import { driverSchema, labelKeyProblem, labelValueProblem, nodeName } from "../../contract/model";
+import {
+  driverChoiceSchema,
+  labelKeyProblem,
+  labelValueProblem,
+  nodeName,
+} from "../../contract/model";
 import { Env } from "../../contract";
 import { NodeAgent } from "./agent";
 import { bestAvailableDriver, createDriver } from "./drivers";
@@ -21,7 +26,7 @@ const optionsSchema = z.strictObject({
     .string()
     .min(1)
     .transform((s) => s.split(",")),
-  driver: z.union([driverSchema, z.literal("auto")]).default("auto"),
+  driver: driverChoiceSchema.default("auto"),
   cpu: z.coerce.number().int().positive().default(4000),
   memory: z.coerce.number().int().positive().default(4096),
   leaseTtl: z.coerce.number().int().min(1).default(10),
