@@ -39,7 +39,8 @@ export interface IngressOptions {
  * its parts: a change rebuilds only the scopes whose parts changed.
  */
 export class Ingress {
-  readonly #scopes: readonly string[];
+  /** Each scope's name and, for a bucket's scope, its bucket. */
+  readonly #scopes: readonly { readonly name: string; readonly bucket?: number }[];
   /** The listener and the scope resources: fixed for the options. */
   readonly #fixed: readonly XdsResource[];
   readonly #built = new Map<string, { parts: readonly IngressPart[]; resource: XdsResource }>();
@@ -47,17 +48,20 @@ export class Ingress {
 
   constructor(options: IngressOptions) {
     this.#scopes = [
-      BASE_SCOPE,
-      SANDBOX_SCOPE,
-      ...Array.from({ length: options.buckets }, (_, i) => bucketScope(i)),
+      { name: BASE_SCOPE },
+      { name: SANDBOX_SCOPE },
+      ...Array.from({ length: options.buckets }, (_, bucket) => ({
+        name: bucketScope(bucket),
+        bucket,
+      })),
     ];
     this.#fixed = [
       ingressListener(options),
-      ...this.#scopes.map((scope) =>
-        makeResource(TypeUrl.ScopedRoute, ingressRouteName(scope), {
-          name: ingressRouteName(scope),
-          route_configuration_name: ingressRouteName(scope),
-          key: { fragments: [{ string_key: scope }] },
+      ...this.#scopes.map(({ name }) =>
+        makeResource(TypeUrl.ScopedRoute, ingressRouteName(name), {
+          name: ingressRouteName(name),
+          route_configuration_name: ingressRouteName(name),
+          key: { fragments: [{ string_key: name }] },
         }),
       ),
     ];
@@ -69,7 +73,7 @@ export class Ingress {
     const routes: XdsResource[] = [];
     for (const scope of this.#scopes) {
       const parts = partsOf(scope, services, sandboxes);
-      const previous = this.#built.get(scope);
+      const previous = this.#built.get(scope.name);
       if (
         previous !== undefined &&
         previous.parts.length === parts.length &&
@@ -78,8 +82,8 @@ export class Ingress {
         routes.push(previous.resource);
         continue;
       }
-      const resource = scopeRoute(scope, parts);
-      this.#built.set(scope, { parts, resource });
+      const resource = scopeRoute(scope.name, parts);
+      this.#built.set(scope.name, { parts, resource });
       routes.push(resource);
       changed = true;
     }
@@ -90,14 +94,16 @@ export class Ingress {
 
 /** The parts of a scope's route configuration, in order. */
 function partsOf(
-  scope: string,
+  scope: { readonly name: string; readonly bucket?: number },
   services: readonly ServicePart[],
   sandboxes: readonly SandboxPart[],
 ): IngressPart[] {
-  if (scope === SANDBOX_SCOPE) return sandboxes.map((p) => p.gatewayPart);
-  if (scope === BASE_SCOPE) return services.map((p) => p.gatewayBase);
-  const bucket = Number(scope.slice(1));
-  return services.map((p) => p.gatewayBuckets.get(bucket) ?? p.gatewayBase);
+  const { bucket } = scope;
+  if (bucket !== undefined) {
+    return services.map((p) => p.gatewayBuckets.get(bucket) ?? p.gatewayBase);
+  }
+  if (scope.name === SANDBOX_SCOPE) return sandboxes.map((p) => p.gatewayPart);
+  return services.map((p) => p.gatewayBase);
 }
 
 /** A scope's route configuration, assembled from its parts' memoized encodings and hashes. */
