@@ -1,17 +1,18 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { spawnNodeAgent } from "../../../runtime/node-agent/spawn";
 import { PLATFORM_TOKEN, schedulerWithImage } from "../../helpers/runtime";
 
 const run = promisify(execFile);
 const bin = join(__dirname, "../../../runtime/cli/bin.cjs");
 
-test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as tables or JSON", async (t) => {
-  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-cli-");
+/** A scheduler with a test image, one process-driver node, and the env the CLI reads. */
+async function cliTestbed(t: ExecutionContext, prefix: string, node: string) {
+  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, prefix);
   const agent = await spawnNodeAgent({
-    name: "cli-node",
+    name: node,
     etcdEndpoints: [etcd.endpoint],
     driver: "process",
     dataDir: join(dir, "node"),
@@ -19,6 +20,11 @@ test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as ta
   });
   t.teardown(() => agent.stop(2000));
   const env = { ...process.env, SHARDWORKS_API: scheduler.url, SHARDWORKS_TOKEN: PLATFORM_TOKEN };
+  return { image, env };
+}
+
+test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as tables or JSON", async (t) => {
+  const { image, env } = await cliTestbed(t, "sw-cli-", "cli-node");
   const cli = async (...args: string[]) => run(process.execPath, [bin, ...args], { env });
 
   // Without --no-wait, `run` prints the output and exits with the sandbox's exit code.
@@ -72,16 +78,7 @@ test("the shardworks CLI runs, lists, shows logs of and removes sandboxes, as ta
 });
 
 test("the CLI names a bad flag and its fix, fails a run that times out, and removes every id it can", async (t) => {
-  const { etcd, dir, image, scheduler } = await schedulerWithImage(t, "sw-cli-edge-");
-  const agent = await spawnNodeAgent({
-    name: "cli-edge-node",
-    etcdEndpoints: [etcd.endpoint],
-    driver: "process",
-    dataDir: join(dir, "node"),
-    env: { TMPDIR: dir },
-  });
-  t.teardown(() => agent.stop(2000));
-  const env = { ...process.env, SHARDWORKS_API: scheduler.url, SHARDWORKS_TOKEN: PLATFORM_TOKEN };
+  const { image, env } = await cliTestbed(t, "sw-cli-edge-", "cli-edge-node");
   type Failed = { code: number; stdout: string; stderr: string };
   const cli = async (...args: string[]) =>
     run(process.execPath, [bin, ...args], { env }).then(
