@@ -1,7 +1,8 @@
 /**
  * The `sh` script a sandbox's launcher runs to become the user's command: environment (image
- * config, then spec), memory limit, working directory, then `exec` of the command. Shared by the
- * drivers whose in-sandbox launcher is a busybox `sh` (process, firecracker).
+ * config, then spec), memory limit, working directory, then `exec` of the command. The one script
+ * of every driver: each runs it with a busybox `sh` inside the sandbox (process, firecracker, and
+ * the qemu guest agent).
  */
 import type { SandboxSpec } from "../../../contract/model";
 import type { ImageRuntimeConfig } from "../images";
@@ -17,6 +18,13 @@ export function shellQuote(value: string): string {
 export interface LaunchScriptOptions {
   /** Lines run just before the command is exec'd (e.g. signalling "started" to the host). */
   readonly beforeExec?: readonly string[];
+  /** Lines run first (e.g. setting a restored guest's clock). */
+  readonly first?: readonly string[];
+  /**
+   * Cap the address space at the spec's memory (`ulimit -v`); default true. A VM's RAM is already
+   * its limit, so VM drivers turn this off (it would only break runtimes that reserve address space).
+   */
+  readonly limitAddressSpace?: boolean;
 }
 
 /** Builds the launch script, or throws naming a spec field that cannot be honoured. */
@@ -34,16 +42,16 @@ export function launchScript(
   for (const [key, value] of Object.entries(spec.env)) {
     if (!envName.test(key)) {
       throw new Error(
-        `spec.env: "${key}" is not a valid environment variable name (letters, digits and '_', not starting with a digit)`,
+        `spec.env.${key}: must be a shell variable name (letters, digits, '_', not starting with a digit); rename the variable`,
       );
     }
     env.set(key, value);
   }
-  const lines: string[] = [];
+  const lines: string[] = [...(options.first ?? [])];
   // Image env names that sh cannot export are skipped rather than failing every run of the image.
   for (const [key, value] of env)
     if (envName.test(key)) lines.push(`export ${key}=${shellQuote(value)}`);
-  lines.push(`ulimit -v ${spec.resources.memoryMiB * 1024}`);
+  if (options.limitAddressSpace ?? true) lines.push(`ulimit -v ${spec.resources.memoryMiB * 1024}`);
   lines.push(`cd ${shellQuote(image.workingDir)} 2>/dev/null || cd /`);
   lines.push(...(options.beforeExec ?? []), "exec 2>&1");
   lines.push(`exec ${spec.command.map(shellQuote).join(" ")}`);

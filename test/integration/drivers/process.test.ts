@@ -388,7 +388,7 @@ test.serial(
   "process: an invalid environment variable name is refused before starting",
   async (t) => {
     await t.throwsAsync(run(["true"], { env: { "BAD-NAME": "x" } }), {
-      message: /spec.env: "BAD-NAME" is not a valid/,
+      message: /spec\.env\.BAD-NAME: must be a shell variable name/,
     });
   },
 );
