@@ -40,6 +40,40 @@ export interface StartEtcdOptions {
   peerPort?: number;
 }
 
+/** Where and how one single-member etcd on loopback runs. */
+export interface EtcdMember {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly logLevel: "error" | "warn" | "info";
+}
+
+/**
+ * The command line of a single-member etcd on loopback: the one etcd configuration of the project,
+ * for a child process ({@link startEtcd}) and for a testbed cluster's detached daemon
+ * (`scripts/cluster/control-plane.ts`).
+ */
+export function etcdArgs(member: EtcdMember): string[] {
+  const client = `http://127.0.0.1:${member.clientPort}`;
+  const peer = `http://127.0.0.1:${member.peerPort}`;
+  return [
+    `--name=${member.name}`,
+    `--data-dir=${member.dataDir}`,
+    `--listen-client-urls=${client}`,
+    `--advertise-client-urls=${client}`,
+    `--listen-peer-urls=${peer}`,
+    `--initial-advertise-peer-urls=${peer}`,
+    `--initial-cluster=${member.name}=${peer}`,
+    // Compact history older than an hour, so etcd does not grow without bound (revisions pile
+    // up with every status CAS).
+    "--auto-compaction-mode=periodic",
+    "--auto-compaction-retention=1h",
+    `--log-level=${member.logLevel}`,
+    "--logger=zap",
+  ];
+}
+
 /** Start etcd on free loopback ports and wait until it answers. */
 export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdServer> {
   const binary = options.binary ?? process.env.SHARDWORKS_ETCD ?? "etcd";
@@ -50,21 +84,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const child = spawn(
     binary,
-    [
-      "--name=default",
-      `--data-dir=${dataDir}`,
-      `--listen-client-urls=${endpoint}`,
-      `--advertise-client-urls=${endpoint}`,
-      `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-cluster=default=http://127.0.0.1:${peerPort}`,
-      // Compact history older than an hour, so etcd does not grow without bound (revisions pile
-      // up with every status CAS).
-      "--auto-compaction-mode=periodic",
-      "--auto-compaction-retention=1h",
-      "--log-level=error",
-      "--logger=zap",
-    ],
+    etcdArgs({ name: "default", dataDir, clientPort, peerPort, logLevel: "error" }),
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   let stderr = "";

@@ -5,6 +5,7 @@
  * default controller, kube-scheduler.
  */
 import { join } from "node:path";
+import { etcdArgs } from "../../runtime/lib/etcd-server";
 import { daemon } from "./common";
 import type { NodeNetwork } from "./network";
 
@@ -29,17 +30,13 @@ export function startEtcd(
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const pid = daemon({
     binary: process.env.SHARDWORKS_ETCD ?? "etcd",
-    args: [
-      `--name=${ctx.name}`,
-      `--data-dir=${join(ctx.dir, "etcd-data")}`,
-      `--listen-client-urls=${endpoint}`,
-      `--advertise-client-urls=${endpoint}`,
-      `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-cluster=${ctx.name}=http://127.0.0.1:${peerPort}`,
-      "--log-level=warn",
-      "--logger=zap",
-    ],
+    args: etcdArgs({
+      name: ctx.name,
+      dataDir: join(ctx.dir, "etcd-data"),
+      clientPort,
+      peerPort,
+      logLevel: "warn",
+    }),
     log: join(ctx.logs, "etcd.log"),
     cgroup: ctx.cgroup,
   });
