@@ -59,6 +59,8 @@ export interface ShardPart {
   readonly routes: ReadonlyMap<string, ForkRoutes<Route>>;
   /** Service → `VirtualHost { routes: [route] }` of each, encoded (parts of the virtual host). */
   readonly routeParts: ReadonlyMap<string, ForkRoutes<Uint8Array>>;
+  /** Service → the gRPC clients' cluster (and load assignment) of this shard's fork of it. */
+  readonly forkResources: ReadonlyMap<string, readonly XdsResource[]>;
   /** Service → the gateway's entry for this fork, built once per upstream HTTP version. */
   readonly gateway: Map<string, GatewayFork>;
 }
@@ -69,11 +71,16 @@ export function shardPart(record: ShardRecord): ShardPart {
   const endpoints: XdsResource[] = [];
   const routes = new Map<string, ForkRoutes<Route>>();
   const routeParts = new Map<string, ForkRoutes<Uint8Array>>();
+  const forkResources = new Map<string, readonly XdsResource[]>();
   for (const [service, destination] of Object.entries(record.forks)) {
     const name = forkClusterName(record.name, service);
     const built = clusterResources(name, destination);
     clusters.push(built.cluster);
     if (built.endpoints) endpoints.push(built.endpoints);
+    forkResources.set(
+      service,
+      built.endpoints ? [built.cluster, built.endpoints] : [built.cluster],
+    );
     const forkRoutes = {
       header: {
         name: `${record.name}/${service}/header`,
@@ -103,7 +110,7 @@ export function shardPart(record: ShardRecord): ShardPart {
       baggage: encodeVirtualHost({ routes: [forkRoutes.baggage] }),
     });
   }
-  return { record, clusters, endpoints, routes, routeParts, gateway: new Map() };
+  return { record, clusters, endpoints, routes, routeParts, forkResources, gateway: new Map() };
 }
 
 /** The gateway's entry for `part`'s fork of `service` (memoized per HTTP version). */
