@@ -60,13 +60,14 @@ export function isStoreUnavailable(error: unknown): boolean {
 
 /**
  * The domain error for etcd being unavailable ({@link isStoreUnavailable}), or undefined for any
- * other error; it carries `Retry-After: {@link STORE_RETRY_AFTER_SECONDS}`.
+ * other error; it carries `Retry-After: {@link STORE_RETRY_AFTER_SECONDS}`. Its message is fixed:
+ * the client library's (etcd's address, connection states) is for the log, not for callers.
  */
 export function storeUnavailableError(error: unknown): UnavailableError | undefined {
   if (!isStoreUnavailable(error)) return undefined;
   return new UnavailableError(
     "store_unavailable",
-    `the state store (etcd) is unavailable (${(error as Error).message}); retry in ${STORE_RETRY_AFTER_SECONDS} s. A create answered this way may have been applied: retry it with the same id (409 then means it exists)`,
+    `the state store (etcd) is unavailable; retry in ${STORE_RETRY_AFTER_SECONDS} s. A create answered this way may have been applied: retry it with the same id (409 then means it exists)`,
     { cause: error, retryAfterSeconds: STORE_RETRY_AFTER_SECONDS },
   );
 }

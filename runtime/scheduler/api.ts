@@ -80,7 +80,7 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
       // back off like any client.
       throw new UnavailableError(
         "etcd_unavailable",
-        `etcd does not answer: ${(error as Error).message}; retry in ${STORE_RETRY_AFTER_SECONDS} s`,
+        `etcd does not answer; retry in ${STORE_RETRY_AFTER_SECONDS} s`,
         { cause: error, retryAfterSeconds: STORE_RETRY_AFTER_SECONDS },
       );
     }

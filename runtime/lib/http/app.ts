@@ -46,6 +46,13 @@ export function renderError(error: Error, c: Context, service: string): Response
   if (error instanceof HttpError) return c.json(error.toJSON(), error.status);
   const domain = error instanceof DomainError ? error : storeUnavailableError(error);
   if (domain) {
+    if (domain instanceof UnavailableError && domain.cause !== undefined) {
+      // The answer says only what to do; what failed underneath is for the operator.
+      logger.warn(
+        { err: domain.cause, requestId: c.get("requestId"), path: c.req.path },
+        `${service}: ${domain.code}`,
+      );
+    }
     if (domain instanceof UnavailableError && domain.retryAfterSeconds !== undefined) {
       c.header("retry-after", String(domain.retryAfterSeconds));
     }
