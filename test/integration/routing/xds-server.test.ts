@@ -194,7 +194,7 @@ interface DeltaResponse {
 }
 
 test("CSDS follows one stream: NOT_SENT, STALE, SYNCED, ERROR with the client's reason", async (t) => {
-  const { cache, send, next, address } = await setup(t);
+  const { cache, server, send, next, address } = await setup(t);
   const status = async (typeUrl: TypeUrl) => {
     const [client] = await fetchClientStatus(address, { nodeId: "envoy-1" });
     const entries = client?.generic_xds_configs.filter((c) => c.type_url === typeUrl) ?? [];
@@ -206,7 +206,6 @@ test("CSDS follows one stream: NOT_SENT, STALE, SYNCED, ERROR with the client's 
       error: e.error_state?.details,
     }));
   };
-  const settle = () => new Promise((r) => setTimeout(r, 100));
   const typeAsWhole = (status: string, client: string, version = "") => [
     { name: "", version, status, client, error: undefined },
   ];
@@ -250,8 +249,9 @@ test("CSDS follows one stream: NOT_SENT, STALE, SYNCED, ERROR with the client's 
   send(TypeUrl.Cluster, clusters.version_info, clusters.nonce); // ACK
   const listeners = (await next())!;
   t.is(listeners.type_url, TypeUrl.Listener);
+  const listenersAcked = answered(server, "ack", TypeUrl.Listener);
   send(TypeUrl.Listener, listeners.version_info, listeners.nonce); // ACK
-  await settle();
+  await listenersAcked;
   t.deepEqual(await status(TypeUrl.Cluster), each(TypeUrl.Cluster, v1, "SYNCED", "ACKED"));
   t.deepEqual(await status(TypeUrl.Listener), each(TypeUrl.Listener, v1, "SYNCED", "ACKED"));
 
@@ -261,8 +261,9 @@ test("CSDS follows one stream: NOT_SENT, STALE, SYNCED, ERROR with the client's 
   cache.setSnapshot("envoy-1", v2);
   const rejected = (await next())!;
   t.is(rejected.version_info, v2.version(TypeUrl.Cluster));
+  const nacked = answered(server, "nack", TypeUrl.Cluster);
   send(TypeUrl.Cluster, clusters.version_info, rejected.nonce, "cluster alice/api: bad endpoint");
-  await settle();
+  await nacked;
   t.deepEqual(
     await status(TypeUrl.Cluster),
     each(TypeUrl.Cluster, v2, "ERROR", "NACKED", "cluster alice/api: bad endpoint"),
@@ -275,15 +276,15 @@ test("CSDS follows one stream: NOT_SENT, STALE, SYNCED, ERROR with the client's 
   cache.setSnapshot("envoy-1", v3);
   const fixed = (await next())!;
   t.is(fixed.version_info, v3.version(TypeUrl.Cluster));
+  const fixedAcked = answered(server, "ack", TypeUrl.Cluster);
   send(TypeUrl.Cluster, fixed.version_info, fixed.nonce);
-  await settle();
+  await fixedAcked;
   t.deepEqual(await status(TypeUrl.Cluster), each(TypeUrl.Cluster, v3, "SYNCED", "ACKED"));
 });
 
 test("CSDS: a NACKed version that is sent again and ACKed is SYNCED, not ERROR", async (t) => {
-  const { cache, send, next, address } = await setup(t);
+  const { cache, server, send, next, address } = await setup(t);
   const status = async () => {
-    await new Promise((r) => setTimeout(r, 100));
     const [client] = await fetchClientStatus(address, { nodeId: "envoy-1" });
     return [...new Set(client!.generic_xds_configs.map((c) => c.config_status))];
   };
@@ -294,13 +295,17 @@ test("CSDS: a NACKed version that is sent again and ACKed is SYNCED, not ERROR",
   const s2 = new Snapshot(translate(state({ alice: "127.0.0.1:6000", bob: "127.0.0.1:6001" })));
   cache.setSnapshot("envoy-1", s2);
   const v2 = (await next())!;
+  const nacked = answered(server, "nack", TypeUrl.Cluster);
   send(TypeUrl.Cluster, v1.version_info, v2.nonce, "not now");
+  await nacked;
   t.deepEqual(await status(), ["ERROR"]);
   // A changed subscription ("*" for the implicit wildcard) makes the server send v2 again.
   send(TypeUrl.Cluster, v1.version_info, v2.nonce, undefined, ["*"]);
   const again = (await next())!;
   t.is(again.version_info, s2.version(TypeUrl.Cluster));
+  const acked = answered(server, "ack", TypeUrl.Cluster);
   send(TypeUrl.Cluster, again.version_info, again.nonce, undefined, ["*"]);
+  await acked;
   t.deepEqual(await status(), ["SYNCED"], "the ACK of the re-sent version clears the error");
 });
 
@@ -328,9 +333,10 @@ test("incremental (delta) ADS sends only what changed, and what was removed; CSD
     t.is(unpack(r.resource).name, r.name);
     t.is(r.version, s1.resources(TypeUrl.Cluster).get(r.name)!.hash);
   }
+  const firstAcked = answered(server, "ack", TypeUrl.Cluster);
   send(TypeUrl.Cluster, { response_nonce: first.nonce });
+  await firstAcked;
   const csds = async () => {
-    await new Promise((r) => setTimeout(r, 100));
     const [one] = await fetchClientStatus(address, { nodeId: "envoy-1" });
     return (one?.generic_xds_configs ?? [])
       .map((c) => `${c.name} ${c.config_status} ${c.client_status} ${c.version_info.slice(0, 8)}`)
@@ -359,7 +365,9 @@ test("incremental (delta) ADS sends only what changed, and what was removed; CSD
     "only the new cluster is sent",
   );
   t.deepEqual(second.removed_resources, []);
+  const secondAcked = answered(server, "ack", TypeUrl.Cluster);
   send(TypeUrl.Cluster, { response_nonce: second.nonce });
+  await secondAcked;
   t.deepEqual(
     await csds(),
     [...s2.resources(TypeUrl.Cluster).keys()].map((n) => `${n} SYNCED ACKED ${hash(s2, n)}`).sort(),
@@ -442,3 +450,18 @@ test("CSDS: a delta client that reconnects holding the current resources is SYNC
       .sort(),
   );
 });
+
+/**
+ * Resolves on the server's next ACK (or NACK) of `typeUrl`: the server records the answer before it
+ * emits the event, so CSDS read after it reflects the answer. Subscribe before sending.
+ */
+function answered(server: XdsServer, kind: "ack" | "nack", typeUrl: TypeUrl): Promise<void> {
+  return new Promise((resolve) => {
+    const on = (event: { typeUrl: TypeUrl }): void => {
+      if (event.typeUrl !== typeUrl) return;
+      server.events.off(kind, on);
+      resolve();
+    };
+    server.events.on(kind, on);
+  });
+}
