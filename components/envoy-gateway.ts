@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { dnsLabel } from "../contract/model";
-import { envoyBootstrap, envoyBootstrapOptionsSchema, GATEWAY_NODE_ID } from "../contract";
+import { envoyBootstrap, envoyBootstrapOptionsSchema, GATEWAY_NODE_ID, Ports } from "../contract";
 import {
   appLabels,
   awaitAnnotations,
@@ -178,8 +178,8 @@ export function createEnvoyGateway(
   parent: pulumi.Resource,
 ): EnvoyGatewayResult {
   const ns = args.namespace ?? "shardworks-gateway";
-  const listenerPort = args.listenerPort ?? 8080;
-  const adminPort = args.adminPort ?? 9901;
+  const listenerPort = args.listenerPort ?? Ports.gatewayListener;
+  const adminPort = args.adminPort ?? Ports.envoyAdmin;
   const labels = appLabels(name, "gateway");
   const selector = { "app.kubernetes.io/name": "gateway", "app.kubernetes.io/instance": name };
   const skip = awaitAnnotations(args.skipAwait);
@@ -353,7 +353,10 @@ export class EnvoyGateway extends pulumi.ComponentResource {
     super("shardworks:components:EnvoyGateway", name, {}, opts);
     validateGatewayNamespace(args.namespace ?? "shardworks-gateway");
     validateGatewayReplicas(args.replicas ?? 2, args.maxReplicas ?? 10);
-    validateGatewayPorts(args.listenerPort ?? 8080, args.adminPort ?? 9901);
+    validateGatewayPorts(
+      args.listenerPort ?? Ports.gatewayListener,
+      args.adminPort ?? Ports.envoyAdmin,
+    );
     validateRoutedPorts(args.routedPorts ?? []);
     validateGatewayAdminHost(args.adminHost ?? "127.0.0.1");
     const result = createEnvoyGateway(name, args, this);

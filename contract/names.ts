@@ -26,7 +26,20 @@ export const Ports = {
   nodeAgent: 7070,
   etcdClient: 2379,
   etcdPeer: 2380,
+  /** The gateway Envoy's ingress listener (the EnvoyGateway default). */
+  gatewayListener: 8080,
+  /** The gateway Envoy's admin interface (readiness, stats). */
+  envoyAdmin: 9901,
 } as const;
+
+/**
+ * etcd's history compaction, for every etcd the project runs (in-cluster and local): without it,
+ * revisions pile up with every status CAS and the database grows without bound.
+ */
+export const ETCD_COMPACTION_ARGS: readonly string[] = [
+  "--auto-compaction-mode=periodic",
+  "--auto-compaction-retention=1h",
+];
 
 /** Environment variables the runtime processes read. */
 export const Env = {
@@ -86,4 +99,7 @@ export const Env = {
   logFile: "SHARDWORKS_LOG_FILE",
   gatewayPort: "SHARDWORKS_GATEWAY_PORT",
   xdsPort: "SHARDWORKS_XDS_PORT",
+  /** Every runtime process: its log level, and its name in log lines. */
+  logLevel: "SHARDWORKS_LOG_LEVEL",
+  service: "SHARDWORKS_SERVICE",
 } as const;

@@ -9,6 +9,7 @@
 import { resolve } from "node:path";
 import { Command, CommanderError } from "commander";
 import { LocalWorkspace, type PulumiCommand, type PulumiFn } from "@pulumi/pulumi/automation";
+import { Env } from "../contract";
 import { runtimeSchema } from "./config";
 import { loadPlan, RolloutPlanError, type RolloutPlan } from "./rollout-plan";
 import {
@@ -280,7 +281,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 0;
     }
     // An empty value (e.g. `SHARDWORKS_PLATFORM_TOKEN=` in a CI file) is as good as none.
-    const token = opts.platformToken || process.env.SHARDWORKS_PLATFORM_TOKEN;
+    const token = opts.platformToken || process.env[Env.platformToken];
     if (!token) {
       process.stderr.write(
         "--platform-token (or $SHARDWORKS_PLATFORM_TOKEN) is required: the health gates call the scheduler API\n",

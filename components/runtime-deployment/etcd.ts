@@ -1,7 +1,7 @@
 /** etcd: a 3-member StatefulSet behind a headless Service, unless the stack gives an existing one. */
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { Ports } from "../../contract";
+import { ETCD_COMPACTION_ARGS, Ports } from "../../contract";
 import { appLabels, probes, restrictedContainer } from "../common";
 import { RuntimeNames } from "./args";
 import { fqdn, metaOf, selectorOf, serviceAccountOf, type RuntimeScope } from "./scope";
@@ -75,6 +75,7 @@ export function createEtcd(scope: RuntimeScope): RuntimeEtcd {
                     `--initial-cluster=${members.map((m) => `${m}=${peer(m)}`).join(",")}`,
                     "--initial-cluster-state=new",
                     "--initial-cluster-token=shardworks",
+                    ...ETCD_COMPACTION_ARGS,
                   ],
                   env: [
                     { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },

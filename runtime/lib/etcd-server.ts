@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ETCD_COMPACTION_ARGS } from "../../contract/names";
 import { freePort } from "./ports";
 import { Etcd3 } from "etcd3";
 
@@ -65,10 +66,7 @@ export function etcdArgs(member: EtcdMember): string[] {
     `--listen-peer-urls=${peer}`,
     `--initial-advertise-peer-urls=${peer}`,
     `--initial-cluster=${member.name}=${peer}`,
-    // Compact history older than an hour, so etcd does not grow without bound (revisions pile
-    // up with every status CAS).
-    "--auto-compaction-mode=periodic",
-    "--auto-compaction-retention=1h",
+    ...ETCD_COMPACTION_ARGS,
     `--log-level=${member.logLevel}`,
     "--logger=zap",
   ];

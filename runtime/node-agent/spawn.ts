@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { Env } from "../../contract/names";
 
 /** What to start. */
 export interface SpawnNodeAgentOptions {
@@ -59,7 +60,7 @@ export async function spawnNodeAgent(options: SpawnNodeAgentOptions): Promise<Sp
   ];
   const child = spawn(process.execPath, args, {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, SHARDWORKS_SERVICE: `node-agent-${options.name}`, ...options.env },
+    env: { ...process.env, [Env.service]: `node-agent-${options.name}`, ...options.env },
   });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => {

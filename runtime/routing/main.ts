@@ -18,7 +18,7 @@ import { createAccessReaper, type AccessReaper } from "../access/reaper";
 import { loadKubeConfig } from "../access/kubeconfig";
 import { RoutingController } from "./controller";
 import { RESERVED_SERVICE_NAMES } from "./translate";
-import { Env } from "../../contract";
+import { Env, Ports } from "../../contract";
 
 /** Routing controller configuration (validated with zod). */
 export const routingConfigSchema = z
@@ -63,7 +63,7 @@ export const routingConfigSchema = z
     }),
     xdsHost: z.string().min(1).default("0.0.0.0"),
     xdsPort: z.number().int().min(0).max(65535).default(18_000),
-    ingressPort: z.number().int().min(1).max(65535).default(8080),
+    ingressPort: z.number().int().min(1).max(65535).default(Ports.gatewayListener),
     /** The address Envoy's ingress listener binds (sent over LDS). */
     ingressHost: z
       .string()
@@ -197,11 +197,13 @@ async function main(argv: readonly string[]): Promise<void> {
     .addOption(
       new Option("--host <host>", "ADS listen address").env(Env.listenHost).default("0.0.0.0"),
     )
-    .addOption(new Option("--port <port>", "ADS port").env(Env.listenPort).default("18000"))
+    .addOption(
+      new Option("--port <port>", "ADS port").env(Env.listenPort).default(String(Ports.xds)),
+    )
     .addOption(
       new Option("--ingress-port <port>", "Envoy ingress listener port")
         .env(Env.ingressPort)
-        .default("8080"),
+        .default(String(Ports.gatewayListener)),
     )
     .addOption(
       new Option("--ingress-host <address>", "address Envoy's ingress listener binds")

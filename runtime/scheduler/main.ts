@@ -11,7 +11,7 @@ import { formatZodIssues } from "../lib/errors";
 import { logger } from "../lib/logger";
 import { closeOnSignals } from "../lib/shutdown";
 import { startScheduler } from "./server";
-import { Env } from "../../contract";
+import { Env, Ports } from "../../contract";
 
 async function main(argv: readonly string[]): Promise<void> {
   const program = new Command("shardworks-scheduler")
@@ -24,7 +24,9 @@ async function main(argv: readonly string[]): Promise<void> {
       new Option("--host <host>", "listen address").env(Env.listenHost).default("127.0.0.1"),
     )
     .addOption(
-      new Option("--port <port>", "listen port (0 = free)").env(Env.listenPort).default("8080"),
+      new Option("--port <port>", "listen port (0 = free)")
+        .env(Env.listenPort)
+        .default(String(Ports.schedulerApi)),
     )
     .addOption(new Option("--strategy <s>", "binpack|spread").env(Env.strategy).default("binpack"))
     .addOption(

@@ -1,5 +1,6 @@
 /** A platform stack's config: its node groups, gateway, runtime, access and baseline services. */
 import { z } from "zod";
+import { Ports } from "../../contract";
 import { dnsLabel } from "../../contract/model";
 import { METAL_INSTANCE_TYPE, NodeGroupRole } from "../../components/common";
 import { MAX_JIT_CEILING_MS } from "../../components/access-control";
@@ -72,8 +73,8 @@ export const gatewaySchema = z
     /** Envoy image, pinned by digest (`npm run images -- build gateway`). */
     image: pinnedImage("gateway").optional(),
     /** Port of the HTTP listener the routing controller configures over LDS. */
-    listenerPort: port.default(8080),
-    adminPort: port.default(9901),
+    listenerPort: port.default(Ports.gatewayListener),
+    adminPort: port.default(Ports.envoyAdmin),
   })
   .superRefine((g, ctx) => {
     if (g.maxReplicas < g.replicas) {

@@ -1,4 +1,5 @@
 /** The memoizing {@link Translator} (and {@link translate}, translation from scratch). */
+import { Ports } from "../../../contract/names";
 import type { ShardRecord } from "../../../contract/model";
 import { PUSH_ORDER } from "../xds/protos";
 import type { SnapshotResources, XdsResource } from "../xds/resource";
@@ -68,7 +69,7 @@ export class Translator {
     this.#buckets = buckets;
     this.#ingress = new Ingress({
       host: options.ingressHost ?? "0.0.0.0",
-      port: options.ingressPort ?? 8080,
+      port: options.ingressPort ?? Ports.gatewayListener,
       buckets,
       domain: this.#domain,
     });
