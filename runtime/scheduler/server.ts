@@ -10,7 +10,7 @@ import { z } from "zod";
 import type { ApiEnv } from "../lib/http";
 import { logger } from "../lib/logger";
 import { Store } from "../lib/store";
-import { createXdsStatusApi } from "../routing/xds-status-api";
+import { xdsApp } from "./routes/xds";
 import { ShardStore } from "../routing/shard-store";
 import { createApi } from "./api";
 import { createShardsApi } from "./routes/shards";
@@ -92,7 +92,7 @@ export async function startScheduler(
     shardNetwork: parsed.shardNetwork,
     mounts: [
       { path: "/v1/shards", app: createShardsApi(new ShardStore(client)) },
-      { path: "/v1/xds", app: createXdsStatusApi(store) },
+      { path: "/v1/xds", app: xdsApp(store) },
       ...mounts,
     ],
   });

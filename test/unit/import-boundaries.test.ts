@@ -4,10 +4,9 @@
  */
 import test from "ava";
 import { ESLint } from "eslint";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const root = join(__dirname, "../..");
 // Only the boundary rules, and so no type information: a plain parse, not the whole project's.
 const eslint = new ESLint({
   cwd: root,

@@ -7,11 +7,12 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import type { RouterStatus, XdsClientStatus, XdsClientsReport } from "../../contract/api";
-import { HttpError, badRequest } from "../lib/errors";
-import type { ApiEnv } from "../lib/http";
-import type { Store } from "../lib/store";
-import { fetchClientStatus, type ClientConfig } from "./xds";
+import type { RouterStatus, XdsClientStatus, XdsClientsReport } from "../../../contract/api";
+import { ForbiddenError } from "../../lib/errors";
+import { parseQuery, type ApiEnv } from "../../lib/http";
+import type { Store } from "../../lib/store";
+import { fetchClientStatus, type ClientConfig } from "../../routing/xds";
+import { principalOf } from "./auth";
 
 const querySchema = z.strictObject({
   nodeId: z.string().min(1).max(253).optional(),
@@ -37,14 +38,13 @@ function compact(config: ClientConfig): XdsClientStatus {
 }
 
 /** The `/v1/xds` sub-app (platform token only: it shows every shard's fork destinations). */
-export function createXdsStatusApi(store: Store): Hono<ApiEnv> {
+export function xdsApp(store: Store): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   app.get("/clients", async (c) => {
-    if (c.get("principal").kind !== "platform") {
-      throw new HttpError(403, "forbidden", "xDS client status needs the platform token");
+    const query = parseQuery(c, querySchema);
+    if (principalOf(c).kind !== "platform") {
+      throw new ForbiddenError("forbidden", "xDS client status needs the platform token");
     }
-    const query = querySchema.safeParse(c.req.query());
-    if (!query.success) throw badRequest(query.error);
     const routers = await store.listRouters();
     const report: XdsClientsReport = {
       routers: await Promise.all(
@@ -56,7 +56,7 @@ export function createXdsStatusApi(store: Store): Hono<ApiEnv> {
           };
           try {
             const configs = await fetchClientStatus(router.address, {
-              ...(query.data.nodeId === undefined ? {} : { nodeId: query.data.nodeId }),
+              ...(query.nodeId === undefined ? {} : { nodeId: query.nodeId }),
               timeoutMs: 3000,
             });
             return { ...base, clients: configs.map(compact) };
