@@ -9,7 +9,12 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { apiErrorBodySchema, shardReplySchema } from "../contract/api";
+import {
+  apiErrorBodySchema,
+  shardReplySchema,
+  type ApiErrorBody,
+  type ShardReply as ShardApiReply,
+} from "../contract/api";
 import {
   MAX_SHARD_TTL_SECONDS,
   destinationSchema,
@@ -43,11 +48,7 @@ export interface ShardRegistrationOutputs extends ShardRegistrationProps {
 }
 
 /** An answer of the shard API: the shard (and its token, on creation), or the API's error. */
-interface ShardReply {
-  shard?: { expiresAt: string };
-  token?: string;
-  error?: { code: string; message: string };
-}
+type ShardReply = Partial<ShardApiReply> & Partial<ApiErrorBody>;
 
 /**
  * The JSON Schema (plain data, which Pulumi can serialize into the provider; see
@@ -76,16 +77,17 @@ function parseReply(text: string): ShardReply {
   try {
     body = text ? JSON.parse(text) : {};
   } catch {
-    return { error: { code: "bad_reply", message: text.slice(0, 200) } };
+    // The shared client's code for the same fault (docs/readme/errors.md).
+    return { error: { code: "bad_answer", message: text.slice(0, 200) } };
   }
   // Required here, by name: Pulumi cannot map zod's internal module paths when it captures `z`.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const zod = require("zod") as typeof import("zod");
   // fromJSONSchema loses the static type; the shapes are those of the schemas just parsed with.
   const shard = zod.z.fromJSONSchema(REPLY_JSON_SCHEMAS.shard).safeParse(body);
-  if (shard.success) return shard.data as Pick<ShardReply, "shard" | "token">;
+  if (shard.success) return shard.data as ShardApiReply;
   const error = zod.z.fromJSONSchema(REPLY_JSON_SCHEMAS.error).safeParse(body);
-  return error.success ? (error.data as Pick<ShardReply, "error">) : {};
+  return error.success ? (error.data as ApiErrorBody) : {};
 }
 
 async function callApi(
