@@ -5,8 +5,7 @@
  * `mounts` (e.g. `/v1/shards`). Errors are rendered once, by the kit.
  */
 import type { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
-import { HttpError, UnavailableError } from "../lib/errors";
+import { UnavailableError } from "../lib/errors";
 import { createServiceApp, type ApiEnv } from "../lib/http";
 import { keys } from "../lib/keys";
 import { STORE_RETRY_AFTER_SECONDS, type Store } from "../lib/store";
@@ -60,6 +59,7 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
   const app = createServiceApp<ApiEnv>({
     service: "scheduler API",
     docs: "docs/readme/runtime.md for the API",
+    ...(options.bodyLimitBytes === undefined ? {} : { bodyLimitBytes: options.bodyLimitBytes }),
   });
   app.use("*", async (c, next) => {
     await next();
@@ -89,20 +89,6 @@ export function createApi(options: ApiOptions): Hono<ApiEnv> {
     c.text(await registry.metrics(), 200, { "content-type": registry.contentType }),
   );
 
-  const maxSize = options.bodyLimitBytes ?? 1024 * 1024;
-  app.use(
-    "/v1/*",
-    bodyLimit({
-      maxSize,
-      onError: () => {
-        throw new HttpError(
-          413,
-          "body_too_large",
-          `the request body is larger than ${maxSize} bytes; send less`,
-        );
-      },
-    }),
-  );
   app.use("/v1/*", authMiddleware(store, options.platformToken));
   app.route(
     "/v1/sandboxes",

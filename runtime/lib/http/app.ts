@@ -4,6 +4,7 @@
  * error, so every service answers the same fault with the same status, code and body shape.
  */
 import { Hono, type Context, type Env } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import {
   ConflictError,
@@ -25,6 +26,8 @@ export interface ServiceAppOptions {
   service: string;
   /** Where the caller finds the endpoints, appended to a 404 for an unknown path. */
   docs: string;
+  /** Largest accepted request body in bytes (413 `body_too_large` above it); default 1 MiB. */
+  bodyLimitBytes?: number;
 }
 
 /** The status of a domain error: the only place a domain error becomes HTTP. */
@@ -67,13 +70,27 @@ export function renderError(error: Error, c: Context, service: string): Response
 }
 
 /**
- * A Hono app with a request id on every request, a JSON 404 naming the docs, and
+ * A Hono app with a request id on every request, a body limit, a JSON 404 naming the docs, and
  * {@link renderError} as its one error handler. Routes and sub-apps are added by the caller;
  * sub-apps mounted with `app.route` share the handler.
  */
 export function createServiceApp<E extends Env>(options: ServiceAppOptions): Hono<E> {
   const app = new Hono<E>();
   app.use("*", requestId());
+  const maxSize = options.bodyLimitBytes ?? 1024 * 1024;
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize,
+      onError: () => {
+        throw new HttpError(
+          413,
+          "body_too_large",
+          `the request body is larger than ${maxSize} bytes; send less`,
+        );
+      },
+    }),
+  );
   app.notFound((c) =>
     c.json(
       errorBody("not_found", `no endpoint ${c.req.method} ${c.req.path} (see ${options.docs})`),
