@@ -1,4 +1,8 @@
-/** The scheduler API's requests and answers, as zod schemas: the server and the client share them. */
+/**
+ * The scheduler API's and the node agent API's requests and answers, as zod schemas: each server
+ * and its client share them.
+ */
+export { acceptMigrationReplySchema, adoptReplySchema, migrateRequestSchema } from "./agent";
 export { apiErrorBodySchema, type ApiErrorBody } from "./errors";
 export {
   healthzSchema,

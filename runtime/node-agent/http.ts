@@ -5,7 +5,6 @@
  */
 import { open, stat } from "node:fs/promises";
 import type { Hono } from "hono";
-import { z } from "zod";
 import { NotFoundError } from "../lib/errors";
 import {
   createServiceApp,
@@ -14,6 +13,7 @@ import {
   requireBearer,
   type ServiceEnv,
 } from "../lib/http";
+import { migrateRequestSchema } from "../../contract/api";
 import { dnsLabel } from "../../contract/model";
 import type { DriverCapabilities } from "./driver";
 
@@ -29,11 +29,6 @@ export interface AgentApiHooks {
   abandonMigration(id: string): Promise<{ abandoned: boolean }>;
   capabilities(): DriverCapabilities | undefined;
 }
-
-const migrateBody = z.strictObject({
-  host: z.string().min(1),
-  port: z.number().int().min(1).max(65535),
-});
 
 /** Stream a file from the start; with `follow`, keep streaming what is appended while `alive()`. */
 export function streamFile(
@@ -120,7 +115,7 @@ export function createAgentApi(hooks: AgentApiHooks, token?: string): Hono<Servi
   );
   app.post("/v1/sandboxes/:id/migrate", async (c) => {
     const id = idOf(c.req.param("id"));
-    const { host, port } = await parseJsonBody(c, migrateBody);
+    const { host, port } = await parseJsonBody(c, migrateRequestSchema);
     await hooks.migrateOut(id, host, port);
     return c.json({ migrated: true });
   });

@@ -3,10 +3,12 @@
  * of a live migration. Failures become domain errors naming the node; responses are parsed.
  */
 import { z } from "zod";
+import {
+  acceptMigrationReplySchema,
+  adoptReplySchema,
+  apiErrorBodySchema,
+} from "../../contract/api";
 import { ConflictError, NotFoundError, UnavailableError } from "../lib/errors";
-
-const acceptSchema = z.object({ port: z.number().int().min(1).max(65535) });
-const adoptSchema = z.object({ endpoints: z.record(z.string(), z.string()) });
 
 /** Calls node agents with the agent bearer token. */
 export class AgentClient {
@@ -35,7 +37,7 @@ export class AgentClient {
     const response = await this.#call(address, `/v1/sandboxes/${id}/accept-migration`, {
       method: "POST",
     });
-    return (await this.#parse(address, response, acceptSchema)).port;
+    return (await this.#parse(address, response, acceptMigrationReplySchema)).port;
   }
 
   /** Tell the source to send the running sandbox to `host:port`. */
@@ -50,7 +52,7 @@ export class AgentClient {
   /** Make the target run the sandbox that arrived; its endpoints. */
   async adopt(address: string, id: string): Promise<Record<string, string>> {
     const response = await this.#call(address, `/v1/sandboxes/${id}/adopt`, { method: "POST" });
-    return (await this.#parse(address, response, adoptSchema)).endpoints;
+    return (await this.#parse(address, response, adoptReplySchema)).endpoints;
   }
 
   /** Tell the target to drop what arrived (or is arriving) of a failed migration. */
@@ -76,7 +78,8 @@ export class AgentClient {
     const text = await response.text();
     let message = text;
     try {
-      message = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text;
+      const body = apiErrorBodySchema.safeParse(JSON.parse(text));
+      if (body.success) message = body.data.error.message;
     } catch {
       // not JSON: keep the text
     }
