@@ -209,7 +209,7 @@ export class FirecrackerDriver implements SandboxDriver {
         if (!existsSync(drive)) {
           await mkdir(dirname(drive), { recursive: true });
           const temporary = `${drive}.tmp-${randomBytes(4).toString("hex")}`;
-          buildImageDrive(prepared.rootfs, temporary);
+          await buildImageDrive(prepared.rootfs, temporary);
           await rename(temporary, drive);
         }
         return { prepared, drive };

@@ -2,7 +2,8 @@
  * The guest's drives: `agent` (root, read-only) holds busybox and `/init`, the guest agent;
  * `image` (read-only) is an image's root filesystem as ext4. Both are built with `mkfs.ext4 -d`.
  */
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { chmod, copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -41,22 +42,25 @@ export async function buildAgentDrive(
   await copyFile(busyboxPath, join(staging, "bin", "busybox"));
   await writeFile(join(staging, "init"), guestInit);
   await chmod(join(staging, "init"), 0o755);
-  mkfsExt4(staging, file, 16);
+  await mkfsExt4(staging, file, 16);
 }
 
 /** Builds an image drive `file` from `rootfs`: 1.5× its size plus 16 MiB for the file system. */
-export function buildImageDrive(rootfs: string, file: string): void {
-  const size = spawnSync("du", ["-sm", rootfs], { encoding: "utf8" }).stdout.split("\t")[0];
-  mkfsExt4(rootfs, file, Math.ceil(Number(size ?? "64") * 1.5) + 16);
+export async function buildImageDrive(rootfs: string, file: string): Promise<void> {
+  const { stdout } = await run("du", ["-sm", rootfs]).catch(() => ({ stdout: "64" }));
+  const size = Number(stdout.split("\t")[0]);
+  await mkfsExt4(rootfs, file, Math.ceil((Number.isFinite(size) ? size : 64) * 1.5) + 16);
 }
 
-function mkfsExt4(sourceDir: string, file: string, sizeMiB: number): void {
-  const result = spawnSync("mkfs.ext4", ["-q", "-F", "-d", sourceDir, file, `${sizeMiB}M`], {
-    encoding: "utf8",
-  });
-  if (result.error || result.status !== 0) {
-    throw new Error(
-      `mkfs.ext4 could not build ${file} (${result.error?.message ?? result.stderr.trim()}); install e2fsprogs`,
-    );
+const run = promisify(execFile);
+
+async function mkfsExt4(sourceDir: string, file: string, sizeMiB: number): Promise<void> {
+  try {
+    await run("mkfs.ext4", ["-q", "-F", "-d", sourceDir, file, `${sizeMiB}M`]);
+  } catch (error) {
+    const detail = (error as { stderr?: string }).stderr?.trim() || (error as Error).message;
+    throw new Error(`mkfs.ext4 could not build ${file} (${detail}); install e2fsprogs`, {
+      cause: error,
+    });
   }
 }

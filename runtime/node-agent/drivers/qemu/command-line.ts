@@ -2,7 +2,7 @@
  * The QEMU command line of a `microvm` guest (identical for boot, restore and migration targets)
  * and what it is built from.
  */
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 
 /** How QEMU executes guest code. */
@@ -23,14 +23,19 @@ export interface VmConfig {
   readonly nice?: number;
 }
 
-/** util-linux `setpriv` (Debian: always installed) can tie QEMU's life to ours. */
-export const withParentDeathSignal = (() => {
-  try {
-    return execFileSync("setpriv", ["--help"], { encoding: "utf8" }).includes("--pdeathsig");
-  } catch {
-    return false;
-  }
-})();
+let parentDeathSignal: Promise<boolean> | undefined;
+/**
+ * Whether util-linux `setpriv` (Debian: always installed) can tie QEMU's life to ours: asked once,
+ * on the first VM start (not on import), without blocking the event loop.
+ */
+export function withParentDeathSignal(): Promise<boolean> {
+  parentDeathSignal ??= new Promise((resolve) =>
+    execFile("setpriv", ["--help"], { encoding: "utf8" }, (error, stdout) =>
+      resolve(!error && stdout.includes("--pdeathsig")),
+    ),
+  );
+  return parentDeathSignal;
+}
 
 /**
  * Kernel parameters that keep a TCG guest from hanging in early boot on a busy host: it calibrates

@@ -138,7 +138,7 @@ export class QemuVm extends EventEmitter {
     const serialPath = join(socketDir, "serial.sock");
     // setpriv --pdeathsig: QEMU dies with the node agent even on kill -9, so no guest outlives it.
     const args = qemuArgs(config, qmpPath, serialPath);
-    const child = withParentDeathSignal
+    const child = (await withParentDeathSignal())
       ? spawn("setpriv", ["--pdeathsig", "KILL", "--", config.binary, ...args], {
           stdio: ["ignore", "ignore", "pipe"],
         })
