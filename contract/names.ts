@@ -84,6 +84,8 @@ export const Env = {
   leaseTtl: "SHARDWORKS_LEASE_TTL",
   /** Node agent: how long a warm sandbox may stay idle, seconds. */
   warmIdleSeconds: "SHARDWORKS_WARM_IDLE_SECONDS",
+  /** Node agent: most images whose warm starts are kept at once. */
+  warmMaxImages: "SHARDWORKS_WARM_MAX_IMAGES",
   /** Routing controller: the gateway's ingress listener, and the sandbox domain it serves. */
   ingressPort: "SHARDWORKS_INGRESS_PORT",
   ingressHost: "SHARDWORKS_INGRESS_HOST",

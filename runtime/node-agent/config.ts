@@ -34,6 +34,11 @@ export interface NodeAgentConfig {
    * run once do not hold paused VMs (memory) forever; default 600.
    */
   warmIdleSeconds?: number;
+  /**
+   * Most images whose warm starts are kept at once (the least recently run is released first), so
+   * a caller running many distinct images cannot make the node hold one for each; default 8.
+   */
+  warmMaxImages?: number;
   /** Safety-net reconcile interval in ms; default 2000. */
   resyncMs?: number;
   /**
@@ -72,6 +77,7 @@ export function resolveNodeAgentConfig(options: NodeAgentConfig): Required<NodeA
   config.port ??= 0;
   config.warmPerImage ??= 1;
   config.warmIdleSeconds ??= 600;
+  config.warmMaxImages ??= 8;
   config.resyncMs ??= 2000;
   return config as Required<NodeAgentConfig>;
 }

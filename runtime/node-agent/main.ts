@@ -31,6 +31,7 @@ const optionsSchema = z.strictObject({
   memory: z.coerce.number().int().positive().default(4096),
   leaseTtl: z.coerce.number().int().min(1).default(10),
   warmIdle: z.coerce.number().int().min(1).default(600),
+  warmImages: z.coerce.number().int().min(0).max(1024).default(8),
   dataDir: z.string().optional(),
   host: z.string().default("127.0.0.1"),
   port: z.coerce.number().int().min(0).max(65535).default(0),
@@ -67,6 +68,12 @@ async function main(argv: readonly string[]): Promise<void> {
         "release an image's warm starts after this long without a run (default 600)",
       ).env(Env.warmIdleSeconds),
     )
+    .addOption(
+      new Option(
+        "--warm-images <count>",
+        "keep warm starts of at most this many images, the most recently run (default 8)",
+      ).env(Env.warmMaxImages),
+    )
     .addOption(new Option("--host <host>", "address of the agent API").env(Env.listenHost))
     .addOption(new Option("--port <port>", "port of the agent API (0 = free)").env(Env.listenPort))
     .option("--label <key=value...>", "node labels (Kubernetes label keys and values)")
@@ -102,6 +109,7 @@ async function main(argv: readonly string[]): Promise<void> {
     dataDir: o.dataDir ?? join(tmpdir(), `shardworks-node-${o.name}`),
     leaseTtlSeconds: o.leaseTtl,
     warmIdleSeconds: o.warmIdle,
+    warmMaxImages: o.warmImages,
     // The scheduler's token for this agent's API (logs, migration); without one the API is open
     // and must be fenced by the network (NetworkPolicy), which the agent then says in its log.
     ...(process.env[Env.agentToken] ? { apiToken: process.env[Env.agentToken] } : {}),

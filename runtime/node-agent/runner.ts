@@ -35,6 +35,7 @@ export class SandboxRunner {
       node: ctx.config.name,
       perImage: ctx.config.warmPerImage,
       idleSeconds: ctx.config.warmIdleSeconds,
+      maxImages: ctx.config.warmMaxImages,
     });
   }
 

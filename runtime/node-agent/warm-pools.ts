@@ -1,6 +1,8 @@
 /**
  * The warm pools a node agent keeps: one per image run here, refilled after each run and released
- * once the image has not run for a while.
+ * once the image has not run for a while, or when more images than `maxImages` have run since
+ * (the least recently run is released first): a caller running many distinct images does not
+ * make the node hold a warm sandbox (a paused VM: memory) for each.
  */
 import { logger } from "../lib/logger";
 import type { RegistryAccess } from "../../contract/model";
@@ -16,6 +18,8 @@ export interface WarmPoolsConfig {
   perImage: number;
   /** An image's warm starts are released after this many seconds without a run of it. */
   idleSeconds: number;
+  /** Most images whose warm starts are kept at once; the least recently run goes first. */
+  maxImages: number;
 }
 
 /** The warm pools of one agent. */
@@ -37,32 +41,53 @@ export class WarmPools {
   ran(image: string, access: RegistryAccess): void {
     const { driver, node, perImage } = this.#config;
     if (perImage > 0) {
-      this.#lastRun.set(preparedImageKey(image, access), { image, access, at: Date.now() });
+      const key = preparedImageKey(image, access);
+      // Delete, then set: the map's order is the order of last runs, oldest first.
+      this.#lastRun.delete(key);
+      this.#lastRun.set(key, { image, access, at: Date.now() });
       driver
         .warm(image, perImage, access)
         .catch((error: unknown) => logger.warn({ node, err: error }, "could not refill warm pool"));
+      for (const [oldest] of this.#lastRun) {
+        if (this.#lastRun.size - this.#releasing.size <= this.#config.maxImages) break;
+        if (this.#releasing.has(oldest)) continue;
+        this.#release(oldest, "more images have run since");
+      }
     }
+  }
+
+  /** The images whose warm starts are kept (by pool key), least recently run first. */
+  kept(): string[] {
+    return [...this.#lastRun.keys()].filter((key) => !this.#releasing.has(key));
   }
 
   /** Releases the warm starts of images that have not run here for `idleSeconds`. */
   releaseIdle(): void {
-    const { driver, node, idleSeconds } = this.#config;
+    const { idleSeconds } = this.#config;
     const idleBefore = Date.now() - idleSeconds * 1000;
-    for (const [key, { image, access, at }] of this.#lastRun) {
+    for (const [key, { at }] of this.#lastRun) {
       if (at > idleBefore || this.#releasing.has(key)) continue;
-      this.#releasing.add(key);
-      logger.info({ node, image, idleSeconds }, "releasing the warm pool of an idle image");
-      driver
-        .warm(image, 0, access)
-        .then(
-          // Forgotten only once released (a run meanwhile made it fresh again: keep it).
-          () => {
-            if (this.#lastRun.get(key)?.at === at) this.#lastRun.delete(key);
-          },
-          (error: unknown) =>
-            logger.warn({ node, err: error, image }, "could not release warm pool; retrying"),
-        )
-        .finally(() => this.#releasing.delete(key));
+      this.#release(key, `not run for ${idleSeconds} s`);
     }
+  }
+
+  #release(key: string, why: string): void {
+    const entry = this.#lastRun.get(key);
+    if (!entry) return;
+    const { image, access, at } = entry;
+    const { driver, node } = this.#config;
+    this.#releasing.add(key);
+    logger.info({ node, image }, `releasing the warm pool of an image: ${why}`);
+    driver
+      .warm(image, 0, access)
+      .then(
+        // Forgotten only once released (a run meanwhile made it fresh again: keep it).
+        () => {
+          if (this.#lastRun.get(key)?.at === at) this.#lastRun.delete(key);
+        },
+        (error: unknown) =>
+          logger.warn({ node, err: error, image }, "could not release warm pool; retrying"),
+      )
+      .finally(() => this.#releasing.delete(key));
   }
 }

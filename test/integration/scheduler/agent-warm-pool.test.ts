@@ -1,6 +1,6 @@
 /**
  * The node agent keeps warm starts for the images it ran, and releases them once an image has
- * not run for `warmIdleSeconds`: checked on the real processes (bubblewrap launchers) the process
+ * not run for `warmIdleSeconds`, or when more than `warmMaxImages` images have run: checked on the real processes (bubblewrap launchers) the process
  * driver keeps ready.
  */
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -12,7 +12,7 @@ import { NodeAgent } from "../../../runtime/node-agent/agent";
 import { createDriver } from "../../../runtime/node-agent/drivers";
 import { buildBusyboxImage } from "../../helpers/images";
 import { eventually } from "../../helpers/grpc-backends";
-import { api, etcdFor, schedulerFor } from "../../helpers/runtime";
+import { api, etcdFor, eventually as until, schedulerFor } from "../../helpers/runtime";
 
 /**
  * How many processes' command lines mention `text` (the launchers' rootfs is under the cache;
@@ -76,4 +76,52 @@ test("an image's warm starts are kept after a run and released once it has been 
   const third = await run("third");
   t.is(third.status.start, "cold", "the next run starts cold, and the pool comes back");
   t.true(await eventually(warmKept, true));
+});
+
+test("warm starts are kept for at most warmMaxImages images: the least recently run is released first", async (t) => {
+  const etcd = await etcdFor(t);
+  const scheduler = await schedulerFor(t, etcd);
+  const dir = await mkdtemp(join(tmpdir(), "sw-warm-max-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const images = ["a", "b", "c"].map((name) => buildBusyboxImage(join(dir, `image-${name}`)));
+  const cacheDir = join(dir, "cache");
+  const agent = new NodeAgent({
+    name: "warm-max-node",
+    etcdEndpoints: [etcd.endpoint],
+    driver: createDriver("process", { imageStore: { cacheDir } }),
+    capacity: { cpuMillis: 4000, memoryMiB: 4096 },
+    dataDir: join(dir, "data"),
+    warmPerImage: 1,
+    warmMaxImages: 2,
+    resyncMs: 200,
+  });
+  await agent.start();
+  t.teardown(() => agent.close());
+  const run = async (id: string, image: string) => {
+    const created = await api<SandboxRecord>(
+      scheduler.url,
+      "/v1/sandboxes?wait=exited&timeout=60",
+      { method: "POST", body: JSON.stringify({ id, image, command: ["true"] }) },
+    );
+    t.is(created.body.status.phase, "exited");
+    return created.body.status.start;
+  };
+  const [a, b, c] = images as [string, string, string];
+  await run("a-1", a);
+  // One image's warm launcher, in processes (bubblewrap may run as more than one).
+  // (read twice, 300 ms apart, so a launcher still starting is not counted half).
+  const perImage = await until("a warm launcher", async () => {
+    const count = await processesMentioning(cacheDir);
+    await new Promise((r) => setTimeout(r, 300));
+    return count > 0 && count === (await processesMentioning(cacheDir)) ? count : undefined;
+  });
+  await run("b-1", b);
+  await run("c-1", c);
+  t.is(
+    await eventually(() => processesMentioning(cacheDir), 2 * perImage, 30_000),
+    2 * perImage,
+    "the warm starts of two images, not three",
+  );
+  t.is(await run("c-2", c), "warm", "the most recently run image kept its warm start");
+  t.is(await run("a-2", a), "cold", "the least recently run image's warm start was released");
 });
