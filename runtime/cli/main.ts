@@ -159,7 +159,15 @@ export function buildProgram(): Command {
     .action(async (id: string, o: { follow?: boolean }, cmd: Command) => {
       const { client } = clientOf(cmd);
       const stream = await client.logs(id, o.follow === true);
-      for await (const chunk of stream) process.stdout.write(chunk);
+      try {
+        for await (const chunk of stream) process.stdout.write(chunk);
+      } catch (error) {
+        // The connection dropped mid-stream (undici says only "aborted" or "terminated").
+        throw new Error(
+          `the log stream of ${id} was cut off (${(error as Error).message}): the scheduler or the sandbox's node went away; run the command again to read the log from the start`,
+          { cause: error },
+        );
+      }
     });
   sandbox
     .command("rm")

@@ -1,4 +1,6 @@
 import { execFile } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import test, { type ExecutionContext } from "ava";
@@ -119,4 +121,24 @@ test("the CLI names a bad flag and its fix, fails a run that times out, and remo
   t.is(rm.code, 1, "a missing id fails the command");
   t.regex(rm.stdout, /^deleted stuck$/m, "the ids after a missing one are still removed");
   t.regex(rm.stderr, /error: sandbox nope does not exist/);
+});
+
+test("a log stream cut off mid-way is one line that says so, and exit 1", async (t) => {
+  // A connection that drops after the first chunk, as when the scheduler dies mid-stream.
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.write("first line\n");
+    setTimeout(() => res.socket?.destroy(), 100);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => server.close());
+  const { port } = server.address() as AddressInfo;
+  const env = { ...process.env, SHARDWORKS_API: `http://127.0.0.1:${port}`, SHARDWORKS_TOKEN: "x" };
+  const cut = (await run(process.execPath, [bin, "sandbox", "logs", "-f", "job"], { env }).catch(
+    (e: unknown) => e,
+  )) as { code?: number; stdout: string; stderr: string };
+  t.is(cut.code, 1);
+  t.is(cut.stdout, "first line\n", "what arrived is printed");
+  t.regex(cut.stderr, /^error: the log stream of job was cut off \(.+\): .*run the command again/);
+  t.notRegex(cut.stderr, /\n\s+at /, "no stack trace");
 });
