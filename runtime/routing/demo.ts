@@ -150,7 +150,6 @@ export async function runRoutingDemo(options: RoutingDemoOptions): Promise<Routi
   const shard = options.shardName ?? "demo";
   const routingKey = options.routingKey ?? "demo-key";
   const api = new SchedulerClient(options.apiUrl, options.platformToken);
-  const path = `/v1/shards/${encodeURIComponent(shard)}`;
   try {
     await api.putShard(shard, {
       routingKey,
@@ -186,8 +185,12 @@ export async function runRoutingDemo(options: RoutingDemoOptions): Promise<Routi
       withBaggage: withBaggage ?? "",
     };
   } finally {
-    // Whatever the answer (the shard may be gone already); only an unreachable API throws.
-    if (options.cleanup ?? true) await api.request("DELETE", path);
+    // The shard may be gone already (404); only another failure, or an unreachable API, throws.
+    if (options.cleanup ?? true) {
+      await api.deleteShard(shard).catch((error: unknown) => {
+        if (!(error instanceof ApiError && error.status === 404)) throw error;
+      });
+    }
   }
 }
 
