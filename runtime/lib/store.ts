@@ -213,22 +213,12 @@ export class Store {
     reason: string,
     leaderKey?: string,
   ): Promise<void> {
-    const node = current.value.status.node;
-    const record: SandboxRecord = {
-      ...current.value,
-      status: {
-        phase: SandboxPhase.Pending,
-        reason,
-        endpoints: {},
-        updatedAt: new Date().toISOString(),
-      },
-    };
-    await this.#writeSandboxIfUnchanged(
-      record,
-      current.modRevision,
-      leaderKey,
-      node ? [this.client.delete().key(keys.assignment(node, record.id))] : [],
-    );
+    await this.#leaveNode(current, leaderKey, {
+      phase: SandboxPhase.Pending,
+      reason,
+      endpoints: {},
+      updatedAt: new Date().toISOString(),
+    });
   }
 
   /**
@@ -242,16 +232,26 @@ export class Store {
     leaderKey?: string,
   ): Promise<void> {
     const node = current.value.status.node;
-    const record: SandboxRecord = {
-      ...current.value,
-      status: {
-        phase: SandboxPhase.Failed,
-        ...(node === undefined ? {} : { node }),
-        reason,
-        endpoints: {},
-        updatedAt: new Date().toISOString(),
-      },
-    };
+    await this.#leaveNode(current, leaderKey, {
+      phase: SandboxPhase.Failed,
+      ...(node === undefined ? {} : { node }),
+      reason,
+      endpoints: {},
+      updatedAt: new Date().toISOString(),
+    });
+  }
+
+  /**
+   * Write `status` on a sandbox that leaves its node and drop its assignment there, in one
+   * transaction guarded by its mod revision and, with `leaderKey`, by that election key.
+   */
+  async #leaveNode(
+    current: Versioned<SandboxRecord>,
+    leaderKey: string | undefined,
+    status: SandboxRecord["status"],
+  ): Promise<void> {
+    const node = current.value.status.node;
+    const record: SandboxRecord = { ...current.value, status };
     await this.#writeSandboxIfUnchanged(
       record,
       current.modRevision,
