@@ -44,7 +44,8 @@ export function sandboxDetail(s: SandboxView): string {
 export function xdsRows(report: XdsClientsReport): string {
   const rows: string[][] = [];
   for (const router of report.routers) {
-    const where = `${router.name} (${router.version ?? "version ?"})`;
+    // A replica that registered no version (a dev build) is named alone, not "version ?".
+    const where = router.version === undefined ? router.name : `${router.name} (${router.version})`;
     if ("error" in router) {
       rows.push([where, "-", "-", "-", `did not answer: ${router.error}`]);
       continue;

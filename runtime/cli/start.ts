@@ -26,6 +26,7 @@ import {
 } from "../routing/demo";
 import { startEnvoy } from "../routing/envoy-process";
 import { whoClient } from "../routing/who";
+import { logger } from "../lib/logger";
 import { freePort } from "../lib/ports";
 import { ensureEnvoy } from "../../scripts/envoy";
 import { ROUTING_KEY_BAGGAGE_MEMBER, ROUTING_KEY_HEADER } from "../routing/translate";
@@ -69,6 +70,8 @@ async function main(): Promise<void> {
   try {
     if (process.env[Env.logFile]) {
       console.log(`logs        ${process.env[Env.logFile]} (every process's JSON log lines)`);
+      // The file is appended to across runs: this line marks where this one begins.
+      logger.info({ pid: process.pid, driver }, "npm start: a new run begins");
     }
     const work = await mkdtemp(join(tmpdir(), "shardworks-local-"));
     cleanups.push(() => rm(work, { recursive: true, force: true }));
@@ -105,7 +108,10 @@ async function main(): Promise<void> {
       console.log(
         `node agent  ${agent.name} at ${agent.address} (driver ${agent.driver}${agent.driver === "process" ? ": bubblewrap namespaces, NOT hardware-isolated" : ""})`,
       );
-      for (const note of agent.notes) console.log(`            note: ${note}`);
+    }
+    // The agents share a host: what one notes of it, the other does too. Said once.
+    for (const note of new Set(agents.flatMap((agent) => agent.notes))) {
+      console.log(`            note: ${note}`);
     }
 
     const image = await buildBusyboxImage(join(work, "image"));
@@ -118,7 +124,8 @@ async function main(): Promise<void> {
         command: [
           "sh",
           "-c",
-          "echo hello from a sandbox; echo 'my hostname:' $(cat /etc/hostname 2>/dev/null || echo none)",
+          // What the sandbox sees of itself: its own pid namespace (a small pid) and user.
+          'echo hello from a sandbox; echo "my pid: $$ (own pid namespace), my uid: $(id -u)"',
         ],
       },
       "exited",

@@ -109,6 +109,9 @@ test("npm start: sandbox and routing demo, then Ctrl-C leaves no process and no 
 
   t.regex(output, /demo sandbox demo: exited on node-[ab], exit code 0/);
   t.regex(output, /hello from a sandbox/);
+  t.regex(output, /my pid: \d{1,2} \(own pid namespace\)/, "the sandbox has its own pid namespace");
+  const notes = output.match(/note: .*/g) ?? [];
+  t.is(new Set(notes).size, notes.length, "each note once, not once per node agent");
   t.regex(output, /routing: without a routing key +→ baseline/);
   t.regex(output, /routing: x-shardworks-routing-key: demo-key → fork/);
   t.regex(output, /routing: baggage shardworks-routing-key=demo-key → fork/);
