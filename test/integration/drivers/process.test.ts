@@ -396,20 +396,34 @@ test.serial(
 test.serial("process: close stops warm sandboxes and running ones", async (t) => {
   const cacheDir = join(root, "cache-close");
   const own = createProcessDriver({ imageStore: { cacheDir } });
-  await own.warm(image, 2);
+  // Each step is bounded and named: a hang fails here saying where (seen once under CI load).
+  await within(60_000, "warm(image, 2)", own.warm(image, 2));
   const workDir = mkdtempSync(join(root, "close-"));
-  const sandbox = await own.run({
-    id: "c",
-    spec: sandboxSpecSchema.parse({ image, command: ["sleep", "600"] }),
-    workDir,
-    logFile: join(workDir, "log"),
-  });
+  const sandbox = await within(
+    60_000,
+    "run",
+    own.run({
+      id: "c",
+      spec: sandboxSpecSchema.parse({ image, command: ["sleep", "600"] }),
+      workDir,
+      logFile: join(workDir, "log"),
+    }),
+  );
   t.is(sandbox.start, "warm");
-  await own.close();
-  const exit = await sandbox.exit;
+  await within(60_000, "close()", own.close());
+  const exit = await within(60_000, "the killed sandbox's exit", sandbox.exit);
   t.deepEqual(exit, { kind: "exited", code: 137 }, "the running sandbox was killed");
   t.deepEqual(processesMentioning(cacheDir), [], "no bwrap of this driver is left running");
 });
+
+/** `promise`, or a rejection naming `what` once `ms` have passed without it settling. */
+function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 /** pids whose command line mentions `text` (bwrap's command line holds the rootfs path). */
 function processesMentioning(text: string): number[] {
