@@ -56,11 +56,6 @@ export class WarmPools {
     }
   }
 
-  /** The images whose warm starts are kept (by pool key), least recently run first. */
-  kept(): string[] {
-    return [...this.#lastRun.keys()].filter((key) => !this.#releasing.has(key));
-  }
-
   /** Releases the warm starts of images that have not run here for `idleSeconds`. */
   releaseIdle(): void {
     const { idleSeconds } = this.#config;

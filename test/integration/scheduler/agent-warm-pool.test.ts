@@ -6,9 +6,10 @@
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import type { SandboxRecord } from "../../../runtime/lib";
 import { NodeAgent } from "../../../runtime/node-agent/agent";
+import type { NodeAgentConfig } from "../../../runtime/node-agent/config";
 import { createDriver } from "../../../runtime/node-agent/drivers";
 import { buildBusyboxImage } from "../../helpers/images";
 import { eventually } from "../../helpers/grpc-backends";
@@ -28,27 +29,33 @@ async function processesMentioning(text: string): Promise<number> {
   return count;
 }
 
-test("an image's warm starts are kept after a run and released once it has been idle", async (t) => {
+/**
+ * Real etcd, a scheduler and one process-driver node agent with `warm` settings; `run` creates a
+ * sandbox of `image` running `true`, waits until it exited and returns its record.
+ */
+async function warmNode(
+  t: ExecutionContext,
+  name: string,
+  warm: Pick<NodeAgentConfig, "warmIdleSeconds" | "warmMaxImages">,
+) {
   const etcd = await etcdFor(t);
   const scheduler = await schedulerFor(t, etcd);
-  const dir = await mkdtemp(join(tmpdir(), "sw-warm-pool-"));
+  const dir = await mkdtemp(join(tmpdir(), `sw-${name}-`));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const image = buildBusyboxImage(join(dir, "image"));
   const cacheDir = join(dir, "cache");
   const agent = new NodeAgent({
-    name: "warm-node",
+    name,
     etcdEndpoints: [etcd.endpoint],
     driver: createDriver("process", { imageStore: { cacheDir } }),
     capacity: { cpuMillis: 4000, memoryMiB: 4096 },
     dataDir: join(dir, "data"),
     warmPerImage: 1,
-    warmIdleSeconds: 8,
+    ...warm,
     resyncMs: 200,
   });
   await agent.start();
   t.teardown(() => agent.close());
-
-  const run = async (id: string) => {
+  const run = async (id: string, image: string) => {
     const created = await api<SandboxRecord>(
       scheduler.url,
       "/v1/sandboxes?wait=exited&timeout=60",
@@ -57,6 +64,13 @@ test("an image's warm starts are kept after a run and released once it has been 
     t.is(created.body.status.phase, "exited");
     return created.body;
   };
+  return { dir, cacheDir, run };
+}
+
+test("an image's warm starts are kept after a run and released once it has been idle", async (t) => {
+  const { dir, cacheDir, run: runImage } = await warmNode(t, "warm-node", { warmIdleSeconds: 8 });
+  const image = buildBusyboxImage(join(dir, "image"));
+  const run = (id: string) => runImage(id, image);
   const warmKept = async () => (await processesMentioning(cacheDir)) > 0;
   await run("first");
   t.true(await eventually(warmKept, true), "a warm launcher is kept for the image");
@@ -79,33 +93,15 @@ test("an image's warm starts are kept after a run and released once it has been 
 });
 
 test("warm starts are kept for at most warmMaxImages images: the least recently run is released first", async (t) => {
-  const etcd = await etcdFor(t);
-  const scheduler = await schedulerFor(t, etcd);
-  const dir = await mkdtemp(join(tmpdir(), "sw-warm-max-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const images = ["a", "b", "c"].map((name) => buildBusyboxImage(join(dir, `image-${name}`)));
-  const cacheDir = join(dir, "cache");
-  const agent = new NodeAgent({
-    name: "warm-max-node",
-    etcdEndpoints: [etcd.endpoint],
-    driver: createDriver("process", { imageStore: { cacheDir } }),
-    capacity: { cpuMillis: 4000, memoryMiB: 4096 },
-    dataDir: join(dir, "data"),
-    warmPerImage: 1,
+  const {
+    dir,
+    cacheDir,
+    run: runImage,
+  } = await warmNode(t, "warm-max-node", {
     warmMaxImages: 2,
-    resyncMs: 200,
   });
-  await agent.start();
-  t.teardown(() => agent.close());
-  const run = async (id: string, image: string) => {
-    const created = await api<SandboxRecord>(
-      scheduler.url,
-      "/v1/sandboxes?wait=exited&timeout=60",
-      { method: "POST", body: JSON.stringify({ id, image, command: ["true"] }) },
-    );
-    t.is(created.body.status.phase, "exited");
-    return created.body.status.start;
-  };
+  const images = ["a", "b", "c"].map((name) => buildBusyboxImage(join(dir, `image-${name}`)));
+  const run = async (id: string, image: string) => (await runImage(id, image)).status.start;
   const [a, b, c] = images as [string, string, string];
   await run("a-1", a);
   // One image's warm launcher, in processes (bubblewrap may run as more than one).
