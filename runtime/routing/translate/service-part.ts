@@ -67,7 +67,7 @@ export function servicePart(
   // memoized pieces: a change at 10,000 shards re-walks a service's forks once, not once per list.
   const headerRoutes: Route[] = [];
   const baggageRoutes: Route[] = [];
-  const routeBytes: Uint8Array[] = [];
+  const headerBytes: Uint8Array[] = [];
   const baggageBytes: Uint8Array[] = [];
   const gatewayClusters: XdsResource[] = [];
   const forkResources: XdsResource[] = [];
@@ -78,7 +78,7 @@ export function servicePart(
     if (routes && parts) {
       headerRoutes.push(routes.header);
       baggageRoutes.push(routes.baggage);
-      routeBytes.push(parts.header);
+      headerBytes.push(parts.header);
       baggageBytes.push(parts.baggage);
     }
     for (const resource of part.forkResources.get(baseline.name) ?? [])
@@ -107,7 +107,7 @@ export function servicePart(
   // virtual host by the target name, i.e. the service name) serves gRPC clients.
   const virtualHostBytes = Buffer.concat([
     encodeVirtualHost({ name: virtualHost.name, domains: virtualHost.domains }),
-    ...routeBytes,
+    ...headerBytes,
     ...baggageBytes,
     encodeVirtualHost({ routes: [baselineGrpcRoute] }),
   ]);
