@@ -7,7 +7,7 @@ import { serve, type ServerType } from "@hono/node-server";
 import { Etcd3 } from "etcd3";
 import type { Hono } from "hono";
 import { z } from "zod";
-import type { ApiEnv } from "../lib/http";
+import { DEFAULT_BODY_LIMIT_BYTES, type ApiEnv } from "../lib/http";
 import { logger } from "../lib/logger";
 import { Store } from "../lib/store";
 import { xdsApp } from "./routes/xds";
@@ -33,11 +33,7 @@ export const schedulerConfigSchema = z.strictObject({
     .enum([PlacementStrategy.BinPack, PlacementStrategy.Spread])
     .default(PlacementStrategy.BinPack),
   electionTtlSeconds: z.number().int().min(1).default(5),
-  bodyLimitBytes: z
-    .number()
-    .int()
-    .positive()
-    .default(1024 * 1024),
+  bodyLimitBytes: z.number().int().positive().default(DEFAULT_BODY_LIMIT_BYTES),
   /** Run the placer in this process (every replica campaigns; one places). */
   placer: z.boolean().default(true),
   name: z.string().optional(),

@@ -20,6 +20,9 @@ import {
 import { logger } from "../logger";
 import { storeUnavailableError } from "../store";
 
+/** The largest request body a service takes unless told otherwise: 1 MiB. */
+export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
+
 /** Options of {@link createServiceApp}. */
 export interface ServiceAppOptions {
   /** Who answers, in logs: `"scheduler API"`, `"node agent API"`. */
@@ -77,7 +80,7 @@ export function renderError(error: Error, c: Context, service: string): Response
 export function createServiceApp<E extends Env>(options: ServiceAppOptions): Hono<E> {
   const app = new Hono<E>();
   app.use("*", requestId());
-  const maxSize = options.bodyLimitBytes ?? 1024 * 1024;
+  const maxSize = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   app.use(
     "*",
     bodyLimit({
