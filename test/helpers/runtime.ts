@@ -154,13 +154,16 @@ export async function allSandboxes(client: Etcd3): Promise<SandboxRecord[]> {
 
 /** How many times each sandbox got an assignment, from etcd's full watch history. */
 export async function assignmentPutsById(client: Etcd3): Promise<Map<string, string[]>> {
+  // The revision to read up to is taken first, and the listeners are attached as soon as the
+  // watch exists: the history replayed from revision 1 follows at once, and an event emitted
+  // before its listener was attached would be lost (a round trip in between lost them all once).
+  const current = (await client.get("/").exec()).header.revision;
+  const puts = new Map<string, string[]>();
   const watcher = await client
     .watch()
     .prefix(keys.allAssignmentsPrefix)
     .startRevision("1")
     .create();
-  const puts = new Map<string, string[]>();
-  const current = (await client.get("/").exec()).header.revision;
   await new Promise<void>((resolve) => {
     watcher.on("put", (kv) => {
       const [, node, id] = /assignments\/([^/]+)\/(.+)$/.exec(kv.key.toString()) ?? [];
