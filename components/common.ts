@@ -8,6 +8,11 @@ import type * as k8s from "@pulumi/kubernetes";
 export const SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait";
 /** Pulumi's annotation: how long the Kubernetes provider waits for an object to become ready. */
 export const TIMEOUT_SECONDS_ANNOTATION = "pulumi.com/timeoutSeconds";
+/**
+ * Pulumi's annotation: the condition the Kubernetes provider waits for instead of its built-in
+ * awaiter (a `jsonpath=` or `condition=` expression, as `kubectl wait --for`).
+ */
+export const WAIT_FOR_ANNOTATION = "pulumi.com/waitFor";
 
 /** The role of a node group: system pods, or microVM sandboxes (needs KVM, so bare metal). */
 export const NodeGroupRole = { System: "system", Microvm: "microvm" } as const;

@@ -9,7 +9,12 @@ import * as pulumi from "@pulumi/pulumi";
 import { ClusterRoleName } from "./access-control";
 import { MAX_ROUTING_KEY_LENGTH } from "../contract/model";
 import { EXPIRES_AT_ANNOTATION, SHARD_LABEL, SHARD_NAMESPACE_PREFIX } from "../contract";
-import { TIMEOUT_SECONDS_ANNOTATION, appLabels, podSecurityLabels } from "./common";
+import {
+  TIMEOUT_SECONDS_ANNOTATION,
+  WAIT_FOR_ANNOTATION,
+  appLabels,
+  podSecurityLabels,
+} from "./common";
 import type { BaselineService, DevShardArgs } from "./dev-shard/args";
 import { containerLimits, containerRequests } from "./dev-shard/quantities";
 import {
@@ -87,11 +92,16 @@ export function createDevShard(
   ).toISOString();
   const quota = args.quota ?? { cpu: "4", memory: "8Gi", pods: 20 };
   const labels = { ...appLabels(name, "dev-shard"), [SHARD_LABEL]: args.shardName };
-  // The Kubernetes provider waits for each fork (Deployment: its pods Ready; Service: endpoints
-  // that are Ready) at most this long; past it `pulumi up` fails with the pods' errors.
+  // The Kubernetes provider waits for each fork Deployment (its pods Ready) at most this long;
+  // past it `pulumi up` fails with the pods' errors.
   const awaitFork = {
     [TIMEOUT_SECONDS_ANNOTATION]: String(args.readyTimeoutSeconds ?? DEFAULT_READY_TIMEOUT_SECONDS),
   };
+  // A fork Service is awaited until it has its cluster IP, not by the provider's Service awaiter:
+  // that one waits 10 s after the last Endpoints change (two thirds of a shard's `pulumi up`), and
+  // proves nothing more here, since the Service selects exactly the fork Deployment's pod labels
+  // and that Deployment is awaited Ready (ADR 0018).
+  const awaitForkService = { ...awaitFork, [WAIT_FOR_ANNOTATION]: "jsonpath={.spec.clusterIP}" };
 
   const namespace = new k8s.core.v1.Namespace(
     `${name}-namespace`,
@@ -279,7 +289,12 @@ export function createDevShard(
       new k8s.core.v1.Service(
         `${name}-svc-${service}`,
         {
-          metadata: { name: service, namespace: ns, labels: forkLabels, annotations: awaitFork },
+          metadata: {
+            name: service,
+            namespace: ns,
+            labels: forkLabels,
+            annotations: awaitForkService,
+          },
           spec: {
             selector,
             ports: [{ name: "http", port, targetPort: port, protocol: "TCP" }],

@@ -39,7 +39,7 @@ export {
   parseRfc3339,
   type PolicyRule,
 } from "../contract";
-export { SKIP_AWAIT_ANNOTATION, TIMEOUT_SECONDS_ANNOTATION } from "./common";
+export { SKIP_AWAIT_ANNOTATION, TIMEOUT_SECONDS_ANNOTATION, WAIT_FOR_ANNOTATION } from "./common";
 export {
   DevShard,
   MAX_SHARD_TTL_SECONDS,

@@ -8,6 +8,7 @@ import {
   DEFAULT_READY_TIMEOUT_SECONDS,
   SKIP_AWAIT_ANNOTATION,
   TIMEOUT_SECONDS_ANNOTATION,
+  WAIT_FOR_ANNOTATION,
   baselineOf,
   defaultRoutingKey,
   validateForks,
@@ -228,6 +229,21 @@ test("forks are awaited: no skipAwait anywhere; the readiness timeout is on each
   }
   for (const name of ["shard-alice-fork-checkout", "shard-alice-svc-checkout"]) {
     t.is(named(name).inputs["metadata"].annotations[TIMEOUT_SECONDS_ANNOTATION], "45", name);
+  }
+});
+
+test("a fork Service waits for its cluster IP, and selects exactly the pods of its awaited Deployment", (t) => {
+  for (const service of ["checkout", "payments"]) {
+    const svc = named(`shard-alice-svc-${service}`).inputs;
+    const deployment = named(`shard-alice-fork-${service}`).inputs;
+    t.is(svc["metadata"].annotations[WAIT_FOR_ANNOTATION], "jsonpath={.spec.clusterIP}");
+    // The Deployment has no waitFor: the provider's own awaiter waits for its pods Ready.
+    t.is(deployment["metadata"].annotations[WAIT_FOR_ANNOTATION], undefined);
+    t.deepEqual(svc["spec"].selector, deployment["spec"].selector.matchLabels);
+    const podLabels = deployment["spec"].template.metadata.labels as Record<string, string>;
+    for (const [key, value] of Object.entries(svc["spec"].selector as Record<string, string>)) {
+      t.is(podLabels[key], value, key);
+    }
   }
 });
 
