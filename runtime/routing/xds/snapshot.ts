@@ -25,6 +25,27 @@ interface TypeDiff {
   readonly removed: readonly string[];
 }
 
+/**
+ * Adds to `delta` what changes from the cluster list `before` to `after`, counting only what lies
+ * between their common start and common end.
+ */
+function countChange(
+  delta: Map<string, number>,
+  before: readonly string[],
+  after: readonly string[],
+): void {
+  let start = 0;
+  while (start < before.length && start < after.length && before[start] === after[start]) start++;
+  let endBefore = before.length;
+  let endAfter = after.length;
+  while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
+    endBefore--;
+    endAfter--;
+  }
+  for (let i = start; i < endBefore; i++) delta.set(before[i]!, (delta.get(before[i]!) ?? 0) - 1);
+  for (let i = start; i < endAfter; i++) delta.set(after[i]!, (delta.get(after[i]!) ?? 0) + 1);
+}
+
 /** How many references name each cluster (routes) and each load assignment (EDS clusters). */
 interface ReferenceCounts {
   readonly clusters: Map<string, number>;
@@ -46,6 +67,20 @@ function fingerprint(resource: XdsResource): Buffer {
     fingerprints.set(resource, found);
   }
   return found;
+}
+/**
+ * Whether a list holds the same resources as the one before it, in the same order: at once when it
+ * is the same list (lists given to a snapshot are never changed afterwards), else by a walk.
+ */
+function sameResources(before: readonly XdsResource[], given: readonly XdsResource[]): boolean {
+  if (before === given) return true;
+  return (
+    before.length === given.length &&
+    before.every((r, i) => {
+      const g = given[i]!;
+      return r === g || (r.name === g.name && r.hash === g.hash);
+    })
+  );
 }
 function xorInto(acc: Buffer, resource: XdsResource): void {
   const f = fingerprint(resource);
@@ -85,15 +120,7 @@ export class Snapshot {
       const given = resources[typeUrl] ?? [];
       this.#inputs.set(typeUrl, given);
       const before = previous === undefined ? undefined : previous.#inputs.get(typeUrl);
-      if (
-        previous &&
-        before &&
-        before.length === given.length &&
-        before.every((r, i) => {
-          const g = given[i]!;
-          return r === g || (r.name === g.name && r.hash === g.hash);
-        })
-      ) {
+      if (previous && before && sameResources(before, given)) {
         byType.set(typeUrl, previous.resources(typeUrl));
         versions.set(typeUrl, previous.version(typeUrl));
         this.#accumulators.set(typeUrl, previous.#accumulators.get(typeUrl)!);
@@ -206,28 +233,36 @@ export class Snapshot {
     const clusterDiff = this.#diffs.get(TypeUrl.Cluster);
     const endpointDiff = this.#diffs.get(TypeUrl.Endpoint);
     if (!routeDiff || !clusterDiff || !endpointDiff) return false;
-    // A changed RouteConfiguration usually keeps most of its virtual hosts (translation reuses
-    // them): only virtual hosts that are not in both versions are counted.
+    // How many more (or fewer) references each cluster has: a changed RouteConfiguration is
+    // compared with its last version virtual host by virtual host (by name), and only the part of
+    // a changed virtual host's cluster list between what both versions start and end with is
+    // counted. Translation reuses unchanged virtual hosts and rebuilds a changed one from the
+    // same routes but one, so a new routing key among 10,000 counts nothing.
+    const delta = new Map<string, number>();
     const oldRoutes = new Map(routeDiff.replaced.map((r) => [r.name, r]));
-    const kept = new Set<object>();
     for (const route of routeDiff.changed) {
-      for (const vhost of virtualHosts(route)) kept.add(vhost);
+      const old = virtualHosts(oldRoutes.get(route.name));
+      const before = new Map(old.map((v) => [v.name, v]));
+      const after = virtualHosts(route);
+      if (before.size !== old.length || new Set(after.map((v) => v.name)).size !== after.length) {
+        return false; // duplicate virtual host names: the full walk words it
+      }
+      for (const vhost of after) {
+        const was = before.get(vhost.name);
+        before.delete(vhost.name);
+        if (was !== vhost) countChange(delta, was ? vhostClusters(was) : [], vhostClusters(vhost));
+      }
+      for (const was of before.values()) countChange(delta, vhostClusters(was), []);
     }
-    for (const route of routeDiff.replaced) {
-      for (const vhost of virtualHosts(route)) {
-        if (kept.has(vhost)) continue;
-        for (const cluster of vhostClusters(vhost)) bump(counts.clusters, cluster, -1);
+    for (const name of routeDiff.removed) {
+      for (const was of virtualHosts(oldRoutes.get(name))) {
+        countChange(delta, vhostClusters(was), []);
       }
     }
-    for (const route of routeDiff.changed) {
-      const was = new Set<object>(virtualHosts(oldRoutes.get(route.name)));
-      for (const vhost of virtualHosts(route)) {
-        if (was.has(vhost)) continue;
-        for (const cluster of vhostClusters(vhost)) {
-          if (!clusters.has(cluster)) return false;
-          bump(counts.clusters, cluster, 1);
-        }
-      }
+    for (const [cluster, by] of delta) {
+      if (by === 0) continue;
+      if (by > 0 && !clusters.has(cluster)) return false;
+      bump(counts.clusters, cluster, by);
     }
     for (const cluster of clusterDiff.replaced) {
       const needs = edsServiceName(cluster);
