@@ -8,7 +8,7 @@ import { ROUTING_KEY_HEADER } from "../routing-key-filter";
 import { ExtensionTypeUrl, pack, TypeUrl } from "../xds/protos";
 import { makeResourceFromParts, type XdsResource } from "../xds/resource";
 import { apiListener, clusterResources, routeTimeout } from "./envoy-resources";
-import { baselineClusterName, upstreamHttp } from "./names";
+import { baselineClusterName, upstreamHttp, type UpstreamHttp } from "./names";
 import { gatewayFork, type GatewayFork, type Route, type ShardPart } from "./shard-part";
 import {
   encodeMessage,
@@ -38,14 +38,24 @@ export interface BucketPart extends IngressPart {
 export interface ServicePart {
   readonly baseline: BaselineService;
   readonly shardParts: readonly ShardPart[];
-  /** The gRPC clients' cluster (and load assignment) of each fork of this service. */
+  /**
+   * The baseline's cluster (and load assignment) and the gRPC clients' listener: the same list
+   * while the baseline's destination, hosts and protocol stay.
+   */
+  readonly resources: readonly XdsResource[];
+  /**
+   * The clusters (and load assignments) of each fork of this service: the gRPC clients' and, for
+   * forks the gateway cannot reach through its shared cluster, the gateway's. The same list
+   * while they are the same.
+   */
   readonly forkResources: readonly XdsResource[];
+  /** The gRPC clients' route configuration of the service: every fork's routes, then baseline. */
+  readonly route: XdsResource;
   readonly virtualHost: Record<string, unknown>;
   /** The gateway's baseline-only virtual host (scope `base`, and buckets without its forks). */
   readonly gatewayBase: IngressPart;
   /** Bucket → the gateway's virtual host there, for each bucket holding a fork of the service. */
   readonly gatewayBuckets: ReadonlyMap<number, BucketPart>;
-  readonly resources: XdsResource[];
 }
 
 /**
@@ -62,29 +72,25 @@ export function servicePart(
 ): ServicePart {
   const clusterName = baselineClusterName(baseline.name);
   const http = upstreamHttp(baseline.protocol);
-  const built = clusterResources(clusterName, baseline.destination, http);
   // One pass over the forks (sorted by shard) gathers what each contributes, from its part's
   // memoized pieces: a change at 10,000 shards re-walks a service's forks once, not once per list.
   const headerRoutes: Route[] = [];
   const baggageRoutes: Route[] = [];
   const headerBytes: Uint8Array[] = [];
   const baggageBytes: Uint8Array[] = [];
-  const gatewayClusters: XdsResource[] = [];
   const forkResources: XdsResource[] = [];
   const byBucket = new Map<number, [ShardPart, GatewayFork][]>();
   for (const part of forks) {
-    const routes = part.routes.get(baseline.name);
-    const parts = part.routeParts.get(baseline.name);
-    if (routes && parts) {
-      headerRoutes.push(routes.header);
-      baggageRoutes.push(routes.baggage);
-      headerBytes.push(parts.header);
-      baggageBytes.push(parts.baggage);
+    const grpc = part.forks.get(baseline.name);
+    if (grpc) {
+      headerRoutes.push(grpc.routes.header);
+      baggageRoutes.push(grpc.routes.baggage);
+      headerBytes.push(grpc.routeParts.header);
+      baggageBytes.push(grpc.routeParts.baggage);
+      for (const resource of grpc.resources) forkResources.push(resource);
     }
-    for (const resource of part.forkResources.get(baseline.name) ?? [])
-      forkResources.push(resource);
     const fork = gatewayFork(part, baseline.name, http);
-    if (fork.cluster) gatewayClusters.push(fork.cluster);
+    if (fork.cluster) forkResources.push(fork.cluster);
     const bucket = bucketOf(part);
     let list = byBucket.get(bucket);
     if (!list) byBucket.set(bucket, (list = []));
@@ -136,28 +142,40 @@ export function servicePart(
     );
     gatewayBuckets.set(bucket, { forks: entries.map(([p]) => p), ...ingressPart(vhost) });
   }
-  const resources = [
-    built.cluster,
-    ...(built.endpoints ? [built.endpoints] : []),
-    ...gatewayClusters,
-    makeResourceFromParts(
+  return {
+    baseline,
+    shardParts: forks,
+    resources: reuse?.resources ?? baselineResources(baseline, http),
+    // The last list when it holds the same resources: its split is reused (see the Translator).
+    forkResources: sameList(reuse?.forkResources, forkResources)
+      ? reuse!.forkResources
+      : forkResources.length === 0
+        ? NO_RESOURCES
+        : forkResources,
+    route: makeResourceFromParts(
       TypeUrl.Route,
       baseline.name,
       { name: baseline.name, virtual_hosts: [virtualHost] },
       [pack(TypeUrl.Route, { name: baseline.name }).value, virtualHostsPart(virtualHostBytes)],
     ),
-    apiListener(baseline.name, baseline.name),
-  ];
-  return {
-    baseline,
-    shardParts: forks,
-    forkResources,
     virtualHost,
     gatewayBase:
       reuse?.gatewayBase ?? ingressPart(gatewayVirtualHost(head, baselineRoute, NO_ENTRIES)),
     gatewayBuckets,
-    resources,
   };
+}
+
+/** The baseline's cluster (and load assignment) and the gRPC clients' listener of the service. */
+function baselineResources(baseline: BaselineService, http: UpstreamHttp): readonly XdsResource[] {
+  const { name } = baseline;
+  const built = clusterResources(baselineClusterName(name), baseline.destination, http);
+  return [built.cluster, ...(built.endpoints ? [built.endpoints] : []), apiListener(name, name)];
+}
+
+const NO_RESOURCES: readonly XdsResource[] = [];
+
+function sameList<T>(a: readonly T[] | undefined, b: readonly T[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 const NO_ENTRIES: readonly (readonly [string, GatewayFork])[] = [];

@@ -50,38 +50,38 @@ export interface GatewayFork {
   readonly onMatch: Record<string, unknown>;
   readonly cluster?: XdsResource;
 }
+/** What translation builds of a shard's fork of one service for gRPC clients. */
+export interface ForkPart {
+  /** The header route and the baggage route to the fork. */
+  readonly routes: ForkRoutes<Route>;
+  /** `VirtualHost { routes: [route] }` of each, encoded (parts of the virtual host). */
+  readonly routeParts: ForkRoutes<Uint8Array>;
+  /** The gRPC clients' cluster (and load assignment) of the fork. */
+  readonly resources: readonly XdsResource[];
+}
 /** What translation builds of one shard record (the gateway's entries lazily). */
 export interface ShardPart {
   readonly record: ShardRecord;
-  readonly clusters: XdsResource[];
-  readonly endpoints: XdsResource[];
-  /** Service → the header route and the baggage route to this shard's fork of it. */
-  readonly routes: ReadonlyMap<string, ForkRoutes<Route>>;
-  /** Service → `VirtualHost { routes: [route] }` of each, encoded (parts of the virtual host). */
-  readonly routeParts: ReadonlyMap<string, ForkRoutes<Uint8Array>>;
-  /** Service → the gRPC clients' cluster (and load assignment) of this shard's fork of it. */
-  readonly forkResources: ReadonlyMap<string, readonly XdsResource[]>;
+  /** Service → this shard's fork of it (one lookup per fork when a service is rebuilt). */
+  readonly forks: ReadonlyMap<string, ForkPart>;
   /** Service → the gateway's entry for this fork, built once per upstream HTTP version. */
   readonly gateway: Map<string, GatewayFork>;
 }
 
-/** A shard's part, built once per (immutable) record. */
-export function shardPart(record: ShardRecord): ShardPart {
-  const clusters: XdsResource[] = [];
-  const endpoints: XdsResource[] = [];
-  const routes = new Map<string, ForkRoutes<Route>>();
-  const routeParts = new Map<string, ForkRoutes<Uint8Array>>();
-  const forkResources = new Map<string, readonly XdsResource[]>();
+/**
+ * A shard's part, built once per (immutable) record. `previous`, the part of the shard's last
+ * record, lends the fork clusters whose destination did not change: a new routing key changes
+ * routes and gateway entries, not clusters, so the snapshot sees the same cluster objects.
+ */
+export function shardPart(record: ShardRecord, previous?: ShardPart): ShardPart {
+  const forks = new Map<string, ForkPart>();
   for (const [service, destination] of Object.entries(record.forks)) {
     const name = forkClusterName(record.name, service);
-    const built = clusterResources(name, destination);
-    clusters.push(built.cluster);
-    if (built.endpoints) endpoints.push(built.endpoints);
-    forkResources.set(
-      service,
-      built.endpoints ? [built.cluster, built.endpoints] : [built.cluster],
-    );
-    const forkRoutes = {
+    const kept =
+      previous?.record.name === record.name && previous.record.forks[service] === destination
+        ? previous.forks.get(service)?.resources
+        : undefined;
+    const routes = {
       header: {
         name: `${record.name}/${service}/header`,
         match: {
@@ -104,13 +104,22 @@ export function shardPart(record: ShardRecord): ShardPart {
         route: { cluster: name },
       },
     };
-    routes.set(service, forkRoutes);
-    routeParts.set(service, {
-      header: encodeVirtualHost({ routes: [forkRoutes.header] }),
-      baggage: encodeVirtualHost({ routes: [forkRoutes.baggage] }),
+    forks.set(service, {
+      routes,
+      routeParts: {
+        header: encodeVirtualHost({ routes: [routes.header] }),
+        baggage: encodeVirtualHost({ routes: [routes.baggage] }),
+      },
+      resources: kept ?? forkClusterResources(name, destination),
     });
   }
-  return { record, clusters, endpoints, routes, routeParts, forkResources, gateway: new Map() };
+  return { record, forks, gateway: new Map() };
+}
+
+/** The gRPC clients' cluster of a fork, and its load assignment when it has one. */
+function forkClusterResources(name: string, destination: string): readonly XdsResource[] {
+  const built = clusterResources(name, destination);
+  return built.endpoints ? [built.cluster, built.endpoints] : [built.cluster];
 }
 
 /** The gateway's entry for `part`'s fork of `service` (memoized per HTTP version). */

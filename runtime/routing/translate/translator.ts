@@ -97,41 +97,13 @@ export class Translator {
       }
     }
     const now = state.now?.getTime();
-    const shards = this.#shards;
-    const dirty = new Set<string>();
-    const added: ShardPart[] = [];
     const changed = this.#changedRecords(state.shards, now);
-    if (changed) {
-      // The few records that changed, in place or appended: the map is updated, not rebuilt.
-      for (const record of changed) {
-        const previous = shards.get(record.name);
-        const part = shardPart(record);
-        for (const service of previous?.routes.keys() ?? []) dirty.add(service);
-        for (const service of part.routes.keys()) dirty.add(service);
-        shards.set(record.name, part);
-        added.push(part);
-        this.#expiryFloor = Math.min(this.#expiryFloor, expiry(record));
-      }
-    } else {
-      this.#fullScan(state.shards, now, dirty, added);
-    }
+    if (changed) this.#applyChanges(changed);
+    else this.#fullScan(state.shards, now);
     // A copy: a caller that changes its array in place and passes it again is still seen.
     this.#lastShards = [...state.shards];
     this.#lastNow = now;
     const forksByService = this.#forksByService;
-    for (const service of dirty) {
-      const list = (forksByService.get(service) ?? []).filter(
-        (p) => this.#shards.get(p.record.name) === p,
-      );
-      for (const part of added) {
-        if (part.routes.has(service) && this.#shards.get(part.record.name) === part) {
-          list.push(part);
-        }
-      }
-      list.sort((a, b) => compare(a.record.name, b.record.name));
-      if (list.length === 0) forksByService.delete(service);
-      else forksByService.set(service, list);
-    }
 
     const services = new Map<string, ServicePart>();
     for (const baseline of [...state.baseline].sort(byName)) {
@@ -178,26 +150,53 @@ export class Translator {
     // are concatenated from the parts' (a copy of references, not a push per resource).
     // A fork of a service that is not (or no longer) in the baseline routes nowhere: not sent
     // (only baseline services have a part). Fork clusters `shard/…` are the gRPC clients'.
+    // A service's fork resources are split apart from its own: a change to one fork of a service
+    // keeps the others' list (servicePart reuses it), so their split is not redone.
     const splits: Split[] = [
       splitOf(this.#sharedClusters, () => this.#sharedClusters),
-      ...[...services.values()].map((part) =>
-        splitOf(part, () => [...part.resources, ...part.forkResources]),
-      ),
+      ...[...services.values()].flatMap((part) => [
+        splitOf(part.resources, () => part.resources),
+        splitOf(part.forkResources, () => part.forkResources),
+        splitOf(part, () => [part.route]),
+      ]),
       ...[...sandboxes.values()].map((part) => splitOf(part, () => part.resources)),
       splitOf(ingress, () => ingress),
     ];
-    const joined = (key: keyof Split): Lists => {
-      const lists = emptyLists();
-      for (const typeUrl of PUSH_ORDER) {
-        lists[typeUrl] = ([] as XdsResource[]).concat(...splits.map((x) => x[key][typeUrl]));
-      }
-      return lists;
-    };
-    const out = joined("all");
-    const gateway = joined("gateway");
-    const grpc = joined("grpc");
+    const out = this.#joined(splits, "all");
+    const gateway = this.#joined(splits, "gateway");
+    const grpc = this.#joined(splits, "grpc");
     perNode.set(out, { gateway, grpc });
     return out;
+  }
+
+  /** Per kind and type, the pieces of the last joined list and the list. */
+  readonly #lastJoined = new Map<string, { pieces: XdsResource[][]; list: XdsResource[] }>();
+
+  /**
+   * The parts' lists of one kind, joined per type. A type whose pieces are the same lists as last
+   * time gets the same list back, so a snapshot built from the last one sees it unchanged at once
+   * (a shard change at 10,000 shards leaves every type but routes alone).
+   */
+  #joined(splits: readonly Split[], key: keyof Split): Lists {
+    const lists = emptyLists();
+    for (const typeUrl of PUSH_ORDER) {
+      // Empty lists are left out: a rebuilt part has new ones of the types it holds none of.
+      const pieces = splits.map((x) => x[key][typeUrl]).filter((piece) => piece.length > 0);
+      const memo = `${key} ${typeUrl}`;
+      const last = this.#lastJoined.get(memo);
+      if (
+        last !== undefined &&
+        last.pieces.length === pieces.length &&
+        last.pieces.every((piece, i) => piece === pieces[i])
+      ) {
+        lists[typeUrl] = last.list;
+        continue;
+      }
+      const list = ([] as XdsResource[]).concat(...pieces);
+      this.#lastJoined.set(memo, { pieces, list });
+      lists[typeUrl] = list;
+    }
+    return lists;
   }
 
   /**
@@ -235,16 +234,44 @@ export class Translator {
   }
 
   /**
-   * Every live record against the last parts: reused where the record is the same object, new
-   * parts for the rest, and the shards gone (removed, or expired at `now`) dropped. Fills `dirty`
-   * with the services whose fork lists change and `added` with the new parts.
+   * The few records that changed, in place or appended: the map is updated, not rebuilt, and each
+   * service's sorted fork list is copied once and changed where the records' parts sort (a binary
+   * search each), not filtered and sorted again.
    */
-  #fullScan(
-    records: readonly ShardRecord[],
-    now: number | undefined,
-    dirty: Set<string>,
-    added: ShardPart[],
-  ): void {
+  #applyChanges(changed: readonly ShardRecord[]): void {
+    const shards = this.#shards;
+    const lists = new Map<string, ShardPart[]>();
+    const listOf = (service: string): ShardPart[] => {
+      let list = lists.get(service);
+      if (!list) lists.set(service, (list = [...(this.#forksByService.get(service) ?? [])]));
+      return list;
+    };
+    for (const record of changed) {
+      const previous = shards.get(record.name);
+      const part = shardPart(record, previous);
+      for (const service of previous?.forks.keys() ?? []) {
+        const list = listOf(service);
+        const at = sortedIndex(list, previous!.record.name);
+        if (list[at] === previous) list.splice(at, 1);
+      }
+      for (const service of part.forks.keys()) {
+        const list = listOf(service);
+        list.splice(sortedIndex(list, record.name), 0, part);
+      }
+      shards.set(record.name, part);
+      this.#expiryFloor = Math.min(this.#expiryFloor, expiry(record));
+    }
+    this.#setForkLists(lists);
+  }
+
+  /**
+   * Every live record against the last parts: reused where the record is the same object, new
+   * parts for the rest, and the shards gone (removed, or expired at `now`) dropped; the fork lists
+   * of the services whose forks changed are rebuilt.
+   */
+  #fullScan(records: readonly ShardRecord[], now: number | undefined): void {
+    const dirty = new Set<string>();
+    const added: ShardPart[] = [];
     const live = now === undefined ? records : records.filter((s) => expiry(s) > now);
     const shards = new Map<string, ShardPart>();
     let kept = 0;
@@ -257,22 +284,55 @@ export class Translator {
         kept++;
         continue;
       }
-      const part = previous?.record === record ? previous : shardPart(record);
+      const part = previous?.record === record ? previous : shardPart(record, previous);
       const replaced = shards.get(record.name) ?? previous;
-      for (const service of replaced?.routes.keys() ?? []) dirty.add(service);
-      for (const service of part.routes.keys()) dirty.add(service);
+      for (const service of replaced?.forks.keys() ?? []) dirty.add(service);
+      for (const service of part.forks.keys()) dirty.add(service);
       shards.set(record.name, part);
       added.push(part);
     }
     if (kept < this.#shards.size) {
       for (const [name, part] of this.#shards) {
         if (shards.get(name) === part) continue;
-        for (const service of part.routes.keys()) dirty.add(service);
+        for (const service of part.forks.keys()) dirty.add(service);
       }
     }
     this.#shards = shards;
     this.#expiryFloor = floor;
+    const lists = new Map<string, ShardPart[]>();
+    for (const service of dirty) {
+      const list = (this.#forksByService.get(service) ?? []).filter(
+        (p) => shards.get(p.record.name) === p,
+      );
+      for (const part of added) {
+        if (part.forks.has(service) && shards.get(part.record.name) === part) list.push(part);
+      }
+      lists.set(
+        service,
+        list.sort((a, b) => compare(a.record.name, b.record.name)),
+      );
+    }
+    this.#setForkLists(lists);
   }
+
+  #setForkLists(lists: ReadonlyMap<string, ShardPart[]>): void {
+    for (const [service, list] of lists) {
+      if (list.length === 0) this.#forksByService.delete(service);
+      else this.#forksByService.set(service, list);
+    }
+  }
+}
+
+/** Where a shard named `name` sorts in a list of parts sorted by shard name (binary search). */
+function sortedIndex(list: readonly ShardPart[], name: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (list[mid]!.record.name < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** More changed records than this in one call take the full scan (it is as fast then). */

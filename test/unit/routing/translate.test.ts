@@ -1,4 +1,5 @@
 import test from "ava";
+import fc from "fast-check";
 import { RE2 } from "re2-wasm";
 import type { SandboxRecord, ShardRecord } from "../../../contract/model";
 import {
@@ -640,6 +641,87 @@ test("incremental translation (updates in place, appends, removals, expiry) alwa
     forNode(translator.translate({ ...state, shards: records, now: at(200) }), "grpc"),
   );
   t.false([...expired.resources(TypeUrl.Cluster).keys()].some((n) => n.startsWith("shard/s-")));
+});
+
+test("through random shard changes, incremental translation equals a fresh one, and chained snapshots check like fresh ones and find a cluster removed while still named", (t) => {
+  // Each step's snapshot is built from the last good one (the incremental check); a broken variant
+  // (one cluster a route names left out) is built from it too and must fail like a fresh one, and
+  // the next good step, built from the same predecessor, must still pass.
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          op: fc.constantFrom("rekey", "move", "add", "remove", "refork"),
+          i: fc.nat(11),
+          v: fc.nat(1000),
+        }),
+        { minLength: 1, maxLength: 25 },
+      ),
+      fc.nat(),
+      (changes, pick) => {
+        const translator = new Translator();
+        const services = ["api", "web"];
+        const fork = (i: number, v: number): Record<string, string> => ({
+          [services[(i + v) % 2]!]:
+            v % 3 === 0 ? `fork-${i}-${v}.shard.svc:80` : `127.0.0.1:${7000 + ((i * 7 + v) % 50)}`,
+        });
+        let records = Array.from({ length: 6 }, (_, i) => shard(`s-${i}`, `k-${i}`, fork(i, 0)));
+        const base = { baseline: state.baseline, sandboxes: [] };
+        let previous: Snapshot | undefined;
+        for (const { op, i, v } of changes) {
+          const at = i % Math.max(1, records.length);
+          const old = records[at];
+          if (op === "add" || old === undefined) {
+            records = [...records, shard(`n-${i}-${v}`, `k-n-${i}-${v}`, fork(i, v))];
+          } else if (op === "remove") {
+            records = records.filter((_, j) => j !== at);
+          } else if (op === "move" && records.length > 1) {
+            records = [...records.slice(0, at), ...records.slice(at + 1), old];
+          } else {
+            const next = [...records];
+            next[at] =
+              op === "refork"
+                ? { ...old, forks: fork(i, v + 1) }
+                : { ...old, routingKey: `k-${i}-${v}` };
+            records = next;
+          }
+          const all = translator.translate({ ...base, shards: records });
+          const scratch = translate({ ...base, shards: records });
+          for (const kind of ["gateway", "grpc"] as const) {
+            const [mine, theirs] = [
+              new Snapshot(forNode(all, kind)),
+              new Snapshot(forNode(scratch, kind)),
+            ];
+            for (const typeUrl of Object.values(TypeUrl)) {
+              t.is(mine.version(typeUrl), theirs.version(typeUrl), `${op}: ${kind} ${typeUrl}`);
+            }
+          }
+          const resources = forNode(all, "grpc");
+          const fresh = new Snapshot(resources);
+          if (previous !== undefined) {
+            const named = [...fresh.resources(TypeUrl.Route).values()].flatMap((r) =>
+              (unpack(r.any) as { virtual_hosts: VirtualHost[] }).virtual_hosts.flatMap((vh) =>
+                vh.routes.map((route) => route.route.cluster),
+              ),
+            );
+            const victim = named[pick % named.length]!;
+            const broken = {
+              ...resources,
+              [TypeUrl.Cluster]: resources[TypeUrl.Cluster].filter((c) => c.name !== victim),
+            };
+            const expected = new Snapshot(broken).inconsistencies().sort();
+            t.true(expected.length > 0, victim);
+            t.deepEqual(new Snapshot(broken, previous).inconsistencies().sort(), expected);
+          }
+          const chained = new Snapshot(resources, previous);
+          t.deepEqual(chained.inconsistencies(), fresh.inconsistencies());
+          t.deepEqual(chained.inconsistencies(), []);
+          previous = chained;
+        }
+      },
+    ),
+    { numRuns: 60, seed: 20261202 },
+  );
 });
 
 test("a baseline host among the sandboxes' host names is refused: the gateway would never route it to the service", (t) => {
