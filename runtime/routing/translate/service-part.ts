@@ -9,7 +9,14 @@ import { ExtensionTypeUrl, pack, TypeUrl } from "../xds/protos";
 import { makeResourceFromParts, type XdsResource } from "../xds/resource";
 import { apiListener, clusterResources, routeTimeout } from "./envoy-resources";
 import { baselineClusterName, upstreamHttp, type UpstreamHttp } from "./names";
-import { gatewayFork, type GatewayFork, type Route, type ShardPart } from "./shard-part";
+import {
+  gatewayFork,
+  sortedIndex,
+  type ForkPart,
+  type GatewayFork,
+  type Route,
+  type ShardPart,
+} from "./shard-part";
 import {
   encodeMessage,
   encodeVirtualHost,
@@ -51,17 +58,46 @@ export interface ServicePart {
   readonly forkResources: readonly XdsResource[];
   /** The gRPC clients' route configuration of the service: every fork's routes, then baseline. */
   readonly route: XdsResource;
-  readonly virtualHost: Record<string, unknown>;
   /** The gateway's baseline-only virtual host (scope `base`, and buckets without its forks). */
   readonly gatewayBase: IngressPart;
   /** Bucket → the gateway's virtual host there, for each bucket holding a fork of the service. */
   readonly gatewayBuckets: ReadonlyMap<number, BucketPart>;
+  /** What each fork adds to the lists above, in `shardParts` order: what a change splices. */
+  readonly columns: ForkColumns;
 }
 
 /**
+ * The forks' contributions to a service's lists, one entry per fork in `shardParts` order: routes
+ * and the lengths of their encodings (so the encoded routes are spliced by byte offset), and how
+ * many of `forkResources` each fork holds.
+ */
+interface ForkColumns {
+  readonly headerRoutes: readonly Route[];
+  readonly baggageRoutes: readonly Route[];
+  /** Every fork's header route encoding (`VirtualHost { routes }` parts), concatenated. */
+  readonly headerBytes: Buffer;
+  readonly headerLengths: readonly number[];
+  readonly baggageBytes: Buffer;
+  readonly baggageLengths: readonly number[];
+  readonly resourceCounts: readonly number[];
+}
+
+const NO_COLUMNS: ForkColumns = {
+  headerRoutes: [],
+  baggageRoutes: [],
+  headerBytes: Buffer.alloc(0),
+  headerLengths: [],
+  baggageBytes: Buffer.alloc(0),
+  baggageLengths: [],
+  resourceCounts: [],
+};
+
+/**
  * A service's part; the service is also reachable as `<name>.<domain>`. `reuse`, the previous part
- * of the same baseline (unchanged destination, hosts and protocol), lends the bucket virtual
- * hosts whose forks did not change, so a change re-encodes one bucket's entries, not every fork's.
+ * of the same baseline (unchanged destination, hosts and protocol), lends what the forks that did
+ * not change contributed: the forks' lists are spliced where the fork list changed (it keeps its
+ * start and end), and only the buckets of the forks that changed are rebuilt. So one change at
+ * 10,000 shards touches the changed fork and one bucket's entries, not every fork of the service.
  */
 export function servicePart(
   baseline: BaselineService,
@@ -72,30 +108,25 @@ export function servicePart(
 ): ServicePart {
   const clusterName = baselineClusterName(baseline.name);
   const http = upstreamHttp(baseline.protocol);
-  // One pass over the forks (sorted by shard) gathers what each contributes, from its part's
-  // memoized pieces: a change at 10,000 shards re-walks a service's forks once, not once per list.
-  const headerRoutes: Route[] = [];
-  const baggageRoutes: Route[] = [];
-  const headerBytes: Uint8Array[] = [];
-  const baggageBytes: Uint8Array[] = [];
-  const forkResources: XdsResource[] = [];
-  const byBucket = new Map<number, [ShardPart, GatewayFork][]>();
-  for (const part of forks) {
-    const grpc = part.forks.get(baseline.name);
-    if (grpc) {
-      headerRoutes.push(grpc.routes.header);
-      baggageRoutes.push(grpc.routes.baggage);
-      headerBytes.push(grpc.routeParts.header);
-      baggageBytes.push(grpc.routeParts.baggage);
-      for (const resource of grpc.resources) forkResources.push(resource);
-    }
-    const fork = gatewayFork(part, baseline.name, http);
-    if (fork.cluster) forkResources.push(fork.cluster);
-    const bucket = bucketOf(part);
-    let list = byBucket.get(bucket);
-    if (!list) byBucket.set(bucket, (list = []));
-    list.push([part, fork]);
+  const before = reuse?.shardParts ?? NO_FORKS;
+  // The changed middle: what lies between the start and the end both fork lists share.
+  let start = 0;
+  while (start < before.length && start < forks.length && before[start] === forks[start]) start++;
+  let endBefore = before.length;
+  let end = forks.length;
+  while (endBefore > start && end > start && before[endBefore - 1] === forks[end - 1]) {
+    endBefore--;
+    end--;
   }
+  const removed = before.slice(start, endBefore);
+  const added = forks.slice(start, end);
+  const { columns, forkResources } = spliceColumns(
+    reuse?.columns ?? NO_COLUMNS,
+    reuse?.forkResources ?? NO_RESOURCES,
+    { start, removed: removed.length },
+    added.map((part) => contribution(part, baseline.name, http)),
+  );
+
   const baselineGrpcRoute = {
     name: `${baseline.name}/baseline`,
     match: { prefix: "" },
@@ -105,7 +136,7 @@ export function servicePart(
     name: baseline.name,
     domains: [baseline.name, `${baseline.name}.${domain}`, ...(baseline.hosts ?? [])],
     // Every header route before every baggage route: an explicit header wins.
-    routes: [...headerRoutes, ...baggageRoutes, baselineGrpcRoute],
+    routes: [...columns.headerRoutes, ...columns.baggageRoutes, baselineGrpcRoute],
   };
   // The virtual host is assembled from each fork's memoized route encoding (concatenated
   // encodings of one message type merge, repeated fields append), wrapped once as a
@@ -113,8 +144,8 @@ export function servicePart(
   // virtual host by the target name, i.e. the service name) serves gRPC clients.
   const virtualHostBytes = Buffer.concat([
     encodeVirtualHost({ name: virtualHost.name, domains: virtualHost.domains }),
-    ...headerBytes,
-    ...baggageBytes,
+    columns.headerBytes,
+    columns.baggageBytes,
     encodeVirtualHost({ routes: [baselineGrpcRoute] }),
   ]);
 
@@ -124,45 +155,144 @@ export function servicePart(
     route: { cluster: clusterName, ...routeTimeout(http) },
   };
   const head = { name: baseline.name, domains: virtualHost.domains };
-  const gatewayBuckets = new Map<number, BucketPart>();
-  for (const [bucket, entries] of byBucket) {
-    const previous = reuse?.gatewayBuckets.get(bucket);
-    if (
-      previous !== undefined &&
-      previous.forks.length === entries.length &&
-      previous.forks.every((p, i) => p === entries[i]![0])
-    ) {
-      gatewayBuckets.set(bucket, previous);
-      continue;
-    }
-    const vhost = gatewayVirtualHost(
-      head,
-      baselineRoute,
-      entries.map(([p, f]) => [p.record.routingKey, f] as const),
-    );
-    gatewayBuckets.set(bucket, { forks: entries.map(([p]) => p), ...ingressPart(vhost) });
-  }
   return {
     baseline,
     shardParts: forks,
     resources: reuse?.resources ?? baselineResources(baseline, http),
-    // The last list when it holds the same resources: its split is reused (see the Translator).
-    forkResources: sameList(reuse?.forkResources, forkResources)
-      ? reuse!.forkResources
-      : forkResources.length === 0
-        ? NO_RESOURCES
-        : forkResources,
+    forkResources,
     route: makeResourceFromParts(
       TypeUrl.Route,
       baseline.name,
       { name: baseline.name, virtual_hosts: [virtualHost] },
       [pack(TypeUrl.Route, { name: baseline.name }).value, virtualHostsPart(virtualHostBytes)],
     ),
-    virtualHost,
     gatewayBase:
       reuse?.gatewayBase ?? ingressPart(gatewayVirtualHost(head, baselineRoute, NO_ENTRIES)),
-    gatewayBuckets,
+    gatewayBuckets: bucketParts(reuse?.gatewayBuckets, removed, added, bucketOf, (entries) =>
+      gatewayVirtualHost(
+        head,
+        baselineRoute,
+        entries.map((p) => [p.record.routingKey, gatewayFork(p, baseline.name, http)] as const),
+      ),
+    ),
+    columns,
   };
+}
+
+const NO_FORKS: readonly ShardPart[] = [];
+
+/** What one fork adds to its service's lists. */
+interface Contribution {
+  readonly routes: ForkPart["routes"];
+  readonly routeParts: ForkPart["routeParts"];
+  readonly resources: readonly XdsResource[];
+}
+
+/** A fork's contribution (the fork list of a service holds only shards that fork it). */
+function contribution(part: ShardPart, service: string, http: UpstreamHttp): Contribution {
+  const grpc = part.forks.get(service)!;
+  const { cluster } = gatewayFork(part, service, http);
+  return {
+    routes: grpc.routes,
+    routeParts: grpc.routeParts,
+    resources: cluster ? [...grpc.resources, cluster] : grpc.resources,
+  };
+}
+
+/**
+ * The columns (and the fork resources list) with `at.removed` forks from `at.start` replaced by
+ * the `added` contributions: lists are sliced and joined (copies of references), encodings by byte
+ * offset, so nothing of an unchanged fork is read. The last resource list when nothing changed in
+ * it, so its per-node split is reused (see the Translator).
+ */
+function spliceColumns(
+  old: ForkColumns,
+  oldResources: readonly XdsResource[],
+  at: { start: number; removed: number },
+  added: readonly Contribution[],
+): { columns: ForkColumns; forkResources: readonly XdsResource[] } {
+  const end = at.start + at.removed;
+  const splice = <T>(list: readonly T[], middle: readonly T[]): T[] =>
+    list.slice(0, at.start).concat(middle, list.slice(end));
+  const spliceBytes = (bytes: Buffer, lengths: readonly number[], middle: Uint8Array[]): Buffer => {
+    const from = sum(lengths, 0, at.start);
+    const to = from + sum(lengths, at.start, end);
+    return Buffer.concat([bytes.subarray(0, from), ...middle, bytes.subarray(to)]);
+  };
+  const headerParts = added.map((c) => c.routeParts.header);
+  const baggageParts = added.map((c) => c.routeParts.baggage);
+  const columns: ForkColumns = {
+    headerRoutes: splice(
+      old.headerRoutes,
+      added.map((c) => c.routes.header),
+    ),
+    baggageRoutes: splice(
+      old.baggageRoutes,
+      added.map((c) => c.routes.baggage),
+    ),
+    headerBytes: spliceBytes(old.headerBytes, old.headerLengths, headerParts),
+    headerLengths: splice(
+      old.headerLengths,
+      headerParts.map((b) => b.byteLength),
+    ),
+    baggageBytes: spliceBytes(old.baggageBytes, old.baggageLengths, baggageParts),
+    baggageLengths: splice(
+      old.baggageLengths,
+      baggageParts.map((b) => b.byteLength),
+    ),
+    resourceCounts: splice(
+      old.resourceCounts,
+      added.map((c) => c.resources.length),
+    ),
+  };
+  const from = sum(old.resourceCounts, 0, at.start);
+  const to = from + sum(old.resourceCounts, at.start, end);
+  const addedResources = added.flatMap((c) => c.resources);
+  const forkResources = sameList(oldResources.slice(from, to), addedResources)
+    ? oldResources
+    : oldResources.slice(0, from).concat(addedResources, oldResources.slice(to));
+  return { columns, forkResources: forkResources.length === 0 ? NO_RESOURCES : forkResources };
+}
+
+function sum(list: readonly number[], from: number, to: number): number {
+  let total = 0;
+  for (let i = from; i < to; i++) total += list[i]!;
+  return total;
+}
+
+/**
+ * The gateway's bucket virtual hosts after `removed` forks were replaced by `added` (both in fork
+ * order): the buckets neither touches are the last ones; each other one is rebuilt from its last
+ * forks, less the removed, plus the added, in shard order.
+ */
+function bucketParts(
+  previous: ReadonlyMap<number, BucketPart> | undefined,
+  removed: readonly ShardPart[],
+  added: readonly ShardPart[],
+  bucketOf: (fork: ShardPart) => number,
+  build: (forks: readonly ShardPart[]) => { message: Record<string, unknown>; bytes: Uint8Array },
+): ReadonlyMap<number, BucketPart> {
+  const buckets = new Map(previous);
+  const gone = new Set(removed);
+  const changed = new Map<number, ShardPart[]>();
+  for (const part of [...removed, ...added]) {
+    const bucket = bucketOf(part);
+    if (!changed.has(bucket)) {
+      changed.set(
+        bucket,
+        (buckets.get(bucket)?.forks ?? []).filter((p) => !gone.has(p)),
+      );
+    }
+  }
+  for (const part of added) {
+    const list = changed.get(bucketOf(part))!;
+    list.splice(sortedIndex(list, part.record.name), 0, part);
+  }
+  for (const [bucket, forks] of changed) {
+    if (forks.length === 0) buckets.delete(bucket);
+    else buckets.set(bucket, { forks, ...ingressPart(build(forks)) });
+  }
+  return buckets;
 }
 
 /** The baseline's cluster (and load assignment) and the gRPC clients' listener of the service. */

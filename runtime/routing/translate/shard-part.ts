@@ -166,3 +166,15 @@ export function gatewayFork(
   part.gateway.set(service, fork);
   return fork;
 }
+
+/** Where a shard named `name` sorts in a list of parts sorted by shard name (binary search). */
+export function sortedIndex(list: readonly ShardPart[], name: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (list[mid]!.record.name < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

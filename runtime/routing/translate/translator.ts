@@ -15,7 +15,7 @@ import {
 import { emptyLists, perNode, splitOf, type Lists, type Split } from "./per-node";
 import { sandboxPart, type SandboxPart } from "./sandbox-part";
 import { servicePart, type ServicePart } from "./service-part";
-import { shardPart, type ShardPart } from "./shard-part";
+import { shardPart, sortedIndex, type ShardPart } from "./shard-part";
 import { expiry, type RoutingState } from "./state";
 
 /** Options of translation. */
@@ -321,18 +321,6 @@ export class Translator {
       else this.#forksByService.set(service, list);
     }
   }
-}
-
-/** Where a shard named `name` sorts in a list of parts sorted by shard name (binary search). */
-function sortedIndex(list: readonly ShardPart[], name: string): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (list[mid]!.record.name < name) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** More changed records than this in one call take the full scan (it is as fast then). */

@@ -651,7 +651,7 @@ test("through random shard changes, incremental translation equals a fresh one, 
     fc.property(
       fc.array(
         fc.record({
-          op: fc.constantFrom("rekey", "move", "add", "remove", "refork"),
+          op: fc.constantFrom("rekey", "move", "add", "remove", "refork", "rekey two"),
           i: fc.nat(11),
           v: fc.nat(1000),
         }),
@@ -677,6 +677,12 @@ test("through random shard changes, incremental translation equals a fresh one, 
             records = records.filter((_, j) => j !== at);
           } else if (op === "move" && records.length > 1) {
             records = [...records.slice(0, at), ...records.slice(at + 1), old];
+          } else if (op === "rekey two") {
+            // Two records changed in one call: a service's changed middle spans the forks between.
+            const other = (at + 3) % records.length;
+            records = records.map((r, j) =>
+              j === at || j === other ? { ...r, routingKey: `k-${j}-${v}-two` } : r,
+            );
           } else {
             const next = [...records];
             next[at] =
