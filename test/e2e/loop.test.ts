@@ -37,6 +37,9 @@ import {
   ensureRuntimeImage,
 } from "../../scripts/images/catalog";
 import { testbedPulumi } from "../../scripts/pulumi-env";
+import { schedulerGates, xdsAckedGate } from "../../stacks/rollout-gates";
+import type { GateResult, HealthGate } from "../../stacks/rollout-engine";
+import { GATEWAY_NODE_ID } from "../../contract";
 import { ensureTools } from "../../scripts/tools";
 import { objectsOfShard } from "../helpers/kube";
 import { assertRealPlugins } from "./project";
@@ -225,15 +228,41 @@ test("the loop: platform-local runs the runtime and the gateway, two shards fork
   t.log(`first answer through the gateway ${Date.now() - upReturned} ms after up returned`);
   t.deepEqual((await shop()).hops, baseline, "through the in-cluster gateway, every hop baseline");
 
-  // The gateway is configured over ADS by the in-cluster routing controller: the scheduler's
-  // CSDS report (what the rollout's xds-acked gate asks) lists it.
-  const clients = await fetch(`${apiUrl}/v1/xds/clients?nodeId=shardworks-gateway`, {
-    headers: { authorization: `Bearer ${platformToken}` },
-  });
-  t.is(clients.status, 200);
-  const report = await clients.text();
-  t.regex(report, /shardworks-gateway/);
-  t.regex(report, /SYNCED/);
+  // The rollout's gates ask this in-cluster runtime, as `npm run rollout` would: the scheduler's
+  // /healthz from a scheduler of the deployed version, and every routing controller replica's CSDS
+  // (the gateway, configured over ADS inside the cluster, ACKed all it was sent).
+  const gateOptions = { token: platformToken, schedulerUrl: () => Promise.resolve(apiUrl) };
+  const gates = [
+    schedulerGates({ ...gateOptions, syntheticSandbox: { image: "", command: [] } }).find(
+      (gate) => gate.name === "scheduler-healthz",
+    )!,
+    xdsAckedGate({
+      ...gateOptions,
+      nodeId: GATEWAY_NODE_ID,
+      expectedClients: () => Promise.resolve(1),
+    }),
+  ];
+  const gateResult = async (gate: HealthGate, version: string): Promise<GateResult> => {
+    const context = { stack: "platform-local", version, syntheticSandboxSloMs: 30_000 };
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const result = await gate.check({ ...context, signal: AbortSignal.timeout(60_000) });
+      if (result.ok || Date.now() > deadline) return result;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  };
+  for (const gate of gates) t.deepEqual(await gateResult(gate, "0.1.0"), { ok: true }, gate.name);
+  // …and they do read it: another version does not pass (at once, no retry).
+  for (const gate of gates) {
+    const other = await gate.check({
+      stack: "platform-local",
+      version: "0.2.0",
+      syntheticSandboxSloMs: 30_000,
+      signal: AbortSignal.timeout(30_000),
+    });
+    t.like(other, { ok: false }, gate.name);
+    t.regex("reason" in other ? other.reason : "", /0\.1\.0, not 0\.2\.0/, gate.name);
+  }
 
   // Two developers' shards at once, registered through the in-cluster runtime API.
   const shardConfig = (owner: string, forks: Record<string, { image: string }>) => ({
