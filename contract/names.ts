@@ -80,6 +80,7 @@ export const Env = {
    * get tokens from although private (a private registry's internal blob store or auth service).
    */
   registryTrustedHosts: "SHARDWORKS_REGISTRY_TRUSTED_HOSTS",
+  registryInsecure: "SHARDWORKS_REGISTRY_INSECURE",
   /** Node agent: its lease TTL, seconds. */
   leaseTtl: "SHARDWORKS_LEASE_TTL",
   /** Node agent: how long a warm sandbox may stay idle, seconds. */

@@ -98,6 +98,8 @@ function buildPlatform(config: PlatformConfig): Record<string, unknown> {
       etcdStorage: config.runtime.etcdStorage,
       etcdEndpoints: config.runtime.etcdEndpoints,
       schedulerReplicas: config.runtime.schedulerReplicas,
+      nodeAgentDriver: config.runtime.nodeAgentDriver,
+      insecureRegistries: config.runtime.insecureRegistries,
       platformToken: pulumi.secret(config.platformToken),
       gatewayNamespace: config.gateway.namespace,
       baselineServices: config.baseline,

@@ -39,6 +39,11 @@ export interface RuntimeDeploymentArgs {
    */
   nodeAgentDriver?: NodeAgentDriver;
   /**
+   * Registries (`host[:port]`) the node agents pull platform images from over plain HTTP
+   * (`SHARDWORKS_REGISTRY_INSECURE`); loopback ones always are. Default none.
+   */
+  insecureRegistries?: string[];
+  /**
    * The baseline services shards may fork (service → image, port, namespace, selector); the
    * routing controller routes to `<service>.<namespace>.svc.cluster.local:<port>`, or to
    * `<service>-baseline` for a service with a `selector` (see {@link baselineDestinations}).

@@ -15,6 +15,10 @@ export function createNodeAgent(scope: RuntimeScope, workloads: RuntimeWorkloads
   const { name, args } = scope;
   const { runtimeEnv, tokenAnnotations } = workloads;
   const nodeAgentSa = serviceAccountOf(scope, "node-agent", false);
+  const driver = args.nodeAgentDriver ?? NodeAgentDriver.Firecracker;
+  // Only microVM drivers open /dev/kvm: a process-driver node (no KVM) must not need the device.
+  const kvm = driver !== NodeAgentDriver.Process;
+  const insecure = args.insecureRegistries ?? [];
   new k8s.apps.v1.DaemonSet(
     `${name}-node-agent`,
     {
@@ -40,7 +44,10 @@ export function createNodeAgent(scope: RuntimeScope, workloads: RuntimeWorkloads
                   // The agent advertises its listen address to the scheduler: the pod IP.
                   { name: Env.listenHost, valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
                   { name: Env.listenPort, value: String(Ports.nodeAgent) },
-                  { name: Env.driver, value: args.nodeAgentDriver ?? NodeAgentDriver.Firecracker },
+                  { name: Env.driver, value: driver },
+                  ...(insecure.length > 0
+                    ? [{ name: Env.registryInsecure, value: insecure.join(",") }]
+                    : []),
                   { name: Env.dataDir, value: NODE_AGENT_DATA_DIR },
                 ],
                 port: { name: "http", port: Ports.nodeAgent },
@@ -52,15 +59,30 @@ export function createNodeAgent(scope: RuntimeScope, workloads: RuntimeWorkloads
                 resources: { requests: { cpu: "250m", memory: "256Mi" } },
                 // Opening /dev/kvm and setting up jails/taps needs the device cgroup and
                 // capabilities a device plugin would otherwise grant.
-                securityContext: { privileged: true },
+                // And root: the image runs as a non-root user, and a privileged container of a
+                // non-root user can write neither cgroups (each sandbox's memory and pids
+                // limits) nor /dev/kvm, nor set up namespaces for bubblewrap.
+                securityContext: {
+                  privileged: true,
+                  runAsUser: 0,
+                  runAsGroup: 0,
+                  runAsNonRoot: false,
+                },
                 volumeMounts: [
-                  { name: "kvm", mountPath: NODE_AGENT_HOST_PATHS.kvm },
+                  ...(kvm ? [{ name: "kvm", mountPath: NODE_AGENT_HOST_PATHS.kvm }] : []),
                   { name: "state", mountPath: NODE_AGENT_DATA_DIR },
                 ],
               }),
             ],
             volumes: [
-              { name: "kvm", hostPath: { path: NODE_AGENT_HOST_PATHS.kvm, type: "CharDevice" } },
+              ...(kvm
+                ? [
+                    {
+                      name: "kvm",
+                      hostPath: { path: NODE_AGENT_HOST_PATHS.kvm, type: "CharDevice" },
+                    },
+                  ]
+                : []),
               {
                 name: "state",
                 hostPath: { path: NODE_AGENT_HOST_PATHS.state, type: "DirectoryOrCreate" },

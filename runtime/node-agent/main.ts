@@ -92,11 +92,19 @@ async function main(argv: readonly string[]): Promise<void> {
     process.exit(2);
   }
   const o = parsed.data;
-  const trustedHosts = (process.env[Env.registryTrustedHosts] ?? "")
-    .split(",")
-    .map((h) => h.trim())
-    .filter(Boolean);
-  const driverOptions = trustedHosts.length > 0 ? { imageStore: { trustedHosts } } : {};
+  const listEnv = (name: string): string[] =>
+    (process.env[name] ?? "")
+      .split(",")
+      .map((h) => h.trim())
+      .filter(Boolean);
+  const trustedHosts = listEnv(Env.registryTrustedHosts);
+  const insecureRegistries = listEnv(Env.registryInsecure);
+  const driverOptions = {
+    imageStore: {
+      ...(trustedHosts.length > 0 ? { trustedHosts } : {}),
+      ...(insecureRegistries.length > 0 ? { insecureRegistries } : {}),
+    },
+  };
   const driver =
     o.driver === "auto"
       ? (await bestAvailableDriver(driverOptions)).driver

@@ -111,6 +111,23 @@ export const runtimeSchema = z.strictObject({
   schedulerReplicas: z.number().int().min(2).max(20).default(2),
   /** `persistent` (a PVC per etcd member) or `ephemeral` (emptyDir; clusters without volumes). */
   etcdStorage: z.enum(["persistent", "ephemeral"]).default("persistent"),
+  /** The node agents' sandbox driver (`firecracker` on metal; `process` where there is no KVM). */
+  nodeAgentDriver: z
+    .enum(["firecracker", "qemu", "process"], {
+      error: 'must be "firecracker", "qemu" or "process" (bubblewrap, for nodes without KVM)',
+    })
+    .default("firecracker"),
+  /**
+   * Registries (`host[:port]`) the node agents pull platform images from over plain HTTP, e.g. a
+   * local testbed's; loopback ones always are. Default none.
+   */
+  insecureRegistries: z
+    .array(
+      z.string().regex(/^[a-z0-9.-]+(:[0-9]{1,5})?$/i, {
+        message: 'must be a registry "host[:port]" without a scheme, e.g. "10.100.0.1:5055"',
+      }),
+    )
+    .default([]),
   /** Endpoints of an existing etcd (`http(s)://host:port`); absent = a 3-member StatefulSet. */
   etcdEndpoints: z
     .array(z.url({ protocol: /^https?$/, message: 'must be a URL like "https://etcd-0:2379"' }))

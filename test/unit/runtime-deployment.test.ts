@@ -20,9 +20,10 @@ import { reasonOf, testObjectsMatchOpenApi } from "./helpers/component-tests";
 
 let runtime: RuntimeDeployment;
 let external: RuntimeDeployment;
+let processNodes: RuntimeDeployment;
 
 test.before(async () => {
-  ({ runtime, external } = await recordBuild(() => ({
+  ({ runtime, external, processNodes } = await recordBuild(() => ({
     runtime: new RuntimeDeployment("rt", {
       version: "0.1.0",
       imageRepository: "ghcr.io/shardworks/runtime",
@@ -37,6 +38,14 @@ test.before(async () => {
       platformToken: "t".repeat(40),
       gatewayNamespace: "gw",
       etcdEndpoints: ["https://etcd-a:2379", "https://etcd-b:2379"],
+    }),
+    processNodes: new RuntimeDeployment("proc", {
+      version: "0.1.0",
+      imageRepository: "ghcr.io/shardworks/runtime",
+      platformToken: "t".repeat(40),
+      gatewayNamespace: "shardworks-gateway",
+      nodeAgentDriver: "process",
+      insecureRegistries: ["10.100.0.1:5055", "registry.lan"],
     }),
   })));
 });
@@ -166,11 +175,32 @@ test("node agent: only on microvm nodes, tolerates the taint, mounts /dev/kvm, k
   });
 });
 
+test("node agent with the process driver: no /dev/kvm needed (nodes without KVM run it), plain-HTTP registries passed on", (t) => {
+  t.truthy(processNodes);
+  const pod = podSpecOf(named("proc-node-agent").inputs)!;
+  const paths = pod.volumes.map((v: { hostPath?: { path: string } }) => v.hostPath?.path);
+  t.deepEqual(paths, ["/var/lib/shardworks"]);
+  const c = pod.containers[0];
+  t.deepEqual(
+    c.volumeMounts.map((m: { mountPath: string }) => m.mountPath),
+    ["/var/lib/shardworks"],
+  );
+  const env = (name: string) => c.env.find((e: { name: string }) => e.name === name)?.value;
+  t.is(env(Env.driver), "process");
+  t.is(env(Env.registryInsecure), "10.100.0.1:5055,registry.lan");
+  // Without insecure registries the variable is not set at all (the default driver's pod above).
+  const defaults = podSpecOf(named("rt-node-agent").inputs)!.containers[0];
+  t.is(defaults.env.find((e: { name: string }) => e.name === Env.driver)?.value, "firecracker");
+  t.false(defaults.env.some((e: { name: string }) => e.name === Env.registryInsecure));
+});
+
 test("only the node agent is privileged; everything else runs restricted", (t) => {
   for (const r of recorded.filter((r) => podSpecOf(r.inputs) !== undefined)) {
     for (const c of podSpecOf(r.inputs)!.containers) {
-      if (r.name.endsWith("-node-agent")) t.true(c.securityContext.privileged, r.name);
-      else {
+      if (r.name.endsWith("-node-agent")) {
+        // Privileged and root: a non-root user of the (non-root) image writes no cgroup.
+        t.like(c.securityContext, { privileged: true, runAsUser: 0 }, r.name);
+      } else {
         t.false(c.securityContext.privileged ?? false, r.name);
         t.false(c.securityContext.allowPrivilegeEscalation, r.name);
         t.deepEqual(c.securityContext.capabilities.drop, ["ALL"], r.name);

@@ -172,6 +172,16 @@ const badConfigs: [string, unknown, string][] = [
     'shardworks:runtime.etcdEndpoints[0]: must be a URL like "https://etcd-0:2379"',
   ],
   [
+    "insecure registry with a scheme",
+    { ...local, runtime: { ...local.runtime, insecureRegistries: ["http://10.100.0.1:5055"] } },
+    'shardworks:runtime.insecureRegistries[0]: must be a registry "host[:port]" without a scheme, e.g. "10.100.0.1:5055"',
+  ],
+  [
+    "unknown node agent driver",
+    { ...local, runtime: { ...local.runtime, nodeAgentDriver: "kvm" } },
+    'shardworks:runtime.nodeAgentDriver: must be "firecracker", "qemu" or "process" (bubblewrap, for nodes without KVM)',
+  ],
+  [
     "short platform token",
     { ...local, platformToken: "secret" },
     'shardworks:platformToken: must be at least 32 characters, e.g. "$(openssl rand -base64 32)"',
@@ -367,6 +377,8 @@ test("defaults: a minimal local platform", (t) => {
   t.is(config.gateway.replicas, 2);
   t.is(config.runtime.schedulerReplicas, 2);
   t.is(config.runtime.etcdEndpoints, undefined);
+  t.is(config.runtime.nodeAgentDriver, "firecracker");
+  t.deepEqual(config.runtime.insecureRegistries, []);
   t.false(config.skipAwait);
 });
 
