@@ -5,11 +5,17 @@
  * Node.js service directory.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { z } from "zod";
 import { ensureEnvoy, ENVOY_VERSION } from "../envoy";
 import type { BuildOptions, BuiltImage, LayerEntry } from "./build";
 import { buildImage, ImageInputError } from "./build";
+import { imagesCacheDir } from "./cache";
+import {
+  compileSeccompFilter,
+  PREBUILT_SECCOMP_FILTER,
+} from "../../runtime/node-agent/drivers/process/seccomp";
 import {
   importGraph,
   nodeBaseLayer,
@@ -132,12 +138,20 @@ export const RUNTIME_APP_DIR = "/app";
  */
 const runtimeDataFiles = ["runtime/node-agent/drivers/qemu/guest-agent.sh"];
 
+/** The process driver's seccomp filter compiled on this host, as a file in the image cache. */
+async function compiledSeccompFilter(): Promise<string> {
+  const file = join(imagesCacheDir(), "seccomp.bpf");
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, await compileSeccompFilter());
+  return file;
+}
+
 /**
- * What the node agent's process driver runs sandboxes with: bubblewrap, slirp4netns and the
- * static busybox launcher, at the paths its defaults name (`bwrap`/`slirp4netns` on PATH,
- * `/bin/busybox`). The qemu and firecracker drivers' binaries are not in the image (see the ADR).
+ * What the node agent's process driver runs sandboxes with: bubblewrap, slirp4netns, the static
+ * busybox launcher (also `/bin/sh`) and the seccomp filter, at the paths its defaults name
+ * (`bwrap`/`slirp4netns` on PATH, `/bin/busybox`). The qemu and firecracker drivers' binaries are not in the image (see the ADR).
  */
-function sandboxToolEntries(): LayerEntry[] {
+function sandboxToolEntries(seccompFile: string): LayerEntry[] {
   const entries: LayerEntry[] = [];
   for (const [tool, dest] of [
     ["/usr/bin/bwrap", "/usr/bin/bwrap"],
@@ -153,6 +167,10 @@ function sandboxToolEntries(): LayerEntry[] {
     );
   }
   entries.push({ type: "file", path: "/bin/busybox", from: "/bin/busybox", mode: 0o755 });
+  // The shell that joins a sandbox's cgroups before it execs bwrap (`spawnInCgroups`).
+  entries.push({ type: "symlink", path: "/bin/sh", target: "busybox" });
+  // The sandboxes' seccomp filter, compiled here with libseccomp (the image has no Python).
+  entries.push({ type: "file", path: PREBUILT_SECCOMP_FILTER, from: seccompFile, mode: 0o644 });
   return entries;
 }
 
@@ -192,7 +210,7 @@ export async function ensureRuntimeImage(options?: BuildOptions): Promise<BuiltI
       tag: version ?? "dev",
       layers: [
         nodeBaseLayer(),
-        { name: "sandbox-tools", entries: sandboxToolEntries() },
+        { name: "sandbox-tools", entries: sandboxToolEntries(await compiledSeccompFilter()) },
         { name: "node_modules", entries: packageEntries(repoRoot, packages, app) },
         { name: "runtime", entries: appFiles },
       ],

@@ -34,7 +34,7 @@ import {
   type HostPortRange,
   type ProcessDriverOptions,
 } from "./options";
-import { compileSeccompFilter } from "./seccomp";
+import { seccompFilter } from "./seccomp";
 import { probeProcessDriver } from "./probe";
 import { slirpForward, startSlirp } from "./slirp";
 import { WarmPool } from "../warm-pool";
@@ -224,7 +224,7 @@ export class ProcessDriver implements SandboxDriver {
       await mkdir(join(dir, "launcher"));
       await copyFile(this.#busybox, join(dir, "launcher", "busybox"));
       if (this.#seccomp)
-        await writeFile(join(dir, "seccomp.bpf"), await compileSeccompFilter(this.#python));
+        await writeFile(join(dir, "seccomp.bpf"), await seccompFilter(this.#python));
       // What the sandbox reads as the system's load: nothing (the host's would tell it what
       // else runs on the node).
       await writeFile(join(dir, "loadavg"), "0.00 0.00 0.00 1/1 1\n");

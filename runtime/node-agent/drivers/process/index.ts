@@ -6,4 +6,4 @@ export {
   type HostPortRange,
   type ProcessDriverOptions,
 } from "./options";
-export { compileSeccompFilter } from "./seccomp";
+export { compileSeccompFilter, PREBUILT_SECCOMP_FILTER, seccompFilter } from "./seccomp";

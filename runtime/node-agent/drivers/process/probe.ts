@@ -3,7 +3,7 @@ import { Driver } from "../../../../contract/model";
 import type { ProbeResult } from "../../driver";
 import { runCaptured } from "./exec";
 import type { HostPortRange } from "./options";
-import { compileSeccompFilter } from "./seccomp";
+import { seccompFilter } from "./seccomp";
 import { sandboxUid } from "./options";
 
 /** What the probe checks and reports. */
@@ -75,7 +75,7 @@ export async function probeProcessDriver(host: ProbeHost): Promise<ProbeResult> 
   }
   if (host.seccomp) {
     try {
-      await compileSeccompFilter(host.python);
+      await seccompFilter(host.python);
     } catch (error) {
       return { usable: false, reason: (error as Error).message };
     }

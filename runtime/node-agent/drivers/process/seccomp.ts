@@ -1,4 +1,5 @@
 /** The seccomp filter every process sandbox loads. */
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runCaptured } from "./exec";
 
@@ -16,4 +17,23 @@ export async function compileSeccompFilter(python = "/usr/bin/python3"): Promise
     );
   }
   return result.stdout;
+}
+
+/**
+ * Where the runtime image holds the filter, compiled when the image was built (`npm run images --
+ * build runtime`): the image has no Python, and the filter only depends on the architecture.
+ */
+export const PREBUILT_SECCOMP_FILTER = "/usr/lib/shardworks/seccomp.bpf";
+
+/** The filter: the prebuilt one when `prebuilt` exists (the runtime image), else compiled. */
+export async function seccompFilter(
+  python?: string,
+  prebuilt = PREBUILT_SECCOMP_FILTER,
+): Promise<Buffer> {
+  try {
+    return await readFile(prebuilt);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    return compileSeccompFilter(python);
+  }
 }
