@@ -2,8 +2,12 @@
  * Unpacking one layer into a root filesystem, safely: whiteouts, then files (node-tar), then
  * symlinks (verbatim), never writing through a symlink or outside the root.
  */
-import { lstat, mkdir, readdir, rm, symlink } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { lstat, mkdir, open, readdir, rm, symlink } from "node:fs/promises";
 import { join, normalize, posix } from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
 import * as tar from "tar";
 import { ImageError } from "./errors";
 
@@ -45,8 +49,7 @@ export async function unpackLayer(
   let refusal: string | undefined;
   try {
     let index = 0;
-    await tar.t({
-      file,
+    const list = tar.t({
       onReadEntry: (entry) => {
         index += 1;
         if (refusal !== undefined) return;
@@ -72,6 +75,7 @@ export async function unpackLayer(
         lastIndex.set(path, index);
       },
     });
+    await pipeLayer(file, list);
     if (refusal !== undefined) throw new ImageError("unpack", `layer ${digest}: ${refusal}`);
     for (const path of whiteouts) await applyWhiteout(rootfs, path);
     // node-tar (with `unlink`) would silently replace a lower layer's symlink parent with a
@@ -86,8 +90,7 @@ export async function unpackLayer(
         );
       }
     }
-    await tar.x({
-      file,
+    const extract = tar.x({
       cwd: rootfs,
       unlink: true,
       chmod: true,
@@ -105,6 +108,7 @@ export async function unpackLayer(
         return true;
       },
     });
+    await pipeLayer(file, extract);
     for (const link of symlinks) {
       if (lastIndex.get(link.path) !== link.index) continue; // replaced later in the layer
       await createSymlink(rootfs, link);
@@ -115,6 +119,95 @@ export async function unpackLayer(
       cause: error,
     });
   }
+}
+
+/** gzip's magic bytes. */
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+const BLOCK = 512;
+
+/**
+ * Streams a layer file into `sink` as the tar it holds: gunzipped when it is gzip (other
+ * compressions are left to node-tar), and given the end it may lack. umoci 0.4.7 (Debian's, which
+ * builds our images) ends a layer right after the last file's data, without padding it to a
+ * 512-byte block and without the two zero blocks; containerd's and Docker's readers accept that,
+ * node-tar (strict) calls it truncated. Only that end is completed: a layer cut inside an entry's
+ * data or header is passed on as it is, and node-tar refuses it.
+ */
+async function pipeLayer(file: string, sink: NodeJS.WritableStream): Promise<void> {
+  const handle = await open(file, "r");
+  const magic = Buffer.alloc(2);
+  try {
+    await handle.read(magic, 0, 2, 0);
+  } finally {
+    await handle.close();
+  }
+  if (!magic.equals(GZIP_MAGIC)) return pipeline(createReadStream(file), sink);
+  return pipeline(createReadStream(file), createGunzip(), new TarEnd(), sink);
+}
+
+/**
+ * Passes a tar stream through, following its headers (only their size fields), and at the end
+ * adds the padding and end blocks when the stream stopped exactly where an entry's data ends.
+ * Hand-written: tar libraries parse entries, none says where a stream stopped relative to one.
+ */
+class TarEnd extends Transform {
+  /** Bytes seen. */
+  #at = 0;
+  /** Where the next header starts. */
+  #next = 0;
+  /** Where the last entry's data ends (before its padding). */
+  #dataEnd = 0;
+  /** A header read in part. */
+  #header: Buffer[] = [];
+  #headerBytes = 0;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: () => void): void {
+    let i = 0;
+    while (i < chunk.length) {
+      const pos = this.#at + i;
+      if (pos < this.#next) {
+        i += Math.min(chunk.length - i, this.#next - pos);
+        continue;
+      }
+      const part = chunk.subarray(i, i + BLOCK - this.#headerBytes);
+      this.#header.push(part);
+      this.#headerBytes += part.length;
+      i += part.length;
+      if (this.#headerBytes === BLOCK) {
+        const size = entrySize(Buffer.concat(this.#header));
+        const start = this.#at + i;
+        this.#dataEnd = start + size;
+        this.#next = start + Math.ceil(size / BLOCK) * BLOCK;
+        this.#header = [];
+        this.#headerBytes = 0;
+      }
+    }
+    this.#at += chunk.length;
+    this.push(chunk);
+    done();
+  }
+
+  override _flush(done: () => void): void {
+    if (this.#headerBytes === 0 && this.#at >= this.#dataEnd && this.#at <= this.#next) {
+      this.push(Buffer.alloc(this.#next - this.#at + 2 * BLOCK));
+    }
+    done();
+  }
+}
+
+/** The size field of a tar header: octal digits, or base-256 when its first byte has 0x80. */
+function entrySize(header: Buffer): number {
+  const field = header.subarray(124, 136);
+  if ((field[0]! & 0x80) !== 0) {
+    let size = field[0]! & 0x7f;
+    for (let i = 1; i < field.length; i++) size = size * 256 + field[i]!;
+    return size;
+  }
+  const digits = field
+    .toString("latin1")
+    .replace(/[\0 ]+$/, "")
+    .trim();
+  return digits === "" ? 0 : parseInt(digits, 8);
 }
 
 /** The first parent of `path` that is a symlink in `rootfs`, if any; `checked` caches real dirs. */

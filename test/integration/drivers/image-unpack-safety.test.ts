@@ -143,3 +143,27 @@ test("a symlink replaced by a file later in the same layer ends up a file; white
   t.false(existsSync(join(prepared.rootfs, "etc/gone")));
   t.false(existsSync(join(prepared.rootfs, "etc/.wh.gone")));
 });
+
+test("a layer that ends right after its last file's data (umoci 0.4.7's, which containerd runs) unpacks whole; one cut inside a file fails", async (t) => {
+  // header (512) + "ok\n" (3): no padding to 512 bytes, no two zero blocks.
+  const whole = rawTar([
+    { path: "www/", type: "Directory" },
+    { path: "www/healthz", content: "ok\n" },
+  ]);
+  const unended = whole.subarray(0, whole.length - 1024 - 509);
+  counter += 1;
+  const image = buildBusyboxImage(join(root, `layout-${counter}`), { rawLayers: [unended] });
+  const store = new ImageStore({ cacheDir: join(root, `cache-${counter}`) });
+  const ended = await store.prepare(image);
+  t.is(readFileSync(join(ended.rootfs, "www/healthz"), "utf8"), "ok\n");
+  // Cut inside the file's data: the entry is incomplete, and the unpack says so.
+  counter += 1;
+  const cut = buildBusyboxImage(join(root, `layout-${counter}`), {
+    rawLayers: [unended.subarray(0, unended.length - 1)],
+  });
+  const error = await t.throwsAsync(
+    new ImageStore({ cacheDir: join(root, `cache-${counter}`) }).prepare(cut),
+  );
+  t.true(error instanceof ImageError, String(error));
+  t.regex(error?.message ?? "", /cannot unpack .*TAR_BAD_ARCHIVE|Truncated/);
+});
