@@ -117,7 +117,7 @@ export function schedulerGates(options: SchedulerGateOptions): HealthGate[] {
       if (sandbox.status.phase !== "exited" || sandbox.status.exitCode !== 0) {
         return {
           ok: false,
-          reason: `synthetic sandbox ${sandbox.id} ended ${sandbox.status.phase} (exit ${sandbox.status.exitCode ?? "none"}) after ${took} ms`,
+          reason: `synthetic sandbox ${sandbox.id} ended ${sandbox.status.phase} (exit ${sandbox.status.exitCode ?? "none"}) after ${took} ms${sandbox.status.reason ? `: ${sandbox.status.reason}` : ""}`,
         };
       }
       return took <= syntheticSandboxSloMs

@@ -35,11 +35,13 @@ import {
   ensureEtcdImage,
   ensureGatewayImage,
   ensureRuntimeImage,
+  ensureTestHttpImage,
 } from "../../scripts/images/catalog";
+import { registryPort } from "../../scripts/registry";
 import { testbedPulumi } from "../../scripts/pulumi-env";
 import { schedulerGates, xdsAckedGate } from "../../stacks/rollout-gates";
 import type { GateResult, HealthGate } from "../../stacks/rollout-engine";
-import { GATEWAY_NODE_ID } from "../../contract";
+import { GATEWAY_NODE_ID, MICROVM_KEY } from "../../contract";
 import { ensureTools } from "../../scripts/tools";
 import { objectsOfShard } from "../helpers/kube";
 import { assertRealPlugins } from "./project";
@@ -117,6 +119,8 @@ test("the loop: platform-local runs the runtime and the gateway, two shards fork
     await ensureGatewayImage(progress),
     await ensureEtcdImage(progress),
   ];
+  // The rollout's synthetic sandbox: busybox, run by the in-cluster node agent.
+  const probeImage = await ensureTestHttpImage(progress);
   const images: ShopImages = {
     frontend: (await buildShopImage("frontend", "baseline", progress)).ref,
     checkout: (await buildShopImage("checkout", "baseline", progress)).ref,
@@ -128,11 +132,19 @@ test("the loop: platform-local runs the runtime and the gateway, two shards fork
   const bobPayments = (await buildShopImage("payments", "bob-1", progress)).ref;
 
   const clusterName = "loop-e2e";
+  // A run killed before its teardown leaves its cluster (and the shop in it): start clean.
+  await stopCluster(clusterName, { purge: true, log: () => undefined });
   t.teardown(() => stopCluster(clusterName, { purge: true, log: () => undefined }));
   const cluster = await startCluster(clusterName, { log: (line) => t.log(line) });
   const admin = new k8s.KubeConfig();
   admin.loadFromFile(cluster.kubeconfigPath);
   const core = admin.makeApiClient(k8s.CoreV1Api);
+  // The platform team marks the nodes that run sandboxes; the node agent DaemonSet runs there.
+  await core.patchNode(
+    { name: cluster.nodeName!, body: { metadata: { labels: { [MICROVM_KEY]: "true" } } } },
+    k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+  );
+  const registryOnNode = `${cluster.network.hostIP}:${registryPort()}`;
 
   // The team's shop, applied as they would (their own objects, not ours).
   const objects = k8s.KubernetesObjectApi.makeApiClient(admin);
@@ -177,6 +189,10 @@ test("the loop: platform-local runs the runtime and the gateway, two shards fork
       etcdImage: etcdImage.ref,
       // The testbed has no volume provisioner.
       etcdStorage: "ephemeral",
+      // No KVM here: the node agent runs sandboxes with bubblewrap, pulling from the testbed
+      // registry where the node reaches it (plain HTTP on the host's veth address).
+      nodeAgentDriver: "process",
+      insecureRegistries: [registryOnNode],
     },
     "shardworks:baseline": shopBaseline(SHOP_NS, images),
   });
@@ -195,6 +211,7 @@ test("the loop: platform-local runs the runtime and the gateway, two shards fork
     "etcd Running Ready",
     "etcd Running Ready",
     "etcd Running Ready",
+    "node-agent Running Ready",
     "routing Running Ready",
     "routing Running Ready",
     "scheduler Running Ready",
@@ -228,20 +245,29 @@ test("the loop: platform-local runs the runtime and the gateway, two shards fork
   t.log(`first answer through the gateway ${Date.now() - upReturned} ms after up returned`);
   t.deepEqual((await shop()).hops, baseline, "through the in-cluster gateway, every hop baseline");
 
-  // The rollout's gates ask this in-cluster runtime, as `npm run rollout` would: the scheduler's
-  // /healthz from a scheduler of the deployed version, and every routing controller replica's CSDS
-  // (the gateway, configured over ADS inside the cluster, ACKed all it was sent).
+  // The rollout's four gates ask this in-cluster runtime, as `npm run rollout` would: the
+  // scheduler's /healthz from a scheduler of the deployed version, the node agent (a DaemonSet pod)
+  // registered, a synthetic sandbox it pulls and runs to exit 0, and every routing controller
+  // replica's CSDS (the gateway, configured over ADS inside the cluster, ACKed all it was sent).
   const gateOptions = { token: platformToken, schedulerUrl: () => Promise.resolve(apiUrl) };
   const gates = [
-    schedulerGates({ ...gateOptions, syntheticSandbox: { image: "", command: [] } }).find(
-      (gate) => gate.name === "scheduler-healthz",
-    )!,
+    ...schedulerGates({
+      ...gateOptions,
+      syntheticSandbox: {
+        image: probeImage.ref.replace(/^localhost:[0-9]+/, registryOnNode),
+        command: ["/bin/busybox", "true"],
+      },
+    }),
     xdsAckedGate({
       ...gateOptions,
       nodeId: GATEWAY_NODE_ID,
       expectedClients: () => Promise.resolve(1),
     }),
   ];
+  t.deepEqual(
+    gates.map((gate) => gate.name),
+    ["scheduler-healthz", "node-agents-registered", "synthetic-sandbox", "xds-acked"],
+  );
   const gateResult = async (gate: HealthGate, version: string): Promise<GateResult> => {
     const context = { stack: "platform-local", version, syntheticSandboxSloMs: 30_000 };
     const deadline = Date.now() + 60_000;
@@ -253,7 +279,7 @@ test("the loop: platform-local runs the runtime and the gateway, two shards fork
   };
   for (const gate of gates) t.deepEqual(await gateResult(gate, "0.1.0"), { ok: true }, gate.name);
   // …and they do read it: another version does not pass (at once, no retry).
-  for (const gate of gates) {
+  for (const gate of [gates[0]!, gates[3]!]) {
     const other = await gate.check({
       stack: "platform-local",
       version: "0.2.0",
