@@ -4,6 +4,7 @@
  * routing-key bucket holding forks of it, an exact-match matcher over those forks (ADR 0016).
  */
 import type { BaselineService } from "../../../contract/model";
+import { changedMiddle } from "../../lib/lists";
 import { ROUTING_KEY_HEADER } from "../routing-key-filter";
 import { ExtensionTypeUrl, pack, TypeUrl } from "../xds/protos";
 import { makeResourceFromParts, type XdsResource } from "../xds/resource";
@@ -109,15 +110,7 @@ export function servicePart(
   const clusterName = baselineClusterName(baseline.name);
   const http = upstreamHttp(baseline.protocol);
   const before = reuse?.shardParts ?? NO_FORKS;
-  // The changed middle: what lies between the start and the end both fork lists share.
-  let start = 0;
-  while (start < before.length && start < forks.length && before[start] === forks[start]) start++;
-  let endBefore = before.length;
-  let end = forks.length;
-  while (endBefore > start && end > start && before[endBefore - 1] === forks[end - 1]) {
-    endBefore--;
-    end--;
-  }
+  const { start, endBefore, endAfter: end } = changedMiddle(before, forks);
   const removed = before.slice(start, endBefore);
   const added = forks.slice(start, end);
   const { columns, forkResources } = spliceColumns(

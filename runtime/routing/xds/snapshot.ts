@@ -14,6 +14,7 @@ import {
   virtualHosts,
 } from "./references";
 import type { SnapshotResources, XdsResource } from "./resource";
+import { changedMiddle } from "../../lib/lists";
 
 /** What changed in one type against the snapshot a successor was built from. */
 interface TypeDiff {
@@ -34,14 +35,7 @@ function countChange(
   before: readonly string[],
   after: readonly string[],
 ): void {
-  let start = 0;
-  while (start < before.length && start < after.length && before[start] === after[start]) start++;
-  let endBefore = before.length;
-  let endAfter = after.length;
-  while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
-    endBefore--;
-    endAfter--;
-  }
+  const { start, endBefore, endAfter } = changedMiddle(before, after);
   for (let i = start; i < endBefore; i++) delta.set(before[i]!, (delta.get(before[i]!) ?? 0) - 1);
   for (let i = start; i < endAfter; i++) delta.set(after[i]!, (delta.get(after[i]!) ?? 0) + 1);
 }
@@ -110,14 +104,7 @@ function successorMap(
   given: readonly XdsResource[],
   acc: Buffer,
 ): { map: Map<string, XdsResource>; diff: TypeDiff } {
-  let start = 0;
-  while (start < before.length && start < given.length && before[start] === given[start]) start++;
-  let endBefore = before.length;
-  let endGiven = given.length;
-  while (endBefore > start && endGiven > start && before[endBefore - 1] === given[endGiven - 1]) {
-    endBefore--;
-    endGiven--;
-  }
+  const { start, endBefore, endAfter: endGiven } = changedMiddle(before, given);
   const map = new Map(old);
   const gone = new Map<string, XdsResource>();
   for (let i = start; i < endBefore; i++) {
@@ -214,7 +201,11 @@ export class Snapshot {
     return this.#versions.get(typeUrl) ?? "";
   }
 
-  /** The resources of one type, by name. */
+  /**
+   * The resources of one type, by name. Iteration order is not the given list's: a successor keeps
+   * its predecessor's order and appends what changed (xDS gives order no meaning; versions and
+   * contents are the same as a fresh snapshot's).
+   */
   resources(typeUrl: TypeUrl): ReadonlyMap<string, XdsResource> {
     return this.#byType.get(typeUrl) ?? new Map<string, XdsResource>();
   }
