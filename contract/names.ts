@@ -16,6 +16,13 @@ export const SHARD_NAMESPACE_PREFIX = "shard-";
 export const JIT_LABEL = "shardworks.dev/jit";
 /** Host paths the node agent mounts: the KVM device and its state directory. Nothing else may. */
 export const NODE_AGENT_HOST_PATHS = { kvm: "/dev/kvm", state: "/var/lib/shardworks" } as const;
+/**
+ * A registry's `host[:port]` as image references name it: a DNS name or IPv4 address, or an IPv6
+ * address in brackets, then an optional port.
+ */
+export const REGISTRY_HOST_PATTERN =
+  /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$/;
+
 /** The namespace of the runtime services: the only one where a privileged container runs. */
 export const SYSTEM_NAMESPACE = "shardworks-system";
 

@@ -16,7 +16,7 @@ import {
   labelValueProblem,
   nodeName,
 } from "../../contract/model";
-import { Env } from "../../contract";
+import { Env, REGISTRY_HOST_PATTERN } from "../../contract";
 import { NodeAgent } from "./agent";
 import { bestAvailableDriver, createDriver } from "./drivers";
 
@@ -99,6 +99,14 @@ async function main(argv: readonly string[]): Promise<void> {
       .filter(Boolean);
   const trustedHosts = listEnv(Env.registryTrustedHosts);
   const insecureRegistries = listEnv(Env.registryInsecure);
+  for (const registry of insecureRegistries) {
+    if (!REGISTRY_HOST_PATTERN.test(registry)) {
+      console.error(
+        `error: ${Env.registryInsecure}: ${JSON.stringify(registry)} is not a registry "host[:port]"; list them without a scheme, comma-separated, e.g. "10.100.0.1:5055,registry.lan"`,
+      );
+      process.exit(2);
+    }
+  }
   const driverOptions = {
     imageStore: {
       ...(trustedHosts.length > 0 ? { trustedHosts } : {}),

@@ -1,6 +1,6 @@
 /** A platform stack's config: its node groups, gateway, runtime, access and baseline services. */
 import { z } from "zod";
-import { Ports } from "../../contract";
+import { Ports, REGISTRY_HOST_PATTERN } from "../../contract";
 import { dnsLabel } from "../../contract/model";
 import { METAL_INSTANCE_TYPE, NodeGroupRole } from "../../components/common";
 import { MAX_JIT_CEILING_MS } from "../../components/access-control";
@@ -123,7 +123,7 @@ export const runtimeSchema = z.strictObject({
    */
   insecureRegistries: z
     .array(
-      z.string().regex(/^[a-z0-9.-]+(:[0-9]{1,5})?$/i, {
+      z.string().regex(REGISTRY_HOST_PATTERN, {
         message: 'must be a registry "host[:port]" without a scheme, e.g. "10.100.0.1:5055"',
       }),
     )

@@ -2,6 +2,7 @@
  * Image references a sandbox may name: an OCI image layout directory (`oci:/path[:tag]`) or a
  * registry reference (`host[:port]/repo[:tag]` or `host[:port]/repo@sha256:…`).
  */
+import { REGISTRY_HOST_PATTERN } from "../../../contract/names";
 import { ImageError } from "./errors";
 
 /** An image in an OCI image layout directory on this host. */
@@ -28,7 +29,7 @@ export type ImageReference = LayoutReference | RegistryReference;
 const digestPattern = /^sha256:[a-f0-9]{64}$/;
 const tagPattern = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const repositoryComponent = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const hostPattern = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$/;
+const hostPattern = REGISTRY_HOST_PATTERN;
 
 /** Parses an image reference, or throws an {@link ImageError} that says what is wrong and the fix. */
 export function parseImageReference(image: string): ImageReference {
