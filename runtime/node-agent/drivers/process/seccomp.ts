@@ -30,10 +30,18 @@ export async function seccompFilter(
   python?: string,
   prebuilt = PREBUILT_SECCOMP_FILTER,
 ): Promise<Buffer> {
+  let program: Buffer;
   try {
-    return await readFile(prebuilt);
+    program = await readFile(prebuilt);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
     return compileSeccompFilter(python);
   }
+  // A BPF program is a list of 8-byte instructions: anything else would fail every sandbox.
+  if (program.length === 0 || program.length % 8 !== 0) {
+    throw new Error(
+      `the seccomp filter ${prebuilt} is not a BPF program (${program.length} bytes, not a multiple of 8); rebuild the runtime image (npm run images -- build runtime)`,
+    );
+  }
+  return program;
 }
