@@ -131,7 +131,9 @@ const BLOCK = 512;
  * builds our images) ends a layer right after the last file's data, without padding it to a
  * 512-byte block and without the two zero blocks; containerd's and Docker's readers accept that,
  * node-tar (strict) calls it truncated. Only that end is completed: a layer cut inside an entry's
- * data or header is passed on as it is, and node-tar refuses it.
+ * data or header is passed on as it is, and node-tar refuses it; one that stops between entries
+ * unpacks what it holds, as containerd's would (the blob's digest was checked before).
+ * Uncompressed and other layers go to node-tar as they are.
  */
 async function pipeLayer(file: string, sink: NodeJS.WritableStream): Promise<void> {
   const handle = await open(file, "r");
