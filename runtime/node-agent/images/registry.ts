@@ -114,10 +114,7 @@ export class RegistryClient {
     // A name such as "127.example.com" is not loopback: only the literal forms are.
     const loopback =
       host === "localhost" || (isIP(host) === 4 && host.startsWith("127.")) || host === "[::1]";
-    // Plain HTTP besides loopback only for the platform's images: a shard's image (publicOnly)
-    // always goes over TLS, whatever the node's list says (a tag has no digest to check).
-    const insecure = this.#publicOnly ? [] : (options.insecureRegistries ?? []);
-    const plain = loopback || insecure.some((r) => r.toLowerCase() === ref.registry.toLowerCase());
+    const plain = loopback || (options.insecureRegistries ?? []).includes(ref.registry);
     this.#base = `${plain ? "http" : "https"}://${ref.registry}/v2/${ref.repository}`;
     this.#credentials = options.credentials?.[ref.registry];
   }

@@ -145,7 +145,7 @@ export class ImageStore {
         : new RegistrySource(
             ref,
             access === "public"
-              ? { ...this.#options, publicOnly: true, credentials: {}, insecureRegistries: [] }
+              ? { ...this.#options, publicOnly: true, credentials: {} }
               : this.#options,
             root,
           );
