@@ -29,7 +29,6 @@ export type ImageReference = LayoutReference | RegistryReference;
 const digestPattern = /^sha256:[a-f0-9]{64}$/;
 const tagPattern = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const repositoryComponent = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const hostPattern = REGISTRY_HOST_PATTERN;
 
 /** Parses an image reference, or throws an {@link ImageError} that says what is wrong and the fix. */
 export function parseImageReference(image: string): ImageReference {
@@ -43,7 +42,7 @@ export function parseImageReference(image: string): ImageReference {
   if (slash <= 0) throw bad("a registry reference must start with the registry host");
   const registry = image.slice(0, slash);
   if (
-    !hostPattern.test(registry) ||
+    !REGISTRY_HOST_PATTERN.test(registry) ||
     !(registry.includes(".") || registry.includes(":") || registry === "localhost")
   ) {
     throw bad(

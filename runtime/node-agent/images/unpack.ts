@@ -48,6 +48,8 @@ export async function unpackLayer(
   const lastIndex = new Map<string, number>();
   let refusal: string | undefined;
   try {
+    // Whether the layer is gzip, read once for both passes.
+    const gzip = await isGzip(file);
     let index = 0;
     const list = tar.t({
       onReadEntry: (entry) => {
@@ -75,7 +77,7 @@ export async function unpackLayer(
         lastIndex.set(path, index);
       },
     });
-    await pipeLayer(file, list);
+    await pipeLayer(file, gzip, list);
     if (refusal !== undefined) throw new ImageError("unpack", `layer ${digest}: ${refusal}`);
     for (const path of whiteouts) await applyWhiteout(rootfs, path);
     // node-tar (with `unlink`) would silently replace a lower layer's symlink parent with a
@@ -108,7 +110,7 @@ export async function unpackLayer(
         return true;
       },
     });
-    await pipeLayer(file, extract);
+    await pipeLayer(file, gzip, extract);
     for (const link of symlinks) {
       if (lastIndex.get(link.path) !== link.index) continue; // replaced later in the layer
       await createSymlink(rootfs, link);
@@ -135,7 +137,13 @@ const BLOCK = 512;
  * unpacks what it holds, as containerd's would (the blob's digest was checked before).
  * Uncompressed and other layers go to node-tar as they are.
  */
-async function pipeLayer(file: string, sink: NodeJS.WritableStream): Promise<void> {
+async function pipeLayer(file: string, gzip: boolean, sink: NodeJS.WritableStream): Promise<void> {
+  if (!gzip) return pipeline(createReadStream(file), sink);
+  return pipeline(createReadStream(file), createGunzip(), new TarEnd(), sink);
+}
+
+/** Whether a layer file starts with gzip's magic bytes. */
+async function isGzip(file: string): Promise<boolean> {
   const handle = await open(file, "r");
   const magic = Buffer.alloc(2);
   try {
@@ -143,8 +151,7 @@ async function pipeLayer(file: string, sink: NodeJS.WritableStream): Promise<voi
   } finally {
     await handle.close();
   }
-  if (!magic.equals(GZIP_MAGIC)) return pipeline(createReadStream(file), sink);
-  return pipeline(createReadStream(file), createGunzip(), new TarEnd(), sink);
+  return magic.equals(GZIP_MAGIC);
 }
 
 /**
